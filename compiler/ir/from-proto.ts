@@ -1,0 +1,217 @@
+import { clone, create } from "@bufbuild/protobuf";
+import { PipecError } from "../errors.ts";
+import type { ByteRange } from "../onnx/byte-source.ts";
+import { ExternalDataResolver, isExternal } from "../onnx/external-data.ts";
+import {
+  AttributeProto_AttributeType as AT,
+  AttributeProtoSchema,
+  FunctionProtoSchema,
+  GraphProtoSchema,
+  ModelProtoSchema,
+  NodeProtoSchema,
+  ValueInfoProtoSchema,
+  type FunctionProto,
+  type GraphProto,
+  type ModelProto,
+  type NodeProto,
+  type TensorProto,
+  type TypeProto,
+  type ValueInfoProto,
+} from "../onnx/generated/onnx_pb.ts";
+import { Attribute } from "./attribute.ts";
+import { Graph } from "./graph.ts";
+import { Model, ModelFunction } from "./model.ts";
+import { Node } from "./node.ts";
+import { Tensor } from "./tensor.ts";
+import type { Dim, ValueType } from "./types.ts";
+import { Value, type ValueInfoRole } from "./value.ts";
+
+/** An initializer as the loader found it: the proto without its bulk bytes, and where those are. */
+export interface InitializerSource {
+  proto: TensorProto;
+  raw?: ByteRange;
+}
+
+export interface ModelParts {
+  /** The ModelProto without its graph. */
+  model: ModelProto;
+  /** The main GraphProto without its initializers. */
+  graph: GraphProto;
+  initializers: InitializerSource[];
+}
+
+/** Builds the IR of a model from its decoded parts. */
+export function modelFromParts(parts: ModelParts, baseDir: string | undefined): Model {
+  const ctx = new Context(new ExternalDataResolver(baseDir));
+  const extras = clone(ModelProtoSchema, parts.model);
+  extras.functions = [];
+  extras.graph = undefined;
+  const opsets = new Map(parts.model.opsetImport.map((o) => [o.domain, Number(o.version)]));
+  const model = new Model({ irVersion: Number(parts.model.irVersion), opsets, extras });
+  model.baseDir = baseDir;
+  ctx.fillGraph(model.graph, parts.graph, parts.initializers);
+  for (const fp of parts.model.functions) model.functions.push(ctx.functionFromProto(fp));
+  return model;
+}
+
+class Context {
+  constructor(private readonly external: ExternalDataResolver) {}
+
+  tensor(proto: TensorProto, raw?: ByteRange): Tensor {
+    if (isExternal(proto)) {
+      const { range, location, path } = this.external.range(proto);
+      return new Tensor(proto, range, { location, resolvedPath: path });
+    }
+    return new Tensor(proto, raw);
+  }
+
+  fillGraph(graph: Graph, gp: GraphProto, initializers: InitializerSource[] = gp.initializer.map((proto) => ({ proto }))): void {
+    const extras = clone(GraphProtoSchema, gp);
+    extras.node = [];
+    extras.input = [];
+    extras.output = [];
+    extras.initializer = [];
+    extras.valueInfo = [];
+    extras.metadataProps = [];
+    graph.extras = extras;
+    graph.name = gp.name;
+    graph.docString = gp.docString;
+    for (const m of gp.metadataProps) graph.metadata.set(m.key, m.value);
+
+    const where = `graph '${gp.name}'`;
+    for (const info of gp.input) {
+      const v = graph.defineValue(this.unique(graph, info.name, where));
+      setInfo(v, "input", info);
+      graph.inputs.push(v);
+    }
+    for (const { proto, raw } of initializers) {
+      const existing = graph.lookup(proto.name);
+      const v = existing?.graph === graph && existing.isGraphInput && !existing.initializer ? existing : graph.defineValue(this.unique(graph, proto.name, where));
+      v.initializer = this.tensor(proto, raw);
+      if (!v.type) v.type = { kind: "tensor", dtype: proto.dataType, shape: proto.dims.map(Number) };
+      graph.initializers.set(v.name, v);
+    }
+
+    // Outputs of every node first, so that inputs may name values defined later: a graph out of
+    // topological order (or with a cycle) still loads, and the verifier reports it.
+    const nodes: [Node, NodeProto][] = [];
+    for (const np of gp.node) {
+      const node = new Node(np.opType, np.domain, nodeExtras(np));
+      node.name = np.name;
+      node.overload = np.overload;
+      node.docString = np.docString;
+      for (const m of np.metadataProps) node.metadata.set(m.key, m.value);
+      node.outputs.length = np.output.length;
+      np.output.forEach((name, i) => {
+        if (name === "") return;
+        graph.attachOutput(node, graph.defineValue(this.unique(graph, name, `node '${np.name || np.opType}'`)), i);
+      });
+      graph.append(node);
+      nodes.push([node, np]);
+    }
+    for (const info of gp.valueInfo) {
+      // An entry for a name nothing defines is kept as a detached value so the file round-trips.
+      const v = graph.lookup(info.name) ?? new Value(graph, info.name);
+      setInfo(v, "valueInfo", info);
+      graph.valueInfo.add(v);
+    }
+    for (const [node, np] of nodes) {
+      np.input.forEach((name, i) => node.setInput(i, name === "" ? undefined : this.resolve(graph, name, np)));
+      for (const ap of np.attribute) node.setAttribute(this.attribute(graph, ap));
+    }
+    for (const info of gp.output) {
+      const v = graph.lookup(info.name);
+      if (!v) throw new PipecError("invalid-model", `${where} lists output '${info.name}', which nothing defines`);
+      setInfo(v, "output", info);
+      graph.outputs.push(v);
+    }
+  }
+
+  functionFromProto(fp: FunctionProto): ModelFunction {
+    const extras = clone(FunctionProtoSchema, fp);
+    extras.node = [];
+    extras.input = [];
+    extras.output = [];
+    extras.valueInfo = [];
+    extras.attribute = [];
+    const fn = new ModelFunction(fp.name, fp.domain, {
+      overload: fp.overload,
+      attributeNames: [...fp.attribute],
+      opsets: new Map(fp.opsetImport.map((o) => [o.domain, Number(o.version)])),
+      extras,
+    });
+    const info = (name: string) => create(ValueInfoProtoSchema, { name });
+    const body = create(GraphProtoSchema, { name: fp.name, node: fp.node, input: fp.input.map(info), output: fp.output.map(info), valueInfo: fp.valueInfo });
+    this.fillGraph(fn.body, body);
+    return fn;
+  }
+
+  private attribute(graph: Graph, ap: AttributeProto): Attribute {
+    const proto = clone(AttributeProtoSchema, ap);
+    proto.g = undefined;
+    proto.graphs = [];
+    proto.t = undefined;
+    const subgraphs = ap.type === AT.GRAPH && ap.g ? [ap.g] : ap.type === AT.GRAPHS ? ap.graphs : [];
+    const graphs = subgraphs.map((gp) => {
+      const sub = new Graph(gp.name, { parent: graph });
+      this.fillGraph(sub, gp);
+      return sub;
+    });
+    const tensor = ap.type === AT.TENSOR && ap.t ? this.tensor(ap.t) : undefined;
+    if (ap.type !== AT.TENSOR && ap.t) proto.t = ap.t; // an unusual but legal extra field: keep it
+    return new Attribute(proto, graphs, tensor);
+  }
+
+  private resolve(graph: Graph, name: string, np: NodeProto) {
+    const v = graph.lookup(name);
+    if (!v) {
+      throw new PipecError("invalid-model", `node '${np.name || np.opType}' (${np.opType}) reads '${name}', which no node, graph input or initializer defines`);
+    }
+    return v;
+  }
+
+  private unique(graph: Graph, name: string, where: string): string {
+    if (graph.names.has(name) && graph.lookup(name)) {
+      throw new PipecError("invalid-model", `${where} defines '${name}' a second time (values must be assigned once)`);
+    }
+    return name;
+  }
+}
+
+type AttributeProto = NodeProto["attribute"][number];
+
+function nodeExtras(np: NodeProto): NodeProto {
+  const extras = clone(NodeProtoSchema, np);
+  extras.input = [];
+  extras.output = [];
+  extras.attribute = [];
+  extras.metadataProps = [];
+  // Scalar fields stay: the writer assigns them only when the IR's value differs, so a field
+  // that was absent stays absent and one that was present (even empty) stays present.
+  return extras;
+}
+
+function setInfo(v: Value, role: ValueInfoRole, info: ValueInfoProto): void {
+  v.infos[role] = info;
+  const type = info.type ? typeFromProto(info.type) : undefined;
+  if (knownDims(type) > knownDims(v.type)) v.type = type;
+  v.typeAtLoad = v.type;
+}
+
+/** How much a type says: -1 nothing, 0 dtype only, then 1 + the number of known dims. */
+function knownDims(t: ValueType | undefined): number {
+  if (!t) return -1;
+  if (t.kind !== "tensor" || !t.shape) return 0;
+  return 1 + t.shape.filter((d) => d !== undefined).length;
+}
+
+export function typeFromProto(tp: TypeProto): ValueType {
+  if (tp.value.case === "tensorType") {
+    const t = tp.value.value;
+    const shape: Dim[] | undefined = t.shape
+      ? t.shape.dim.map((d) => (d.value.case === "dimValue" ? Number(d.value.value) : d.value.case === "dimParam" ? d.value.value : undefined))
+      : undefined;
+    return { kind: "tensor", dtype: t.elemType, shape };
+  }
+  return { kind: "opaque", proto: tp };
+}
