@@ -19,6 +19,7 @@ import {
   type ValueInfoProto,
 } from "../onnx/generated/onnx_pb.ts";
 import { Attribute } from "./attribute.ts";
+import { byteSize, DataType, dtypeName } from "./dtype.ts";
 import { Graph } from "./graph.ts";
 import { Model, ModelFunction } from "./model.ts";
 import { Node } from "./node.ts";
@@ -60,8 +61,10 @@ class Context {
   tensor(proto: TensorProto, raw?: ByteRange): Tensor {
     if (isExternal(proto)) {
       const { range, location, path } = this.external.range(proto);
+      checkDataLength(proto, range.length, `external data '${location}'`);
       return new Tensor(proto, range, { location, resolvedPath: path });
     }
+    if (raw) checkDataLength(proto, raw.length, "raw_data");
     return new Tensor(proto, raw);
   }
 
@@ -175,6 +178,15 @@ class Context {
       throw new PipecError("invalid-model", `${where} defines '${name}' a second time (values must be assigned once)`);
     }
     return name;
+  }
+}
+
+/** A fixed-size tensor's data must have exactly the bytes its dtype and dims call for. */
+function checkDataLength(proto: TensorProto, length: number, where: string): void {
+  if (proto.dataType === DataType.STRING || proto.dataType === DataType.UNDEFINED) return;
+  const expected = byteSize(proto.dataType, proto.dims.reduce((n, d) => n * Number(d), 1));
+  if (length !== expected) {
+    throw new PipecError("invalid-model", `tensor '${proto.name}' needs ${expected} bytes (${dtypeName(proto.dataType)}[${proto.dims.join(",")}]) but its ${where} holds ${length}`);
   }
 }
 

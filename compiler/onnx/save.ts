@@ -81,10 +81,14 @@ export function saveModel(model: Model, path: string, opts: SaveOptions = {}): S
     throw new PipecError("too-large", `the model would be ${modelBytes} bytes, over protobuf's 2 GiB limit: save its weights as external data`);
   }
   for (const origin of collectExternalOrigins(model)) files.provide(origin.location, origin.resolvedPath);
+  const readFrom = sourcePaths(modelChunks, files);
+  if (existsSync(outPath) && readFrom.has(realpathSync(outPath))) {
+    throw new PipecError("overwrite-input", `refusing to overwrite '${path}': it is the model being read; write to another path`);
+  }
 
   const staged: [string, string][] = [];
   try {
-    const reports = files.stage(staged, opts.linkExternalData ?? true);
+    const reports = files.stage(staged, opts.linkExternalData ?? true, readFrom);
     const tmp = tempName(outPath);
     staged.push([tmp, outPath]);
     writeChunks(tmp, modelChunks);
@@ -125,6 +129,16 @@ function writeChunks(path: string, chunks: Chunk[]): void {
 
 function tempName(target: string): string {
   return resolve(dirname(target), `.${basename(target)}.${process.pid}.tmp`);
+}
+
+/** Real paths of every file this save reads bytes from: it must not write over any of them. */
+function sourcePaths(modelChunks: Chunk[], files: ExternalFiles): Set<string> {
+  const paths = new Set<string>();
+  for (const c of [...modelChunks, ...files.chunks()]) {
+    if (!(c instanceof Uint8Array) && c.source.path) paths.add(realpathSync(c.source.path));
+  }
+  for (const p of files.providedPaths()) paths.add(realpathSync(p));
+  return paths;
 }
 
 function hasExternal(tensors: Tensor[]): boolean {
@@ -226,13 +240,20 @@ class ExternalFiles {
     return { location: file.location, offset };
   }
 
+  chunks(): Chunk[] {
+    return this.written.flatMap((f) => f.chunks);
+  }
+
+  providedPaths(): string[] {
+    return [...this.provided.values()];
+  }
+
   /** Writes new data files and links or copies provided ones, all under temporary names. */
-  stage(staged: [string, string][], link: boolean): ExternalFileReport[] {
+  stage(staged: [string, string][], link: boolean, readFrom: Set<string>): ExternalFileReport[] {
     const reports: ExternalFileReport[] = [];
-    const inputs = new Set([...this.provided.values()].map((p) => realpathSync(p)));
     for (const file of this.written) {
       const target = this.target(file.location);
-      if (this.provided.has(file.location) || (existsSync(target) && inputs.has(realpathSync(target)))) {
+      if (this.provided.has(file.location) || (existsSync(target) && readFrom.has(realpathSync(target)))) {
         throw new PipecError("external-data", `refusing to overwrite '${file.location}': the model being saved reads its weights from it`);
       }
       const tmp = tempName(target);
