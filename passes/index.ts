@@ -1,0 +1,15 @@
+import { PassRegistry } from "../compiler/pass-manager/registry.ts";
+import { createCse } from "./cse.ts";
+import { createDce } from "./dce.ts";
+import { createToposort } from "./toposort.ts";
+
+/**
+ * Every pass the command line and .pipe files can name. Add a pass here with its options; the
+ * manager validates and converts the options a pipeline gives before calling `create`.
+ */
+export function defaultRegistry(): PassRegistry {
+  return new PassRegistry()
+    .register({ name: "toposort", create: createToposort })
+    .register({ name: "dce", create: createDce })
+    .register({ name: "cse", create: createCse });
+}
