@@ -44,6 +44,7 @@ export function writeZooModel(config: ZooConfig, dir: string, opts: WriteOptions
   const writer = external ? new ExternalDataWriter(`${modelPath}.data`) : undefined;
   try {
     const model = buildZooModel(config, { encoding, weights: new GeneratedWeights(config.seed, writer?.sink) });
+    writer?.adoptInline(model);
     writer?.close();
     saveModel(model, modelPath, { weights: external ? "preserve" : "inline" });
   } catch (e) {

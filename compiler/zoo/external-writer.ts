@@ -4,6 +4,7 @@ import { create } from "@bufbuild/protobuf";
 import { FileSource, writeAll, type ByteSource } from "../onnx/byte-source.ts";
 import { StringStringEntryProtoSchema, TensorProto_DataLocation, TensorProtoSchema } from "../onnx/generated/onnx_pb.ts";
 import { DataType } from "../ir/dtype.ts";
+import type { Model } from "../ir/model.ts";
 import { Tensor } from "../ir/tensor.ts";
 import type { TensorSink } from "./weights.ts";
 
@@ -16,26 +17,31 @@ const ALIGN = 4096;
  * of copying it: the data file must lie in the folder the model is saved to.
  */
 export class ExternalDataWriter {
-  private readonly fd: number;
+  readonly path: string;
   private readonly location: string;
+  private fd: number | undefined;
   private size = 0;
   private reader: FileSource | undefined;
 
-  constructor(readonly path: string) {
+  constructor(path: string) {
     this.path = resolve(path);
     this.location = basename(this.path);
     this.fd = openSync(this.path, "w");
   }
 
-  readonly sink: TensorSink = (name, dims, values) => {
+  readonly sink: TensorSink = (name, dims, values) =>
+    this.write(name, DataType.FLOAT, dims, new Uint8Array(values.buffer, values.byteOffset, values.byteLength));
+
+  /** Appends `bytes` (aligned) and returns a tensor referencing them. */
+  write(name: string, dtype: number, dims: readonly number[], bytes: Uint8Array): Tensor {
+    if (this.fd === undefined) throw new Error(`${this.path} is already closed`);
     const offset = Math.ceil(this.size / ALIGN) * ALIGN;
     if (offset > this.size) writeAll(this.fd, new Uint8Array(offset - this.size));
-    const bytes = new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
     writeAll(this.fd, bytes);
     this.size = offset + bytes.byteLength;
     const proto = create(TensorProtoSchema, {
       name,
-      dataType: DataType.FLOAT,
+      dataType: dtype,
       dims: dims.map(BigInt),
       dataLocation: TensorProto_DataLocation.EXTERNAL,
       externalData: [
@@ -44,20 +50,37 @@ export class ExternalDataWriter {
         ["length", String(bytes.byteLength)],
       ].map(([key, value]) => create(StringStringEntryProtoSchema, { key, value })),
     });
-    const range = { source: this.lazyReader(), offset, length: bytes.byteLength };
+    const range = { source: this.source, offset, length: bytes.byteLength };
     return new Tensor(proto, range, { location: this.location, resolvedPath: this.path });
-  };
+  }
+
+  /**
+   * Moves the model's other large in-memory initializers (rotary tables, ...) into this file
+   * too: saving with `preserve` would otherwise start a second data file for them.
+   */
+  adoptInline(model: Model, minBytes = 1024): void {
+    for (const v of model.graph.initializers.values()) {
+      const t = v.initializer!;
+      if (t.external || !t.ownBytes || t.byteLength < minBytes) continue;
+      v.initializer = this.write(t.name, t.dtype, t.dims, t.ownBytes);
+    }
+  }
 
   /** Finishes the file; tensors handed out stay readable. */
   close(): void {
-    closeSync(this.fd);
+    if (this.fd !== undefined) closeSync(this.fd);
+    this.fd = undefined;
   }
 
   /** Reads go through a source opened on first read, after the bytes were written. */
-  private lazyReader(): ByteSource {
+  private readonly source: ByteSource = this.lazySource();
+
+  private lazySource(): ByteSource {
     const self = this;
     return {
-      path: this.path,
+      get path() {
+        return self.path;
+      },
       get size() {
         return self.size;
       },
