@@ -1,0 +1,34 @@
+import type { Dim } from "../types.ts";
+import type { RuleTable, ShapeRule } from "./context.ts";
+import { normalizeAxis } from "./dims.ts";
+
+/** Indexing ops: Gather, GatherElements, GatherND. */
+
+/** data[..axis-1] ++ indices ++ data[axis+1..] */
+const gather: ShapeRule = (ctx) => {
+  const [data, indices] = [ctx.shape(0), ctx.shape(1)];
+  if (!data || !indices) return ctx.setOutput(0, ctx.dtype(0), undefined);
+  const axis = normalizeAxis(ctx.node.attrInt("axis", 0), data.length);
+  ctx.setOutput(0, ctx.dtype(0), [...data.slice(0, axis), ...indices, ...data.slice(axis + 1)]);
+  // Shape(x)[i]: picking dims out of a known shape vector.
+  const [k, at] = [ctx.known(0), ctx.knownInts(1)];
+  if (k && at && data.length === 1) ctx.setKnown(0, at.map((i) => k[i < 0 ? i + k.length : i]), indices.length === 0 ? [] : [at.length]);
+};
+
+const gatherElements: ShapeRule = (ctx) => ctx.setOutput(0, ctx.dtype(0), ctx.shape(1));
+
+/** indices[..-1] ++ data[batch_dims + indices[-1]..] */
+const gatherND: ShapeRule = (ctx) => {
+  const [data, indices] = [ctx.shape(0), ctx.shape(1)];
+  const depth = indices?.[indices.length - 1];
+  if (!data || !indices || typeof depth !== "number") return ctx.setOutput(0, ctx.dtype(0), undefined);
+  const batchDims = ctx.node.attrInt("batch_dims", 0);
+  const out: Dim[] = [...indices.slice(0, -1), ...data.slice(batchDims + depth)];
+  ctx.setOutput(0, ctx.dtype(0), out);
+};
+
+export const gatherRules: RuleTable = {
+  Gather: gather,
+  GatherElements: gatherElements,
+  GatherND: gatherND,
+};
