@@ -1,0 +1,105 @@
+// Cache for append-only models (outputs present_new.{i}.key|value hold only the S new
+// rows). The runtime owns one buffer per slot with room for C rows, feeds the whole
+// buffer as past, and masks rows [length, C) out. Per step it copies S new rows per slot
+// (into preallocated, bound output tensors at S = 1): nothing proportional to the context
+// is copied or allocated. Truncate only moves the length; the buffer doubles when full.
+import * as ort from "onnxruntime-node";
+import type { KvSlot } from "../contract.ts";
+import { allocFloat, allocInt, fillInt, floatData, type FloatArray, type IntArray, type IntType } from "../tensors.ts";
+import { checkIndices, copyRowRange, dimsWithRows, gatherRows, geometry, type KvCache, type SlotGeometry } from "./kv-cache.ts";
+
+export class AppendKvCache implements KvCache {
+  private readonly geometries: SlotGeometry[];
+  private buffers: FloatArray[] = [];
+  private pasts: ort.Tensor[] = [];
+  /** Bound outputs for single-row steps, reused every decode step. */
+  private readonly singleRow: ort.Tensor[];
+  /** Invariant: [0, rows) = 1, [rows, capacity) = 0, [capacity, end) = 1 (the new rows' slots). */
+  private maskValues: IntArray;
+  private capacity = 0;
+  private rows = 0;
+  private peak = 0;
+
+  constructor(
+    private readonly slots: readonly KvSlot[],
+    private readonly maskType: IntType,
+    initialCapacity: number,
+  ) {
+    this.geometries = slots.map(geometry);
+    this.singleRow = slots.map((slot) => new ort.Tensor(slot.type, allocFloat(slot.type, geometry(slot).outer * geometry(slot).inner), dimsWithRows(slot, 1)));
+    this.maskValues = allocInt(maskType, 0);
+    this.resize(initialCapacity, 1);
+  }
+
+  get length(): number {
+    return this.rows;
+  }
+
+  get bytes(): number {
+    return this.buffers.reduce((sum, b) => sum + b.byteLength, 0);
+  }
+
+  get peakBytes(): number {
+    return this.peak;
+  }
+
+  prepare(S: number, feeds: Record<string, ort.Tensor>, fetches: Record<string, ort.Tensor | null>): void {
+    if (this.rows + S > this.capacity) this.resize(Math.max(2 * this.capacity, this.rows + S), S);
+    this.slots.forEach((slot, i) => {
+      feeds[slot.input] = this.pasts[i];
+      fetches[slot.output] = S === 1 ? this.singleRow[i] : null;
+    });
+  }
+
+  mask(S: number): IntArray {
+    if (this.maskValues.length < this.capacity + S) this.resize(this.capacity, S);
+    return this.maskValues.subarray(0, this.capacity + S);
+  }
+
+  accept(outputs: Record<string, ort.Tensor>, S: number): void {
+    this.slots.forEach((slot, i) => {
+      const rows = outputs[slot.output];
+      if (!rows || rows.dims[slot.seqAxis] !== S) throw new Error(`${slot.output}: expected ${S} new rows, got dims [${rows?.dims.join(", ")}]`);
+      copyRowRange(this.geometries[i], floatData(rows), S, 0, this.buffers[i], this.capacity, this.rows, S);
+    });
+    fillInt(this.maskValues, 1, this.rows, this.rows + S);
+    this.rows += S;
+  }
+
+  truncate(length: number): void {
+    if (length > this.rows || length < 0) throw new RangeError(`cannot truncate a cache of ${this.rows} rows to ${length}`);
+    fillInt(this.maskValues, 0, length, this.rows);
+    this.rows = length;
+  }
+
+  gather(indices: readonly number[]): void {
+    checkIndices(indices, this.rows);
+    const k = indices.length;
+    this.slots.forEach((slot, i) => {
+      const g = this.geometries[i];
+      const selected = allocFloat(slot.type, g.outer * k * g.inner);
+      gatherRows(g, this.buffers[i], this.capacity, selected, k, indices);
+      copyRowRange(g, selected, k, 0, this.buffers[i], this.capacity, 0, k);
+    });
+    fillInt(this.maskValues, 0, k, this.rows);
+    this.rows = k;
+  }
+
+  /** New buffers of `capacity` rows holding the current rows, and a mask with room for `S` new rows. */
+  private resize(capacity: number, S: number): void {
+    if (capacity !== this.capacity) {
+      this.slots.forEach((slot, i) => {
+        const g = this.geometries[i];
+        const buffer = allocFloat(slot.type, g.outer * capacity * g.inner);
+        if (this.rows > 0) copyRowRange(g, this.buffers[i], this.capacity, 0, buffer, capacity, 0, this.rows);
+        this.buffers[i] = buffer;
+        this.pasts[i] = new ort.Tensor(slot.type, buffer, dimsWithRows(slot, capacity));
+      });
+      this.capacity = capacity;
+      this.peak = Math.max(this.peak, this.bytes);
+    }
+    this.maskValues = allocInt(this.maskType, capacity + Math.max(S, this.maskValues.length - capacity, 1));
+    fillInt(this.maskValues, 1, 0, this.rows);
+    fillInt(this.maskValues, 1, capacity);
+  }
+}

@@ -1,0 +1,119 @@
+// A decoder's calling contract, read from the session's input/output names and metadata.
+// Recognised layouts (B = batch, P = past rows, T = P + S, Hkv = KV heads, D = head dim):
+//   Optimum:           past_key_values.{i}.key|value [B,Hkv,P,D] -> present.{i}.key|value [B,Hkv,T,D]
+//   append-only:       past_key_values.{i}.key|value [B,Hkv,C,D] -> present_new.{i}.key|value [B,Hkv,S,D]
+//                      (the runtime owns a buffer of capacity C; rows past the cache length are masked)
+//   genai GPT-2:       past_{i} [2,B,H,P,D] -> present_{i} [2,B,H,T,D] (K and V stacked)
+//   recurrent state:   any other past_X -> present_X pair (e.g. LFM2's past_conv.{i}), carried opaquely
+import type * as ort from "onnxruntime-node";
+import { RuntimeError } from "./errors.ts";
+import { asFloatType, asIntType, type FloatType, type IntType } from "./tensors.ts";
+
+export type KvMode = "present" | "append";
+
+export interface StateSlot {
+  input: string;
+  output: string;
+  type: FloatType;
+  /** Input dims with B = 1 and the sequence axis (if any) = 0. */
+  dims: number[];
+}
+
+export interface KvSlot extends StateSlot {
+  /** Axis of P in `dims` (rank - 2 in every known layout). */
+  seqAxis: number;
+}
+
+export interface DecoderContract {
+  idsType: IntType;
+  maskType?: IntType;
+  positionType?: IntType;
+  /** Merged with/without-past exports pick their branch with this flag. */
+  hasCacheBranchFlag: boolean;
+  logits: string;
+  /** V when the model declares it as a number. */
+  vocabSize?: number;
+  kvMode: KvMode;
+  kv: KvSlot[];
+  recurrent: StateSlot[];
+}
+
+const KV_INPUT = /^past_key_values\.(\d+)\.(key|value)$|^past_(\d+)$/;
+
+function tensorMeta(list: readonly ort.InferenceSession.ValueMetadata[], name: string): ort.InferenceSession.TensorValueMetadata {
+  const meta = list.find((m) => m.name === name);
+  if (!meta || !meta.isTensor) throw new RuntimeError("unsupported-model", `model value ${name} is not a tensor`);
+  return meta;
+}
+
+/** Dims with the batch axis set to 1, the sequence axis to 0, and every other axis fixed. */
+function stateDims(name: string, shape: readonly (number | string | undefined)[], batchAxis: number, seqAxis?: number): number[] {
+  return shape.map((d, axis) => {
+    if (axis === batchAxis) return 1;
+    if (axis === seqAxis) return 0;
+    if (typeof d === "number" && d >= 0) return d;
+    throw new RuntimeError("unsupported-model", `model input ${name} has a symbolic dimension ${String(d)} at axis ${axis}; only batch and sequence axes may be symbolic`);
+  });
+}
+
+function presentNameFor(input: string, outputs: Set<string>): { output: string; mode: KvMode } | undefined {
+  const split = /^past_key_values\.(.+)$/.exec(input);
+  if (split) {
+    if (outputs.has(`present_new.${split[1]}`)) return { output: `present_new.${split[1]}`, mode: "append" };
+    if (outputs.has(`present.${split[1]}`)) return { output: `present.${split[1]}`, mode: "present" };
+    return undefined;
+  }
+  const other = input.replace(/^past/, "present");
+  return outputs.has(other) ? { output: other, mode: "present" } : undefined;
+}
+
+export function readContract(session: ort.InferenceSession): DecoderContract {
+  const inputs = session.inputMetadata;
+  const outputNames = new Set(session.outputNames);
+  if (!session.inputNames.includes("input_ids")) throw new RuntimeError("unsupported-model", `model has no input_ids input (inputs: ${session.inputNames.join(", ")})`);
+  if (!outputNames.has("logits")) throw new RuntimeError("unsupported-model", `model has no logits output (outputs: ${session.outputNames.join(", ")})`);
+
+  const contract: DecoderContract = {
+    idsType: asIntType("input_ids", tensorMeta(inputs, "input_ids").type),
+    hasCacheBranchFlag: false,
+    logits: "logits",
+    kvMode: "present",
+    kv: [],
+    recurrent: [],
+  };
+  const logitsShape = tensorMeta(session.outputMetadata, "logits").shape;
+  const V = logitsShape[logitsShape.length - 1];
+  if (typeof V === "number") contract.vocabSize = V;
+
+  const modes = new Set<KvMode>();
+  for (const name of session.inputNames) {
+    if (name === "input_ids") continue;
+    if (name === "attention_mask") contract.maskType = asIntType(name, tensorMeta(inputs, name).type);
+    else if (name === "position_ids") contract.positionType = asIntType(name, tensorMeta(inputs, name).type);
+    else if (name === "use_cache_branch") contract.hasCacheBranchFlag = true;
+    else if (name.startsWith("past")) {
+      const meta = tensorMeta(inputs, name);
+      const pair = presentNameFor(name, outputNames);
+      if (!pair) throw new RuntimeError("unsupported-model", `model input ${name} has no matching present output to feed it from`);
+      const type = asFloatType(name, meta.type);
+      if (KV_INPUT.test(name)) {
+        const combined = name.startsWith("past_") && !name.startsWith("past_key_values");
+        const seqAxis = meta.shape.length - 2;
+        contract.kv.push({ input: name, output: pair.output, type, seqAxis, dims: stateDims(name, meta.shape, combined ? 1 : 0, seqAxis) });
+        modes.add(pair.mode);
+      } else {
+        contract.recurrent.push({ input: name, output: pair.output, type, dims: stateDims(name, meta.shape, 0) });
+      }
+    } else {
+      throw new RuntimeError("unsupported-model", `model input ${name} is not one the runtime knows how to feed (expected input_ids, attention_mask, position_ids, past_*)`);
+    }
+  }
+  if (modes.size > 1) throw new RuntimeError("unsupported-model", "model mixes present.* and present_new.* outputs; a cache is either fully returned or fully append-only");
+  if (modes.has("append")) {
+    if (!contract.maskType || !contract.positionType) {
+      throw new RuntimeError("unsupported-model", "an append-only model (present_new.* outputs) needs attention_mask and position_ids inputs: the runtime masks its unused capacity");
+    }
+    contract.kvMode = "append";
+  }
+  return contract;
+}

@@ -1,0 +1,178 @@
+// One decoder model (an onnxruntime session plus its contract) and the sequences it runs.
+// A sequence owns the per-request state (KV cache, recurrent state) and turns "run these
+// S tokens" into feeds for whatever contract the model has. At S = 1 (decode) the inputs
+// and the logits output are preallocated and reused: the host loop allocates nothing
+// that grows with the context.
+import { existsSync, readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import * as ort from "onnxruntime-node";
+import { createKvCache, type KvCache, type KvCacheOptions } from "./cache/kv-cache.ts";
+import { RecurrentState } from "./cache/recurrent-state.ts";
+import { readContract, type DecoderContract } from "./contract.ts";
+import { openSession, type ResolvedDevice, type SessionOptions } from "./device.ts";
+import { RuntimeError } from "./errors.ts";
+import { allocInt, setInt, type IntArray, type IntType } from "./tensors.ts";
+
+export interface DecoderOptions extends SessionOptions {
+  /** Longest sequence (prompt + generated) the model supports; read from genai_config.json or config.json beside the model when absent. */
+  maxPositions?: number;
+  kvCache?: KvCacheOptions;
+}
+
+/** What exporters write next to the model (genai_config.json, or a transformers config.json). */
+export interface DeclaredConfig {
+  maxPositions?: number;
+  eosTokenIds: number[];
+}
+
+export function readDeclaredConfig(modelPath: string): DeclaredConfig {
+  const dir = dirname(modelPath);
+  const read = (file: string): any => (existsSync(join(dir, file)) ? JSON.parse(readFileSync(join(dir, file), "utf8")) : undefined);
+  const source = read("genai_config.json")?.model ?? read("config.json") ?? {};
+  const maxPositions = source.context_length ?? source.max_position_embeddings ?? source.n_positions;
+  const eos = source.eos_token_id;
+  return {
+    maxPositions: typeof maxPositions === "number" ? maxPositions : undefined,
+    eosTokenIds: (Array.isArray(eos) ? eos : eos === undefined ? [] : [eos]).filter((id: unknown): id is number => typeof id === "number"),
+  };
+}
+
+export class DecoderModel {
+  private constructor(
+    readonly session: ort.InferenceSession,
+    readonly device: ResolvedDevice,
+    readonly contract: DecoderContract,
+    readonly maxPositions: number | undefined,
+    /** End-of-sequence ids the model's config declares (empty when it declares none). */
+    readonly eosTokenIds: readonly number[],
+    private readonly cacheOptions: KvCacheOptions,
+  ) {}
+
+  static async open(modelPath: string, options: DecoderOptions = {}): Promise<DecoderModel> {
+    if (!existsSync(modelPath)) throw new RuntimeError("model-not-found", `model file ${modelPath} does not exist`);
+    const { session, device } = await openSession(modelPath, options);
+    try {
+      const contract = readContract(session);
+      const declared = readDeclaredConfig(modelPath);
+      return new DecoderModel(session, device, contract, options.maxPositions ?? declared.maxPositions, declared.eosTokenIds, options.kvCache ?? {});
+    } catch (e) {
+      await session.release();
+      throw e;
+    }
+  }
+
+  newSequence(): DecoderSequence {
+    return new DecoderSequence(this, createKvCache(this.contract, this.cacheOptions), new RecurrentState(this.contract.recurrent));
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}
+
+/** Reused input tensors for one-token steps. */
+interface SingleTokenInputs {
+  ids: IntArray;
+  idsTensor: ort.Tensor;
+  positions?: IntArray;
+  positionsTensor?: ort.Tensor;
+  logits?: ort.Tensor;
+}
+
+export class DecoderSequence {
+  /** Milliseconds spent inside session.run, summed over this sequence's steps. */
+  runMs = 0;
+  private readonly single: SingleTokenInputs;
+
+  constructor(
+    readonly model: DecoderModel,
+    readonly cache: KvCache,
+    private readonly recurrent: RecurrentState,
+  ) {
+    const { idsType, positionType, vocabSize } = model.contract;
+    const ids = allocInt(idsType, 1);
+    this.single = { ids, idsTensor: new ort.Tensor(idsType, ids, [1, 1]) };
+    if (positionType) {
+      this.single.positions = allocInt(positionType, 1);
+      this.single.positionsTensor = new ort.Tensor(positionType, this.single.positions, [1, 1]);
+    }
+    if (vocabSize !== undefined) {
+      const type = model.session.outputMetadata.find((m) => m.name === model.contract.logits);
+      const logitsType = type?.isTensor && type.type === "float16" ? "float16" : "float32";
+      const data = logitsType === "float16" ? new Uint16Array(vocabSize) : new Float32Array(vocabSize);
+      this.single.logits = new ort.Tensor(logitsType, data, [1, 1, vocabSize]);
+    }
+  }
+
+  /** Tokens held in the cache (= the position of the next token). */
+  get length(): number {
+    return this.cache.length;
+  }
+
+  get stateBytes(): number {
+    return this.cache.bytes + this.recurrent.bytes;
+  }
+
+  /** Runs `tokens` after what the sequence holds; returns logits [1, S, V]. */
+  async forward(tokens: readonly number[]): Promise<ort.Tensor> {
+    const S = tokens.length;
+    const start = this.cache.length;
+    const { contract, maxPositions, session } = this.model;
+    if (S === 0) throw new RangeError("forward needs at least one token");
+    if (maxPositions !== undefined && start + S > maxPositions) {
+      throw new RuntimeError("context-overflow", `sequence of ${start + S} tokens exceeds the model's ${maxPositions} positions`);
+    }
+    const feeds: Record<string, ort.Tensor> = {};
+    const fetches: Record<string, ort.Tensor | null> = {};
+    feeds.input_ids = S === 1 ? this.singleIds(tokens[0]) : intTensor(contract.idsType, tokens, [1, S]);
+    if (contract.positionType) {
+      feeds.position_ids = S === 1 ? this.singlePosition(start) : intTensor(contract.positionType, Array.from({ length: S }, (_, j) => start + j), [1, S]);
+    }
+    if (contract.hasCacheBranchFlag) feeds.use_cache_branch = new ort.Tensor("bool", [start > 0], [1]);
+    this.cache.prepare(S, feeds, fetches);
+    this.recurrent.prepare(feeds, fetches);
+    if (contract.maskType) {
+      const mask = this.cache.mask(S);
+      feeds.attention_mask = new ort.Tensor(contract.maskType, mask, [1, mask.length]);
+    }
+    fetches[contract.logits] = S === 1 && this.single.logits ? this.single.logits : null;
+
+    const t0 = performance.now();
+    const outputs = await session.run(feeds, fetches);
+    this.runMs += performance.now() - t0;
+
+    this.cache.accept(outputs, S);
+    this.recurrent.accept(outputs);
+    return outputs[contract.logits];
+  }
+
+  /** Keeps the first `length` tokens (rollback after speculative verification). */
+  truncate(length: number): void {
+    if (length !== this.cache.length && !this.recurrent.isEmpty) {
+      throw new RuntimeError("cannot-rollback", "this model carries recurrent state (past_conv.* or similar) that cannot be rolled back; only attention KV can be truncated");
+    }
+    this.cache.truncate(length);
+  }
+
+  /** Keeps the cached tokens at `indices`, in that order; the next token's position becomes indices.length. */
+  gather(indices: readonly number[]): void {
+    if (!this.recurrent.isEmpty) throw new RuntimeError("cannot-rollback", "this model carries recurrent state that cannot be gathered");
+    this.cache.gather(indices);
+  }
+
+  private singleIds(token: number): ort.Tensor {
+    setInt(this.single.ids, 0, token);
+    return this.single.idsTensor;
+  }
+
+  private singlePosition(position: number): ort.Tensor {
+    setInt(this.single.positions!, 0, position);
+    return this.single.positionsTensor!;
+  }
+}
+
+function intTensor(type: IntType, values: readonly number[], dims: number[]): ort.Tensor {
+  const data = allocInt(type, values.length);
+  values.forEach((v, i) => setInt(data, i, v));
+  return new ort.Tensor(type, data, dims);
+}

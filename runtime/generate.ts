@@ -1,0 +1,171 @@
+// Generation (batch 1): prefill (optionally in chunks), then one decode step per token,
+// until EOS, a stop string, the token limit, the model's last position, or an abort.
+// `stream` yields `{ kind: "token", token, text }` per token and ends with `{ kind: "end", ... stats }`.
+import type * as ort from "onnxruntime-node";
+import type { DecoderModel } from "./decoder.ts";
+import { RuntimeError } from "./errors.ts";
+import { RunClock, type GenerationStats } from "./metrics.ts";
+import type { LogitsProcessor } from "./sampling/processors.ts";
+import { createSampler, type SamplingConfig } from "./sampling/sampler.ts";
+import { floatData, readFloatRow } from "./tensors.ts";
+import { TextStream } from "./text-stream.ts";
+import type { TextTokenizer } from "./tokenizer.ts";
+
+export interface GenerateOptions {
+  /** Most tokens to generate (default 128). */
+  maxTokens?: number;
+  /** Greedy when absent. */
+  sampling?: SamplingConfig;
+  /** Extra logits processors, applied before temperature / top-k / top-p. */
+  processors?: LogitsProcessor[];
+  /** Ids that end generation (included in `tokens`); default: the tokenizer's EOS, else the model config's. `[]` disables. */
+  eosTokenIds?: readonly number[];
+  /** Generation ends before the first occurrence of any of these (needs a tokenizer). */
+  stopStrings?: readonly string[];
+  signal?: AbortSignal;
+  /** Run the prompt in chunks of this many tokens (bounds prefill memory). Default: all at once. */
+  prefillChunkSize?: number;
+  /**
+   * A prompt longer than the model's positions is an error by default; "truncate-left" keeps
+   * its last (maxPositions - maxTokens) tokens (at least one) instead.
+   */
+  promptOverflow?: "error" | "truncate-left";
+}
+
+export type FinishReason = "eos" | "stop-string" | "max-tokens" | "context-full" | "aborted";
+
+export interface TokenEvent {
+  kind: "token";
+  token: number;
+  /** Text this token completes ("" without a tokenizer, or while a multi-token character or possible stop string is pending). */
+  text: string;
+}
+
+export interface EndEvent {
+  kind: "end";
+  tokens: number[];
+  text: string;
+  finishReason: FinishReason;
+  stats: GenerationStats;
+}
+
+export type GenerationEvent = TokenEvent | EndEvent;
+
+export interface GenerationResult {
+  tokens: number[];
+  text: string;
+  finishReason: FinishReason;
+  stats: GenerationStats;
+}
+
+export class Generator {
+  constructor(
+    readonly model: DecoderModel,
+    readonly tokenizer?: TextTokenizer,
+  ) {
+    const V = model.contract.vocabSize;
+    if (tokenizer && V !== undefined) checkVocabulary(tokenizer, V);
+  }
+
+  async run(prompt: string | readonly number[], options: GenerateOptions = {}): Promise<GenerationResult> {
+    for await (const event of this.stream(prompt, options)) {
+      if (event.kind === "end") return { tokens: event.tokens, text: event.text, finishReason: event.finishReason, stats: event.stats };
+    }
+    throw new Error("generation ended without an end event");
+  }
+
+  async *stream(prompt: string | readonly number[], options: GenerateOptions = {}): AsyncGenerator<GenerationEvent> {
+    const clock = new RunClock();
+    const maxTokens = options.maxTokens ?? 128;
+    const promptIds = this.promptIds(prompt, maxTokens, options.promptOverflow ?? "error");
+    const stopStrings = options.stopStrings ?? [];
+    if (stopStrings.length && !this.tokenizer) throw new RuntimeError("stop-strings-need-tokenizer", "stop strings need a tokenizer; in token-id mode stop on eosTokenIds instead");
+    const eos = new Set(options.eosTokenIds ?? (this.tokenizer?.eosTokenId !== undefined ? [this.tokenizer.eosTokenId] : this.model.eosTokenIds));
+    const text = this.tokenizer ? new TextStream(this.tokenizer, stopStrings) : undefined;
+
+    const sequence = this.model.newSequence();
+    const tokens = [...promptIds];
+    const generated: number[] = [];
+    let finishReason: FinishReason = "max-tokens";
+    let logits: Float32Array | undefined;
+    let sample: ReturnType<typeof createSampler> | undefined;
+
+    const prefillStart = clock.now();
+    let last: ort.Tensor | undefined;
+    const chunk = options.prefillChunkSize ?? promptIds.length;
+    for (let at = 0; at < promptIds.length && !options.signal?.aborted; at += chunk) {
+      last = await sequence.forward(promptIds.slice(at, at + chunk));
+    }
+    clock.prefillMs = clock.now() - prefillStart;
+
+    while (last) {
+      if (options.signal?.aborted) {
+        finishReason = "aborted";
+        break;
+      }
+      const V = last.dims[last.dims.length - 1];
+      if (!logits) {
+        if (this.tokenizer) checkVocabulary(this.tokenizer, V);
+        logits = new Float32Array(V);
+        sample = createSampler(options.sampling ?? {}, V, options.processors);
+      }
+      readFloatRow(floatData(last), (last.dims[1] - 1) * V, logits);
+      const token = sample!(logits, { tokens });
+      tokens.push(token);
+      generated.push(token);
+      const delta = text?.push(token) ?? "";
+      clock.tokenOut();
+      yield { kind: "token", token, text: delta };
+
+      if (eos.has(token)) finishReason = "eos";
+      else if (text?.stopped) finishReason = "stop-string";
+      else if (generated.length >= maxTokens) finishReason = "max-tokens";
+      else if (this.model.maxPositions !== undefined && sequence.length + 1 > this.model.maxPositions) finishReason = "context-full";
+      else {
+        last = await sequence.forward([token]);
+        continue;
+      }
+      break;
+    }
+    if (!last) finishReason = "aborted";
+    text?.flush();
+    yield {
+      kind: "end",
+      tokens: generated,
+      text: text?.text ?? "",
+      finishReason,
+      stats: clock.finish({
+        device: this.model.device,
+        promptTokens: promptIds.length,
+        generatedTokens: generated.length,
+        sessionRunMs: sequence.runMs,
+        peakKvBytes: sequence.cache.peakBytes,
+      }),
+    };
+  }
+
+  private promptIds(prompt: string | readonly number[], maxTokens: number, overflow: "error" | "truncate-left"): number[] {
+    let ids: number[];
+    if (typeof prompt === "string") {
+      if (!this.tokenizer) throw new RuntimeError("no-tokenizer", "a text prompt needs a tokenizer (or pass token ids)");
+      ids = this.tokenizer.encode(prompt);
+    } else {
+      ids = [...prompt];
+    }
+    if (ids.length === 0) throw new RuntimeError("empty-prompt", "the prompt is empty: give at least one token");
+    const limit = this.model.maxPositions;
+    if (limit !== undefined && ids.length > limit) {
+      if (overflow === "error") {
+        throw new RuntimeError("prompt-too-long", `prompt of ${ids.length} tokens exceeds the model's ${limit} positions; shorten it or use promptOverflow: "truncate-left"`);
+      }
+      ids = ids.slice(ids.length - Math.max(1, limit - maxTokens));
+    }
+    return ids;
+  }
+}
+
+function checkVocabulary(tokenizer: TextTokenizer, V: number): void {
+  if (tokenizer.vocabSize > V) {
+    throw new RuntimeError("tokenizer-mismatch", `the tokenizer has ${tokenizer.vocabSize} token ids but the model's logits cover ${V}; use the tokenizer that belongs to this model`);
+  }
+}
