@@ -28,7 +28,8 @@ export function closer(a: NearMiss | undefined, b: NearMiss): NearMiss {
 }
 
 export function formatNearMiss(m: NearMiss): string {
-  const head = `rule '${m.rule}' did not match; closest: ${m.root.describe()}`;
+  const outputs = m.root.outputs.filter((v) => v !== undefined).join(", ");
+  const head = `rule '${m.rule}' did not match; closest: ${m.root.describe()} -> ${outputs}`;
   if (m.stage === "check") return `${head} matched the pattern, but the check refused: ${m.found}`;
   if (m.stage === "outside-use") return `${head} matched the pattern, but ${m.found}`;
   return `${head} (${m.progress} pattern steps matched), stopped at ${m.at}: expected ${m.expected}, found ${m.found}`;

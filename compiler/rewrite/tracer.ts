@@ -8,7 +8,7 @@ import type { Rule } from "./rule.ts";
 import { RuleRunner } from "./rule-runner.ts";
 
 export interface TraceOptions {
-  /** Only consider roots at `near` or downstream of it, within the pattern's height. */
+  /** Only consider roots at `near` or downstream of it, as far as the pattern reaches. */
   near?: Node;
   /** The model the graph belongs to, passed on to the rule's check. */
   model?: Model;
@@ -30,7 +30,7 @@ export interface TraceReport {
 export function traceRule(graph: Graph, rule: Rule, opts: TraceOptions = {}): TraceReport {
   const runner = new RuleRunner(rule, true);
   const { rootKeys, height } = runner.matcher.pattern;
-  const roots = (opts.near ? downstream(opts.near, height - 1) : allNodes(graph)).filter((n) => rootKeys.has(n.qualifiedOp));
+  const roots = (opts.near ? downstream(opts.near, height) : allNodes(graph)).filter((n) => rootKeys.has(n.qualifiedOp));
   const matches: Match[] = [];
   for (const root of roots) {
     const m = runner.tryAt(root, { graph: root.graph!, model: opts.model });
