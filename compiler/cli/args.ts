@@ -1,0 +1,44 @@
+import { parseArgs, type ParseArgsConfig } from "node:util";
+
+/** A command line pipec cannot make sense of: printed with a pointer to --help, exit code 2. */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+type Options = NonNullable<ParseArgsConfig["options"]>;
+
+/**
+ * `parseArgs` in strict mode, with its errors turned into one-line usage errors naming the command.
+ * Every command also takes `--help`.
+ */
+export function parseCommandArgs<O extends Options>(command: string, args: string[], options: O) {
+  try {
+    return parseArgs({ args, options: { ...options, help: { type: "boolean", short: "h" } }, allowPositionals: true, strict: true });
+  } catch (e) {
+    const err = e as Error & { code?: string };
+    const option = /'(-[^']*)'/.exec(err.message)?.[1];
+    switch (err.code) {
+      case "ERR_PARSE_ARGS_UNKNOWN_OPTION":
+        throw new UsageError(`unknown option '${option}' for 'pipec ${command}' (see pipec ${command} --help)`);
+      case "ERR_PARSE_ARGS_INVALID_OPTION_VALUE":
+        throw new UsageError(`option '${option ?? "?"}' of 'pipec ${command}' ${err.message.includes("argument missing") ? "needs a value" : "takes no value"}`);
+      default:
+        throw new UsageError(`pipec ${command}: ${err.message}`);
+    }
+  }
+}
+
+/** The single positional argument a command takes, or a usage error saying what is missing. */
+export function onePositional(command: string, positionals: string[], what: string): string {
+  if (positionals.length === 0) throw new UsageError(`pipec ${command} needs ${what} (see pipec ${command} --help)`);
+  if (positionals.length > 1) throw new UsageError(`pipec ${command} takes one ${what}, got ${positionals.length} arguments: ${positionals.join(" ")}`);
+  return positionals[0]!;
+}
+
+export function parseNonNegativeInt(option: string, text: string): number {
+  if (!/^\d+$/.test(text)) throw new UsageError(`${option} needs a whole number of bytes, got '${text}'`);
+  return Number(text);
+}
