@@ -8,6 +8,7 @@ import { argmax, CachedDecoder, lastRow, maxAbsDiff, modelToBytes, type StepResu
 const CONFIGS: Record<string, ZooConfig> = {
   "llama GQA, interleaved rotary": llamaConfig({ rotary: "interleaved", heads: 4, kvHeads: 2 }),
   "llama GQA, half-split rotary": llamaConfig({ rotary: "half", heads: 4, kvHeads: 2 }),
+  "llama with head dim 8 (rotary outside GroupQueryAttention)": llamaConfig({ rotary: "interleaved", hidden: 64, heads: 8, kvHeads: 4 }),
   "qwen2 (q/k/v bias, tied embeddings)": llamaConfig({ qkvBias: true, tiedEmbeddings: true, heads: 4, kvHeads: 1, seed: 7 }),
   gpt2: gpt2Config(),
 };

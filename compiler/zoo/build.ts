@@ -7,7 +7,7 @@ import { ExternalDataWriter } from "./external-writer.ts";
 import { modelFacts } from "./facts.ts";
 import { buildGpt2 } from "./gpt2.ts";
 import { buildLlama } from "./llama.ts";
-import { GeneratedWeights, type WeightSource } from "./weights.ts";
+import { GeneratedWeights, type TensorSink, type WeightSource } from "./weights.ts";
 
 export interface BuildOptions {
   encoding?: AttentionEncoding;
@@ -26,12 +26,14 @@ export interface WriteOptions {
   encoding?: AttentionEncoding;
   /** Put weights in `model.onnx.data`. Default: when they pass 256 MiB. */
   externalData?: boolean;
+  /** Where weights come from, given where they must go. Default: seeded random weights. */
+  weights?: (sink: TensorSink | undefined) => WeightSource;
 }
 
 const EXTERNAL_ABOVE_BYTES = 256 << 20;
 
 /**
- * Writes `<dir>/model.onnx` and `<dir>/config.json`. With external data each generated weight
+ * Writes `<dir>/model.onnx` and `<dir>/config.json`. With external data each weight
  * goes straight to `model.onnx.data` and is dropped from memory; the saved model references
  * that file where it lies, so peak memory is about one weight, not the model.
  */
@@ -43,7 +45,8 @@ export function writeZooModel(config: ZooConfig, dir: string, opts: WriteOptions
   const modelPath = join(dir, "model.onnx");
   const writer = external ? new ExternalDataWriter(`${modelPath}.data`) : undefined;
   try {
-    const model = buildZooModel(config, { encoding, weights: new GeneratedWeights(config.seed, writer?.sink) });
+    const weights = opts.weights ? opts.weights(writer?.sink) : new GeneratedWeights(config.seed, writer?.sink);
+    const model = buildZooModel(config, { encoding, weights });
     writer?.adoptInline(model);
     writer?.close();
     saveModel(model, modelPath, { weights: external ? "preserve" : "inline" });

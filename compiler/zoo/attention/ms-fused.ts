@@ -1,5 +1,6 @@
 import { float } from "../../ir/attribute.ts";
 import { DataType } from "../../ir/dtype.ts";
+import type { Value } from "../../ir/value.ts";
 import { additiveMask, dimOf, visibilityMask } from "../mask.ts";
 import { rotaryHalfTables } from "../rotary.ts";
 import { attentionScale, type AttentionEncoder } from "./types.ts";
@@ -12,8 +13,11 @@ const MS = "com.microsoft";
  * `seqlens_k`; `seqlens_k` (valid keys - 1 per row) and `total_sequence_length` are computed
  * from attention_mask so the external inputs stay Optimum's (position_ids is then unused:
  * GroupQueryAttention derives positions from the sequence lengths, which agrees for
- * unpadded and right-padded batches). Without rotary (GPT-2): MultiHeadAttention with the
- * causal+padding mask as an additive attention_bias.
+ * unpadded and right-padded batches). onnxruntime 1.30's CPU kernel accepts a past of length 0
+ * on the first call and a past that is not a shared max-length buffer (present is then
+ * [B, Hkv, P+S, D]), but its fused rotary needs D % 16 == 0: smaller heads are rotated first
+ * by com.microsoft.RotaryEmbedding at position_ids, as genai's builder does when it cannot fuse.
+ * Without rotary (GPT-2): MultiHeadAttention with the causal+padding mask as attention_bias.
  */
 export const msFusedAttention: AttentionEncoder = (b, spec, inputs) => {
   const scale = float(attentionScale(spec));
@@ -37,16 +41,20 @@ export const msFusedAttention: AttentionEncoder = (b, spec, inputs) => {
   const dims = [rotary.maxPositions, spec.headDim / 2];
   const cos = b.constant(DataType.FLOAT, dims, tables.cos, "cos_cache");
   const sin = b.constant(DataType.FLOAT, dims, tables.sin, "sin_cache");
+  const interleaved = rotary.layout === "interleaved" ? 1 : 0;
+  const fused = spec.headDim % 16 === 0;
+  const rotate = (x: Value, heads: number) =>
+    fused ? x : b.domain(MS).RotaryEmbedding(x, inputs.positionIds, cos, sin, { num_heads: heads, interleaved });
   return ({ q, k, v, pastKey, pastValue }) => {
-    const node = b.node("GroupQueryAttention", [q, k, v, pastKey, pastValue, seqlensK, totalLength, cos, sin], {
+    const node = b.node("GroupQueryAttention", [rotate(q, spec.heads), rotate(k, spec.kvHeads), v, pastKey, pastValue, seqlensK, totalLength, ...(fused ? [cos, sin] : [])], {
       domain: MS,
       outputs: 3,
       attributes: {
         num_heads: spec.heads,
         kv_num_heads: spec.kvHeads,
         scale,
-        do_rotary: 1,
-        rotary_interleaved: rotary.layout === "interleaved" ? 1 : 0,
+        do_rotary: fused ? 1 : 0,
+        rotary_interleaved: fused ? interleaved : undefined,
       },
     });
     return { output: node.output(0), presentKey: node.output(1), presentValue: node.output(2) };
