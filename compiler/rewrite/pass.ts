@@ -18,7 +18,7 @@ export function rulesPass(name: string, description: string, rules: readonly Rul
       for (const r of stats.rules) {
         counters[`${r.rule}.rewritten`] = r.rewritten;
         if (r.rewritten > 0) ctx.note(`${r.rule}: ${r.rewritten} rewrite${r.rewritten === 1 ? "" : "s"}`);
-        if (r.nearMiss) ctx.note(formatNearMiss(r.nearMiss));
+        if (trace && r.rewritten === 0) ctx.note(r.nearMiss ? formatNearMiss(r.nearMiss) : `rule '${r.rule}' did not match: no node to root its pattern at`);
       }
       return { changed: stats.rewrites > 0, stats: counters };
     },
