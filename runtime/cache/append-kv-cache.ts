@@ -6,7 +6,7 @@
 import * as ort from "onnxruntime-node";
 import type { KvSlot } from "../contract.ts";
 import { allocFloat, allocInt, fillInt, floatData, type FloatArray, type IntArray, type IntType } from "../tensors.ts";
-import { checkIndices, copyRowRange, dimsWithRows, gatherRows, geometry, type KvCache, type SlotGeometry } from "./kv-cache.ts";
+import { checkIndices, copyRowRange, dimsWithRows, gatherRows, geometry, readRow, type KvCache, type SlotGeometry } from "./kv-cache.ts";
 
 export class AppendKvCache implements KvCache {
   private readonly geometries: SlotGeometry[];
@@ -83,6 +83,11 @@ export class AppendKvCache implements KvCache {
     });
     fillInt(this.maskValues, 0, k, this.rows);
     this.rows = k;
+  }
+
+  row(slot: number, index: number): Float32Array {
+    checkIndices([index], this.rows);
+    return readRow(this.geometries[slot], this.buffers[slot], this.capacity, index);
   }
 
   /** New buffers of `capacity` rows holding the current rows, and a mask with room for `S` new rows. */

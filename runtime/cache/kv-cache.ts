@@ -5,7 +5,7 @@
 // for the stacked GPT-2 layout), inner = the axes after it (D).
 import type * as ort from "onnxruntime-node";
 import type { DecoderContract, KvSlot } from "../contract.ts";
-import type { FloatArray, IntArray } from "../tensors.ts";
+import { halfToFloat, type FloatArray, type IntArray } from "../tensors.ts";
 import { AppendKvCache } from "./append-kv-cache.ts";
 import { PresentKvCache } from "./present-kv-cache.ts";
 
@@ -25,6 +25,8 @@ export interface KvCache {
   truncate(length: number): void;
   /** Keep rows `indices` (each < length), in that order. */
   gather(indices: readonly number[]): void;
+  /** A copy of row `index` of slot `slot` ([outer, inner] flattened), for inspection. */
+  row(slot: number, index: number): Float32Array;
 }
 
 export interface KvCacheOptions {
@@ -79,4 +81,11 @@ export function copyRowRange(
 /** dst[o, j, :] = src[o, indices[j], :]: the selected rows, packed from row 0. */
 export function gatherRows(g: SlotGeometry, src: FloatArray, srcRows: number, dst: FloatArray, dstRows: number, indices: readonly number[]): void {
   indices.forEach((index, j) => copyRowRange(g, src, srcRows, index, dst, dstRows, j, 1));
+}
+
+export function readRow(g: SlotGeometry, src: FloatArray, srcRows: number, index: number): Float32Array {
+  const size = g.outer * g.inner;
+  const row = src instanceof Float32Array ? new Float32Array(size) : new Uint16Array(size);
+  copyRowRange(g, src, srcRows, index, row, 1, 0, 1);
+  return row instanceof Float32Array ? row : Float32Array.from(row, halfToFloat);
 }

@@ -5,7 +5,7 @@
 import * as ort from "onnxruntime-node";
 import type { KvSlot } from "../contract.ts";
 import { allocFloat, allocInt, fillInt, floatData, type FloatArray, type IntArray, type IntType } from "../tensors.ts";
-import { checkIndices, copyRowRange, dimsWithRows, gatherRows, geometry, type KvCache, type SlotGeometry } from "./kv-cache.ts";
+import { checkIndices, copyRowRange, dimsWithRows, gatherRows, geometry, readRow, type KvCache, type SlotGeometry } from "./kv-cache.ts";
 
 export class PresentKvCache implements KvCache {
   private tensors: ort.Tensor[];
@@ -72,6 +72,11 @@ export class PresentKvCache implements KvCache {
   gather(indices: readonly number[]): void {
     checkIndices(indices, this.rows);
     this.rebuild(indices.length, (g, src, dst) => gatherRows(g, src, this.rows, dst, indices.length, indices));
+  }
+
+  row(slot: number, index: number): Float32Array {
+    checkIndices([index], this.rows);
+    return readRow(geometry(this.slots[slot]), floatData(this.tensors[slot]), this.rows, index);
   }
 
   private rebuild(rows: number, fill: (g: SlotGeometry, src: FloatArray, dst: FloatArray) => void): void {
