@@ -1,0 +1,51 @@
+import { create, toBinary } from "@bufbuild/protobuf";
+import { DataType } from "../../compiler/ir/dtype.ts";
+import { typeToProto } from "../../compiler/ir/to-proto.ts";
+import { tensorType } from "../../compiler/ir/types.ts";
+import {
+  GraphProtoSchema,
+  ModelProtoSchema,
+  NodeProtoSchema,
+  OperatorSetIdProtoSchema,
+  ValueInfoProtoSchema,
+  type TensorProto,
+} from "../../compiler/onnx/generated/onnx_pb.ts";
+
+/** `[name, op, inputs, outputs]` */
+export type NodeSpec = [name: string, op: string, inputs: string[], outputs: string[]];
+
+/**
+ * A float[2] model written straight as protobuf, for graphs the IR's builder would not make:
+ * nodes out of order, cycles, reads of undefined names, hostile external data references.
+ */
+export function handmadeModel(nodes: NodeSpec[], opts: { inputs?: string[]; outputs?: string[]; initializers?: TensorProto[] } = {}): Uint8Array {
+  const info = (name: string) => create(ValueInfoProtoSchema, { name, type: typeToProto(tensorType(DataType.FLOAT, [2])) });
+  const graph = create(GraphProtoSchema, {
+    name: "handmade",
+    node: nodes.map(([name, opType, input, output]) => create(NodeProtoSchema, { name, opType, input, output })),
+    input: (opts.inputs ?? ["x"]).map(info),
+    output: (opts.outputs ?? ["y"]).map(info),
+    initializer: opts.initializers ?? [],
+  });
+  const model = create(ModelProtoSchema, {
+    irVersion: 10n,
+    producerName: "pipec-test",
+    opsetImport: [create(OperatorSetIdProtoSchema, { domain: "", version: 17n })],
+    graph,
+  });
+  return toBinary(ModelProtoSchema, model);
+}
+
+/** y = Neg(Relu(Abs(x))), with the nodes listed consumer first. */
+export const reversedChain: NodeSpec[] = [
+  ["neg", "Neg", ["b"], ["y"]],
+  ["relu", "Relu", ["a"], ["b"]],
+  ["abs", "Abs", ["x"], ["a"]],
+];
+
+/** a = Add(x, c); c = Relu(a): a cycle through 'add' and 'relu'. */
+export const cycle: NodeSpec[] = [
+  ["add", "Add", ["x", "c"], ["a"]],
+  ["relu", "Relu", ["a"], ["c"]],
+  ["out", "Identity", ["a"], ["y"]],
+];
