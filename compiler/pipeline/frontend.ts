@@ -1,0 +1,52 @@
+import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
+import { checkPipe, type CheckedPipeline } from "../../dsl/check.ts";
+import { Diagnostics } from "../../dsl/diagnostics.ts";
+import type { FactsProvider } from "../../dsl/facts.ts";
+import { parsePipe } from "../../dsl/parse.ts";
+import { defaultRegistry } from "../../passes/index.ts";
+import { PipecError } from "../errors.ts";
+import type { PassRegistry } from "../pass-manager/registry.ts";
+import type { PipelineIR } from "./ir.ts";
+import { lowerPipeline } from "./lower.ts";
+import { fileFactsProvider } from "./model-facts.ts";
+
+export interface FrontendOptions {
+  registry?: PassRegistry;
+  facts?: FactsProvider;
+  /** Stop after the checks (no lowering): what `pipec check` needs when methods are not implemented yet. */
+  lower?: boolean;
+}
+
+export interface FrontendResult {
+  /** Absolute path of the .pipe (paths in it are relative to its folder). */
+  file: string;
+  source: string;
+  diagnostics: Diagnostics;
+  checked?: CheckedPipeline;
+  ir?: PipelineIR;
+}
+
+/** Parse, check against the models, lower: every problem of the file is collected, none thrown. */
+export function analyzeSource(source: string, file: string, opts: FrontendOptions = {}): FrontendResult {
+  const abs = resolve(file);
+  const parsed = parsePipe(source);
+  const diagnostics = parsed.diagnostics;
+  const checked = checkPipe(parsed.ast, { file: abs, facts: opts.facts ?? fileFactsProvider() }, diagnostics);
+  const result: FrontendResult = { file: abs, source, diagnostics, checked };
+  if (checked && !diagnostics.hasErrors && opts.lower !== false) {
+    const ir = lowerPipeline(checked, opts.registry ?? defaultRegistry(), diagnostics);
+    if (ir) result.ir = ir;
+  }
+  return result;
+}
+
+export function analyzeFile(file: string, opts: FrontendOptions = {}): FrontendResult {
+  let source: string;
+  try {
+    source = readFileSync(file, "utf8");
+  } catch {
+    throw new PipecError("not-found", `${file}: cannot read the file`);
+  }
+  return analyzeSource(source, file, opts);
+}

@@ -1,0 +1,30 @@
+import type { ModelFacts } from "../../dsl/facts.ts";
+import type { MethodUse } from "../../dsl/method.ts";
+import { printParam } from "../../dsl/print.ts";
+
+/**
+ * How each method a .pipe can request is carried out in this build. A method without an entry
+ * (or whose graph pass is not registered) fails to compile with "not implemented in this build";
+ * supporting a new method is adding its entry here.
+ */
+export type Implementation =
+  | { level: "none" }
+  | { level: "runtime" }
+  | { level: "graph"; pass: string; options: (use: MethodUse, facts: ModelFacts) => Record<string, string> };
+
+/** Every parameter as pass option text, in the schema's order. */
+function allParams(use: MethodUse): Record<string, string> {
+  return Object.fromEntries(Object.entries(use.params).map(([k, v]) => [k, printParam(v)]));
+}
+
+export const IMPLEMENTATIONS: Readonly<Record<string, Implementation>> = {
+  "kv.full": { level: "none" },
+  "attention.dense": { level: "none" },
+  "speculate.none": { level: "none" },
+  "prune.none": { level: "none" },
+  "sampling.greedy": { level: "runtime" },
+  "sampling.sample": { level: "runtime" },
+  // Sparse attention rewrites the model's attention; they compile as soon as their passes are registered.
+  "attention.tidal": { level: "graph", pass: "tidal", options: allParams },
+  "attention.tokenselect": { level: "graph", pass: "tokenselect", options: allParams },
+};

@@ -1,0 +1,69 @@
+import type { Device } from "../../dsl/check.ts";
+import type { ModelFacts } from "../../dsl/facts.ts";
+import type { MethodUse } from "../../dsl/method.ts";
+
+/**
+ * The pipeline IR: the .pipe with everything explicit (defaults, absolute paths, model facts)
+ * and every optimisation turned into the steps that implement it.
+ */
+export interface PipelineIR {
+  name: string;
+  /** The .pipe file's absolute path. */
+  source: string;
+  device: Device;
+  models: ModelNode[];
+  tokenizers: TokenizerNode[];
+  /** In dataflow order. */
+  stages: StageNode[];
+}
+
+export interface ModelNode {
+  name: string;
+  /** Absolute path of the input .onnx. */
+  path: string;
+  facts: ModelFacts;
+  /** Graph passes run on this model, in order. */
+  passes: GraphPassStep[];
+}
+
+/** A registered graph pass (passes/index.ts) and the options it is run with. */
+export interface GraphPassStep {
+  pass: string;
+  options: Record<string, string>;
+  /** The request it implements: `attention: tidal`. */
+  origin: string;
+  lossy: boolean;
+}
+
+export type TokenizerNode = { name: string; kind: "hf"; path: string } | { name: string; kind: "ids" };
+
+export type StageNode = GenerateNode;
+
+/** An autoregressive decode loop: tokenize, prefill, then one model call (or a speculation step) per token. */
+export interface GenerateNode {
+  kind: "generate";
+  name: string;
+  model: string;
+  tokenizer: string;
+  /** The stage whose output it reads, if any. */
+  input?: string;
+  kv: Lowered;
+  attention: Lowered;
+  speculate: Lowered;
+  sampling: Lowered;
+  maxTokens: number;
+  stop: string[];
+  device: Device;
+}
+
+/** A method request and how it is carried out. */
+export interface Lowered {
+  use: MethodUse;
+  /** graph: by passes on a model; runtime: by the runtime from the driver's options; none: nothing to do. */
+  level: "graph" | "runtime" | "none";
+}
+
+/** Every lossy request of the pipeline, as `stage.slot: method` lines for the dump and the manifest. */
+export function lossyRequests(ir: PipelineIR): string[] {
+  return ir.stages.flatMap((s) => [s.kv, s.attention, s.speculate, s.sampling].filter((l) => l.use.lossy).map((l) => `${s.name}.${l.use.slot}: ${l.use.method}`));
+}

@@ -1,0 +1,59 @@
+import type { CheckedPipeline, CheckedStage } from "../../dsl/check.ts";
+import type { Diagnostics } from "../../dsl/diagnostics.ts";
+import type { MethodUse } from "../../dsl/method.ts";
+import type { PassRegistry } from "../pass-manager/registry.ts";
+import { IMPLEMENTATIONS } from "./implementations.ts";
+import type { GenerateNode, Lowered, ModelNode, PipelineIR, TokenizerNode } from "./ir.ts";
+
+/**
+ * Turns a checked pipeline into the pipeline IR: each requested method becomes graph passes on
+ * its stage's model or a runtime setting. Anything this build cannot do is an error at the place
+ * it was requested; nothing is dropped.
+ */
+export function lowerPipeline(p: CheckedPipeline, registry: PassRegistry, diags: Diagnostics): PipelineIR | undefined {
+  const models = new Map<string, ModelNode>();
+  for (const m of p.models) if (m.facts) models.set(m.name, { name: m.name, path: m.path, facts: m.facts, passes: [] });
+  const tokenizers: TokenizerNode[] = p.tokenizers.map((t) => (t.kind === "hf" ? { name: t.name, kind: "hf", path: t.path! } : { name: t.name, kind: "ids" }));
+  const stages: GenerateNode[] = [];
+  for (const s of p.stages) {
+    if (s.kind !== "generate") {
+      diags.error(`not supported yet: ${s.kind} stages (vision encoders) cannot be compiled by this build`, s.span);
+      continue;
+    }
+    const generates = p.stages.filter((x) => x.kind === "generate");
+    if (generates.length > 1 && s !== generates[0]) {
+      diags.error("not supported yet: a pipeline with more than one generate stage", s.span);
+      continue;
+    }
+    const node = lowerGenerate(s, models.get(s.refs["model"]!), registry, diags);
+    if (node) stages.push(node);
+  }
+  if (diags.hasErrors) return undefined;
+  return { name: p.name, source: p.file, device: p.device, models: [...models.values()], tokenizers, stages };
+}
+
+function lowerGenerate(s: CheckedStage, model: ModelNode | undefined, registry: PassRegistry, diags: Diagnostics): GenerateNode | undefined {
+  const prune = s.methods["prune"];
+  if (prune && prune.method !== "none") diags.error(`not supported yet: prune: ${prune.method} needs a vision encoder stage feeding '${s.name}', and this build has none`, prune.span ?? s.span);
+  const lower = (slot: string): Lowered | undefined => {
+    const use = s.methods[slot]!;
+    return lowerMethod(use, s, model, registry, diags);
+  };
+  const [kv, attention, speculate, sampling] = [lower("kv"), lower("attention"), lower("speculate"), lower("sampling")];
+  if (!kv || !attention || !speculate || !sampling || !model) return undefined;
+  const node: GenerateNode = { kind: "generate", name: s.name, model: model.name, tokenizer: s.refs["tokenizer"]!, kv, attention, speculate, sampling, maxTokens: s.maxTokens, stop: s.stop, device: s.device };
+  if (s.refs["input"] !== undefined) node.input = s.refs["input"];
+  return node;
+}
+
+function lowerMethod(use: MethodUse, s: CheckedStage, model: ModelNode | undefined, registry: PassRegistry, diags: Diagnostics): Lowered | undefined {
+  const impl = IMPLEMENTATIONS[`${use.slot}.${use.method}`];
+  if (!impl || (impl.level === "graph" && !registry.names.includes(impl.pass))) {
+    diags.error(`${use.slot}: ${use.method} is not implemented in this build`, use.span ?? s.span);
+    return undefined;
+  }
+  if (impl.level === "graph" && model) {
+    model.passes.push({ pass: impl.pass, options: impl.options(use, model.facts), origin: `${s.name}.${use.slot}: ${use.method}`, lossy: use.lossy });
+  }
+  return { use, level: impl.level };
+}

@@ -1,0 +1,76 @@
+import { existsSync, readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import type { FactsProvider, ModelFacts } from "../../dsl/facts.ts";
+import { isPipecError } from "../errors.ts";
+import type { Model } from "../ir/model.ts";
+import { loadModel } from "../onnx/index.ts";
+
+// Optimum: past_key_values.{i}.key -> present.{i}.key; genai GPT-2: past_{i} -> present_{i}.
+const KV_INPUT = /^past_key_values\.(\d+)\.(key|value)$|^past_(\d+)$/;
+const KV_OUTPUT = /^present(?:_new)?\.(\d+)\.(key|value)$|^present_(\d+)$/;
+
+/** Reads the facts of a decoder from its graph (weights stay on disk), completed by config.json beside it. */
+export function readModelFacts(model: Model, configDir?: string): ModelFacts {
+  const inputs = model.graph.inputs.map((v) => v.name).filter((n) => KV_INPUT.test(n)).sort(naturalOrder);
+  const outputs = model.graph.outputs.map((v) => v.name).filter((n) => KV_OUTPUT.test(n)).sort(naturalOrder);
+  const layerIds = new Set(inputs.map((n) => { const m = KV_INPUT.exec(n)!; return m[1] ?? m[3]; }));
+  const facts: ModelFacts = { layers: layerIds.size, kvInputs: inputs, kvOutputs: outputs };
+  // [B, Hkv, P, D] (Optimum) or [2, B, H, P, D] (stacked): Hkv and D are the axes before and after P.
+  const kvType = model.graph.inputs.find((v) => v.name === inputs[0])?.type;
+  if (kvType?.kind === "tensor" && kvType.shape && kvType.shape.length >= 4) {
+    const [h, d] = kvType.shape.slice(-3).filter((_, i) => i !== 1);
+    if (typeof h === "number") facts.kvHeads = h;
+    if (typeof d === "number") facts.headDim = d;
+  }
+  const logits = model.graph.outputs.find((v) => v.name === "logits") ?? model.graph.outputs[0];
+  const vocab = logits?.type?.kind === "tensor" ? logits.type.shape?.at(-1) : undefined;
+  if (typeof vocab === "number") facts.vocabSize = vocab;
+  const config = configDir ? readConfig(configDir) : undefined;
+  if (config) {
+    const num = (...keys: string[]) => keys.map((k) => config[k]).find((x): x is number => typeof x === "number");
+    facts.heads = num("num_attention_heads", "n_head", "heads");
+    facts.kvHeads ??= num("num_key_value_heads", "kvHeads");
+    facts.headDim ??= num("head_dim", "headDim");
+    facts.vocabSize ??= num("vocab_size", "vocabSize");
+    if (facts.heads === undefined) delete facts.heads;
+  }
+  return facts;
+}
+
+function readConfig(dir: string): Record<string, unknown> | undefined {
+  for (const name of ["config.json", "genai_config.json"]) {
+    const path = join(dir, name);
+    if (!existsSync(path)) continue;
+    try {
+      const json = JSON.parse(readFileSync(path, "utf8")) as Record<string, unknown>;
+      // genai_config.json nests the decoder's facts under model.decoder.
+      const decoder = (json["model"] as { decoder?: Record<string, unknown> } | undefined)?.decoder;
+      return decoder ? { ...json, ...decoder } : json;
+    } catch {
+      return undefined;
+    }
+  }
+  return undefined;
+}
+
+function naturalOrder(a: string, b: string): number {
+  return a.localeCompare(b, "en", { numeric: true });
+}
+
+/** A FactsProvider over model files; each file is loaded once. */
+export function fileFactsProvider(cache = new Map<string, ModelFacts | { error: string }>()): FactsProvider {
+  return (path) => {
+    let facts = cache.get(path);
+    if (!facts) {
+      try {
+        facts = readModelFacts(loadModel(path), dirname(path));
+        if (facts.layers === 0) facts = { error: "not a decoder with a KV cache: no past_key_values.* inputs" };
+      } catch (e) {
+        if (!isPipecError(e)) throw e;
+        facts = { error: e.message };
+      }
+      cache.set(path, facts);
+    }
+    return facts;
+  };
+}

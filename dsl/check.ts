@@ -1,0 +1,311 @@
+import { existsSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import type { Declaration, PipeFile, PipelineDecl, Setting, Span, Value } from "./ast.ts";
+import type { Diagnostics } from "./diagnostics.ts";
+import type { FactsProvider, ModelFacts } from "./facts.ts";
+import { checkMethod, defaultMethod, show, suggestion, type MethodUse } from "./method.ts";
+import { DECLARATIONS, DEVICES, MAX_TOKENS_DEFAULT, MODEL_LOADERS, PIPELINE_SETTINGS, SLOTS, STAGE_KINDS, TOKENIZER_KINDS } from "./schema.ts";
+
+export type Device = (typeof DEVICES)[number];
+
+export interface CheckedModel {
+  name: string;
+  /** Absolute path of the .onnx file. */
+  path: string;
+  /** The path as written, relative to the .pipe file. */
+  written: string;
+  facts?: ModelFacts;
+  span: Span;
+}
+
+export interface CheckedTokenizer {
+  name: string;
+  kind: "hf" | "ids";
+  path?: string;
+  written?: string;
+  span: Span;
+}
+
+export interface CheckedStage {
+  name: string;
+  kind: string;
+  /** Models, tokenizers and stages it reads, by argument name. */
+  refs: Record<string, string>;
+  methods: Record<string, MethodUse>;
+  maxTokens: number;
+  stop: string[];
+  device: Device;
+  span: Span;
+}
+
+export interface CheckedPipeline {
+  name: string;
+  /** The .pipe file's absolute path (paths in it are relative to its folder). */
+  file: string;
+  device: Device;
+  models: CheckedModel[];
+  tokenizers: CheckedTokenizer[];
+  /** In dataflow order: every stage after the stages it reads. */
+  stages: CheckedStage[];
+}
+
+export interface CheckEnv {
+  /** Absolute path of the .pipe file. */
+  file: string;
+  /** Model facts; without it, checks against the models are skipped. */
+  facts?: FactsProvider;
+}
+
+/** Checks a parsed file against the schema and (through `env.facts`) the models; every problem goes to `diags`. */
+export function checkPipe(ast: PipeFile, env: CheckEnv, diags: Diagnostics): CheckedPipeline | undefined {
+  if (ast.pipelines.length === 0) {
+    if (!diags.hasErrors) diags.error("no pipeline in this file: expected 'pipeline <name> { ... }'", { line: 1, column: 1, offset: 0, length: 1 });
+    return undefined;
+  }
+  for (const extra of ast.pipelines.slice(1)) diags.error(`a .pipe file holds one pipeline; '${extra.name}' is the second`, extra.keywordSpan);
+  return new PipelineChecker(env, diags).check(ast.pipelines[0]!);
+}
+
+class PipelineChecker {
+  private readonly declared = new Map<string, Declaration>();
+  private readonly models = new Map<string, CheckedModel>();
+  private readonly tokenizers = new Map<string, CheckedTokenizer>();
+  private readonly stages = new Map<string, CheckedStage>();
+  private readonly dir: string;
+
+  constructor(
+    private readonly env: CheckEnv,
+    private readonly diags: Diagnostics,
+  ) {
+    this.dir = dirname(env.file);
+  }
+
+  check(p: PipelineDecl): CheckedPipeline {
+    if (p.keyword !== "pipeline") this.diags.error(`expected 'pipeline', found '${p.keyword}'${suggestion(p.keyword, ["pipeline"])}`, p.keywordSpan);
+    let device: Device = "auto";
+    const seenSettings = new Set<string>();
+    for (const item of p.items) {
+      if (item.kind === "setting") {
+        if (!this.once(seenSettings, item)) continue;
+        if (item.key === "device") device = this.device(item.value) ?? device;
+        else this.diags.error(`unknown pipeline setting '${item.key}'${this.settingHint(item.key, PIPELINE_SETTINGS)}`, item.keySpan);
+        continue;
+      }
+      if (!(DECLARATIONS as readonly string[]).includes(item.keyword)) {
+        this.diags.error(`unknown declaration '${item.keyword}'${suggestion(item.keyword, DECLARATIONS)}`, item.keywordSpan);
+        continue;
+      }
+      const earlier = this.declared.get(item.name);
+      if (earlier) {
+        this.diags.error(`'${item.name}' is already declared at ${earlier.nameSpan.line}:${earlier.nameSpan.column}`, item.nameSpan);
+        continue;
+      }
+      this.declared.set(item.name, item);
+    }
+    // Models and tokenizers first, so stages can refer to names declared after them.
+    for (const d of this.declared.values()) if (d.keyword === "model") this.model(d);
+    for (const d of this.declared.values()) if (d.keyword === "tokenizer") this.tokenizer(d);
+    for (const d of this.declared.values()) if (d.keyword === "stage") this.stage(d, device);
+    if (this.stages.size === 0 && !this.diags.hasErrors) this.diags.error(`pipeline '${p.name}' has no stage: add 'stage <name> = generate(<model>, <tokenizer>)'`, p.nameSpan);
+    return { name: p.name, file: this.env.file, device, models: [...this.models.values()], tokenizers: [...this.tokenizers.values()], stages: this.dataflowOrder() };
+  }
+
+  private once(seen: Set<string>, s: Setting): boolean {
+    if (seen.has(s.key)) {
+      this.diags.error(`'${s.key}' is set twice`, s.keySpan);
+      return false;
+    }
+    seen.add(s.key);
+    return true;
+  }
+
+  private settingHint(key: string, allowed: readonly string[]): string {
+    if (key in SLOTS || key === "max_tokens" || key === "stop") return ` ('${key}' belongs in a stage's block)`;
+    return suggestion(key, allowed);
+  }
+
+  private device(v: Value): Device | undefined {
+    if (v.kind === "name" && (DEVICES as readonly string[]).includes(v.name)) return v.name as Device;
+    const hint = v.kind === "name" ? suggestion(v.name, DEVICES) : ` (expected one of: ${DEVICES.join(", ")})`;
+    this.diags.error(`unknown device ${show(v)}${hint}`, v.span);
+    return undefined;
+  }
+
+  /** `onnx("path")` or `hf("path")`: the loader's name and the checked path. */
+  private loader(d: Declaration, loaders: readonly string[]): { loader: string; written: string; path: string; span: Span } | undefined {
+    const v = d.value;
+    if (v.kind !== "call") {
+      if (v.kind === "name" && loaders.includes(v.name)) return { loader: v.name, written: "", path: "", span: v.span };
+      this.diags.error(`${d.keyword} '${d.name}': expected ${loaders.map((l) => (l === "ids" ? l : `${l}("path")`)).join(" or ")}, got ${show(v)}`, v.span);
+      return undefined;
+    }
+    if (!loaders.includes(v.name)) {
+      this.diags.error(`unknown ${d.keyword} loader '${v.name}'${suggestion(v.name, loaders)}`, v.nameSpan);
+      return undefined;
+    }
+    const arg = v.args[0];
+    if (!arg || arg.value.kind !== "string" || v.args.length > 1) {
+      this.diags.error(`${v.name}(...) takes one path string`, arg?.value.span ?? v.span);
+      return undefined;
+    }
+    const path = resolve(this.dir, arg.value.value);
+    if (!existsSync(path)) {
+      this.diags.error(`file not found: "${arg.value.value}" (looked for ${path})`, arg.value.span);
+      return undefined;
+    }
+    return { loader: v.name, written: arg.value.value, path, span: arg.value.span };
+  }
+
+  private model(d: Declaration): void {
+    this.noBody(d);
+    const l = this.loader(d, MODEL_LOADERS);
+    if (!l) return;
+    const model: CheckedModel = { name: d.name, path: l.path, written: l.written, span: d.nameSpan };
+    const facts = this.env.facts?.(l.path);
+    if (facts && "error" in facts) this.diags.error(`model '${d.name}': ${facts.error}`, l.span);
+    else if (facts) model.facts = facts;
+    this.models.set(d.name, model);
+  }
+
+  private tokenizer(d: Declaration): void {
+    this.noBody(d);
+    const l = this.loader(d, TOKENIZER_KINDS);
+    if (!l) return;
+    const tok: CheckedTokenizer = { name: d.name, kind: l.loader as "hf" | "ids", span: d.nameSpan };
+    if (l.loader === "hf") Object.assign(tok, { path: l.path, written: l.written });
+    this.tokenizers.set(d.name, tok);
+  }
+
+  private noBody(d: Declaration): void {
+    if (d.body) this.diags.error(`a ${d.keyword} takes no '{ ... }' block`, d.nameSpan);
+  }
+
+  private stage(d: Declaration, pipelineDevice: Device): void {
+    const v = d.value;
+    const kindName = v.kind === "call" || v.kind === "name" ? v.name : undefined;
+    const kindSpan = v.kind === "call" ? v.nameSpan : v.span;
+    const spec = kindName !== undefined ? STAGE_KINDS[kindName] : undefined;
+    if (!spec) {
+      this.diags.error(kindName ? `unknown stage kind '${kindName}'${suggestion(kindName, Object.keys(STAGE_KINDS))}` : `stage '${d.name}': expected a stage kind such as generate(<model>, <tokenizer>)`, kindSpan);
+      return;
+    }
+    const stage: CheckedStage = { name: d.name, kind: kindName!, refs: {}, methods: {}, maxTokens: MAX_TOKENS_DEFAULT, stop: [], device: pipelineDevice, span: d.nameSpan };
+    const args = v.kind === "call" ? v.args : [];
+    const given = new Set<string>();
+    args.forEach((arg, i) => {
+      const argSpec = arg.name !== undefined ? spec.args.find((a) => a.name === arg.name) : spec.args[i];
+      if (!argSpec) {
+        const names = spec.args.map((a) => a.name);
+        this.diags.error(arg.name !== undefined ? `${kindName} has no argument '${arg.name}'${suggestion(arg.name, names)}` : `${kindName} takes at most ${names.length} arguments (${names.join(", ")})`, arg.nameSpan ?? arg.value.span);
+        return;
+      }
+      given.add(argSpec.name);
+      const ref = this.reference(argSpec.refers, arg.value);
+      if (ref !== undefined) stage.refs[argSpec.name] = ref;
+    });
+    for (const a of spec.args) if (a.required && !given.has(a.name)) this.diags.error(`${kindName} needs a ${a.refers} argument '${a.name}'`, v.span);
+    const seen = new Set<string>();
+    for (const s of d.body ?? []) {
+      if (!this.once(seen, s)) continue;
+      if (!spec.settings.includes(s.key)) {
+        const known = [...Object.keys(SLOTS), "max_tokens", "stop", "device"];
+        const hint = known.includes(s.key) ? ` (a ${kindName} stage takes ${spec.settings.join(", ")})` : suggestion(s.key, spec.settings);
+        this.diags.error(`unknown setting '${s.key}'${hint}`, s.keySpan);
+      } else if (s.key in SLOTS) {
+        const use = checkMethod(s.key, s.value, this.diags);
+        if (use) stage.methods[s.key] = use;
+      } else this.plainSetting(stage, s);
+    }
+    for (const slot of spec.settings) if (slot in SLOTS && !stage.methods[slot]) stage.methods[slot] = defaultMethod(slot);
+    this.checkAgainstModels(stage);
+    this.stages.set(d.name, stage);
+  }
+
+  private plainSetting(stage: CheckedStage, s: Setting): void {
+    const v = s.value;
+    if (s.key === "device") stage.device = this.device(v) ?? stage.device;
+    else if (s.key === "max_tokens") {
+      if (v.kind === "number" && Number.isInteger(v.value) && v.value >= 1) stage.maxTokens = v.value;
+      else this.diags.error(`max_tokens must be a positive integer, got ${show(v)}`, v.span);
+    } else if (s.key === "stop") {
+      const items = v.kind === "list" ? v.items : [v];
+      const bad = items.find((i) => i.kind !== "string" || i.value === "");
+      if (bad) this.diags.error(`stop takes non-empty strings (stop: ["\\n\\n"]), got ${show(bad)}`, bad.span);
+      else stage.stop = items.map((i) => (i as { value: string }).value);
+    }
+  }
+
+  private reference(refers: "model" | "tokenizer" | "stage", v: Value): string | undefined {
+    const pool = refers === "model" ? this.models : refers === "tokenizer" ? this.tokenizers : undefined;
+    if (v.kind !== "name") {
+      this.diags.error(`expected the name of a ${refers}, got ${show(v)}`, v.span);
+      return undefined;
+    }
+    const d = this.declared.get(v.name);
+    if (d && d.keyword === refers) {
+      // A declared model whose file failed its checks was reported already.
+      if (pool && !pool.has(v.name)) return undefined;
+      return v.name;
+    }
+    const candidates = [...this.declared.values()].filter((x) => x.keyword === refers).map((x) => x.name);
+    this.diags.error(d ? `'${v.name}' is a ${d.keyword}, not a ${refers}` : `unknown ${refers} '${v.name}'${suggestion(v.name, candidates)}`, v.span);
+    return undefined;
+  }
+
+  /** Layer indices within the model, the draft model's vocabulary equal to the target's. */
+  private checkAgainstModels(stage: CheckedStage): void {
+    const target = stage.refs["model"] !== undefined ? this.models.get(stage.refs["model"]) : undefined;
+    const facts = target?.facts;
+    for (const use of Object.values(stage.methods)) {
+      const spec = SLOTS[use.slot]!.methods[use.method]!;
+      for (const [key, param] of Object.entries(spec.params)) {
+        const value = use.params[key];
+        const span = use.paramSpans[key] ?? use.span;
+        if (param.type.kind === "layers" && facts && Array.isArray(value)) {
+          const bad = value.find((i) => i >= facts.layers);
+          if (bad !== undefined) this.diags.error(`${use.method}: ${key}: layer ${bad} is out of range: model '${target!.name}' has ${facts.layers} layers (0..${facts.layers - 1})`, span);
+        }
+        if (key === "full_layers" && facts && typeof value === "number" && value > facts.layers) {
+          this.diags.error(`${use.method}: full_layers is ${value} but model '${target!.name}' has ${facts.layers} layers`, span);
+        }
+        if (param.type.kind === "model" && typeof value === "string") this.checkDraft(target, value, span);
+      }
+    }
+  }
+
+  private checkDraft(target: CheckedModel | undefined, name: string, span: Span | undefined): void {
+    const draft = this.models.get(name);
+    if (!this.declared.has(name) || this.declared.get(name)!.keyword !== "model") {
+      const models = [...this.declared.values()].filter((x) => x.keyword === "model").map((x) => x.name);
+      this.diags.error(`unknown model '${name}'${suggestion(name, models)}`, span);
+      return;
+    }
+    if (!draft || !target) return;
+    if (draft.name === target.name) this.diags.error(`speculate: the draft model must differ from the stage's model '${target.name}'`, span);
+    const [dv, tv] = [draft.facts?.vocabSize, target.facts?.vocabSize];
+    if (dv !== undefined && tv !== undefined && dv !== tv) {
+      this.diags.error(`speculate: draft model '${draft.name}' has a vocabulary of ${dv} tokens but '${target.name}' has ${tv}: they must share one tokenizer`, span);
+    }
+  }
+
+  /** Stages after the stages they read; a cycle is reported at one of its stages. */
+  private dataflowOrder(): CheckedStage[] {
+    const order: CheckedStage[] = [];
+    const state = new Map<string, "visiting" | "done">();
+    const visit = (s: CheckedStage, path: string[]): void => {
+      if (state.get(s.name) === "done") return;
+      if (state.get(s.name) === "visiting") {
+        this.diags.error(`stages form a cycle: ${[...path.slice(path.indexOf(s.name)), s.name].join(" -> ")}`, s.span);
+        return;
+      }
+      state.set(s.name, "visiting");
+      const input = s.refs["input"];
+      const next = input !== undefined ? this.stages.get(input) : undefined;
+      if (next) visit(next, [...path, s.name]);
+      state.set(s.name, "done");
+      order.push(s);
+    };
+    for (const s of this.stages.values()) visit(s, []);
+    return order;
+  }
+}

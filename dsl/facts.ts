@@ -1,0 +1,18 @@
+/**
+ * What the checker needs to know about a model to check a pipeline against it. The DSL knows
+ * nothing of ONNX: the compiler reads these from the model files and passes them in.
+ */
+export interface ModelFacts {
+  /** Decoder layers (one past/present KV pair each). */
+  layers: number;
+  heads?: number;
+  kvHeads?: number;
+  headDim?: number;
+  /** Last dimension of the logits, when fixed. */
+  vocabSize?: number;
+  kvInputs: string[];
+  kvOutputs: string[];
+}
+
+/** Facts of the model at an absolute path, or a one-line reason it could not be read. */
+export type FactsProvider = (path: string) => ModelFacts | { error: string };
