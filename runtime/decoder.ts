@@ -1,8 +1,8 @@
 // One decoder model (an onnxruntime session plus its contract) and the sequences it runs.
 // A sequence owns the per-request state (KV cache, recurrent state) and turns "run these
 // S tokens" into feeds for whatever contract the model has. At S = 1 (decode) the inputs
-// and the logits output are preallocated and reused: the host loop allocates nothing
-// that grows with the context.
+// are preallocated and reused (the logits output too, when binding is asked for): the host
+// loop allocates nothing that grows with the context.
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import * as ort from "onnxruntime-node";
@@ -17,6 +17,12 @@ export interface DecoderOptions extends SessionOptions {
   /** Longest sequence (prompt + generated) the model supports; read from genai_config.json or config.json beside the model when absent. */
   maxPositions?: number;
   kvCache?: KvCacheOptions;
+  /**
+   * Bind one-token steps' outputs (logits, present_new rows) to preallocated tensors.
+   * onnxruntime-node 1.30 writes into them but still returns a fresh copy, so on the CPU
+   * this saves nothing (measured: docs/runtime.md); it is here for providers where it pays.
+   */
+  bindOutputs?: boolean;
 }
 
 /** What exporters write next to the model (genai_config.json, or a transformers config.json). */
@@ -46,6 +52,7 @@ export class DecoderModel {
     /** End-of-sequence ids the model's config declares (empty when it declares none). */
     readonly eosTokenIds: readonly number[],
     private readonly cacheOptions: KvCacheOptions,
+    readonly bindOutputs: boolean,
   ) {}
 
   static async open(modelPath: string, options: DecoderOptions = {}): Promise<DecoderModel> {
@@ -54,7 +61,7 @@ export class DecoderModel {
     try {
       const contract = readContract(session);
       const declared = readDeclaredConfig(modelPath);
-      return new DecoderModel(session, device, contract, options.maxPositions ?? declared.maxPositions, declared.eosTokenIds, options.kvCache ?? {});
+      return new DecoderModel(session, device, contract, options.maxPositions ?? declared.maxPositions, declared.eosTokenIds, options.kvCache ?? {}, options.bindOutputs ?? false);
     } catch (e) {
       await session.release();
       throw e;
@@ -96,7 +103,7 @@ export class DecoderSequence {
       this.single.positions = allocInt(positionType, 1);
       this.single.positionsTensor = new ort.Tensor(positionType, this.single.positions, [1, 1]);
     }
-    if (vocabSize !== undefined) {
+    if (model.bindOutputs && vocabSize !== undefined) {
       const type = model.session.outputMetadata.find((m) => m.name === model.contract.logits);
       const logitsType = type?.isTensor && type.type === "float16" ? "float16" : "float32";
       const data = logitsType === "float16" ? new Uint16Array(vocabSize) : new Float32Array(vocabSize);
@@ -129,7 +136,7 @@ export class DecoderSequence {
       feeds.position_ids = S === 1 ? this.singlePosition(start) : intTensor(contract.positionType, Array.from({ length: S }, (_, j) => start + j), [1, S]);
     }
     if (contract.hasCacheBranchFlag) feeds.use_cache_branch = new ort.Tensor("bool", [start > 0], [1]);
-    this.cache.prepare(S, feeds, fetches);
+    this.cache.prepare(S, feeds, fetches, this.model.bindOutputs);
     this.recurrent.prepare(feeds, fetches);
     if (contract.maskType) {
       const mask = this.cache.mask(S);

@@ -1,7 +1,7 @@
 // Cache for append-only models (outputs present_new.{i}.key|value hold only the S new
 // rows). The runtime owns one buffer per slot with room for C rows, feeds the whole
 // buffer as past, and masks rows [length, C) out. Per step it copies S new rows per slot
-// (into preallocated, bound output tensors at S = 1): nothing proportional to the context
+// (optionally through preallocated, bound output tensors at S = 1): nothing proportional to the context
 // is copied or allocated. Truncate only moves the length; the buffer doubles when full.
 import * as ort from "onnxruntime-node";
 import type { KvSlot } from "../contract.ts";
@@ -12,8 +12,8 @@ export class AppendKvCache implements KvCache {
   private readonly geometries: SlotGeometry[];
   private buffers: FloatArray[] = [];
   private pasts: ort.Tensor[] = [];
-  /** Bound outputs for single-row steps, reused every decode step. */
-  private readonly singleRow: ort.Tensor[];
+  /** Bound outputs for single-row steps, reused every decode step (made on first use). */
+  private singleRow?: ort.Tensor[];
   /** Invariant: [0, rows) = 1, [rows, capacity) = 0, [capacity, end) = 1 (the new rows' slots). */
   private maskValues: IntArray;
   private capacity = 0;
@@ -26,7 +26,6 @@ export class AppendKvCache implements KvCache {
     initialCapacity: number,
   ) {
     this.geometries = slots.map(geometry);
-    this.singleRow = slots.map((slot) => new ort.Tensor(slot.type, allocFloat(slot.type, geometry(slot).outer * geometry(slot).inner), dimsWithRows(slot, 1)));
     this.maskValues = allocInt(maskType, 0);
     this.resize(initialCapacity, 1);
   }
@@ -43,11 +42,14 @@ export class AppendKvCache implements KvCache {
     return this.peak;
   }
 
-  prepare(S: number, feeds: Record<string, ort.Tensor>, fetches: Record<string, ort.Tensor | null>): void {
+  prepare(S: number, feeds: Record<string, ort.Tensor>, fetches: Record<string, ort.Tensor | null>, bind: boolean): void {
     if (this.rows + S > this.capacity) this.resize(Math.max(2 * this.capacity, this.rows + S), S);
+    if (bind && S === 1) {
+      this.singleRow ??= this.slots.map((slot, i) => new ort.Tensor(slot.type, allocFloat(slot.type, this.geometries[i].outer * this.geometries[i].inner), dimsWithRows(slot, 1)));
+    }
     this.slots.forEach((slot, i) => {
       feeds[slot.input] = this.pasts[i];
-      fetches[slot.output] = S === 1 ? this.singleRow[i] : null;
+      fetches[slot.output] = bind && S === 1 ? this.singleRow![i] : null;
     });
   }
 

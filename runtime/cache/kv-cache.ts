@@ -15,8 +15,8 @@ export interface KvCache {
   /** Bytes the cache holds now / at most since it was created. */
   readonly bytes: number;
   readonly peakBytes: number;
-  /** Before a step of S rows: past tensors into `feeds`, optional output bindings into `fetches`. */
-  prepare(S: number, feeds: Record<string, ort.Tensor>, fetches: Record<string, ort.Tensor | null>): void;
+  /** Before a step of S rows: past tensors into `feeds`; outputs into `fetches` (preallocated ones when `bind`). */
+  prepare(S: number, feeds: Record<string, ort.Tensor>, fetches: Record<string, ort.Tensor | null>, bind: boolean): void;
   /** The attention mask values (1 = attend) for a step of S rows: a view, valid until the next call. */
   mask(S: number): IntArray;
   /** After a step of S rows: take the model's outputs into the cache. */

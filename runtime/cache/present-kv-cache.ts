@@ -33,7 +33,7 @@ export class PresentKvCache implements KvCache {
     return this.peak;
   }
 
-  prepare(_S: number, feeds: Record<string, ort.Tensor>, fetches: Record<string, ort.Tensor | null>): void {
+  prepare(_S: number, feeds: Record<string, ort.Tensor>, fetches: Record<string, ort.Tensor | null>, _bind: boolean): void {
     this.slots.forEach((slot, i) => {
       feeds[slot.input] = this.tensors[i];
       fetches[slot.output] = null; // its size grows every step: let onnxruntime allocate it
