@@ -4,13 +4,17 @@ import { PassFailure } from "../pass-manager/manager.ts";
 import { didYouMean } from "../pass-manager/suggest.ts";
 import { UsageError } from "./args.ts";
 import type { Command } from "./command.ts";
+import { checkCommand } from "./commands/check.ts";
+import { fmtCommand } from "./commands/fmt.ts";
+import { importCommand } from "./commands/import.ts";
 import { inspectCommand } from "./commands/inspect.ts";
 import { irCommand } from "./commands/ir.ts";
 import { optCommand } from "./commands/opt.ts";
 import { passesCommand } from "./commands/passes.ts";
+import { zooCommand } from "./commands/zoo.ts";
 import { processIO, type CliIO } from "./io.ts";
 
-const COMMANDS: readonly Command[] = [inspectCommand, irCommand, optCommand, passesCommand];
+const COMMANDS: readonly Command[] = [inspectCommand, irCommand, optCommand, passesCommand, importCommand, zooCommand, checkCommand, fmtCommand];
 
 /** Exit codes: 0 success, 1 bad input (a PipecError), 2 a usage error, 70 a bug in pipec. */
 export const EXIT = { ok: 0, badInput: 1, usage: 2, internal: 70 } as const;
