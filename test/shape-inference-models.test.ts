@@ -3,14 +3,15 @@
 // inferred; the symbolic output shapes, with the input symbols bound to the sizes fed, must equal
 // the shapes onnxruntime returns, for a prefill (past length 0) and a decode step.
 
-import { existsSync, readdirSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as ort from "onnxruntime-node";
 import { describe, expect, it } from "vitest";
 import { DataType, type Model, type TensorType } from "../compiler/ir/index.ts";
 import { inferShapes } from "../compiler/ir/shape-inference/index.ts";
 import { evaluateDim } from "../compiler/ir/symbolic-dim.ts";
-import { loadModel } from "../compiler/onnx/index.ts";
+import { loadModel, saveModel } from "../compiler/onnx/index.ts";
 
 const FIXTURES = join(import.meta.dirname, "..", "..", "shared", "fixtures");
 const REFERENCE = join(import.meta.dirname, "fixtures", "reference");
@@ -94,6 +95,46 @@ function feedFor(name: string, type: TensorType, bindings: Record<string, number
   }
 }
 
+function feedsFor(model: Model, bindings: Record<string, number>, P: number): Record<string, ort.Tensor> {
+  const next = rng(1234);
+  const feeds: Record<string, ort.Tensor> = {};
+  for (const v of model.graph.inputs) if (!v.initializer) feeds[v.name] = feedFor(v.name, v.type as TensorType, bindings, P, next);
+  return feeds;
+}
+
+/**
+ * Exposes every shaped intermediate of a freshly inferred copy as a graph output (declared by
+ * element type only, so onnxruntime's own inference cannot mask ours) and returns the inferred
+ * shapes, evaluated under `bindings`, with the shapes onnxruntime produced for them.
+ */
+async function intermediateShapes(path: string, step: (typeof STEPS)[number]): Promise<{ name: string; inferred: (number | undefined)[]; actual: readonly number[] }[]> {
+  const { model } = inferFresh(path);
+  const bindings = bindSymbols(model, step.B, step.S, step.P);
+  const inferred = new Map<string, (number | undefined)[]>();
+  for (const n of model.graph.nodes()) {
+    for (const o of n.outputs) {
+      const t = o?.type as TensorType | undefined;
+      if (!o || !t?.shape || o.isGraphOutput) continue;
+      inferred.set(o.name, t.shape.map((d) => evaluateDim(d, bindings)));
+      o.type = { kind: "tensor", dtype: t.dtype, shape: undefined };
+      model.graph.addOutput(o);
+    }
+  }
+  const dir = mkdtempSync(join(tmpdir(), "pipec-shapes-"));
+  try {
+    saveModel(model, join(dir, "model.onnx"), { weights: "inline" });
+    const session = await ort.InferenceSession.create(join(dir, "model.onnx"));
+    try {
+      const out = await session.run(feedsFor(model, bindings, step.P));
+      return [...inferred].map(([name, shape]) => ({ name, inferred: shape, actual: out[name].dims }));
+    } finally {
+      await session.release();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 const models = [...onnxFiles(FIXTURES), ...onnxFiles(REFERENCE)];
 const STEPS = [
   { what: "prefill", B: 2, S: 4, P: 0 },
@@ -116,9 +157,7 @@ describe("shape inference on real exports", () => {
     for (const step of STEPS) {
       it(`${label}: inferred output shapes match onnxruntime (${step.what}, P=${step.P}, S=${step.S})`, async () => {
         const bindings = bindSymbols(model, step.B, step.S, step.P);
-        const next = rng(1234);
-        const feeds: Record<string, ort.Tensor> = {};
-        for (const v of model.graph.inputs) if (!v.initializer) feeds[v.name] = feedFor(v.name, v.type as TensorType, bindings, step.P, next);
+        const feeds = feedsFor(model, bindings, step.P);
         const session = await ort.InferenceSession.create(path);
         try {
           const out = await session.run(feeds);
@@ -132,5 +171,12 @@ describe("shape inference on real exports", () => {
         }
       });
     }
+
+    it(`${label}: every inferred intermediate shape matches onnxruntime (decode)`, async () => {
+      const shapes = await intermediateShapes(path, STEPS[1]);
+      expect(shapes.length).toBeGreaterThan(5);
+      const wrong = shapes.filter((s) => s.inferred.some((d, i) => d !== undefined && d !== s.actual[i]) || s.inferred.length !== s.actual.length);
+      expect(wrong).toEqual([]);
+    });
   }
 });
