@@ -1,0 +1,39 @@
+import { describe, expect, it } from "vitest";
+import { Builder, DataType, Graph, type TensorType } from "../compiler/ir/index.ts";
+import { inferShapes } from "../compiler/ir/shape-inference/index.ts";
+
+/** A chain of `blocks` x 4 nodes mixing broadcasting, shape values and reshapes over symbolic dims. */
+function chain(blocks: number): { graph: Graph; last: () => TensorType } {
+  const graph = new Graph();
+  const b = new Builder(graph);
+  let x = b.input("x", DataType.FLOAT, ["batch_size", "sequence_length", 64]);
+  const bias = b.float32(new Array(64).fill(0.5));
+  for (let i = 0; i < blocks; i++) {
+    x = b.op.Relu(b.op.Add(x, bias));
+    x = b.op.Reshape(x, b.op.Shape(x));
+  }
+  const out = x;
+  return { graph, last: () => out.type as TensorType };
+}
+
+function timeInference(blocks: number): number {
+  const { graph, last } = chain(blocks);
+  const t0 = performance.now();
+  const report = inferShapes(graph);
+  const ms = performance.now() - t0;
+  expect(report.inferred).toBe(blocks * 4);
+  expect(last().shape).toEqual(["batch_size", "sequence_length", 64]);
+  return ms;
+}
+
+describe("shape inference scale", () => {
+  it("is linear in graph size (100k-node chain)", () => {
+    timeInference(2_500); // warm up the JIT
+    const small = timeInference(6_250);
+    const large = timeInference(25_000);
+    console.log(`shape inference: 25k nodes ${small.toFixed(0)} ms, 100k nodes ${large.toFixed(0)} ms`);
+    // 4x the nodes: linear is ~4x; allow noise on a shared machine, but not quadratic (16x).
+    expect(large).toBeLessThan(Math.max(10 * small, 200));
+    expect(large).toBeLessThan(20_000);
+  });
+});
