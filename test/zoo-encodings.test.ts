@@ -32,9 +32,14 @@ describe("zoo encodings agree", () => {
     it(name, async () => {
       const reference = await run(config, "decomposed");
       expect(reference[0].logits.length).toBe(PROMPT.length * config.vocabSize);
+      expect(reference.map((s) => s.cacheLength)).toEqual([0, 1, 2, 3].map((i) => PROMPT.length + i));
       for (const encoding of ENCODINGS.filter((e) => e !== "decomposed")) {
         const steps = await run(config, encoding);
-        steps.forEach((s, i) => expect(maxAbsDiff(s.logits, reference[i].logits), `${encoding}, step ${i}`).toBeLessThan(1e-4));
+        steps.forEach((s, i) => {
+          expect(maxAbsDiff(s.logits, reference[i].logits), `${encoding}, step ${i}`).toBeLessThan(1e-4);
+          // present is the past plus this step, not a max-length buffer, in every encoding.
+          expect(s.cacheLength, `${encoding}, step ${i}`).toBe(reference[i].cacheLength);
+        });
       }
     });
   }

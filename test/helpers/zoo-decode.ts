@@ -11,6 +11,8 @@ export interface StepResult {
   /** Logits of every position of the step, [S, V] row-major. */
   logits: Float32Array;
   vocab: number;
+  /** Length of present.0.key along its sequence axis: P + S when the cache grows by exactly the step. */
+  cacheLength: number;
 }
 
 export class CachedDecoder {
@@ -45,7 +47,8 @@ export class CachedDecoder {
     for (const name of Object.keys(this.past)) this.past[name] = out[name.replace("past_key_values.", "present.")];
     this.pastLength = T;
     const logits = out.logits;
-    return { logits: logits.data as Float32Array, vocab: logits.dims[2] };
+    const cacheLength = out["present.0.key"]?.dims[2] ?? 0;
+    return { logits: logits.data as Float32Array, vocab: logits.dims[2], cacheLength };
   }
 
   release(): Promise<void> {
