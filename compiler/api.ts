@@ -3,7 +3,7 @@
  * arguments and formats what these return.
  */
 import { existsSync, realpathSync, statSync, writeFileSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
+import { dirname, isAbsolute, join, relative, resolve } from "node:path";
 import { PipecError } from "./errors.ts";
 import { dtypeName } from "./ir/dtype.ts";
 import type { Graph } from "./ir/graph.ts";
@@ -140,10 +140,11 @@ export function optimize(opts: OptimizeOptions): OptimizeReport {
   const registry = opts.registry ?? defaultRegistry();
   const passes = registry.resolve(parsePipeline(opts.passes ?? ""));
   refuseOverwritingInput(opts.input, opts.output);
+  if (opts.externalData?.location !== undefined) refuseEscapingLocation(opts.externalData.location);
 
   let start = performance.now();
   const model = loadModel(opts.input);
-  const sorted = toposortModel(model);
+  const sorted = withFileContext(opts.input, () => toposortModel(model));
   const loadMs = performance.now() - start;
 
   const instrumentation: Instrumentation = {
@@ -162,6 +163,24 @@ function refuseOverwritingInput(input: string, output: string): void {
   const real = (p: string) => (existsSync(p) ? realpathSync(p) : resolve(p));
   if (real(input) === real(output)) {
     throw new PipecError("usage", `refusing to overwrite the input '${input}': give -o another path`);
+  }
+}
+
+/** External data must stay beside the model: `../x` or an absolute path would write elsewhere. */
+function refuseEscapingLocation(location: string): void {
+  const rel = relative(".", resolve(location));
+  if (location === "" || isAbsolute(location) || rel.startsWith("..")) {
+    throw new PipecError("external-data", `external data location '${location}' must be a relative path inside the output's folder`);
+  }
+}
+
+/** Prefixes a PipecError with the file it concerns. */
+function withFileContext<T>(path: string, f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    if (e instanceof PipecError) throw new PipecError(e.code, `${path}: ${e.message}`, e.location);
+    throw e;
   }
 }
 

@@ -34,7 +34,7 @@ export function parseCommandArgs<O extends Options>(command: string, args: strin
 /** The single positional argument a command takes, or a usage error saying what is missing. */
 export function onePositional(command: string, positionals: string[], what: string): string {
   if (positionals.length === 0) throw new UsageError(`pipec ${command} needs ${what} (see pipec ${command} --help)`);
-  if (positionals.length > 1) throw new UsageError(`pipec ${command} takes one ${what}, got ${positionals.length} arguments: ${positionals.join(" ")}`);
+  if (positionals.length > 1) throw new UsageError(`pipec ${command} takes ${what}, got ${positionals.length} arguments: ${positionals.join(" ")}`);
   return positionals[0]!;
 }
 

@@ -52,7 +52,7 @@ when any step fails. The output may not be the input.
       input,
       output: values.output,
       passes: values.passes,
-      externalData: location === undefined ? undefined : { location, threshold: threshold === undefined ? undefined : parseNonNegativeInt("--external-threshold", threshold) },
+      externalData: location === undefined ? undefined : { location, ...(threshold !== undefined && { threshold: parseNonNegativeInt("--external-threshold", threshold) }) },
       instrumentation: {
         printIrAfter: values["print-ir-after"]?.flatMap((p) => p.split(",")).map((p) => p.trim()),
         printIrAfterAll: values["print-ir-after-all"],
