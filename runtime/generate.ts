@@ -77,6 +77,7 @@ export class Generator {
   async *stream(prompt: string | readonly number[], options: GenerateOptions = {}): AsyncGenerator<GenerationEvent> {
     const clock = new RunClock();
     const maxTokens = options.maxTokens ?? 128;
+    if (!Number.isInteger(maxTokens) || maxTokens < 1) throw new RuntimeError("bad-max-tokens", `maxTokens must be a positive integer, got ${maxTokens}`);
     const promptIds = this.promptIds(prompt, maxTokens, options.promptOverflow ?? "error");
     const stopStrings = options.stopStrings ?? [];
     if (stopStrings.length && !this.tokenizer) throw new RuntimeError("stop-strings-need-tokenizer", "stop strings need a tokenizer; in token-id mode stop on eosTokenIds instead");
@@ -113,22 +114,24 @@ export class Generator {
       const token = sample!(logits, { tokens });
       tokens.push(token);
       generated.push(token);
-      const delta = text?.push(token) ?? "";
+      let delta = text?.push(token) ?? "";
       clock.tokenOut();
-      yield { kind: "token", token, text: delta };
 
-      if (eos.has(token)) finishReason = "eos";
-      else if (text?.stopped) finishReason = "stop-string";
-      else if (generated.length >= maxTokens) finishReason = "max-tokens";
-      else if (this.model.maxPositions !== undefined && sequence.length + 1 > this.model.maxPositions) finishReason = "context-full";
-      else {
-        last = await sequence.forward([token]);
-        continue;
+      let finished: FinishReason | undefined;
+      if (eos.has(token)) finished = "eos";
+      else if (text?.stopped) finished = "stop-string";
+      else if (generated.length >= maxTokens) finished = "max-tokens";
+      else if (this.model.maxPositions !== undefined && sequence.length + 1 > this.model.maxPositions) finished = "context-full";
+      if (finished && text) delta += text.flush();
+      yield { kind: "token", token, text: delta };
+      if (finished) {
+        finishReason = finished;
+        break;
       }
-      break;
+      last = await sequence.forward([token]);
     }
     if (!last) finishReason = "aborted";
-    text?.flush();
+    if (finishReason === "aborted") text?.flush(); // held-back text still belongs in the end event's text
     yield {
       kind: "end",
       tokens: generated,

@@ -26,24 +26,29 @@ export class TextStream {
   /** Adds one token; returns the text that can be shown now (possibly ""). */
   push(token: number): string {
     this.ids.push(token);
+    if (this.stopped || !this.decodeTail(false)) return "";
+    return this.release(false);
+  }
+
+  /** Generation has ended: everything still held back (incomplete characters included), up to a stop string. */
+  flush(): string {
+    if (this.stopped) return "";
+    this.decodeTail(true);
+    return this.release(true);
+  }
+
+  /** Moves newly decodable text into `pending`; false when nothing new (or only a partial character) came. */
+  private decodeTail(final: boolean): boolean {
     const before = this.tokenizer.decode(this.ids.slice(this.prefixOffset, this.readOffset));
     const after = this.tokenizer.decode(this.ids.slice(this.prefixOffset));
-    if (after.length <= before.length || after.endsWith("\uFFFD")) return "";
+    if (after.length <= before.length || (!final && after.endsWith("\uFFFD"))) return false;
     this.pending += after.slice(before.length);
     this.prefixOffset = this.readOffset;
     this.readOffset = this.ids.length;
-    return this.release();
+    return true;
   }
 
-  /** What is still held back, once generation has ended for another reason. */
-  flush(): string {
-    const rest = this.stopped ? "" : this.pending;
-    this.pending = "";
-    this.emitted += rest;
-    return rest;
-  }
-
-  private release(): string {
+  private release(final: boolean): string {
     let cut = this.pending.length;
     for (const stop of this.stopStrings) {
       const at = this.pending.indexOf(stop);
@@ -58,7 +63,7 @@ export class TextStream {
       this.emitted += out;
       return out;
     }
-    const hold = this.heldBackLength();
+    const hold = final ? 0 : this.heldBackLength();
     const out = this.pending.slice(0, this.pending.length - hold);
     this.pending = this.pending.slice(this.pending.length - hold);
     this.emitted += out;

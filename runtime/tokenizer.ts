@@ -55,7 +55,8 @@ export function loadTokenizer(path: string): TextTokenizer {
   const eosTokenId = eosText === undefined ? undefined : tokenizer.encode(eosText, { add_special_tokens: false }).ids[0];
   return {
     encode: (text) => tokenizer.encode(text).ids,
-    decode: (ids) => tokenizer.decode(ids as number[], { skip_special_tokens: true }),
+    // The library rejects an empty list; empty text is the answer.
+    decode: (ids) => (ids.length === 0 ? "" : tokenizer.decode(ids as number[], { skip_special_tokens: true })),
     vocabSize,
     eosTokenId,
   };
