@@ -17,7 +17,9 @@ const FAMILIES: Record<string, ZooConfig> = { llama: llamaConfig({ layers: 3 }),
 
 /** Operators that must appear, and how often, for each encoding (per family). */
 function expectedOps(family: string, encoding: AttentionEncoding, layers: number): Record<string, number> {
-  if (encoding === "decomposed") return { Softmax: layers, Concat: expect.any(Number) as unknown as number };
+  if (encoding === "decomposed") {
+    return family === "llama" ? { Softmax: layers, Neg: 2 * layers, ReduceMean: 2 * layers + 1 } : { Softmax: layers, Div: layers, LayerNormalization: 2 * layers + 1 };
+  }
   if (encoding === "standard") return family === "llama" ? { Attention: layers, RotaryEmbedding: 2 * layers, RMSNormalization: 2 * layers + 1 } : { Attention: layers };
   return family === "llama" ? { "com.microsoft::GroupQueryAttention": layers, SimplifiedLayerNormalization: 2 * layers + 1 } : { "com.microsoft::MultiHeadAttention": layers };
 }
