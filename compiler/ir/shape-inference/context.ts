@@ -26,15 +26,6 @@ export interface InferenceReport {
   equalities: DimEquality[];
 }
 
-/**
- * The contents of a small tensor, known at compile time: what exported LLM graphs compute shapes
- * with (Shape -> Gather -> Unsqueeze -> Concat -> Reshape). Elements may be symbolic.
- */
-export interface KnownValue {
-  shape: number[];
-  elems: Dim[];
-}
-
 /** Tensors with more elements than this are never tracked by value. */
 export const MAX_KNOWN_ELEMENTS = 64;
 
@@ -45,11 +36,16 @@ export type RuleTable = Record<string, ShapeRule>;
 
 /** State shared by all nodes of one inference run. */
 export class InferenceState {
-  readonly known = new Map<Value, KnownValue>();
+  /**
+   * The contents of small tensors known at compile time (flattened; the rank is in the value's
+   * type): what exported LLM graphs compute shapes with (Shape -> Gather -> Concat -> Reshape).
+   * Elements may be symbolic.
+   */
+  readonly known = new Map<Value, Dim[]>();
   readonly report: InferenceReport = { inferred: 0, unknownOps: new Map(), warnings: [], equalities: [] };
   constructor(readonly opsets: ReadonlyMap<string, number>) {}
 
-  knownValue(v: Value): KnownValue | undefined {
+  knownValue(v: Value): Dim[] | undefined {
     const k = this.known.get(v);
     if (k || !v.initializer) return k;
     const read = readSmallTensor(v);
@@ -102,7 +98,7 @@ export class NodeContext {
   /** The elements of input `i`, flattened, when its contents are known. */
   known(i: number): Dim[] | undefined {
     const v = this.node.inputs[i];
-    return v ? this.state.knownValue(v)?.elems : undefined;
+    return v ? this.state.knownValue(v) : undefined;
   }
 
   /** The elements of input `i` when all are known numbers. */
@@ -127,20 +123,20 @@ export class NodeContext {
   }
 
   /** Records the contents of output `i` (small tensors only). */
-  setKnown(i: number, elems: Dim[], shape: number[] = [elems.length]): void {
+  setKnown(i: number, elems: Dim[]): void {
     const v = this.node.outputs[i];
-    if (v && elems.length <= MAX_KNOWN_ELEMENTS) this.state.known.set(v, { shape, elems });
+    if (v && elems.length <= MAX_KNOWN_ELEMENTS) this.state.known.set(v, elems);
   }
 }
 
 const INT_TYPES = new Set<number>([DataType.INT64, DataType.INT32, DataType.INT16, DataType.INT8, DataType.UINT8, DataType.UINT16, DataType.UINT32, DataType.UINT64, DataType.BOOL]);
 const FLOAT_TYPES = new Set<number>([DataType.FLOAT, DataType.DOUBLE]);
 
-function readSmallTensor(v: Value): KnownValue | undefined {
+function readSmallTensor(v: Value): Dim[] | undefined {
   const t = v.initializer!;
   if (t.elementCount > MAX_KNOWN_ELEMENTS || t.dims.length > 1) return undefined;
   if (!INT_TYPES.has(t.dtype) && !FLOAT_TYPES.has(t.dtype)) return undefined;
-  return { shape: t.dims, elems: tensorElements(t.toArray()) };
+  return tensorElements(t.toArray());
 }
 
 /** Tensor contents as plain numbers. */

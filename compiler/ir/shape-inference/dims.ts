@@ -35,13 +35,6 @@ export function unifyDims(a: Dim, b: Dim): Dim {
   return a;
 }
 
-/** `shape` with unknown dims filled in from `other` (same rank). */
-export function unifyShapes(a: Dim[] | undefined, b: Dim[] | undefined): Dim[] | undefined {
-  if (!a) return b;
-  if (!b || a.length !== b.length) return a;
-  return a.map((d, i) => unifyDims(d, b[i]));
-}
-
 /** A shape of `rank` unknown dims (the rank is all that is known). */
 export function unknownDims(rank: number): Dim[] {
   return new Array<Dim>(rank).fill(undefined);

@@ -38,8 +38,8 @@ function provablyDifferent(a: Dim, b: Dim): boolean {
 const unary: ShapeRule = (ctx) => {
   ctx.passThrough(0, 0);
   const k = ctx.known(0);
-  if (k && ctx.node.op === "Identity") ctx.setKnown(0, k, ctx.shape(0)?.length === 0 ? [] : undefined);
-  if (k && ctx.node.op === "Neg") setKnownLike(ctx, k.map((d) => subDims(0, d)));
+  if (k && ctx.node.op === "Identity") ctx.setKnown(0, k);
+  if (k && ctx.node.op === "Neg") ctx.setKnown(0, k.map((d) => subDims(0, d)));
 };
 
 const sameTypeBroadcast: ShapeRule = (ctx) => {
@@ -67,7 +67,7 @@ const where: ShapeRule = (ctx) => {
     const c = at(cond, i);
     out.push(c === undefined || typeof c === "string" ? undefined : c !== 0 ? at(x, i) : at(y, i));
   }
-  setKnownLike(ctx, out);
+  ctx.setKnown(0, out);
 };
 
 /** Dropout in inference mode: the data passes through; the optional mask is boolean. */
@@ -88,13 +88,7 @@ function propagateValues(ctx: NodeContext): void {
   const n = Math.max(a.length, b.length);
   const out: Dim[] = [];
   for (let i = 0; i < n; i++) out.push(f(a[a.length === 1 ? 0 : i], b[b.length === 1 ? 0 : i]));
-  setKnownLike(ctx, out);
-}
-
-/** Records known output elements, shaped as the inferred output (a scalar stays a scalar). */
-function setKnownLike(ctx: NodeContext, elems: Dim[]): void {
-  const shape = ctx.outputs[0]?.shape;
-  ctx.setKnown(0, elems, shape?.length === 0 ? [] : [elems.length]);
+  ctx.setKnown(0, out);
 }
 
 export const elementwiseRules: RuleTable = {

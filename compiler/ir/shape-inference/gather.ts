@@ -12,7 +12,7 @@ const gather: ShapeRule = (ctx) => {
   ctx.setOutput(0, ctx.dtype(0), [...data.slice(0, axis), ...indices, ...data.slice(axis + 1)]);
   // Shape(x)[i]: picking dims out of a known shape vector.
   const [k, at] = [ctx.known(0), ctx.knownInts(1)];
-  if (k && at && data.length === 1) ctx.setKnown(0, at.map((i) => k[i < 0 ? i + k.length : i]), indices.length === 0 ? [] : [at.length]);
+  if (k && at && data.length === 1) ctx.setKnown(0, at.map((i) => k[i < 0 ? i + k.length : i]));
 };
 
 const gatherElements: ShapeRule = (ctx) => ctx.setOutput(0, ctx.dtype(0), ctx.shape(1));

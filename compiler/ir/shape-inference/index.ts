@@ -20,7 +20,7 @@ import { shapeValueRules } from "./shape-values.ts";
  * contents of small int64 tensors so exported Shape -> Gather -> Concat -> Reshape chains resolve.
  */
 
-export type { DimEquality, InferenceReport, InferenceWarning, KnownValue, RuleTable, ShapeRule } from "./context.ts";
+export type { DimEquality, InferenceReport, InferenceWarning, RuleTable, ShapeRule } from "./context.ts";
 export { NodeContext } from "./context.ts";
 export { broadcastShapes } from "./dims.ts";
 export { matmulShape } from "./matmul.ts";

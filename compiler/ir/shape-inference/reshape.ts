@@ -84,8 +84,7 @@ const tile: ShapeRule = (ctx) => {
 /** Reshaping ops keep the elements: a known input stays known. */
 function passKnown(ctx: NodeContext): void {
   const k = ctx.known(0);
-  const shape = ctx.outputs[0]?.shape;
-  if (k && shape && shape.length <= 1) ctx.setKnown(0, k, shape.length === 0 ? [] : [k.length]);
+  if (k) ctx.setKnown(0, k);
 }
 
 export const reshapeRules: RuleTable = {

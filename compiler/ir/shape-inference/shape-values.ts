@@ -3,7 +3,7 @@ import { productOfDims, subDims } from "../symbolic-dim.ts";
 import { Tensor } from "../tensor.ts";
 import type { Dim } from "../types.ts";
 import { MAX_KNOWN_ELEMENTS, tensorElements, type NodeContext, type RuleTable, type ShapeRule } from "./context.ts";
-import { normalizeAxis } from "./dims.ts";
+import { normalizeAxis, unknownDims } from "./dims.ts";
 
 /**
  * Ops that make or convert the small tensors shape computations are built from: Shape, Size,
@@ -24,7 +24,7 @@ const shape: ShapeRule = (ctx) => {
 const size: ShapeRule = (ctx) => {
   ctx.setOutput(0, DataType.INT64, []);
   const input = ctx.shape(0);
-  if (input) ctx.setKnown(0, [productOfDims(input)], []);
+  if (input) ctx.setKnown(0, [productOfDims(input)]);
 };
 
 const constant: ShapeRule = (ctx) => {
@@ -42,7 +42,7 @@ function constantTensor(ctx: NodeContext, t: Tensor): void {
   if (t.elementCount > MAX_KNOWN_ELEMENTS || t.dims.length > 1) return;
   if (t.dtype === DataType.FLOAT16 || t.dtype === DataType.BFLOAT16 || t.dtype === DataType.STRING) return;
   try {
-    ctx.setKnown(0, tensorElements(t.toArray()), t.dims);
+    ctx.setKnown(0, tensorElements(t.toArray()));
   } catch {
     // An element type without a typed-array view: the shape is still right.
   }
@@ -50,7 +50,7 @@ function constantTensor(ctx: NodeContext, t: Tensor): void {
 
 function scalar(ctx: NodeContext, dtype: number, value: number): void {
   ctx.setOutput(0, dtype, []);
-  ctx.setKnown(0, [value], []);
+  ctx.setKnown(0, [value]);
 }
 
 function vector(ctx: NodeContext, dtype: number, values: number[]): void {
@@ -64,13 +64,13 @@ const constantOfShape: ShapeRule = (ctx) => {
   const dtype = value?.dtype ?? DataType.FLOAT;
   const dims = ctx.known(0);
   const len = ctx.shape(0)?.[0];
-  ctx.setOutput(0, dtype, dims ?? (typeof len === "number" ? new Array<Dim>(len).fill(undefined) : undefined));
+  ctx.setOutput(0, dtype, dims ?? (typeof len === "number" ? unknownDims(len) : undefined));
   if (!dims || dims.length > 1) return;
   const count = dims.length === 0 ? 1 : dims[0];
   if (typeof count !== "number" || count > MAX_KNOWN_ELEMENTS) return;
   if (value && (value.dtype === DataType.FLOAT16 || value.dtype === DataType.BFLOAT16)) return;
   const fill = value ? tensorElements(value.toArray())[0] : 0;
-  ctx.setKnown(0, new Array<Dim>(count).fill(fill), dims.length === 0 ? [] : [count]);
+  ctx.setKnown(0, new Array<Dim>(count).fill(fill));
 };
 
 /** Range(start, limit, delta): max(ceil((limit - start) / delta), 0) elements; symbolic only for delta 1. */
@@ -101,14 +101,13 @@ const castLike: ShapeRule = (ctx) => {
 function passCastKnown(ctx: NodeContext, to: number | undefined): void {
   const k = ctx.known(0);
   if (!k || to === undefined) return;
-  const shape = ctx.shape(0)?.length === 0 ? [] : [k.length];
   if (to === DataType.BOOL) {
-    if (k.every((d) => typeof d === "number")) ctx.setKnown(0, k.map((d) => (d !== 0 ? 1 : 0)), shape);
+    if (k.every((d) => typeof d === "number")) ctx.setKnown(0, k.map((d) => (d !== 0 ? 1 : 0)));
     return;
   }
   const floatSource = ctx.dtype(0) === DataType.FLOAT || ctx.dtype(0) === DataType.DOUBLE;
   const floatTarget = to === DataType.FLOAT || to === DataType.DOUBLE;
-  ctx.setKnown(0, floatSource && !floatTarget ? k.map((d) => (typeof d === "number" ? Math.trunc(d) : d)) : k, shape);
+  ctx.setKnown(0, floatSource && !floatTarget ? k.map((d) => (typeof d === "number" ? Math.trunc(d) : d)) : k);
 }
 
 export const shapeValueRules: RuleTable = {
