@@ -101,6 +101,10 @@ export class Matcher {
     if (v.outputIndex !== pv.index) return this.trace && this.fail(site, pv.describe(), describeValue(v));
     const bound = this.nodes.get(op);
     if (bound) return bound === node ? this.bind(pv.name, v, k) : this.trace && this.fail(site, `the ${op.describe()} matched already, ${bound.describe()}`, node.describe());
+    // Bound before its attributes and arity are checked, so the tracer ranks a node of the right
+    // op that differs in an attribute above one of the wrong op.
+    this.push(() => this.nodes.delete(op));
+    this.nodes.set(op, node);
     for (const [name, constraint] of Object.entries(op.attributes)) {
       const verdict = attributeMatches(node, name, constraint);
       if (verdict !== true) return this.trace && this.fail({ op, input: -1 }, `${name}=${formatConstraint(constraint)}`, verdict);
@@ -110,8 +114,6 @@ export class Matcher {
     if (op.otherInputs ? nodeArity < patternArity : nodeArity !== patternArity) {
       return this.trace && this.fail(site, `${op.describe()} with ${op.otherInputs ? "at least " : ""}${patternArity} inputs`, `${node.describe()} with ${nodeArity}`);
     }
-    this.push(() => this.nodes.delete(op));
-    this.nodes.set(op, node);
     const next = () => this.bind(pv.name, v, k);
     if (!op.commutative || patternArity < 2) return this.inputs(op, node, false, 0, next);
     const mark = this.trail.length;
