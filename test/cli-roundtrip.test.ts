@@ -5,41 +5,17 @@ import { equals, fromBinary } from "@bufbuild/protobuf";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { Builder } from "../compiler/ir/builder.ts";
-import { DataType } from "../compiler/ir/dtype.ts";
-import { Graph } from "../compiler/ir/graph.ts";
-import { Model } from "../compiler/ir/model.ts";
-import { tensorType } from "../compiler/ir/types.ts";
 import { ModelProtoSchema } from "../compiler/onnx/generated/onnx_pb.ts";
 import { loadModelFromBytes } from "../compiler/onnx/load.ts";
 import { saveModel } from "../compiler/onnx/save.ts";
 import { HAVE_SHARED, SHARED_FIXTURES, sharedOnnxFiles, SKIP_SHARED_REASON } from "./helpers/fixtures.ts";
-import { handmadeModel, reversedChain } from "./helpers/handmade-models.ts";
+import { handmadeModel, matmulIfModel, reversedChain } from "./helpers/handmade-models.ts";
 import { expectBitEqual, runOrt } from "./helpers/ort-parity.ts";
 import { pipec } from "./helpers/run-cli.ts";
 import { tempDir } from "./helpers/tmp.ts";
 
-const F = DataType.FLOAT;
 const dir = tempDir();
 const decode = (path: string) => fromBinary(ModelProtoSchema, readFileSync(path));
-
-/** x -> MatMul(w) -> If(cond: Relu, else: Neg) + bias: weights above 1 KiB, a subgraph reading the outer scope. */
-function builtModel(): Model {
-  const model = new Model({ opsets: { "": 17 } });
-  const g = model.graph;
-  const b = new Builder(g);
-  const x = b.input("x", F, ["B", 16]);
-  const h = b.op.MatMul(x, b.float32(Array.from({ length: 256 }, (_, i) => Math.sin(i)), [16, 16]));
-  const branch = (name: string, op: string) => {
-    const sub = new Graph(name, { parent: g });
-    const sb = new Builder(sub);
-    sb.output(sb.op[op]!(h), undefined, tensorType(F, ["B", 16]));
-    return sub;
-  };
-  const chosen = g.addNode("If", [b.input("cond", DataType.BOOL, [])], { attributes: { then_branch: branch("relu", "Relu"), else_branch: branch("neg", "Neg") } });
-  b.output(b.op.Add(chosen.output(), b.float32(Array.from({ length: 16 }, (_, i) => i / 16))), "y", tensorType(F, ["B", 16]));
-  return model;
-}
 
 async function expectRoundTrip(input: string, name: string): Promise<void> {
   const out1 = join(dir, name, "once.onnx");
@@ -56,13 +32,13 @@ async function expectRoundTrip(input: string, name: string): Promise<void> {
 describe("pipec opt round trip", () => {
   it("a model built with the IR: inline weights and an If subgraph", async () => {
     const input = join(dir, "built.onnx");
-    saveModel(builtModel(), input);
+    saveModel(matmulIfModel(), input);
     await expectRoundTrip(input, "built");
   });
 
   it("the same model with external data: the data file is linked, not rewritten", async () => {
     const input = join(dir, "external", "model.onnx");
-    saveModel(builtModel(), input, { weights: { location: "model.weights", threshold: 0 } });
+    saveModel(matmulIfModel(), input, { weights: { location: "model.weights", threshold: 0 } });
     await expectRoundTrip(input, "external");
     const r = await pipec("opt", input, "-o", join(dir, "external-out", "m.onnx"));
     expect(r.out).toMatch(/external data model\.weights: (linked|copied) \(/);
@@ -70,7 +46,7 @@ describe("pipec opt round trip", () => {
 
   it("moves weights to a new external file with --external-data, computing the same outputs", async () => {
     const input = join(dir, "to-external.onnx");
-    saveModel(builtModel(), input);
+    saveModel(matmulIfModel(), input);
     const out = join(dir, "to-external-out", "m.onnx");
     const r = await pipec("opt", input, "-o", out, "--external-data", "m.bin", "--external-threshold", "64");
     expect(r.code, r.err).toBe(0);

@@ -1,5 +1,8 @@
 import { create, toBinary } from "@bufbuild/protobuf";
+import { Builder } from "../../compiler/ir/builder.ts";
 import { DataType } from "../../compiler/ir/dtype.ts";
+import { Graph } from "../../compiler/ir/graph.ts";
+import { Model } from "../../compiler/ir/model.ts";
 import { typeToProto } from "../../compiler/ir/to-proto.ts";
 import { tensorType } from "../../compiler/ir/types.ts";
 import {
@@ -49,3 +52,21 @@ export const cycle: NodeSpec[] = [
   ["relu", "Relu", ["a"], ["c"]],
   ["out", "Identity", ["a"], ["y"]],
 ];
+
+/** x -> MatMul(w) -> If(cond: Relu, else: Neg) + bias: weights above 1 KiB, a subgraph reading the outer scope. */
+export function matmulIfModel(): Model {
+  const model = new Model({ opsets: { "": 17 } });
+  const g = model.graph;
+  const b = new Builder(g);
+  const x = b.input("x", DataType.FLOAT, ["B", 16]);
+  const h = b.op.MatMul(x, b.float32(Array.from({ length: 256 }, (_, i) => Math.sin(i)), [16, 16]));
+  const branch = (name: string, op: string) => {
+    const sub = new Graph(name, { parent: g });
+    const sb = new Builder(sub);
+    sb.output(sb.op[op]!(h), undefined, tensorType(DataType.FLOAT, ["B", 16]));
+    return sub;
+  };
+  const chosen = g.addNode("If", [b.input("cond", DataType.BOOL, [])], { attributes: { then_branch: branch("relu", "Relu"), else_branch: branch("neg", "Neg") } });
+  b.output(b.op.Add(chosen.output(), b.float32(Array.from({ length: 16 }, (_, i) => i / 16))), "y", tensorType(DataType.FLOAT, ["B", 16]));
+  return model;
+}
