@@ -25,7 +25,7 @@ export interface DecoderOptions extends SessionOptions {
   bindOutputs?: boolean;
 }
 
-/** What exporters write next to the model (genai_config.json, or a transformers config.json). */
+/** What exporters write next to the model: genai_config.json, a transformers config.json, or pipec's zoo config.json. */
 export interface DeclaredConfig {
   maxPositions?: number;
   eosTokenIds: number[];
@@ -35,8 +35,8 @@ export function readDeclaredConfig(modelPath: string): DeclaredConfig {
   const dir = dirname(modelPath);
   const read = (file: string): any => (existsSync(join(dir, file)) ? JSON.parse(readFileSync(join(dir, file), "utf8")) : undefined);
   const source = read("genai_config.json")?.model ?? read("config.json") ?? {};
-  const maxPositions = source.context_length ?? source.max_position_embeddings ?? source.n_positions;
-  const eos = source.eos_token_id;
+  const maxPositions = source.context_length ?? source.max_position_embeddings ?? source.n_positions ?? source.maxPositions;
+  const eos = source.eos_token_id ?? source.eosTokenId;
   return {
     maxPositions: typeof maxPositions === "number" ? maxPositions : undefined,
     eosTokenIds: (Array.isArray(eos) ? eos : eos === undefined ? [] : [eos]).filter((id: unknown): id is number => typeof id === "number"),
