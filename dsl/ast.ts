@@ -77,6 +77,8 @@ export interface Declaration {
   nameSpan: Span;
   value: Value;
   body?: Setting[];
+  /** Offset of the block's closing '}' (for comments before it). */
+  bodyEnd?: number;
 }
 
 export type Item = Declaration | Setting;
@@ -87,6 +89,8 @@ export interface PipelineDecl {
   name: string;
   nameSpan: Span;
   items: Item[];
+  /** Offset of the closing '}', or the end of the source when it is missing. */
+  end: number;
 }
 
 export interface Comment {

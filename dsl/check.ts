@@ -3,7 +3,8 @@ import { dirname, resolve } from "node:path";
 import type { Declaration, PipeFile, PipelineDecl, Setting, Span, Value } from "./ast.ts";
 import type { Diagnostics } from "./diagnostics.ts";
 import type { FactsProvider, ModelFacts } from "./facts.ts";
-import { checkMethod, defaultMethod, show, suggestion, type MethodUse } from "./method.ts";
+import { checkMethod, defaultMethod, show, type MethodUse } from "./method.ts";
+import { suggestion } from "./suggest.ts";
 import { DECLARATIONS, DEVICES, MAX_TOKENS_DEFAULT, MODEL_LOADERS, PIPELINE_SETTINGS, SLOTS, STAGE_KINDS, TOKENIZER_KINDS } from "./schema.ts";
 
 export type Device = (typeof DEVICES)[number];
@@ -68,6 +69,8 @@ export function checkPipe(ast: PipeFile, env: CheckEnv, diags: Diagnostics): Che
 
 class PipelineChecker {
   private readonly declared = new Map<string, Declaration>();
+  /** Names declared with a misspelled keyword: already reported, so references to them are not. */
+  private readonly misdeclared = new Set<string>();
   private readonly models = new Map<string, CheckedModel>();
   private readonly tokenizers = new Map<string, CheckedTokenizer>();
   private readonly stages = new Map<string, CheckedStage>();
@@ -81,7 +84,7 @@ class PipelineChecker {
   }
 
   check(p: PipelineDecl): CheckedPipeline {
-    if (p.keyword !== "pipeline") this.diags.error(`expected 'pipeline', found '${p.keyword}'${suggestion(p.keyword, ["pipeline"])}`, p.keywordSpan);
+    if (p.keyword !== "pipeline") this.diags.error(`unknown keyword '${p.keyword}'${suggestion(p.keyword, ["pipeline"])}`, p.keywordSpan);
     let device: Device = "auto";
     const seenSettings = new Set<string>();
     for (const item of p.items) {
@@ -93,6 +96,7 @@ class PipelineChecker {
       }
       if (!(DECLARATIONS as readonly string[]).includes(item.keyword)) {
         this.diags.error(`unknown declaration '${item.keyword}'${suggestion(item.keyword, DECLARATIONS)}`, item.keywordSpan);
+        this.misdeclared.add(item.name);
         continue;
       }
       const earlier = this.declared.get(item.name);
@@ -136,7 +140,8 @@ class PipelineChecker {
     const v = d.value;
     if (v.kind !== "call") {
       if (v.kind === "name" && loaders.includes(v.name)) return { loader: v.name, written: "", path: "", span: v.span };
-      this.diags.error(`${d.keyword} '${d.name}': expected ${loaders.map((l) => (l === "ids" ? l : `${l}("path")`)).join(" or ")}, got ${show(v)}`, v.span);
+      if (v.kind === "name") this.diags.error(`unknown ${d.keyword} '${v.name}'${suggestion(v.name, loaders)}`, v.span);
+      else this.diags.error(`${d.keyword} '${d.name}': expected ${loaders.map((l) => (l === "ids" ? l : `${l}("path")`)).join(" or ")}, got ${show(v)}`, v.span);
       return undefined;
     }
     if (!loaders.includes(v.name)) {
@@ -150,7 +155,7 @@ class PipelineChecker {
     }
     const path = resolve(this.dir, arg.value.value);
     if (!existsSync(path)) {
-      this.diags.error(`file not found: "${arg.value.value}" (looked for ${path})`, arg.value.span);
+      this.diags.error(`file not found: "${arg.value.value}" (paths are relative to the .pipe file)`, arg.value.span);
       return undefined;
     }
     return { loader: v.name, written: arg.value.value, path, span: arg.value.span };
@@ -241,6 +246,7 @@ class PipelineChecker {
       this.diags.error(`expected the name of a ${refers}, got ${show(v)}`, v.span);
       return undefined;
     }
+    if (this.misdeclared.has(v.name)) return undefined;
     const d = this.declared.get(v.name);
     if (d && d.keyword === refers) {
       // A declared model whose file failed its checks was reported already.
@@ -263,7 +269,9 @@ class PipelineChecker {
         const span = use.paramSpans[key] ?? use.span;
         if (param.type.kind === "layers" && facts && Array.isArray(value)) {
           const bad = value.find((i) => i >= facts.layers);
-          if (bad !== undefined) this.diags.error(`${use.method}: ${key}: layer ${bad} is out of range: model '${target!.name}' has ${facts.layers} layers (0..${facts.layers - 1})`, span);
+          const range = `model '${target!.name}' has ${facts.layers} layers (0..${facts.layers - 1})`;
+          if (bad !== undefined && use.given.includes(key)) this.diags.error(`${use.method}: ${key}: layer ${bad} is out of range: ${range}`, span);
+          else if (bad !== undefined) this.diags.error(`${use.method}: the default ${key} [${value.join(", ")}] does not fit: ${range}; give ${key} explicitly`, span);
         }
         if (key === "full_layers" && facts && typeof value === "number" && value > facts.layers) {
           this.diags.error(`${use.method}: full_layers is ${value} but model '${target!.name}' has ${facts.layers} layers`, span);

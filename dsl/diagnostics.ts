@@ -5,6 +5,8 @@ export interface Diagnostic {
   message: string;
   /** Absent for problems that have no place in the text (an unreadable file). */
   span?: Span;
+  /** A lexing or parsing error (as opposed to a check of what was parsed). */
+  syntax?: boolean;
 }
 
 /** Collects every problem of a file, so one run reports them all. */
@@ -13,6 +15,10 @@ export class Diagnostics {
 
   error(message: string, span?: Span): void {
     this.items.push({ severity: "error", message, span });
+  }
+
+  syntaxError(message: string, span: Span): void {
+    this.items.push({ severity: "error", message, span, syntax: true });
   }
 
   warning(message: string, span?: Span): void {

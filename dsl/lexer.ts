@@ -12,6 +12,8 @@ export const Percent = createToken({ name: "Percent", pattern: /-?\d+(?:\.\d+)?%
 export const NumberLiteral = createToken({ name: "NumberLiteral", pattern: /-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?/ });
 /** Double-quoted, with JSON escapes (\n \t \" \\ \uXXXX). */
 export const StringLiteral = createToken({ name: "StringLiteral", pattern: /"(?:[^"\\\n]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*"/ });
+/** A string with a bad escape or no closing quote: parsed as a string so the error is reported once, precisely. */
+export const InvalidString = createToken({ name: "InvalidString", pattern: /"(?:[^"\\\n]|\\.?)*"?/, categories: [StringLiteral] });
 export const LCurly = createToken({ name: "LCurly", pattern: "{", label: "'{'" });
 export const RCurly = createToken({ name: "RCurly", pattern: "}", label: "'}'" });
 export const LParen = createToken({ name: "LParen", pattern: "(", label: "'('" });
@@ -28,6 +30,7 @@ export const allTokens: TokenType[] = [
   Percent,
   NumberLiteral,
   StringLiteral,
+  InvalidString,
   Identifier,
   LCurly,
   RCurly,

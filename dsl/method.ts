@@ -1,6 +1,6 @@
-import { closestMatch } from "../compiler/pass-manager/suggest.ts";
 import type { Span, Value } from "./ast.ts";
 import type { Diagnostics } from "./diagnostics.ts";
+import { suggestion } from "./suggest.ts";
 import { ADAPTIVE_DEFAULTS, SLOTS, type ParamSpec, type ParamType, type ParamValue } from "./schema.ts";
 
 /** A checked method request: `tidal(top_k: 256)` with every default filled in. */
@@ -14,13 +14,6 @@ export interface MethodUse {
   span?: Span;
   /** Spans of given parameter values, for checks against the model. */
   paramSpans: Record<string, Span>;
-}
-
-/** " (did you mean 'x'?)", or a list of the choices when nothing is close. */
-export function suggestion(word: string, choices: readonly string[]): string {
-  const match = closestMatch(word, choices);
-  if (match) return ` (did you mean '${match}'?)`;
-  return choices.length ? ` (expected one of: ${choices.join(", ")})` : "";
 }
 
 export function defaultMethod(slot: string): MethodUse {
@@ -73,7 +66,7 @@ export function checkMethod(slot: string, value: Value, diags: Diagnostics): Met
   });
   for (const [key, param] of Object.entries(spec.params) as [string, ParamSpec][]) {
     if (key in use.params) continue;
-    if (param.default === undefined) diags.error(`${slot}: ${name} needs '${key}' (${param.doc})`, nameSpan);
+    if (param.default === undefined) diags.error(`${slot}: ${name} needs '${key}': ${param.doc}`, nameSpan);
     else use.params[key] = param.default;
   }
   return use;

@@ -1,8 +1,9 @@
 import type { Diagnostic } from "./diagnostics.ts";
 import { Diagnostics, formatDiagnostics } from "./diagnostics.ts";
-import { checkMethod, suggestion, type MethodUse } from "./method.ts";
+import { checkMethod, type MethodUse } from "./method.ts";
 import { parseValue } from "./parse.ts";
 import { SLOTS } from "./schema.ts";
+import { suggestion } from "./suggest.ts";
 
 export interface MethodOption {
   use?: MethodUse;

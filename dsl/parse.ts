@@ -2,7 +2,7 @@ import type { CstNode, IRecognitionException, IToken } from "chevrotain";
 import type { Argument, Comment, Declaration, Item, PipeFile, PipelineDecl, Setting, Span, Value } from "./ast.ts";
 import { Diagnostics } from "./diagnostics.ts";
 import { PipeGrammar } from "./grammar.ts";
-import { pipeLexer } from "./lexer.ts";
+import { InvalidString, pipeLexer } from "./lexer.ts";
 
 const grammar = new PipeGrammar();
 
@@ -17,7 +17,7 @@ export function parsePipe(source: string): ParseResult<PipeFile> {
   const cst = runRule(source, diagnostics, () => grammar.file());
   const lexed = pipeLexer.tokenize(source);
   const comments: Comment[] = (lexed.groups["comments"] ?? []).map((t) => ({ text: t.image, span: spanOf(t) }));
-  const pipelines = children(cst, "pipeline").map(toPipeline);
+  const pipelines = children(cst, "pipeline").map((p) => toPipeline(p, source.length));
   return { ast: { pipelines, comments }, diagnostics };
 }
 
@@ -34,17 +34,35 @@ function runRule(source: string, diagnostics: Diagnostics, rule: () => CstNode):
   for (const e of lexed.errors) {
     const ch = source[e.offset] ?? "";
     const message = ch === '"' ? "unterminated string or invalid escape (strings take \\n \\t \\\" \\\\ \\uXXXX and end on the same line)" : `unexpected character '${ch}'`;
-    diagnostics.error(message, { line: e.line ?? 1, column: e.column ?? 1, offset: e.offset, length: e.length });
+    diagnostics.syntaxError(message, { line: e.line ?? 1, column: e.column ?? 1, offset: e.offset, length: e.length });
   }
+  for (const t of lexed.tokens) if (t.tokenType === InvalidString) reportInvalidString(t, diagnostics);
   grammar.input = lexed.tokens;
   const cst = rule();
   // Chevrotain sets previousToken on every recognition exception; its typings omit it.
   for (const e of grammar.errors as (IRecognitionException & { previousToken?: IToken })[]) {
     // A missing ')' or '}' is reported where it belongs (after the last good token), not on the next line.
     const missing = e.token.tokenType.name === "EOF" || Number.isNaN(e.token.startOffset) || (e.previousToken !== undefined && e.token.startLine !== e.previousToken.endLine && e.name === "MismatchedTokenException");
-    diagnostics.error(e.message, missing ? afterToken(e.previousToken, source) : spanOf(e.token));
+    diagnostics.syntaxError(e.message, missing ? afterToken(e.previousToken, source) : spanOf(e.token));
   }
   return cst;
+}
+
+function reportInvalidString(t: IToken, diagnostics: Diagnostics): void {
+  const escape = /\\(?!["\\/bfnrt]|u[0-9a-fA-F]{4})./.exec(t.image);
+  if (escape) {
+    const at = { ...spanOf(t), column: (t.startColumn ?? 1) + escape.index, offset: t.startOffset + escape.index, length: escape[0].length };
+    diagnostics.syntaxError(`invalid escape '${escape[0]}' in a string (strings take \\n \\t \\" \\\\ \\uXXXX)`, at);
+  } else diagnostics.syntaxError("unterminated string: a string ends with '\"' on the same line", spanOf(t));
+}
+
+/** The text of a string token; an invalid one (already reported) keeps its raw characters. */
+function stringValue(image: string): string {
+  try {
+    return JSON.parse(image) as string;
+  } catch {
+    return image.replace(/^"|"$/g, "");
+  }
 }
 
 function endOfSource(source: string): Span {
@@ -76,7 +94,7 @@ function tokens(node: CstNode | undefined, name: string): IToken[] {
   return ((node?.children[name] as IToken[] | undefined) ?? []).filter((t) => !Number.isNaN(t.startOffset));
 }
 
-function toPipeline(node: CstNode): PipelineDecl {
+function toPipeline(node: CstNode, sourceEnd: number): PipelineDecl {
   const [keyword, name] = [tokens(node, "keyword")[0], tokens(node, "name")[0]];
   const keywordSpan = keyword ? spanOf(keyword) : { line: 1, column: 1, offset: 0, length: 0 };
   return {
@@ -85,6 +103,7 @@ function toPipeline(node: CstNode): PipelineDecl {
     name: name?.image ?? "",
     nameSpan: name ? spanOf(name) : keywordSpan,
     items: children(node, "item").flatMap((n) => toItem(n) ?? []),
+    end: tokens(node, "RCurly")[0]?.startOffset ?? sourceEnd,
   };
 }
 
@@ -98,7 +117,11 @@ function toItem(node: CstNode): Item | undefined {
   if (!name) return { kind: "setting", key: key.image, keySpan: spanOf(key), value };
   const block = children(node, "block")[0];
   const decl: Declaration = { kind: "declaration", keyword: key.image, keywordSpan: spanOf(key), name: name.image, nameSpan: spanOf(name), value };
-  if (block) decl.body = children(block, "setting").flatMap((s) => toSetting(s) ?? []);
+  if (block) {
+    decl.body = children(block, "setting").flatMap((s) => toSetting(s) ?? []);
+    const close = tokens(block, "RCurly")[0];
+    if (close) decl.bodyEnd = close.startOffset;
+  }
   return decl;
 }
 
@@ -125,7 +148,7 @@ function toValue(node: CstNode | undefined): Value | undefined {
   const pct = tokens(node, "Percent")[0];
   if (pct) return { kind: "percent", value: Number(pct.image.slice(0, -1)), text: pct.image, span: spanOf(pct) };
   const str = tokens(node, "StringLiteral")[0];
-  if (str) return { kind: "string", value: JSON.parse(str.image) as string, span: spanOf(str) };
+  if (str) return { kind: "string", value: stringValue(str.image), span: spanOf(str) };
   return undefined;
 }
 

@@ -108,7 +108,7 @@ export const SLOTS: Readonly<Record<string, SlotSpec>> = {
         doc: "speculative sampling with a smaller draft model of the same vocabulary",
         lossy: false,
         params: {
-          model: { type: { kind: "model" }, doc: "the draft model (declared with `model`)" },
+          model: { type: { kind: "model" }, doc: "the draft model, declared with `model`" },
           k: { type: { kind: "draft-length" }, default: 5, doc: "tokens drafted per step, or adaptive(threshold, min, max) (SpecDec++)" },
         },
       },

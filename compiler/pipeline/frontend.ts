@@ -33,12 +33,23 @@ export function analyzeSource(source: string, file: string, opts: FrontendOption
   const parsed = parsePipe(source);
   const diagnostics = parsed.diagnostics;
   const checked = checkPipe(parsed.ast, { file: abs, facts: opts.facts ?? fileFactsProvider() }, diagnostics);
+  dropCascades(diagnostics);
   const result: FrontendResult = { file: abs, source, diagnostics, checked };
   if (checked && !diagnostics.hasErrors && opts.lower !== false) {
     const ir = lowerPipeline(checked, opts.registry ?? defaultRegistry(), diagnostics);
     if (ir) result.ir = ir;
   }
   return result;
+}
+
+/**
+ * Error recovery can turn the rest of a broken line into odd values (`sinks 4` becomes a positional
+ * `sinks`); checks of such values only repeat the syntax error, so errors on its line are dropped.
+ */
+function dropCascades(diagnostics: Diagnostics): void {
+  const syntaxLines = new Set(diagnostics.items.filter((d) => d.syntax).map((d) => d.span?.line));
+  const kept = diagnostics.items.filter((d) => d.syntax || !syntaxLines.has(d.span?.line));
+  diagnostics.items.splice(0, diagnostics.items.length, ...kept);
 }
 
 export function analyzeFile(file: string, opts: FrontendOptions = {}): FrontendResult {

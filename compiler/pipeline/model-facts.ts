@@ -67,7 +67,8 @@ export function fileFactsProvider(cache = new Map<string, ModelFacts | { error: 
         if (facts.layers === 0) facts = { error: "not a decoder with a KV cache: no past_key_values.* inputs" };
       } catch (e) {
         if (!isPipecError(e)) throw e;
-        facts = { error: e.message };
+        // loadModel names the file; the diagnostic already points at the path in the .pipe.
+        facts = { error: e.message.startsWith(`${path}: `) ? e.message.slice(path.length + 2) : e.message };
       }
       cache.set(path, facts);
     }
