@@ -53,6 +53,19 @@ describe("shape inference: elementwise ops", () => {
     expect(typeOf(where).dtype).toBe(DataType.FLOAT16);
   });
 
+  it("types QuantizeLinear by its zero point and DequantizeLinear by its scale", () => {
+    const g = new Graph();
+    const b = new Builder(g);
+    const x = b.input("x", DataType.FLOAT, ["B", 64]);
+    const q = b.op.QuantizeLinear(x, b.float32(0.1), b.input("zp", DataType.INT8, []));
+    const qDefault = b.op.QuantizeLinear(x, b.float32(0.1));
+    const dq = b.op.DequantizeLinear(q, b.input("s", DataType.FLOAT16, []));
+    inferShapes(g);
+    expect(q.type).toEqual({ kind: "tensor", dtype: DataType.INT8, shape: ["B", 64] });
+    expect((qDefault.type as TensorType).dtype).toBe(DataType.UINT8);
+    expect(dq.type).toEqual({ kind: "tensor", dtype: DataType.FLOAT16, shape: ["B", 64] });
+  });
+
   it("folds Equal/Where over shape vectors the way torch exports replace -1", () => {
     const g = new Graph();
     const b = new Builder(g);

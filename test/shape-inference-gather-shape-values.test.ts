@@ -22,6 +22,17 @@ describe("shape inference: gathers and shape values", () => {
     expect(typeOf(nd)).toEqual({ kind: "tensor", dtype: DataType.BOOL, shape: ["B", "S", "T"] });
   });
 
+  it("keeps the data's type through scatters (KV-cache updates) and gives NonZero [rank, ?] int64", () => {
+    const g = new Graph();
+    const b = new Builder(g);
+    const cache = b.input("cache", DataType.FLOAT16, ["B", 2, 256, 16]);
+    const updated = b.op.ScatterND(cache, b.input("idx", DataType.INT64, ["B", 2, "S", 3]), b.input("upd", DataType.FLOAT16, ["B", 2, "S", 16]));
+    const nz = b.op.NonZero(b.input("m", DataType.BOOL, ["S", "T"]));
+    inferShapes(g);
+    expect(typeOf(updated)).toEqual({ kind: "tensor", dtype: DataType.FLOAT16, shape: ["B", 2, 256, 16] });
+    expect(typeOf(nz)).toEqual({ kind: "tensor", dtype: DataType.INT64, shape: [2, undefined] });
+  });
+
   it("gives Shape (with start/end) and Size int64 results whose contents feed later shapes", () => {
     const g = new Graph();
     const b = new Builder(g);

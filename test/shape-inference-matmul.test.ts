@@ -24,7 +24,9 @@ describe("shape inference: matrix products", () => {
     const gemm = b.op.Gemm(flat, b.input("wt", DataType.FLOAT, [192, 64]), b.input("c", DataType.FLOAT, [192]), { transB: 1 });
     const gemmA = b.op.Gemm(b.input("at", DataType.FLOAT, [64, "N"]), b.input("w2", DataType.FLOAT, [64, 32]), { transA: 1 });
     const nbits = b.domain("com.microsoft").MatMulNBits(x, b.input("q", DataType.UINT8, [512, 2, 16]), b.input("s", DataType.FLOAT, [1024]), { K: 64, N: 512, bits: 4, block_size: 32 });
+    const int = b.op.MatMulInteger(b.input("a8", DataType.UINT8, ["S", 64]), b.input("b8", DataType.INT8, [64, 16]));
     inferShapes(g);
+    expect(int.type).toEqual({ kind: "tensor", dtype: DataType.INT32, shape: ["S", 16] });
     expect(mm.type).toEqual({ kind: "tensor", dtype: DataType.FLOAT, shape: ["B", "S", 256] });
     expect(shapeOf(gemm)).toEqual(["N", 192]);
     expect(shapeOf(gemmA)).toEqual(["N", 32]);

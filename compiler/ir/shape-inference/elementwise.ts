@@ -91,7 +91,13 @@ function propagateValues(ctx: NodeContext): void {
   ctx.setKnown(0, out);
 }
 
+/** QuantizeLinear: the zero point's type (uint8 without one); DequantizeLinear: the scale's. Shapes are the input's. */
+const quantize: ShapeRule = (ctx) => ctx.setOutput(0, ctx.has(2) ? ctx.dtype(2) : DataType.UINT8, ctx.shape(0));
+const dequantize: ShapeRule = (ctx) => ctx.setOutput(0, ctx.dtype(1), ctx.shape(0));
+
 export const elementwiseRules: RuleTable = {
+  QuantizeLinear: quantize,
+  DequantizeLinear: dequantize,
   ...Object.fromEntries(UNARY.map((op) => [op, unary])),
   ...Object.fromEntries(SAME_TYPE_BROADCAST.map((op) => [op, sameTypeBroadcast])),
   ...Object.fromEntries(BOOL_BROADCAST.map((op) => [op, boolBroadcast])),

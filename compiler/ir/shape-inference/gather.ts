@@ -1,8 +1,9 @@
+import { DataType } from "../dtype.ts";
 import type { Dim } from "../types.ts";
 import type { RuleTable, ShapeRule } from "./context.ts";
 import { normalizeAxis } from "./dims.ts";
 
-/** Indexing ops: Gather, GatherElements, GatherND. */
+/** Indexing ops: Gather, GatherElements, GatherND, the scatters (which keep the data's type) and NonZero. */
 
 /** data[..axis-1] ++ indices ++ data[axis+1..] */
 const gather: ShapeRule = (ctx) => {
@@ -27,7 +28,15 @@ const gatherND: ShapeRule = (ctx) => {
   ctx.setOutput(0, ctx.dtype(0), out);
 };
 
+/** NonZero: int64 coordinates [rank, count], the count known only at run time. */
+const nonZero: ShapeRule = (ctx) => ctx.setOutput(0, DataType.INT64, [ctx.rank(0), undefined]);
+
+const scatter: ShapeRule = (ctx) => ctx.passThrough(0, 0);
+
 export const gatherRules: RuleTable = {
+  ScatterND: scatter,
+  ScatterElements: scatter,
+  NonZero: nonZero,
   Gather: gather,
   GatherElements: gatherElements,
   GatherND: gatherND,

@@ -5,6 +5,7 @@ import { attentionRules } from "./attention.ts";
 import { concatSplitSliceRules } from "./concat-split-slice.ts";
 import { InferenceState, NodeContext, type InferenceReport, type ShapeRule } from "./context.ts";
 import { controlFlowRules } from "./control-flow.ts";
+import { convolutionRules } from "./convolution.ts";
 import { elementwiseRules } from "./elementwise.ts";
 import { gatherRules } from "./gather.ts";
 import { matmulRules } from "./matmul.ts";
@@ -41,6 +42,7 @@ const RULES = new Map<string, ShapeRule>(
     ...reduceRules,
     ...normalizationRules,
     ...attentionRules,
+    ...convolutionRules,
     ...controlFlowRules,
   }),
 );

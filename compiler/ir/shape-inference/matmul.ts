@@ -1,8 +1,9 @@
+import { DataType } from "../dtype.ts";
 import type { Dim } from "../types.ts";
 import type { RuleTable, ShapeRule } from "./context.ts";
 import { broadcastShapes, unifyDims } from "./dims.ts";
 
-/** Matrix products: MatMul (numpy semantics), Gemm, and 4-bit-weight MatMulNBits. */
+/** Matrix products: MatMul (numpy semantics), MatMulInteger, Gemm, and 4-bit-weight MatMulNBits. */
 
 /** numpy.matmul: 1-D operands are promoted and the added axis dropped; batch axes broadcast. */
 export function matmulShape(a: Dim[] | undefined, b: Dim[] | undefined): Dim[] | undefined {
@@ -37,8 +38,12 @@ const matmulNBits: ShapeRule = (ctx) => {
   ctx.setOutput(0, ctx.dtype(0), a && a.length > 0 ? [...a.slice(0, -1), n] : undefined);
 };
 
+/** MatMulInteger accumulates 8-bit operands in int32. */
+const matmulInteger: ShapeRule = (ctx) => ctx.setOutput(0, DataType.INT32, matmulShape(ctx.shape(0), ctx.shape(1)));
+
 export const matmulRules: RuleTable = {
   MatMul: matmul,
+  MatMulInteger: matmulInteger,
   Gemm: gemm,
   "com.microsoft::MatMulNBits": matmulNBits,
 };
