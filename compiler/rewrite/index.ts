@@ -3,7 +3,7 @@
  * to a graph or model until nothing matches, queried without rewriting, traced when they miss.
  */
 export { applyRules, type ApplyOptions } from "./apply.ts";
-export { compilePattern, type CompiledPattern, type PatternFn } from "./compile.ts";
+export type { PatternFn } from "./compile.ts";
 export { findMatches } from "./find.ts";
 export { Match, constantTensor } from "./match.ts";
 export { formatNearMiss, type NearMiss } from "./near-miss.ts";
