@@ -82,4 +82,22 @@ describe("shape inference: report and merging with declared types", () => {
     expect(shapeOf(thenG.outputs[0])).toEqual(["B", "S", 2, 4]);
     expect(y.type).toEqual(tensorType(DataType.FLOAT, ["B", "S", undefined, undefined]));
   });
+
+  it("keeps a Loop-carried value's agreed dims and stacks scan outputs on an unknown axis", () => {
+    const g = new Graph();
+    const b = new Builder(g);
+    const x = b.input("x", DataType.FLOAT, ["B", 8]);
+    const body = new Graph("body", { parent: g });
+    const bb = new Builder(body);
+    bb.input("iter", DataType.INT64, []);
+    const cond = bb.input("cond", DataType.BOOL, []);
+    const acc = bb.input("acc", DataType.FLOAT, ["B", undefined]);
+    body.addOutput(bb.op.Identity(cond));
+    body.addOutput(bb.op.Concat(acc, x, { axis: 1 }));
+    body.addOutput(bb.op.Relu(x));
+    const [grown, stacked] = b.node("Loop", [b.int64(3), undefined, x], { outputs: 2, attributes: { body } }).outputs as Value[];
+    inferShapes(g);
+    expect(grown.type).toEqual(tensorType(DataType.FLOAT, ["B", undefined]));
+    expect(stacked.type).toEqual(tensorType(DataType.FLOAT, [undefined, "B", 8]));
+  });
 });

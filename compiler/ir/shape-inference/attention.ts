@@ -66,7 +66,8 @@ const groupQueryAttention: ShapeRule = (ctx) => {
 
 function presentLength(P: Dim, total: Dim, S: Dim): Dim {
   if (typeof P === "number" && typeof total === "number") return Math.max(P, total);
-  if (P === 0 || (total !== undefined && P === undefined)) return total;
+  // Symbolically max(P, T) is T, unless the past buffer is shared with present (only a run shows
+  // that); with no known total, an unshared cache grows by the S new positions.
   return total ?? addDims(P, S);
 }
 

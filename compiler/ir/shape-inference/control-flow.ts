@@ -4,7 +4,9 @@ import type { RuleTable, ShapeRule } from "./context.ts";
 
 /**
  * Control flow. Subgraphs are inferred before their node (see index.ts); an If output is whatever
- * both branches agree on. Loop and Scan are left alone: their carried shapes can change per iteration.
+ * both branches agree on. A Loop-carried value keeps only what its initial value and the body's
+ * result agree on (it may change per iteration); a Loop scan output stacks the body's per-iteration
+ * value along a new leading axis of unknown length. Scan is left alone.
  */
 
 const ifRule: ShapeRule = (ctx) => {
@@ -17,6 +19,23 @@ const ifRule: ShapeRule = (ctx) => {
   });
 };
 
+/** Loop(M, cond, v_initial...) with body (iter, cond, v...) -> (cond, v..., scan...): outputs (v_final..., scan...). */
+const loopRule: ShapeRule = (ctx) => {
+  const body = ctx.node.attributes.get("body")?.graphs[0];
+  if (!body) return;
+  const carried = ctx.inputCount - 2;
+  ctx.node.outputs.forEach((_, i) => {
+    const result = tensorOf(body.outputs[i + 1]?.type);
+    if (i < carried) {
+      const initial = ctx.type(i + 2);
+      const agreed = result && initial ? agreedShape(initial.shape, result.shape) : undefined;
+      ctx.setOutput(i, initial?.dtype || result?.dtype, agreed);
+    } else if (result) {
+      ctx.setOutput(i, result.dtype, result.shape && [undefined, ...result.shape]);
+    }
+  });
+};
+
 function tensorOf(t: { kind: string } | undefined): TensorType | undefined {
   return t?.kind === "tensor" ? (t as TensorType) : undefined;
 }
@@ -26,4 +45,4 @@ function agreedShape(a: Dim[] | undefined, b: Dim[] | undefined): Dim[] | undefi
   return a.map((d, i) => (sameDim(d, b[i]) ? d : undefined));
 }
 
-export const controlFlowRules: RuleTable = { If: ifRule };
+export const controlFlowRules: RuleTable = { If: ifRule, Loop: loopRule };
