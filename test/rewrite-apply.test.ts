@@ -95,6 +95,27 @@ describe("applyRules", () => {
     expect(after.v).toEqual([-9, -7]);
   });
 
+  it("lets one created value replace two outputs", () => {
+    const g = new Graph();
+    const b = new Builder(g);
+    const x = b.input("x", F, [3]);
+    const [first, second] = b.node("Twins", [x], { domain: "test", outputs: 2 }).outputs;
+    b.output(b.op.Add(first!, second!), "y");
+    const untwin: Rule = {
+      name: "untwin",
+      pattern: (p) => p.node("Twins", [p.var("x")], { domain: "test", outputs: 2 }).outputs[0]!,
+      rewrite: (b, m) => {
+        const r = b.op.Relu(m.values.x);
+        return [r, r];
+      },
+    };
+    expect(applyRules(g, [untwin]).rewrites).toBe(1);
+    expect(ops(g)).toEqual(["Relu", "Add"]);
+    const add = g.lastNode!;
+    expect(add.inputs).toEqual([first, first]);
+    expect(first!.producer).toBe(g.firstNode);
+  });
+
   it("leaves a match alone when an intermediate value is read elsewhere", () => {
     const g = new Graph();
     const b = new Builder(g);

@@ -65,7 +65,7 @@ describe("rewriting reference exports", () => {
         // Activations are [B, S, D]: known rank 3 in dynamo exports, unrecorded in torchscript ones.
         const reasons = [...rule!.reasons.keys()];
         expect(reasons.every((r) => /^MatMul input A has (rank 3|unknown rank); Gemm needs 2-D$/.test(r)), reasons.join("; ")).toBe(true);
-        expect(traceRule(model.graph, matmulAddToGemm, { model }).nearMiss?.stage).toBe("check");
+        expect(traceRule(model, matmulAddToGemm).nearMiss?.stage).toBe("check");
       }
     });
   }

@@ -18,9 +18,12 @@ export function commitMatch(rule: Rule, match: Match): void {
   const result = rule.rewrite(b, match);
   const replacements = result instanceof Value ? [result] : result;
   const fresh = new Set(b.created.flatMap((n) => n.outputs).filter((v): v is Value => v !== undefined));
+  // A fresh value given for two outputs is adopted by the first; the second then follows that one.
+  const adopted = new Map<Value, Value>();
   root.outputs.forEach((old, i) => {
     if (!old) return;
-    const next = replacements[i];
+    const given = replacements[i];
+    const next = given && (adopted.get(given) ?? given);
     if (next === undefined) {
       if (old.unused) return;
       throw new Error(`rule '${rule.name}' returned no replacement for ${old} (output ${i} of ${root.describe()}), which is still used`);
@@ -28,6 +31,7 @@ export function commitMatch(rule: Rule, match: Match): void {
     if (next === old) return;
     if (fresh.has(next) && !next.isGraphOutput) {
       fresh.delete(next);
+      adopted.set(next, old);
       adopt(graph, old, next);
     } else if (old.isGraphOutput) {
       adopt(graph, old, b.node("Identity", [next]).output(0));

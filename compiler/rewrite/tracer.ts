@@ -1,7 +1,7 @@
 import type { Graph } from "../ir/graph.ts";
-import type { Model } from "../ir/model.ts";
+import { Model } from "../ir/model.ts";
 import type { Node } from "../ir/node.ts";
-import { withSubgraphs } from "./graphs.ts";
+import { topGraphs, withSubgraphs } from "./graphs.ts";
 import type { Match } from "./match.ts";
 import { formatNearMiss, type NearMiss } from "./near-miss.ts";
 import type { Rule } from "./rule.ts";
@@ -10,8 +10,6 @@ import { RuleRunner } from "./rule-runner.ts";
 export interface TraceOptions {
   /** Only consider roots at `near` or downstream of it, as far as the pattern reaches. */
   near?: Node;
-  /** The model the graph belongs to, passed on to the rule's check. */
-  model?: Model;
 }
 
 /** Why a rule does (or does not) apply, as data and as text. */
@@ -26,14 +24,18 @@ export interface TraceReport {
   readonly text: string;
 }
 
-/** Answers "why doesn't it match?": tries the rule everywhere (or near a node) and reports the best partial match. */
-export function traceRule(graph: Graph, rule: Rule, opts: TraceOptions = {}): TraceReport {
+/**
+ * Answers "why doesn't it match?": tries the rule everywhere (subgraphs included) or near a
+ * node, and reports the best partial match.
+ */
+export function traceRule(target: Graph | Model, rule: Rule, opts: TraceOptions = {}): TraceReport {
+  const model = target instanceof Model ? target : undefined;
   const runner = new RuleRunner(rule, true);
   const { rootKeys, height } = runner.matcher.pattern;
-  const roots = (opts.near ? downstream(opts.near, height) : allNodes(graph)).filter((n) => rootKeys.has(n.qualifiedOp));
+  const roots = (opts.near ? downstream(opts.near, height) : allNodes(target)).filter((n) => rootKeys.has(n.qualifiedOp));
   const matches: Match[] = [];
   for (const root of roots) {
-    const m = runner.tryAt(root, { graph: root.graph!, model: opts.model });
+    const m = runner.tryAt(root, { graph: root.graph!, model });
     if (m) matches.push(m);
   }
   const nearMiss = matches.length === 0 ? runner.nearMiss : undefined;
@@ -52,8 +54,8 @@ function describe(rule: string, matches: Match[], candidates: number, nearMiss: 
   return `${formatNearMiss(nearMiss)} (${candidates} candidate${candidates === 1 ? "" : "s"} tried)`;
 }
 
-function allNodes(graph: Graph): Node[] {
-  return [...withSubgraphs(graph, true)].flatMap((g) => g.nodeArray());
+function allNodes(target: Graph | Model): Node[] {
+  return topGraphs(target).flatMap((top) => [...withSubgraphs(top, true)].flatMap((g) => g.nodeArray()));
 }
 
 /** `start` and the nodes reading its results, up to `depth` steps away, in the same graph. */
