@@ -2,7 +2,7 @@
  * The programmatic API: what the `pipec` commands do, as functions. The CLI only parses
  * arguments and formats what these return.
  */
-import { existsSync, realpathSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, realpathSync, statSync, writeFileSync } from "node:fs";
 import { dirname, isAbsolute, join, relative, resolve } from "node:path";
 import { PipecError } from "./errors.ts";
 import { dtypeName } from "./ir/dtype.ts";
@@ -143,10 +143,12 @@ export function optimize(opts: OptimizeOptions): OptimizeReport {
   if (opts.externalData?.location !== undefined) refuseEscapingLocation(opts.externalData.location);
 
   let start = performance.now();
-  const model = loadModel(opts.input);
+  const model = fileSystem(`cannot read '${opts.input}'`, () => loadModel(opts.input));
   const sorted = withFileContext(opts.input, () => toposortModel(model));
   const loadMs = performance.now() - start;
 
+  const dumpDir = opts.instrumentation?.dumpDir;
+  if (dumpDir) fileSystem(`cannot create the dump folder '${dumpDir}'`, () => mkdirSync(dumpDir, { recursive: true }));
   const instrumentation: Instrumentation = {
     ...opts.instrumentation,
     print: (m) => printModel(m),
@@ -155,7 +157,7 @@ export function optimize(opts: OptimizeOptions): OptimizeReport {
   const records = runPipeline(model, passes, instrumentation, [TOPOLOGICALLY_SORTED]);
 
   start = performance.now();
-  const save = saveModel(model, opts.output, { weights: opts.externalData ?? "preserve" });
+  const save = fileSystem(`cannot write '${opts.output}'`, () => saveModel(model, opts.output, { weights: opts.externalData ?? "preserve" }));
   return { sorted, passes: records, save, loadMs, saveMs: performance.now() - start };
 }
 
@@ -171,6 +173,17 @@ function refuseEscapingLocation(location: string): void {
   const rel = relative(".", resolve(location));
   if (location === "" || isAbsolute(location) || rel.startsWith("..")) {
     throw new PipecError("external-data", `external data location '${location}' must be a relative path inside the output's folder`);
+  }
+}
+
+/** Turns an operating system error (permissions, a full disk, a missing folder) into a PipecError saying what failed. */
+function fileSystem<T>(what: string, f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (e instanceof Error && typeof code === "string" && /^E[A-Z]+$/.test(code)) throw new PipecError("io", `${what}: ${e.message}`);
+    throw e;
   }
 }
 

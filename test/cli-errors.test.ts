@@ -4,6 +4,7 @@ import { create } from "@bufbuild/protobuf";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { reportError } from "../compiler/cli/main.ts";
 import { DataType } from "../compiler/ir/dtype.ts";
 import { StringStringEntryProtoSchema, TensorProto_DataLocation, TensorProtoSchema } from "../compiler/onnx/generated/onnx_pb.ts";
 import { cycle, handmadeModel } from "./helpers/handmade-models.ts";
@@ -74,6 +75,24 @@ describe("pipec opt on bad input", () => {
     expectOneLine(await pipec("opt", GOOD), 2, /^pipec: pipec opt needs -o <out\.onnx>/);
     expectOneLine(await pipec("ir", "--weights", "all", GOOD), 2, /^pipec: --weights must be one of shape-only, hash, values, got 'all'$/);
     expectOneLine(await pipec("inspect", GOOD, GOOD), 2, /^pipec: pipec inspect takes a model file, got 2 arguments: /);
+  });
+
+  it("an output that cannot be written: one line naming it", async () => {
+    const blocker = file("plain-file", "in the way");
+    expectOneLine(await pipec("opt", GOOD, "-o", join(blocker, "out.onnx")), 1, /^pipec: cannot write '.*plain-file\/out\.onnx': EEXIST/);
+  });
+
+  it("an internal error asks for a report, with the stack only under --debug", () => {
+    const capture = () => {
+      const lines: string[] = [];
+      return { lines, io: { out: (t: string) => void lines.push(t), err: (t: string) => void lines.push(t) } };
+    };
+    const plain = capture();
+    expect(reportError(new TypeError("x is undefined"), false, plain.io)).toBe(70);
+    expect(plain.lines).toEqual(["pipec: internal error: x is undefined (this is a bug in pipec: please report it; --debug shows the stack)\n"]);
+    const debug = capture();
+    expect(reportError(new TypeError("x is undefined"), true, debug.io)).toBe(70);
+    expect(debug.lines.join("")).toMatch(/please report it\)\nTypeError: x is undefined\n +at /);
   });
 
   it("as a real process: exit status 1, one line on stderr, no stack", () => {

@@ -65,7 +65,8 @@ export async function main(argv: string[], io: CliIO = processIO): Promise<numbe
   }
 }
 
-function reportError(e: unknown, debug: boolean, io: CliIO): number {
+/** Prints an error the way its kind deserves and returns the exit code. */
+export function reportError(e: unknown, debug: boolean, io: CliIO): number {
   if (e instanceof UsageError || (isPipecError(e) && e.code === "usage")) {
     io.err(`pipec: ${e.message}\n`);
     return EXIT.usage;
