@@ -203,7 +203,8 @@ function nodeExtras(np: NodeProto): NodeProto {
   return extras;
 }
 
-function setInfo(v: Value, role: ValueInfoRole, info: ValueInfoProto): void {
+/** Records the ValueInfoProto `v` was listed with as `role`, taking its type when it says more. */
+export function setInfo(v: Value, role: ValueInfoRole, info: ValueInfoProto): void {
   v.infos[role] = info;
   const type = info.type ? typeFromProto(info.type) : undefined;
   if (knownDims(type) > knownDims(v.type)) v.type = type;

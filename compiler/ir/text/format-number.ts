@@ -8,7 +8,7 @@
 /** Formats a float32 value (`negativeNaN` because a JS NaN has no readable sign). */
 export function formatFloat32(value: number, negativeNaN = false): string {
   if (Number.isNaN(value)) return negativeNaN ? "-nan" : "nan";
-  return formatShortest(value, shortestFloat32Digits);
+  return formatShortest(Math.fround(value), shortestFloat32Digits);
 }
 
 export function formatFloat64(value: number, negativeNaN = false): string {
@@ -36,11 +36,17 @@ function fixedNotation(digits: string, e: number): string {
   return `${digits.slice(0, e + 1)}.${digits.slice(e + 1)}`;
 }
 
-/** The fewest significant digits (as `toExponential` writes them) that read back as the same float32. */
+/**
+ * The fewest significant digits (as `toExponential` writes them) that read back as the same
+ * float32. More digits never stop reading back, so a binary search over 1..9 finds it.
+ */
 function shortestFloat32Digits(x: number): string {
-  for (let p = 1; p < 9; p++) {
-    const s = x.toExponential(p - 1);
-    if (Math.fround(Number(s)) === x) return s;
+  let lo = 1;
+  let hi = 9;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (Math.fround(Number(x.toExponential(mid - 1))) === x) hi = mid;
+    else lo = mid + 1;
   }
-  return x.toExponential(8);
+  return x.toExponential(lo - 1);
 }
