@@ -26,8 +26,8 @@ function seeded(seed: number): (n: number) => Float32Array {
  * one fed by another through a Relu) and two that must stay: a 3-D MatMul, and one whose
  * MatMul result is also a graph output.
  */
-function buildModel(): Model {
-  const model = new Model({ opsets: { "": 17 } });
+function buildModel(opset = 17): Model {
+  const model = new Model({ opsets: { "": opset } });
   const b = new Builder(model.graph);
   const rand = seeded(7);
   const weight = (K: number, N: number) => b.constant(F, [K, N], rand(K * N), "w");
@@ -107,6 +107,13 @@ describe("matmul-add-to-gemm", () => {
       "MatMul input A has rank 3; Gemm needs 2-D": 2,
       "intermediate value used outside the match": 2,
     });
+  });
+
+  it("leaves models whose Gemm cannot broadcast the bias alone", () => {
+    const stats = applyRules(buildModel(6), [matmulAddToGemm]);
+    expect(stats.rewrites).toBe(0);
+    // Every pair but the one refused earlier for its escaping MatMul result (the 3-D one included).
+    expect(stats.rules[0]!.reasons.get("Gemm in opset 6 does not broadcast its bias")).toBe(4);
   });
 
   it("finds the places it would rewrite without changing the graph", () => {

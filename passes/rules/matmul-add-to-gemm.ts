@@ -14,7 +14,9 @@ export const matmulAddToGemm: Rule = {
   name: "matmul-add-to-gemm",
   commute: true,
   pattern: (p) => p.op.Add(p.op.MatMul(p.var("a"), p.constant("w")), p.var("bias")),
-  check(_ctx, m) {
+  check(ctx, m) {
+    const opset = ctx.model?.opset("");
+    if (opset !== undefined && opset < 7) return `Gemm in opset ${opset} does not broadcast its bias`;
     const { a, bias } = m.values;
     const shapeA = shapeOf(a);
     if (!shapeA) return "MatMul input A has unknown rank; Gemm needs 2-D";
