@@ -100,10 +100,35 @@ def export_onnx(model, path, opset):
                           opset_version=opset, do_constant_folding=True, dynamo=False)
     import onnx
     m = onnx.load(path)
+    if cfg.tie_word_embeddings:
+        dedupe_tied_classifier(m)
     onnx.checker.check_model(m)
     m.producer_name = "pipec tools/export_tiny_model.py"
     onnx.save(m, path)
     return in_names, out_names
+
+
+def dedupe_tied_classifier(m):
+    """With tied embeddings, constant folding stores embed^T as a second initializer
+    for the lm_head MatMul. Replace it by Transpose(embed) so the weight is stored once."""
+    from onnx import helper, numpy_helper
+    g = m.graph
+    inits = {i.name: i for i in g.initializer}
+    emb_name = next(n.input[0] for n in g.node if n.op_type == "Gather" and "embed_tokens" in n.name)
+    emb = numpy_helper.to_array(inits[emb_name])
+    for node in g.node:
+        if node.op_type != "MatMul" or node.output[0] != "logits" or node.input[1] not in inits:
+            continue
+        w = numpy_helper.to_array(inits[node.input[1]])
+        if w.shape == emb.T.shape and np.array_equal(w, emb.T):
+            old = node.input[1]
+            node.input[1] = "lm_head.weight_transposed"
+            g.node.insert(0, helper.make_node("Transpose", [emb_name], ["lm_head.weight_transposed"],
+                                              name="/lm_head/TiedTranspose", perm=[1, 0]))
+            g.initializer.remove(inits[old])
+            log(f"tied classifier: replaced initializer {old} by Transpose({emb_name})")
+            return
+    log("tied classifier: no duplicated initializer found")
 
 
 def ort_greedy(sess, cfg, prompt_ids, n_new):
