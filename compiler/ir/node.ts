@@ -2,7 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { NodeProtoSchema, type NodeProto } from "../onnx/generated/onnx_pb.ts";
 import type { Attribute, AttributeValue } from "./attribute.ts";
 import type { Graph } from "./graph.ts";
-import type { Value } from "./value.ts";
+import type { Use, Value } from "./value.ts";
 
 /** The metadata key under which a rewrite rule stamps the nodes it creates. */
 export const PROVENANCE_KEY = "pipec.rule";
@@ -22,6 +22,8 @@ export class Node {
   /** Fields of the NodeProto the IR does not model (unknown fields, device configurations). */
   extras: NodeProto;
   private readonly _inputs: (Value | undefined)[] = [];
+  /** The Use record of each input in its value's use list, so releasing an input is O(1). */
+  private readonly _uses: (Use | undefined)[] = [];
   /** Output slots; an omitted optional output (`""` in ONNX) is `undefined`. */
   readonly outputs: (Value | undefined)[] = [];
   /** Set while the node is in a graph's node list. */
@@ -56,12 +58,15 @@ export class Node {
   }
 
   setInput(i: number, value: Value | undefined): void {
-    while (this._inputs.length <= i) this._inputs.push(undefined);
+    while (this._inputs.length <= i) {
+      this._inputs.push(undefined);
+      this._uses.push(undefined);
+    }
     const old = this._inputs[i];
     if (old === value) return;
-    if (old) removeUse(old, this, i);
+    if (old) removeUse(old, this._uses[i]!);
     this._inputs[i] = value;
-    if (value) value.uses.push({ node: this, index: i });
+    this._uses[i] = value ? addUse(value, this, i) : undefined;
   }
 
   appendInput(value: Value | undefined): void {
@@ -73,6 +78,7 @@ export class Node {
     for (let i = this._inputs.length - 1; i >= length; i--) {
       this.setInput(i, undefined);
       this._inputs.pop();
+      this._uses.pop();
     }
   }
 
@@ -131,7 +137,17 @@ export class Node {
   }
 }
 
-function removeUse(value: Value, node: Node, index: number): void {
-  const k = value.uses.findIndex((u) => u.node === node && u.index === index);
-  if (k >= 0) value.uses.splice(k, 1);
+function addUse(value: Value, node: Node, index: number): Use {
+  const use: Use = { node, index, slot: value.uses.length };
+  value.uses.push(use);
+  return use;
+}
+
+/** Swap-remove: O(1) even for a weight read by thousands of nodes (use order is not meaningful). */
+function removeUse(value: Value, use: Use): void {
+  const last = value.uses.pop()!;
+  if (last !== use) {
+    value.uses[use.slot] = last;
+    last.slot = use.slot;
+  }
 }

@@ -10,6 +10,8 @@ export type ValueInfoRole = "input" | "output" | "valueInfo";
 export interface Use {
   node: Node;
   index: number;
+  /** Position in the value's `uses` array (maintained by Node). */
+  slot: number;
 }
 
 /**
