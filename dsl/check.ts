@@ -110,8 +110,21 @@ class PipelineChecker {
     for (const d of this.declared.values()) if (d.keyword === "model") this.model(d);
     for (const d of this.declared.values()) if (d.keyword === "tokenizer") this.tokenizer(d);
     for (const d of this.declared.values()) if (d.keyword === "stage") this.stage(d, device);
+    this.warnUnused();
     if (this.stages.size === 0 && !this.diags.hasErrors) this.diags.error(`pipeline '${p.name}' has no stage: add 'stage <name> = generate(<model>, <tokenizer>)'`, p.nameSpan);
     return { name: p.name, file: this.env.file, device, models: [...this.models.values()], tokenizers: [...this.tokenizers.values()], stages: this.dataflowOrder() };
+  }
+
+  /** Models and tokenizers no stage reads (a draft model counts as read). */
+  private warnUnused(): void {
+    const read = new Set<string>();
+    for (const s of this.stages.values()) {
+      for (const r of Object.values(s.refs)) read.add(r);
+      for (const use of Object.values(s.methods)) if (typeof use.params["model"] === "string") read.add(use.params["model"]);
+    }
+    for (const d of this.declared.values()) {
+      if ((d.keyword === "model" || d.keyword === "tokenizer") && !read.has(d.name)) this.diags.warning(`${d.keyword} '${d.name}' is declared but no stage uses it`, d.nameSpan);
+    }
   }
 
   private once(seen: Set<string>, s: Setting): boolean {
@@ -222,6 +235,9 @@ class PipelineChecker {
       } else this.plainSetting(stage, s);
     }
     for (const slot of spec.settings) if (slot in SLOTS && !stage.methods[slot]) stage.methods[slot] = defaultMethod(slot);
+    const tok = stage.refs["tokenizer"] !== undefined ? this.tokenizers.get(stage.refs["tokenizer"]) : undefined;
+    const stop = d.body?.find((s) => s.key === "stop");
+    if (tok?.kind === "ids" && stop && stage.stop.length) this.diags.error(`stop strings need a text tokenizer, but '${tok.name}' is raw ids`, stop.keySpan);
     this.checkAgainstModels(stage);
     this.stages.set(d.name, stage);
   }

@@ -7,5 +7,5 @@ export interface Command {
   summary: string;
   /** The full `pipec <name> --help` text. */
   help: string;
-  run(args: string[], io: CliIO): number;
+  run(args: string[], io: CliIO): number | Promise<number>;
 }

@@ -5,16 +5,18 @@ import { didYouMean } from "../pass-manager/suggest.ts";
 import { UsageError } from "./args.ts";
 import type { Command } from "./command.ts";
 import { checkCommand } from "./commands/check.ts";
+import { compileCommand } from "./commands/compile.ts";
 import { fmtCommand } from "./commands/fmt.ts";
 import { importCommand } from "./commands/import.ts";
 import { inspectCommand } from "./commands/inspect.ts";
 import { irCommand } from "./commands/ir.ts";
 import { optCommand } from "./commands/opt.ts";
 import { passesCommand } from "./commands/passes.ts";
+import { runCommand } from "./commands/run.ts";
 import { zooCommand } from "./commands/zoo.ts";
 import { processIO, type CliIO } from "./io.ts";
 
-const COMMANDS: readonly Command[] = [inspectCommand, irCommand, optCommand, passesCommand, importCommand, zooCommand, checkCommand, fmtCommand];
+const COMMANDS: readonly Command[] = [inspectCommand, irCommand, optCommand, passesCommand, importCommand, zooCommand, checkCommand, fmtCommand, compileCommand, runCommand];
 
 /** Exit codes: 0 success, 1 bad input (a PipecError), 2 a usage error, 70 a bug in pipec. */
 export const EXIT = { ok: 0, badInput: 1, usage: 2, internal: 70 } as const;
@@ -59,7 +61,7 @@ export async function main(argv: string[], io: CliIO = processIO): Promise<numbe
     return EXIT.usage;
   }
   try {
-    return command.run(rest, io);
+    return await command.run(rest, io);
   } catch (e) {
     return reportError(e, debug, io);
   }

@@ -1,0 +1,134 @@
+import { createHash } from "node:crypto";
+import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { basename, dirname, join, relative, resolve, sep } from "node:path";
+import type { Diagnostic } from "../../dsl/diagnostics.ts";
+import { defaultRegistry } from "../../passes/index.ts";
+import { loadModel, saveModel } from "../onnx/index.ts";
+import { runPipeline, type PassRecord } from "../pass-manager/manager.ts";
+import type { PassRegistry } from "../pass-manager/registry.ts";
+import { writeDirAtomically } from "./atomic-dir.ts";
+import { generateDriver } from "./driver.ts";
+import { dumpPipeline } from "./dump.ts";
+import { analyzeFile, analyzeSource, type FrontendResult } from "./frontend.ts";
+import { lossyRequests, type PipelineIR } from "./ir.ts";
+import { stableJson } from "./stable-json.ts";
+
+export interface CompileOptions {
+  outDir: string;
+  registry?: PassRegistry;
+  /**
+   * How driver.ts imports the runtime. "relative" (default): a relative path to this repository's
+   * runtime/index.ts, for outputs used next to the pipec checkout; anything else is used as the
+   * module specifier (e.g. "pipec/runtime" in a project that depends on pipec).
+   */
+  runtimeImport?: "relative" | string;
+}
+
+export interface CompileResult {
+  /** Absolute path of the .pipe file. */
+  file: string;
+  source: string;
+  diagnostics: Diagnostic[];
+  /** Set when the compile succeeded. */
+  outDir?: string;
+  ir?: PipelineIR;
+}
+
+const RUNTIME_INDEX = resolve(import.meta.dirname, "../../runtime/index.ts");
+const PIPEC_VERSION = (JSON.parse(readFileSync(resolve(import.meta.dirname, "../../package.json"), "utf8")) as { version: string }).version;
+
+/** Compiles a .pipe file into `outDir`; on any error `outDir` is left as it was. */
+export async function compileFile(file: string, opts: CompileOptions): Promise<CompileResult> {
+  return compileAnalyzed(analyzeFile(file, { registry: opts.registry }), opts);
+}
+
+/** Compiles .pipe source text; `file` says where it lives (paths in it are relative to its folder). */
+export async function compileSource(source: string, file: string, opts: CompileOptions): Promise<CompileResult> {
+  return compileAnalyzed(analyzeSource(source, file, { registry: opts.registry }), opts);
+}
+
+async function compileAnalyzed(front: FrontendResult, opts: CompileOptions): Promise<CompileResult> {
+  const result: CompileResult = { file: front.file, source: front.source, diagnostics: front.diagnostics.sorted() };
+  const ir = front.ir;
+  if (!ir || front.diagnostics.hasErrors) return result;
+  const outDir = resolve(opts.outDir);
+  await writeDirAtomically(outDir, (dir) => writeOutputs(ir, front, dir, outDir, opts));
+  return { ...result, outDir, ir };
+}
+
+function writeOutputs(ir: PipelineIR, front: FrontendResult, dir: string, finalDir: string, opts: CompileOptions): void {
+  const registry = opts.registry ?? defaultRegistry();
+  const pipeDir = dirname(front.file);
+  const rel = (p: string) => relative(pipeDir, p).split(sep).join("/");
+  const modelFiles: Record<string, string> = {};
+  const tokenizerFiles: Record<string, string> = {};
+  const passRuns: Record<string, unknown>[] = [];
+  const inputs: Record<string, unknown>[] = [{ role: "pipeline", path: basename(front.file), sha256: sha256(front.source) }];
+  for (const m of ir.models) {
+    const target = `models/${m.name}/model.onnx`;
+    const model = loadModel(m.path);
+    const passes = registry.resolve(m.passes.map((p) => ({ name: p.pass, options: p.options })));
+    const records: PassRecord[] = runPipeline(model, passes);
+    records.forEach((r, i) => passRuns.push({ model: m.name, pass: r.name, options: m.passes[i]!.options, origin: m.passes[i]!.origin, lossy: m.passes[i]!.lossy, changed: r.changed, stats: r.stats }));
+    mkdirSync(join(dir, "models", m.name), { recursive: true });
+    saveModel(model, join(dir, target), { weights: "preserve" });
+    // The runtime reads positions and EOS ids from the config beside the model.
+    for (const config of ["config.json", "genai_config.json"]) {
+      const from = join(dirname(m.path), config);
+      if (existsSync(from)) copyFileSync(from, join(dir, "models", m.name, config));
+    }
+    modelFiles[m.name] = target;
+    inputs.push({ role: "model", name: m.name, path: rel(m.path), sha256: sha256File(m.path) });
+  }
+  for (const t of ir.tokenizers) {
+    if (t.kind !== "hf") continue;
+    const target = `tokenizers/${t.name}/tokenizer.json`;
+    mkdirSync(join(dir, "tokenizers", t.name), { recursive: true });
+    copyFileSync(t.path, join(dir, target));
+    const config = join(dirname(t.path), "tokenizer_config.json");
+    if (existsSync(config)) copyFileSync(config, join(dir, "tokenizers", t.name, "tokenizer_config.json"));
+    tokenizerFiles[t.name] = target;
+    inputs.push({ role: "tokenizer", name: t.name, path: rel(t.path), sha256: sha256File(t.path) });
+  }
+  const runtimeImport = !opts.runtimeImport || opts.runtimeImport === "relative" ? relativeImport(finalDir, RUNTIME_INDEX) : opts.runtimeImport;
+  const driver = generateDriver(ir, { runtimeImport, modelFiles, tokenizerFiles, sourceName: basename(front.file) });
+  writeFileSync(join(dir, "driver.ts"), driver);
+  const dump = dumpPipeline(ir, rel);
+  writeFileSync(join(dir, "pipeline.ir"), dump);
+  const manifest = {
+    pipeline: ir.name,
+    inputs,
+    passes: passRuns,
+    stages: ir.stages.map((s) => ({
+      name: s.name,
+      model: s.model,
+      tokenizer: s.tokenizer,
+      ...Object.fromEntries([s.kv, s.attention, s.speculate, s.sampling].map((l) => [l.use.slot, { method: l.use.method, params: l.use.params, lossy: l.use.lossy, level: l.level }])),
+      maxTokens: s.maxTokens,
+      stop: s.stop,
+      device: s.device,
+    })),
+    lossy: lossyRequests(ir),
+    outputs: { driver: "driver.ts", ir: "pipeline.ir", models: modelFiles, tokenizers: tokenizerFiles },
+    versions: { pipec: PIPEC_VERSION, onnxruntimeNode: dependencyVersion("onnxruntime-node"), chevrotain: dependencyVersion("chevrotain"), tsMorph: dependencyVersion("ts-morph") },
+  };
+  writeFileSync(join(dir, "manifest.json"), stableJson(manifest));
+}
+
+function relativeImport(fromDir: string, file: string): string {
+  const r = relative(fromDir, file).split(sep).join("/");
+  return r.startsWith(".") ? r : `./${r}`;
+}
+
+function dependencyVersion(name: string): string {
+  const pkg = JSON.parse(readFileSync(resolve(import.meta.dirname, "../../package.json"), "utf8")) as { dependencies: Record<string, string> };
+  return pkg.dependencies[name] ?? "unknown";
+}
+
+function sha256(text: string): string {
+  return createHash("sha256").update(text).digest("hex");
+}
+
+function sha256File(path: string): string {
+  return createHash("sha256").update(readFileSync(path)).digest("hex");
+}
