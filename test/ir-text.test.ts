@@ -15,7 +15,7 @@ import { seededFeeds } from "./helpers/ort-inputs.ts";
 const HERE = dirname(fileURLToPath(import.meta.url));
 const GOLDEN = join(HERE, "fixtures", "text");
 const FIXTURES = resolve(HERE, "..", "..", "shared", "fixtures");
-const GOLDEN_NAMES = ["mlp", "attributes", "control_flow", "functions", "dtypes"];
+const GOLDEN_NAMES = ["mlp", "attributes", "control_flow", "functions", "dtypes", "handwritten"];
 /** Goldens onnxruntime can run: the parsed model must compute what the .onnx computes. */
 const RUNNABLE: Record<string, (s: ort.InferenceSession) => Record<string, ort.Tensor>> = {
   mlp: (s) => seededFeeds(s, 3, { B: 2, S: 3 }),
@@ -67,6 +67,11 @@ describe("text form: goldens written by onnx.printer (tools/make_text_goldens.py
       if (feeds) expect(await run(bytesOf(parsed), feeds)).toEqual(await run(onnxPath, feeds));
     });
   }
+
+  it("reads hand-written text (untyped attributes, attributes after inputs, comments) as onnx.parser does", () => {
+    const source = readFileSync(join(GOLDEN, "handwritten.source.txt"), "utf8");
+    expect(printModel(parseModel(source, "handwritten.source.txt"), values)).toBe(readFileSync(join(GOLDEN, "handwritten.txt"), "utf8"));
+  });
 });
 
 /** A model built in code with the parts of the syntax the goldens leave out or combine differently. */

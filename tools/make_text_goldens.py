@@ -151,9 +151,17 @@ def dtypes():
     return helper.make_model(graph, ir_version=10, opset_imports=[helper.make_opsetid("", 21)])
 
 
+def handwritten():
+    """Text written by hand in the documented syntax (handwritten.source.txt), read by onnx.parser:
+    checks that pipec's parser reads the forms the printer never writes (untyped attributes,
+    attributes after the inputs, comments, spaces) as onnx does."""
+    with open(os.path.join(OUT, "handwritten.source.txt"), encoding="utf-8") as f:
+        return onnx.parser.parse_model(f.read())
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
-    for name, build in [("mlp", mlp), ("attributes", attributes), ("control_flow", control_flow), ("functions", functions), ("dtypes", dtypes)]:
+    for name, build in [("mlp", mlp), ("attributes", attributes), ("control_flow", control_flow), ("functions", functions), ("dtypes", dtypes), ("handwritten", handwritten)]:
         model = build()
         onnx.save(model, os.path.join(OUT, f"{name}.onnx"))
         with open(os.path.join(OUT, f"{name}.txt"), "w", encoding="utf-8", newline="\n") as f:

@@ -314,7 +314,7 @@ class IrBuilder {
   }
 
   private checkKind(kind: AT, expected: AT, item: SingleAttrValueAst, name: string): void {
-    if (kind === expected) return;
+    if (kind === expected || (kind === AT.INT && expected === AT.FLOAT)) return; // `2` is a fine float
     this.fail(firstToken(item), `attribute '${name}' expects a value of type ${typeName(expected)} but found ${typeName(kind)}`);
   }
 
