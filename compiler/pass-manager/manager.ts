@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { isPipecError, PipecError } from "../errors.ts";
 import type { Model } from "../ir/model.ts";
 import { verifyModel, type Diagnostic } from "../ir/verifier.ts";
-import type { PassContext } from "./pass.ts";
+import type { Pass, PassContext, PassResult } from "./pass.ts";
 import { formatPipeline } from "./pipeline.ts";
 import { PROPERTY_CHECKS } from "./properties.ts";
 import type { PipelinePass } from "./registry.ts";
@@ -76,7 +76,7 @@ export function runPipeline(model: Model, passes: readonly PipelinePass[], instr
   checkPipeline(passes, initial);
   const holds = new Set(initial);
   const pipeline = formatPipeline(passes.map((p) => p.step));
-  const observer = new Observer(instr, passes.length);
+  const observer = new IrObserver(instr, passes.length);
   const records: PassRecord[] = [];
   observer.input(model);
 
@@ -94,25 +94,28 @@ export function runPipeline(model: Model, passes: readonly PipelinePass[], instr
     };
     const ctx: PassContext = { options, note: (m) => instr.emit?.(`note: ${pass.name}: ${m}\n`) };
     const start = performance.now();
-    let result;
-    try {
-      result = pass.run(model, ctx);
-    } catch (e) {
-      if (isPipecError(e)) throw new PipecError(e.code, `pass '${pass.name}': ${e.message}`, e.location);
-      fail(`pass '${pass.name}' crashed: ${(e as Error)?.message ?? String(e)}`, e);
-    }
-    const ms = performance.now() - start;
-    records.push({ name: pass.name, ms, changed: result!.changed, stats: result!.stats ?? {} });
+    const result = runGuarded(pass, model, ctx, fail);
+    records.push({ name: pass.name, ms: performance.now() - start, changed: result.changed, stats: result.stats ?? {} });
 
-    if (result!.changed) for (const p of [...holds]) if (!pass.preserves?.includes(p)) holds.delete(p);
+    if (result.changed) for (const p of [...holds]) if (!pass.preserves?.includes(p)) holds.delete(p);
     for (const p of pass.guarantees ?? []) holds.add(p);
     if (instr.verifyEach) {
       const problems = verifyModel(model);
       if (problems.length) fail(`pass '${pass.name}' produced an invalid model: ${summarize(problems)}`);
     }
-    observer.after(model, pass.name, index, result!.changed);
+    observer.after(model, pass.name, index, result.changed);
   });
   return records;
+}
+
+/** Runs one pass: a PipecError it throws is the user's problem and keeps its message; anything else is a crash. */
+function runGuarded(pass: Pass, model: Model, ctx: PassContext, fail: (message: string, cause: unknown) => never): PassResult {
+  try {
+    return pass.run(model, ctx);
+  } catch (e) {
+    if (isPipecError(e)) throw new PipecError(e.code, `pass '${pass.name}': ${e.message}`, e.location);
+    return fail(`pass '${pass.name}' crashed: ${e instanceof Error ? e.message : String(e)}`, e);
+  }
 }
 
 function summarize(problems: Diagnostic[]): string {
@@ -120,7 +123,7 @@ function summarize(problems: Diagnostic[]): string {
 }
 
 /** The printing side of instrumentation: --print-ir-after*, --dump-dir, and the input check of --verify-each. */
-class Observer {
+class IrObserver {
   private readonly width: number;
 
   constructor(
