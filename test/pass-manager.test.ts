@@ -153,6 +153,10 @@ describe("runPipeline", () => {
     ]);
   });
 
+  it("refuses to print after a pass the pipeline does not run", () => {
+    expect(() => run(smallModel(), "cse,dce", { print: printModel, printIrAfter: ["dse"] })).toThrow("--print-ir-after names 'dse', which is not in the pipeline (did you mean 'dce'?)");
+  });
+
   it("dumps numbered files of the IR before and after every pass", () => {
     const dir = join(tempDir(), "dumps");
     const model = smallModel();

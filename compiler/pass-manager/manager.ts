@@ -6,6 +6,7 @@ import { verifyModel, type Diagnostic } from "../ir/verifier.ts";
 import type { Pass, PassContext, PassResult } from "./pass.ts";
 import { formatPipeline } from "./pipeline.ts";
 import { PROPERTY_CHECKS } from "./properties.ts";
+import { didYouMean } from "./suggest.ts";
 import type { PipelinePass } from "./registry.ts";
 
 export interface Instrumentation {
@@ -74,6 +75,10 @@ export function checkPipeline(passes: readonly PipelinePass[], initial: Iterable
  */
 export function runPipeline(model: Model, passes: readonly PipelinePass[], instr: Instrumentation = {}, initial: Iterable<string> = []): PassRecord[] {
   checkPipeline(passes, initial);
+  for (const name of instr.printIrAfter ?? []) {
+    const names = passes.map((p) => p.pass.name);
+    if (!names.includes(name)) throw new PipecError("pipeline", `--print-ir-after names '${name}', which is not in the pipeline${didYouMean(name, names)}`);
+  }
   const holds = new Set(initial);
   const pipeline = formatPipeline(passes.map((p) => p.step));
   const observer = new IrObserver(instr, passes.length);
