@@ -46,7 +46,8 @@ def mlp():
 
 
 def attributes():
-    """Every plain attribute kind, a tensor attribute, omitted optional outputs, an overload."""
+    """Every plain attribute kind, a tensor attribute, omitted optional outputs, an overload, an
+    empty node name."""
     nodes = [
         helper.make_node("Constant", [], ["c"], value=numpy_helper.from_array(np.array([[1, 2]], dtype=np.int64), "tv")),
         helper.make_node("Constant", [], ["unnamed"], value=numpy_helper.from_array(np.array([1.5], dtype=np.float32))),
@@ -54,8 +55,10 @@ def attributes():
             "CustomAttrs", ["x", "", "c"], ["y", ""], name="custom node", domain="pipec.test",
             i=-7, f=1.5, s='quote " and \\ backslash', ints=[1, -2, 3], floats=[0.5, 1e-07, 100000.0], strings=["a", "b"],
         ),
-        helper.make_node("Overloaded", ["y"], ["z"], domain="pipec.test", overload="v2"),
+        helper.make_node("Overloaded", ["y"], ["z0"], domain="pipec.test", overload="v2"),
+        helper.make_node("Identity", ["z0"], ["z"]),
     ]
+    nodes[-1].name = ""  # present but empty: printed as [""]
     graph = helper.make_graph(
         nodes, "attributes", [helper.make_tensor_value_info("x", T.FLOAT, ["N", "seq len"])], [helper.make_tensor_value_info("z", T.FLOAT, None)],
     )

@@ -1,4 +1,4 @@
-import type { IToken } from "chevrotain";
+import { EOF, type IToken } from "chevrotain";
 import { PipecError } from "../../errors.ts";
 import type { Model } from "../model.ts";
 import { textLexer } from "./lexer.ts";
@@ -30,7 +30,7 @@ export function parseModel(text: string, file = "<text>"): Model {
 
 /** Where a token starts; the end of input sits just after the last token. */
 function position(token: IToken, tokens: IToken[]): { line?: number; column?: number } {
-  if (!Number.isNaN(token.startOffset) && token.startLine !== undefined && !Number.isNaN(token.startLine)) return { line: token.startLine, column: token.startColumn };
+  if (token.tokenType !== EOF) return { line: token.startLine, column: token.startColumn };
   const last = tokens[tokens.length - 1];
   return last ? { line: last.endLine, column: (last.endColumn ?? 0) + 1 } : { line: 1, column: 1 };
 }

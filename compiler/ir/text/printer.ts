@@ -19,7 +19,7 @@
  * Output is built as a list of string pieces joined once, so printing is linear in model size.
  */
 import { isFieldSet } from "@bufbuild/protobuf";
-import { AttributeProto_AttributeType as AT, ModelProtoSchema, type TypeProto } from "../../onnx/generated/onnx_pb.ts";
+import { AttributeProto_AttributeType as AT, ModelProtoSchema, NodeProtoSchema, type TypeProto } from "../../onnx/generated/onnx_pb.ts";
 import type { Attribute } from "../attribute.ts";
 import { DataType as DT, dtypeName } from "../dtype.ts";
 import type { Graph } from "../graph.ts";
@@ -154,7 +154,8 @@ class Printer {
 
   private node(n: Node, indent: number): void {
     this.w(" ".repeat(indent));
-    if (n.name) this.w(`[${printId(n.name)}] `);
+    // onnx.printer labels a node whose name is present even when empty.
+    if (n.name || isFieldSet(n.extras, NodeProtoSchema.field.name)) this.w(`[${printId(n.name)}] `);
     this.w(Array.from(n.outputs, (v) => printId(v?.name ?? "")).join(", "));
     this.w(` = ${n.domain ? `${n.domain}.` : ""}${n.op}${n.overload ? `:${n.overload}` : ""}`);
     const attrs = [...n.attributes.values()];

@@ -201,7 +201,7 @@ class IrBuilder {
       .map((t) => t.image)
       .join(".");
     const node = new Node(op, domain);
-    if (ast.label) node.name = this.id(ast.label);
+    if (ast.label) node.name = node.extras.name = this.id(ast.label); // `[""]`: a name present but empty
     if (ast.overload) node.overload = ast.overload.image;
     node.outputs.length = ast.outputs.length;
     ast.outputs.forEach((t, i) => {
@@ -234,7 +234,7 @@ class IrBuilder {
       else if (key.image === "opset_import") for (const [d, v] of this.pairs(value, key)) opsets.set(unquote(d.image), this.integer(v));
       else this.fail(key, `unknown function field '${key.image}'`);
     }
-    const attributeNames = ast.attributes.map((a) => ("image" in a ? a.image : a.name.image));
+    const attributeNames = ast.attributes.filter((a): a is IToken => "image" in a).map((a) => a.image);
     const fn = new ModelFunction(this.id(ast.name), domain, { overload, attributeNames, opsets });
     const body = fn.body;
     body.name = fn.name;
