@@ -3,10 +3,11 @@ export function closestMatch(word: string, candidates: Iterable<string>): string
   let best: string | undefined;
   let bestDistance = Infinity;
   for (const c of candidates) {
-    const d = editDistance(word.toLowerCase(), c.toLowerCase());
+    // Ties go to a candidate with the same first letter: typos rarely hit the first one.
+    const d = editDistance(word.toLowerCase(), c.toLowerCase()) + (word[0]?.toLowerCase() === c[0]?.toLowerCase() ? 0 : 0.5);
     if (d < bestDistance) [best, bestDistance] = [c, d];
   }
-  return bestDistance <= Math.max(1, Math.floor(word.length / 3)) ? best : undefined;
+  return Math.floor(bestDistance) <= Math.max(1, Math.floor(word.length / 3)) ? best : undefined;
 }
 
 /** " (did you mean 'dce'?)" or "". */
