@@ -7,6 +7,7 @@ import type { Command } from "./command.ts";
 import { checkCommand } from "./commands/check.ts";
 import { compileCommand } from "./commands/compile.ts";
 import { fmtCommand } from "./commands/fmt.ts";
+import { generateCommand } from "./commands/generate.ts";
 import { importCommand } from "./commands/import.ts";
 import { inspectCommand } from "./commands/inspect.ts";
 import { irCommand } from "./commands/ir.ts";
@@ -16,7 +17,7 @@ import { runCommand } from "./commands/run.ts";
 import { zooCommand } from "./commands/zoo.ts";
 import { processIO, type CliIO } from "./io.ts";
 
-const COMMANDS: readonly Command[] = [inspectCommand, irCommand, optCommand, passesCommand, importCommand, zooCommand, checkCommand, fmtCommand, compileCommand, runCommand];
+const COMMANDS: readonly Command[] = [inspectCommand, irCommand, optCommand, passesCommand, importCommand, zooCommand, checkCommand, fmtCommand, compileCommand, runCommand, generateCommand];
 
 /** Exit codes: 0 success, 1 bad input (a PipecError), 2 a usage error, 70 a bug in pipec. */
 export const EXIT = { ok: 0, badInput: 1, usage: 2, internal: 70 } as const;

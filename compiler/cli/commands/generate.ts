@@ -23,8 +23,7 @@ Runs a decoder model with pipec's runtime and prints the continuation as it is g
   --json              print {tokens, text, finishReason, stats} instead; tokens are the generated ids
 `;
 
-/** `pipec generate`: async, since generation awaits onnxruntime. */
-export const generateCommand: Omit<Command, "run"> & { run(args: string[], io: CliIO): Promise<number> } = {
+export const generateCommand: Command = {
   name: "generate",
   summary: "generate text or token ids from a decoder model with the runtime",
   help: HELP,
