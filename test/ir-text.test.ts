@@ -139,6 +139,19 @@ describe("text form: print -> parse -> print is a fixed point", () => {
     expect(await run(bytesOf(parsed), feeds)).toEqual(await run(bytesOf(model), feeds));
   });
 
+  it("with names that start like nan and inf, and non-finite float attributes", () => {
+    const text = [
+      "<\n   ir_version: 10,\n   opset_import: [\"\" : 21]\n>",
+      "g (float[N] info, float[N] nan_mask) => (float[N] y) {",
+      "   y = Add (info, nan_mask)",
+      "   z = Clip <max: float = inf, min: float = -inf, fill: float = nan> (y)",
+      "}",
+    ].join("\n");
+    const model = parseModel(text);
+    expect(printModel(model)).toBe(text);
+    expect(model.graph.firstNode!.inputs.map((v) => v!.name)).toEqual(["info", "nan_mask"]);
+  });
+
   it("on a graph printed alone", () => {
     const model = builtModel();
     const text = printGraph(model.graph, { weights: "hash" });

@@ -26,7 +26,7 @@ export const Question = createToken({ name: "Question", pattern: /\?/, label: "'
 
 export const Str = createToken({ name: "Str", pattern: /"(?:[^"\\]|\\.)*"/, label: "a quoted string" });
 /** Integers and decimals; `-nan`/`-inf` too (bare `nan`/`inf` lex as identifiers). */
-export const Num = createToken({ name: "Num", pattern: /-?(?:\d+(?:\.\d*)?(?:[eE][+-]?\d+)?|nan|inf)/, label: "a number" });
+export const Num = createToken({ name: "Num", pattern: /-?\d+(?:\.\d*)?(?:[eE][+-]?\d+)?|-nan|-inf/, label: "a number" });
 export const Ident = createToken({ name: "Ident", pattern: /[A-Za-z_][A-Za-z0-9_]*/, label: "a name" });
 
 export const allTokens: TokenType[] = [
