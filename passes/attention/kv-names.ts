@@ -15,14 +15,22 @@ export interface KvNames {
  * and the graph inputs their Concat grows (past). The layer index is the number in those names
  * (`past_key_values.3.key`, `present_3`), or UNKNOWN_LAYER when they carry none.
  */
-export function kvNames(key: Value, value: Value, fused?: { pastKey?: Value; pastValue?: Value; presentKey?: Value; presentValue?: Value }): KvNames {
-  const names: KvNames = {
-    layer: UNKNOWN_LAYER,
-    past_key: graphInputName(fused?.pastKey) ?? pastOf(key),
-    past_value: graphInputName(fused?.pastValue) ?? pastOf(value),
-    present_key: graphOutputName(fused?.presentKey ?? key),
-    present_value: graphOutputName(fused?.presentValue ?? value),
-  };
+export function kvNames(key: Value, value: Value): KvNames {
+  return named({ past_key: pastOf(key), past_value: pastOf(value), present_key: graphOutputName(key), present_value: graphOutputName(value) });
+}
+
+/** The same for a fused op, whose cache inputs and outputs are its own operands. */
+export function fusedKvNames(cache: { pastKey?: Value; pastValue?: Value; presentKey?: Value; presentValue?: Value }): KvNames {
+  return named({
+    past_key: graphInputName(cache.pastKey),
+    past_value: graphInputName(cache.pastValue),
+    present_key: graphOutputName(cache.presentKey),
+    present_value: graphOutputName(cache.presentValue),
+  });
+}
+
+function named(cache: Omit<KvNames, "layer">): KvNames {
+  const names: KvNames = { layer: UNKNOWN_LAYER, ...cache };
   for (const name of [names.past_key, names.present_key, names.past_value, names.present_value]) {
     const n = name === undefined ? undefined : layerNumber(name);
     if (n !== undefined) {

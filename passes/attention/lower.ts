@@ -2,6 +2,7 @@ import { Builder } from "../../compiler/ir/builder.ts";
 import { DataType } from "../../compiler/ir/dtype.ts";
 import type { Model } from "../../compiler/ir/model.ts";
 import type { Node } from "../../compiler/ir/node.ts";
+import { inferShapes } from "../../compiler/ir/shape-inference/index.ts";
 import type { Value } from "../../compiler/ir/value.ts";
 import type { Pass, PassResult } from "../../compiler/pass-manager/pass.ts";
 import { CANONICAL_DOMAIN } from "./canonical.ts";
@@ -30,6 +31,7 @@ export function createLowerAttention(): Pass {
 export function lowerAttention(model: Model): number {
   const graph = model.graph;
   const opset = model.opset("") ?? 1;
+  inferShapes(model); // the dtype of each block's Q decides float16 handling
   let count = 0;
   for (const node of graph.nodeArray()) {
     if (!isCanonical(node)) continue;

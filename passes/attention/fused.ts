@@ -1,0 +1,38 @@
+import type { Node } from "../../compiler/ir/node.ts";
+import type { Value } from "../../compiler/ir/value.ts";
+import type { CanonicalAttentionAttrs } from "./canonical.ts";
+import { emitCanonical } from "./canonical-node.ts";
+import type { OpsetOps } from "./ops.ts";
+
+/** One fused block in canonical layout: new keys and values only, the cache still to be grown. */
+export interface FusedOperands {
+  query_BHSD: Value;
+  newKey_BHkvSD: Value;
+  newValue_BHkvSD: Value;
+  pastKey_BHkvPD?: Value;
+  pastValue_BHkvPD?: Value;
+  /** The mask, or how to build it from the grown cache (when it depends on the present length). */
+  mask?: Value | ((presentKey_BHkvND: Value) => Value);
+}
+
+/**
+ * What every fused op lifts to: the cache grown by Concat on the sequence axis (what the op did
+ * internally), then the canonical node. Returns its output [B, H, S, D] and the present K/V.
+ */
+export function liftFused(ops: OpsetOps, o: FusedOperands, attrs: CanonicalAttentionAttrs): { out_BHSD: Value; presentKey: Value; presentValue: Value } {
+  const b = ops.b;
+  const grow = (past: Value | undefined, now: Value) => (past ? b.op.Concat(past, now, { axis: 2 }) : now);
+  const presentKey = grow(o.pastKey_BHkvPD, o.newKey_BHkvSD);
+  const presentValue = grow(o.pastValue_BHkvPD, o.newValue_BHkvSD);
+  const mask = typeof o.mask === "function" ? o.mask(presentKey) : o.mask;
+  const out_BHSD = emitCanonical(b, { query_BHTD: o.query_BHSD, key_BHkvND: presentKey, value_BHkvND: presentValue, mask }, attrs);
+  return { out_BHSD, presentKey, presentValue };
+}
+
+/** Inputs from `first` on that are present: fused-op features the lift does not model. */
+export function extraInputs(node: Node, first: number, names: readonly string[]): string | undefined {
+  for (let i = first; i < node.inputs.length; i++) {
+    if (node.inputs[i]) return `${node.describe()} uses input ${i} (${names[i - first] ?? "?"}), which lift-attention does not model`;
+  }
+  return undefined;
+}

@@ -1,0 +1,113 @@
+import type { Builder } from "../../compiler/ir/builder.ts";
+import { DataType } from "../../compiler/ir/dtype.ts";
+import type { Value } from "../../compiler/ir/value.ts";
+import type { Match, Rule, RuleContext } from "../../compiler/rewrite/index.ts";
+import { extraInputs, liftFused } from "./fused.ts";
+import { fusedKvNames } from "./kv-names.ts";
+import { OpsetOps, shapeOf } from "./ops.ts";
+import { accept, planOf, type LiftPlan } from "./plan.ts";
+import { gatherRows, rotate } from "./rotary.ts";
+
+export const MS_GROUP_QUERY_ATTENTION_FORM = "com.microsoft.GroupQueryAttention";
+
+interface GqaPlan extends LiftPlan {
+  opset: number;
+  /** D/2 when the op rotates Q and K itself (do_rotary), else undefined. */
+  rotaryHalfDim: number | undefined;
+  interleaved: boolean;
+}
+
+/**
+ * com.microsoft GroupQueryAttention: query [B, S, H*D], key/value [B, S, Hkv*D], a growing
+ * past [B, Hkv, P, D], seqlens_k (valid keys - 1 per row), optionally rotary from cos/sin caches.
+ * Lifted with rotary at the positions onnxruntime derives (row b, token s: s + max(0,
+ * seqlens_k[b] + 1 - S)), keys past seqlens_k masked, causal bottom-right.
+ */
+export const msGroupQueryAttentionRule: Rule = {
+  name: "lift-ms-group-query-attention",
+  pattern: (p) =>
+    p.node("GroupQueryAttention", [p.var("query"), p.var("key"), p.var("value"), p.var("pastKey"), p.var("pastValue"), p.var("seqlensK")], {
+      domain: "com.microsoft",
+      otherInputs: true,
+    }).outputs[0]!,
+  check: (ctx: RuleContext, m: Match) => {
+    const plan = analyse(ctx, m);
+    return typeof plan === "string" ? plan : accept(m, plan);
+  },
+  rewrite: (b: Builder, m: Match) => {
+    const plan = planOf<GqaPlan>(m);
+    const ops = new OpsetOps(b, plan.opset);
+    const v = m.values;
+    const { num_heads: heads, kv_num_heads: kvHeads } = plan.attrs;
+    const validKeys_B = b.op.Add(b.op.Cast(v.seqlensK!, { to: DataType.INT64 }), b.int64(1));
+    let query_BHSD = ops.toHeads(v.query!, heads);
+    let newKey_BHkvSD = ops.toHeads(v.key!, kvHeads);
+    if (plan.rotaryHalfDim !== undefined) {
+      const positions_BS = gqaPositions(ops, v.query!, validKeys_B);
+      const [cosCache, sinCache] = [m.root.inputs[7]!, m.root.inputs[8]!];
+      const cos = gatherRows(ops, cosCache, positions_BS);
+      const sin = gatherRows(ops, sinCache, positions_BS);
+      query_BHSD = rotate(ops, query_BHSD, cos, sin, plan.rotaryHalfDim, plan.interleaved);
+      newKey_BHkvSD = rotate(ops, newKey_BHkvSD, cos, sin, plan.rotaryHalfDim, plan.interleaved);
+    }
+    const { out_BHSD, presentKey, presentValue } = liftFused(
+      ops,
+      {
+        query_BHSD,
+        newKey_BHkvSD,
+        newValue_BHkvSD: ops.toHeads(v.value!, kvHeads),
+        pastKey_BHkvPD: v.pastKey,
+        pastValue_BHkvPD: v.pastValue,
+        mask: (presentKey_BHkvND) => keysWithinSeqlens(ops, presentKey_BHkvND, validKeys_B),
+      },
+      plan.attrs,
+    );
+    return [ops.fromHeads(out_BHSD), presentKey, presentValue];
+  },
+};
+
+/** Row b's token s sits at s + max(0, validKeys[b] - S): onnxruntime's GQA rotary positions. */
+function gqaPositions(ops: OpsetOps, query_BSX: Value, validKeys_B: Value): Value {
+  const b = ops.b;
+  const s = b.op.Reshape(ops.dim(query_BSX, 1), b.int64([], [0]));
+  const offset_B = b.op.Max(b.op.Sub(validKeys_B, s), b.int64(0));
+  return b.op.Add(ops.unsqueeze(offset_B, [1]), ops.unsqueeze(b.op.Range(b.int64(0), s, b.int64(1)), [0]));
+}
+
+/** bool [B, 1, 1, N]: key n of row b is one of its validKeys[b]. */
+function keysWithinSeqlens(ops: OpsetOps, presentKey_BHkvND: Value, validKeys_B: Value): Value {
+  const b = ops.b;
+  const n = b.op.Reshape(ops.dim(presentKey_BHkvND, 2), b.int64([], [0]));
+  const keys_1N = ops.unsqueeze(b.op.Range(b.int64(0), n, b.int64(1)), [0]);
+  return ops.unsqueeze(b.op.Less(keys_1N, ops.unsqueeze(validKeys_B, [1])), [1, 2]);
+}
+
+function analyse(ctx: RuleContext, m: Match): GqaPlan | string {
+  const node = m.root;
+  const extra = extraInputs(node, 9, ["position_ids", "attention_bias", "head_sink"]);
+  if (extra) return extra;
+  if ((node.attrInt("local_window_size") ?? -1) !== -1) return `${node.describe()} uses a local window`;
+  if ((node.attrFloat("softcap") ?? 0) !== 0) return `${node.describe()} caps the scores (softcap)`;
+  if (node.attrInt("smooth_softmax", 0)) return `${node.describe()} uses smooth softmax`;
+  if (shapeOf(m.values.query)?.length !== 3) return `${node.describe()} query is not [B, S, H*D] (packed QKV is not modelled)`;
+  const heads = node.attrInt("num_heads")!;
+  const kvHeads = node.attrInt("kv_num_heads")!;
+  const hidden = shapeOf(m.values.query)![2];
+  const cosWidth = shapeOf(node.inputs[7])?.[1];
+  const headDim = typeof hidden === "number" ? hidden / heads : typeof cosWidth === "number" ? cosWidth * 2 : undefined;
+  const doRotary = node.attrInt("do_rotary", 0) === 1;
+  if (doRotary && (typeof cosWidth !== "number" || !node.inputs[8])) return `${node.describe()} rotates but its cos/sin cache shape is not known`;
+  if (doRotary && headDim !== undefined && cosWidth !== headDim / 2) return `${node.describe()} rotates only part of each head (partial rotary is not modelled)`;
+  const scale = node.attrFloat("scale") || (headDim ? 1 / Math.sqrt(headDim) : undefined);
+  if (scale === undefined) return `${node.describe()} has no scale and its head size is not known`;
+  const attrs = {
+    scale,
+    num_heads: heads,
+    kv_num_heads: kvHeads,
+    is_causal: 1,
+    mask_kind: "boolean" as const,
+    source_form: MS_GROUP_QUERY_ATTENTION_FORM,
+    ...fusedKvNames({ pastKey: node.inputs[3], pastValue: node.inputs[4], presentKey: node.outputs[1], presentValue: node.outputs[2] }),
+  };
+  return { attrs, opset: ctx.model?.opset("") ?? 21, rotaryHalfDim: doRotary ? (cosWidth as number) : undefined, interleaved: node.attrInt("rotary_interleaved", 0) === 1 };
+}

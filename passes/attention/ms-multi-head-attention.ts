@@ -1,0 +1,68 @@
+import type { Builder } from "../../compiler/ir/builder.ts";
+import type { Match, Rule, RuleContext } from "../../compiler/rewrite/index.ts";
+import { extraInputs, liftFused } from "./fused.ts";
+import { fusedKvNames } from "./kv-names.ts";
+import { OpsetOps, shapeOf } from "./ops.ts";
+import { accept, planOf, type LiftPlan } from "./plan.ts";
+
+export const MS_MULTI_HEAD_ATTENTION_FORM = "com.microsoft.MultiHeadAttention";
+
+interface MhaPlan extends LiftPlan {
+  opset: number;
+}
+
+/**
+ * com.microsoft MultiHeadAttention in its self-attention form: query/key/value [B, S, H*D],
+ * an additive attention_bias, past_key/past_value [B, H, P, D] grown along the sequence.
+ */
+export const msMultiHeadAttentionRule: Rule = {
+  name: "lift-ms-multi-head-attention",
+  pattern: (p) => p.node("MultiHeadAttention", [p.var("query"), p.var("key"), p.var("value")], { domain: "com.microsoft", otherInputs: true }).outputs[0]!,
+  check: (ctx: RuleContext, m: Match) => {
+    const plan = analyse(ctx, m);
+    return typeof plan === "string" ? plan : accept(m, plan);
+  },
+  rewrite: (b: Builder, m: Match) => {
+    const plan = planOf<MhaPlan>(m);
+    const ops = new OpsetOps(b, plan.opset);
+    const [, , , , , attentionBias, pastKey, pastValue] = m.root.inputs;
+    const { num_heads: heads } = plan.attrs;
+    const { out_BHSD, presentKey, presentValue } = liftFused(
+      ops,
+      {
+        query_BHSD: ops.toHeads(m.values.query!, heads),
+        newKey_BHkvSD: ops.toHeads(m.values.key!, heads),
+        newValue_BHkvSD: ops.toHeads(m.values.value!, heads),
+        pastKey_BHkvPD: pastKey,
+        pastValue_BHkvPD: pastValue,
+        mask: attentionBias,
+      },
+      plan.attrs,
+    );
+    return [ops.fromHeads(out_BHSD), presentKey, presentValue];
+  },
+};
+
+function analyse(ctx: RuleContext, m: Match): MhaPlan | string {
+  const node = m.root;
+  if (node.inputs[3]) return `${node.describe()} adds a packed QKV bias, which lift-attention does not model`;
+  if (node.inputs[4]) return `${node.describe()} uses key_padding_mask, which lift-attention does not model`;
+  const extra = extraInputs(node, 8, ["past_sequence_length", "cache_indirection"]);
+  if (extra) return extra;
+  const rankOf = (v: typeof node.inputs[0]) => shapeOf(v)?.length;
+  if (rankOf(m.values.query) !== 3 || rankOf(m.values.key) !== 3) return `${node.describe()} is not in the [B, S, H*D] self-attention layout`;
+  const heads = node.attrInt("num_heads")!;
+  const hidden = shapeOf(m.values.query)![2];
+  const scale = node.attrFloat("scale") ?? (typeof hidden === "number" ? 1 / Math.sqrt(hidden / heads) : undefined);
+  if (scale === undefined) return `${node.describe()} has no scale and its head size is not known`;
+  const attrs = {
+    scale,
+    num_heads: heads,
+    kv_num_heads: heads,
+    is_causal: node.attrInt("unidirectional", 0),
+    mask_kind: node.inputs[5] ? ("additive" as const) : undefined,
+    source_form: MS_MULTI_HEAD_ATTENTION_FORM,
+    ...fusedKvNames({ pastKey: node.inputs[6], pastValue: node.inputs[7], presentKey: node.outputs[1], presentValue: node.outputs[2] }),
+  };
+  return { attrs, opset: ctx.model?.opset("") ?? 21 };
+}

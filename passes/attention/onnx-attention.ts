@@ -1,0 +1,87 @@
+import type { Builder } from "../../compiler/ir/builder.ts";
+import { DataType } from "../../compiler/ir/dtype.ts";
+import type { Match, Rule, RuleContext } from "../../compiler/rewrite/index.ts";
+import { liftFused } from "./fused.ts";
+import { fusedKvNames } from "./kv-names.ts";
+import { dtypeOf, OpsetOps, shapeOf } from "./ops.ts";
+import { accept, planOf, type LiftPlan } from "./plan.ts";
+
+export const ONNX_ATTENTION_FORM = "ai.onnx.Attention";
+
+interface OnnxAttentionPlan extends LiftPlan {
+  /** Q/K/V are [B, S, heads*D] (else [B, heads, S, D]). */
+  packedHeads: boolean;
+}
+
+/**
+ * Standard Attention-23/24: Q, K, V (3-D with q_num_heads/kv_num_heads, or 4-D), optional
+ * attn_mask (bool: true attends; float: added), past_key/past_value grown along the sequence.
+ */
+export const onnxAttentionRule: Rule = {
+  name: "lift-onnx-attention",
+  pattern: (p) => p.node("Attention", [p.var("q"), p.var("k"), p.var("v")], { otherInputs: true }).outputs[0]!,
+  check: (ctx: RuleContext, m: Match) => {
+    const plan = analyse(ctx, m);
+    return typeof plan === "string" ? plan : accept(m, plan);
+  },
+  rewrite: (b: Builder, m: Match) => {
+    const plan = planOf<OnnxAttentionPlan>(m);
+    const node = m.root;
+    const ops = new OpsetOps(b, 23);
+    const heads = (x: typeof node.inputs[0], n: number) => (plan.packedHeads ? ops.toHeads(x!, n) : x!);
+    const [, , , mask, pastKey, pastValue] = node.inputs;
+    const { out_BHSD, presentKey, presentValue } = liftFused(
+      ops,
+      {
+        query_BHSD: heads(m.values.q, plan.attrs.num_heads),
+        newKey_BHkvSD: heads(m.values.k, plan.attrs.kv_num_heads),
+        newValue_BHkvSD: heads(m.values.v, plan.attrs.kv_num_heads),
+        pastKey_BHkvPD: pastKey,
+        pastValue_BHkvPD: pastValue,
+        mask,
+      },
+      plan.attrs,
+    );
+    return [plan.packedHeads ? ops.fromHeads(out_BHSD) : out_BHSD, presentKey, presentValue];
+  },
+};
+
+function analyse(_ctx: RuleContext, m: Match): OnnxAttentionPlan | string {
+  const node = m.root;
+  if (node.inputs[6]) return `${node.describe()} uses nonpad_kv_seqlen, which lift-attention does not model`;
+  if (node.outputs[3] && !node.outputs[3].unused) return `${node.describe()} exposes qk_matmul_output`;
+  if ((node.attrFloat("softcap") ?? 0) !== 0) return `${node.describe()} caps the scores (softcap)`;
+  const shape = shapeOf(m.values.q);
+  const packedHeads = shape ? shape.length === 3 : node.attrInt("q_num_heads") !== undefined;
+  let heads: number | undefined;
+  let kvHeads: number | undefined;
+  let headDim: number | undefined;
+  if (packedHeads) {
+    heads = node.attrInt("q_num_heads");
+    kvHeads = node.attrInt("kv_num_heads");
+    const hidden = shape?.[2];
+    headDim = typeof hidden === "number" && heads ? hidden / heads : undefined;
+  } else {
+    const kShape = shapeOf(m.values.k);
+    heads = typeof shape?.[1] === "number" ? shape[1] : undefined;
+    kvHeads = typeof kShape?.[1] === "number" ? kShape[1] : undefined;
+    headDim = typeof shape?.[3] === "number" ? shape[3] : undefined;
+  }
+  if (!heads || !kvHeads) return `the head counts of ${node.describe()} are not known`;
+  const scale = node.attrFloat("scale") ?? (headDim ? 1 / Math.sqrt(headDim) : undefined);
+  if (scale === undefined) return `${node.describe()} has no scale and its head size is not known`;
+  const causal = node.attrInt("is_causal", 0);
+  // The spec aligns the causal mask top-left, onnxruntime bottom-right once a past is given.
+  if (causal && node.inputs[4]) return `${node.describe()} is causal with a past cache, where the spec and onnxruntime disagree on alignment`;
+  const mask = node.inputs[3];
+  const attrs = {
+    scale,
+    num_heads: heads,
+    kv_num_heads: kvHeads,
+    is_causal: causal,
+    mask_kind: mask ? (dtypeOf(mask) === DataType.BOOL ? ("boolean" as const) : ("additive" as const)) : undefined,
+    source_form: ONNX_ATTENTION_FORM,
+    ...fusedKvNames({ pastKey: node.inputs[4], pastValue: node.inputs[5], presentKey: node.outputs[1], presentValue: node.outputs[2] }),
+  };
+  return { attrs, packedHeads };
+}
