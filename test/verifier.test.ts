@@ -1,5 +1,6 @@
 import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
+import { create } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import { Builder } from "../compiler/ir/builder.ts";
 import { DataType } from "../compiler/ir/dtype.ts";
@@ -9,6 +10,7 @@ import { Tensor } from "../compiler/ir/tensor.ts";
 import { tensorType } from "../compiler/ir/types.ts";
 import { Value } from "../compiler/ir/value.ts";
 import { verifyModel } from "../compiler/ir/verifier.ts";
+import { TensorProtoSchema } from "../compiler/onnx/generated/onnx_pb.ts";
 import { loadModel, loadModelFromBytes } from "../compiler/onnx/load.ts";
 import { cycle, handmadeModel, reversedChain } from "./helpers/handmade-models.ts";
 import { HAVE_SHARED, SHARED_FIXTURES, sharedOnnxFiles, SKIP_SHARED_REASON } from "./helpers/fixtures.ts";
@@ -97,6 +99,12 @@ describe("verifyModel", () => {
     b.op.Add(x, w);
     w.type = tensorType(DataType.INT64, [3]);
     expect(verifyModel(model).map((d) => d.message)).toEqual(["graph 'main': initializer 'w' is declared int64[3] but holds float[2]"]);
+  });
+
+  it("reports an initializer that contradicts the graph input declaring it, once", () => {
+    const w = create(TensorProtoSchema, { name: "x", dataType: DataType.INT64, dims: [3n], int64Data: [1n, 2n, 3n] });
+    const model = loadModelFromBytes(handmadeModel([["r", "Relu", ["x"], ["y"]]], { initializers: [w] }));
+    expect(verifyModel(model).map((d) => d.message)).toEqual(["graph 'handmade': initializer 'x' is declared float[2] but holds int64[3]"]);
   });
 
   it("reports raw data whose size does not match the shape", () => {

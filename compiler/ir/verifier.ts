@@ -78,8 +78,11 @@ class GraphChecker {
         }
       }
       placed.add(n);
-      const inScope = new Set([...outer, ...names]);
-      for (const sub of n.subgraphs()) this.check(sub, inScope);
+      const subgraphs = n.subgraphs();
+      if (subgraphs.length) {
+        const inScope = new Set([...outer, ...names]);
+        for (const sub of subgraphs) this.check(sub, inScope);
+      }
     }
     graph.outputs.forEach((v, i) => {
       if (!isDefinedIn(graph, v)) this.report("undefined-output", `${where}: output ${i} '${v.name}' is not defined in scope`, { value: v });
@@ -98,18 +101,16 @@ class GraphChecker {
 
   private checkInitializer(where: string, v: Value): void {
     const t = v.initializer!;
+    // The IR's type and every type the file listed for it (input, value_info); each conflict once.
     const listed = Object.values(v.infos).flatMap((info) => (info?.type ? [typeFromProto(info.type)] : []));
+    const conflicts = new Set<string>();
     for (const type of [v.type, ...listed]) {
       if (type?.kind !== "tensor") continue;
       const shapeAgrees = !type.shape || (type.shape.length === t.dims.length && type.shape.every((d, k) => typeof d !== "number" || d === t.dims[k]));
-      if (type.dtype !== t.dtype || !shapeAgrees) {
-        const shape = type.shape ? `[${type.shape.map((d) => d ?? "?").join(",")}]` : "";
-        this.report(
-          "initializer-type",
-          `${where}: initializer '${v.name}' is declared ${dtypeName(type.dtype)}${shape} but holds ${dtypeName(t.dtype)}[${t.dims.join(",")}]`,
-          { value: v },
-        );
-      }
+      if (type.dtype !== t.dtype || !shapeAgrees) conflicts.add(`${dtypeName(type.dtype)}${type.shape ? `[${type.shape.map((d) => d ?? "?").join(",")}]` : ""}`);
+    }
+    for (const declared of conflicts) {
+      this.report("initializer-type", `${where}: initializer '${v.name}' is declared ${declared} but holds ${dtypeName(t.dtype)}[${t.dims.join(",")}]`, { value: v });
     }
     const expected = byteSize(t.dtype, t.elementCount);
     if (t.dtype !== DataType.STRING && !t.dataInProto && t.byteLength !== expected) {
@@ -126,5 +127,5 @@ class GraphChecker {
 function isDefinedIn(graph: Graph, v: Value): boolean {
   if (graph.lookup(v.name) !== v) return false;
   if (v.producer) return v.producer.graph === v.graph;
-  return v.isGraphInput || v.isInitializer;
+  return v.isInitializer || v.isGraphInput;
 }
