@@ -68,6 +68,8 @@ const LIST_OF: Partial<Record<AT, AT>> = {
   [AT.TYPE_PROTO]: AT.TYPE_PROTOS,
 };
 
+const ELEMENT_OF = new Map(Object.entries(LIST_OF).map(([elem, list]) => [list, Number(elem) as AT]));
+
 class IrBuilder {
   constructor(private readonly file: string) {}
 
@@ -273,11 +275,10 @@ class IrBuilder {
     const kinds = items.map((item) => this.kindOf(item, declared, value.kind === "list"));
     let type: AT;
     if (value.kind === "list") {
-      const elem = kinds.includes(AT.FLOAT) && kinds.every((k) => k === AT.FLOAT || k === AT.INT) ? AT.FLOAT : (kinds[0] ?? AT.INT);
-      type = declared ?? LIST_OF[elem]!;
-      const expected = Object.entries(LIST_OF).find(([, list]) => list === type)?.[0];
-      if (expected === undefined) this.fail(value.open, `attribute '${proto.name}' is declared ${ast.type!.image} but has a list value`);
-      items.forEach((item, i) => this.checkKind(kinds[i]!, Number(expected), item, proto.name));
+      const inferred = kinds.includes(AT.FLOAT) && kinds.every((k) => k === AT.FLOAT || k === AT.INT) ? AT.FLOAT : (kinds[0] ?? AT.INT);
+      type = declared ?? LIST_OF[inferred]!;
+      const elem = ELEMENT_OF.get(type) ?? this.fail(value.open, `attribute '${proto.name}' is declared ${typeName(type)} but has a list value`);
+      items.forEach((item, i) => this.checkKind(kinds[i]!, elem, item, proto.name));
     } else {
       type = declared ?? kinds[0]!;
       this.checkKind(kinds[0]!, type, value, proto.name);
