@@ -2,6 +2,7 @@ import { modelText } from "../../api.ts";
 import type { WeightsMode } from "../../ir/text/printer.ts";
 import { onePositional, parseCommandArgs, UsageError } from "../args.ts";
 import type { Command } from "../command.ts";
+import { pipelineIrCommand } from "./pipeline-ir.ts";
 
 const WEIGHT_MODES: readonly WeightsMode[] = ["shape-only", "hash", "values"];
 
@@ -11,11 +12,14 @@ export const irCommand: Command = {
   help: `usage: pipec ir <model.onnx> [--weights shape-only|hash|values]
 
 Prints the model in the onnx.printer text syntax.
+For a .pipe file: pipec ir <file.pipe> [--after PASS] [--print-ir-after-all] [--dump-dir DIR]
+prints the pipeline IR (see pipec ir file.pipe --help).
 
   --weights MODE   how tensors with more than 16 elements print: shape-only (default, reads no
                    weights), hash (a content hash) or values (every value)
 `,
   run(args, io) {
+    if (args.some((a) => a.endsWith(".pipe"))) return pipelineIrCommand(args, io);
     const { values, positionals } = parseCommandArgs("ir", args, { weights: { type: "string" } });
     if (values.help) {
       io.out(this.help);

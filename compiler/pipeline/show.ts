@@ -1,0 +1,47 @@
+import { basename } from "node:path";
+import type { Diagnostic } from "../../dsl/diagnostics.ts";
+import { defaultRegistry } from "../../passes/index.ts";
+import { printModel } from "../ir/text/printer.ts";
+import { loadModel } from "../onnx/index.ts";
+import { runPipeline } from "../pass-manager/manager.ts";
+import { dumpPipeline } from "./dump.ts";
+import { analyzeFile } from "./frontend.ts";
+
+export interface ShowOptions {
+  /** Print each model's graph after the pass with this name. */
+  after?: string;
+  printIrAfterAll?: boolean;
+  /** Write each model's graph before and after every pass here (one subfolder per model). */
+  dumpDir?: string;
+}
+
+export interface ShowResult {
+  source: string;
+  diagnostics: Diagnostic[];
+  /** The pipeline IR, then any graph IR asked for; undefined when the file has errors. */
+  text?: string;
+}
+
+/** `pipec ir file.pipe`: the pipeline-level IR, and the model graphs around the passes it plans. */
+export function showPipelineIr(file: string, opts: ShowOptions = {}): ShowResult {
+  const front = analyzeFile(file);
+  const result: ShowResult = { source: front.source, diagnostics: front.diagnostics.sorted() };
+  if (!front.ir) return result;
+  const parts = [dumpPipeline(front.ir)];
+  if (opts.after !== undefined || opts.printIrAfterAll || opts.dumpDir !== undefined) {
+    const registry = defaultRegistry();
+    for (const m of front.ir.models) {
+      const model = loadModel(m.path);
+      const passes = registry.resolve(m.passes.map((p) => ({ name: p.pass, options: p.options })));
+      runPipeline(model, passes, {
+        printIrAfter: opts.after !== undefined ? [opts.after] : undefined,
+        printIrAfterAll: opts.printIrAfterAll,
+        dumpDir: opts.dumpDir !== undefined ? `${opts.dumpDir}/${m.name}` : undefined,
+        print: (mm) => printModel(mm),
+        emit: (text) => parts.push(`# model ${m.name} (${basename(m.path)})\n${text}`),
+      });
+      if (passes.length === 0) parts.push(`# model ${m.name}: no graph passes planned\n`);
+    }
+  }
+  return { ...result, text: parts.join("\n") };
+}
