@@ -90,6 +90,7 @@ export class DecoderSequence {
   /** Milliseconds spent inside session.run, summed over this sequence's steps. */
   runMs = 0;
   private readonly single: SingleTokenInputs;
+  private nextPosition = 0;
 
   constructor(
     readonly model: DecoderModel,
@@ -111,9 +112,14 @@ export class DecoderSequence {
     }
   }
 
-  /** Tokens held in the cache (= the position of the next token). */
+  /** Tokens held in the cache. */
   get length(): number {
     return this.cache.length;
+  }
+
+  /** Position id of the next token: the cache length, unless a gather said otherwise. */
+  get position(): number {
+    return this.nextPosition;
   }
 
   get stateBytes(): number {
@@ -123,7 +129,7 @@ export class DecoderSequence {
   /** Runs `tokens` after what the sequence holds; returns logits [1, S, V]. */
   async forward(tokens: readonly number[]): Promise<ort.Tensor> {
     const S = tokens.length;
-    const start = this.cache.length;
+    const start = this.nextPosition;
     const { contract, maxPositions, session } = this.model;
     if (S === 0) throw new RangeError("forward needs at least one token");
     if (maxPositions !== undefined && start + S > maxPositions) {
@@ -135,7 +141,7 @@ export class DecoderSequence {
     if (contract.positionType) {
       feeds.position_ids = S === 1 ? this.singlePosition(start) : intTensor(contract.positionType, Array.from({ length: S }, (_, j) => start + j), [1, S]);
     }
-    if (contract.hasCacheBranchFlag) feeds.use_cache_branch = new ort.Tensor("bool", [start > 0], [1]);
+    if (contract.hasCacheBranchFlag) feeds.use_cache_branch = new ort.Tensor("bool", [this.cache.length > 0], [1]);
     this.cache.prepare(S, feeds, fetches, this.model.bindOutputs);
     this.recurrent.prepare(feeds, fetches);
     if (contract.maskType) {
@@ -150,6 +156,7 @@ export class DecoderSequence {
 
     this.cache.accept(outputs, S);
     this.recurrent.accept(outputs);
+    this.nextPosition += S;
     return outputs[contract.logits];
   }
 
@@ -159,12 +166,20 @@ export class DecoderSequence {
       throw new RuntimeError("cannot-rollback", "this model carries recurrent state (past_conv.* or similar) that cannot be rolled back; only attention KV can be truncated");
     }
     this.cache.truncate(length);
+    this.nextPosition = length;
   }
 
-  /** Keeps the cached tokens at `indices`, in that order; the next token's position becomes indices.length. */
-  gather(indices: readonly number[]): void {
+  /**
+   * Keeps the cached tokens at `indices`, in that order. The next position is `nextPosition`:
+   * by default indices.length (an accepted path packed from the start); KV selection that
+   * evicts rows keeps counting from where the sequence was (pass `position`). Models that
+   * derive positions from the mask (no position_ids input) can only use the default.
+   */
+  gather(indices: readonly number[], nextPosition = indices.length): void {
     if (!this.recurrent.isEmpty) throw new RuntimeError("cannot-rollback", "this model carries recurrent state that cannot be gathered");
+    if (!Number.isInteger(nextPosition) || nextPosition < indices.length) throw new RangeError(`next position ${nextPosition} is before the ${indices.length} kept rows`);
     this.cache.gather(indices);
+    this.nextPosition = nextPosition;
   }
 
   private singleIds(token: number): ort.Tensor {

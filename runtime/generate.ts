@@ -5,6 +5,7 @@ import type * as ort from "onnxruntime-node";
 import type { DecoderModel } from "./decoder.ts";
 import { RuntimeError } from "./errors.ts";
 import { RunClock, type GenerationStats } from "./metrics.ts";
+import { Speculator, type SpeculateOptions } from "./speculative/speculator.ts";
 import type { LogitsProcessor } from "./sampling/processors.ts";
 import { createSampler, type SamplingConfig } from "./sampling/sampler.ts";
 import { floatData, readFloatRow } from "./tensors.ts";
@@ -30,6 +31,8 @@ export interface GenerateOptions {
    * its last (maxPositions - maxTokens) tokens (at least one) instead.
    */
   promptOverflow?: "error" | "truncate-left";
+  /** Speculative decoding: draft several tokens and verify them in one call; the output is the same as without it. */
+  speculate?: SpeculateOptions;
 }
 
 export type FinishReason = "eos" | "stop-string" | "max-tokens" | "context-full" | "aborted";
@@ -90,6 +93,9 @@ export class Generator {
     let finishReason: FinishReason = "max-tokens";
     let logits: Float32Array | undefined;
     let sample: ReturnType<typeof createSampler> | undefined;
+    let speculator: Speculator | undefined;
+    /** Tokens a speculative step verified, handed out one per event. */
+    const decided: number[] = [];
 
     const prefillStart = clock.now();
     let last: ort.Tensor | undefined;
@@ -109,9 +115,13 @@ export class Generator {
         if (this.tokenizer) checkVocabulary(this.tokenizer, V);
         logits = new Float32Array(V);
         sample = createSampler(options.sampling ?? {}, V, options.processors);
+        if (options.speculate) speculator = Speculator.create(sequence, V, options.speculate, options.sampling, options.processors);
       }
-      readFloatRow(floatData(last), (last.dims[1] - 1) * V, logits);
-      const token = sample!(logits, { tokens });
+      let token = decided.shift();
+      if (token === undefined) {
+        readFloatRow(floatData(last), (last.dims[1] - 1) * V, logits);
+        token = sample!(logits, { tokens });
+      }
       tokens.push(token);
       generated.push(token);
       let delta = text?.push(token) ?? "";
@@ -121,15 +131,23 @@ export class Generator {
       if (eos.has(token)) finished = "eos";
       else if (text?.stopped) finished = "stop-string";
       else if (generated.length >= maxTokens) finished = "max-tokens";
-      else if (this.model.maxPositions !== undefined && sequence.length + 1 > this.model.maxPositions) finished = "context-full";
+      else if (this.model.maxPositions !== undefined && sequence.position + 1 > this.model.maxPositions) finished = "context-full";
       if (finished && text) delta += text.flush();
       yield { kind: "token", token, text: delta };
       if (finished) {
         finishReason = finished;
         break;
       }
-      last = await sequence.forward([token]);
+      if (decided.length) continue;
+      if (speculator) {
+        // Drafts never reach the last position or past maxTokens, so the stop checks above hold per token as without speculation.
+        const room = Math.min(maxTokens - generated.length - 1, (this.model.maxPositions ?? Infinity) - tokens.length - 1);
+        decided.push(...(await speculator.step(token, tokens, room)));
+      } else {
+        last = await sequence.forward([token]);
+      }
     }
+    await speculator?.release();
     if (!last) finishReason = "aborted";
     if (finishReason === "aborted") text?.flush(); // held-back text still belongs in the end event's text
     yield {
@@ -137,13 +155,16 @@ export class Generator {
       tokens: generated,
       text: text?.text ?? "",
       finishReason,
-      stats: clock.finish({
-        device: this.model.device,
-        promptTokens: promptIds.length,
-        generatedTokens: generated.length,
-        sessionRunMs: sequence.runMs,
-        peakKvBytes: sequence.cache.peakBytes,
-      }),
+      stats: {
+        ...clock.finish({
+          device: this.model.device,
+          promptTokens: promptIds.length,
+          generatedTokens: generated.length,
+          sessionRunMs: sequence.runMs,
+          peakKvBytes: sequence.cache.peakBytes,
+        }),
+        ...(speculator && { speculative: speculator.stats(generated.length) }),
+      },
     };
   }
 

@@ -1,5 +1,7 @@
 // Per-run measurements. "Session" time is spent inside onnxruntime's session.run; "host"
 // time is everything else the runtime does (feeds, cache bookkeeping, sampling, decoding text).
+import type { SpeculativeStats } from "./speculative/stats.ts";
+
 export interface GenerationStats {
   device: string;
   promptTokens: number;
@@ -15,6 +17,8 @@ export interface GenerationStats {
   hostMs: number;
   /** Largest KV cache size seen during the run. */
   peakKvBytes: number;
+  /** Present when the run decoded speculatively. */
+  speculative?: SpeculativeStats;
 }
 
 export class RunClock {

@@ -116,3 +116,49 @@ describe.skipIf(!HAVE_SHARED)(`shared fixture layouts ${HAVE_SHARED ? "" : NO_SH
     }
   });
 });
+
+describe("KV selection keeps counting positions", () => {
+  it("gather that evicts a middle row, with the next position kept, equals onnxruntime fed those rows", async () => {
+    const path = join(REFERENCE_DIR, "llama-torchscript/model.onnx");
+    const model = await DecoderModel.open(path, { device: "cpu", threads: 1 });
+    const raw = await ort.InferenceSession.create(path, { intraOpNumThreads: 1 });
+    try {
+      const tokens = [...A, ...B];
+      const keep = [0, 1, 2, 4, 5, 6, 7];
+      const full = model.newSequence();
+      await full.forward(tokens);
+
+      // Reference: the kept rows, copied out of an untouched cache, fed as past at position 8.
+      const feeds: Record<string, ort.Tensor> = {
+        input_ids: new ort.Tensor("int64", BigInt64Array.from([BigInt(C[0])]), [1, 1]),
+        attention_mask: new ort.Tensor("int64", new BigInt64Array(keep.length + 1).fill(1n), [1, keep.length + 1]),
+        position_ids: new ort.Tensor("int64", BigInt64Array.from([BigInt(tokens.length)]), [1, 1]),
+      };
+      model.contract.kv.forEach((slot, s) => {
+        const [, Hkv, , D] = slot.dims; // [B, Hkv, P, D]
+        const data = new Float32Array(Hkv * keep.length * D);
+        keep.forEach((index, j) => {
+          const row = full.cache.row(s, index); // [Hkv, D]
+          for (let h = 0; h < Hkv; h++) data.set(row.subarray(h * D, (h + 1) * D), (h * keep.length + j) * D);
+        });
+        feeds[slot.input] = new ort.Tensor("float32", data, [1, Hkv, keep.length, D]);
+      });
+      const expected = Float64Array.from(lastRow((await raw.run(feeds)).logits));
+
+      const selected = model.newSequence();
+      await selected.forward(tokens);
+      selected.gather(keep, tokens.length);
+      expect(selected.position).toBe(tokens.length);
+      expectClose(lastRow(await selected.forward([C[0]])), expected, 1e-5);
+
+      const packed = model.newSequence();
+      await packed.forward(tokens);
+      packed.gather(keep); // default: position = kept rows, which is a different input
+      const differs = lastRow(await packed.forward([C[0]]));
+      expect(differs.some((v, i) => Math.abs(v - expected[i]) > 1e-3)).toBe(true);
+    } finally {
+      await model.release();
+      await raw.release();
+    }
+  });
+});

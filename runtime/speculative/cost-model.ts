@@ -1,0 +1,62 @@
+// What one target call costs as a function of the tokens it verifies, measured on this
+// machine. On a GPU verifying 20 tokens costs about what verifying one does; on a CPU the
+// cost grows with them, so the draft length that pays must come from a measurement.
+import type { DecoderModel, DecoderSequence } from "../decoder.ts";
+
+export class CostModel {
+  constructor(
+    /** Cost of a call independent of its size (session overhead, weights read once). */
+    readonly fixedMs: number,
+    readonly perTokenMs: number,
+  ) {}
+
+  callMs(tokens: number): number {
+    return this.fixedMs + this.perTokenMs * tokens;
+  }
+
+  /** Least-squares line through (tokens, ms) samples; slope and intercept kept non-negative. */
+  static fit(samples: readonly { tokens: number; ms: number }[]): CostModel {
+    const n = samples.length;
+    const mx = samples.reduce((s, x) => s + x.tokens, 0) / n;
+    const my = samples.reduce((s, x) => s + x.ms, 0) / n;
+    let sxy = 0;
+    let sxx = 0;
+    for (const { tokens, ms } of samples) {
+      sxy += (tokens - mx) * (ms - my);
+      sxx += (tokens - mx) ** 2;
+    }
+    const slope = Math.max(0, sxx > 0 ? sxy / sxx : 0);
+    return new CostModel(Math.max(my - slope * mx, 1e-3), slope);
+  }
+}
+
+const measured = new WeakMap<DecoderModel, CostModel>();
+
+/**
+ * Times calls of 1 .. maxTokens tokens on `sequence` (rolled back after each) and fits the line;
+ * once per model, so later requests reuse it. The median of a few runs per size resists noise.
+ */
+export async function measureCost(sequence: DecoderSequence, token: number, maxTokens: number): Promise<CostModel> {
+  const known = measured.get(sequence.model);
+  if (known) return known;
+  const start = sequence.length;
+  const room = sequence.model.maxPositions === undefined ? maxTokens : sequence.model.maxPositions - start;
+  maxTokens = Math.max(1, Math.min(maxTokens, room));
+  const sizes = [...new Set([1, 2, 4, 8, 16, 32].filter((s) => s < maxTokens).concat(maxTokens))];
+  const samples: { tokens: number; ms: number }[] = [];
+  await sequence.forward(Array(maxTokens).fill(token)); // warm-up: first calls at a new size allocate
+  sequence.truncate(start);
+  for (const size of sizes) {
+    const times: number[] = [];
+    for (let r = 0; r < 3; r++) {
+      const t0 = performance.now();
+      await sequence.forward(Array(size).fill(token));
+      times.push(performance.now() - t0);
+      sequence.truncate(start);
+    }
+    samples.push({ tokens: size, ms: times.sort((a, b) => a - b)[1] });
+  }
+  const model = CostModel.fit(samples);
+  measured.set(sequence.model, model);
+  return model;
+}

@@ -1,0 +1,91 @@
+// A second, cheaper decoder with the target's vocabulary proposes the draft (a smaller
+// model, or a layer-skipped self-draft made by a compiler pass: either is just a model
+// file). Its KV cache follows the decided context: before each draft it is cut back to the
+// longest prefix it shares with the context, and only the tokens after that are fed.
+import type { DecoderModel, DecoderSequence } from "../decoder.ts";
+import { RuntimeError } from "../errors.ts";
+import { argmax } from "../sampling/sampler.ts";
+import type { Rng } from "../sampling/rng.ts";
+import { floatData, readFloatRow } from "../tensors.ts";
+import { shouldStop, type AdaptiveLength } from "./draft-length.ts";
+import { NO_DRAFT, type Draft, type DraftSource } from "./draft-source.ts";
+import { sampleProbabilities } from "./verify.ts";
+import { softmaxInPlace, type Warp } from "./warp.ts";
+
+export class DraftModel implements DraftSource {
+  readonly name = "draft";
+  draftMs = 0;
+  private draftedTokens = 0;
+  private readonly sequence: DecoderSequence;
+  /** The tokens the draft's cache holds, in order. */
+  private held: number[] = [];
+
+  constructor(
+    readonly model: DecoderModel,
+    private readonly vocabSize: number,
+    private readonly warp: Warp,
+    /** Draws sampled drafts; unused when the warp is greedy. */
+    private readonly rng: Rng,
+    /** SpecDec++ stopping rule; absent: draft exactly as many tokens as asked. */
+    private readonly adaptive?: AdaptiveLength,
+  ) {
+    checkDraftVocabulary(model.contract.vocabSize, vocabSize);
+    this.sequence = model.newSequence();
+  }
+
+  get msPerToken(): number {
+    return this.draftedTokens ? this.draftMs / this.draftedTokens : 0;
+  }
+
+  async propose(context: readonly number[], maxTokens: number): Promise<Draft> {
+    const room = this.model.maxPositions === undefined ? maxTokens : Math.min(maxTokens, this.model.maxPositions - context.length);
+    if (room < 1) return NO_DRAFT;
+    const t0 = performance.now();
+    let common = 0;
+    while (common < this.held.length && common < context.length && this.held[common] === context[common]) common++;
+    common = Math.min(common, context.length - 1); // at least one token must be fed to get the next row
+    this.sequence.truncate(common);
+    this.held = context.slice(0, common);
+
+    const tokens: number[] = [];
+    const probs: Float32Array[] = [];
+    const confidence: number[] = [];
+    const row = new Float32Array(this.vocabSize);
+    let feed = context.slice(common);
+    let cumulative = 1;
+    for (;;) {
+      const logits = await this.sequence.forward(feed);
+      this.held.push(...feed);
+      const V = logits.dims[logits.dims.length - 1];
+      checkDraftVocabulary(V, this.vocabSize);
+      readFloatRow(floatData(logits), (logits.dims[1] - 1) * V, row);
+      this.warp.process(row, { tokens: [...context, ...tokens] });
+      let token: number;
+      if (this.warp.greedy) {
+        token = argmax(row);
+        confidence.push(softmaxInPlace(row)[token]);
+      } else {
+        const q = softmaxInPlace(Float32Array.from(row));
+        token = sampleProbabilities(q, this.rng);
+        probs.push(q);
+        confidence.push(q[token]);
+      }
+      tokens.push(token);
+      cumulative *= confidence[confidence.length - 1];
+      if (tokens.length >= room) break;
+      if (this.adaptive && shouldStop(tokens.length, cumulative, this.adaptive)) break;
+      feed = [token];
+    }
+    this.draftMs += performance.now() - t0;
+    this.draftedTokens += tokens.length;
+    return this.warp.greedy ? { tokens, confidence } : { tokens, probs, confidence };
+  }
+
+  async release(): Promise<void> {}
+}
+
+function checkDraftVocabulary(draft: number | undefined, target: number): void {
+  if (draft !== undefined && draft !== target) {
+    throw new RuntimeError("draft-vocabulary-mismatch", `the draft model's logits cover ${draft} token ids but the target's cover ${target}; a draft model must share the target's tokenizer and vocabulary`);
+  }
+}

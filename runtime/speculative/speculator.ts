@@ -1,0 +1,150 @@
+// One speculative step on the target: draft after the decided token, score the token and
+// the draft in one call, keep the verified prefix (rolling the target's KV back to it) and
+// hand out the accepted tokens plus the target's own next token.
+import type * as ort from "onnxruntime-node";
+import type { DecoderModel, DecoderSequence } from "../decoder.ts";
+import { RuntimeError } from "../errors.ts";
+import type { LogitsProcessor } from "../sampling/processors.ts";
+import { createRng, type Rng } from "../sampling/rng.ts";
+import { argmax, type SamplingConfig } from "../sampling/sampler.ts";
+import { floatData, readFloatRow } from "../tensors.ts";
+import { measureCost, type CostModel } from "./cost-model.ts";
+import { AcceptanceEstimate, ADAPTIVE_DEFAULTS, bestLength, type AdaptiveLength } from "./draft-length.ts";
+import { DraftModel } from "./draft-model.ts";
+import { NO_DRAFT, type Draft, type DraftSource } from "./draft-source.ts";
+import { PromptLookup } from "./prompt-lookup.ts";
+import type { SpeculativeStats } from "./stats.ts";
+import { SpeculativeTally } from "./stats.ts";
+import { verifyGreedy, verifySampled, type Verdict } from "./verify.ts";
+import { createWarp, softmaxInPlace, type Warp } from "./warp.ts";
+
+interface CommonSpeculateOptions {
+  /**
+   * Draft tokens per step: a number verifies exactly that many (fewer when the source has
+   * fewer); "adaptive" (the default) lets the draft's confidence and the measured cost decide.
+   */
+  draftLength?: number | "adaptive";
+  /** Bounds and threshold of the adaptive rule (defaults: threshold 0.3, min 2, max 20). */
+  adaptive?: Partial<AdaptiveLength>;
+}
+
+export interface LookupSpeculation extends CommonSpeculateOptions {
+  kind: "lookup";
+  /** Longest n-gram matched against the context (default 3). */
+  maxNgram?: number;
+}
+
+export interface DraftModelSpeculation extends CommonSpeculateOptions {
+  kind: "draft";
+  /** A decoder with the target's vocabulary (a smaller model, or a self-draft made by a pass). */
+  model: DecoderModel;
+}
+
+export type SpeculateOptions = LookupSpeculation | DraftModelSpeculation;
+
+/** Fixed lookups propose up to this many tokens when no length is given. */
+const DEFAULT_FIXED_LENGTH = 10;
+/** While the guard finds drafting too slow, every this-many-th step drafts anyway, to notice when it would pay again. */
+const PROBE_EVERY = 8;
+
+export class Speculator {
+  private readonly tally = new SpeculativeTally();
+  private readonly acceptance = new AcceptanceEstimate();
+  private readonly fixed?: number;
+  private readonly rule: AdaptiveLength;
+  private cost?: CostModel;
+  private skipped = 0;
+  private readonly row: Float32Array;
+
+  private constructor(
+    private readonly sequence: DecoderSequence,
+    private readonly source: DraftSource,
+    private readonly warp: Warp,
+    private readonly rng: Rng,
+    options: SpeculateOptions,
+    private readonly vocabSize: number,
+  ) {
+    this.rule = { ...ADAPTIVE_DEFAULTS, ...options.adaptive };
+    const length = options.draftLength ?? "adaptive";
+    if (length !== "adaptive") {
+      if (!Number.isInteger(length) || length < 1) throw new RuntimeError("bad-speculation", `draftLength must be a positive integer or "adaptive", got ${length}`);
+      this.fixed = length;
+    }
+    if (!(this.rule.threshold > 0 && this.rule.threshold < 1) || !(this.rule.min >= 1 && this.rule.max >= this.rule.min)) {
+      throw new RuntimeError("bad-speculation", `adaptive draft length needs 0 < threshold < 1 and 1 <= min <= max, got ${JSON.stringify(this.rule)}`);
+    }
+    this.row = new Float32Array(vocabSize);
+  }
+
+  /** For the target `sequence` (its prompt already run), drafting as `options` say, sampling as `sampling` says. */
+  static create(sequence: DecoderSequence, vocabSize: number, options: SpeculateOptions, sampling: SamplingConfig = {}, processors: readonly LogitsProcessor[] = []): Speculator {
+    for (const model of options.kind === "draft" ? [sequence.model, options.model] : [sequence.model]) {
+      if (model.contract.recurrent.length) {
+        throw new RuntimeError("cannot-speculate", "speculative decoding rolls the KV cache back, but this model carries recurrent state (past_conv.* or similar) that cannot be rolled back");
+      }
+    }
+    const seed = sampling.seed ?? Math.floor(Math.random() * 2 ** 32);
+    const warp = createWarp(sampling, vocabSize, processors);
+    const length = options.draftLength ?? "adaptive";
+    const source: DraftSource =
+      options.kind === "lookup"
+        ? new PromptLookup(options.maxNgram ?? 3)
+        : new DraftModel(options.model, vocabSize, createWarp(sampling, vocabSize, processors), createRng(seed ^ 0x5bd1e995), length === "adaptive" ? { ...ADAPTIVE_DEFAULTS, ...options.adaptive } : undefined);
+    return new Speculator(sequence, source, warp, createRng(seed ^ 0x2545f491), options, vocabSize);
+  }
+
+  /**
+   * `token` is decided and is the last of `context`, but not yet in the target's cache. Runs
+   * it with a draft of at most `limit` tokens; returns the accepted draft tokens and the next
+   * decided token.
+   */
+  async step(token: number, context: readonly number[], limit: number): Promise<number[]> {
+    const draft = await this.draft(token, context, limit);
+    const start = this.sequence.length;
+    const t0 = performance.now();
+    const logits = await this.sequence.forward([token, ...draft.tokens]);
+    const verdict = this.verify(logits, draft, context);
+    this.sequence.truncate(start + 1 + verdict.accepted);
+    this.tally.record(draft.tokens.length, verdict.accepted, performance.now() - t0);
+    this.acceptance.record(draft.tokens.length, verdict.accepted);
+    return [...draft.tokens.slice(0, verdict.accepted), verdict.next];
+  }
+
+  stats(generatedTokens: number): SpeculativeStats {
+    return this.tally.summary(this.source.name, this.source.draftMs, generatedTokens);
+  }
+
+  async release(): Promise<void> {
+    await this.source.release();
+  }
+
+  private async draft(token: number, context: readonly number[], limit: number): Promise<Draft> {
+    if (limit < 1) return NO_DRAFT;
+    if (this.fixed !== undefined) return this.source.propose(context, Math.min(this.fixed, limit));
+    const cap = Math.min(this.rule.max, limit);
+    this.cost ??= await measureCost(this.sequence, token, this.rule.max + 1);
+    let k = bestLength(Array(cap).fill(this.acceptance.alpha), this.cost, this.source.msPerToken);
+    if (k === 0) {
+      if (++this.skipped % PROBE_EVERY !== 0) return NO_DRAFT;
+      k = Math.min(this.rule.min, cap);
+    }
+    const draft = await this.source.propose(context, k);
+    // The draft is made (its cost is spent); keep the prefix whose confidence still pays for its verification.
+    if (!draft.confidence) return draft;
+    const keep = Math.max(1, bestLength(draft.confidence, this.cost, 0));
+    return keep >= draft.tokens.length ? draft : { tokens: draft.tokens.slice(0, keep), probs: draft.probs?.slice(0, keep), confidence: draft.confidence.slice(0, keep) };
+  }
+
+  private verify(logits: ort.Tensor, draft: Draft, context: readonly number[]): Verdict {
+    const V = logits.dims[logits.dims.length - 1];
+    if (V !== this.vocabSize) throw new RuntimeError("draft-vocabulary-mismatch", `the target's logits cover ${V} token ids, expected ${this.vocabSize}`);
+    const data = floatData(logits);
+    const processed = (i: number): Float32Array => {
+      readFloatRow(data, i * V, this.row);
+      this.warp.process(this.row, { tokens: [...context, ...draft.tokens.slice(0, i)] });
+      return this.row;
+    };
+    if (this.warp.greedy) return verifyGreedy(draft.tokens, (i) => argmax(processed(i)));
+    return verifySampled(draft.tokens, draft.probs, (i) => softmaxInPlace(processed(i)), this.rng);
+  }
+}

@@ -1,0 +1,46 @@
+// Counters of one speculative run, reported with the generation stats.
+export interface SpeculativeStats {
+  source: string;
+  /** Target calls after the prompt (each verifies a draft, possibly empty). */
+  targetCalls: number;
+  draftedTokens: number;
+  acceptedTokens: number;
+  /** Accepted / drafted tokens. */
+  acceptanceRate: number;
+  /** Accepted draft tokens per target call that carried a draft. */
+  meanAcceptedLength: number;
+  /** Target calls per generated token (1 for plain decoding, lower is better). */
+  targetCallsPerToken: number;
+  draftMs: number;
+  verifyMs: number;
+}
+
+export class SpeculativeTally {
+  targetCalls = 0;
+  callsWithDraft = 0;
+  draftedTokens = 0;
+  acceptedTokens = 0;
+  verifyMs = 0;
+
+  record(drafted: number, accepted: number, ms: number): void {
+    this.targetCalls++;
+    if (drafted > 0) this.callsWithDraft++;
+    this.draftedTokens += drafted;
+    this.acceptedTokens += accepted;
+    this.verifyMs += ms;
+  }
+
+  summary(source: string, draftMs: number, generatedTokens: number): SpeculativeStats {
+    return {
+      source,
+      targetCalls: this.targetCalls,
+      draftedTokens: this.draftedTokens,
+      acceptedTokens: this.acceptedTokens,
+      acceptanceRate: this.draftedTokens ? this.acceptedTokens / this.draftedTokens : 0,
+      meanAcceptedLength: this.callsWithDraft ? this.acceptedTokens / this.callsWithDraft : 0,
+      targetCallsPerToken: generatedTokens ? this.targetCalls / generatedTokens : 0,
+      draftMs,
+      verifyMs: this.verifyMs,
+    };
+  }
+}
