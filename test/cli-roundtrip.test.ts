@@ -78,3 +78,19 @@ describe("pipec opt round trip", () => {
     });
   });
 });
+
+describe("pipec opt --passes dce,cse on real models", () => {
+  const reference = join(import.meta.dirname, "fixtures", "reference");
+  // Several of these have duplicate constants and subexpressions, so cse really merges here.
+  const models: [string, string][] = [
+    ...readdirSync(reference).filter((name) => existsSync(join(reference, name, "model.onnx"))).map((name): [string, string] => [name, join(reference, name, "model.onnx")]),
+    ...sharedOnnxFiles().map((file): [string, string] => [file, join(SHARED_FIXTURES, file)]),
+  ];
+  it.each(models)("%s: verifies after each pass and computes the same bits", async (name, input) => {
+    const out = join(dir, "optimized", `${name.replaceAll("/", "-")}.onnx`);
+    const r = await pipec("opt", input, "-o", out, "--passes", "dce,cse", "--verify-each");
+    expect(r, r.err).toMatchObject({ code: 0, err: "" });
+    expectBitEqual(await runOrt(out), await runOrt(input));
+  });
+});
+
