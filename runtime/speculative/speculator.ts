@@ -42,8 +42,6 @@ export interface DraftModelSpeculation extends CommonSpeculateOptions {
 
 export type SpeculateOptions = LookupSpeculation | DraftModelSpeculation;
 
-/** Fixed lookups propose up to this many tokens when no length is given. */
-const DEFAULT_FIXED_LENGTH = 10;
 /** While the guard finds drafting too slow, every this-many-th step drafts anyway, to notice when it would pay again. */
 const PROBE_EVERY = 8;
 
