@@ -92,4 +92,20 @@ describe("cse", () => {
     expect(createCse().run(model, ctx).stats).toEqual({ "nodes-merged": 1, "initializers-merged": 0 });
     expect(ops(body)).toEqual(["Neg", "Add"]);
   });
+
+  it("keeps a duplicate that a branch returns straight from the enclosing scope", () => {
+    const model = new Model({ opsets: { "": 17 } });
+    const g = model.graph;
+    const b = new Builder(g);
+    const x = b.input("x", F, [2, 3]);
+    const first = b.op.Abs(x);
+    const returned = b.op.Abs(x);
+    const thenBranch = new Graph("then", { parent: g });
+    thenBranch.addOutput(returned);
+    const node = g.addNode("If", [b.input("cond", DataType.BOOL, [])], { attributes: { then_branch: thenBranch, else_branch: identityBranch(g, "else", first) } });
+    b.output(node.output(), "y", tensorType(F, [2, 3]));
+    // onnxruntime refuses such a model (it wants an Identity in between), but ONNX allows it.
+    expect(createCse().run(model, ctx).changed).toBe(false);
+    expect(verifyModel(model)).toEqual([]);
+  });
 });

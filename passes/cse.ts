@@ -4,6 +4,7 @@ import type { Node } from "../compiler/ir/node.ts";
 import type { Value } from "../compiler/ir/value.ts";
 import type { Pass, PassResult } from "../compiler/pass-manager/pass.ts";
 import { TOPOLOGICALLY_SORTED } from "../compiler/pass-manager/properties.ts";
+import { outerValuesReturnedBySubgraphs } from "./outer-outputs.ts";
 
 /** Operators whose every evaluation may differ: two of them are never the same value. */
 const NON_DETERMINISTIC = new Set(["RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Multinomial", "Bernoulli", "Dropout"]);
@@ -19,7 +20,8 @@ interface CseStats {
 /**
  * Common subexpression elimination: nodes with the same operator, attributes and inputs become
  * one, and so do initializers with the same content. Nodes holding subgraphs and non-deterministic
- * operators are never merged; a value that is a graph output keeps its name, so its node stays.
+ * operators are never merged; a value that is a graph output (or that a subgraph returns) keeps
+ * its name, so its node stays.
  */
 export function createCse(): Pass {
   return {
@@ -29,20 +31,21 @@ export function createCse(): Pass {
     preserves: [TOPOLOGICALLY_SORTED],
     run(model: Model): PassResult {
       const stats: CseStats = { nodes: 0, initializers: 0 };
-      for (const g of [model.graph, ...model.functions.map((f) => f.body)]) eliminateCommonSubexpressions(g, stats);
+      const pinned = outerValuesReturnedBySubgraphs(model);
+      for (const g of [model.graph, ...model.functions.map((f) => f.body)]) eliminateCommonSubexpressions(g, pinned, stats);
       return { changed: stats.nodes + stats.initializers > 0, stats: { "nodes-merged": stats.nodes, "initializers-merged": stats.initializers } };
     },
   };
 }
 
-function eliminateCommonSubexpressions(graph: Graph, stats: CseStats): void {
-  mergeEqualInitializers(graph, stats);
+function eliminateCommonSubexpressions(graph: Graph, pinned: ReadonlySet<Value>, stats: CseStats): void {
+  mergeEqualInitializers(graph, pinned, stats);
   const ids = new ValueIds();
   const seen = new Map<string, Node>();
   // In topological order a node's inputs are already merged when its key is computed, so one
   // sweep merges whole duplicated chains.
   for (const node of graph.nodes()) {
-    for (const sub of node.subgraphs()) eliminateCommonSubexpressions(sub, stats);
+    for (const sub of node.subgraphs()) eliminateCommonSubexpressions(sub, pinned, stats);
     if (!isMergeable(node)) continue;
     const key = nodeKey(node, ids);
     const kept = seen.get(key);
@@ -50,7 +53,7 @@ function eliminateCommonSubexpressions(graph: Graph, stats: CseStats): void {
       seen.set(key, node);
       continue;
     }
-    if (node.outputs.some((v) => v?.isGraphOutput)) continue;
+    if (node.outputs.some((v) => v && (v.isGraphOutput || pinned.has(v)))) continue;
     node.outputs.forEach((v, i) => v?.replaceAllUsesWith(kept.outputs[i]!));
     graph.remove(node);
     stats.nodes++;
@@ -84,10 +87,10 @@ class ValueIds {
  * match is confirmed byte for byte. Overridable initializers (also graph inputs) and graph
  * outputs keep their identity.
  */
-function mergeEqualInitializers(graph: Graph, stats: CseStats): void {
+function mergeEqualInitializers(graph: Graph, pinned: ReadonlySet<Value>, stats: CseStats): void {
   const groups = new Map<string, Value[]>();
   for (const v of graph.initializers.values()) {
-    if (v.isGraphInput || v.isGraphOutput) continue;
+    if (v.isGraphInput || v.isGraphOutput || pinned.has(v)) continue;
     const t = v.initializer!;
     const key = `${t.dtype}|${t.dims.join("x")}|${t.byteLength}|${t.proto.stringData.length}`;
     const group = groups.get(key);

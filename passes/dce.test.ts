@@ -82,4 +82,19 @@ describe("dce", () => {
     expect(createDce().run(model, ctx).stats).toMatchObject({ "nodes-removed": 2 });
     expect(g.nodeArray().map((node) => node.op)).toEqual(["Relu"]);
   });
+
+  it("keeps a value a branch returns straight from the enclosing scope", () => {
+    const model = new Model({ opsets: { "": 17 } });
+    const g = model.graph;
+    const b = new Builder(g);
+    const x = b.input("x", F, [2, 3]);
+    const returned = b.op.Abs(x);
+    const thenBranch = new Graph("then", { parent: g });
+    thenBranch.addOutput(returned);
+    const node = g.addNode("If", [b.input("cond", DataType.BOOL, [])], { attributes: { then_branch: thenBranch, else_branch: branch(g, "else", x) } });
+    b.output(node.output(), "y", tensorType(F, [2, 3]));
+    // onnxruntime refuses such a model (it wants an Identity in between), but ONNX allows it.
+    expect(createDce().run(model, ctx).changed).toBe(false);
+    expect(verifyModel(model)).toEqual([]);
+  });
 });

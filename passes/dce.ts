@@ -4,6 +4,7 @@ import type { Node } from "../compiler/ir/node.ts";
 import type { Value } from "../compiler/ir/value.ts";
 import type { Pass, PassResult } from "../compiler/pass-manager/pass.ts";
 import { TOPOLOGICALLY_SORTED } from "../compiler/pass-manager/properties.ts";
+import { outerValuesReturnedBySubgraphs } from "./outer-outputs.ts";
 
 interface DceStats {
   nodes: number;
@@ -23,30 +24,31 @@ export function createDce(): Pass {
     preserves: [TOPOLOGICALLY_SORTED],
     run(model: Model): PassResult {
       const stats: DceStats = { nodes: 0, initializers: 0, valueInfo: 0 };
-      for (const g of [model.graph, ...model.functions.map((f) => f.body)]) eliminateDeadCode(g, stats);
+      const pinned = outerValuesReturnedBySubgraphs(model);
+      for (const g of [model.graph, ...model.functions.map((f) => f.body)]) eliminateDeadCode(g, pinned, stats);
       const removed = stats.nodes + stats.initializers + stats.valueInfo;
       return { changed: removed > 0, stats: { "nodes-removed": stats.nodes, "initializers-removed": stats.initializers, "value-info-removed": stats.valueInfo } };
     },
   };
 }
 
-function eliminateDeadCode(graph: Graph, stats: DceStats): void {
+function eliminateDeadCode(graph: Graph, pinned: ReadonlySet<Value>, stats: DceStats): void {
   // Subgraphs first: dead code inside a branch may be what keeps an outer value alive.
-  for (const n of graph.nodes()) for (const sub of n.subgraphs()) eliminateDeadCode(sub, stats);
+  for (const n of graph.nodes()) for (const sub of n.subgraphs()) eliminateDeadCode(sub, pinned, stats);
 
   // Consumers come after producers, so a backwards walk frees whole dead chains in one sweep;
   // the worklist catches the rest in a graph that is not sorted.
   const work = graph.nodeArray();
   while (work.length) {
     const node = work.pop()!;
-    if (node.graph !== graph || !isDead(node)) continue;
+    if (node.graph !== graph || !isDead(node, pinned)) continue;
     const producers = node.inputs.map((v) => v?.producer).filter((p): p is Node => p?.graph === graph);
     removeWithSubgraphs(graph, node, stats);
     work.push(...producers);
   }
 
   for (const v of [...graph.initializers.values()]) {
-    if (v.unused && !v.isGraphInput) {
+    if (v.unused && !v.isGraphInput && !pinned.has(v)) {
       graph.removeInitializer(v);
       stats.initializers++;
     }
@@ -59,8 +61,8 @@ function eliminateDeadCode(graph: Graph, stats: DceStats): void {
   }
 }
 
-function isDead(node: Node): boolean {
-  return node.outputs.every((v) => !v || v.unused);
+function isDead(node: Node, pinned: ReadonlySet<Value>): boolean {
+  return node.outputs.every((v) => !v || (v.unused && !pinned.has(v)));
 }
 
 /** Removes `node` and releases what its subgraphs read from enclosing scopes. */
