@@ -74,4 +74,18 @@ describe("toposort", () => {
     toposortGraph(g);
     expect(ops(g)).toEqual(["Abs", "If"]);
   });
+
+  it("orders a node after the producer of an outer value its branch returns directly", () => {
+    const model = new Model();
+    const g = model.graph;
+    const b = new Builder(g);
+    const x = b.input("x", F, [2]);
+    const returned = b.op.Abs(x);
+    const sub = new Graph("then", { parent: g });
+    sub.addOutput(returned);
+    const ifNode = g.addNode("If", [b.input("c", DataType.BOOL, [])], { attributes: { then_branch: sub, else_branch: sub } });
+    g.moveBefore(g.firstNode!, ifNode);
+    toposortGraph(g);
+    expect(ops(g)).toEqual(["Abs", "If"]);
+  });
 });

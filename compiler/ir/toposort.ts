@@ -2,18 +2,24 @@ import { PipecError } from "../errors.ts";
 import type { Graph } from "./graph.ts";
 import type { Model } from "./model.ts";
 import type { Node } from "./node.ts";
+import type { Value } from "./value.ts";
 
 /**
  * The nodes of `graph` that `node` must follow: producers of its inputs and of every value its
- * subgraphs read from `graph`'s scope (an If branch reading an outer value depends on its producer).
+ * subgraphs read or return from `graph`'s scope (an If branch reading an outer value depends on
+ * its producer).
  */
 export function predecessors(graph: Graph, node: Node): Node[] {
   const deps = new Set<Node>();
+  const read = (v: Value | undefined) => {
+    if (v?.graph === graph && v.producer?.graph === graph) deps.add(v.producer);
+  };
   const visit = (n: Node) => {
-    for (const v of n.inputs) {
-      if (v?.graph === graph && v.producer?.graph === graph) deps.add(v.producer);
+    n.inputs.forEach(read);
+    for (const sub of n.subgraphs()) {
+      sub.outputs.forEach(read); // a branch may return an outer value directly
+      for (const inner of sub.nodes()) visit(inner);
     }
-    for (const sub of n.subgraphs()) for (const inner of sub.nodes()) visit(inner);
   };
   visit(node);
   deps.delete(node);
