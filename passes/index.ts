@@ -1,4 +1,5 @@
 import { PassRegistry } from "../compiler/pass-manager/registry.ts";
+import { createLiftAttention, createLowerAttention } from "./attention/index.ts";
 import { createCse } from "./cse.ts";
 import { createDce } from "./dce.ts";
 import { createToposort } from "./toposort.ts";
@@ -11,5 +12,11 @@ export function defaultRegistry(): PassRegistry {
   return new PassRegistry()
     .register({ name: "toposort", create: createToposort })
     .register({ name: "dce", create: createDce })
-    .register({ name: "cse", create: createCse });
+    .register({ name: "cse", create: createCse })
+    .register({
+      name: "lift-attention",
+      options: { trace: { type: "boolean", description: "note why a rule that lifted nothing did not match", default: false } },
+      create: createLiftAttention,
+    })
+    .register({ name: "lower-attention", create: createLowerAttention });
 }
