@@ -93,6 +93,8 @@ function writeOutputs(ir: PipelineIR, front: FrontendResult, dir: string, finalD
   const runtimeImport = !opts.runtimeImport || opts.runtimeImport === "relative" ? relativeImport(finalDir, RUNTIME_INDEX) : opts.runtimeImport;
   const driver = generateDriver(ir, { runtimeImport, modelFiles, tokenizerFiles, sourceName: basename(front.file) });
   writeFileSync(join(dir, "driver.ts"), driver);
+  // driver.ts is an ES module (it uses import.meta) wherever the folder is put.
+  writeFileSync(join(dir, "package.json"), stableJson({ private: true, type: "module" }));
   const dump = dumpPipeline(ir, rel);
   writeFileSync(join(dir, "pipeline.ir"), dump);
   const manifest = {

@@ -1,0 +1,46 @@
+import { execFileSync } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { describe, expect, it } from "vitest";
+import { main } from "../compiler/cli/main.ts";
+import { compileFile } from "../compiler/pipeline/compile.ts";
+import { tempDir } from "./helpers/tmp.ts";
+
+const ROOT = resolve(import.meta.dirname, "..");
+const BIN = (name: string) => join(ROOT, "node_modules/.bin", name);
+const EXPECTED = JSON.parse(readFileSync(join(ROOT, "test/fixtures/reference/llama-dynamo/expected.json"), "utf8")) as { prompts: { input_ids: number[]; greedy: number[] }[] };
+
+describe("the generated driver.ts", () => {
+  const tmp = tempDir("pipec-driver-");
+  const out = join(tmp, "hello");
+  const { input_ids, greedy } = EXPECTED.prompts[1]!;
+
+  it("type-checks with tsc", async () => {
+    await compileFile(join(ROOT, "examples/hello.pipe"), { outDir: out });
+    const tsconfig = {
+      compilerOptions: { target: "ES2023", module: "nodenext", moduleResolution: "nodenext", strict: true, noEmit: true, allowImportingTsExtensions: true, skipLibCheck: true, types: ["node"], typeRoots: [join(ROOT, "node_modules/@types")] },
+      files: ["driver.ts"],
+    };
+    writeFileSync(join(out, "tsconfig.json"), JSON.stringify(tsconfig));
+    expect(() => execFileSync(BIN("tsc"), ["-p", join(out, "tsconfig.json")], { encoding: "utf8" })).not.toThrow();
+  });
+
+  it("run with tsx gives the same tokens as pipec run and as onnxruntime in Python", async () => {
+    const runner = join(tmp, "runner.mts");
+    writeFileSync(
+      runner,
+      `import { createPipeline } from ${JSON.stringify(join(out, "driver.ts"))};
+const pipeline = await createPipeline({ device: "cpu" });
+for await (const event of pipeline.generate(${JSON.stringify(input_ids)})) if (event.kind === "end") console.log(JSON.stringify(event.tokens));
+await pipeline.close();
+`,
+    );
+    const fromDriver = JSON.parse(execFileSync(BIN("tsx"), [runner], { encoding: "utf8" }).trim().split("\n").at(-1)!) as number[];
+    let stdout = "";
+    const code = await main(["run", join(ROOT, "examples/hello.pipe"), "--ids", input_ids.join(","), "--json", "--device", "cpu", "--cache-dir", join(tmp, "cache")], { out: (t) => void (stdout += t), err: () => {} });
+    expect(code).toBe(0);
+    const fromRun = (JSON.parse(stdout) as { tokens: number[] }).tokens;
+    expect(fromDriver).toEqual(greedy);
+    expect(fromRun).toEqual(fromDriver);
+  });
+});
