@@ -5,6 +5,8 @@ export { DecoderModel, DecoderSequence, readDeclaredConfig, type DecoderOptions,
 export { createKvCache, type KvCache, type KvCacheOptions } from "./cache/kv-cache.ts";
 export { Generator, type EndEvent, type FinishReason, type GenerateOptions, type GenerationEvent, type GenerationResult, type TokenEvent } from "./generate.ts";
 export type { GenerationStats } from "./metrics.ts";
+export { Speculator, type DraftModelSpeculation, type LookupSpeculation, type SpeculateOptions } from "./speculative/speculator.ts";
+export type { SpeculativeStats } from "./speculative/stats.ts";
 export { composeProcessors, repetitionPenalty, temperature, topK, topP, type LogitsProcessor, type ProcessorContext } from "./sampling/processors.ts";
 export { argmax, createSampler, parseSampling, sampleSoftmax, type Sampler, type SamplingConfig } from "./sampling/sampler.ts";
 export { createRng, type Rng } from "./sampling/rng.ts";

@@ -1,0 +1,132 @@
+// Greedy speculative decoding gives the non-speculative tokens, token for token, for every
+// draft source: on the reference exports, the zoo's models in every attention encoding, and
+// the shared genai fixtures. Prompts include input-grounded ones (the model's own
+// continuation repeated), where prompt lookup's drafts are actually accepted.
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ENCODINGS, gpt2Config, llamaConfig, writeZooModel } from "../../compiler/zoo/index.ts";
+import { tempDir } from "../../test/helpers/tmp.ts";
+import { DecoderModel } from "../decoder.ts";
+import { isRuntimeError } from "../errors.ts";
+import { Generator } from "../generate.ts";
+import { HAVE_SHARED, NO_SHARED, REFERENCE_DIR, SHARED_DECODERS, referenceExports } from "../testing/models.ts";
+import type { SpeculateOptions } from "./speculator.ts";
+import type { SpeculativeStats } from "./stats.ts";
+
+const NEW_TOKENS = 24;
+
+/** Every draft source and length policy; `draft` is a different model with the same vocabulary, `self` the target itself. */
+function sources(draft: DecoderModel, self: DecoderModel): Record<string, SpeculateOptions> {
+  return {
+    "lookup k=4": { kind: "lookup", draftLength: 4 },
+    "lookup adaptive": { kind: "lookup" },
+    "draft k=3": { kind: "draft", model: draft, draftLength: 3 },
+    "draft adaptive": { kind: "draft", model: draft },
+    "self-draft k=5": { kind: "draft", model: self, draftLength: 5 },
+  };
+}
+
+/** Open prompts, plus grounded ones: the prompt, its greedy continuation, the prompt again (the answer repeats the context). */
+async function prompts(generator: Generator, V: number, count: number): Promise<number[][]> {
+  const open = Array.from({ length: count }, (_, i) => Array.from({ length: 5 + i }, (_, j) => (i * 97 + j * 31 + 3) % V));
+  const grounded: number[][] = [];
+  for (const prompt of open.slice(0, Math.ceil(count / 2))) {
+    const { tokens } = await generator.run(prompt, { maxTokens: 12, eosTokenIds: [] });
+    grounded.push([...prompt, ...tokens, ...prompt]);
+  }
+  return [...open.slice(0, count - grounded.length), ...grounded];
+}
+
+/** Runs every prompt plainly and with every source; returns the speculative stats per source. */
+async function expectLossless(target: DecoderModel, draft: DecoderModel, count: number): Promise<Map<string, SpeculativeStats[]>> {
+  const generator = new Generator(target);
+  const byName = new Map<string, SpeculativeStats[]>();
+  for (const prompt of await prompts(generator, target.contract.vocabSize ?? 256, count)) {
+    const plain = await generator.run(prompt, { maxTokens: NEW_TOKENS, eosTokenIds: [] });
+    for (const [name, speculate] of Object.entries(sources(draft, target))) {
+      const result = await generator.run(prompt, { maxTokens: NEW_TOKENS, eosTokenIds: [], speculate });
+      expect(result.tokens, `${name}, prompt ${prompt.join(" ")}`).toEqual(plain.tokens);
+      expect(result.finishReason).toBe("max-tokens");
+      byName.set(name, [...(byName.get(name) ?? []), result.stats.speculative!]);
+    }
+  }
+  return byName;
+}
+
+const sum = (stats: SpeculativeStats[], key: "acceptedTokens" | "draftedTokens" | "targetCalls") => stats.reduce((s, x) => s + x[key], 0);
+
+describe("lossless greedy on the reference exports", () => {
+  const names = referenceExports();
+  const models = new Map<string, DecoderModel>();
+  let lookupAccepted = 0;
+  beforeAll(async () => {
+    for (const name of names) models.set(name, await DecoderModel.open(join(REFERENCE_DIR, name, "model.onnx"), { device: "cpu", threads: 1 }));
+  });
+  afterAll(async () => {
+    for (const model of models.values()) await model.release();
+  });
+
+  it("has the six exports", () => expect(names).toHaveLength(6));
+  names.forEach((name, i) => {
+    it(`${name}: 6 prompts x 5 sources equal plain decoding`, async () => {
+      const draft = models.get(names[(i + 1) % names.length])!; // another family, same 384-token vocabulary
+      const stats = await expectLossless(models.get(name)!, draft, 6);
+      lookupAccepted += sum(stats.get("lookup k=4")!, "acceptedTokens");
+      // The target drafting for itself is always right, so a call yields several tokens.
+      const self = stats.get("self-draft k=5")!;
+      expect(sum(self, "acceptedTokens")).toBe(sum(self, "draftedTokens"));
+      expect(sum(self, "targetCalls")).toBeLessThan(6 * NEW_TOKENS / 3);
+    });
+  });
+
+  it("lookup's drafts were accepted, not only proposed (the grounded prompts repeat in some families)", () => {
+    expect(lookupAccepted).toBeGreaterThan(0);
+  });
+});
+
+describe("lossless greedy on zoo models", () => {
+  const dir = tempDir("pipec-speculative-zoo-");
+  for (const encoding of ENCODINGS) {
+    it(`llama target, gpt2 draft (${encoding}): 3 prompts x 5 sources`, async () => {
+      const target = await DecoderModel.open(writeZooModel(llamaConfig({ seed: 5 }), join(dir, `llama-${encoding}`), { encoding }).modelPath, { device: "cpu", threads: 1 });
+      const draft = await DecoderModel.open(writeZooModel(gpt2Config({ seed: 6 }), join(dir, `gpt2-${encoding}`), { encoding }).modelPath, { device: "cpu", threads: 1 });
+      try {
+        await expectLossless(target, draft, 3);
+        await expectLossless(draft, target, 3);
+      } finally {
+        await target.release();
+        await draft.release();
+      }
+    });
+  }
+});
+
+describe.skipIf(!HAVE_SHARED)(`lossless greedy on the shared genai fixtures${HAVE_SHARED ? "" : ` (${NO_SHARED})`}`, () => {
+  it("GPT-2 fp32 target with its fp16 twin as draft (stacked past_i layout), and back", async () => {
+    const fp32 = await DecoderModel.open(SHARED_DECODERS.gpt2Fp32, { device: "cpu", threads: 1 });
+    const fp16 = await DecoderModel.open(SHARED_DECODERS.gpt2Fp16, { device: "cpu", threads: 1 });
+    try {
+      await expectLossless(fp32, fp16, 3);
+      await expectLossless(fp16, fp32, 3);
+    } finally {
+      await fp32.release();
+      await fp16.release();
+    }
+  });
+
+  it("models with recurrent state refuse speculation in one line", async () => {
+    const model = await DecoderModel.open(SHARED_DECODERS.lfm2, { device: "cpu", threads: 1 });
+    try {
+      let error: unknown;
+      try {
+        await new Generator(model).run([1, 2, 3], { maxTokens: 4, eosTokenIds: [], speculate: { kind: "lookup" } });
+      } catch (e) {
+        error = e;
+      }
+      expect(isRuntimeError(error) && error.code).toBe("cannot-speculate");
+      expect(String((error as Error).message)).not.toContain("\n");
+    } finally {
+      await model.release();
+    }
+  });
+});
