@@ -32,6 +32,7 @@ describe("pipec inspect", () => {
       initializers: { count: 2, bytes: 1088, inlineBytes: 1088, externalBytes: 0 },
       externalFiles: [],
       functions: 0,
+      attention: { layers: 0, forms: {}, blocks: [], unrecognised: [] },
     });
   });
 

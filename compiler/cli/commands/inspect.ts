@@ -1,4 +1,6 @@
 import { inspectModel, type ModelSummary, type ValueSummary } from "../../api.ts";
+import { loadModel } from "../../onnx/index.ts";
+import { attentionSummary, formatAttentionSummary } from "../../../passes/attention/summary.ts";
 import { onePositional, parseCommandArgs } from "../args.ts";
 import type { Command } from "../command.ts";
 import { formatBytes } from "../format.ts";
@@ -10,7 +12,8 @@ export const inspectCommand: Command = {
 
 Prints the IR version, producer, opsets, inputs and outputs (dtype and shape), the node count,
 an operator histogram, the initializers (count, bytes inline and external) and the external
-data files. Weights are not read.
+data files, and the attention blocks found (per form, and candidates not recognised with the
+reason). Weights are not read.
 
   --json   print the summary as JSON (the shape is documented in docs/cli.md)
 `,
@@ -20,8 +23,9 @@ data files. Weights are not read.
       io.out(this.help);
       return 0;
     }
-    const summary = inspectModel(onePositional("inspect", positionals, "a model file"));
-    io.out(values.json ? `${JSON.stringify(summary, null, 2)}\n` : formatSummary(summary));
+    const path = onePositional("inspect", positionals, "a model file");
+    const summary = { ...inspectModel(path), attention: attentionSummary(loadModel(path)) };
+    io.out(values.json ? `${JSON.stringify(summary, null, 2)}\n` : formatSummary(summary) + `${formatAttentionSummary(summary.attention).join("\n")}\n`);
     return 0;
   },
 };
