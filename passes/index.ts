@@ -2,6 +2,7 @@ import { PassRegistry } from "../compiler/pass-manager/registry.ts";
 import { createLiftAttention, createLowerAttention } from "./attention/index.ts";
 import { createCse } from "./cse.ts";
 import { createDce } from "./dce.ts";
+import { createKvAppendOnly } from "./kv-append-only.ts";
 import { createToposort } from "./toposort.ts";
 
 /**
@@ -18,5 +19,6 @@ export function defaultRegistry(): PassRegistry {
       options: { trace: { type: "boolean", description: "note why a rule that lifted nothing did not match", default: false } },
       create: createLiftAttention,
     })
-    .register({ name: "lower-attention", create: createLowerAttention });
+    .register({ name: "lower-attention", create: createLowerAttention })
+    .register({ name: "kv-append-only", create: createKvAppendOnly });
 }

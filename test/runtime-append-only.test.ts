@@ -1,11 +1,12 @@
 // The append-only cache contract: a model that outputs only its new K/V rows
 // (present_new.{i}.key|value) while the runtime owns a growing buffer. The model here is
-// the llama reference export with its present outputs re-pointed at the Concat's new-rows
-// input (the rewrite a compiler pass would do); the runtime must decode it exactly like
+// the llama reference export rewritten by the kv-append-only pass (present outputs
+// re-pointed at the Concat's new-rows input); the runtime must decode it exactly like
 // the original, roll it back, and copy nothing proportional to the context per step.
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { loadModel, saveModel } from "../compiler/onnx/index.ts";
+import { createKvAppendOnly } from "../passes/kv-append-only.ts";
 import { DecoderModel } from "../runtime/decoder.ts";
 import { Generator } from "../runtime/generate.ts";
 import { REFERENCE_DIR } from "../runtime/testing/models.ts";
@@ -14,24 +15,12 @@ import { tempDir } from "./helpers/tmp.ts";
 
 const SOURCE = join(REFERENCE_DIR, "llama-dynamo/model.onnx");
 
-/** Re-points each present.{i}.* output at the new rows the graph concatenates onto the past. */
+/** The reference export rewritten by the kv-append-only pass; returns how many outputs it re-pointed. */
 function writeAppendOnlyModel(target: string): number {
   const model = loadModel(SOURCE);
-  const graph = model.graph;
-  let rewritten = 0;
-  graph.outputs.forEach((output, i) => {
-    const match = /^present\.(.+)$/.exec(output.name);
-    if (!match) return;
-    const concat = output.producer;
-    if (concat?.op !== "Concat") throw new Error(`${output.name} is not produced by Concat`);
-    const newRows = concat.inputs[1]!;
-    graph.renameValue(newRows, `present_new.${match[1]}`);
-    newRows.type ??= output.type;
-    graph.setOutput(i, newRows);
-    rewritten++;
-  });
+  const { stats } = createKvAppendOnly().run(model, { options: {}, note: () => {} });
   saveModel(model, target);
-  return rewritten;
+  return stats!["kv-outputs-rewritten"]!;
 }
 
 describe("append-only KV contract (present_new.*)", () => {

@@ -1,0 +1,73 @@
+// kv-append-only on every zoo family and encoding: the rewritten model, driven by the runtime's
+// append cache (a buffer larger than the cache, rows masked out), must decode the same tokens
+// as the plain reference loop on the original model, through buffer growth; where the pass
+// refuses, it says why in one line and leaves the model as it was.
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { PipecError } from "../compiler/errors.ts";
+import { loadModel, saveModel } from "../compiler/onnx/index.ts";
+import { ENCODINGS, gpt2Config, llamaConfig, writeZooModel, type ZooConfig } from "../compiler/zoo/index.ts";
+import { DecoderModel } from "../runtime/decoder.ts";
+import { Generator } from "../runtime/generate.ts";
+import { greedyReference } from "../test/helpers/reference-loop.ts";
+import { tempDir } from "../test/helpers/tmp.ts";
+import { defaultRegistry } from "./index.ts";
+import { createKvAppendOnly } from "./kv-append-only.ts";
+
+const PROMPT = [1, 45, 12, 200, 7];
+const NEW_TOKENS = 16;
+const CONFIGS: Record<string, ZooConfig> = { llama: llamaConfig({ seed: 3 }), gpt2: gpt2Config({ seed: 3 }) };
+const ctx = { options: {}, note: () => {} };
+
+describe("kv-append-only", () => {
+  const dir = tempDir("pipec-kv-append-");
+
+  for (const [family, config] of Object.entries(CONFIGS)) {
+    for (const encoding of ENCODINGS) {
+      const fusedGqa = family === "llama" && encoding === "ms";
+      it(`${family} (${encoding}): ${fusedGqa ? "refuses GroupQueryAttention, model untouched" : "decodes like the reference loop on the original"}`, async () => {
+        const { modelPath } = writeZooModel(config, join(dir, `${family}-${encoding}`), { encoding });
+        const model = loadModel(modelPath);
+        const pass = createKvAppendOnly();
+        if (fusedGqa) {
+          const before = model.graph.outputs.map((o) => o.name);
+          expect(() => pass.run(model, ctx)).toThrow(/GroupQueryAttention/);
+          expect(model.graph.outputs.map((o) => o.name)).toEqual(before);
+          return;
+        }
+        const result = pass.run(model, ctx);
+        expect(result.stats).toEqual({ "kv-outputs-rewritten": 2 * config.layers });
+        expect(model.graph.outputs.map((o) => o.name)).toEqual(["logits", ...Array.from({ length: config.layers }, (_, i) => [`present_new.${i}.key`, `present_new.${i}.value`]).flat()]);
+        const appendPath = join(dir, `${family}-${encoding}-append.onnx`);
+        saveModel(model, appendPath);
+
+        const expected = await greedyReference(modelPath, PROMPT, NEW_TOKENS);
+        // Capacity 4 < the 5-token prompt: the buffer grows 4 -> 8 -> 16 -> 32 while decoding.
+        const decoder = await DecoderModel.open(appendPath, { device: "cpu", threads: 1, kvCache: { initialCapacity: 4 } });
+        try {
+          expect(decoder.contract.kvMode).toBe("append");
+          const { tokens } = await new Generator(decoder).run(PROMPT, { maxTokens: NEW_TOKENS, eosTokenIds: [] });
+          // The append cache checks that every step returned exactly S new rows per slot.
+          expect(tokens).toEqual(expected);
+        } finally {
+          await decoder.release();
+        }
+      });
+    }
+  }
+
+  it("refuses a model without attention_mask, naming what the runtime needs", () => {
+    const model = loadModel(writeZooModel(CONFIGS.llama!, join(dir, "no-mask")).modelPath);
+    const mask = model.graph.inputs.find((i) => i.name === "attention_mask")!;
+    model.graph.renameValue(mask, "padding_mask");
+    expect(() => createKvAppendOnly().run(model, ctx)).toThrow(PipecError);
+    expect(() => createKvAppendOnly().run(model, ctx)).toThrow(/no attention_mask input: the runtime's append cache .* masks the unused rows/);
+  });
+
+  it("is a no-op on an already rewritten model, and is registered by name", () => {
+    const model = loadModel(writeZooModel(CONFIGS.llama!, join(dir, "twice")).modelPath);
+    expect(createKvAppendOnly().run(model, ctx).changed).toBe(true);
+    expect(createKvAppendOnly().run(model, ctx)).toEqual({ changed: false, stats: { "kv-outputs-rewritten": 0 } });
+    expect(defaultRegistry().names).toContain("kv-append-only");
+  });
+});
