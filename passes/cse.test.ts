@@ -79,6 +79,18 @@ describe("cse", () => {
     expect([...model.graph.initializers.keys()]).toHaveLength(3);
   });
 
+  it("tells apart large constants that differ only after their first 4 KiB", () => {
+    const model = new Model();
+    const b = new Builder(model.graph);
+    const x = b.input("x", F, [2048]);
+    const ramp = () => Array.from({ length: 2048 }, (_, i) => i);
+    const differentTail = ramp();
+    differentTail[2047] = -1;
+    [ramp(), differentTail, ramp()].forEach((values, i) => b.output(b.op.Add(x, b.float32(values)), `o${i}`));
+    expect(createCse().run(model, ctx).stats).toEqual({ "nodes-merged": 0, "initializers-merged": 1 });
+    expect([...model.graph.initializers.values()].map((v) => v.initializer!.toArray()[2047])).toEqual([2047, -1]);
+  });
+
   it("merges duplicates inside a subgraph", () => {
     const model = new Model();
     const g = model.graph;

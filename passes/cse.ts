@@ -1,6 +1,7 @@
 import type { Graph } from "../compiler/ir/graph.ts";
 import type { Model } from "../compiler/ir/model.ts";
 import type { Node } from "../compiler/ir/node.ts";
+import type { Tensor } from "../compiler/ir/tensor.ts";
 import type { Value } from "../compiler/ir/value.ts";
 import type { Pass, PassResult } from "../compiler/pass-manager/pass.ts";
 import { TOPOLOGICALLY_SORTED } from "../compiler/pass-manager/properties.ts";
@@ -82,34 +83,56 @@ class ValueIds {
 }
 
 /**
- * Merges initializers with equal dtype, dims and bytes. Candidates are grouped by the cheap facts
- * first (dtype, dims, byte length), so only tensors that could be equal get hashed, and a hash
- * match is confirmed byte for byte. Overridable initializers (also graph inputs) and graph
- * outputs keep their identity.
+ * Merges initializers with equal dtype, dims and bytes. Candidates are narrowed by ever dearer
+ * facts: dtype, dims and byte length (free), then the first 4 KiB (one small read), then a hash of
+ * the content; a hash match is confirmed byte for byte. Layers of one model share shapes, so
+ * without the prefix step every weight of a large model would be read. Overridable initializers
+ * (also graph inputs), graph outputs and values a subgraph returns keep their identity.
  */
 function mergeEqualInitializers(graph: Graph, pinned: ReadonlySet<Value>, stats: CseStats): void {
-  const groups = new Map<string, Value[]>();
-  for (const v of graph.initializers.values()) {
-    if (v.isGraphInput || v.isGraphOutput || pinned.has(v)) continue;
-    const t = v.initializer!;
-    const key = `${t.dtype}|${t.dims.join("x")}|${t.byteLength}|${t.proto.stringData.length}`;
-    const group = groups.get(key);
-    if (group) group.push(v);
-    else groups.set(key, [v]);
-  }
-  for (const group of groups.values()) {
-    if (group.length < 2 || group[0]!.initializer!.byteLength > MAX_COMPARED_BYTES) continue;
-    const byHash = new Map<string, Value[]>();
+  const candidates = [...graph.initializers.values()].filter((v) => !v.isGraphInput && !v.isGraphOutput && !pinned.has(v));
+  let groups = refine([candidates], (t) => `${t.dtype}|${t.dims.join("x")}|${t.byteLength}|${t.proto.stringData.length}`);
+  groups = groups.filter((g) => g[0]!.initializer!.byteLength <= MAX_COMPARED_BYTES);
+  groups = refine(groups, prefixKey);
+  for (const group of refine(groups, (t) => t.contentHash())) {
+    const kept: Value[] = [];
     for (const v of group) {
-      const hash = v.initializer!.contentHash();
-      const kept = byHash.get(hash)?.find((k) => sameBytes(k, v));
-      if (kept) {
-        v.replaceAllUsesWith(kept);
-        graph.removeInitializer(v);
-        stats.initializers++;
-      } else byHash.set(hash, [...(byHash.get(hash) ?? []), v]);
+      const same = kept.find((k) => sameBytes(k, v));
+      if (!same) {
+        kept.push(v);
+        continue;
+      }
+      v.replaceAllUsesWith(same);
+      graph.removeInitializer(v);
+      stats.initializers++;
     }
   }
+}
+
+/** Splits each group by `key`, keeping only the parts with at least two members. */
+function refine(groups: Value[][], key: (t: Tensor) => string): Value[][] {
+  const out: Value[][] = [];
+  for (const group of groups) {
+    const parts = new Map<string, Value[]>();
+    for (const v of group) {
+      const k = key(v.initializer!);
+      const part = parts.get(k);
+      if (part) part.push(v);
+      else parts.set(k, [v]);
+    }
+    for (const part of parts.values()) if (part.length > 1) out.push(part);
+  }
+  return out;
+}
+
+const PREFIX_BYTES = 4096;
+
+/** The first bytes of a tensor's data, read without reading the rest. */
+function prefixKey(t: Tensor): string {
+  if (t.proto.stringData.length > 0) return "";
+  const range = t.range;
+  const prefix = range ? range.source.read(range.offset, Math.min(PREFIX_BYTES, range.length)) : t.bytes().subarray(0, PREFIX_BYTES);
+  return Buffer.from(prefix.buffer, prefix.byteOffset, prefix.byteLength).toString("latin1");
 }
 
 function sameBytes(a: Value, b: Value): boolean {
