@@ -62,7 +62,8 @@ function eliminateCommonSubexpressions(graph: Graph, pinned: ReadonlySet<Value>,
 }
 
 function isMergeable(node: Node): boolean {
-  return node.subgraphs().length === 0 && !(node.domain === "" && NON_DETERMINISTIC.has(node.op)) && node.outputs.length > 0;
+  const standard = node.domain === "" || node.domain === "ai.onnx";
+  return node.subgraphs().length === 0 && !(standard && NON_DETERMINISTIC.has(node.op)) && node.outputs.length > 0;
 }
 
 function nodeKey(node: Node, ids: ValueIds): string {
