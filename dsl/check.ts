@@ -110,9 +110,9 @@ class PipelineChecker {
     for (const d of this.declared.values()) if (d.keyword === "model") this.model(d);
     for (const d of this.declared.values()) if (d.keyword === "tokenizer") this.tokenizer(d);
     for (const d of this.declared.values()) if (d.keyword === "stage") this.stage(d, device);
+    if (this.stages.size === 0 && !this.diags.hasErrors) this.diags.error(`pipeline '${p.name}' has no stage: add 'stage <name> = generate(<model>, <tokenizer>)'`, p.nameSpan);
     // After an error, a stage that failed its checks reads nothing: its models would be reported as unused.
     if (!this.diags.hasErrors) this.warnUnused();
-    if (this.stages.size === 0 && !this.diags.hasErrors) this.diags.error(`pipeline '${p.name}' has no stage: add 'stage <name> = generate(<model>, <tokenizer>)'`, p.nameSpan);
     return { name: p.name, file: this.env.file, device, models: [...this.models.values()], tokenizers: [...this.tokenizers.values()], stages: this.dataflowOrder() };
   }
 
