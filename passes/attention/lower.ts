@@ -1,12 +1,13 @@
-import { Builder } from "../../compiler/ir/builder.ts";
+import type { Builder } from "../../compiler/ir/builder.ts";
 import { DataType } from "../../compiler/ir/dtype.ts";
 import type { Model } from "../../compiler/ir/model.ts";
 import type { Node } from "../../compiler/ir/node.ts";
 import { inferShapes } from "../../compiler/ir/shape-inference/index.ts";
 import type { Value } from "../../compiler/ir/value.ts";
 import type { Pass, PassResult } from "../../compiler/pass-manager/pass.ts";
-import { CANONICAL_DOMAIN } from "./canonical.ts";
-import { isCanonical, readCanonical } from "./canonical-node.ts";
+import { applyRules, type Match, type Rule } from "../../compiler/rewrite/index.ts";
+import { CANONICAL_DOMAIN, CANONICAL_OP } from "./canonical.ts";
+import { readCanonical } from "./canonical-node.ts";
 import { dtypeOf, lowestOf, OpsetOps } from "./ops.ts";
 
 export const LOWER_ATTENTION = "lower-attention";
@@ -29,20 +30,19 @@ export function createLowerAttention(): Pass {
 
 /** Lowers every canonical node in the main graph; returns how many there were. */
 export function lowerAttention(model: Model): number {
-  const graph = model.graph;
-  const opset = model.opset("") ?? 1;
   inferShapes(model); // the dtype of each block's Q decides float16 handling
-  let count = 0;
-  for (const node of graph.nodeArray()) {
-    if (!isCanonical(node)) continue;
-    const b = new Builder(graph, { before: node, provenance: LOWER_ATTENTION });
-    const out = lowerOne(new OpsetOps(b, opset), node);
-    node.output(0).replaceAllUsesWith(out);
-    graph.remove(node);
-    count++;
-  }
-  if (count > 0 || model.opsets.has(CANONICAL_DOMAIN)) model.opsets.delete(CANONICAL_DOMAIN);
-  return count;
+  const stats = applyRules(model, [lowerRule(model.opset("") ?? 1)], { subgraphs: false });
+  model.opsets.delete(CANONICAL_DOMAIN);
+  return stats.rewrites;
+}
+
+/** The lowering as a rewrite rule, so graph outputs keep their names and nodes their provenance. */
+function lowerRule(opset: number): Rule {
+  return {
+    name: LOWER_ATTENTION,
+    pattern: (p) => p.node(CANONICAL_OP, [p.var("query"), p.var("key"), p.var("value")], { domain: CANONICAL_DOMAIN, otherInputs: true }).outputs[0]!,
+    rewrite: (b: Builder, m: Match) => lowerOne(new OpsetOps(b, opset), m.root),
+  };
 }
 
 function lowerOne(ops: OpsetOps, node: Node): Value {
