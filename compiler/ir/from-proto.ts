@@ -1,14 +1,10 @@
-import { clone, create } from "@bufbuild/protobuf";
+import { create } from "@bufbuild/protobuf";
 import { PipecError } from "../errors.ts";
 import type { ByteRange } from "../onnx/byte-source.ts";
 import { ExternalDataResolver, isExternal } from "../onnx/external-data.ts";
 import {
   AttributeProto_AttributeType as AT,
-  AttributeProtoSchema,
-  FunctionProtoSchema,
   GraphProtoSchema,
-  ModelProtoSchema,
-  NodeProtoSchema,
   ValueInfoProtoSchema,
   type FunctionProto,
   type GraphProto,
@@ -41,17 +37,22 @@ export interface ModelParts {
   initializers: InitializerSource[];
 }
 
-/** Builds the IR of a model from its decoded parts. */
+/**
+ * Builds the IR of a model from its decoded parts. It takes ownership of the protos: each IR
+ * object keeps the proto it came from as `extras` (with the fields the IR models cleared), which
+ * is what lets a round trip write back every field the IR does not know.
+ */
 export function modelFromParts(parts: ModelParts, baseDir: string | undefined): Model {
   const ctx = new Context(new ExternalDataResolver(baseDir));
-  const extras = clone(ModelProtoSchema, parts.model);
+  const extras = parts.model;
+  const functions = extras.functions;
   extras.functions = [];
   extras.graph = undefined;
-  const opsets = new Map(parts.model.opsetImport.map((o) => [o.domain, Number(o.version)]));
-  const model = new Model({ irVersion: Number(parts.model.irVersion), opsets, extras });
+  const opsets = new Map(extras.opsetImport.map((o) => [o.domain, Number(o.version)]));
+  const model = new Model({ irVersion: Number(extras.irVersion), opsets, extras });
   model.baseDir = baseDir;
   ctx.fillGraph(model.graph, parts.graph, parts.initializers);
-  for (const fp of parts.model.functions) model.functions.push(ctx.functionFromProto(fp));
+  for (const fp of functions) model.functions.push(ctx.functionFromProto(fp));
   return model;
 }
 
@@ -68,15 +69,16 @@ class Context {
     return new Tensor(proto, raw);
   }
 
-  fillGraph(graph: Graph, gp: GraphProto, initializers: InitializerSource[] = gp.initializer.map((proto) => ({ proto }))): void {
-    const extras = clone(GraphProtoSchema, gp);
-    extras.node = [];
-    extras.input = [];
-    extras.output = [];
-    extras.initializer = [];
-    extras.valueInfo = [];
-    extras.metadataProps = [];
-    graph.extras = extras;
+  fillGraph(graph: Graph, proto: GraphProto, initializers: InitializerSource[] = proto.initializer.map((t) => ({ proto: t }))): void {
+    // The lists are read below; the proto itself becomes the graph's extras.
+    const gp = { name: proto.name, docString: proto.docString, node: proto.node, input: proto.input, output: proto.output, valueInfo: proto.valueInfo, metadataProps: proto.metadataProps };
+    proto.node = [];
+    proto.input = [];
+    proto.output = [];
+    proto.initializer = [];
+    proto.valueInfo = [];
+    proto.metadataProps = [];
+    graph.extras = proto;
     graph.name = gp.name;
     graph.docString = gp.docString;
     for (const m of gp.metadataProps) graph.metadata.set(m.key, m.value);
@@ -99,7 +101,9 @@ class Context {
     // topological order (or with a cycle) still loads, and the verifier reports it.
     const nodes: [Node, NodeProto][] = [];
     for (const np of gp.node) {
-      const node = new Node(np.opType, np.domain, nodeExtras(np));
+      // The loader owns the decoded protos: a node keeps its NodeProto as `extras` (the fields the
+      // IR models are cleared once read below) instead of paying for a reflective clone.
+      const node = new Node(np.opType, np.domain, np);
       node.name = np.name;
       node.overload = np.overload;
       node.docString = np.docString;
@@ -121,6 +125,12 @@ class Context {
     for (const [node, np] of nodes) {
       np.input.forEach((name, i) => node.setInput(i, name === "" ? undefined : this.resolve(graph, name, np)));
       for (const ap of np.attribute) node.setAttribute(this.attribute(graph, ap));
+      // Scalar fields stay: the writer assigns them only when the IR's value differs, so a field
+      // that was absent stays absent and one that was present (even empty) stays present.
+      np.input = [];
+      np.output = [];
+      np.attribute = [];
+      np.metadataProps = [];
     }
     for (const info of gp.output) {
       const v = graph.lookup(info.name);
@@ -130,18 +140,18 @@ class Context {
     }
   }
 
-  functionFromProto(fp: FunctionProto): ModelFunction {
-    const extras = clone(FunctionProtoSchema, fp);
-    extras.node = [];
-    extras.input = [];
-    extras.output = [];
-    extras.valueInfo = [];
-    extras.attribute = [];
+  functionFromProto(proto: FunctionProto): ModelFunction {
+    const fp = { name: proto.name, domain: proto.domain, overload: proto.overload, attribute: proto.attribute, opsetImport: proto.opsetImport, node: proto.node, input: proto.input, output: proto.output, valueInfo: proto.valueInfo };
+    proto.node = [];
+    proto.input = [];
+    proto.output = [];
+    proto.valueInfo = [];
+    proto.attribute = [];
     const fn = new ModelFunction(fp.name, fp.domain, {
       overload: fp.overload,
       attributeNames: [...fp.attribute],
       opsets: new Map(fp.opsetImport.map((o) => [o.domain, Number(o.version)])),
-      extras,
+      extras: proto,
     });
     const info = (name: string) => create(ValueInfoProtoSchema, { name });
     const body = create(GraphProtoSchema, { name: fp.name, node: fp.node, input: fp.input.map(info), output: fp.output.map(info), valueInfo: fp.valueInfo });
@@ -150,18 +160,19 @@ class Context {
   }
 
   private attribute(graph: Graph, ap: AttributeProto): Attribute {
-    const proto = clone(AttributeProtoSchema, ap);
+    const proto = ap;
+    const subgraphs = ap.type === AT.GRAPH && ap.g ? [ap.g] : ap.type === AT.GRAPHS ? ap.graphs : [];
+    const t = ap.t;
     proto.g = undefined;
     proto.graphs = [];
     proto.t = undefined;
-    const subgraphs = ap.type === AT.GRAPH && ap.g ? [ap.g] : ap.type === AT.GRAPHS ? ap.graphs : [];
     const graphs = subgraphs.map((gp) => {
       const sub = new Graph(gp.name, { parent: graph });
       this.fillGraph(sub, gp);
       return sub;
     });
-    const tensor = ap.type === AT.TENSOR && ap.t ? this.tensor(ap.t) : undefined;
-    if (ap.type !== AT.TENSOR && ap.t) proto.t = ap.t; // an unusual but legal extra field: keep it
+    const tensor = ap.type === AT.TENSOR && t ? this.tensor(t) : undefined;
+    if (ap.type !== AT.TENSOR && t) proto.t = t; // an unusual but legal extra field: keep it
     return new Attribute(proto, graphs, tensor);
   }
 
@@ -192,16 +203,6 @@ function checkDataLength(proto: TensorProto, length: number, where: string): voi
 
 type AttributeProto = NodeProto["attribute"][number];
 
-function nodeExtras(np: NodeProto): NodeProto {
-  const extras = clone(NodeProtoSchema, np);
-  extras.input = [];
-  extras.output = [];
-  extras.attribute = [];
-  extras.metadataProps = [];
-  // Scalar fields stay: the writer assigns them only when the IR's value differs, so a field
-  // that was absent stays absent and one that was present (even empty) stays present.
-  return extras;
-}
 
 /** Records the ValueInfoProto `v` was listed with as `role`, taking its type when it says more. */
 export function setInfo(v: Value, role: ValueInfoRole, info: ValueInfoProto): void {
