@@ -4,30 +4,36 @@ import { PassFailure } from "../pass-manager/manager.ts";
 import { didYouMean } from "../pass-manager/suggest.ts";
 import { UsageError } from "./args.ts";
 import type { Command } from "./command.ts";
-import { checkCommand } from "./commands/check.ts";
-import { compileCommand } from "./commands/compile.ts";
-import { fmtCommand } from "./commands/fmt.ts";
-import { generateCommand } from "./commands/generate.ts";
-import { importCommand } from "./commands/import.ts";
-import { inspectCommand } from "./commands/inspect.ts";
-import { irCommand } from "./commands/ir.ts";
-import { optCommand } from "./commands/opt.ts";
-import { passesCommand } from "./commands/passes.ts";
-import { runCommand } from "./commands/run.ts";
-import { zooCommand } from "./commands/zoo.ts";
 import { processIO, type CliIO } from "./io.ts";
 
-const COMMANDS: readonly Command[] = [inspectCommand, irCommand, optCommand, passesCommand, importCommand, zooCommand, checkCommand, fmtCommand, compileCommand, runCommand, generateCommand];
+/**
+ * The commands, each loaded only when run: some pull in heavy dependencies (ts-morph,
+ * onnxruntime) that `pipec inspect` should not pay for. The key is the command's name.
+ */
+const COMMANDS: Readonly<Record<string, () => Promise<Command>>> = {
+  inspect: async () => (await import("./commands/inspect.ts")).inspectCommand,
+  ir: async () => (await import("./commands/ir.ts")).irCommand,
+  opt: async () => (await import("./commands/opt.ts")).optCommand,
+  passes: async () => (await import("./commands/passes.ts")).passesCommand,
+  import: async () => (await import("./commands/import.ts")).importCommand,
+  zoo: async () => (await import("./commands/zoo.ts")).zooCommand,
+  check: async () => (await import("./commands/check.ts")).checkCommand,
+  fmt: async () => (await import("./commands/fmt.ts")).fmtCommand,
+  compile: async () => (await import("./commands/compile.ts")).compileCommand,
+  run: async () => (await import("./commands/run.ts")).runCommand,
+  generate: async () => (await import("./commands/generate.ts")).generateCommand,
+};
 
 /** Exit codes: 0 success, 1 bad input (a PipecError), 2 a usage error, 70 a bug in pipec. */
 export const EXIT = { ok: 0, badInput: 1, usage: 2, internal: 70 } as const;
 
-function globalHelp(): string {
-  const width = Math.max(...COMMANDS.map((c) => c.name.length));
+async function globalHelp(): Promise<string> {
+  const commands = await Promise.all(Object.values(COMMANDS).map((load) => load()));
+  const width = Math.max(...commands.map((c) => c.name.length));
   return `usage: pipec <command> [options]   (pipec <command> --help for its options)
 
 commands:
-${COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`).join("\n")}
+${commands.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`).join("\n")}
 
 global options:
   --debug     show the stack of internal errors
@@ -45,24 +51,24 @@ export async function main(argv: string[], io: CliIO = processIO): Promise<numbe
   const args = argv.filter((a) => a !== "--debug");
   const [name, ...rest] = args;
   if (name === undefined) {
-    io.err(globalHelp());
+    io.err(await globalHelp());
     return EXIT.usage;
   }
   if (name === "--help" || name === "-h" || name === "help") {
-    io.out(globalHelp());
+    io.out(await globalHelp());
     return EXIT.ok;
   }
   if (name === "--version") {
     io.out(`pipec ${version()}\n`);
     return EXIT.ok;
   }
-  const command = COMMANDS.find((c) => c.name === name);
-  if (!command) {
-    io.err(`pipec: unknown command '${name}'${didYouMean(name, COMMANDS.map((c) => c.name))} (see pipec --help)\n`);
+  const load = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
+  if (!load) {
+    io.err(`pipec: unknown command '${name}'${didYouMean(name, Object.keys(COMMANDS))} (see pipec --help)\n`);
     return EXIT.usage;
   }
   try {
-    return await command.run(rest, io);
+    return await (await load()).run(rest, io);
   } catch (e) {
     return reportError(e, debug, io);
   }
