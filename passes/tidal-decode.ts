@@ -1,0 +1,96 @@
+import { PipecError } from "../compiler/errors.ts";
+import type { Model } from "../compiler/ir/model.ts";
+import type { Value } from "../compiler/ir/value.ts";
+import type { Pass, PassContext, PassResult } from "../compiler/pass-manager/pass.ts";
+import { readCanonical } from "./attention/canonical-node.ts";
+import { budgetTokens, formatBudget, type Budget } from "./sparse-attention/budget.ts";
+import { denseCanonicalNodes } from "./sparse-attention/layers.ts";
+import { SparseSite } from "./sparse-attention/site.ts";
+
+export const TIDAL_DECODE = "tidal";
+
+export interface TidalDecodeOptions {
+  /** Keys each sparse layer's query heads attend to. */
+  topK: Budget;
+  /** Layers below this keep full attention. */
+  fullLayers: number;
+  /** Token-selection layers (full attention + a fresh top-k); undefined: scaled from the paper, see `defaultSelectLayers`. */
+  selectLayers?: readonly number[];
+}
+
+/** The paper's settings (algorithms.md §2): sparse from layer 2, re-selection at 13 of Llama-3-8B's 32 layers, 256 tokens. */
+export const TIDAL_DEFAULTS: TidalDecodeOptions = { topK: { tokens: 256 }, fullLayers: 2 };
+const PAPER_LAYERS = 32;
+const PAPER_RESELECT_LAYER = 13;
+
+/**
+ * The paper selects at the first sparse layer and re-selects at layer 13 of 32: the same depth
+ * fraction (13/32, rounded) in an L-layer model; one selection layer when that is not deeper.
+ */
+export function defaultSelectLayers(layers: number, fullLayers: number): number[] {
+  const reselect = Math.round((PAPER_RESELECT_LAYER * layers) / PAPER_LAYERS);
+  return reselect > fullLayers && reselect < layers ? [fullLayers, reselect] : [fullLayers];
+}
+
+/**
+ * TidalDecode (Yang et al., ICLR 2025): layers < full_layers attend fully; each selection layer
+ * attends fully and picks, per query head, the top-k keys by its pre-softmax scores (scaled,
+ * masked); the layers after it attend only to those keys, gathered per head (keys and values
+ * outside the selection are not read), until the next selection layer picks again. The indices
+ * are an ordinary edge from the selection layer to the sparse ones: no runtime state.
+ * Decode-only: a step with more than one query (prefill) selects every key, which is dense
+ * attention computed over a permutation of the keys.
+ */
+export function createTidalDecode(options: Partial<TidalDecodeOptions> = {}): Pass {
+  const opts = { ...TIDAL_DEFAULTS, ...options };
+  return {
+    name: TIDAL_DECODE,
+    description: `TidalDecode: full attention in ${opts.fullLayers} layers and the selection layers, top-${formatBudget(opts.topK)} gathered elsewhere (lossy)`,
+    lossy: true,
+    run(model: Model, ctx: PassContext): PassResult {
+      const stats = tidalDecode(model, opts);
+      if (stats.selection + stats.sparse === 0) ctx.note("no canonical attention layer past full_layers: run lift-attention first, or the model is too shallow");
+      else ctx.note(`selection layers ${stats.selectLayers.join(", ")}; ${stats.sparse} sparse layers`);
+      return { changed: stats.sparse > 0, stats: { selection: stats.selection, sparse: stats.sparse } };
+    },
+  };
+}
+
+export interface TidalStats {
+  selectLayers: number[];
+  selection: number;
+  sparse: number;
+}
+
+export function tidalDecode(model: Model, opts: TidalDecodeOptions): TidalStats {
+  const nodes = denseCanonicalNodes(model);
+  const layerOf = (i: number) => readCanonical(nodes[i]!).layer;
+  const layerCount = nodes.length === 0 ? 0 : Math.max(...nodes.map((_, i) => layerOf(i))) + 1;
+  const selectLayers = [...(opts.selectLayers ?? defaultSelectLayers(layerCount, opts.fullLayers))].sort((a, b) => a - b);
+  if (selectLayers.some((l) => l < opts.fullLayers)) {
+    throw new PipecError("pass-option", `${TIDAL_DECODE}: select_layers [${selectLayers.join(", ")}] must not be below full_layers (${opts.fullLayers})`);
+  }
+  if (nodes.length > 0 && (model.opset("") ?? 1) < 11) throw new PipecError("unsupported-opset", `${TIDAL_DECODE}: needs default-domain opset 11 (TopK with a dynamic k, GatherElements); the model imports ${model.opset("")}`);
+
+  const stats: TidalStats = { selectLayers, selection: 0, sparse: 0 };
+  let keep_BHK: Value | undefined;
+  nodes.forEach((node, i) => {
+    const layer = layerOf(i);
+    if (layer < opts.fullLayers) return;
+    if (selectLayers.includes(layer)) {
+      keep_BHK = selectTopK(new SparseSite(model, node, TIDAL_DECODE), opts.topK);
+      stats.selection++;
+    } else if (keep_BHK) {
+      new SparseSite(model, node, TIDAL_DECODE).attendPerHead(keep_BHK);
+      stats.sparse++;
+    }
+  });
+  return stats;
+}
+
+/** int64 [B, H, k]: per query head, the keys with the highest pre-softmax scores. */
+function selectTopK(site: SparseSite, budget: Budget): Value {
+  const k_1 = site.decodeOnly(site.min(budgetTokens(site, budget), site.N_1), site.N_1);
+  const topk = site.b.node("TopK", [site.lastQueryScores(true), k_1], { outputs: 2, attributes: { axis: -1, largest: 1, sorted: 0 } });
+  return topk.output(1);
+}

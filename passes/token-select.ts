@@ -1,0 +1,94 @@
+import { PipecError } from "../compiler/errors.ts";
+import type { Model } from "../compiler/ir/model.ts";
+import type { Value } from "../compiler/ir/value.ts";
+import type { Pass, PassContext, PassResult } from "../compiler/pass-manager/pass.ts";
+import { budgetTokens, formatBudget, type Budget } from "./sparse-attention/budget.ts";
+import { denseCanonicalNodes } from "./sparse-attention/layers.ts";
+import { SparseSite } from "./sparse-attention/site.ts";
+
+export const TOKEN_SELECT = "tokenselect";
+
+export interface TokenSelectOptions {
+  /** Middle keys selected per step, besides the sinks and the window. */
+  topK: Budget;
+  /** Leading keys always attended to. */
+  sinks: number;
+  /** Most recent keys always attended to. */
+  window: number;
+  /** Max-pooling width over the votes (odd; -1: none). */
+  kernelSize: number;
+}
+
+/** The released configuration (algorithms.md §1): n_init 128, n_local 512, top_k 2048, no pooling. */
+export const TOKEN_SELECT_DEFAULTS: TokenSelectOptions = { topK: { tokens: 2048 }, sinks: 128, window: 512, kernelSize: -1 };
+
+/**
+ * TokenSelect (Wu, Pan et al., EMNLP 2025): per layer and decode step, each query head scores
+ * the middle keys (between the sinks and the window) by q.k, normalises its scores with its own
+ * softmax, and the heads' probabilities are summed into one vote per key (soft voting); the
+ * top-k voted keys plus the sinks and the window form ONE index set per layer, gathered for every
+ * head. When the budget covers the context every key is kept (the paper's "attend to all").
+ * Decode-only here: a multi-query step (prefill) keeps every key. The votes are summed over
+ * the batch too, as the runtime decodes one sequence.
+ */
+export function createTokenSelect(options: Partial<TokenSelectOptions> = {}): Pass {
+  const opts = { ...TOKEN_SELECT_DEFAULTS, ...options };
+  if (opts.kernelSize !== -1 && (opts.kernelSize < 1 || opts.kernelSize % 2 === 0)) {
+    throw new PipecError("pass-option", `${TOKEN_SELECT}: kernel_size must be -1 (no pooling) or an odd width, got ${opts.kernelSize}`);
+  }
+  return {
+    name: TOKEN_SELECT,
+    description: `TokenSelect: ${opts.sinks} sinks + ${opts.window} recent + top-${formatBudget(opts.topK)} by per-head soft voting (lossy)`,
+    lossy: true,
+    run(model: Model, ctx: PassContext): PassResult {
+      const layers = tokenSelect(model, opts);
+      if (layers === 0) ctx.note("no canonical attention nodes: run lift-attention first");
+      return { changed: layers > 0, stats: { layers } };
+    },
+  };
+}
+
+export function tokenSelect(model: Model, opts: TokenSelectOptions): number {
+  const nodes = denseCanonicalNodes(model);
+  for (const node of nodes) {
+    const site = new SparseSite(model, node, TOKEN_SELECT);
+    site.attendShared(selectKeys(site, opts));
+  }
+  return nodes.length;
+}
+
+/** int64 [K]: the sinks, the top-k voted middle keys, the window. */
+function selectKeys(site: SparseSite, opts: TokenSelectOptions): Value {
+  const b = site.b;
+  const N_1 = site.N_1;
+  const sinks_1 = site.min(b.int64([opts.sinks]), N_1);
+  const window_1 = site.min(b.int64([opts.window]), b.op.Sub(N_1, sinks_1));
+  const windowStart_1 = b.op.Sub(N_1, window_1);
+  const middle_1 = b.op.Sub(windowStart_1, sinks_1);
+  const chosen_1 = site.decodeOnly(site.min(budgetTokens(site, opts.topK), middle_1), middle_1);
+
+  const keys_N = site.range(b.int64([0]), N_1);
+  const isMiddle_N = b.op.And(b.op.Not(b.op.Less(keys_N, sinks_1)), b.op.Less(keys_N, windowStart_1));
+  const lowest = b.float32(-3.4028234663852886e38);
+  const criticality_BHN = b.op.Where(isMiddle_N, site.lastQueryScores(false), lowest);
+  const perHead_BHN = b.op.Softmax(criticality_BHN, { axis: -1 });
+  let votes_N = reduceSum(site, perHead_BHN, [0, 1]);
+  if (opts.kernelSize > 0) votes_N = maxPool(site, votes_N, opts.kernelSize);
+  // Sinks and window are kept anyway; -1 ranks them below every middle vote (all >= 0).
+  const middleVotes_N = b.op.Where(isMiddle_N, votes_N, b.float32(-1));
+  const selected_K = b.node("TopK", [middleVotes_N, chosen_1], { outputs: 2, attributes: { axis: -1, largest: 1, sorted: 0 } }).output(1);
+  return b.op.Concat(site.range(b.int64([0]), sinks_1), selected_K, site.range(windowStart_1, N_1), { axis: 0 });
+}
+
+function reduceSum(site: SparseSite, x: Value, axes: number[]): Value {
+  const b = site.b;
+  return site.ops.opset >= 13 ? b.op.ReduceSum(x, b.int64(axes), { keepdims: 0 }) : b.op.ReduceSum(x, { axes, keepdims: 0 });
+}
+
+/** [N] -> [N]: each vote becomes the largest within `kernel` keys centred on it. */
+function maxPool(site: SparseSite, votes_N: Value, kernel: number): Value {
+  const b = site.b;
+  const half = (kernel - 1) / 2;
+  const pooled = b.op.MaxPool(b.op.Reshape(votes_N, b.int64([1, 1, -1])), { kernel_shape: [kernel], pads: [half, half], strides: [1] });
+  return b.op.Reshape(pooled, b.int64([-1]));
+}
