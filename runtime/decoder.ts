@@ -160,6 +160,11 @@ export class DecoderSequence {
     return outputs[contract.logits];
   }
 
+  /** Makes room for `rows` tokens in the cache up front (no growth while they arrive). */
+  reserve(rows: number): void {
+    this.cache.reserve(this.model.maxPositions === undefined ? rows : Math.min(rows, this.model.maxPositions));
+  }
+
   /** Keeps the first `length` tokens (rollback after speculative verification). */
   truncate(length: number): void {
     if (length !== this.cache.length && !this.recurrent.isEmpty) {

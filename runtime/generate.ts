@@ -88,6 +88,7 @@ export class Generator {
     const text = this.tokenizer ? new TextStream(this.tokenizer, stopStrings) : undefined;
 
     const sequence = this.model.newSequence();
+    sequence.reserve(promptIds.length + maxTokens);
     const tokens = [...promptIds];
     const generated: number[] = [];
     let finishReason: FinishReason = "max-tokens";

@@ -37,8 +37,16 @@ describe("append-only KV contract (present_new.*)", () => {
       const expected = await new Generator(original).run(prompt, { maxTokens: 20, eosTokenIds: [] });
       const actual = await new Generator(appendOnly).run(prompt, { maxTokens: 20, eosTokenIds: [] });
       expect(actual.tokens).toEqual(expected.tokens);
-      // 24 rows needed, capacity doubles 4 -> 8 -> 16 -> 32: 2 layers x 2 (K,V) x 2 heads x 32 rows x 16 x 4 bytes.
-      expect(actual.stats.peakKvBytes).toBe(2 * 2 * 2 * 32 * 16 * 4);
+      // The generator reserves prompt + max tokens = 25 rows up front: 2 layers x 2 (K,V) x 2 heads x 25 rows x 16 x 4 bytes.
+      expect(actual.stats.peakKvBytes).toBe(2 * 2 * 2 * 25 * 16 * 4);
+
+      // Without a reservation the buffer doubles 4 -> 8 -> 16 -> 32 over the same 24 rows, and decodes the same.
+      const growing = appendOnly.newSequence();
+      let logits = await growing.forward(prompt);
+      for (const token of expected.tokens.slice(0, -1)) logits = await growing.forward([token]);
+      expect(growing.cache.peakBytes).toBe(2 * 2 * 2 * 32 * 16 * 4);
+      const last = floatData(logits);
+      expect(last.indexOf(Math.max(...last))).toBe(expected.tokens.at(-1));
     } finally {
       await original.release();
       await appendOnly.release();

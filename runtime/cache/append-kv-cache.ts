@@ -68,6 +68,12 @@ export class AppendKvCache implements KvCache {
     this.rows += S;
   }
 
+  // Every masked row of the buffer still costs attention each step, so a buffer sized to the
+  // run (prompt + max tokens) beats doubling: at 1K tokens doubling attends over up to 2K rows.
+  reserve(rows: number): void {
+    if (rows > this.capacity) this.resize(rows, 1);
+  }
+
   truncate(length: number): void {
     if (length > this.rows || length < 0) throw new RangeError(`cannot truncate a cache of ${this.rows} rows to ${length}`);
     fillInt(this.maskValues, 0, length, this.rows);

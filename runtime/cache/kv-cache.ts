@@ -23,6 +23,8 @@ export interface KvCache {
   accept(outputs: Record<string, ort.Tensor>, S: number): void;
   /** Keep the first `length` rows. */
   truncate(length: number): void;
+  /** Room for `rows` rows without growing: a hint from a caller that knows the run's length (the present cache holds no spare room and ignores it). */
+  reserve(rows: number): void;
   /** Keep rows `indices` (each < length), in that order. */
   gather(indices: readonly number[]): void;
   /** A copy of row `index` of slot `slot` ([outer, inner] flattened), for inspection. */

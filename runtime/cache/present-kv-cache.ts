@@ -63,6 +63,8 @@ export class PresentKvCache implements KvCache {
     this.peak = Math.max(this.peak, this.bytes);
   }
 
+  reserve(): void {}
+
   truncate(length: number): void {
     if (length > this.rows || length < 0) throw new RangeError(`cannot truncate a cache of ${this.rows} rows to ${length}`);
     if (length === this.rows) return;
