@@ -107,11 +107,29 @@ export function samplingConfig(stage: GenerateNode): Record<string, number> | un
   return config;
 }
 
+/** The runtime's SpeculateOptions as source text (`draftModel` is opened by the driver), or undefined. */
+function speculateOptions(stage: GenerateNode): string | undefined {
+  const use = stage.speculate.use;
+  const p = use.params;
+  const length = (k: unknown) => {
+    if (typeof k === "number") return `draftLength: ${k}`;
+    const a = (k as { adaptive: { threshold: number; min: number; max: number } }).adaptive;
+    return `draftLength: "adaptive", adaptive: { threshold: ${a.threshold}, min: ${a.min}, max: ${a.max} }`;
+  };
+  if (use.method === "lookup") return `{ kind: "lookup", maxNgram: ${p["ngram"]}, draftLength: ${p["max_draft"]} }`;
+  if (use.method === "draft") return `{ kind: "draft", model: draftModel, ${length(p["k"])} }`;
+  return undefined;
+}
+
 function body(stage: GenerateNode, layout: DriverLayout, hasTokenizer: boolean): WriterFunction {
   const modelFile = layout.modelFiles[stage.model]!;
+  const speculate = speculateOptions(stage);
+  const draft = stage.speculate.use.method === "draft" ? layout.modelFiles[stage.speculate.use.params["model"] as string] : undefined;
   return (w) => {
     w.writeLine(`const file = (path: string) => fileURLToPath(new URL(path, import.meta.url));`);
-    w.writeLine(`const model = await DecoderModel.open(file(${JSON.stringify(`./${modelFile}`)}), { device: options.device ?? settings.device, threads: options.threads });`);
+    w.writeLine(`const session = { device: options.device ?? settings.device, threads: options.threads };`);
+    w.writeLine(`const model = await DecoderModel.open(file(${JSON.stringify(`./${modelFile}`)}), session);`);
+    if (draft) w.writeLine(`const draftModel = await DecoderModel.open(file(${JSON.stringify(`./${draft}`)}), session);`);
     if (hasTokenizer) w.writeLine(`const generator = new Generator(model, loadTokenizer(file(${JSON.stringify(`./${layout.tokenizerFiles[stage.tokenizer]!}`)})));`);
     else w.writeLine("const generator = new Generator(model);");
     w.write("return ").inlineBlock(() => {
@@ -120,12 +138,16 @@ function body(stage: GenerateNode, layout: DriverLayout, hasTokenizer: boolean):
           w.writeLine("maxTokens: generateOptions.maxTokens ?? settings.maxTokens,");
           w.writeLine("stopStrings: generateOptions.stop ?? settings.stop,");
           w.writeLine("sampling: settings.sampling,");
+          if (speculate) w.writeLine(`speculate: ${speculate},`);
           w.writeLine("signal: generateOptions.signal,");
         });
         w.write(");").newLine();
       });
       w.write(",").newLine();
-      w.write("async close() ").inlineBlock(() => w.writeLine("await model.release();"));
+      w.write("async close() ").inlineBlock(() => {
+        w.writeLine("await model.release();");
+        if (draft) w.writeLine("await draftModel.release();");
+      });
       w.write(",").newLine();
     });
     w.write(";");

@@ -24,6 +24,9 @@ export const IMPLEMENTATIONS: Readonly<Record<string, Implementation>> = {
   "prune.none": { level: "none" },
   "sampling.greedy": { level: "runtime" },
   "sampling.sample": { level: "runtime" },
+  // Speculation is the runtime's Speculator; the driver passes it the stage's settings.
+  "speculate.lookup": { level: "runtime" },
+  "speculate.draft": { level: "runtime" },
   // Sparse attention rewrites the model's attention; they compile as soon as their passes are registered.
   "attention.tidal": { level: "graph", pass: "tidal", options: allParams },
   "attention.tokenselect": { level: "graph", pass: "tokenselect", options: allParams },
