@@ -2,6 +2,11 @@ import { PassRegistry } from "../compiler/pass-manager/registry.ts";
 import { createLiftAttention, createLowerAttention } from "./attention/index.ts";
 import { createCse } from "./cse.ts";
 import { createDce } from "./dce.ts";
+import { parseBudget } from "./sparse-attention/budget.ts";
+import { parseLayers } from "./sparse-attention/options.ts";
+import { createStreamingLlm, STREAMING_LLM, STREAMING_LLM_DEFAULTS } from "./streaming-llm.ts";
+import { createTidalDecode, TIDAL_DECODE, TIDAL_DEFAULTS } from "./tidal-decode.ts";
+import { createTokenSelect, TOKEN_SELECT, TOKEN_SELECT_DEFAULTS } from "./token-select.ts";
 import { createKvAppendOnly } from "./kv-append-only.ts";
 import { createToposort } from "./toposort.ts";
 
@@ -20,5 +25,47 @@ export function defaultRegistry(): PassRegistry {
       create: createLiftAttention,
     })
     .register({ name: "lower-attention", create: createLowerAttention })
-    .register({ name: "kv-append-only", create: createKvAppendOnly });
+    .register({ name: "kv-append-only", create: createKvAppendOnly })
+    // Sparse attention rewrites canonical nodes: --passes lift-attention,<pass>,lower-attention.
+    .register({
+      name: STREAMING_LLM,
+      options: {
+        sinks: { type: "int", description: "attention-sink tokens kept from the start", default: STREAMING_LLM_DEFAULTS.sinks },
+        window: { type: "int", description: "most recent tokens kept", default: STREAMING_LLM_DEFAULTS.window },
+      },
+      create: (o) => createStreamingLlm({ sinks: o["sinks"] as number, window: o["window"] as number }),
+    })
+    .register({
+      name: TIDAL_DECODE,
+      options: {
+        top_k: { type: "string", description: "keys per query head in sparse layers: a count or a share (12.5%)", default: "256" },
+        full_layers: { type: "int", description: "leading layers that keep full attention", default: TIDAL_DEFAULTS.fullLayers },
+        select_layers: { type: "string", description: "token-selection layers ([2, 13]); auto: the paper's 13/32 depth", default: "auto" },
+      },
+      create: (o) =>
+        createTidalDecode({
+          topK: parseBudget(String(o["top_k"]), `${TIDAL_DECODE}: top_k`),
+          fullLayers: o["full_layers"] as number,
+          selectLayers: parseLayers(String(o["select_layers"]), `${TIDAL_DECODE}: select_layers`),
+        }),
+    })
+    .register({
+      name: TOKEN_SELECT,
+      options: {
+        top_k: { type: "string", description: "middle keys selected per step: a count or a share (12.5%)", default: "2048" },
+        sinks: { type: "int", description: "leading tokens always attended to", default: TOKEN_SELECT_DEFAULTS.sinks },
+        window: { type: "int", description: "most recent tokens always attended to", default: TOKEN_SELECT_DEFAULTS.window },
+        kernel_size: { type: "int", description: "max-pooling width over the votes; -1: none", default: TOKEN_SELECT_DEFAULTS.kernelSize },
+        selection_cache: { type: "boolean", description: "reuse the selection while consecutive queries are similar (not built yet)", default: false },
+        cache_threshold: { type: "number", description: "query cosine similarity above which the selection is reused", default: 0.9 },
+      },
+      create: (o) =>
+        createTokenSelect({
+          topK: parseBudget(String(o["top_k"]), `${TOKEN_SELECT}: top_k`),
+          sinks: o["sinks"] as number,
+          window: o["window"] as number,
+          kernelSize: o["kernel_size"] as number,
+          selectionCache: o["selection_cache"] === true ? { threshold: o["cache_threshold"] as number } : undefined,
+        }),
+    });
 }

@@ -17,6 +17,8 @@ export interface TokenSelectOptions {
   window: number;
   /** Max-pooling width over the votes (odd; -1: none). */
   kernelSize: number;
+  /** The paper's selection cache (reuse indices while consecutive queries stay similar): not built yet, refused. */
+  selectionCache?: { threshold: number };
 }
 
 /** The released configuration (algorithms.md §1): n_init 128, n_local 512, top_k 2048, no pooling. */
@@ -35,6 +37,9 @@ export function createTokenSelect(options: Partial<TokenSelectOptions> = {}): Pa
   const opts = { ...TOKEN_SELECT_DEFAULTS, ...options };
   if (opts.kernelSize !== -1 && (opts.kernelSize < 1 || opts.kernelSize % 2 === 0)) {
     throw new PipecError("pass-option", `${TOKEN_SELECT}: kernel_size must be -1 (no pooling) or an odd width, got ${opts.kernelSize}`);
+  }
+  if (opts.selectionCache) {
+    throw new PipecError("not-implemented", `${TOKEN_SELECT}: selection_cache is not implemented in this build (the released TokenSelect ships with it off too); drop it or set it to false`);
   }
   return {
     name: TOKEN_SELECT,
