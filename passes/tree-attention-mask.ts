@@ -1,0 +1,110 @@
+import { makeAttribute } from "../compiler/ir/attribute.ts";
+import { Builder } from "../compiler/ir/builder.ts";
+import { DataType } from "../compiler/ir/dtype.ts";
+import type { Graph } from "../compiler/ir/graph.ts";
+import type { Model } from "../compiler/ir/model.ts";
+import type { Value } from "../compiler/ir/value.ts";
+import { PipecError } from "../compiler/errors.ts";
+import type { Pass, PassResult } from "../compiler/pass-manager/pass.ts";
+import { createDce } from "./dce.ts";
+import { isCanonical, readCanonical } from "./attention/canonical-node.ts";
+import { dtypeOf, shapeOf } from "./attention/ops.ts";
+import { MS_GROUP_QUERY_ATTENTION_FORM } from "./attention/ms-group-query-attention.ts";
+
+export const TREE_MASK_INPUT = "tree_attention_mask";
+export const POSITION_IDS_INPUT = "position_ids";
+
+/**
+ * Tree verification scores a token tree in one call: each node attends to the cached context
+ * and its own ancestors only, and sits at position (context length + depth). The model's own
+ * mask (causal, padding, seqlens) cannot say that, so this pass makes both explicit inputs:
+ *
+ *   tree_attention_mask float [B, 1, S, N]  additive: 0 to attend, -inf (or very negative) not;
+ *                                           N = past + S keys, the new tokens last
+ *   position_ids        int64 [B, S]        kept when the model has it; added otherwise
+ *
+ * It rewrites canonical `pipec::Attention` nodes (run lift-attention first), so it works on every
+ * encoding recognition handles. Fused GroupQueryAttention derived rotary positions from
+ * seqlens_k; its lifted rotary is rewired to read `position_ids`. A causal chain mask reproduces
+ * the ordinary outputs.
+ */
+export function createTreeAttentionMask(): Pass {
+  return {
+    name: "tree-attention-mask",
+    description: "replace every attention's own mask by a tree_attention_mask [B,1,S,N] input and explicit position_ids (after lift-attention)",
+    run(model: Model): PassResult {
+      const graph = model.graph;
+      const attention = graph.nodeArray().filter(isCanonical);
+      if (attention.length === 0) {
+        throw new PipecError("no-canonical-attention", "tree-attention-mask rewrites pipec::Attention nodes, and this model has none: run lift-attention first (or the model's attention is not recognised)");
+      }
+      if (graph.lookup(TREE_MASK_INPUT)?.isGraphInput) return { changed: false, stats: { "masks-replaced": 0, "rotary-positions-rewired": 0 } };
+
+      const mask = graph.addInput(TREE_MASK_INPUT, DataType.FLOAT, ["batch_size", 1, "sequence_length", "total_sequence_length"]);
+      const maskByDtype = new Map<number, Value>([[DataType.FLOAT, mask]]);
+      for (const node of attention) {
+        const dtype = dtypeOf(node.input(0)) ?? DataType.FLOAT;
+        let typed = maskByDtype.get(dtype);
+        if (!typed) {
+          // lower-attention adds a float16 model's mask in its own dtype before widening.
+          typed = new Builder(graph, { before: node, provenance: "tree-attention-mask" }).op.Cast(mask, { to: dtype });
+          maskByDtype.set(dtype, typed);
+        }
+        if (node.inputs.length > 3) node.setInput(3, typed);
+        else node.appendInput(typed);
+        node.setAttribute(makeAttribute("mask_kind", "additive"));
+        node.setAttribute(makeAttribute("is_causal", 0));
+      }
+
+      const positions = explicitPositions(graph);
+      const rewired = attention.some((n) => readCanonical(n).source_form === MS_GROUP_QUERY_ATTENTION_FORM) ? rewireDerivedRotaryPositions(graph, positions) : 0;
+      // The model's own mask construction is unread now.
+      createDce().run(model, { options: {}, note: () => {} });
+      return { changed: true, stats: { "masks-replaced": attention.length, "rotary-positions-rewired": rewired } };
+    },
+  };
+}
+
+function explicitPositions(graph: Graph): Value {
+  const existing = graph.lookup(POSITION_IDS_INPUT);
+  if (existing?.isGraphInput) return existing;
+  return graph.addInput(POSITION_IDS_INPUT, DataType.INT64, ["batch_size", "sequence_length"]);
+}
+
+/**
+ * The lifted GroupQueryAttention gathers cos/sin rows at positions computed from seqlens_k (a
+ * chain position, wrong for a tree). Each such Gather (a constant [positions, D/2] float table
+ * indexed by a computed value rather than a graph input) now reads `position_ids`.
+ */
+function rewireDerivedRotaryPositions(graph: Graph, positions: Value): number {
+  const gathers = graph.nodeArray().filter((n) => n.op === "Gather" && isRotaryTable(n.input(0)) && !indexesAnInputDirectly(n.input(1)!));
+  const casts = new Map<number, Value>();
+  for (const node of gathers) {
+    const dtype = dtypeOf(node.input(1)) ?? DataType.INT64;
+    let typed = dtype === DataType.INT64 ? positions : casts.get(dtype);
+    if (!typed) {
+      typed = new Builder(graph, { before: node, provenance: "tree-attention-mask" }).op.Cast(positions, { to: dtype });
+      casts.set(dtype, typed);
+    }
+    node.setInput(1, typed);
+  }
+  return gathers.length;
+}
+
+/** A cos or sin cache: a constant float table [maxPositions, D/2]. */
+function isRotaryTable(v: Value | undefined): boolean {
+  const dtype = dtypeOf(v);
+  return isConstantTable(v) && shapeOf(v)?.length === 2 && (dtype === DataType.FLOAT || dtype === DataType.FLOAT16);
+}
+
+function isConstantTable(v: Value | undefined): boolean {
+  return !!v && (v.isInitializer || v.producer?.op === "Constant");
+}
+
+/** A lookup by a graph input (input_ids, position_ids), possibly cast or reshaped. */
+function indexesAnInputDirectly(indices: Value): boolean {
+  let v: Value | undefined = indices;
+  while (v?.producer && ["Cast", "Identity", "Reshape", "Unsqueeze"].includes(v.producer.op)) v = v.producer.input(0);
+  return !!v?.isGraphInput;
+}
+
