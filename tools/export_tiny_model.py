@@ -300,6 +300,7 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--opset", type=int, default=17)
     ap.add_argument("--decode-steps", type=int, default=10)
+    ap.add_argument("--sample-tokens", type=int, default=64, help="length of the greedy samples printed")
     ap.add_argument("--prompts", nargs="*", default=[
         "The state of the Union is",
         "Mr. Speaker, Mr. Vice President, Members of Congress, my fellow Americans:",
@@ -344,6 +345,14 @@ def main():
         log(f"prompt {prompt!r}: prefill + {args.decode_steps} decode steps; torch==ort tokens: {same}; "
             f"prefill logits max|diff| {diff:.2e}")
         log("   ", repr(tok.decode(ort_new)))
+        if args.sample_tokens:
+            long_ort, _ = ort_greedy(sess, cfg, ids, args.sample_tokens)
+            with torch.no_grad():
+                g = model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                                   max_new_tokens=args.sample_tokens, min_new_tokens=args.sample_tokens,
+                                   do_sample=False, pad_token_id=0)
+            same_long = g[0, len(ids):].tolist() == long_ort
+            samples.append((prompt, tok.decode(long_ort), same_long))
     # batch 2 with left padding: row 0 padded
     with torch.no_grad():
         a = [1] + tok.encode("The Congress").ids
@@ -364,6 +373,10 @@ def main():
         d = max(np.abs(lo[0, -1] - ra).max(), np.abs(lo[1, -1] - rb).max())
         log(f"batch-2 left-padded prefill vs unpadded torch: last-logit max|diff| {d:.2e}")
         ok &= d < 1e-3
+
+    for prompt, text, same_long in samples:
+        log(f"SAMPLE (onnxruntime greedy, {args.sample_tokens} tokens, identical to torch generate: {same_long})")
+        log(f"  {prompt}{text}")
 
     # ---- llama2.c
     bin_path = os.path.join(args.out, "model.bin")
