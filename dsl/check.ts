@@ -5,6 +5,7 @@ import type { Diagnostics } from "./diagnostics.ts";
 import type { FactsProvider, ModelFacts } from "./facts.ts";
 import { checkMethod, defaultMethod, show, type MethodUse } from "./method.ts";
 import { suggestion } from "./suggest.ts";
+import { tokenizerVocabSize } from "./tokenizer-vocab.ts";
 import { DECLARATIONS, DEVICES, MAX_TOKENS_DEFAULT, MODEL_LOADERS, PIPELINE_SETTINGS, SLOTS, STAGE_KINDS, TOKENIZER_KINDS } from "./schema.ts";
 
 export type Device = (typeof DEVICES)[number];
@@ -24,6 +25,8 @@ export interface CheckedTokenizer {
   kind: "hf" | "ids";
   path?: string;
   written?: string;
+  /** Token ids the tokenizer can produce (largest id + 1). */
+  vocabSize?: number;
   span: Span;
 }
 
@@ -191,7 +194,11 @@ class PipelineChecker {
     const l = this.loader(d, TOKENIZER_KINDS);
     if (!l) return;
     const tok: CheckedTokenizer = { name: d.name, kind: l.loader as "hf" | "ids", span: d.nameSpan };
-    if (l.loader === "hf") Object.assign(tok, { path: l.path, written: l.written });
+    if (l.loader === "hf") {
+      const vocabSize = tokenizerVocabSize(l.path);
+      if (typeof vocabSize !== "number") this.diags.error(`tokenizer '${d.name}': ${vocabSize.error}`, l.span);
+      Object.assign(tok, { path: l.path, written: l.written, ...(typeof vocabSize === "number" && { vocabSize }) });
+    }
     this.tokenizers.set(d.name, tok);
   }
 
@@ -239,6 +246,7 @@ class PipelineChecker {
     const tok = stage.refs["tokenizer"] !== undefined ? this.tokenizers.get(stage.refs["tokenizer"]) : undefined;
     const stop = d.body?.find((s) => s.key === "stop");
     if (tok?.kind === "ids" && stop && stage.stop.length) this.diags.error(`stop strings need a text tokenizer, but '${tok.name}' is raw ids`, stop.keySpan);
+    this.checkTokenizerFits(stage, v);
     this.checkAgainstModels(stage);
     this.stages.set(d.name, stage);
   }
@@ -273,6 +281,16 @@ class PipelineChecker {
     const candidates = [...this.declared.values()].filter((x) => x.keyword === refers).map((x) => x.name);
     this.diags.error(d ? `'${v.name}' is a ${d.keyword}, not a ${refers}` : `unknown ${refers} '${v.name}'${suggestion(v.name, candidates)}`, v.span);
     return undefined;
+  }
+
+  /** A tokenizer producing ids beyond the model's logits would index past them. */
+  private checkTokenizerFits(stage: CheckedStage, call: Value): void {
+    const tok = stage.refs["tokenizer"] !== undefined ? this.tokenizers.get(stage.refs["tokenizer"]) : undefined;
+    const model = stage.refs["model"] !== undefined ? this.models.get(stage.refs["model"]) : undefined;
+    const vocab = model?.facts?.vocabSize;
+    if (tok?.vocabSize === undefined || vocab === undefined || tok.vocabSize <= vocab) return;
+    const arg = call.kind === "call" ? (call.args.find((a) => a.name === "tokenizer") ?? call.args[1]) : undefined;
+    this.diags.error(`tokenizer '${tok.name}' has ${tok.vocabSize} token ids but model '${model!.name}' has a vocabulary of ${vocab}: use the model's own tokenizer`, arg?.value.span ?? stage.span);
   }
 
   /** Layer indices within the model, the draft model's vocabulary equal to the target's. */

@@ -30,7 +30,7 @@ export function readModelFacts(model: Model, configDir?: string): ModelFacts {
     const num = (...keys: string[]) => keys.map((k) => config[k]).find((x): x is number => typeof x === "number");
     facts.heads = num("num_attention_heads", "n_head", "heads");
     facts.kvHeads ??= num("num_key_value_heads", "kvHeads");
-    facts.headDim ??= num("head_dim", "headDim");
+    facts.headDim ??= num("head_dim", "head_size", "headDim");
     facts.vocabSize ??= num("vocab_size", "vocabSize");
     if (facts.heads === undefined) delete facts.heads;
   }
@@ -43,9 +43,9 @@ function readConfig(dir: string): Record<string, unknown> | undefined {
     if (!existsSync(path)) continue;
     try {
       const json = JSON.parse(readFileSync(path, "utf8")) as Record<string, unknown>;
-      // genai_config.json nests the decoder's facts under model.decoder.
-      const decoder = (json["model"] as { decoder?: Record<string, unknown> } | undefined)?.decoder;
-      return decoder ? { ...json, ...decoder } : json;
+      // genai_config.json nests the facts under model and model.decoder.
+      const model = json["model"] as (Record<string, unknown> & { decoder?: Record<string, unknown> }) | undefined;
+      return model ? { ...json, ...model, ...model.decoder } : json;
     } catch {
       return undefined;
     }
