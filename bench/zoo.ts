@@ -4,7 +4,7 @@
  * external data, so a build holds about one weight at a time (the 1B model, 4.2 GB of weights,
  * built with a 374 MiB peak RSS in 131 s on a shared 2-core machine).
  *
- * Usage: tsx bench/zoo.ts [10m|100m|1b|all] [--encoding decomposed|ms|standard]
+ * Usage: tsx bench/zoo.ts [5m|10m|100m|800m|1b|all] [--encoding decomposed|ms|standard]
  */
 import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -12,10 +12,14 @@ import { ENCODINGS, llamaConfig, parameterCount, writeZooModel, type AttentionEn
 
 const MODELS_DIR = join(import.meta.dirname, "models");
 
-/** Llama-shaped sizes: 10M (tiny-stories scale), 100M (GPT-2-small scale), 1B (Llama-3.2-1B shape, 32k vocab). */
+/** Llama-shaped sizes: 5M and 10M (tiny-stories scale), 100M (GPT-2-small scale), 800M and 1B (Llama-3.2-1B shape, 32k vocab). */
 export const BENCH_ZOO: Record<string, LlamaConfig> = {
+  // ~5M, 4K positions: per-step host work and cache copies dominate its decode (bench/runtime.ts).
+  "5m": llamaConfig({ vocabSize: 4096, hidden: 256, layers: 4, heads: 8, kvHeads: 4, intermediate: 688, maxPositions: 4096, seed: 5 }),
   "10m": llamaConfig({ vocabSize: 8192, hidden: 256, layers: 8, heads: 8, kvHeads: 4, intermediate: 688, maxPositions: 2048, seed: 10 }),
   "100m": llamaConfig({ vocabSize: 32000, hidden: 768, layers: 12, heads: 12, kvHeads: 4, intermediate: 2048, maxPositions: 2048, tiedEmbeddings: true, seed: 100 }),
+  // ~790M: the 1B shape with a narrower MLP, for the memory-bandwidth row of bench/runtime.ts.
+  "800m": llamaConfig({ vocabSize: 32000, hidden: 2048, layers: 16, heads: 32, kvHeads: 8, intermediate: 5632, maxPositions: 2048, tiedEmbeddings: true, seed: 800 }),
   "1b": llamaConfig({ vocabSize: 32000, hidden: 2048, layers: 16, heads: 32, kvHeads: 8, intermediate: 8192, maxPositions: 4096, tiedEmbeddings: true, seed: 1000 }),
 };
 

@@ -2,7 +2,9 @@
 // rows). The runtime owns one buffer per slot with room for C rows, feeds the whole
 // buffer as past, and masks rows [length, C) out. Per step it copies S new rows per slot
 // (optionally through preallocated, bound output tensors at S = 1): nothing proportional to the context
-// is copied or allocated. Truncate only moves the length; the buffer doubles when full.
+// is copied or allocated. Truncate only moves the length; the buffer doubles when full (the
+// generator reserves the run's length up front). An empty cache feeds a zero-row past, so a
+// prompt attends over its own S rows rather than S + C.
 import * as ort from "onnxruntime-node";
 import type { KvSlot } from "../contract.ts";
 import { allocFloat, allocInt, fillInt, floatData, type FloatArray, type IntArray, type IntType } from "../tensors.ts";
@@ -12,6 +14,8 @@ export class AppendKvCache implements KvCache {
   private readonly geometries: SlotGeometry[];
   private buffers: FloatArray[] = [];
   private pasts: ort.Tensor[] = [];
+  /** Zero-row pasts: an empty cache (the prompt's first chunk) attends over its own rows only, not the whole buffer. */
+  private readonly emptyPasts: ort.Tensor[];
   /** Bound outputs for single-row steps, reused every decode step (made on first use). */
   private singleRow?: ort.Tensor[];
   /** Invariant: [0, rows) = 1, [rows, capacity) = 0, [capacity, end) = 1 (the new rows' slots). */
@@ -26,6 +30,7 @@ export class AppendKvCache implements KvCache {
     initialCapacity: number,
   ) {
     this.geometries = slots.map(geometry);
+    this.emptyPasts = slots.map((slot) => new ort.Tensor(slot.type, allocFloat(slot.type, 0), dimsWithRows(slot, 0)));
     this.maskValues = allocInt(maskType, 0);
     this.resize(initialCapacity, 1);
   }
@@ -48,14 +53,14 @@ export class AppendKvCache implements KvCache {
       this.singleRow ??= this.slots.map((slot, i) => new ort.Tensor(slot.type, allocFloat(slot.type, this.geometries[i].outer * this.geometries[i].inner), dimsWithRows(slot, 1)));
     }
     this.slots.forEach((slot, i) => {
-      feeds[slot.input] = this.pasts[i];
+      feeds[slot.input] = this.rows === 0 ? this.emptyPasts[i] : this.pasts[i];
       fetches[slot.output] = bind && S === 1 ? this.singleRow![i] : null;
     });
   }
 
   mask(S: number): IntArray {
     if (this.maskValues.length < this.capacity + S) this.resize(this.capacity, S);
-    return this.maskValues.subarray(0, this.capacity + S);
+    return this.rows === 0 ? this.maskValues.subarray(this.capacity, this.capacity + S) : this.maskValues.subarray(0, this.capacity + S);
   }
 
   accept(outputs: Record<string, ort.Tensor>, S: number): void {

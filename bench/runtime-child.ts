@@ -1,0 +1,59 @@
+/**
+ * One decode measurement in its own process (peak RSS is per process), for bench/runtime.ts.
+ * Prints one JSON line: the generated tokens, prefill ms, decode tokens/s, host ms per token
+ * (wall time outside session.run over generated tokens) and peak RSS.
+ *
+ * Usage: tsx bench/runtime-child.ts <baseline|runtime> <model.onnx> <prompt tokens> <new tokens> <threads>
+ */
+import { DecoderModel } from "../runtime/decoder.ts";
+import { Generator } from "../runtime/generate.ts";
+import { runBaseline } from "./baseline-loop.ts";
+
+export interface ChildResult {
+  tokens: number[];
+  kvMode: string;
+  prefillMs: number;
+  decodeTokensPerSecond: number;
+  hostMsPerToken: number;
+  peakKvMiB?: number;
+  peakRssMiB: number;
+}
+
+/** A deterministic prompt of `length` ids, away from the special ids 0-2. */
+export function benchPrompt(length: number): number[] {
+  return Array.from({ length }, (_, i) => 3 + ((i * 7919 + 13) % 4000));
+}
+
+async function measure(loop: string, modelPath: string, promptLength: number, newTokens: number, threads: number): Promise<Omit<ChildResult, "peakRssMiB">> {
+  const prompt = benchPrompt(promptLength);
+  if (loop === "baseline") {
+    const run = await runBaseline(modelPath, prompt, newTokens, threads);
+    return {
+      tokens: run.tokens,
+      kvMode: "present (fed back)",
+      prefillMs: run.prefillMs,
+      decodeTokensPerSecond: ((newTokens - 1) * 1000) / run.decodeMs,
+      hostMsPerToken: (run.prefillMs + run.decodeMs - run.sessionRunMs) / newTokens,
+    };
+  }
+  const model = await DecoderModel.open(modelPath, { device: "cpu", threads });
+  try {
+    const { tokens, stats } = await new Generator(model).run(prompt, { maxTokens: newTokens, eosTokenIds: [] });
+    return {
+      tokens,
+      kvMode: model.contract.kvMode,
+      prefillMs: stats.prefillMs,
+      decodeTokensPerSecond: stats.decodeTokensPerSecond,
+      hostMsPerToken: stats.hostMs / newTokens,
+      peakKvMiB: stats.peakKvBytes / 2 ** 20,
+    };
+  } finally {
+    await model.release();
+  }
+}
+
+if (process.argv[1] === import.meta.filename) {
+  const [loop, modelPath, promptLength, newTokens, threads] = process.argv.slice(2);
+  const result = await measure(loop!, modelPath!, Number(promptLength), Number(newTokens), Number(threads));
+  process.stdout.write(JSON.stringify({ ...result, peakRssMiB: process.resourceUsage().maxRSS / 1024 }) + "\n");
+}
