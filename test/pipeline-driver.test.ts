@@ -3,7 +3,8 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { main } from "../compiler/cli/main.ts";
-import { compileFile } from "../compiler/pipeline/compile.ts";
+import { compileFile, compileSource } from "../compiler/pipeline/compile.ts";
+import { runCompiled } from "../compiler/pipeline/run.ts";
 import { tempDir } from "./helpers/tmp.ts";
 
 const ROOT = resolve(import.meta.dirname, "..");
@@ -42,5 +43,27 @@ await pipeline.close();
     const fromRun = (JSON.parse(stdout) as { tokens: number[] }).tokens;
     expect(fromDriver).toEqual(greedy);
     expect(fromRun).toEqual(fromDriver);
+  });
+
+  it("opens the draft model of speculate: draft and still decodes exactly the greedy tokens", async () => {
+    const fixture = (name: string) => JSON.stringify(join(ROOT, "test/fixtures/reference", name, "model.onnx"));
+    const source = `pipeline spec {
+  model llm = onnx(${fixture("llama-dynamo")})
+  model small = onnx(${fixture("qwen2-dynamo")})
+  tokenizer tok = ids
+  stage decode = generate(llm, tok) {
+    speculate: draft(model: small, k: 3)
+    max_tokens: 24
+  }
+}
+`;
+    const specOut = join(tmp, "spec");
+    const compiled = await compileSource(source, join(tmp, "spec.pipe"), { outDir: specOut });
+    expect(compiled.diagnostics).toEqual([]);
+    expect(readFileSync(join(specOut, "driver.ts"), "utf8")).toContain('speculate: { kind: "draft", model: draftModel, draftLength: 3 },');
+    let end: { tokens: number[]; stats: { speculative?: { source: string } } } | undefined;
+    for await (const event of runCompiled(specOut, input_ids, { device: "cpu" })) if (event.kind === "end") end = event;
+    expect(end!.tokens).toEqual(greedy);
+    expect(end!.stats.speculative?.source).toBe("draft");
   });
 });

@@ -1,5 +1,6 @@
 import { IndentationText, Project, QuoteKind, VariableDeclarationKind, type WriterFunction } from "ts-morph";
 import type { GenerateNode, PipelineIR } from "./ir.ts";
+import { runtimeSampling, runtimeSpeculation } from "./runtime-options.ts";
 
 export interface DriverLayout {
   /** Module specifier of the runtime: `pipec/runtime`, or a relative path to runtime/index.ts. */
@@ -82,49 +83,30 @@ export function generateDriver(ir: PipelineIR, layout: DriverLayout): string {
 }
 
 function settingsLiteral(stage: GenerateNode): WriterFunction {
-  const sampling = samplingConfig(stage);
+  const sampling = runtimeSampling(stage.sampling.use);
   return (w) => {
     w.inlineBlock(() => {
       w.writeLine(`device: ${JSON.stringify(stage.device)},`);
       w.writeLine(`maxTokens: ${stage.maxTokens},`);
       w.writeLine(`stop: ${JSON.stringify(stage.stop)},`);
-      w.writeLine(`sampling: ${sampling ? JSON.stringify(sampling).replace(/"(\w+)":/g, "$1: ").replace(/,/g, ", ") : "undefined"},`);
+      w.writeLine(`sampling: ${sampling ? literal(sampling) : "undefined"},`);
     });
     w.write(" as const satisfies { device: Device; maxTokens: number; stop: readonly string[]; sampling: SamplingConfig | undefined }");
   };
 }
 
-/** The runtime's SamplingConfig for the stage (undefined: greedy); filters left at their neutral value are omitted. */
-export function samplingConfig(stage: GenerateNode): Record<string, number> | undefined {
-  const use = stage.sampling.use;
-  if (use.method === "greedy") return undefined;
-  const p = use.params as Record<string, number>;
-  const config: Record<string, number> = { temperature: p["temperature"]! };
-  if (p["top_k"]! > 0) config["topK"] = p["top_k"]!;
-  if (p["top_p"]! < 1) config["topP"] = p["top_p"]!;
-  if (p["repetition_penalty"]! !== 1) config["repetitionPenalty"] = p["repetition_penalty"]!;
-  config["seed"] = p["seed"]!;
-  return config;
-}
-
-/** The runtime's SpeculateOptions as source text (`draftModel` is opened by the driver), or undefined. */
-function speculateOptions(stage: GenerateNode): string | undefined {
-  const use = stage.speculate.use;
-  const p = use.params;
-  const length = (k: unknown) => {
-    if (typeof k === "number") return `draftLength: ${k}`;
-    const a = (k as { adaptive: { threshold: number; min: number; max: number } }).adaptive;
-    return `draftLength: "adaptive", adaptive: { threshold: ${a.threshold}, min: ${a.min}, max: ${a.max} }`;
-  };
-  if (use.method === "lookup") return `{ kind: "lookup", maxNgram: ${p["ngram"]}, draftLength: ${p["max_draft"]} }`;
-  if (use.method === "draft") return `{ kind: "draft", model: draftModel, ${length(p["k"])} }`;
-  return undefined;
+/** An object as TypeScript source: `{ kind: "lookup", maxNgram: 3 }`. */
+function literal(value: object, replace: Record<string, string> = {}): string {
+  const entries = Object.entries(value).filter(([, v]) => v !== undefined);
+  return `{ ${entries.map(([k, v]) => `${k}: ${k in replace ? replace[k] : typeof v === "object" ? literal(v as object) : JSON.stringify(v)}`).join(", ")} }`;
 }
 
 function body(stage: GenerateNode, layout: DriverLayout, hasTokenizer: boolean): WriterFunction {
   const modelFile = layout.modelFiles[stage.model]!;
-  const speculate = speculateOptions(stage);
-  const draft = stage.speculate.use.method === "draft" ? layout.modelFiles[stage.speculate.use.params["model"] as string] : undefined;
+  const speculation = runtimeSpeculation(stage.speculate.use);
+  const draft = speculation?.kind === "draft" ? layout.modelFiles[speculation.model] : undefined;
+  // The draft model is opened by the driver and passed in place of its name.
+  const speculate = speculation && literal(speculation, { model: "draftModel" });
   return (w) => {
     w.writeLine(`const file = (path: string) => fileURLToPath(new URL(path, import.meta.url));`);
     w.writeLine(`const session = { device: options.device ?? settings.device, threads: options.threads };`);
