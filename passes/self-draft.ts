@@ -85,7 +85,10 @@ export function skippedLayers(options: Readonly<Record<string, unknown>>, layerC
   return [...new Set(layers)].sort((a, b) => a - b);
 }
 
-/** Values the attention reads (its Q, K, V and everything upstream): the residual is among them. */
+/**
+ * Values upstream of the attention's query, with every output of their producers: the residual
+ * is among them (a skip norm feeds the query its normalised output and the residual its sum).
+ */
 function residualCandidates(attention: Node): Set<Value> {
   const upstream = new Set<Value>();
   const work = [attention.input(0)!];
@@ -93,6 +96,7 @@ function residualCandidates(attention: Node): Set<Value> {
     const v = work.pop()!;
     if (upstream.has(v)) continue;
     upstream.add(v);
+    for (const sibling of v.producer?.outputs ?? []) if (sibling) upstream.add(sibling);
     for (const input of v.producer?.inputs ?? []) if (input) work.push(input);
   }
   return upstream;
