@@ -4,6 +4,7 @@
 import type * as ort from "onnxruntime-node";
 import type { DecoderModel } from "./decoder.ts";
 import { RuntimeError } from "./errors.ts";
+import { evictStreaming, type StreamingConfig } from "./cache/streaming.ts";
 import { RunClock, type GenerationStats } from "./metrics.ts";
 import { Speculator, type SpeculateOptions } from "./speculative/speculator.ts";
 import type { LogitsProcessor } from "./sampling/processors.ts";
@@ -33,6 +34,8 @@ export interface GenerateOptions {
   promptOverflow?: "error" | "truncate-left";
   /** Speculative decoding: draft several tokens and verify them in one call; the output is the same as without it. */
   speculate?: SpeculateOptions;
+  /** StreamingLLM: after every step keep only the sink rows and the recent window of the KV cache (the model needs the streaming-llm pass). */
+  streaming?: StreamingConfig;
 }
 
 export type FinishReason = "eos" | "stop-string" | "max-tokens" | "context-full" | "aborted";
@@ -87,7 +90,9 @@ export class Generator {
     const eos = new Set(options.eosTokenIds ?? (this.tokenizer?.eosTokenId !== undefined ? [this.tokenizer.eosTokenId] : this.model.eosTokenIds));
     const text = this.tokenizer ? new TextStream(this.tokenizer, stopStrings) : undefined;
 
+    if (options.streaming && options.speculate) throw new RuntimeError("streaming-with-speculation", "StreamingLLM eviction and speculative decoding cannot be combined: verification rolls back rows eviction may have dropped");
     const sequence = this.model.newSequence();
+    const evict = () => options.streaming && evictStreaming(sequence, options.streaming);
     sequence.reserve(promptIds.length + maxTokens);
     const tokens = [...promptIds];
     const generated: number[] = [];
@@ -103,6 +108,7 @@ export class Generator {
     const chunk = options.prefillChunkSize ?? promptIds.length;
     for (let at = 0; at < promptIds.length && !options.signal?.aborted; at += chunk) {
       last = await sequence.forward(promptIds.slice(at, at + chunk));
+      evict();
     }
     clock.prefillMs = clock.now() - prefillStart;
 
@@ -146,6 +152,7 @@ export class Generator {
         decided.push(...(await speculator.step(token, tokens, room)));
       } else {
         last = await sequence.forward([token]);
+        evict();
       }
     }
     await speculator?.release();

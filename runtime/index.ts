@@ -3,6 +3,7 @@ export { openSession, missingRequirement, type Device, type GraphOptimizationLev
 export { readContract, type DecoderContract, type KvMode, type KvSlot, type StateSlot } from "./contract.ts";
 export { DecoderModel, DecoderSequence, readDeclaredConfig, type DecoderOptions, type DeclaredConfig } from "./decoder.ts";
 export { createKvCache, type KvCache, type KvCacheOptions } from "./cache/kv-cache.ts";
+export { evictStreaming, streamingKeep, type StreamingConfig } from "./cache/streaming.ts";
 export { Generator, type EndEvent, type FinishReason, type GenerateOptions, type GenerationEvent, type GenerationResult, type TokenEvent } from "./generate.ts";
 export type { GenerationStats } from "./metrics.ts";
 export { Speculator, type DraftModelSpeculation, type LookupSpeculation, type SpeculateOptions } from "./speculative/speculator.ts";

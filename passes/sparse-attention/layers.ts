@@ -1,9 +1,14 @@
 import type { Model } from "../../compiler/ir/model.ts";
 import type { Node } from "../../compiler/ir/node.ts";
+import { inferShapes } from "../../compiler/ir/shape-inference/index.ts";
 import { isCanonical } from "../attention/canonical-node.ts";
 import { isSparse } from "./site.ts";
 
-/** The main graph's canonical attention nodes not yet made sparse, in graph order. */
+/**
+ * The main graph's canonical attention nodes not yet made sparse, in graph order. Types are
+ * inferred first: the selection subgraphs widen float16 operands to float32.
+ */
 export function denseCanonicalNodes(model: Model): Node[] {
+  inferShapes(model);
   return model.graph.nodeArray().filter((n) => isCanonical(n) && !isSparse(n));
 }

@@ -1,11 +1,18 @@
 // Parity of a sparse-attention rewrite against the unrewritten model in onnxruntime: one step
 // of `seq` new tokens after a seeded past of `past` rows (seq > 1: a prefill, seq = 1: decode).
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
 import * as ort from "onnxruntime-node";
 import type { Model } from "../../compiler/ir/model.ts";
+import { importLlama2c } from "../../compiler/importers/llama2c.ts";
+import { loadModel } from "../../compiler/onnx/index.ts";
+import { buildZooModel, ENCODINGS, gpt2Config, llamaConfig } from "../../compiler/zoo/index.ts";
 import { lowerAttention } from "../../passes/attention/lower.ts";
 import { liftAttention } from "../../passes/attention/lift.ts";
 import { halfToFloat } from "../../runtime/tensors.ts";
 import { modelBytes } from "./ort-parity.ts";
+import { HAVE_SHARED, SHARED_FIXTURES, sharedOnnxFiles } from "./fixtures.ts";
 import { seededFeeds } from "./ort-inputs.ts";
 
 export interface Step {
@@ -68,4 +75,46 @@ function floats(t: ort.Tensor): Float32Array {
   if (t.type === "float32") return t.data as Float32Array;
   const half = t.data as Uint16Array;
   return Float32Array.from(half, halfToFloat);
+}
+
+export interface ExactnessCase {
+  name: string;
+  load(): Model | Promise<Model>;
+}
+
+/** Zoo models in every encoding (6 layers, so layer-role passes have sparse layers) and the reference exports. */
+export function projectExactnessCases(): ExactnessCase[] {
+  const zoo = ENCODINGS.flatMap((encoding) =>
+    [llamaConfig({ layers: 6 }), gpt2Config({ layers: 6 })].map((config) => ({ name: `zoo ${config.family} ${encoding}`, load: () => buildZooModel(config, { encoding }) })),
+  );
+  const reference = REFERENCE_EXPORTS.map((dir) => ({ name: `reference ${dir}`, load: () => loadModel(resolve(REFERENCE_DIR, dir, "model.onnx")) }));
+  return [...zoo, ...reference];
+}
+
+/** The shared fixture decoders and stories260K imported in every encoding (empty when ../shared is absent). */
+export function sharedExactnessCases(): ExactnessCase[] {
+  const onnx = sharedOnnxFiles().map((file) => ({ name: `shared ${file}`, load: () => loadModel(resolve(SHARED_FIXTURES, file)) }));
+  const stories = resolve(SHARED_FIXTURES, "stories260K/stories260K.bin");
+  const imported = { name: "shared stories260K", load: () => loadModel(importLlama2c(stories, mkdtempSync(join(tmpdir(), "pipec-stories-"))).modelPath) };
+  return HAVE_SHARED ? [...onnx, imported] : [];
+}
+
+const REFERENCE_DIR = resolve(import.meta.dirname, "../fixtures/reference");
+const REFERENCE_EXPORTS = ["gpt2-dynamo", "gpt2-torchscript", "llama-dynamo", "llama-torchscript", "qwen2-dynamo", "qwen2-torchscript"];
+
+/**
+ * Runs a prefill (5 tokens) and a decode step (after 20 past rows) through lift + lower alone and
+ * through lift + `rewrite` + lower; returns how many blocks were lifted and rewritten and the
+ * largest output difference. The dense side is lowered too so the difference is the rewrite's
+ * alone: lowering computes fused and float16 attention in float32 (lift-attention's tests hold
+ * lift + lower to the original).
+ */
+export async function exactness(c: ExactnessCase, rewrite: (m: Model) => number): Promise<{ lifted: number; rewritten: number; diff: number }> {
+  const dense = await c.load();
+  sparsify(dense, () => 0);
+  const sparse = await c.load();
+  const counts = sparsify(sparse, rewrite);
+  let diff = 0;
+  for (const step of [{ past: 0, seq: 5 }, { past: 20, seq: 1 }]) diff = Math.max(diff, maxOutputDiff(await runStep(dense, step), await runStep(sparse, step)));
+  return { ...counts, diff };
 }
