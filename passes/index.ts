@@ -1,7 +1,10 @@
 import { PassRegistry } from "../compiler/pass-manager/registry.ts";
 import { createLiftAttention, createLowerAttention } from "./attention/index.ts";
+import { createAllPositionLogits } from "./all-position-logits.ts";
 import { createCse } from "./cse.ts";
 import { createDce } from "./dce.ts";
+import { createLogitsTopk } from "./logits-topk.ts";
+import { createSelfDraft } from "./self-draft.ts";
 import { parseBudget } from "./sparse-attention/budget.ts";
 import { parseLayers } from "./sparse-attention/options.ts";
 import { createStreamingLlm, STREAMING_LLM, STREAMING_LLM_DEFAULTS } from "./streaming-llm.ts";
@@ -9,6 +12,7 @@ import { createTidalDecode, TIDAL_DECODE, TIDAL_DEFAULTS } from "./tidal-decode.
 import { createTokenSelect, TOKEN_SELECT, TOKEN_SELECT_DEFAULTS } from "./token-select.ts";
 import { createKvAppendOnly } from "./kv-append-only.ts";
 import { createToposort } from "./toposort.ts";
+import { createTreeAttentionMask } from "./tree-attention-mask.ts";
 
 /**
  * Every pass the command line and .pipe files can name. Add a pass here with its options; the
@@ -67,5 +71,23 @@ export function defaultRegistry(): PassRegistry {
           kernelSize: o["kernel_size"] as number,
           selectionCache: o["selection_cache"] === true ? { threshold: o["cache_threshold"] as number } : undefined,
         }),
+    })
+    .register({ name: "all-position-logits", create: createAllPositionLogits })
+    .register({
+      name: "logits-topk",
+      options: {
+        k: { type: "int", description: "candidates per position in logits_topk_values/indices (0: none)", default: 8 },
+        argmax: { type: "boolean", description: "add logits_argmax [B, S]", default: true },
+      },
+      create: createLogitsTopk,
+    })
+    .register({ name: "tree-attention-mask", create: createTreeAttentionMask })
+    .register({
+      name: "self-draft",
+      options: {
+        skip: { type: "string", description: "decoder layers to skip, e.g. [1, 3]" },
+        keep_every: { type: "int", description: "keep layers 0, n, 2n, ... and skip the rest" },
+      },
+      create: createSelfDraft,
     });
 }
