@@ -2,7 +2,7 @@ import type { CstNode, IRecognitionException, IToken } from "chevrotain";
 import type { Argument, Comment, Declaration, Item, PipeFile, PipelineDecl, Setting, Span, Value } from "./ast.ts";
 import { Diagnostics } from "./diagnostics.ts";
 import { PipeGrammar } from "./grammar.ts";
-import { InvalidString, pipeLexer } from "./lexer.ts";
+import { InvalidString, LCurly, RCurly, pipeLexer } from "./lexer.ts";
 
 const grammar = new PipeGrammar();
 
@@ -43,9 +43,21 @@ function runRule(source: string, diagnostics: Diagnostics, rule: () => CstNode):
   for (const e of grammar.errors as (IRecognitionException & { previousToken?: IToken })[]) {
     // A missing ')' or '}' is reported where it belongs (after the last good token), not on the next line.
     const missing = e.token.tokenType.name === "EOF" || Number.isNaN(e.token.startOffset) || (e.previousToken !== undefined && e.token.startLine !== e.previousToken.endLine && e.name === "MismatchedTokenException");
-    diagnostics.syntaxError(e.message, missing ? afterToken(e.previousToken, source) : spanOf(e.token));
+    const open = e.token.tokenType.name === "EOF" && e.message.startsWith("expected '}'") ? unclosedBrace(lexed.tokens) : undefined;
+    const message = open ? `${e.message}: the '{' at ${open.startLine}:${open.startColumn} is never closed` : e.message;
+    diagnostics.syntaxError(message, missing ? afterToken(e.previousToken, source) : spanOf(e.token));
   }
   return cst;
+}
+
+/** The innermost '{' left open at the end of the input. */
+function unclosedBrace(tokens: readonly IToken[]): IToken | undefined {
+  const open: IToken[] = [];
+  for (const t of tokens) {
+    if (t.tokenType === LCurly) open.push(t);
+    else if (t.tokenType === RCurly) open.pop();
+  }
+  return open.at(-1);
 }
 
 function reportInvalidString(t: IToken, diagnostics: Diagnostics): void {
