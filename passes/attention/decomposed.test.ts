@@ -69,6 +69,17 @@ const SPELLINGS: Record<string, Spelling & { scale: number }> = {
       return b.op.MatMul(b.op.Where(b.op.IsNaN(p), b.float32(0), p), repeatByTile(b, x.value, 4));
     },
   },
+  "3-D [B*H, S, D] layout, GQA repeated before the merge": {
+    kvHeads: 2,
+    scale: 0.125,
+    attend: (b, x) => {
+      const merge = (v: Value, length: number) => b.op.Reshape(v, b.int64([H, length, D]));
+      const kT = b.op.Transpose(merge(repeatByExpand(b, x.key, 2), N), { perm: [0, 2, 1] });
+      const scores = b.op.Add(b.op.Mul(b.op.MatMul(merge(x.query, T), kT), b.float32(0.125)), b.op.Reshape(x.mask, b.int64([1, T, N])));
+      const out = b.op.MatMul(softmax(b, scores), merge(repeatByExpand(b, x.value, 2), N)); // [B*H, T, D]
+      return b.op.Reshape(out, b.int64([1, H, T, D]));
+    },
+  },
   "inverted Where (true hides), unscaled": {
     kvHeads: 4,
     scale: 1,

@@ -4,8 +4,8 @@ import type { Match, Rule, RuleContext } from "../../compiler/rewrite/index.ts";
 import { emitCanonical } from "./canonical-node.ts";
 import { kvNames } from "./kv-names.ts";
 import { accept, planOf, type LiftPlan } from "./plan.ts";
-import { dtypeOf, shapeOf } from "./ops.ts";
-import { peelKeyTranspose, peelRepeatKv, peelScale, rank, scalarConstant } from "./peel.ts";
+import { dtypeOf, OpsetOps, shapeOf } from "./ops.ts";
+import { peelHeadMerge, peelKeyTranspose, peelMergedKeyTranspose, peelRepeatKv, peelScale, rank, scalarConstant } from "./peel.ts";
 
 export const DECOMPOSED_FORM = "decomposed";
 
@@ -14,6 +14,9 @@ interface DecomposedPlan extends LiftPlan {
   key: Value;
   keyLayout: "BHND" | "BNHD";
   value_BHkvND: Value;
+  /** The block was written on [B*H, S, D] values; its output goes back to that layout. */
+  headsMerged: boolean;
+  opset: number;
 }
 
 const lastAxis = (axis: unknown) => axis === -1 || axis === 3 || `Softmax over axis ${String(axis)}, not the keys`;
@@ -45,19 +48,22 @@ export const decomposedAttentionRule: Rule = {
     });
     return p.op.MatMul(probs, p.var("valueIn"));
   },
-  check: (_ctx: RuleContext, m: Match) => {
-    const plan = analyse(m);
+  check: (ctx: RuleContext, m: Match) => {
+    const plan = analyse(m, ctx.model?.opset("") ?? 21);
     return typeof plan === "string" ? plan : accept(m, plan);
   },
   rewrite: (b: Builder, m: Match) => {
     const plan = planOf<DecomposedPlan>(m);
     const key_BHkvND = plan.keyLayout === "BNHD" ? b.op.Transpose(plan.key, { perm: [0, 2, 1, 3] }) : plan.key;
     const mask = m.tags.mask === "add" ? m.values.mask : m.tags.mask === "where" ? m.values.visible : m.tags.mask === "whereInverted" ? b.op.Not(m.values.hidden!) : undefined;
-    return emitCanonical(b, { query_BHTD: plan.query_BHTD, key_BHkvND, value_BHkvND: plan.value_BHkvND, mask }, plan.attrs);
+    const out_BHTD = emitCanonical(b, { query_BHTD: plan.query_BHTD, key_BHkvND, value_BHkvND: plan.value_BHkvND, mask }, plan.attrs);
+    if (!plan.headsMerged) return out_BHTD;
+    const ops = new OpsetOps(b, plan.opset);
+    return b.op.Reshape(out_BHTD, b.op.Concat(b.int64([-1]), ops.dim(out_BHTD, 2), ops.dim(out_BHTD, 3), { axis: 0 })); // [B*H, T, D]
   },
 };
 
-function analyse(m: Match): DecomposedPlan | string {
+function analyse(m: Match, opset: number): DecomposedPlan | string {
   const dtype = dtypeOf(m.values.probs);
   if (m.tags.guard?.startsWith("cast") && dtypeOf(m.root.inputs[0]) !== dtype) return "the Cast after Softmax changes the dtype";
   if (m.tags.mask?.startsWith("where") && !((scalarConstant(m.values.fill) ?? 0) <= -1e4)) return "Where fills masked scores with something other than a large negative constant";
@@ -69,8 +75,11 @@ function analyse(m: Match): DecomposedPlan | string {
     if (factor === undefined) return "the scores are scaled by a constant that is not a scalar";
     scale = m.tags.scale === "mul" ? factor : 1 / factor;
   }
-  const q = peelScale(m.values.queryIn!);
-  const transposed = peelKeyTranspose(m.values.keyT!);
+  const headsMerged = rank(m.values.queryIn!) === 3;
+  const merged = headsMerged ? unmergeHeads(m) : { queryIn: m.values.queryIn!, valueIn: m.values.valueIn! };
+  if (typeof merged === "string") return merged;
+  const q = peelScale(merged.queryIn);
+  const transposed = "key" in merged ? { key: merged.key, layout: "BHND" as const } : peelKeyTranspose(m.values.keyT!);
   if (typeof transposed === "string") return transposed;
   const k = peelScale(transposed.key);
   scale *= q.factor * k.factor;
@@ -81,7 +90,7 @@ function analyse(m: Match): DecomposedPlan | string {
 
   const key = peelRepeatKv(k.base);
   if (typeof key === "string") return key;
-  const value = peelRepeatKv(m.values.valueIn!);
+  const value = peelRepeatKv(merged.valueIn);
   if (typeof value === "string") return value;
   if (rank(key) !== 4 || rank(value) !== 4) return "K or V is not 4-D";
   const kvHeads = shapeOf(key)![transposed.layout === "BHND" ? 1 : 2];
@@ -97,5 +106,18 @@ function analyse(m: Match): DecomposedPlan | string {
     source_form: DECOMPOSED_FORM,
     ...kvNames(key, value),
   };
-  return { attrs, query_BHTD: q.base, key, keyLayout: transposed.layout, value_BHkvND: value };
+  return { attrs, query_BHTD: q.base, key, keyLayout: transposed.layout, value_BHkvND: value, headsMerged, opset };
 }
+
+/** Attention on [B*H, S, D] values: Q, K and V as the 4-D values they were reshaped from. The mask must not vary per head. */
+function unmergeHeads(m: Match): { queryIn: Value; key: Value; valueIn: Value } | string {
+  const mask = m.values.mask ?? m.values.visible ?? m.values.hidden;
+  const maskShape = shapeOf(mask);
+  if (mask && !(maskShape && (maskShape.length < 3 || maskShape[0] === 1))) return "the mask of 3-D attention may differ per batch and head";
+  const queryIn = peelHeadMerge(m.values.queryIn!, "Q");
+  const key = peelMergedKeyTranspose(m.values.keyT!);
+  const valueIn = peelHeadMerge(m.values.valueIn!, "V");
+  for (const v of [queryIn, key, valueIn]) if (typeof v === "string") return v;
+  return { queryIn: queryIn as Value, key: key as Value, valueIn: valueIn as Value };
+}
+

@@ -68,3 +68,18 @@ export function peelRepeatKv(v: Value): Value | string {
 export function rank(v: Value): number | undefined {
   return shapeOf(v)?.length;
 }
+
+/** [B*H, S, D] made by reshaping [B, H, S, D]: returns the 4-D value, or a reason. */
+export function peelHeadMerge(v: Value, what: string): Value | string {
+  const p = v.producer;
+  const source = p?.op === "Reshape" ? p.inputs[0] : undefined;
+  if (!source || rank(source) !== 4) return `${what} is 3-D but not a reshape of a 4-D [B, H, S, D] value`;
+  return source;
+}
+
+/** K^T in 3-D, [B*H, D, N] = Transpose([B*H, N, D], [0,2,1]), back to the 4-D K. */
+export function peelMergedKeyTranspose(keyT: Value): Value | string {
+  const p = keyT.producer;
+  if (p?.op !== "Transpose" || p.attrInts("perm")?.join(",") !== "0,2,1") return "the 3-D second operand of Q.K^T is not a Transpose of K with perm [0,2,1]";
+  return peelHeadMerge(p.inputs[0]!, "K");
+}
