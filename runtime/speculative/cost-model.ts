@@ -34,7 +34,8 @@ const measured = new WeakMap<DecoderModel, CostModel>();
 
 /**
  * Times calls of 1 .. maxTokens tokens on `sequence` (rolled back after each) and fits the line;
- * once per model, so later requests reuse it. The median of a few runs per size resists noise.
+ * once per model, so later requests reuse it. The fastest of a few runs per size counts: on a
+ * shared machine other work only ever adds time.
  */
 export async function measureCost(sequence: DecoderSequence, token: number, maxTokens: number): Promise<CostModel> {
   const known = measured.get(sequence.model);
@@ -48,13 +49,13 @@ export async function measureCost(sequence: DecoderSequence, token: number, maxT
   sequence.truncate(start);
   for (const size of sizes) {
     const times: number[] = [];
-    for (let r = 0; r < 3; r++) {
+    for (let r = 0; r < 5; r++) {
       const t0 = performance.now();
       await sequence.forward(Array(size).fill(token));
       times.push(performance.now() - t0);
       sequence.truncate(start);
     }
-    samples.push({ tokens: size, ms: times.sort((a, b) => a - b)[1] });
+    samples.push({ tokens: size, ms: Math.min(...times) });
   }
   const model = CostModel.fit(samples);
   measured.set(sequence.model, model);

@@ -42,8 +42,13 @@ export interface DraftModelSpeculation extends CommonSpeculateOptions {
 
 export type SpeculateOptions = LookupSpeculation | DraftModelSpeculation;
 
-/** While the guard finds drafting too slow, every this-many-th step drafts anyway, to notice when it would pay again. */
-const PROBE_EVERY = 8;
+/**
+ * While the guard finds drafting too slow, a step now and then drafts anyway (the acceptance
+ * estimate only learns from verified drafts); the gap between such probes doubles while they
+ * keep failing, so a source that never pays costs next to nothing.
+ */
+const FIRST_PROBE_GAP = 4;
+const MAX_PROBE_GAP = 256;
 
 export class Speculator {
   private readonly tally = new SpeculativeTally();
@@ -52,6 +57,7 @@ export class Speculator {
   private readonly rule: AdaptiveLength;
   private cost?: CostModel;
   private skipped = 0;
+  private probeGap = FIRST_PROBE_GAP;
   private readonly row: Float32Array;
 
   private constructor(
@@ -123,8 +129,12 @@ export class Speculator {
     this.cost ??= await measureCost(this.sequence, token, this.rule.max + 1);
     let k = bestLength(Array(cap).fill(this.acceptance.alpha), this.cost, this.source.msPerToken);
     if (k === 0) {
-      if (++this.skipped % PROBE_EVERY !== 0) return NO_DRAFT;
+      if (++this.skipped < this.probeGap) return NO_DRAFT;
+      this.skipped = 0;
+      this.probeGap = Math.min(2 * this.probeGap, MAX_PROBE_GAP);
       k = Math.min(this.rule.min, cap);
+    } else {
+      this.probeGap = FIRST_PROBE_GAP;
     }
     const draft = await this.source.propose(context, k);
     // The draft is made (its cost is spent); keep the prefix whose confidence still pays for its verification.

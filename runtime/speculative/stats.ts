@@ -3,6 +3,9 @@ export interface SpeculativeStats {
   source: string;
   /** Target calls after the prompt (each verifies a draft, possibly empty). */
   targetCalls: number;
+  /** Target calls that carried a non-empty draft. */
+  callsWithDraft: number;
+  generatedTokens: number;
   draftedTokens: number;
   acceptedTokens: number;
   /** Accepted / drafted tokens. */
@@ -34,6 +37,8 @@ export class SpeculativeTally {
     return {
       source,
       targetCalls: this.targetCalls,
+      callsWithDraft: this.callsWithDraft,
+      generatedTokens,
       draftedTokens: this.draftedTokens,
       acceptedTokens: this.acceptedTokens,
       acceptanceRate: this.draftedTokens ? this.acceptedTokens / this.draftedTokens : 0,
