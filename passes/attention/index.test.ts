@@ -1,6 +1,6 @@
 import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
-import { makeAttribute } from "../../compiler/ir/attribute.ts";
+import { float, makeAttribute } from "../../compiler/ir/attribute.ts";
 import { loadModel } from "../../compiler/onnx/index.ts";
 import { saveModel } from "../../compiler/onnx/save.ts";
 import { buildZooModel, llamaConfig } from "../../compiler/zoo/index.ts";
@@ -38,12 +38,12 @@ describe("findAttentionBlocks", () => {
     expect(report.unrecognised).toEqual([{ node: first!.describe(), reason: expect.stringContaining("uses a local window") }]);
   });
 
-  it("refuses standard Attention that is causal over a past cache (the spec and onnxruntime align it differently)", () => {
+  it("refuses standard Attention with capped scores, naming the attribute", () => {
     const model = buildZooModel(llamaConfig(), { encoding: "standard" });
-    for (const n of model.graph.nodeArray().filter((n) => n.op === "Attention")) n.setAttribute(makeAttribute("is_causal", 1));
+    for (const n of model.graph.nodeArray().filter((n) => n.op === "Attention")) n.setAttribute(makeAttribute("softcap", float(30)));
     const report = findAttentionBlocks(model);
     expect(report.layers).toEqual([]);
-    expect(report.unrecognised.map((u) => u.reason)).toEqual([expect.stringContaining("causal with a past cache"), expect.stringContaining("causal with a past cache")]);
+    expect(report.unrecognised.map((u) => u.reason)).toEqual([expect.stringContaining("(softcap)"), expect.stringContaining("(softcap)")]);
   });
 });
 
