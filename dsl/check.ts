@@ -14,8 +14,6 @@ export interface CheckedModel {
   name: string;
   /** Absolute path of the .onnx file. */
   path: string;
-  /** The path as written, relative to the .pipe file. */
-  written: string;
   facts?: ModelFacts;
   span: Span;
 }
@@ -24,7 +22,6 @@ export interface CheckedTokenizer {
   name: string;
   kind: "hf" | "ids";
   path?: string;
-  written?: string;
   /** Token ids the tokenizer can produce (largest id + 1). */
   vocabSize?: number;
   span: Span;
@@ -153,10 +150,10 @@ class PipelineChecker {
   }
 
   /** `onnx("path")` or `hf("path")`: the loader's name and the checked path. */
-  private loader(d: Declaration, loaders: readonly string[]): { loader: string; written: string; path: string; span: Span } | undefined {
+  private loader(d: Declaration, loaders: readonly string[]): { loader: string; path: string; span: Span } | undefined {
     const v = d.value;
     if (v.kind !== "call") {
-      if (v.kind === "name" && loaders.includes(v.name)) return { loader: v.name, written: "", path: "", span: v.span };
+      if (v.kind === "name" && loaders.includes(v.name)) return { loader: v.name, path: "", span: v.span };
       if (v.kind === "name") this.diags.error(`unknown ${d.keyword} '${v.name}'${suggestion(v.name, loaders)}`, v.span);
       else this.diags.error(`${d.keyword} '${d.name}': expected ${loaders.map((l) => (l === "ids" ? l : `${l}("path")`)).join(" or ")}, got ${show(v)}`, v.span);
       return undefined;
@@ -175,14 +172,14 @@ class PipelineChecker {
       this.diags.error(`file not found: "${arg.value.value}" (paths are relative to the .pipe file)`, arg.value.span);
       return undefined;
     }
-    return { loader: v.name, written: arg.value.value, path, span: arg.value.span };
+    return { loader: v.name, path, span: arg.value.span };
   }
 
   private model(d: Declaration): void {
     this.noBody(d);
     const l = this.loader(d, MODEL_LOADERS);
     if (!l) return;
-    const model: CheckedModel = { name: d.name, path: l.path, written: l.written, span: d.nameSpan };
+    const model: CheckedModel = { name: d.name, path: l.path, span: d.nameSpan };
     const facts = this.env.facts?.(l.path);
     if (facts && "error" in facts) this.diags.error(`model '${d.name}': ${facts.error}`, l.span);
     else if (facts) model.facts = facts;
@@ -197,7 +194,7 @@ class PipelineChecker {
     if (l.loader === "hf") {
       const vocabSize = tokenizerVocabSize(l.path);
       if (typeof vocabSize !== "number") this.diags.error(`tokenizer '${d.name}': ${vocabSize.error}`, l.span);
-      Object.assign(tok, { path: l.path, written: l.written, ...(typeof vocabSize === "number" && { vocabSize }) });
+      Object.assign(tok, { path: l.path, ...(typeof vocabSize === "number" && { vocabSize }) });
     }
     this.tokenizers.set(d.name, tok);
   }
@@ -218,9 +215,11 @@ class PipelineChecker {
     const stage: CheckedStage = { name: d.name, kind: kindName!, refs: {}, methods: {}, maxTokens: MAX_TOKENS_DEFAULT, stop: [], device: pipelineDevice, span: d.nameSpan };
     const args = v.kind === "call" ? v.args : [];
     const given = new Set<string>();
+    let badArgs = false;
     args.forEach((arg, i) => {
       const argSpec = arg.name !== undefined ? spec.args.find((a) => a.name === arg.name) : spec.args[i];
       if (!argSpec) {
+        badArgs = true;
         const names = spec.args.map((a) => a.name);
         this.diags.error(arg.name !== undefined ? `${kindName} has no argument '${arg.name}'${suggestion(arg.name, names)}` : `${kindName} takes at most ${names.length} arguments (${names.join(", ")})`, arg.nameSpan ?? arg.value.span);
         return;
@@ -229,7 +228,8 @@ class PipelineChecker {
       const ref = this.reference(argSpec.refers, arg.value);
       if (ref !== undefined) stage.refs[argSpec.name] = ref;
     });
-    for (const a of spec.args) if (a.required && !given.has(a.name)) this.diags.error(`${kindName} needs a ${a.refers} argument '${a.name}'`, v.span);
+    // A misspelled argument name is likely the missing one: reporting both would say the same twice.
+    if (!badArgs) for (const a of spec.args) if (a.required && !given.has(a.name)) this.diags.error(`${kindName} needs a ${a.refers} argument '${a.name}'`, v.span);
     const seen = new Set<string>();
     for (const s of d.body ?? []) {
       if (!this.once(seen, s)) continue;
