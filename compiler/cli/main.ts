@@ -1,5 +1,5 @@
-import { readFileSync } from "node:fs";
 import { isPipecError } from "../errors.ts";
+import { PIPEC_VERSION } from "../paths.ts";
 import { PassFailure } from "../pass-manager/manager.ts";
 import { didYouMean } from "../pass-manager/suggest.ts";
 import { UsageError } from "./args.ts";
@@ -59,7 +59,7 @@ export async function main(argv: string[], io: CliIO = processIO): Promise<numbe
     return EXIT.ok;
   }
   if (name === "--version") {
-    io.out(`pipec ${version()}\n`);
+    io.out(`pipec ${PIPEC_VERSION}\n`);
     return EXIT.ok;
   }
   const load = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
@@ -96,7 +96,4 @@ function stackOf(e: unknown): string {
   return e.cause instanceof Error ? `${e.stack}\ncaused by: ${e.cause.stack}` : (e.stack ?? e.message);
 }
 
-function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
-  return pkg.version;
-}
+

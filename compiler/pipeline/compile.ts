@@ -4,6 +4,7 @@ import { basename, dirname, join, relative, resolve, sep } from "node:path";
 import type { Diagnostic } from "../../dsl/diagnostics.ts";
 import { defaultRegistry } from "../../passes/index.ts";
 import { loadModel, saveModel } from "../onnx/index.ts";
+import { PACKAGE_ROOT, PIPEC_VERSION } from "../paths.ts";
 import { runPipeline, type PassRecord } from "../pass-manager/manager.ts";
 import type { PassRegistry } from "../pass-manager/registry.ts";
 import { writeDirAtomically } from "./atomic-dir.ts";
@@ -34,8 +35,7 @@ export interface CompileResult {
   ir?: PipelineIR;
 }
 
-const RUNTIME_INDEX = resolve(import.meta.dirname, "../../runtime/index.ts");
-const PIPEC_VERSION = (JSON.parse(readFileSync(resolve(import.meta.dirname, "../../package.json"), "utf8")) as { version: string }).version;
+const RUNTIME_INDEX = resolve(PACKAGE_ROOT, "runtime/index.ts");
 
 /** Compiles a .pipe file into `outDir`; on any error `outDir` is left as it was. */
 export async function compileFile(file: string, opts: CompileOptions): Promise<CompileResult> {
@@ -123,7 +123,7 @@ function relativeImport(fromDir: string, file: string): string {
 }
 
 function dependencyVersion(name: string): string {
-  const pkg = JSON.parse(readFileSync(resolve(import.meta.dirname, "../../package.json"), "utf8")) as { dependencies: Record<string, string> };
+  const pkg = JSON.parse(readFileSync(resolve(PACKAGE_ROOT, "package.json"), "utf8")) as { dependencies: Record<string, string> };
   return pkg.dependencies[name] ?? "unknown";
 }
 

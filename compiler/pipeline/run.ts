@@ -3,6 +3,7 @@ import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import type { GenerationEvent } from "../../runtime/index.ts";
+import { PIPEC_VERSION } from "../paths.ts";
 import { compileFile, type CompileResult } from "./compile.ts";
 import { analyzeFile } from "./frontend.ts";
 
@@ -54,7 +55,6 @@ export async function* runCompiled(outDir: string, prompt: string | readonly num
   }
 }
 
-const PIPEC_VERSION = (JSON.parse(readFileSync(resolve(import.meta.dirname, "../../package.json"), "utf8")) as { version: string }).version;
 
 function cacheKey(source: string, files: string[]): string {
   const h = createHash("sha256").update(`pipec ${PIPEC_VERSION}\0`).update(source);
