@@ -7,6 +7,7 @@
 //   recurrent state:   any other past_X -> present_X pair (e.g. LFM2's past_conv.{i}), carried opaquely
 import type * as ort from "onnxruntime-node";
 import { RuntimeError } from "./errors.ts";
+import { TREE_MASK_INPUT } from "./tree-attention.ts";
 import { asFloatType, asIntType, type FloatType, type IntType } from "./tensors.ts";
 
 export type KvMode = "present" | "append";
@@ -30,6 +31,8 @@ export interface DecoderContract {
   positionType?: IntType;
   /** Merged with/without-past exports pick their branch with this flag. */
   hasCacheBranchFlag: boolean;
+  /** Compiled with tree-attention-mask: every step feeds tree_attention_mask (see tree-attention.ts). */
+  hasTreeMask?: boolean;
   logits: string;
   /** V when the model declares it as a number. */
   vocabSize?: number;
@@ -91,6 +94,7 @@ export function readContract(session: ort.InferenceSession): DecoderContract {
     if (name === "attention_mask") contract.maskType = asIntType(name, tensorMeta(inputs, name).type);
     else if (name === "position_ids") contract.positionType = asIntType(name, tensorMeta(inputs, name).type);
     else if (name === "use_cache_branch") contract.hasCacheBranchFlag = true;
+    else if (name === TREE_MASK_INPUT) contract.hasTreeMask = true;
     else if (name.startsWith("past")) {
       const meta = tensorMeta(inputs, name);
       const pair = presentNameFor(name, outputNames);
@@ -105,7 +109,7 @@ export function readContract(session: ort.InferenceSession): DecoderContract {
         contract.recurrent.push({ input: name, output: pair.output, type, dims: stateDims(name, meta.shape, 0) });
       }
     } else {
-      throw new RuntimeError("unsupported-model", `model input ${name} is not one the runtime knows how to feed (expected input_ids, attention_mask, position_ids, past_*)`);
+      throw new RuntimeError("unsupported-model", `model input ${name} is not one the runtime knows how to feed (expected input_ids, attention_mask, position_ids, tree_attention_mask, past_*)`);
     }
   }
   if (modes.size > 1) throw new RuntimeError("unsupported-model", "model mixes present.* and present_new.* outputs; a cache is either fully returned or fully append-only");
@@ -114,6 +118,7 @@ export function readContract(session: ort.InferenceSession): DecoderContract {
       throw new RuntimeError("unsupported-model", "an append-only model (present_new.* outputs) needs attention_mask and position_ids inputs: the runtime masks its unused capacity");
     }
     contract.kvMode = "append";
+    if (contract.hasTreeMask) throw new RuntimeError("unsupported-model", "a tree_attention_mask covers past + new rows, but an append-only model attends over its whole buffer; compile tree attention without kv-append-only");
   }
   return contract;
 }

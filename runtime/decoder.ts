@@ -11,6 +11,7 @@ import { RecurrentState } from "./cache/recurrent-state.ts";
 import { readContract, type DecoderContract } from "./contract.ts";
 import { openSession, type ResolvedDevice, type SessionOptions } from "./device.ts";
 import { RuntimeError } from "./errors.ts";
+import { chainParents, TREE_MASK_INPUT, treeDepths, treeMaskTensor } from "./tree-attention.ts";
 import { allocInt, setInt, type IntArray, type IntType } from "./tensors.ts";
 
 export interface DecoderOptions extends SessionOptions {
@@ -126,8 +127,12 @@ export class DecoderSequence {
     return this.cache.bytes + this.recurrent.bytes;
   }
 
-  /** Runs `tokens` after what the sequence holds; returns logits [1, S, V]. */
-  async forward(tokens: readonly number[]): Promise<ort.Tensor> {
+  /**
+   * Runs `tokens` after what the sequence holds; returns logits [1, S, V]. `treeParents` (models
+   * with a tree_attention_mask input only) makes the tokens a tree: token i sees the cache and
+   * its ancestors and sits at position + depth; all S rows are cached, gather keeps a path.
+   */
+  async forward(tokens: readonly number[], treeParents?: readonly number[]): Promise<ort.Tensor> {
     const S = tokens.length;
     const start = this.nextPosition;
     const { contract, maxPositions, session } = this.model;
@@ -138,9 +143,13 @@ export class DecoderSequence {
     const feeds: Record<string, ort.Tensor> = {};
     const fetches: Record<string, ort.Tensor | null> = {};
     feeds.input_ids = S === 1 ? this.singleIds(tokens[0]) : intTensor(contract.idsType, tokens, [1, S]);
+    if (treeParents && !contract.hasTreeMask) throw new RuntimeError("no-tree-attention", "a token tree needs a model compiled with the tree-attention-mask pass (it has no tree_attention_mask input)");
+    if (treeParents && treeParents.length !== S) throw new RangeError(`${S} tokens but ${treeParents.length} tree parents`);
     if (contract.positionType) {
-      feeds.position_ids = S === 1 ? this.singlePosition(start) : intTensor(contract.positionType, Array.from({ length: S }, (_, j) => start + j), [1, S]);
+      const offsets = treeParents ? treeDepths(treeParents) : undefined;
+      feeds.position_ids = S === 1 ? this.singlePosition(start) : intTensor(contract.positionType, Array.from({ length: S }, (_, j) => start + (offsets ? offsets[j] : j)), [1, S]);
     }
+    if (contract.hasTreeMask) feeds[TREE_MASK_INPUT] = treeMaskTensor(this.cache.length, treeParents ?? chainParents(S));
     if (contract.hasCacheBranchFlag) feeds.use_cache_branch = new ort.Tensor("bool", [this.cache.length > 0], [1]);
     this.cache.prepare(S, feeds, fetches, this.model.bindOutputs);
     this.recurrent.prepare(feeds, fetches);

@@ -1,0 +1,174 @@
+// Token Recycling: the template and matrix mechanics exactly, then lossless greedy decoding
+// (token for token equal to plain decoding) on models compiled with the tree-attention-mask
+// pass: the zoo in every encoding, the reference exports, and the trained stories260K.
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { importLlama2c } from "../../compiler/importers/llama2c.ts";
+import type { Model } from "../../compiler/ir/model.ts";
+import { loadModel, saveModel } from "../../compiler/onnx/index.ts";
+import { ENCODINGS, gpt2Config, llamaConfig, writeZooModel } from "../../compiler/zoo/index.ts";
+import { liftAttention } from "../../passes/attention/lift.ts";
+import { lowerAttention } from "../../passes/attention/lower.ts";
+import { createTreeAttentionMask } from "../../passes/tree-attention-mask.ts";
+import { tempDir } from "../../test/helpers/tmp.ts";
+import { DecoderModel } from "../decoder.ts";
+import { isRuntimeError } from "../errors.ts";
+import { Generator } from "../generate.ts";
+import { argmax } from "../sampling/sampler.ts";
+import { HAVE_SHARED, NO_SHARED, REFERENCE_DIR, SHARED_FIXTURES, referenceExports } from "../testing/models.ts";
+import { floatData, readFloatRow } from "../tensors.ts";
+import type { SpeculativeStats } from "./stats.ts";
+import { AdjacencyMatrix, longestAgreeingPath, PAPER_TREE, TokenRecycling, topK, TreeTemplate, type RecycleOptions } from "./token-recycling.ts";
+
+const NEW_TOKENS = 24;
+const OPEN = { device: "cpu" as const, threads: 1 };
+
+describe("Token Recycling mechanics", () => {
+  it("the paper's 2.2.2 template: 80 drafts, depth widths 8 21 25 15 8 3, parents first", () => {
+    const t = new TreeTemplate(PAPER_TREE);
+    expect(t.size).toBe(81);
+    expect([1, 2, 3, 4, 5, 6].map((d) => t.depths.filter((x) => x === d).length)).toEqual([8, 21, 25, 15, 8, 3]);
+    t.parents.forEach((p, i) => expect(p).toBeLessThan(i));
+    expect(PAPER_TREE[PAPER_TREE.length - 1]).toEqual([0, 0, 0, 1, 0, 0]);
+  });
+
+  it("topK keeps the k largest, largest first, ties to the lower id", () => {
+    const out = new Int32Array(3);
+    topK(Float32Array.from([0.5, 2, -1, 2, 7, 0.5]), 3, out);
+    expect(Array.from(out)).toEqual([4, 1, 3]);
+  });
+
+  it("the adjacency matrix stores each token's successors; zeros before anything is seen", () => {
+    const m = new AdjacencyMatrix(6, 2);
+    expect([m.get(3, 0), m.get(3, 1)]).toEqual([0, 0]);
+    m.update(3, Float32Array.from([0, 1, 9, 0, 5, 0]));
+    expect([m.get(3, 0), m.get(3, 1)]).toEqual([2, 4]);
+  });
+
+  it("the longest agreeing path explores repeated siblings", () => {
+    // root 0 -> {1: tok 5, 2: tok 5}; 2 -> {3: tok 8}. The target says 5 after the root, 8 after node 2.
+    const ids = [1, 5, 5, 8];
+    const parents = [-1, 0, 0, 2];
+    const greedy = [5, 3, 8, 9];
+    expect(longestAgreeingPath(ids, parents, greedy)).toEqual([0, 2, 3]);
+    expect(longestAgreeingPath(ids, parents, [4, 0, 0, 0])).toEqual([0]);
+  });
+});
+
+/** The model at `path` compiled for tree verification (lift, tree mask, lower), saved beside it as tree.onnx. */
+function compileTree(path: string, load: () => Model = () => loadModel(path)): string {
+  const model = load();
+  liftAttention(model);
+  createTreeAttentionMask().run(model, { options: {}, note: () => {} });
+  lowerAttention(model);
+  const out = join(path, "..", "tree.onnx");
+  saveModel(model, out);
+  return out;
+}
+
+/** Greedy decoding driven by Token Recycling: prefill, then recycle steps until `count` tokens. */
+async function recycleGenerate(model: DecoderModel, prompt: number[], count: number, options: RecycleOptions): Promise<{ tokens: number[]; stats: SpeculativeStats }> {
+  const sequence = model.newSequence();
+  const V = model.contract.vocabSize!;
+  const logits = await sequence.forward(prompt);
+  const row = new Float32Array(V);
+  readFloatRow(floatData(logits), (prompt.length - 1) * V, row);
+  const tokens = [argmax(row)];
+  const recycler = new TokenRecycling(sequence, V, options);
+  while (tokens.length < count) tokens.push(...(await recycler.step(tokens[tokens.length - 1]!, [...prompt, ...tokens], count - tokens.length)));
+  return { tokens: tokens.slice(0, count), stats: recycler.stats(count) };
+}
+
+/** Open prompts, and grounded ones (prompt, its continuation, the prompt again). */
+async function prompts(generator: Generator, V: number, count: number): Promise<number[][]> {
+  const open = Array.from({ length: count }, (_, i) => Array.from({ length: 4 + i }, (_, j) => (i * 89 + j * 37 + 3) % V));
+  const grounded: number[][] = [];
+  for (const prompt of open.slice(0, Math.floor(count / 2))) {
+    const { tokens } = await generator.run(prompt, { maxTokens: 10, eosTokenIds: [] });
+    grounded.push([...prompt, ...tokens, ...prompt]);
+  }
+  return [...open.slice(0, count - grounded.length), ...grounded];
+}
+
+/** Every prompt recycled twice (the second run starts from the first's matrix) with each option set; all equal plain decoding. */
+async function expectLossless(originalPath: string, treePath: string, count: number, optionSets: RecycleOptions[] = [{}, { tree: 80 }]): Promise<SpeculativeStats[]> {
+  const original = await DecoderModel.open(originalPath, OPEN);
+  const tree = await DecoderModel.open(treePath, OPEN);
+  const stats: SpeculativeStats[] = [];
+  try {
+    const generator = new Generator(original);
+    for (const prompt of await prompts(generator, original.contract.vocabSize!, count)) {
+      const plain = await generator.run(prompt, { maxTokens: NEW_TOKENS, eosTokenIds: [] });
+      for (const options of optionSets) {
+        for (let run = 0; run < 2; run++) {
+          const recycled = await recycleGenerate(tree, prompt, NEW_TOKENS, options);
+          expect(recycled.tokens, `tree ${options.tree ?? "auto"}, run ${run}, prompt ${prompt.join(" ")}`).toEqual(plain.tokens);
+          stats.push(recycled.stats);
+        }
+      }
+    }
+  } finally {
+    await Promise.all([original.release(), tree.release()]);
+  }
+  return stats;
+}
+
+const accepted = (stats: SpeculativeStats[]) => stats.reduce((s, x) => s + x.acceptedTokens, 0);
+
+describe("Token Recycling is lossless on the zoo", () => {
+  const dir = tempDir("pipec-recycle-zoo-");
+  for (const encoding of ENCODINGS) {
+    for (const [family, config] of [["llama", llamaConfig({ seed: 5 })], ["gpt2", gpt2Config({ seed: 6 })]] as const) {
+      it(`${family}, ${encoding}: 4 prompts, auto and 80-node trees, cold and hot matrix`, async () => {
+        const { modelPath } = writeZooModel(config, join(dir, `${family}-${encoding}`), { encoding });
+        const stats = await expectLossless(modelPath, compileTree(modelPath), 4);
+        // The full tree is verified every step, so the matrix's guesses are tested and some accepted.
+        expect(accepted(stats.filter((_, i) => i % 4 >= 2))).toBeGreaterThan(0);
+      });
+    }
+  }
+});
+
+describe("Token Recycling is lossless on the reference exports", () => {
+  const dir = tempDir("pipec-recycle-ref-");
+  for (const name of referenceExports()) {
+    it(`${name}: 3 prompts`, async () => {
+      const source = join(REFERENCE_DIR, name, "model.onnx");
+      const treePath = compileTree(join(dir, name, "model.onnx"), () => loadModel(source));
+      await expectLossless(source, treePath, 3, [{}]);
+    });
+  }
+});
+
+const CHECKPOINT = join(SHARED_FIXTURES, "stories260K/stories260K.bin");
+
+describe.skipIf(!HAVE_SHARED || !existsSync(CHECKPOINT))(`Token Recycling on the trained stories260K ${HAVE_SHARED ? "" : NO_SHARED}`, () => {
+  const dir = tempDir("pipec-recycle-stories-");
+  let stats: SpeculativeStats[] = [];
+  afterAll(() => void (stats = []));
+
+  it("12 prompts: lossless, and the hot matrix accepts drafts", async () => {
+    importLlama2c(CHECKPOINT, dir, { encoding: "decomposed" });
+    const modelPath = join(dir, "model.onnx");
+    stats = await expectLossless(modelPath, compileTree(modelPath), 12, [{}]);
+    const hot = stats.filter((_, i) => i % 2 === 1);
+    expect(accepted(hot)).toBeGreaterThan(0);
+    expect(hot.reduce((s, x) => s + x.targetCalls, 0)).toBeLessThan(hot.length * NEW_TOKENS);
+  });
+
+  it("a model without tree_attention_mask is refused in one line", async () => {
+    const model = await DecoderModel.open(join(dir, "model.onnx"), OPEN);
+    try {
+      let error: unknown;
+      try {
+        new TokenRecycling(model.newSequence(), model.contract.vocabSize!);
+      } catch (e) {
+        error = e;
+      }
+      expect(isRuntimeError(error) && error.code).toBe("no-tree-attention");
+    } finally {
+      await model.release();
+    }
+  });
+});

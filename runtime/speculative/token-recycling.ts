@@ -1,0 +1,278 @@
+// Token Recycling (Luo et al., ACL 2025; algorithms.md §14): every target call's top-k
+// candidates are recycled into an adjacency matrix Adj[token] = its k likeliest successors,
+// kept across requests. A step fills a static token tree from it breadth-first (one lookup per
+// node, parents first), verifies the whole tree in one target call with a tree attention mask,
+// keeps the longest path the target's argmax agrees with (plus its own next token) and compacts
+// the KV cache to that path. Lossless for greedy decoding: every kept token is the target's argmax.
+//
+// The paper's 80-node tree assumes a GPU, where 81 tokens cost one token's time. On a CPU a
+// call's cost grows with its tokens, so the tree is cut to the subtree with the most expected
+// tokens per millisecond, from a cost line measured on this machine and each node's observed
+// acceptance rate, re-chosen every step (no draft at all when plain decoding is faster).
+import type * as ort from "onnxruntime-node";
+import type { DecoderModel, DecoderSequence } from "../decoder.ts";
+import { RuntimeError } from "../errors.ts";
+import { floatData, readFloatRow } from "../tensors.ts";
+import { measureCost, type CostModel } from "./cost-model.ts";
+import type { SpeculativeStats } from "./stats.ts";
+import { SpeculativeTally } from "./stats.ts";
+
+/** Successors stored per token (the paper's output_id_topk). */
+export const RECYCLE_TOP_K = 8;
+
+/**
+ * The paper's static tree "2.2.2": 80 draft nodes under the root, each a path of child ranks
+ * (rank r = the parent token's r-th likeliest successor), parents listed before children.
+ */
+export const PAPER_TREE: readonly (readonly number[])[] = (() => {
+  const d1 = range(8).map((r) => [r]);
+  const d2 = [[0, 8], [1, 4], [2, 3], [3, 2], [4, 1], [5, 1], [6, 1], [7, 1]].flatMap(([p, n]) => range(n!).map((c) => [p!, c]));
+  const d3 = [[[0, 0], 8], [[0, 1], 3], [[0, 2], 2], [[0, 3], 1], [[0, 4], 1], [[0, 5], 1], [[0, 6], 1], [[0, 7], 1], [[1, 0], 2], [[1, 1], 1], [[2, 0], 1], [[3, 0], 1], [[4, 0], 1], [[5, 0], 1]] as [number[], number][];
+  const d4 = [[[0, 0, 0], 5], [[0, 0, 1], 2], [[0, 0, 2], 1], [[0, 0, 3], 1], [[0, 0, 4], 1], [[0, 1, 0], 1], [[0, 2, 0], 1], [[1, 0, 0], 1], [[2, 0, 0], 1], [[3, 0, 0], 1]] as [number[], number][];
+  const d5 = [[[0, 0, 0, 0], 3], [[0, 0, 0, 1], 1], [[0, 0, 0, 2], 1], [[0, 0, 1, 0], 1], [[0, 1, 0, 0], 1], [[1, 0, 0, 0], 1]] as [number[], number][];
+  const d6 = [[[0, 0, 0, 0, 0], 2], [[0, 0, 0, 1, 0], 1]] as [number[], number][];
+  const children = (groups: [number[], number][]) => groups.flatMap(([parent, n]) => range(n).map((c) => [...parent, c]));
+  return [...d1, ...d2, ...children(d3), ...children(d4), ...children(d5), ...children(d6)];
+})();
+
+function range(n: number): number[] {
+  return Array.from({ length: n }, (_, i) => i);
+}
+
+/** A tree template as flat arrays; node 0 is the root (the decided token), nodes 1.. the drafts. */
+export class TreeTemplate {
+  readonly parents: number[] = [-1];
+  readonly ranks: number[] = [0];
+  readonly depths: number[] = [0];
+
+  constructor(paths: readonly (readonly number[])[]) {
+    const index = new Map<string, number>([["", 0]]);
+    for (const path of paths) {
+      const parent = index.get(path.slice(0, -1).join(","));
+      if (parent === undefined) throw new RangeError(`tree path [${path.join(", ")}] comes before its parent`);
+      index.set(path.join(","), this.parents.length);
+      this.parents.push(parent);
+      this.ranks.push(path[path.length - 1]!);
+      this.depths.push(path.length);
+    }
+  }
+
+  get size(): number {
+    return this.parents.length;
+  }
+}
+
+/** Adj [V, k]: each token's k likeliest successors as last seen by the target; zeros at first, as in the paper. */
+export class AdjacencyMatrix {
+  readonly successors: Int32Array;
+
+  constructor(
+    readonly vocabSize: number,
+    readonly k = RECYCLE_TOP_K,
+  ) {
+    this.successors = new Int32Array(vocabSize * k);
+  }
+
+  get(token: number, rank: number): number {
+    return this.successors[token * this.k + rank]!;
+  }
+
+  /** Adj[token] = the top k of `row` (logits over the vocabulary), likeliest first. */
+  update(token: number, row: Float32Array): void {
+    topK(row, this.k, this.successors.subarray(token * this.k, (token + 1) * this.k));
+  }
+}
+
+/** Writes the ids of the `out.length` largest entries of `row` into `out`, largest first (ties: lower id). */
+export function topK(row: Float32Array, k: number, out: Int32Array): void {
+  const values = new Float32Array(k).fill(-Infinity);
+  out.fill(0);
+  let filled = 0;
+  for (let id = 0; id < row.length; id++) {
+    const v = row[id]!;
+    if (filled === k && !(v > values[k - 1]!)) continue;
+    let j = Math.min(filled, k - 1);
+    while (j > 0 && v > values[j - 1]!) {
+      values[j] = values[j - 1]!;
+      out[j] = out[j - 1]!;
+      j--;
+    }
+    values[j] = v;
+    out[j] = id;
+    if (filled < k) filled++;
+  }
+}
+
+const matrices = new WeakMap<DecoderModel, AdjacencyMatrix>();
+
+/** The model's adjacency matrix, made on first use and kept for every later request ("hot start"). */
+export function adjacencyFor(model: DecoderModel, vocabSize: number, k = RECYCLE_TOP_K): AdjacencyMatrix {
+  let matrix = matrices.get(model);
+  if (!matrix || matrix.k !== k || matrix.vocabSize !== vocabSize) matrices.set(model, (matrix = new AdjacencyMatrix(vocabSize, k)));
+  return matrix;
+}
+
+/** Per template node: how often it matched the target, given its parent was on the accepted path. */
+class NodeAcceptance {
+  private readonly hits: Float64Array;
+  private readonly trials: Float64Array;
+
+  constructor(template: TreeTemplate) {
+    // Prior: a likelier successor (lower rank) is likelier to be right; two pseudo-trials.
+    this.hits = Float64Array.from(template.ranks, (r, i) => (i === 0 ? 2 : 1 / (r + 1)));
+    this.trials = new Float64Array(template.size).fill(2);
+  }
+
+  rate(node: number): number {
+    return this.hits[node]! / this.trials[node]!;
+  }
+
+  record(node: number, accepted: boolean): void {
+    this.trials[node]! += 1;
+    if (accepted) this.hits[node]! += 1;
+  }
+}
+
+export interface RecycleOptions {
+  /** Draft nodes verified per call: a number caps the template (BFS order); "auto" lets the cost model choose every step. */
+  tree?: number | "auto";
+  /** Successors stored per token (default 8). */
+  topK?: number;
+  /** The tree template as child-rank paths (default: the paper's 80-node tree). */
+  template?: readonly (readonly number[])[];
+}
+
+export class TokenRecycling {
+  readonly name = "recycle";
+  private readonly tally = new SpeculativeTally();
+  private readonly template: TreeTemplate;
+  private readonly acceptance: NodeAcceptance;
+  private readonly matrix: AdjacencyMatrix;
+  private readonly row: Float32Array;
+  private cost?: CostModel;
+  private draftMs = 0;
+
+  constructor(
+    private readonly sequence: DecoderSequence,
+    private readonly vocabSize: number,
+    private readonly options: RecycleOptions = {},
+  ) {
+    const { contract } = sequence.model;
+    if (!contract.hasTreeMask) throw new RuntimeError("no-tree-attention", "Token Recycling verifies a token tree in one call: compile the target with the tree-attention-mask pass");
+    if (contract.recurrent.length) throw new RuntimeError("cannot-speculate", "Token Recycling compacts the KV cache to the accepted path, but this model carries recurrent state that cannot be compacted");
+    const tree = options.tree ?? "auto";
+    if (tree !== "auto" && !(Number.isInteger(tree) && tree >= 0)) throw new RuntimeError("bad-speculation", `recycle: tree must be a non-negative integer or "auto", got ${tree}`);
+    this.template = new TreeTemplate(options.template ?? PAPER_TREE);
+    this.acceptance = new NodeAcceptance(this.template);
+    this.matrix = adjacencyFor(sequence.model, vocabSize, options.topK ?? RECYCLE_TOP_K);
+    if (Math.max(...this.template.ranks) >= this.matrix.k) throw new RuntimeError("bad-speculation", `recycle: the tree uses successor rank ${Math.max(...this.template.ranks)} but only ${this.matrix.k} are stored`);
+    this.row = new Float32Array(vocabSize);
+  }
+
+  /**
+   * `token` is decided and is the last of `context`, but not yet in the target's cache. Verifies
+   * a tree of at most `limit` draft levels under it; returns the accepted drafts and the next token.
+   */
+  async step(token: number, _context: readonly number[], limit: number): Promise<number[]> {
+    const t0 = performance.now();
+    const nodes = await this.chooseNodes(token, limit);
+    const ids = this.fill(token, nodes);
+    this.draftMs += performance.now() - t0;
+
+    const start = this.sequence.length;
+    const parents = nodes.map((n) => nodes.indexOf(this.template.parents[n]!));
+    const t1 = performance.now();
+    const logits = await this.sequence.forward(ids, parents);
+    const greedy = this.recycle(logits, ids);
+    const path = longestAgreeingPath(ids, parents, greedy);
+    this.sequence.gather([...range(start), ...path.map((i) => start + i)], start + path.length);
+    this.tally.record(nodes.length - 1, path.length - 1, performance.now() - t1);
+    this.learn(nodes, parents, path);
+    return [...path.slice(1).map((i) => ids[i]!), greedy[path[path.length - 1]!]!];
+  }
+
+  stats(generatedTokens: number): SpeculativeStats {
+    return this.tally.summary(this.name, this.draftMs, generatedTokens);
+  }
+
+  async release(): Promise<void> {}
+
+  /** Template nodes to verify (root first, parents before children). */
+  private async chooseNodes(token: number, limit: number): Promise<number[]> {
+    const room = this.sequence.model.maxPositions === undefined ? Infinity : this.sequence.model.maxPositions - this.sequence.length - 1;
+    const eligible = range(this.template.size).filter((n) => n > 0 && this.template.depths[n]! <= limit && n <= room);
+    const tree = this.options.tree ?? "auto";
+    if (tree !== "auto") return [0, ...eligible.slice(0, tree)];
+    this.cost ??= await measureCost(this.sequence, token, this.template.size);
+    return [0, ...this.bestSubtree(eligible, this.cost)];
+  }
+
+  /**
+   * The subtree with the most expected tokens per millisecond. A node adds the chance that its
+   * whole path is accepted (the product of its ancestors' rates); that never exceeds its
+   * parent's, so the best m-node subtree is the m nodes of highest chance.
+   */
+  private bestSubtree(eligible: number[], cost: CostModel): number[] {
+    const chance = new Float64Array(this.template.size);
+    chance[0] = 1;
+    for (let n = 1; n < this.template.size; n++) chance[n] = chance[this.template.parents[n]!]! * this.acceptance.rate(n);
+    const ranked = eligible.slice().sort((a, b) => chance[b]! - chance[a]! || a - b);
+    let best = 0;
+    let bestRate = 1 / cost.callMs(1);
+    let expected = 1;
+    ranked.forEach((n, i) => {
+      expected += chance[n]!;
+      const rate = expected / cost.callMs(i + 2);
+      if (rate > bestRate) [best, bestRate] = [i + 1, rate];
+    });
+    return ranked.slice(0, best).sort((a, b) => a - b);
+  }
+
+  /** Breadth-first fill: each node is its parent token's successor of the node's rank. */
+  private fill(root: number, nodes: readonly number[]): number[] {
+    const token = new Map<number, number>([[0, root]]);
+    for (const n of nodes.slice(1)) token.set(n, this.matrix.get(token.get(this.template.parents[n]!)!, this.template.ranks[n]!));
+    return nodes.map((n) => token.get(n)!);
+  }
+
+  /** The target's argmax per tree position; every position's top-k goes back into the matrix. */
+  private recycle(logits: ort.Tensor, ids: readonly number[]): number[] {
+    const V = logits.dims[logits.dims.length - 1]!;
+    if (V !== this.vocabSize) throw new RuntimeError("draft-vocabulary-mismatch", `the target's logits cover ${V} token ids, expected ${this.vocabSize}`);
+    const data = floatData(logits);
+    const successors = new Int32Array(this.matrix.k);
+    return ids.map((id, i) => {
+      readFloatRow(data, i * V, this.row);
+      topK(this.row, this.matrix.k, successors);
+      this.matrix.successors.set(successors, id * this.matrix.k);
+      return successors[0]!;
+    });
+  }
+
+  /** Every verified node whose parent was accepted is one trial of its template position. */
+  private learn(nodes: readonly number[], parents: readonly number[], path: readonly number[]): void {
+    const onPath = new Set(path);
+    nodes.forEach((n, i) => {
+      if (i > 0 && onPath.has(parents[i]!)) this.acceptance.record(n, onPath.has(i));
+    });
+  }
+}
+
+/**
+ * Positions (into the call's tokens) of the longest root-to-node path where each token is the
+ * target's argmax after its parent; siblings may repeat a token, so every match is explored.
+ */
+export function longestAgreeingPath(ids: readonly number[], parents: readonly number[], greedy: readonly number[]): number[] {
+  const children: number[][] = ids.map(() => []);
+  parents.forEach((p, i) => p >= 0 && children[p]!.push(i));
+  const longest = (node: number): number[] => {
+    let best: number[] = [];
+    for (const c of children[node]!) {
+      if (ids[c] !== greedy[node]) continue;
+      const below = longest(c);
+      if (below.length > best.length) best = below;
+    }
+    return [node, ...best];
+  };
+  return longest(0);
+}
