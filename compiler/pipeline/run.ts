@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
+import { tsImport } from "tsx/esm/api";
 import type { GenerationEvent } from "../../runtime/index.ts";
 import { PIPEC_VERSION } from "../paths.ts";
 import { compileFile, type CompileResult } from "./compile.ts";
@@ -14,12 +15,19 @@ export interface RunOptions {
   maxTokens?: number;
 }
 
-/** What a compiled driver.ts exports (see driver.ts). */
-interface Driver {
-  createPipeline(options?: { device?: string }): Promise<{
-    generate(prompt: string | readonly number[], options?: { maxTokens?: number }): AsyncGenerator<GenerationEvent>;
-    close(): Promise<void>;
-  }>;
+/** A compiled pipeline, as its driver.ts creates it. */
+export interface CompiledPipeline {
+  generate(prompt: string | readonly number[], options?: { maxTokens?: number; stop?: readonly string[]; signal?: AbortSignal }): AsyncGenerator<GenerationEvent>;
+  close(): Promise<void>;
+}
+
+/**
+ * Loads a folder written by compile: imports its driver.ts and creates the pipeline. The import
+ * goes through tsx, since driver.ts is TypeScript and the bundled CLI runs on plain Node.
+ */
+export async function loadCompiled(outDir: string, options: { device?: RunOptions["device"]; threads?: number } = {}): Promise<CompiledPipeline> {
+  const driver = (await tsImport(pathToFileURL(join(resolve(outDir), "driver.ts")).href, import.meta.url)) as { createPipeline(o: typeof options): Promise<CompiledPipeline> };
+  return driver.createPipeline(options);
 }
 
 export type PreparedRun = { compile: CompileResult; outDir?: undefined } | { compile: CompileResult; outDir: string };
@@ -46,15 +54,13 @@ export async function prepareRun(file: string, opts: RunOptions = {}): Promise<P
 
 /** Runs a compiled pipeline folder's driver on one prompt, yielding its events. */
 export async function* runCompiled(outDir: string, prompt: string | readonly number[], opts: RunOptions = {}): AsyncGenerator<GenerationEvent> {
-  const driver = (await import(pathToFileURL(join(outDir, "driver.ts")).href)) as Driver;
-  const pipeline = await driver.createPipeline(opts.device ? { device: opts.device } : {});
+  const pipeline = await loadCompiled(outDir, opts.device ? { device: opts.device } : {});
   try {
     yield* pipeline.generate(prompt, opts.maxTokens !== undefined ? { maxTokens: opts.maxTokens } : {});
   } finally {
     await pipeline.close();
   }
 }
-
 
 function cacheKey(source: string, files: string[]): string {
   const h = createHash("sha256").update(`pipec ${PIPEC_VERSION}\0`).update(source);
