@@ -36,3 +36,11 @@ export function extraInputs(node: Node, first: number, names: readonly string[])
   }
   return undefined;
 }
+
+/** bool [B, 1, 1, N]: key n of row b is one of its first validKeys[b] keys. */
+export function keysBelow(ops: OpsetOps, key_BHkvND: Value, validKeys_B: Value): Value {
+  const b = ops.b;
+  const n = b.op.Reshape(ops.dim(key_BHkvND, 2), b.int64([], [0]));
+  const keys_1N = ops.unsqueeze(b.op.Range(b.int64(0), n, b.int64(1)), [0]);
+  return ops.unsqueeze(b.op.Less(keys_1N, ops.unsqueeze(validKeys_B, [1])), [1, 2]);
+}

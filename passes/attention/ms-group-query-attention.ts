@@ -2,7 +2,7 @@ import type { Builder } from "../../compiler/ir/builder.ts";
 import { DataType } from "../../compiler/ir/dtype.ts";
 import type { Value } from "../../compiler/ir/value.ts";
 import type { Match, Rule, RuleContext } from "../../compiler/rewrite/index.ts";
-import { extraInputs, liftFused } from "./fused.ts";
+import { extraInputs, keysBelow, liftFused } from "./fused.ts";
 import { fusedKvNames } from "./kv-names.ts";
 import { OpsetOps, shapeOf } from "./ops.ts";
 import { accept, planOf, type LiftPlan } from "./plan.ts";
@@ -58,7 +58,7 @@ export const msGroupQueryAttentionRule: Rule = {
         newValue_BHkvSD: ops.toHeads(v.value!, kvHeads),
         pastKey_BHkvPD: v.pastKey,
         pastValue_BHkvPD: v.pastValue,
-        mask: (presentKey_BHkvND) => keysWithinSeqlens(ops, presentKey_BHkvND, validKeys_B),
+        mask: (presentKey_BHkvND) => keysBelow(ops, presentKey_BHkvND, validKeys_B),
       },
       plan.attrs,
     );
@@ -72,14 +72,6 @@ function gqaPositions(ops: OpsetOps, query_BSX: Value, validKeys_B: Value): Valu
   const s = b.op.Reshape(ops.dim(query_BSX, 1), b.int64([], [0]));
   const offset_B = b.op.Max(b.op.Sub(validKeys_B, s), b.int64(0));
   return b.op.Add(ops.unsqueeze(offset_B, [1]), ops.unsqueeze(b.op.Range(b.int64(0), s, b.int64(1)), [0]));
-}
-
-/** bool [B, 1, 1, N]: key n of row b is one of its validKeys[b]. */
-function keysWithinSeqlens(ops: OpsetOps, presentKey_BHkvND: Value, validKeys_B: Value): Value {
-  const b = ops.b;
-  const n = b.op.Reshape(ops.dim(presentKey_BHkvND, 2), b.int64([], [0]));
-  const keys_1N = ops.unsqueeze(b.op.Range(b.int64(0), n, b.int64(1)), [0]);
-  return ops.unsqueeze(b.op.Less(keys_1N, ops.unsqueeze(validKeys_B, [1])), [1, 2]);
 }
 
 function analyse(ctx: RuleContext, m: Match): GqaPlan | string {

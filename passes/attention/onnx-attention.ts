@@ -1,9 +1,10 @@
 import type { Builder } from "../../compiler/ir/builder.ts";
 import { DataType } from "../../compiler/ir/dtype.ts";
+import type { Value } from "../../compiler/ir/value.ts";
 import type { Match, Rule, RuleContext } from "../../compiler/rewrite/index.ts";
-import { liftFused } from "./fused.ts";
+import { keysBelow, liftFused } from "./fused.ts";
 import { fusedKvNames } from "./kv-names.ts";
-import { dtypeOf, OpsetOps, shapeOf } from "./ops.ts";
+import { dtypeOf, lowestOf, OpsetOps, shapeOf } from "./ops.ts";
 import { accept, planOf, type LiftPlan } from "./plan.ts";
 
 export const ONNX_ATTENTION_FORM = "ai.onnx.Attention";
@@ -11,11 +12,13 @@ export const ONNX_ATTENTION_FORM = "ai.onnx.Attention";
 interface OnnxAttentionPlan extends LiftPlan {
   /** Q/K/V are [B, S, heads*D] (else [B, heads, S, D]). */
   packedHeads: boolean;
+  opset: number;
 }
 
 /**
  * Standard Attention-23/24: Q, K, V (3-D with q_num_heads/kv_num_heads, or 4-D), optional
- * attn_mask (bool: true attends; float: added), past_key/past_value grown along the sequence.
+ * attn_mask (bool: true attends; float: added), past_key/past_value grown along the sequence,
+ * nonpad_kv_seqlen (Attention-24: keys at or past it per row are padding).
  */
 export const onnxAttentionRule: Rule = {
   name: "lift-onnx-attention",
@@ -27,9 +30,9 @@ export const onnxAttentionRule: Rule = {
   rewrite: (b: Builder, m: Match) => {
     const plan = planOf<OnnxAttentionPlan>(m);
     const node = m.root;
-    const ops = new OpsetOps(b, 23);
+    const ops = new OpsetOps(b, plan.opset);
     const heads = (x: typeof node.inputs[0], n: number) => (plan.packedHeads ? ops.toHeads(x!, n) : x!);
-    const [, , , mask, pastKey, pastValue] = node.inputs;
+    const [, , , mask, pastKey, pastValue, nonpadKvSeqlen] = node.inputs;
     const { out_BHSD, presentKey, presentValue } = liftFused(
       ops,
       {
@@ -38,7 +41,7 @@ export const onnxAttentionRule: Rule = {
         newValue_BHkvSD: heads(m.values.v, plan.attrs.kv_num_heads),
         pastKey_BHkvPD: pastKey,
         pastValue_BHkvPD: pastValue,
-        mask,
+        mask: nonpadKvSeqlen ? (key_BHkvND) => withNonpadKeys(ops, mask, keysBelow(ops, key_BHkvND, nonpadKvSeqlen)) : mask,
       },
       plan.attrs,
     );
@@ -46,9 +49,18 @@ export const onnxAttentionRule: Rule = {
   },
 };
 
-function analyse(_ctx: RuleContext, m: Match): OnnxAttentionPlan | string {
+/** attn_mask restricted to the keys nonpad_kv_seqlen counts as real. */
+function withNonpadKeys(ops: OpsetOps, mask: Value | undefined, nonpad_B11N: Value): Value {
+  const b = ops.b;
+  if (!mask) return nonpad_B11N;
+  if (dtypeOf(mask) === DataType.BOOL) return b.op.And(mask, nonpad_B11N);
+  const dtype = dtypeOf(mask) ?? DataType.FLOAT;
+  const hide = b.op.Where(nonpad_B11N, b.float32(0), b.float32(lowestOf(dtype)));
+  return b.op.Add(mask, dtype === DataType.FLOAT ? hide : b.op.Cast(hide, { to: dtype }));
+}
+
+function analyse(ctx: RuleContext, m: Match): OnnxAttentionPlan | string {
   const node = m.root;
-  if (node.inputs[6]) return `${node.describe()} uses nonpad_kv_seqlen, which lift-attention does not model`;
   if (node.outputs[3] && !node.outputs[3].unused) return `${node.describe()} exposes qk_matmul_output`;
   if ((node.attrFloat("softcap") ?? 0) !== 0) return `${node.describe()} caps the scores (softcap)`;
   const shape = shapeOf(m.values.q);
@@ -79,9 +91,9 @@ function analyse(_ctx: RuleContext, m: Match): OnnxAttentionPlan | string {
     num_heads: heads,
     kv_num_heads: kvHeads,
     is_causal: causal,
-    mask_kind: mask ? (dtypeOf(mask) === DataType.BOOL ? ("boolean" as const) : ("additive" as const)) : undefined,
+    mask_kind: mask ? (dtypeOf(mask) === DataType.BOOL ? ("boolean" as const) : ("additive" as const)) : node.inputs[6] ? ("boolean" as const) : undefined,
     source_form: ONNX_ATTENTION_FORM,
     ...fusedKvNames({ pastKey: node.inputs[4], pastValue: node.inputs[5], presentKey: node.outputs[1], presentValue: node.outputs[2] }),
   };
-  return { attrs, packedHeads };
+  return { attrs, packedHeads, opset: ctx.model?.opset("") ?? 23 };
 }
