@@ -9,11 +9,11 @@
 // call's cost grows with its tokens, so the tree is cut to the subtree with the most expected
 // tokens per millisecond, from a cost line measured on this machine and each node's observed
 // acceptance rate, re-chosen every step (no draft at all when plain decoding is faster).
+// A model compiled with tree-attention-mask runs ordinary steps too (the runtime feeds a chain).
 import type * as ort from "onnxruntime-node";
 import type { DecoderModel, DecoderSequence } from "../decoder.ts";
 import { RuntimeError } from "../errors.ts";
 import { floatData, readFloatRow } from "../tensors.ts";
-import { measureCost, type CostModel } from "./cost-model.ts";
 import type { SpeculativeStats } from "./stats.ts";
 import { SpeculativeTally } from "./stats.ts";
 
@@ -103,6 +103,49 @@ export function topK(row: Float32Array, k: number, out: Int32Array): void {
   }
 }
 
+/** Milliseconds of one target call as a function of the tokens it verifies. */
+export interface CallCost {
+  callMs(tokens: number): number;
+}
+
+/**
+ * The cost of a call measured at sizes 1 .. maxTokens on this machine and interpolated between
+ * them. Not a line: on a CPU, attention over a large tree grows faster than linearly, and a line
+ * fitted to every size misprices the small trees that pay. The fastest of a few runs counts (on
+ * a shared machine other work only adds time); measured once per model.
+ */
+export class MeasuredCost implements CallCost {
+  constructor(private readonly samples: readonly { tokens: number; ms: number }[]) {}
+
+  callMs(tokens: number): number {
+    const s = this.samples;
+    let i = 1;
+    while (i < s.length - 1 && s[i]!.tokens < tokens) i++;
+    const [a, b] = [s[i - 1]!, s[i]!];
+    return a.ms + ((b.ms - a.ms) * (tokens - a.tokens)) / (b.tokens - a.tokens);
+  }
+
+  static async measure(sequence: DecoderSequence, token: number, maxTokens: number): Promise<MeasuredCost> {
+    const start = sequence.length;
+    const sizes = [...new Set([1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96].filter((n) => n < maxTokens).concat(maxTokens))];
+    await sequence.forward(Array(maxTokens).fill(token)); // the first call at a new size allocates
+    sequence.truncate(start);
+    const samples = [];
+    for (const size of sizes) {
+      let fastest = Infinity;
+      for (let r = 0; r < 3; r++) {
+        const t0 = performance.now();
+        await sequence.forward(Array(size).fill(token));
+        fastest = Math.min(fastest, performance.now() - t0);
+        sequence.truncate(start);
+      }
+      samples.push({ tokens: size, ms: fastest });
+    }
+    return new MeasuredCost(samples);
+  }
+}
+
+const costs = new WeakMap<DecoderModel, CallCost>();
 const matrices = new WeakMap<DecoderModel, AdjacencyMatrix>();
 
 /** The model's adjacency matrix, made on first use and kept for every later request ("hot start"). */
@@ -133,6 +176,10 @@ class NodeAcceptance {
   }
 }
 
+/** While drafting does not pay, every this-many-th step verifies a short rank-0 chain anyway, to notice when it would. */
+const PROBE_EVERY = 8;
+const PROBE_DEPTH = 3;
+
 export interface RecycleOptions {
   /** Draft nodes verified per call: a number caps the template (BFS order); "auto" lets the cost model choose every step. */
   tree?: number | "auto";
@@ -149,8 +196,10 @@ export class TokenRecycling {
   private readonly acceptance: NodeAcceptance;
   private readonly matrix: AdjacencyMatrix;
   private readonly row: Float32Array;
-  private cost?: CostModel;
+  private cost?: CallCost;
   private draftMs = 0;
+  /** Steps since the cost model last chose not to draft (probing keeps the acceptance rates learning). */
+  private idle = 0;
 
   constructor(
     private readonly sequence: DecoderSequence,
@@ -203,8 +252,11 @@ export class TokenRecycling {
     const eligible = range(this.template.size).filter((n) => n > 0 && this.template.depths[n]! <= limit && n <= room);
     const tree = this.options.tree ?? "auto";
     if (tree !== "auto") return [0, ...eligible.slice(0, tree)];
-    this.cost ??= await measureCost(this.sequence, token, this.template.size);
-    return [0, ...this.bestSubtree(eligible, this.cost)];
+    this.cost ??= costs.get(this.sequence.model) ?? (await MeasuredCost.measure(this.sequence, token, this.template.size));
+    costs.set(this.sequence.model, this.cost);
+    const best = this.bestSubtree(eligible, this.cost);
+    if (best.length > 0 || ++this.idle % PROBE_EVERY !== 0) return [0, ...best];
+    return [0, ...eligible.filter((n) => this.template.depths[n]! <= PROBE_DEPTH && this.template.ranks[n] === 0)];
   }
 
   /**
@@ -212,7 +264,7 @@ export class TokenRecycling {
    * whole path is accepted (the product of its ancestors' rates); that never exceeds its
    * parent's, so the best m-node subtree is the m nodes of highest chance.
    */
-  private bestSubtree(eligible: number[], cost: CostModel): number[] {
+  private bestSubtree(eligible: number[], cost: CallCost): number[] {
     const chance = new Float64Array(this.template.size);
     chance[0] = 1;
     for (let n = 1; n < this.template.size; n++) chance[n] = chance[this.template.parents[n]!]! * this.acceptance.rate(n);
