@@ -9,7 +9,7 @@ import { streamingKeep } from "../runtime/cache/streaming.ts";
 import { HAVE_SHARED, SKIP_SHARED_REASON } from "../test/helpers/fixtures.ts";
 import { modelBytes } from "../test/helpers/ort-parity.ts";
 import { seededFeeds } from "../test/helpers/ort-inputs.ts";
-import { exactness, projectExactnessCases, sharedExactnessCases, sparsify } from "../test/helpers/sparse-parity.ts";
+import { exactness, keepRows, projectExactnessCases, sharedExactnessCases, sparsify } from "../test/helpers/sparse-parity.ts";
 import { tempDir } from "../test/helpers/tmp.ts";
 import { streamingLlm } from "./streaming-llm.ts";
 
@@ -51,7 +51,7 @@ describe("streaming-llm attends to the sinks and the window only", () => {
     // The window holds the new token, so window - 1 past rows.
     const kept = [...Array.from({ length: sinks }, (_, i) => i), ...Array.from({ length: window - 1 }, (_, i) => past - window + 1 + i)];
     const keptFeeds: Record<string, ort.Tensor> = { ...feeds, attention_mask: new ort.Tensor("int64", new BigInt64Array(kept.length + 1).fill(1n), [1, kept.length + 1]) };
-    for (const [name, t] of Object.entries(feeds)) if (name.startsWith("past_key_values.")) keptFeeds[name] = rows(t, kept);
+    for (const [name, t] of Object.entries(feeds)) if (name.startsWith("past_key_values.")) keptFeeds[name] = keepRows(t, kept);
 
     const got = (await sparseSession.run(feeds)).logits!.data as Float32Array;
     const want = (await denseSession.run(keptFeeds)).logits!.data as Float32Array;
@@ -89,12 +89,3 @@ describe("streaming-llm generation with runtime eviction", () => {
     expect(unevicted.stats.peakKvBytes).toBeGreaterThan(3 * kept.stats.peakKvBytes);
   });
 });
-
-/** [B, Hkv, P, D] with only the rows `kept` along P. */
-function rows(t: ort.Tensor, kept: number[]): ort.Tensor {
-  const [B, H, P, D] = t.dims as number[];
-  const src = t.data as Float32Array;
-  const out = new Float32Array(B! * H! * kept.length * D!);
-  for (let o = 0; o < B! * H!; o++) kept.forEach((r, j) => out.set(src.subarray((o * P! + r) * D!, (o * P! + r + 1) * D!), (o * kept.length + j) * D!));
-  return new ort.Tensor("float32", out, [B!, H!, kept.length, D!]);
-}

@@ -91,6 +91,5 @@ export function tidalDecode(model: Model, opts: TidalDecodeOptions): TidalStats 
 /** int64 [B, H, k]: per query head, the keys with the highest pre-softmax scores. */
 function selectTopK(site: SparseSite, budget: Budget): Value {
   const k_1 = site.decodeOnly(site.min(budgetTokens(site, budget), site.N_1), site.N_1);
-  const topk = site.b.node("TopK", [site.lastQueryScores(true), k_1], { outputs: 2, attributes: { axis: -1, largest: 1, sorted: 0 } });
-  return topk.output(1);
+  return site.topKAscending(site.lastQueryScores(true), k_1);
 }

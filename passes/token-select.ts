@@ -81,7 +81,7 @@ function selectKeys(site: SparseSite, opts: TokenSelectOptions): Value {
   if (opts.kernelSize > 0) votes_N = maxPool(site, votes_N, opts.kernelSize);
   // Sinks and window are kept anyway; -1 ranks them below every middle vote (all >= 0).
   const middleVotes_N = b.op.Where(isMiddle_N, votes_N, b.float32(-1));
-  const selected_K = b.node("TopK", [middleVotes_N, chosen_1], { outputs: 2, attributes: { axis: -1, largest: 1, sorted: 0 } }).output(1);
+  const selected_K = site.topKAscending(middleVotes_N, chosen_1);
   return b.op.Concat(site.range(b.int64([0]), sinks_1), selected_K, site.range(windowStart_1, N_1), { axis: 0 });
 }
 

@@ -63,6 +63,15 @@ export class SparseSite {
     return this.b.op.Where(this.b.op.Less(a_1, b_1), a_1, b_1); // Min takes int64 only from opset 12
   }
 
+  /**
+   * The `k_1` largest of `scores` along the last axis, as key indices in ascending order: the
+   * gather then reads rows in cache order, and a selection of every key sums in the dense order.
+   */
+  topKAscending(scores: Value, k_1: Value): Value {
+    const top = this.b.node("TopK", [scores, k_1], { outputs: 2, attributes: { axis: -1, largest: 1, sorted: 0 } }).output(1);
+    return this.b.node("TopK", [top, k_1], { outputs: 2, attributes: { axis: -1, largest: 0, sorted: 1 } }).output(0);
+  }
+
   /** int64 [end - start]: start, start+1, .., end-1. */
   range(start_1: Value, end_1: Value): Value {
     return this.b.op.Range(this.scalar(start_1), this.scalar(end_1), this.b.int64(1));

@@ -118,3 +118,12 @@ export async function exactness(c: ExactnessCase, rewrite: (m: Model) => number)
   for (const step of [{ past: 0, seq: 5 }, { past: 20, seq: 1 }]) diff = Math.max(diff, maxOutputDiff(await runStep(dense, step), await runStep(sparse, step)));
   return { ...counts, diff };
 }
+
+/** A past tensor [B, Hkv, P, D] with only the rows `kept` along P (what a cache that evicted the rest holds). */
+export function keepRows(t: ort.Tensor, kept: readonly number[]): ort.Tensor {
+  const [B, H, P, D] = t.dims as number[];
+  const src = t.data as Float32Array;
+  const out = new Float32Array(B! * H! * kept.length * D!);
+  for (let o = 0; o < B! * H!; o++) kept.forEach((r, j) => out.set(src.subarray((o * P! + r) * D!, (o * P! + r + 1) * D!), (o * kept.length + j) * D!));
+  return new ort.Tensor("float32", out, [B!, H!, kept.length, D!]);
+}

@@ -1,0 +1,91 @@
+import { describe, expect, it } from "vitest";
+import type { Model } from "../compiler/ir/model.ts";
+import { buildZooModel, llamaConfig } from "../compiler/zoo/index.ts";
+import { defaultRegistry } from "./index.ts";
+import { isCanonical, readCanonical } from "./attention/canonical-node.ts";
+import { liftAttention } from "./attention/lift.ts";
+import { HAVE_SHARED, SKIP_SHARED_REASON } from "../test/helpers/fixtures.ts";
+import { exactness, maxOutputDiff, projectExactnessCases, runStep, sharedExactnessCases, sparsify } from "../test/helpers/sparse-parity.ts";
+import { defaultSelectLayers, tidalDecode, type TidalDecodeOptions } from "./tidal-decode.ts";
+
+const EXACT = 1e-5;
+/** Layer 0 selects, every later layer is sparse: the most sparse layers a 2-layer export allows. */
+const covering = (m: Model) => tidalDecode(m, { topK: { tokens: 1 << 20 }, fullLayers: 0, selectLayers: [0] }).sparse;
+
+describe("tidal with a budget covering the context is exact", () => {
+  for (const c of projectExactnessCases()) {
+    it(c.name, async () => {
+      const r = await exactness(c, covering);
+      expect(r.lifted).toBeGreaterThan(1);
+      expect(r.rewritten).toBe(r.lifted - 1);
+      expect(r.diff).toBeLessThanOrEqual(EXACT);
+    });
+  }
+  it("top_k 100% (a share of the context)", async () => {
+    const r = await exactness({ name: "zoo", load: () => buildZooModel(llamaConfig({ layers: 3 })) }, (m) => tidalDecode(m, { topK: { percent: 100 }, fullLayers: 0, selectLayers: [0] }).sparse);
+    expect(r.rewritten).toBe(2);
+    expect(r.diff).toBeLessThanOrEqual(EXACT);
+  });
+});
+
+describe.skipIf(!HAVE_SHARED)(`tidal on the shared fixtures (${HAVE_SHARED ? "present" : SKIP_SHARED_REASON})`, () => {
+  for (const c of sharedExactnessCases()) {
+    it(c.name, async () => {
+      const r = await exactness(c, covering);
+      expect(r.rewritten).toBe(Math.max(0, r.lifted - 1));
+      expect(r.diff).toBeLessThanOrEqual(EXACT);
+    });
+  }
+});
+
+describe("tidal layer roles", () => {
+  it("scales the paper's re-selection layer (13 of 32) to the model's depth", () => {
+    expect(defaultSelectLayers(32, 2)).toEqual([2, 13]);
+    expect(defaultSelectLayers(16, 2)).toEqual([2, 7]);
+    expect(defaultSelectLayers(5, 2)).toEqual([2]);
+  });
+
+  it("keeps full attention below full_layers and in the selection layers; the rest gather per head", () => {
+    const model = buildZooModel(llamaConfig({ layers: 16 }));
+    liftAttention(model);
+    const stats = tidalDecode(model, { topK: { tokens: 8 }, fullLayers: 2 });
+    expect(stats).toEqual({ selectLayers: [2, 7], selection: 2, sparse: 12 });
+    const sparse = model.graph.nodeArray().filter((n) => isCanonical(n) && readCanonical(n).source_form.endsWith("+tidal"));
+    expect(sparse.map((n) => readCanonical(n).layer)).toEqual([3, 4, 5, 6, 8, 9, 10, 11, 12, 13, 14, 15]);
+    for (const node of sparse) {
+      // K and V reach the attention through a GatherElements of the selected rows (each KV head
+      // gathers its query heads' choices), not through a mask over every key.
+      for (const operand of [node.inputs[1]!, node.inputs[2]!]) {
+        expect(operand.producer?.op).toBe("Reshape");
+        expect(operand.producer?.inputs[0]?.producer?.op).toBe("GatherElements");
+      }
+      expect(readCanonical(node).kv_num_heads).toBe(readCanonical(node).num_heads);
+    }
+  });
+
+  it("refuses selection layers below full_layers", () => {
+    const model = buildZooModel(llamaConfig({ layers: 4 }));
+    liftAttention(model);
+    const options: TidalDecodeOptions = { topK: { tokens: 8 }, fullLayers: 2, selectLayers: [1] };
+    expect(() => tidalDecode(model, options)).toThrow(/select_layers \[1\] must not be below full_layers \(2\)/);
+  });
+
+  it("reads its options as a .pipe writes them", () => {
+    const [{ pass }] = defaultRegistry().resolve([{ name: "tidal", options: { top_k: "12.5%", select_layers: "[2, 5]" } }]);
+    expect(pass.lossy).toBe(true);
+    expect(pass.description).toContain("top-12.5%");
+    expect(() => defaultRegistry().resolve([{ name: "tidal", options: { top_k: "0" } }])).toThrow(/budget '0'/);
+  });
+});
+
+describe("tidal with a small budget", () => {
+  it("changes decode steps only: a prefill stays dense", async () => {
+    const config = llamaConfig({ layers: 4 });
+    const dense = buildZooModel(config);
+    const sparse = buildZooModel(config);
+    expect(sparsify(sparse, (m) => tidalDecode(m, { topK: { tokens: 4 }, fullLayers: 1, selectLayers: [1] }).sparse).rewritten).toBe(2);
+    expect(maxOutputDiff(await runStep(dense, { past: 0, seq: 12 }), await runStep(sparse, { past: 0, seq: 12 }))).toBeLessThanOrEqual(EXACT);
+    expect(maxOutputDiff(await runStep(dense, { past: 3, seq: 4 }), await runStep(sparse, { past: 3, seq: 4 }))).toBeLessThanOrEqual(EXACT);
+    expect(maxOutputDiff(await runStep(dense, { past: 40, seq: 1 }), await runStep(sparse, { past: 40, seq: 1 }))).toBeGreaterThan(1e-3);
+  });
+});

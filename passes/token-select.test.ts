@@ -1,0 +1,94 @@
+import * as ort from "onnxruntime-node";
+import { describe, expect, it } from "vitest";
+import type { Model } from "../compiler/ir/model.ts";
+import { PROVENANCE_KEY } from "../compiler/ir/node.ts";
+import { buildZooModel, llamaConfig } from "../compiler/zoo/index.ts";
+import { HAVE_SHARED, SKIP_SHARED_REASON } from "../test/helpers/fixtures.ts";
+import { seededFeeds } from "../test/helpers/ort-inputs.ts";
+import { modelBytes } from "../test/helpers/ort-parity.ts";
+import { exactness, keepRows, maxOutputDiff, projectExactnessCases, runStep, sharedExactnessCases, sparsify } from "../test/helpers/sparse-parity.ts";
+import { defaultRegistry } from "./index.ts";
+import { createTokenSelect, TOKEN_SELECT, tokenSelect, type TokenSelectOptions } from "./token-select.ts";
+
+const EXACT = 1e-5;
+const covering = (m: Model) => tokenSelect(m, { topK: { tokens: 1 << 20 }, sinks: 4, window: 8, kernelSize: -1 });
+
+describe("tokenselect with a budget covering the context is exact", () => {
+  for (const c of projectExactnessCases()) {
+    it(c.name, async () => {
+      const r = await exactness(c, covering);
+      expect(r.lifted).toBeGreaterThan(0);
+      expect(r.rewritten).toBe(r.lifted);
+      expect(r.diff).toBeLessThanOrEqual(EXACT);
+    });
+  }
+});
+
+describe.skipIf(!HAVE_SHARED)(`tokenselect on the shared fixtures (${HAVE_SHARED ? "present" : SKIP_SHARED_REASON})`, () => {
+  for (const c of sharedExactnessCases()) {
+    it(c.name, async () => {
+      const r = await exactness(c, covering);
+      expect(r.rewritten).toBe(r.lifted);
+      expect(r.diff).toBeLessThanOrEqual(EXACT);
+    });
+  }
+});
+
+describe("tokenselect keeps one index set per layer: sinks, the top-voted middle, the window", () => {
+  const [sinks, window, topK, past] = [3, 4, 5, 30];
+  const options: TokenSelectOptions = { topK: { tokens: topK }, sinks, window, kernelSize: -1 };
+
+  it("equals the dense model fed just the selected rows, and the selection is the top of the votes", async () => {
+    const config = llamaConfig({ layers: 1 });
+    const sparse = buildZooModel(config);
+    expect(sparsify(sparse, (m) => tokenSelect(m, options)).rewritten).toBe(1);
+    // Expose the layer's votes and its index set (the Concat of sinks, chosen, window).
+    const made = sparse.graph.nodeArray().filter((n) => n.metadata.get(PROVENANCE_KEY) === TOKEN_SELECT);
+    const keep = made.filter((n) => n.op === "Concat").at(-1)!.output(0);
+    const votes = made.find((n) => n.op === "ReduceSum")!.output(0);
+    sparse.graph.addOutput(keep);
+    sparse.graph.addOutput(votes);
+
+    const sparseSession = await ort.InferenceSession.create(modelBytes(sparse));
+    const denseSession = await ort.InferenceSession.create(modelBytes(buildZooModel(config)));
+    const feeds = seededFeeds(sparseSession, 5, { batch_size: 1, past_sequence_length: past, sequence_length: 1, total_sequence_length: past + 1 });
+    feeds.position_ids = new ort.Tensor("int64", BigInt64Array.from([BigInt(past)]), [1, 1]);
+    const out = await sparseSession.run(feeds);
+    const kept = Array.from(out[keep.name]!.data as BigInt64Array, Number);
+    const voteValues = Array.from(out[votes.name]!.data as Float32Array);
+
+    const N = past + 1;
+    const middle = Array.from({ length: N - sinks - window }, (_, i) => sinks + i);
+    const topVoted = [...middle].sort((a, b) => voteValues[b]! - voteValues[a]!).slice(0, topK).sort((a, b) => a - b);
+    expect(kept).toEqual([0, 1, 2, ...topVoted, N - 4, N - 3, N - 2, N - 1]);
+    // Per-head softmax over the middle, summed over heads: the votes add up to the head count.
+    expect(middle.reduce((s, i) => s + voteValues[i]!, 0)).toBeCloseTo(config.heads, 4);
+
+    const pastRows = kept.filter((i) => i < past);
+    const keptFeeds: Record<string, ort.Tensor> = { ...feeds, attention_mask: new ort.Tensor("int64", new BigInt64Array(pastRows.length + 1).fill(1n), [1, pastRows.length + 1]) };
+    for (const [name, t] of Object.entries(feeds)) if (name.startsWith("past_key_values.")) keptFeeds[name] = keepRows(t, pastRows);
+    const got = out.logits!.data as Float32Array;
+    const want = (await denseSession.run(keptFeeds)).logits!.data as Float32Array;
+    expect(Math.max(...got.map((g, i) => Math.abs(g - want[i]!)))).toBeLessThanOrEqual(EXACT);
+    await Promise.all([sparseSession.release(), denseSession.release()]);
+  });
+
+  it("changes decode steps only, with or without pooling the votes", async () => {
+    const config = llamaConfig({ layers: 2 });
+    const dense = buildZooModel(config);
+    for (const kernelSize of [-1, 3]) {
+      const sparse = buildZooModel(config);
+      sparsify(sparse, (m) => tokenSelect(m, { ...options, kernelSize }));
+      expect(maxOutputDiff(await runStep(dense, { past: 0, seq: 24 }), await runStep(sparse, { past: 0, seq: 24 }))).toBeLessThanOrEqual(EXACT);
+      expect(maxOutputDiff(await runStep(dense, { past: past, seq: 1 }), await runStep(sparse, { past: past, seq: 1 }))).toBeGreaterThan(1e-3);
+    }
+  });
+
+  it("refuses an even pooling width and the selection cache it does not build", () => {
+    expect(() => createTokenSelect({ kernelSize: 4 })).toThrow(/kernel_size must be -1 \(no pooling\) or an odd width, got 4/);
+    expect(() => defaultRegistry().resolve([{ name: TOKEN_SELECT, options: { selection_cache: "true" } }])).toThrow(/selection_cache is not implemented/);
+    const [{ pass }] = defaultRegistry().resolve([{ name: TOKEN_SELECT, options: {} }]);
+    expect(pass.lossy).toBe(true);
+    expect(pass.description).toBe("TokenSelect: 128 sinks + 512 recent + top-2048 by per-head soft voting (lossy)");
+  });
+});
