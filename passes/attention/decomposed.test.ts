@@ -40,6 +40,8 @@ const repeatByExpand = (b: Builder, x: Value, groups: number) =>
   b.op.Reshape(b.op.Expand(b.op.Unsqueeze(x, b.int64([2])), b.int64([1, 1, groups, 1, 1])), b.int64([1, H, N, D]));
 const repeatByTile = (b: Builder, x: Value, groups: number) =>
   b.op.Reshape(b.op.Tile(b.op.Unsqueeze(x, b.int64([2])), b.int64([1, 1, groups, 1, 1])), b.int64([0, H, -1, D]));
+const repeatByReshape5 = (b: Builder, x: Value, groups: number) =>
+  b.op.Reshape(b.op.Expand(b.op.Reshape(x, b.int64([1, H / groups, 1, N, D])), b.int64([1, 1, groups, 1, 1])), b.int64([1, H, N, D]));
 const softmax = (b: Builder, x: Value) => b.op.Softmax(x, { axis: -1 });
 
 const SPELLINGS: Record<string, Spelling & { scale: number }> = {
@@ -78,6 +80,14 @@ const SPELLINGS: Record<string, Spelling & { scale: number }> = {
       const scores = b.op.Add(b.op.Mul(b.op.MatMul(merge(x.query, T), kT), b.float32(0.125)), b.op.Reshape(x.mask, b.int64([1, T, N])));
       const out = b.op.MatMul(softmax(b, scores), merge(repeatByExpand(b, x.value, 2), N)); // [B*H, T, D]
       return b.op.Reshape(out, b.int64([1, H, T, D]));
+    },
+  },
+  "GQA repeat by a 5-D Reshape and Expand, scale on the scores by Mul with the constant first": {
+    kvHeads: 2,
+    scale: 0.25,
+    attend: (b, x) => {
+      const scores = b.op.Mul(b.float32(0.25), b.op.MatMul(x.query, transposeK(b, repeatByReshape5(b, x.key, 2))));
+      return b.op.MatMul(softmax(b, b.op.Add(scores, x.mask)), repeatByReshape5(b, x.value, 2));
     },
   },
   "inverted Where (true hides), unscaled": {

@@ -1,6 +1,7 @@
 import { makeAttribute } from "../../compiler/ir/attribute.ts";
 import type { Model } from "../../compiler/ir/model.ts";
 import { inferShapes } from "../../compiler/ir/shape-inference/index.ts";
+import { TOPOLOGICALLY_SORTED } from "../../compiler/pass-manager/properties.ts";
 import type { Pass, PassContext, PassResult } from "../../compiler/pass-manager/pass.ts";
 import { applyRules, formatNearMiss, type RewriteStats } from "../../compiler/rewrite/index.ts";
 import { createDce } from "../dce.ts";
@@ -19,6 +20,8 @@ export function createLiftAttention(): Pass {
   return {
     name: LIFT_ATTENTION,
     description: "recognise attention in any encoding and lift it to canonical pipec::Attention nodes",
+    // New nodes go before the block's last node, after everything they read.
+    preserves: [TOPOLOGICALLY_SORTED],
     run(model: Model, ctx: PassContext): PassResult {
       const trace = ctx.options["trace"] === true || ctx.options["trace"] === "true";
       const stats = liftAttention(model, { trace });

@@ -4,6 +4,7 @@ import type { Model } from "../../compiler/ir/model.ts";
 import type { Node } from "../../compiler/ir/node.ts";
 import { inferShapes } from "../../compiler/ir/shape-inference/index.ts";
 import type { Value } from "../../compiler/ir/value.ts";
+import { TOPOLOGICALLY_SORTED } from "../../compiler/pass-manager/properties.ts";
 import type { Pass, PassResult } from "../../compiler/pass-manager/pass.ts";
 import { applyRules, type Match, type Rule } from "../../compiler/rewrite/index.ts";
 import { CANONICAL_DOMAIN, CANONICAL_OP } from "./canonical.ts";
@@ -21,6 +22,8 @@ export function createLowerAttention(): Pass {
   return {
     name: LOWER_ATTENTION,
     description: "lower canonical pipec::Attention nodes to standard MatMul/Softmax attention",
+    // New nodes go before the block's last node, after everything they read.
+    preserves: [TOPOLOGICALLY_SORTED],
     run(model: Model): PassResult {
       const lowered = lowerAttention(model);
       return { changed: lowered > 0, stats: { lowered } };

@@ -50,19 +50,26 @@ export function peelKeyTranspose(keyT: Value): { key: Value; layout: "BHND" | "B
 
 /**
  * Repeat-KV (GQA): [B, Hkv, N, D] -> [B, Hkv*G, N, D] with every KV head repeated G times in a
- * row, spelled Reshape(Expand|Tile(Unsqueeze(x, 2))). Returns x, or v itself when not repeated.
+ * row, spelled Reshape(Expand|Tile(x5)) where x5 is x with a unit axis 2: Unsqueeze(x, 2) or a
+ * Reshape to [B, Hkv, 1, N, D]. Returns x, or v itself when not repeated.
  */
 export function peelRepeatKv(v: Value): Value | string {
   const reshape = v.producer;
   if (reshape?.op !== "Reshape") return v;
   const grow = reshape.inputs[0]?.producer;
   if (grow?.op !== "Expand" && grow?.op !== "Tile") return v;
-  const unsqueeze = grow.inputs[0]?.producer;
-  if (unsqueeze?.op !== "Unsqueeze") return `repeat-KV ${grow.describe()} does not read an Unsqueeze`;
-  const axes = unsqueeze.attrInts("axes") ?? constantTensor(unsqueeze.inputs[1]!)?.toArray();
+  const withUnitAxis = grow.inputs[0]!;
+  const spread = withUnitAxis.producer;
+  if (spread?.op === "Reshape" && rank(spread.inputs[0]!) === 4) {
+    const target = constantTensor(spread.inputs[1]!)?.toArray();
+    if (target?.length === 5 && Number(target[2]) === 1) return spread.inputs[0]!;
+    return `repeat-KV reshapes to [${target ? [...target].join(", ") : "?"}], not [B, Hkv, 1, N, D]`;
+  }
+  if (spread?.op !== "Unsqueeze") return `repeat-KV ${grow.describe()} reads neither an Unsqueeze nor a 5-D Reshape`;
+  const axes = spread.attrInts("axes") ?? constantTensor(spread.inputs[1]!)?.toArray();
   const axis = axes && axes.length === 1 ? Number(axes[0]) : undefined;
   if (axis !== 2 && axis !== -3) return `repeat-KV unsqueezes axis ${axes ? [...axes].join(",") : "?"}, not 2: heads would not repeat in a row`;
-  return unsqueeze.inputs[0]!;
+  return spread.inputs[0]!;
 }
 
 export function rank(v: Value): number | undefined {
