@@ -4,7 +4,7 @@ import { describe, expect, it } from "vitest";
 import type { Model } from "../../compiler/ir/model.ts";
 import { loadModel } from "../../compiler/onnx/index.ts";
 import { buildZooModel, gpt2Config, llamaConfig, type AttentionEncoding, type ZooConfig } from "../../compiler/zoo/index.ts";
-import { HAVE_SHARED, SHARED_FIXTURES, SKIP_SHARED_REASON } from "../../test/helpers/fixtures.ts";
+import { HAVE_SHARED, SHARED_FIXTURES, sharedOnnxFiles, SKIP_SHARED_REASON } from "../../test/helpers/fixtures.ts";
 import { modelBytes } from "../../test/helpers/ort-parity.ts";
 import { CANONICAL_DOMAIN } from "./canonical.ts";
 import { isCanonical, readCanonical } from "./canonical-node.ts";
@@ -71,6 +71,9 @@ describe.skipIf(!HAVE_SHARED)(`lift-attention + lower-attention on ../shared/fix
     // Hybrid, but its attention layers only pass the cache through: there is no attention to find.
     ["genai-tiny-random-lfm2-fp32/decoder.onnx", 0, "lift-decomposed-attention"],
   ];
+  it("covers every .onnx file there", () => {
+    expect(cases.map(([file]) => file).sort()).toEqual(sharedOnnxFiles());
+  });
   for (const [file, layers, rule, tolerance] of cases) {
     it(file, async () => {
       await expectLiftLowerExact(loadModel(join(SHARED_FIXTURES, file)), layers, rule, tolerance);
