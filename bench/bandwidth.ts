@@ -27,20 +27,19 @@ function matVecModel(): string {
   return path;
 }
 
-/** Bytes per second of a [1, K] x [K, N] MatMul on onnxruntime's CPU provider: the best of `runs` timed runs. */
+/**
+ * Bytes per second of CPU time of a [1, K] x [K, N] MatMul on onnxruntime's CPU provider, over
+ * `runs` runs: CPU time, not wall time, so that other jobs on a shared machine do not count.
+ */
 export async function measureMatVecBandwidth(threads: number, runs = 20): Promise<number> {
   const session = await ort.InferenceSession.create(matVecModel(), { intraOpNumThreads: threads, interOpNumThreads: 1 });
   try {
     const feeds = { x: new ort.Tensor("float32", new Float32Array(K).fill(0.5), [1, K]) };
     for (let i = 0; i < 3; i++) await session.run(feeds);
-    // Best, not mean: on a shared machine other jobs only ever slow a run down.
-    let best = Infinity;
-    for (let i = 0; i < runs; i++) {
-      const t0 = performance.now();
-      await session.run(feeds);
-      best = Math.min(best, performance.now() - t0);
-    }
-    return (K * N * 4) / (best / 1000);
+    const start = process.cpuUsage();
+    for (let i = 0; i < runs; i++) await session.run(feeds);
+    const cpu = process.cpuUsage(start);
+    return (runs * K * N * 4) / ((cpu.user + cpu.system) / 1e6);
   } finally {
     await session.release();
   }

@@ -12,6 +12,8 @@ export interface BaselineRun {
   /** Wall time of the decode steps (every token after the first). */
   decodeMs: number;
   sessionRunMs: number;
+  /** CPU time of this process over the decode steps (all threads). */
+  decodeCpuMs: number;
 }
 
 export async function runBaseline(modelPath: string, prompt: readonly number[], maxNewTokens: number, threads: number): Promise<BaselineRun> {
@@ -32,6 +34,7 @@ export async function runBaseline(modelPath: string, prompt: readonly number[], 
     let pastLength = 0;
     let sessionRunMs = 0;
     let prefillMs = 0;
+    let decodeCpu = process.cpuUsage();
     const start = performance.now();
     while (tokens.length < maxNewTokens) {
       const S = step.length;
@@ -50,14 +53,18 @@ export async function runBaseline(modelPath: string, prompt: readonly number[], 
       let best = 0;
       for (let v = 1; v < V; v++) if (logits[(S - 1) * V + v]! > logits[(S - 1) * V + best]!) best = v;
       tokens.push(best);
-      if (tokens.length === 1) prefillMs = performance.now() - start;
+      if (tokens.length === 1) {
+        prefillMs = performance.now() - start;
+        decodeCpu = process.cpuUsage();
+      }
 
       past = {};
       for (const name of pastNames) past[name] = out[name.replace("past_key_values.", "present.")]!;
       pastLength += S;
       step = [best];
     }
-    return { tokens, prefillMs, decodeMs: performance.now() - start - prefillMs, sessionRunMs };
+    const cpu = process.cpuUsage(decodeCpu);
+    return { tokens, prefillMs, decodeMs: performance.now() - start - prefillMs, sessionRunMs, decodeCpuMs: (cpu.user + cpu.system) / 1000 };
   } finally {
     await session.release();
   }

@@ -1,12 +1,13 @@
 /**
  * One decode measurement in its own process (peak RSS is per process), for bench/runtime.ts.
- * Prints one JSON line: the generated tokens, prefill ms, decode tokens/s, host ms per token
+ * Prints one JSON line: the generated tokens, prefill ms, decode tokens/s (per second of wall
+ * time, and per second of this process's CPU time), host ms per token
  * (wall time outside session.run over generated tokens) and peak RSS.
  *
  * Usage: tsx bench/runtime-child.ts <baseline|runtime> <model.onnx> <prompt tokens> <new tokens> <threads>
  */
 import { DecoderModel } from "../runtime/decoder.ts";
-import { Generator } from "../runtime/generate.ts";
+import { Generator, type EndEvent } from "../runtime/generate.ts";
 import { runBaseline } from "./baseline-loop.ts";
 
 export interface ChildResult {
@@ -14,6 +15,8 @@ export interface ChildResult {
   kvMode: string;
   prefillMs: number;
   decodeTokensPerSecond: number;
+  /** Decode tokens per second of this process's CPU time: what other jobs on a shared machine do not change. */
+  tokensPerCpuSecond: number;
   hostMsPerToken: number;
   peakKvMiB?: number;
   peakRssMiB: number;
@@ -33,17 +36,26 @@ async function measure(loop: string, modelPath: string, promptLength: number, ne
       kvMode: "present (fed back)",
       prefillMs: run.prefillMs,
       decodeTokensPerSecond: ((newTokens - 1) * 1000) / run.decodeMs,
+      tokensPerCpuSecond: ((newTokens - 1) * 1000) / run.decodeCpuMs,
       hostMsPerToken: (run.prefillMs + run.decodeMs - run.sessionRunMs) / newTokens,
     };
   }
   const model = await DecoderModel.open(modelPath, { device: "cpu", threads });
   try {
-    const { tokens, stats } = await new Generator(model).run(prompt, { maxTokens: newTokens, eosTokenIds: [] });
+    let decodeCpu: NodeJS.CpuUsage | undefined;
+    let end: EndEvent | undefined;
+    for await (const event of new Generator(model).stream(prompt, { maxTokens: newTokens, eosTokenIds: [] })) {
+      if (event.kind === "end") end = event;
+      decodeCpu ??= process.cpuUsage(); // from the first token on
+    }
+    const cpu = process.cpuUsage(decodeCpu);
+    const { tokens, stats } = end!;
     return {
       tokens,
       kvMode: model.contract.kvMode,
       prefillMs: stats.prefillMs,
       decodeTokensPerSecond: stats.decodeTokensPerSecond,
+      tokensPerCpuSecond: ((newTokens - 1) * 1000) / ((cpu.user + cpu.system) / 1000),
       hostMsPerToken: stats.hostMs / newTokens,
       peakKvMiB: stats.peakKvBytes / 2 ** 20,
     };

@@ -29,7 +29,11 @@ export function defaultRegistry(): PassRegistry {
       create: createLiftAttention,
     })
     .register({ name: "lower-attention", create: createLowerAttention })
-    .register({ name: "kv-append-only", create: createKvAppendOnly })
+    .register({
+      name: "kv-append-only",
+      options: { split_attention: { type: "boolean", description: "attend over past and new rows as two blocks instead of their Concat (no cache copy in the step)", default: false } },
+      create: createKvAppendOnly,
+    })
     // Sparse attention rewrites canonical nodes: --passes lift-attention,<pass>,lower-attention.
     .register({
       name: STREAMING_LLM,

@@ -36,7 +36,7 @@ describe("kv-append-only", () => {
           return;
         }
         const result = pass.run(model, ctx);
-        expect(result.stats).toEqual({ "kv-outputs-rewritten": 2 * config.layers });
+        expect(result.stats).toEqual({ "kv-outputs-rewritten": 2 * config.layers, "attention-blocks-split": 0 });
         expect(model.graph.outputs.map((o) => o.name)).toEqual(["logits", ...Array.from({ length: config.layers }, (_, i) => [`present_new.${i}.key`, `present_new.${i}.value`]).flat()]);
         const appendPath = join(dir, `${family}-${encoding}-append.onnx`);
         saveModel(model, appendPath);
@@ -55,6 +55,43 @@ describe("kv-append-only", () => {
       });
     }
   }
+
+  for (const [family, config] of Object.entries(CONFIGS)) {
+    it(`${family} (decomposed), split_attention: no Concat or K/V repeat left, decodes like the reference loop`, async () => {
+      const { modelPath } = writeZooModel(config, join(dir, `${family}-split-source`));
+      const model = loadModel(modelPath);
+      const notes: string[] = [];
+      const result = createKvAppendOnly().run(model, { options: { split_attention: true }, note: (n) => notes.push(n) });
+      expect(notes).toEqual([]);
+      expect(result.stats).toEqual({ "kv-outputs-rewritten": 2 * config.layers, "attention-blocks-split": config.layers });
+      const ops = [...model.graph.nodes()].map((n) => n.op);
+      // The only Concats left are the two score blocks per layer and rotary's half swap; none reads a past input.
+      for (const node of model.graph.nodes()) expect(node.op === "Concat" && node.inputs.some((i) => i?.name.startsWith("past_key_values."))).toBe(false);
+      // Llama's GQA repeated K and V to H heads with one Expand each per layer; only the mask's Expand stays.
+      const expands = (ops: string[]) => ops.filter((op) => op === "Expand").length;
+      const repeats = config.family === "llama" ? 2 * config.layers : 0;
+      expect(expands(ops)).toBe(expands([...loadModel(modelPath).graph.nodes()].map((n) => n.op)) - repeats);
+      const appendPath = join(dir, `${family}-split.onnx`);
+      saveModel(model, appendPath);
+
+      const expected = await greedyReference(modelPath, PROMPT, NEW_TOKENS);
+      const decoder = await DecoderModel.open(appendPath, { device: "cpu", threads: 1 });
+      try {
+        expect(decoder.contract.kvMode).toBe("append");
+        const chunked = await new Generator(decoder).run(PROMPT, { maxTokens: NEW_TOKENS, eosTokenIds: [], prefillChunkSize: 2 });
+        expect(chunked.tokens).toEqual(expected);
+      } finally {
+        await decoder.release();
+      }
+    });
+  }
+
+  it("split_attention on a fused attention op: notes why and keeps the plain rewrite", () => {
+    const model = loadModel(writeZooModel(CONFIGS.llama!, join(dir, "split-standard"), { encoding: "standard" }).modelPath);
+    const notes: string[] = [];
+    expect(createKvAppendOnly().run(model, { options: { split_attention: true }, note: (n) => notes.push(n) }).stats).toEqual({ "kv-outputs-rewritten": 4, "attention-blocks-split": 0 });
+    expect(notes).toEqual([expect.stringMatching(/split_attention: skipped/)]);
+  });
 
   it("refuses a model without attention_mask, naming what the runtime needs", () => {
     const model = loadModel(writeZooModel(CONFIGS.llama!, join(dir, "no-mask")).modelPath);

@@ -10,6 +10,9 @@
 //   Attention-23 / com.microsoft MultiHeadAttention
 //                                               the op's K or V input, put in [B, Hkv, S, D]
 //   com.microsoft GroupQueryAttention           refused: see refuseGroupQueryAttention
+// Option split_attention (Concat-grown caches only): attention reads past and new rows as two
+// score blocks instead of their Concat, so the cache is not copied inside the step either
+// (kv-split-attention.ts).
 import type { Graph } from "../compiler/ir/graph.ts";
 import { Builder } from "../compiler/ir/index.ts";
 import type { Model } from "../compiler/ir/model.ts";
@@ -17,7 +20,8 @@ import type { Node } from "../compiler/ir/node.ts";
 import type { TensorType } from "../compiler/ir/types.ts";
 import type { Value } from "../compiler/ir/value.ts";
 import { PipecError } from "../compiler/errors.ts";
-import type { Pass, PassResult } from "../compiler/pass-manager/pass.ts";
+import type { Pass, PassContext, PassResult } from "../compiler/pass-manager/pass.ts";
+import { splitCachedAttention } from "./kv-split-attention.ts";
 
 const PASS = "kv-append-only";
 const PRESENT = /^present\.(\d+)\.(key|value)$/;
@@ -27,28 +31,56 @@ export function createKvAppendOnly(): Pass {
   return {
     name: PASS,
     description: "make each layer output only its new K/V rows (present_new.*); the runtime owns the growing cache",
-    run(model: Model): PassResult {
+    run(model: Model, ctx: PassContext): PassResult {
       const graph = model.graph;
-      const presents = graph.outputs.map((value, index) => ({ value, index, match: PRESENT.exec(value.name) })).filter((p) => p.match);
-      if (presents.length === 0) {
-        if (graph.outputs.some((o) => /^present_\d+$/.test(o.name))) refuse("the model uses onnxruntime-genai's combined present_{i} layout (K and V stacked); the append-only contract is defined for Optimum's present.{i}.key|value");
-        return { changed: false, stats: { "kv-outputs-rewritten": 0 } };
-      }
-      for (const name of ["attention_mask", "position_ids"]) {
-        if (!graph.inputs.some((i) => i.name === name)) refuse(`the model has no ${name} input: the runtime's append cache feeds a buffer larger than the cache and masks the unused rows out through attention_mask, at explicit position_ids`);
-      }
       // Resolve every output before changing any, so a refusal leaves the model untouched.
-      const plans = presents.map((p) => ({ ...p, newRows: newRowsOf(graph, p.value, p.match![1]!, p.match![2] as "key" | "value") }));
+      let plans = planOutputs(graph);
+      if (plans.length === 0) return { changed: false, stats: { "kv-outputs-rewritten": 0 } };
+      let split = 0;
+      if (ctx.options["split_attention"] === true) {
+        if (plans.every((p) => p.fromConcat)) {
+          split = splitCachedAttention(model, PASS);
+          plans = planOutputs(graph);
+        } else {
+          ctx.note("split_attention: skipped, the cache is not grown by Concat in this graph (fused attention op)");
+        }
+      }
       const S = graph.inputs.find((i) => i.name === "input_ids")?.type;
       for (const { value, index, match, newRows } of plans) {
         const rows = newRows();
-        graph.renameValue(rows, `present_new.${match![1]}.${match![2]}`);
+        graph.renameValue(rows, `present_new.${match[1]}.${match[2]}`);
         rows.type = withSequenceDim(value.type, S?.kind === "tensor" ? S.shape?.[1] : undefined) ?? rows.type;
         graph.setOutput(index, rows);
+        // With split attention nothing reads the whole cache any more: drop its Concat.
+        if (value.unused && value.producer?.op === "Concat") graph.remove(value.producer);
       }
-      return { changed: true, stats: { "kv-outputs-rewritten": plans.length } };
+      return { changed: true, stats: { "kv-outputs-rewritten": plans.length, "attention-blocks-split": split } };
     },
   };
+}
+
+interface OutputPlan {
+  value: Value;
+  index: number;
+  match: RegExpExecArray;
+  fromConcat: boolean;
+  newRows: () => Value;
+}
+
+function planOutputs(graph: Graph): OutputPlan[] {
+  const presents = graph.outputs.map((value, index) => ({ value, index, match: PRESENT.exec(value.name) })).filter((p): p is { value: Value; index: number; match: RegExpExecArray } => p.match !== null);
+  if (presents.length === 0) {
+    if (graph.outputs.some((o) => /^present_\d+$/.test(o.name))) refuse("the model uses onnxruntime-genai's combined present_{i} layout (K and V stacked); the append-only contract is defined for Optimum's present.{i}.key|value");
+    return [];
+  }
+  for (const name of ["attention_mask", "position_ids"]) {
+    if (!graph.inputs.some((i) => i.name === name)) refuse(`the model has no ${name} input: the runtime's append cache feeds a buffer larger than the cache and masks the unused rows out through attention_mask, at explicit position_ids`);
+  }
+  return presents.map((p) => ({
+    ...p,
+    fromConcat: p.value.producer?.op === "Concat",
+    newRows: newRowsOf(graph, p.value, p.match[1]!, p.match[2] as "key" | "value"),
+  }));
 }
 
 function refuse(reason: string): never {

@@ -1,0 +1,77 @@
+// Attention that reads the KV cache in place, for kv-append-only's split_attention option.
+// Decomposed attention concatenates past and new K/V (a copy of the whole cache per layer per
+// step), then repeats them to H heads for GQA (a copy G times larger). Here each canonical block
+// whose K and V are Concat(past, new) is computed as two score blocks instead:
+//   scores = Concat(Q.K_past^T, Q.K_new^T)        [.., T, P + S]: T·(P+S) floats per head, no K copy
+//   probs  = Softmax(scale · scores (+ mask))
+//   out    = P_past.V_past + P_new.V_new           V is read, never copied
+// with the G query heads of one KV head stacked as rows ([B, H, T, D] -> [B, Hkv, G·T, D]), so K/V
+// are never repeated either. Blocks it cannot take (causal flag, float16) get the plain lowering.
+import type { Builder } from "../compiler/ir/builder.ts";
+import { DataType } from "../compiler/ir/dtype.ts";
+import { Builder as GraphBuilder } from "../compiler/ir/index.ts";
+import type { Model } from "../compiler/ir/model.ts";
+import type { Node } from "../compiler/ir/node.ts";
+import type { Value } from "../compiler/ir/value.ts";
+import { isCanonical, liftAttention, lowerAttention, readCanonical } from "./attention/index.ts";
+import { dtypeOf, lowestOf } from "./attention/ops.ts";
+
+/** Lifts attention, splits every block that reads Concat(past input, new rows) for both K and V, lowers the rest. Returns the blocks split. */
+export function splitCachedAttention(model: Model, provenance: string): number {
+  liftAttention(model);
+  const graph = model.graph;
+  const pastInputs = new Set(graph.inputs.filter((i) => i.name.startsWith("past_key_values.")));
+  let split = 0;
+  for (const node of [...graph.nodes()]) {
+    if (!isCanonical(node)) continue;
+    const key = cacheConcat(node.inputs[1], pastInputs);
+    const value = cacheConcat(node.inputs[2], pastInputs);
+    const attrs = readCanonical(node);
+    if (!key || !value || attrs.is_causal || dtypeOf(node.inputs[0]) !== DataType.FLOAT) continue;
+    const b = new GraphBuilder(graph, { before: node, provenance, prefix: `split${attrs.layer}_` });
+    const out = twoBlockAttention(b, node, key, value);
+    node.outputs[0]!.replaceAllUsesWith(out);
+    graph.remove(node);
+    split++;
+  }
+  lowerAttention(model);
+  return split;
+}
+
+interface CacheRows {
+  past: Value;
+  rows: Value;
+}
+
+/** past and new rows when `x` is Concat(past_key_values.*, rows) on the sequence axis. */
+function cacheConcat(x: Value | undefined, pastInputs: ReadonlySet<Value>): CacheRows | undefined {
+  const concat = x?.producer;
+  if (concat?.op !== "Concat" || concat.domain !== "" || concat.inputs.length !== 2) return undefined;
+  const axis = concat.attrInt("axis");
+  if ((axis !== 2 && axis !== -2) || !pastInputs.has(concat.inputs[0]!)) return undefined;
+  return { past: concat.inputs[0]!, rows: concat.inputs[1]! };
+}
+
+function twoBlockAttention(b: Builder, node: Node, key: CacheRows, value: CacheRows): Value {
+  const attrs = readCanonical(node);
+  const [query_BHTD, , , mask] = node.inputs;
+  const groups = attrs.num_heads / attrs.kv_num_heads;
+  // Reshape's 0 keeps that axis's size: [B, H, T, D] <-> [B, Hkv, G·T, D] moves only T.
+  const toKvHeads = (x: Value) => (groups > 1 ? b.op.Reshape(x, b.int64([0, attrs.kv_num_heads, -1, 0])) : x);
+  const toHeads = (x: Value) => (groups > 1 ? b.op.Reshape(x, b.int64([0, attrs.num_heads, -1, 0])) : x);
+  const keyT = (k: Value) => b.op.Transpose(k, { perm: [0, 1, 3, 2] });
+
+  const query_BKgD = toKvHeads(query_BHTD!);
+  const scores_BKgN = b.op.Concat(b.op.MatMul(query_BKgD, keyT(key.past)), b.op.MatMul(query_BKgD, keyT(key.rows)), { axis: -1 });
+  let scores_BHTN = toHeads(scores_BKgN);
+  if (attrs.scale !== 1) scores_BHTN = b.op.Mul(scores_BHTN, b.float32(attrs.scale));
+  if (mask && attrs.mask_kind === "boolean") scores_BHTN = b.op.Where(mask, scores_BHTN, b.float32(lowestOf(DataType.FLOAT)));
+  else if (mask) scores_BHTN = b.op.Add(scores_BHTN, mask);
+  const probs_BKgN = toKvHeads(b.op.Softmax(scores_BHTN, { axis: -1 }));
+
+  const P = b.op.Slice(b.op.Shape(key.past), b.int64([2]), b.int64([3])); // [1]: past rows
+  const probsPast = b.op.Slice(probs_BKgN, b.int64([0]), P, b.int64([3]));
+  const probsNew = b.op.Slice(probs_BKgN, P, b.int64([Number.MAX_SAFE_INTEGER]), b.int64([3]));
+  const out_BKgD = b.op.Add(b.op.MatMul(probsPast, value.past), b.op.MatMul(probsNew, value.rows));
+  return toHeads(out_BKgD);
+}
