@@ -7,6 +7,7 @@ import { RuntimeError } from "./errors.ts";
 import { evictStreaming, type StreamingConfig } from "./cache/streaming.ts";
 import { RunClock, type GenerationStats } from "./metrics.ts";
 import { Speculator, type SpeculateOptions } from "./speculative/speculator.ts";
+import { TokenRecycling, type RecycleSpeculation } from "./speculative/token-recycling.ts";
 import type { LogitsProcessor } from "./sampling/processors.ts";
 import { createSampler, type SamplingConfig } from "./sampling/sampler.ts";
 import { floatData, readFloatRow } from "./tensors.ts";
@@ -33,7 +34,7 @@ export interface GenerateOptions {
    */
   promptOverflow?: "error" | "truncate-left";
   /** Speculative decoding: draft several tokens and verify them in one call; the output is the same as without it. */
-  speculate?: SpeculateOptions;
+  speculate?: SpeculateOptions | RecycleSpeculation;
   /** StreamingLLM: after every step keep only the sink rows and the recent window of the KV cache (the model needs the streaming-llm pass). */
   streaming?: StreamingConfig;
 }
@@ -99,7 +100,7 @@ export class Generator {
     let finishReason: FinishReason = "max-tokens";
     let logits: Float32Array | undefined;
     let sample: ReturnType<typeof createSampler> | undefined;
-    let speculator: Speculator | undefined;
+    let speculator: Speculator | TokenRecycling | undefined;
     /** Tokens a speculative step verified, handed out one per event. */
     const decided: number[] = [];
 
@@ -122,7 +123,8 @@ export class Generator {
         if (this.tokenizer) checkVocabulary(this.tokenizer, V);
         logits = new Float32Array(V);
         sample = createSampler(options.sampling ?? {}, V, options.processors);
-        if (options.speculate) speculator = Speculator.create(sequence, V, options.speculate, options.sampling, options.processors);
+        if (options.speculate?.kind === "recycle") speculator = TokenRecycling.create(sequence, V, options.speculate, options.sampling, options.processors);
+        else if (options.speculate) speculator = Speculator.create(sequence, V, options.speculate, options.sampling, options.processors);
       }
       let token = decided.shift();
       if (token === undefined) {

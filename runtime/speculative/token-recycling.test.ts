@@ -15,11 +15,9 @@ import { tempDir } from "../../test/helpers/tmp.ts";
 import { DecoderModel } from "../decoder.ts";
 import { isRuntimeError } from "../errors.ts";
 import { Generator } from "../generate.ts";
-import { argmax } from "../sampling/sampler.ts";
 import { HAVE_SHARED, NO_SHARED, REFERENCE_DIR, SHARED_FIXTURES, referenceExports } from "../testing/models.ts";
-import { floatData, readFloatRow } from "../tensors.ts";
 import type { SpeculativeStats } from "./stats.ts";
-import { AdjacencyMatrix, longestAgreeingPath, PAPER_TREE, TokenRecycling, topK, TreeTemplate, type RecycleOptions } from "./token-recycling.ts";
+import { AdjacencyMatrix, longestAgreeingPath, PAPER_TREE, topK, TreeTemplate, type RecycleOptions } from "./token-recycling.ts";
 
 const NEW_TOKENS = 24;
 const OPEN = { device: "cpu" as const, threads: 1 };
@@ -67,17 +65,10 @@ function compileTree(path: string, load: () => Model = () => loadModel(path)): s
   return out;
 }
 
-/** Greedy decoding driven by Token Recycling: prefill, then recycle steps until `count` tokens. */
+/** Greedy decoding through the generator with Token Recycling as its speculation. */
 async function recycleGenerate(model: DecoderModel, prompt: number[], count: number, options: RecycleOptions): Promise<{ tokens: number[]; stats: SpeculativeStats }> {
-  const sequence = model.newSequence();
-  const V = model.contract.vocabSize!;
-  const logits = await sequence.forward(prompt);
-  const row = new Float32Array(V);
-  readFloatRow(floatData(logits), (prompt.length - 1) * V, row);
-  const tokens = [argmax(row)];
-  const recycler = new TokenRecycling(sequence, V, options);
-  while (tokens.length < count) tokens.push(...(await recycler.step(tokens[tokens.length - 1]!, [...prompt, ...tokens], count - tokens.length)));
-  return { tokens: tokens.slice(0, count), stats: recycler.stats(count) };
+  const result = await new Generator(model).run(prompt, { maxTokens: count, eosTokenIds: [], speculate: { kind: "recycle", ...options } });
+  return { tokens: result.tokens, stats: result.stats.speculative! };
 }
 
 /** Open prompts, and grounded ones (prompt, its continuation, the prompt again). */
@@ -157,18 +148,21 @@ describe.skipIf(!HAVE_SHARED || !existsSync(CHECKPOINT))(`Token Recycling on the
     expect(hot.reduce((s, x) => s + x.targetCalls, 0)).toBeLessThan(hot.length * NEW_TOKENS);
   });
 
-  it("a model without tree_attention_mask is refused in one line", async () => {
-    const model = await DecoderModel.open(join(dir, "model.onnx"), OPEN);
-    try {
-      let error: unknown;
+  it("a model without tree_attention_mask, or sampling, is refused in one line", async () => {
+    const [plain, tree] = await Promise.all([DecoderModel.open(join(dir, "model.onnx"), OPEN), DecoderModel.open(join(dir, "tree.onnx"), OPEN)]);
+    const refusal = async (model: DecoderModel, temperature?: number) => {
       try {
-        new TokenRecycling(model.newSequence(), model.contract.vocabSize!);
+        await new Generator(model).run([1, 2], { maxTokens: 4, sampling: { temperature }, speculate: { kind: "recycle" } });
       } catch (e) {
-        error = e;
+        expect(String((e as Error).message)).not.toContain("\n");
+        return isRuntimeError(e) && e.code;
       }
-      expect(isRuntimeError(error) && error.code).toBe("no-tree-attention");
+    };
+    try {
+      expect(await refusal(plain)).toBe("no-tree-attention");
+      expect(await refusal(tree, 0.8)).toBe("bad-speculation");
     } finally {
-      await model.release();
+      await Promise.all([plain.release(), tree.release()]);
     }
   });
 });

@@ -13,6 +13,8 @@
 import type * as ort from "onnxruntime-node";
 import type { DecoderModel, DecoderSequence } from "../decoder.ts";
 import { RuntimeError } from "../errors.ts";
+import type { LogitsProcessor } from "../sampling/processors.ts";
+import type { SamplingConfig } from "../sampling/sampler.ts";
 import { floatData, readFloatRow } from "../tensors.ts";
 import type { SpeculativeStats } from "./stats.ts";
 import { SpeculativeTally } from "./stats.ts";
@@ -189,6 +191,11 @@ export interface RecycleOptions {
   template?: readonly (readonly number[])[];
 }
 
+/** `speculate: { kind: "recycle" }` in the generator's options. */
+export interface RecycleSpeculation extends RecycleOptions {
+  kind: "recycle";
+}
+
 export class TokenRecycling {
   readonly name = "recycle";
   private readonly tally = new SpeculativeTally();
@@ -216,6 +223,16 @@ export class TokenRecycling {
     this.matrix = adjacencyFor(sequence.model, vocabSize, options.topK ?? RECYCLE_TOP_K);
     if (Math.max(...this.template.ranks) >= this.matrix.k) throw new RuntimeError("bad-speculation", `recycle: the tree uses successor rank ${Math.max(...this.template.ranks)} but only ${this.matrix.k} are stored`);
     this.row = new Float32Array(vocabSize);
+  }
+
+  /**
+   * For the generator: Token Recycling verifies against the target's argmax, so it needs greedy
+   * decoding without logits processors (the paper's setting).
+   */
+  static create(sequence: DecoderSequence, vocabSize: number, options: RecycleOptions, sampling: SamplingConfig = {}, processors: readonly LogitsProcessor[] = []): TokenRecycling {
+    const warped = sampling.temperature || (sampling.repetitionPenalty !== undefined && sampling.repetitionPenalty !== 1) || processors.length > 0;
+    if (warped) throw new RuntimeError("bad-speculation", "recycle verifies against the target's argmax: it needs greedy decoding without a repetition penalty or logits processors");
+    return new TokenRecycling(sequence, vocabSize, options);
   }
 
   /**
