@@ -11,7 +11,7 @@ import { writeDirAtomically } from "./atomic-dir.ts";
 import { generateDriver } from "./driver.ts";
 import { dumpPipeline } from "./dump.ts";
 import { analyzeFile, analyzeSource, type FrontendResult } from "./frontend.ts";
-import { lossyRequests, type PipelineIR } from "./ir.ts";
+import { lossyRequests, type GraphPassStep, type PipelineIR } from "./ir.ts";
 import { stableJson } from "./stable-json.ts";
 
 export interface CompileOptions {
@@ -52,11 +52,26 @@ async function compileAnalyzed(front: FrontendResult, opts: CompileOptions): Pro
   const ir = front.ir;
   if (!ir || front.diagnostics.hasErrors) return result;
   const outDir = resolve(opts.outDir);
-  await writeDirAtomically(outDir, (dir) => writeOutputs(ir, front, dir, outDir, opts));
-  return { ...result, outDir, ir };
+  const unchanged = await writeDirAtomically(outDir, (dir) => writeOutputs(ir, front, dir, outDir, opts));
+  return { ...result, diagnostics: [...result.diagnostics, ...unchanged.map((step) => idleRequestWarning(ir, step))], outDir, ir };
 }
 
-function writeOutputs(ir: PipelineIR, front: FrontendResult, dir: string, finalDir: string, opts: CompileOptions): void {
+/**
+ * A requested method whose pass changed nothing (it found nothing it rewrites, e.g. attention an
+ * earlier pass already replaced) is reported where it was requested: the output would silently
+ * be the model without it.
+ */
+function idleRequestWarning(ir: PipelineIR, step: GraphPassStep & { model: string }): Diagnostic {
+  const [stageName, slot] = step.origin.split(/[.:]/);
+  const stage = ir.stages.find((s) => s.name === stageName);
+  const use = stage && [stage.kv, stage.attention, stage.speculate, stage.sampling].find((l) => l.use.slot === slot)?.use;
+  const message = `${step.origin.slice(stageName!.length + 1)}: pass '${step.pass}' changed nothing in model '${step.model}'; its output is the model without it`;
+  return { severity: "warning", message, ...(use?.span && { span: use.span }) };
+}
+
+/** Writes every output into `dir`; returns the requested passes that changed nothing. */
+function writeOutputs(ir: PipelineIR, front: FrontendResult, dir: string, finalDir: string, opts: CompileOptions): (GraphPassStep & { model: string })[] {
+  const unchanged: (GraphPassStep & { model: string })[] = [];
   const registry = opts.registry ?? defaultRegistry();
   const pipeDir = dirname(front.file);
   const rel = (p: string) => relative(pipeDir, p).split(sep).join("/");
@@ -69,7 +84,11 @@ function writeOutputs(ir: PipelineIR, front: FrontendResult, dir: string, finalD
     const model = loadModel(m.path);
     const passes = registry.resolve(m.passes.map((p) => ({ name: p.pass, options: p.options })));
     const records: PassRecord[] = runPipeline(model, passes);
-    records.forEach((r, i) => passRuns.push({ model: m.name, pass: r.name, options: m.passes[i]!.options, origin: m.passes[i]!.origin, lossy: m.passes[i]!.lossy, changed: r.changed, stats: r.stats }));
+    records.forEach((r, i) => {
+      const step = m.passes[i]!;
+      passRuns.push({ model: m.name, pass: r.name, options: step.options, origin: step.origin, lossy: step.lossy, changed: r.changed, stats: r.stats });
+      if (!r.changed && step.lossy) unchanged.push({ ...step, model: m.name });
+    });
     mkdirSync(join(dir, "models", m.name), { recursive: true });
     saveModel(model, join(dir, target), { weights: "preserve" });
     // The runtime reads positions and EOS ids from the config beside the model.
@@ -115,6 +134,7 @@ function writeOutputs(ir: PipelineIR, front: FrontendResult, dir: string, finalD
     versions: { pipec: PIPEC_VERSION, onnxruntimeNode: dependencyVersion("onnxruntime-node"), chevrotain: dependencyVersion("chevrotain"), tsMorph: dependencyVersion("ts-morph") },
   };
   writeFileSync(join(dir, "manifest.json"), stableJson(manifest));
+  return unchanged;
 }
 
 function relativeImport(fromDir: string, file: string): string {

@@ -10,7 +10,17 @@ import { printParam } from "../../dsl/print.ts";
 export type Implementation =
   | { level: "none" }
   | { level: "runtime" }
-  | { level: "graph"; pass: string; options: (use: MethodUse, facts: ModelFacts) => Record<string, string> };
+  | {
+      level: "graph";
+      pass: string;
+      options: (use: MethodUse, facts: ModelFacts) => Record<string, string>;
+      /** The pass rewrites canonical attention nodes: lift-attention runs before it and lower-attention after. */
+      onAttention?: true;
+    };
+
+/** The passes that bring attention into and out of the canonical form the attention passes rewrite. */
+export const LIFT_ATTENTION = "lift-attention";
+export const LOWER_ATTENTION = "lower-attention";
 
 /** Every parameter as pass option text, in the schema's order. */
 function allParams(use: MethodUse): Record<string, string> {
@@ -28,6 +38,8 @@ export const IMPLEMENTATIONS: Readonly<Record<string, Implementation>> = {
   "speculate.lookup": { level: "runtime" },
   "speculate.draft": { level: "runtime" },
   // Sparse attention rewrites the model's attention; they compile as soon as their passes are registered.
-  "attention.tidal": { level: "graph", pass: "tidal", options: allParams },
-  "attention.tokenselect": { level: "graph", pass: "tokenselect", options: allParams },
+  "attention.tidal": { level: "graph", pass: "tidal", options: allParams, onAttention: true },
+  "attention.tokenselect": { level: "graph", pass: "tokenselect", options: allParams, onAttention: true },
+  // StreamingLLM: the graph attends to sinks + window; the driver passes the same numbers to the runtime, which evicts.
+  "kv.streaming": { level: "graph", pass: "streaming-llm", options: allParams, onAttention: true },
 };

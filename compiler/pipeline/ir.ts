@@ -33,6 +33,8 @@ export interface GraphPassStep {
   /** The request it implements: `attention: tidal`. */
   origin: string;
   lossy: boolean;
+  /** Runs on canonical attention nodes (between lift-attention and lower-attention). */
+  onAttention?: boolean;
 }
 
 export type TokenizerNode = { name: string; kind: "hf"; path: string } | { name: string; kind: "ids" };

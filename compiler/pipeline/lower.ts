@@ -2,8 +2,8 @@ import type { CheckedPipeline, CheckedStage } from "../../dsl/check.ts";
 import type { Diagnostics } from "../../dsl/diagnostics.ts";
 import type { MethodUse } from "../../dsl/method.ts";
 import type { PassRegistry } from "../pass-manager/registry.ts";
-import { IMPLEMENTATIONS } from "./implementations.ts";
-import type { GenerateNode, Lowered, ModelNode, PipelineIR, TokenizerNode } from "./ir.ts";
+import { IMPLEMENTATIONS, LIFT_ATTENTION, LOWER_ATTENTION } from "./implementations.ts";
+import type { GenerateNode, GraphPassStep, Lowered, ModelNode, PipelineIR, TokenizerNode } from "./ir.ts";
 
 /**
  * Turns a checked pipeline into the pipeline IR: each requested method becomes graph passes on
@@ -29,6 +29,7 @@ export function lowerPipeline(p: CheckedPipeline, registry: PassRegistry, diags:
     if (node) stages.push(node);
   }
   if (diags.hasErrors) return undefined;
+  for (const m of models.values()) m.passes = bracketAttentionPasses(m.passes, registry);
   return { name: p.name, source: p.file, device: p.device, models: [...models.values()], tokenizers, stages };
 }
 
@@ -46,6 +47,15 @@ function lowerGenerate(s: CheckedStage, model: ModelNode | undefined, registry: 
   return node;
 }
 
+/** Passes on canonical attention run together between one lift-attention and one lower-attention. */
+function bracketAttentionPasses(passes: GraphPassStep[], registry: PassRegistry): GraphPassStep[] {
+  const onAttention = passes.filter((p) => p.onAttention);
+  if (onAttention.length === 0) return passes;
+  const bracket = (pass: string): GraphPassStep => ({ pass, options: {}, origin: onAttention.map((p) => p.origin).join(", "), lossy: false });
+  for (const name of [LIFT_ATTENTION, LOWER_ATTENTION]) if (!registry.names.includes(name)) throw new Error(`pass '${name}' is not registered, but attention passes need it`);
+  return [bracket(LIFT_ATTENTION), ...onAttention, bracket(LOWER_ATTENTION), ...passes.filter((p) => !p.onAttention)];
+}
+
 function lowerMethod(use: MethodUse, s: CheckedStage, model: ModelNode | undefined, registry: PassRegistry, diags: Diagnostics): Lowered | undefined {
   const impl = IMPLEMENTATIONS[`${use.slot}.${use.method}`];
   if (!impl || (impl.level === "graph" && !registry.names.includes(impl.pass))) {
@@ -53,7 +63,9 @@ function lowerMethod(use: MethodUse, s: CheckedStage, model: ModelNode | undefin
     return undefined;
   }
   if (impl.level === "graph" && model) {
-    model.passes.push({ pass: impl.pass, options: impl.options(use, model.facts), origin: `${s.name}.${use.slot}: ${use.method}`, lossy: use.lossy });
+    const step: GraphPassStep = { pass: impl.pass, options: impl.options(use, model.facts), origin: `${s.name}.${use.slot}: ${use.method}`, lossy: use.lossy };
+    if (impl.onAttention) step.onAttention = true;
+    model.passes.push(step);
   }
   return { use, level: impl.level };
 }
