@@ -52,6 +52,10 @@ describe("lowering optimisation requests to graph passes", () => {
     expect(readFileSync(join(out, "pipeline.ir"), "utf8")).toContain("    attention: tidal(top_k: 64, full_layers: 0, select_layers: [0])  # graph, lossy\n");
     // A budget wider than the whole context (4 + 24 tokens) keeps every token: exactly greedy.
     expect(await tokens(out, input_ids)).toEqual(greedy);
+    // Rewritten models are deterministic too.
+    const again = join(tmp, "tidal-again");
+    await compileSource(source("full", "tidal(top_k: 64, full_layers: 0, select_layers: [0])"), PIPE, { outDir: again });
+    for (const file of ["models/llm/model.onnx", "manifest.json", "pipeline.ir", "driver.ts"]) expect(readFileSync(join(again, file)).equals(readFileSync(join(out, file))), file).toBe(true);
   });
 
   it("keeps greedy's tokens under a streaming window wider than the context", async () => {
