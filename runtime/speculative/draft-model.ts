@@ -7,6 +7,7 @@ import { RuntimeError } from "../errors.ts";
 import { argmax } from "../sampling/sampler.ts";
 import type { Rng } from "../sampling/rng.ts";
 import { floatData, readFloatRow } from "../tensors.ts";
+import { measureCost, type CostModel } from "./cost-model.ts";
 import { shouldStop, type AdaptiveLength } from "./draft-length.ts";
 import { NO_DRAFT, type Draft, type DraftSource } from "./draft-source.ts";
 import { sampleProbabilities } from "./verify.ts";
@@ -15,7 +16,7 @@ import { softmaxInPlace, type Warp } from "./warp.ts";
 export class DraftModel implements DraftSource {
   readonly name = "draft";
   draftMs = 0;
-  private draftedTokens = 0;
+  private cost?: CostModel;
   private readonly sequence: DecoderSequence;
   /** The tokens the draft's cache holds, in order. */
   private held: number[] = [];
@@ -33,8 +34,13 @@ export class DraftModel implements DraftSource {
     this.sequence = model.newSequence();
   }
 
+  /** One draft token is one call of the draft model on one token. */
   get msPerToken(): number {
-    return this.draftedTokens ? this.draftMs / this.draftedTokens : 0;
+    return this.cost?.callMs(1) ?? 0;
+  }
+
+  async measure(context: readonly number[]): Promise<void> {
+    this.cost ??= await measureCost(this.sequence, context[0], 4);
   }
 
   async propose(context: readonly number[], maxTokens: number): Promise<Draft> {
@@ -77,7 +83,6 @@ export class DraftModel implements DraftSource {
       feed = [token];
     }
     this.draftMs += performance.now() - t0;
-    this.draftedTokens += tokens.length;
     return this.warp.greedy ? { tokens, confidence } : { tokens, probs, confidence };
   }
 

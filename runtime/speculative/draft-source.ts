@@ -12,9 +12,12 @@ export interface Draft {
 export interface DraftSource {
   /** Names the source in stats and bench tables. */
   readonly name: string;
-  /** Milliseconds this source has spent drafting, and per drafted token (0 for free sources). */
+  /** Milliseconds this source has spent drafting. */
   readonly draftMs: number;
+  /** What one more draft token costs (0 for free sources); known after `measure`. */
   readonly msPerToken: number;
+  /** Times the source once, before the first draft that a cost-aware policy plans. */
+  measure?(context: readonly number[]): Promise<void>;
   propose(context: readonly number[], maxTokens: number): Promise<Draft>;
   release(): Promise<void>;
 }

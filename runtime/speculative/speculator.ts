@@ -126,7 +126,10 @@ export class Speculator {
     if (limit < 1) return NO_DRAFT;
     if (this.fixed !== undefined) return this.source.propose(context, Math.min(this.fixed, limit));
     const cap = Math.min(this.rule.max, limit);
-    this.cost ??= await measureCost(this.sequence, token, this.rule.max + 1);
+    if (!this.cost) {
+      this.cost = await measureCost(this.sequence, token, this.rule.max + 1);
+      await this.source.measure?.(context);
+    }
     let k = bestLength(Array(cap).fill(this.acceptance.alpha), this.cost, this.source.msPerToken);
     if (k === 0) {
       if (++this.skipped < this.probeGap) return NO_DRAFT;
