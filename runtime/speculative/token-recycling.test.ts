@@ -121,6 +121,22 @@ describe("Token Recycling is lossless on the zoo", () => {
   }
 });
 
+describe("Token Recycling when drafting does not pay", () => {
+  const dir = tempDir("pipec-recycle-probe-");
+  it("a cost proportional to tokens: plain steps, and every 8th a 3-token probe chain; still lossless", async () => {
+    const { modelPath } = writeZooModel(llamaConfig({ seed: 5 }), join(dir, "llama"));
+    const perToken = { callMs: (tokens: number) => tokens };
+    const stats = await expectLossless(modelPath, compileTree(modelPath), 2, [{ cost: perToken }]);
+    for (const s of stats) {
+      expect(s.callsWithDraft).toBe(Math.floor(s.targetCalls / 8));
+      // Three tokens, fewer only when the request's last tokens leave less room.
+      expect(s.draftedTokens).toBeLessThanOrEqual(3 * s.callsWithDraft);
+      expect(s.draftedTokens).toBeGreaterThanOrEqual(3 * s.callsWithDraft - 2);
+    }
+    expect(stats.some((s) => s.callsWithDraft > 0)).toBe(true);
+  });
+});
+
 describe("Token Recycling is lossless on the reference exports", () => {
   const dir = tempDir("pipec-recycle-ref-");
   for (const name of referenceExports()) {

@@ -189,6 +189,8 @@ export interface RecycleOptions {
   topK?: number;
   /** The tree template as child-rank paths (default: the paper's 80-node tree). */
   template?: readonly (readonly number[])[];
+  /** What a target call costs; measured on this machine at the first step when absent. */
+  cost?: CallCost;
 }
 
 /** `speculate: { kind: "recycle" }` in the generator's options. */
@@ -223,6 +225,7 @@ export class TokenRecycling {
     this.matrix = adjacencyFor(sequence.model, vocabSize, options.topK ?? RECYCLE_TOP_K);
     if (Math.max(...this.template.ranks) >= this.matrix.k) throw new RuntimeError("bad-speculation", `recycle: the tree uses successor rank ${Math.max(...this.template.ranks)} but only ${this.matrix.k} are stored`);
     this.row = new Float32Array(vocabSize);
+    this.cost = options.cost;
   }
 
   /**
@@ -263,17 +266,33 @@ export class TokenRecycling {
 
   async release(): Promise<void> {}
 
-  /** Template nodes to verify (root first, parents before children). */
+  /** Template nodes to verify: the root, then drafts in template order (parents before children). */
   private async chooseNodes(token: number, limit: number): Promise<number[]> {
-    const room = this.sequence.model.maxPositions === undefined ? Infinity : this.sequence.model.maxPositions - this.sequence.length - 1;
-    const eligible = range(this.template.size).filter((n) => n > 0 && this.template.depths[n]! <= limit && n <= room);
+    const { depths, size } = this.template;
+    const eligible = range(size).filter((n) => n > 0 && depths[n]! <= limit);
     const tree = this.options.tree ?? "auto";
-    if (tree !== "auto") return [0, ...eligible.slice(0, tree)];
-    this.cost ??= costs.get(this.sequence.model) ?? (await MeasuredCost.measure(this.sequence, token, this.template.size));
-    costs.set(this.sequence.model, this.cost);
-    const best = this.bestSubtree(eligible, this.cost);
-    if (best.length > 0 || ++this.idle % PROBE_EVERY !== 0) return [0, ...best];
-    return [0, ...eligible.filter((n) => this.template.depths[n]! <= PROBE_DEPTH && this.template.ranks[n] === 0)];
+    let drafts: number[];
+    if (tree !== "auto") drafts = eligible.slice(0, tree);
+    else {
+      this.cost ??= costs.get(this.sequence.model) ?? (await MeasuredCost.measure(this.sequence, token, size));
+      costs.set(this.sequence.model, this.cost);
+      drafts = this.bestSubtree(eligible, this.cost);
+      if (drafts.length === 0 && ++this.idle % PROBE_EVERY === 0) drafts = this.firstChildChain(Math.min(PROBE_DEPTH, limit));
+    }
+    // Template order puts parents first, so a prefix is still a tree.
+    const room = this.sequence.model.maxPositions === undefined ? Infinity : this.sequence.model.maxPositions - this.sequence.length - 1;
+    return [0, ...drafts.slice(0, Math.max(0, room))];
+  }
+
+  /** The likeliest successor, its likeliest successor, ...: `depth` nodes. */
+  private firstChildChain(depth: number): number[] {
+    const chain: number[] = [];
+    for (let node = 0; chain.length < depth; ) {
+      const child = this.template.parents.findIndex((p, i) => p === node && this.template.ranks[i] === 0);
+      if (child < 0) break;
+      chain.push((node = child));
+    }
+    return chain;
   }
 
   /**
