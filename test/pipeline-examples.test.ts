@@ -38,6 +38,14 @@ describe("examples/*.pipe", () => {
     expect(result.stats["speculative"]).toMatchObject({ source: "lookup" });
   });
 
+  it("sparse.pipe runs tidal attention: greedy's tokens until the budget bites, then its own", async () => {
+    const { input_ids, greedy } = LLAMA.prompts[0]!;
+    const sparse = (await run("sparse.pipe", input_ids)).tokens;
+    expect(sparse).toHaveLength(24);
+    expect(sparse[0]).toBe(greedy[0]);
+    expect(sparse).not.toEqual(greedy);
+  });
+
   it("sampling.pipe gives the same tokens for the same seed", async () => {
     const ids = [1, 17, 42, 99];
     const [a, b] = [await run("sampling.pipe", ids), await run("sampling.pipe", ids)];
