@@ -38,8 +38,8 @@ export class GeneratedWeights implements WeightSource {
   }
 }
 
-/** mulberry32: tiny, fast and good enough for weights that only need to look random. */
-function mulberry32(seed: number): () => number {
+/** mulberry32: tiny, fast and good enough for weights (and test inputs) that only need to look random. */
+export function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;

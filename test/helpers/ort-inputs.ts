@@ -1,16 +1,8 @@
 import * as ort from "onnxruntime-node";
+import { mulberry32 } from "../../compiler/zoo/weights.ts";
 
-/** A small deterministic PRNG (mulberry32) so seeded inputs are the same on every machine. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A small deterministic PRNG so seeded inputs are the same on every machine. */
+export const rng = mulberry32;
 
 /**
  * Seeded feeds for any model: symbolic dims get sizes from `dims` (default 1; names containing
