@@ -6,7 +6,7 @@ import type { FactsProvider, ModelFacts } from "./facts.ts";
 import { checkMethod, defaultMethod, show, type MethodUse } from "./method.ts";
 import { suggestion } from "./suggest.ts";
 import { tokenizerVocabSize } from "./tokenizer-vocab.ts";
-import { DECLARATIONS, DEVICES, MAX_TOKENS_DEFAULT, MODEL_LOADERS, PIPELINE_SETTINGS, SLOTS, STAGE_KINDS, TOKENIZER_KINDS } from "./schema.ts";
+import { DECLARATIONS, DEVICES, MAX_TOKENS_DEFAULT, MODEL_LOADERS, PIPELINE_SETTINGS, SLOTS, STAGE_KINDS, STAGE_SETTINGS, TOKENIZER_KINDS, type StageKindSpec } from "./schema.ts";
 
 export type Device = (typeof DEVICES)[number];
 
@@ -206,14 +206,23 @@ class PipelineChecker {
   private stage(d: Declaration, pipelineDevice: Device): void {
     const v = d.value;
     const kindName = v.kind === "call" || v.kind === "name" ? v.name : undefined;
-    const kindSpan = v.kind === "call" ? v.nameSpan : v.span;
     const spec = kindName !== undefined ? STAGE_KINDS[kindName] : undefined;
     if (!spec) {
-      this.diags.error(kindName ? `unknown stage kind '${kindName}'${suggestion(kindName, Object.keys(STAGE_KINDS))}` : `stage '${d.name}': expected a stage kind such as generate(<model>, <tokenizer>)`, kindSpan);
+      const span = v.kind === "call" ? v.nameSpan : v.span;
+      this.diags.error(kindName ? `unknown stage kind '${kindName}'${suggestion(kindName, Object.keys(STAGE_KINDS))}` : `stage '${d.name}': expected a stage kind such as generate(<model>, <tokenizer>)`, span);
       return;
     }
     const stage: CheckedStage = { name: d.name, kind: kindName!, refs: {}, methods: {}, maxTokens: MAX_TOKENS_DEFAULT, stop: [], device: pipelineDevice, span: d.nameSpan };
-    const args = v.kind === "call" ? v.args : [];
+    this.stageArguments(stage, spec, v);
+    this.stageSettings(stage, spec, d.body ?? []);
+    this.checkTokenizerFits(stage, v);
+    this.checkAgainstModels(stage);
+    this.stages.set(d.name, stage);
+  }
+
+  /** `generate(llm, tok, input: enc)`: positional or named references to declared names. */
+  private stageArguments(stage: CheckedStage, spec: StageKindSpec, call: Value): void {
+    const args = call.kind === "call" ? call.args : [];
     const given = new Set<string>();
     let badArgs = false;
     args.forEach((arg, i) => {
@@ -221,7 +230,7 @@ class PipelineChecker {
       if (!argSpec) {
         badArgs = true;
         const names = spec.args.map((a) => a.name);
-        this.diags.error(arg.name !== undefined ? `${kindName} has no argument '${arg.name}'${suggestion(arg.name, names)}` : `${kindName} takes at most ${names.length} arguments (${names.join(", ")})`, arg.nameSpan ?? arg.value.span);
+        this.diags.error(arg.name !== undefined ? `${stage.kind} has no argument '${arg.name}'${suggestion(arg.name, names)}` : `${stage.kind} takes at most ${names.length} arguments (${names.join(", ")})`, arg.nameSpan ?? arg.value.span);
         return;
       }
       given.add(argSpec.name);
@@ -229,13 +238,18 @@ class PipelineChecker {
       if (ref !== undefined) stage.refs[argSpec.name] = ref;
     });
     // A misspelled argument name is likely the missing one: reporting both would say the same twice.
-    if (!badArgs) for (const a of spec.args) if (a.required && !given.has(a.name)) this.diags.error(`${kindName} needs a ${a.refers} argument '${a.name}'`, v.span);
+    if (badArgs) return;
+    for (const a of spec.args) if (a.required && !given.has(a.name)) this.diags.error(`${stage.kind} needs a ${a.refers} argument '${a.name}'`, call.span);
+  }
+
+  /** The stage's block: methods (defaults for the slots not given) and plain settings. */
+  private stageSettings(stage: CheckedStage, spec: StageKindSpec, body: readonly Setting[]): void {
     const seen = new Set<string>();
-    for (const s of d.body ?? []) {
+    for (const s of body) {
       if (!this.once(seen, s)) continue;
       if (!spec.settings.includes(s.key)) {
-        const known = [...Object.keys(SLOTS), "max_tokens", "stop", "device"];
-        const hint = known.includes(s.key) ? ` (a ${kindName} stage takes ${spec.settings.join(", ")})` : suggestion(s.key, spec.settings);
+        const elsewhere = s.key in SLOTS || (STAGE_SETTINGS as readonly string[]).includes(s.key);
+        const hint = elsewhere ? ` (a ${stage.kind} stage takes ${spec.settings.join(", ")})` : suggestion(s.key, spec.settings);
         this.diags.error(`unknown setting '${s.key}'${hint}`, s.keySpan);
       } else if (s.key in SLOTS) {
         const use = checkMethod(s.key, s.value, this.diags);
@@ -244,11 +258,8 @@ class PipelineChecker {
     }
     for (const slot of spec.settings) if (slot in SLOTS && !stage.methods[slot]) stage.methods[slot] = defaultMethod(slot);
     const tok = stage.refs["tokenizer"] !== undefined ? this.tokenizers.get(stage.refs["tokenizer"]) : undefined;
-    const stop = d.body?.find((s) => s.key === "stop");
+    const stop = body.find((s) => s.key === "stop");
     if (tok?.kind === "ids" && stop && stage.stop.length) this.diags.error(`stop strings need a text tokenizer, but '${tok.name}' is raw ids`, stop.keySpan);
-    this.checkTokenizerFits(stage, v);
-    this.checkAgainstModels(stage);
-    this.stages.set(d.name, stage);
   }
 
   private plainSetting(stage: CheckedStage, s: Setting): void {
