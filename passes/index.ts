@@ -31,7 +31,7 @@ export function defaultRegistry(): PassRegistry {
     .register({ name: "lower-attention", create: createLowerAttention })
     .register({
       name: "kv-append-only",
-      options: { split_attention: { type: "boolean", description: "attend over past and new rows as two blocks instead of their Concat (no cache copy in the step)", default: false } },
+      options: { split_attention: { type: "boolean", description: "attend over past and new rows as two blocks instead of their Concat (no cache copy in the step)", default: true } },
       create: createKvAppendOnly,
     })
     // Sparse attention rewrites canonical nodes: --passes lift-attention,<pass>,lower-attention.

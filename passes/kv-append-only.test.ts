@@ -9,6 +9,7 @@ import { loadModel, saveModel } from "../compiler/onnx/index.ts";
 import { ENCODINGS, gpt2Config, llamaConfig, writeZooModel, type ZooConfig } from "../compiler/zoo/index.ts";
 import { DecoderModel } from "../runtime/decoder.ts";
 import { Generator } from "../runtime/generate.ts";
+import { HAVE_SHARED, NO_SHARED, REFERENCE_DIR, SHARED_DECODERS, referenceExports } from "../runtime/testing/models.ts";
 import { greedyReference } from "../test/helpers/reference-loop.ts";
 import { tempDir } from "../test/helpers/tmp.ts";
 import { defaultRegistry } from "./index.ts";
@@ -35,8 +36,12 @@ describe("kv-append-only", () => {
           expect(model.graph.outputs.map((o) => o.name)).toEqual(before);
           return;
         }
-        const result = pass.run(model, ctx);
-        expect(result.stats).toEqual({ "kv-outputs-rewritten": 2 * config.layers, "attention-blocks-split": 0 });
+        const notes: string[] = [];
+        const result = pass.run(model, { options: {}, note: (n) => notes.push(n) });
+        // By default Concat-grown caches (decomposed) get split attention; fused ops keep theirs and say so.
+        const decomposed = encoding === "decomposed";
+        expect(result.stats).toEqual({ "kv-outputs-rewritten": 2 * config.layers, "attention-blocks-split": decomposed ? config.layers : 0 });
+        expect(notes).toEqual(decomposed ? [] : [expect.stringMatching(/split_attention: skipped/)]);
         expect(model.graph.outputs.map((o) => o.name)).toEqual(["logits", ...Array.from({ length: config.layers }, (_, i) => [`present_new.${i}.key`, `present_new.${i}.value`]).flat()]);
         const appendPath = join(dir, `${family}-${encoding}-append.onnx`);
         saveModel(model, appendPath);
@@ -86,11 +91,44 @@ describe("kv-append-only", () => {
     });
   }
 
+  it("split_attention=false keeps attention over the Concat and only re-points the outputs", () => {
+    const model = loadModel(writeZooModel(CONFIGS.llama!, join(dir, "no-split")).modelPath);
+    expect(createKvAppendOnly().run(model, { options: { split_attention: false }, note: () => {} }).stats).toEqual({ "kv-outputs-rewritten": 4, "attention-blocks-split": 0 });
+    const cacheConcats = [...model.graph.nodes()].filter((n) => n.op === "Concat" && n.inputs[0]?.name.startsWith("past_key_values."));
+    expect(cacheConcats.map((n) => n.inputs[1]!.name).sort()).toEqual(["present_new.0.key", "present_new.0.value", "present_new.1.key", "present_new.1.value"]);
+  });
+
   it("split_attention on a fused attention op: notes why and keeps the plain rewrite", () => {
     const model = loadModel(writeZooModel(CONFIGS.llama!, join(dir, "split-standard"), { encoding: "standard" }).modelPath);
     const notes: string[] = [];
     expect(createKvAppendOnly().run(model, { options: { split_attention: true }, note: (n) => notes.push(n) }).stats).toEqual({ "kv-outputs-rewritten": 4, "attention-blocks-split": 0 });
     expect(notes).toEqual([expect.stringMatching(/split_attention: skipped/)]);
+  });
+
+  for (const name of referenceExports()) {
+    it(`reference export ${name}: decodes like the reference loop on the original`, async () => {
+      const source = join(REFERENCE_DIR, name, "model.onnx");
+      const model = loadModel(source);
+      expect(createKvAppendOnly().run(model, ctx).stats).toEqual({ "kv-outputs-rewritten": 4, "attention-blocks-split": 2 });
+      const target = join(dir, `${name}.onnx`);
+      saveModel(model, target);
+      const expected = await greedyReference(source, PROMPT, NEW_TOKENS);
+      const decoder = await DecoderModel.open(target, { device: "cpu", threads: 1 });
+      try {
+        expect((await new Generator(decoder).run(PROMPT, { maxTokens: NEW_TOKENS, eosTokenIds: [] })).tokens).toEqual(expected);
+      } finally {
+        await decoder.release();
+      }
+    });
+  }
+
+  describe.skipIf(!HAVE_SHARED)(`shared fixtures (${HAVE_SHARED ? "present" : NO_SHARED})`, () => {
+    it("refuses onnxruntime-genai's combined layout, GroupQueryAttention and a model that ignores attention_mask, each in one line", () => {
+      expect(() => createKvAppendOnly().run(loadModel(SHARED_DECODERS.gpt2Fp32), ctx)).toThrow(/combined present_\{i\} layout/);
+      expect(() => createKvAppendOnly().run(loadModel(SHARED_DECODERS.qwen35), ctx)).toThrow(/GroupQueryAttention, which places the new rows in its own buffer/);
+      // LFM2's attention masks causally from shapes alone: spare buffer rows would be attended.
+      expect(() => createKvAppendOnly().run(loadModel(SHARED_DECODERS.lfm2), ctx)).toThrow(/never reads its attention_mask input/);
+    });
   });
 
   it("refuses a model without attention_mask, naming what the runtime needs", () => {

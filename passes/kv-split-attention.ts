@@ -48,8 +48,16 @@ function cacheConcat(x: Value | undefined, pastInputs: ReadonlySet<Value>): Cach
   const concat = x?.producer;
   if (concat?.op !== "Concat" || concat.domain !== "" || concat.inputs.length !== 2) return undefined;
   const axis = concat.attrInt("axis");
-  if ((axis !== 2 && axis !== -2) || !pastInputs.has(concat.inputs[0]!)) return undefined;
-  return { past: concat.inputs[0]!, rows: concat.inputs[1]! };
+  const past = throughCopies(concat.inputs[0]!);
+  if ((axis !== 2 && axis !== -2) || !pastInputs.has(past)) return undefined;
+  return { past, rows: concat.inputs[1]! };
+}
+
+/** The value `x` copies, through Identity and one-input Concat (TorchScript exports wrap the past in one). */
+export function throughCopies(x: Value): Value {
+  let v = x;
+  for (let node = v.producer; node && node.inputs.length === 1 && (node.op === "Identity" || node.op === "Concat") && node.domain === ""; node = v.producer) v = node.inputs[0]!;
+  return v;
 }
 
 function twoBlockAttention(b: Builder, node: Node, key: CacheRows, value: CacheRows): Value {
