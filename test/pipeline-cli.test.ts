@@ -1,4 +1,4 @@
-import { readFileSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { main } from "../compiler/cli/main.ts";
@@ -55,5 +55,14 @@ describe("pipec check / fmt / compile / ir on .pipe files", () => {
     expect(code).toBe(0);
     expect(out).toContain("    speculate: lookup(ngram: 2, max_draft: 8)  # runtime\n");
     expect(out).toContain("    kv_inputs: [\"past_key_values.0.key\", \"past_key_values.0.value\", \"past_key_values.1.key\", \"past_key_values.1.value\"]\n");
+  });
+
+  it("ir --after / --dump-dir: shows each model's graph around its planned passes", async () => {
+    const dump = join(tmp, "dump");
+    const { code, out } = await pipec("ir", join(ROOT, "examples/sparse.pipe"), "--after", "tidal", "--dump-dir", dump);
+    expect(code).toBe(0);
+    expect(out).toContain(": lift-attention, tidal, lower-attention\n");
+    expect(out).toContain("// ----- IR after tidal (#2) -----");
+    expect(readdirSync(join(dump, "llm")).sort()).toEqual(["00-input.txt", "01-lift-attention.txt", "02-tidal.txt", "03-lower-attention.txt"]);
   });
 });

@@ -1,4 +1,3 @@
-import { basename } from "node:path";
 import type { Diagnostic } from "../../dsl/diagnostics.ts";
 import { defaultRegistry } from "../../passes/index.ts";
 import { printModel } from "../ir/text/printer.ts";
@@ -33,14 +32,14 @@ export function showPipelineIr(file: string, opts: ShowOptions = {}): ShowResult
     for (const m of front.ir.models) {
       const model = loadModel(m.path);
       const passes = registry.resolve(m.passes.map((p) => ({ name: p.pass, options: p.options })));
+      parts.push(`# model ${m.name} (${m.path}): ${passes.length ? passes.map((p) => p.pass.name).join(", ") : "no graph passes planned"}\n`);
       runPipeline(model, passes, {
         printIrAfter: opts.after !== undefined ? [opts.after] : undefined,
         printIrAfterAll: opts.printIrAfterAll,
         dumpDir: opts.dumpDir !== undefined ? `${opts.dumpDir}/${m.name}` : undefined,
         print: (mm) => printModel(mm),
-        emit: (text) => parts.push(`# model ${m.name} (${basename(m.path)})\n${text}`),
+        emit: (text) => parts.push(text),
       });
-      if (passes.length === 0) parts.push(`# model ${m.name}: no graph passes planned\n`);
     }
   }
   return { ...result, text: parts.join("\n") };
