@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { main } from "../compiler/cli/main.ts";
@@ -64,5 +64,21 @@ describe("pipec check / fmt / compile / ir on .pipe files", () => {
     expect(out).toContain(": lift-attention, tidal, lower-attention\n");
     expect(out).toContain("// ----- IR after tidal (#2) -----");
     expect(readdirSync(join(dump, "llm")).sort()).toEqual(["00-input.txt", "01-lift-attention.txt", "02-tidal.txt", "03-lower-attention.txt"]);
+  });
+
+  it("run: compiles into the cache once, and again when the .pipe changes", async () => {
+    const file = join(tmp, "cached.pipe");
+    const model = JSON.stringify(join(ROOT, "test/fixtures/reference/llama-dynamo/model.onnx"));
+    const write = (maxTokens: number) => writeFileSync(file, `pipeline cached {\n  model llm = onnx(${model})\n  tokenizer tok = ids\n  stage decode = generate(llm, tok) {\n    max_tokens: ${maxTokens}\n  }\n}\n`);
+    const run = async () => JSON.parse((await pipec("run", file, "--ids", "1,5,9,23", "--json", "--device", "cpu")).out) as { tokens: number[] };
+    const driver = join(tmp, ".pipec-cache/cached/driver.ts");
+    write(3);
+    expect((await run()).tokens).toHaveLength(3);
+    const compiledAt = statSync(driver).mtimeMs;
+    expect((await run()).tokens).toHaveLength(3);
+    expect(statSync(driver).mtimeMs).toBe(compiledAt);
+    write(5);
+    expect((await run()).tokens).toHaveLength(5);
+    expect(statSync(driver).mtimeMs).toBeGreaterThan(compiledAt);
   });
 });
