@@ -37,6 +37,9 @@ export const IMPLEMENTATIONS: Readonly<Record<string, Implementation>> = {
   // Speculation is the runtime's Speculator; the driver passes it the stage's settings.
   "speculate.lookup": { level: "runtime" },
   "speculate.draft": { level: "runtime" },
+  // Token Recycling verifies a token tree in one call: the target gets tree_attention_mask and
+  // position_ids inputs; the runtime's TokenRecycling drafts and verifies.
+  "speculate.recycle": { level: "graph", pass: "tree-attention-mask", options: () => ({}), onAttention: true },
   // Sparse attention rewrites the model's attention; they compile as soon as their passes are registered.
   "attention.tidal": { level: "graph", pass: "tidal", options: allParams, onAttention: true },
   "attention.tokenselect": { level: "graph", pass: "tokenselect", options: allParams, onAttention: true },
