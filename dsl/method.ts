@@ -69,6 +69,8 @@ export function checkMethod(slot: string, value: Value, diags: Diagnostics): Met
     if (param.default === undefined) diags.error(`${slot}: ${name} needs '${key}': ${param.doc}`, nameSpan);
     else use.params[key] = param.default;
   }
+  const problem = spec.check && Object.keys(spec.params).every((k) => k in use.params) ? spec.check(use.params) : undefined;
+  if (problem) diags.error(`${slot}: ${name}: ${problem}`, nameSpan);
   return use;
 }
 

@@ -34,6 +34,8 @@ export interface MethodSpec {
   /** True when the method may change what the model generates. */
   lossy: boolean;
   params: Readonly<Record<string, ParamSpec>>;
+  /** A constraint between parameters (defaults filled in): the problem, or undefined. */
+  check?: (params: Readonly<Record<string, ParamValue>>) => string | undefined;
 }
 
 export interface SlotSpec {
@@ -75,6 +77,10 @@ export const SLOTS: Readonly<Record<string, SlotSpec>> = {
           top_k: { type: { kind: "budget" }, default: 256, doc: "tokens attended to by sparse layers" },
           full_layers: { type: int(0), default: 2, doc: "leading layers that keep full attention" },
           select_layers: { type: { kind: "layers" }, default: [2, 13], doc: "layers whose full attention re-selects the tokens" },
+        },
+        check: (p) => {
+          const below = (p["select_layers"] as number[]).filter((l) => l < (p["full_layers"] as number));
+          return below.length ? `select_layers [${below.join(", ")}] must not be below full_layers (${p["full_layers"]}): those layers attend fully already` : undefined;
         },
       },
       tokenselect: {

@@ -1,6 +1,7 @@
 import type { CheckedPipeline, CheckedStage } from "../../dsl/check.ts";
 import type { Diagnostics } from "../../dsl/diagnostics.ts";
 import type { MethodUse } from "../../dsl/method.ts";
+import { isPipecError } from "../errors.ts";
 import type { PassRegistry } from "../pass-manager/registry.ts";
 import { IMPLEMENTATIONS, LIFT_ATTENTION, LOWER_ATTENTION } from "./implementations.ts";
 import type { GenerateNode, GraphPassStep, Lowered, ModelNode, PipelineIR, TokenizerNode } from "./ir.ts";
@@ -47,6 +48,18 @@ function lowerGenerate(s: CheckedStage, model: ModelNode | undefined, registry: 
   return node;
 }
 
+/** Makes the pass once, so options it refuses are reported where they were written (by check too, not only compile). */
+function passAccepts(step: GraphPassStep, registry: PassRegistry, use: MethodUse, diags: Diagnostics): boolean {
+  try {
+    registry.resolve([{ name: step.pass, options: step.options }]);
+    return true;
+  } catch (e) {
+    if (!isPipecError(e)) throw e;
+    diags.error(`${use.slot}: ${e.message.replace(/^pass '[^']*': /, "")}`, use.span);
+    return false;
+  }
+}
+
 /** Passes on canonical attention run together between one lift-attention and one lower-attention. */
 function bracketAttentionPasses(passes: GraphPassStep[], registry: PassRegistry): GraphPassStep[] {
   const onAttention = passes.filter((p) => p.onAttention);
@@ -65,6 +78,7 @@ function lowerMethod(use: MethodUse, s: CheckedStage, model: ModelNode | undefin
   if (impl.level === "graph" && model) {
     const step: GraphPassStep = { pass: impl.pass, options: impl.options(use, model.facts), origin: `${s.name}.${use.slot}: ${use.method}`, lossy: use.lossy };
     if (impl.onAttention) step.onAttention = true;
+    if (!passAccepts(step, registry, use, diags)) return undefined;
     model.passes.push(step);
   }
   return { use, level: impl.level };
