@@ -139,19 +139,24 @@ export class SparseSite {
   /**
    * Replaces the node by attention where query head h reads keys `keep_BHK[:, h]` only. Each KV
    * head gathers the rows its G query heads chose ([B, Hkv, G*K, D]), so K and V are read at the
-   * selected rows and never repeated to H heads.
+   * selected rows and never repeated to H heads. The rows are gathered whole from K viewed as
+   * [B*Hkv*N, D] (a row copy each; GatherElements would index every element).
    */
   attendPerHead(keep_BHK: Value): void {
     const b = this.b;
     const ops = this.ops;
     const H = this.attrs.num_heads;
-    const keep_BHkvGK = b.op.Reshape(keep_BHK, b.int64([0, this.attrs.kv_num_heads, -1]));
-    const rows = b.op.Expand(ops.unsqueeze(keep_BHkvGK, [3]), b.op.Concat(b.int64([1, 1, 1]), ops.dim(this.key_BHkvND, 3), { axis: 0 }));
-    const gather = (x_BHkvND: Value) => b.op.Reshape(b.op.GatherElements(x_BHkvND, rows, { axis: 2 }), b.int64([0, H, -1, 0]));
+    const Hkv = this.attrs.kv_num_heads;
+    const B_1 = ops.dim(this.query_BHTD, 0);
+    const keep_BHkvGK = b.op.Reshape(keep_BHK, b.int64([0, Hkv, -1]));
+    // Row of (b, j, n) in the flattened cache: (b*Hkv + j)*N + n.
+    const heads_BHkv1 = b.op.Reshape(this.range(b.int64([0]), b.op.Mul(B_1, b.int64([Hkv]))), b.int64([-1, Hkv, 1]));
+    const rows_BHkvGK = b.op.Add(b.op.Mul(heads_BHkv1, this.N_1), keep_BHkvGK);
+    const rowShape = b.op.Concat(b.int64([-1]), ops.dim(this.key_BHkvND, 3), { axis: 0 });
+    const gather = (x_BHkvND: Value) => b.op.Reshape(b.op.Gather(b.op.Reshape(x_BHkvND, rowShape), rows_BHkvGK, { axis: 0 }), b.int64([0, H, -1, 0]));
     const bias = this.bias();
     let mask: Value | undefined;
     if (bias) {
-      const B_1 = ops.dim(this.query_BHTD, 0);
       const full_BHTN = b.op.Expand(bias, b.op.Concat(B_1, b.int64([H]), this.T_1, this.N_1, { axis: 0 }));
       const keep_BHTK = b.op.Expand(ops.unsqueeze(keep_BHK, [2]), b.op.Concat(B_1, b.int64([H]), this.T_1, ops.dim(keep_BHK, 2), { axis: 0 }));
       mask = b.op.GatherElements(full_BHTN, keep_BHTK, { axis: 3 });
