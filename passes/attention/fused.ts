@@ -11,17 +11,20 @@ export interface FusedOperands {
   newValue_BHkvSD: Value;
   pastKey_BHkvPD?: Value;
   pastValue_BHkvPD?: Value;
+  /** How new keys/values enter the cache; default: Concat after the past along the sequence. */
+  writeCache?: (past_BHkvPD: Value, new_BHkvSD: Value) => Value;
   /** The mask, or how to build it from the grown cache (when it depends on the present length). */
   mask?: Value | ((presentKey_BHkvND: Value) => Value);
 }
 
 /**
- * What every fused op lifts to: the cache grown by Concat on the sequence axis (what the op did
- * internally), then the canonical node. Returns its output [B, H, S, D] and the present K/V.
+ * What every fused op lifts to: the cache grown by Concat on the sequence axis, or written as the
+ * op wrote it, then the canonical node. Returns its output [B, H, S, D] and the present K/V.
  */
 export function liftFused(ops: OpsetOps, o: FusedOperands, attrs: CanonicalAttentionAttrs): { out_BHSD: Value; presentKey: Value; presentValue: Value } {
   const b = ops.b;
-  const grow = (past: Value | undefined, now: Value) => (past ? b.op.Concat(past, now, { axis: 2 }) : now);
+  const write = o.writeCache ?? ((past, now) => b.op.Concat(past, now, { axis: 2 }));
+  const grow = (past: Value | undefined, now: Value) => (past ? write(past, now) : now);
   const presentKey = grow(o.pastKey_BHkvPD, o.newKey_BHkvSD);
   const presentValue = grow(o.pastValue_BHkvPD, o.newValue_BHkvSD);
   const mask = typeof o.mask === "function" ? o.mask(presentKey) : o.mask;

@@ -1,6 +1,9 @@
 import * as ort from "onnxruntime-node";
 import { describe, expect, it } from "vitest";
+import { DataType } from "../../compiler/ir/dtype.ts";
+import { tensorType } from "../../compiler/ir/types.ts";
 import { buildZooModel, llamaConfig } from "../../compiler/zoo/index.ts";
+import { rng } from "../../test/helpers/ort-inputs.ts";
 import { modelBytes } from "../../test/helpers/ort-parity.ts";
 import { liftAttention } from "./lift.ts";
 import { lowerAttention } from "./lower.ts";
@@ -54,4 +57,50 @@ describe("lift-ms-group-query-attention", () => {
       if (row === 0 || position < 2) expect(Math.abs(x - present(before)[i]!)).toBeLessThanOrEqual(1e-5);
     });
   });
+
+  it("writes new rows into a fixed-length past buffer where onnxruntime writes them", async () => {
+    const BUFFER = 8;
+    const model = buildZooModel(CONFIG, { encoding: "ms" });
+    for (const input of model.graph.inputs.filter((v) => v.name.startsWith("past_key_values."))) input.type = tensorType(DataType.FLOAT, ["batch_size", HKV, BUFFER, D]);
+    const steps = [bufferedStep(3, 0), bufferedStep(1, 3)];
+    const runSteps = async (bytes: Uint8Array) => {
+      const session = await ort.InferenceSession.create(bytes);
+      const out = [];
+      for (const feeds of steps) out.push(await session.run(feeds));
+      await session.release();
+      return out;
+    };
+    const before = await runSteps(modelBytes(model));
+    liftAttention(model);
+    expect(model.graph.nodeArray().filter((n) => n.op === "ScatterElements")).toHaveLength(2 * CONFIG.layers);
+    lowerAttention(model);
+    const after = await runSteps(modelBytes(model));
+    steps.forEach((_, i) => {
+      const [b, a] = [before[i]!, after[i]!];
+      (a["logits"]!.data as Float32Array).forEach((x, j) => expect(Math.abs(x - (b["logits"]!.data as Float32Array)[j]!)).toBeLessThanOrEqual(1e-5));
+      expect(a["present.0.key"]!.dims).toEqual(b["present.0.key"]!.dims);
+      // Rows up to the valid length are what both wrote; the rest of the buffer is unspecified.
+      const valid = [3, 4][i]!;
+      (a["present.0.key"]!.data as Float32Array).forEach((x, j) => {
+        if (Math.floor(j / D) % BUFFER < valid) expect(Math.abs(x - (b["present.0.key"]!.data as Float32Array)[j]!)).toBeLessThanOrEqual(1e-5);
+      });
+    });
+  });
 });
+
+/** One batch row: `tokens` new tokens after `past` cached ones, in a cache buffer of 8 rows. */
+function bufferedStep(tokens: number, past: number): Record<string, ort.Tensor> {
+  const next = rng(past + 1);
+  const ids = (values: number[], dims: number[]) => new ort.Tensor("int64", BigInt64Array.from(values, BigInt), dims);
+  const feeds: Record<string, ort.Tensor> = {
+    input_ids: ids(Array.from({ length: tokens }, (_, i) => 3 + i), [1, tokens]),
+    attention_mask: ids(Array(past + tokens).fill(1), [1, past + tokens]),
+    position_ids: ids(Array.from({ length: tokens }, (_, i) => past + i), [1, tokens]),
+  };
+  for (let l = 0; l < CONFIG.layers; l++) {
+    for (const kind of ["key", "value"]) {
+      feeds[`past_key_values.${l}.${kind}`] = new ort.Tensor("float32", Float32Array.from({ length: HKV * 8 * D }, () => next() * 2 - 1), [1, HKV, 8, D]);
+    }
+  }
+  return feeds;
+}
