@@ -1,6 +1,6 @@
 import { IndentationText, Project, QuoteKind, VariableDeclarationKind, type WriterFunction } from "ts-morph";
 import type { GenerateNode, PipelineIR } from "./ir.ts";
-import { runtimeSampling, runtimeSpeculation } from "./runtime-options.ts";
+import { runtimeSampling, runtimeSpeculation, runtimeStreaming } from "./runtime-options.ts";
 
 export interface DriverLayout {
   /** Module specifier of the runtime: `pipec/runtime`, or a relative path to runtime/index.ts. */
@@ -107,6 +107,7 @@ function body(stage: GenerateNode, layout: DriverLayout, hasTokenizer: boolean):
   const draft = speculation?.kind === "draft" ? layout.modelFiles[speculation.model] : undefined;
   // The draft model is opened by the driver and passed in place of its name.
   const speculate = speculation && literal(speculation, { model: "draftModel" });
+  const streaming = runtimeStreaming(stage.kv.use);
   return (w) => {
     w.writeLine(`const file = (path: string) => fileURLToPath(new URL(path, import.meta.url));`);
     w.writeLine(`const session = { device: options.device ?? settings.device, threads: options.threads };`);
@@ -121,6 +122,7 @@ function body(stage: GenerateNode, layout: DriverLayout, hasTokenizer: boolean):
           w.writeLine("stopStrings: generateOptions.stop ?? settings.stop,");
           w.writeLine("sampling: settings.sampling,");
           if (speculate) w.writeLine(`speculate: ${speculate},`);
+          if (streaming) w.writeLine(`streaming: ${literal(streaming)},`);
           w.writeLine("signal: generateOptions.signal,");
         });
         w.write(");").newLine();

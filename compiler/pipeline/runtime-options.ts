@@ -1,5 +1,5 @@
 import type { MethodUse } from "../../dsl/method.ts";
-import type { LookupSpeculation, SamplingConfig } from "../../runtime/index.ts";
+import type { LookupSpeculation, SamplingConfig, StreamingConfig } from "../../runtime/index.ts";
 
 /**
  * Checked method requests as the runtime's options. driver.ts is generated from these, and a
@@ -34,4 +34,9 @@ export function runtimeSpeculation(use: MethodUse): LookupSpeculation | ({ kind:
   if (use.method !== "draft") return undefined;
   const k = p["k"] as number | { adaptive: { threshold: number; min: number; max: number } };
   return typeof k === "number" ? { kind: "draft", model: p["model"] as string, draftLength: k } : { kind: "draft", model: p["model"] as string, draftLength: "adaptive", adaptive: k.adaptive };
+}
+
+/** `kv: streaming(...)` as the runtime's eviction settings (the model's streaming-llm pass attends to the same rows); undefined otherwise. */
+export function runtimeStreaming(use: MethodUse): StreamingConfig | undefined {
+  return use.method === "streaming" ? { sinks: use.params["sinks"] as number, window: use.params["window"] as number } : undefined;
 }
