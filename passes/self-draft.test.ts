@@ -1,4 +1,5 @@
-import { join } from "node:path";
+import { readdirSync } from "node:fs";
+import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { isPipecError } from "../compiler/errors.ts";
 import type { Model } from "../compiler/ir/model.ts";
@@ -94,6 +95,19 @@ describe("self-draft on the zoo", () => {
       expect((error as Error).message).toBe(message);
     }
   });
+});
+
+describe("self-draft on the reference exports", () => {
+  const root = resolve(import.meta.dirname, "../test/fixtures/reference");
+  for (const dir of readdirSync(root).filter((d) => !d.includes("."))) {
+    it(`${dir}: skip [1] keeps layer 0's cache only and still runs (shape reads of layer 1's past get layer 0's)`, async () => {
+      const draft = loadModel(join(root, dir, "model.onnx"));
+      expect(selfDraft(draft, { skip: "[1]" }).stats).toEqual({ "layers-skipped": 1, "kv-inputs-dropped": 2 });
+      expect(kvNames(draft)).toEqual(["past_key_values.0.key", "past_key_values.0.value"]);
+      const [prefill, decode] = await prefillAndDecode(modelToBytes(draft));
+      expect(decode!.logits!.dims).toEqual([1, 1, prefill!.logits!.dims[2]]);
+    });
+  }
 });
 
 describe.skipIf(!HAVE_SHARED)(`self-draft on the shared fixtures${HAVE_SHARED ? "" : ` (${SKIP_SHARED_REASON})`}`, () => {

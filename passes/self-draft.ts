@@ -54,7 +54,7 @@ export function createSelfDraft(): Pass {
       });
       for (const { joins } of plans) for (const join of joins) bypass(graph, join);
 
-      const dropped = dropKvSlots(model, plans.map((p) => p.attention));
+      const dropped = dropKvSlots(model, plans.map((p) => p.attention), layers.filter((_, i) => !skip.includes(i)));
       ctx.note(`self-draft: skipped layers ${skip.join(", ")} of ${layers.length}`);
       return { changed: true, stats: { "layers-skipped": skip.length, "kv-inputs-dropped": dropped } };
     },
@@ -117,9 +117,14 @@ function findJoin(graph: Graph, branch: Value, residuals: ReadonlySet<Value>): R
   return undefined;
 }
 
-/** The join after `stream` whose branch starts at `mlpStart` (the MLP's input) and is not `after`. */
+/**
+ * The join after `stream` whose branch starts at `mlpStart` (the MLP's input) and is not `after`.
+ * Exporters may re-read the stream through a Cast (a norm computed in float32) before adding.
+ */
 function findMlpJoin(graph: Graph, stream: Value, mlpStart: Value, after: Node): ResidualJoin | undefined {
-  const join = findJoin(graph, mlpStart, new Set([stream]));
+  const residuals = new Set([stream]);
+  for (const v of residuals) for (const node of v.consumers()) if (node.op === "Cast" || node.op === "Identity") residuals.add(node.output(0));
+  const join = findJoin(graph, mlpStart, residuals);
   return join && join.node !== after ? join : undefined;
 }
 
@@ -147,23 +152,34 @@ function bypass(graph: Graph, join: ResidualJoin): void {
   join.node.setInput(join.branchSlot, zeros);
 }
 
-/** Removes the skipped layers' present outputs and, once nothing reads them, their past inputs. */
-function dropKvSlots(model: Model, skipped: readonly Node[]): number {
+/**
+ * Removes the skipped layers' present outputs and their past inputs. Some exports also read a
+ * past input's shape (the past length, for the mask); such a read is given a kept layer's past
+ * of the same role, which has the same shape, so the input can still go.
+ */
+function dropKvSlots(model: Model, skipped: readonly Node[], kept: readonly Node[]): number {
   const graph = model.graph;
-  const names = skipped.flatMap((n) => {
-    const a = readCanonical(n);
-    return [{ past: a.past_key, present: a.present_key }, { past: a.past_value, present: a.present_value }];
-  });
-  const presents = new Set(names.map((n) => n.present).filter((n): n is string => !!n));
+  const slots = (nodes: readonly Node[]) =>
+    nodes.flatMap((n) => {
+      const a = readCanonical(n);
+      return [{ past: a.past_key, present: a.present_key }, { past: a.past_value, present: a.present_value }];
+    });
+  const dropped = slots(skipped);
+  const stand = slots(kept.slice(0, 1));
+  const presents = new Set(dropped.map((n) => n.present).filter((n): n is string => !!n));
   for (let i = graph.outputs.length - 1; i >= 0; i--) if (presents.has(graph.outputs[i]!.name)) graph.outputs.splice(i, 1);
   createDce().run(model, { options: {}, note: () => {} });
-  let dropped = 0;
-  for (const name of new Set(names.map((n) => n.past))) {
+  let removed = 0;
+  const pasts = dropped.map((slot, i) => ({ name: slot.past, standIn: stand[i % 2]?.past }));
+  for (const { name, standIn } of pasts) {
     const input = name ? graph.lookup(name) : undefined;
-    if (input?.isGraphInput && input.unused) {
+    if (!input?.isGraphInput) continue;
+    const replacement = standIn ? graph.lookup(standIn) : undefined;
+    if (!input.unused && replacement?.isGraphInput && replacement !== input) input.replaceAllUsesWith(replacement);
+    if (input.unused) {
       graph.removeInput(input);
-      dropped++;
+      removed++;
     }
   }
-  return dropped;
+  return removed;
 }
