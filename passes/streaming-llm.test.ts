@@ -1,6 +1,7 @@
 import { join } from "node:path";
 import * as ort from "onnxruntime-node";
 import { describe, expect, it } from "vitest";
+import { main } from "../compiler/cli/main.ts";
 import { loadModel, saveModel } from "../compiler/onnx/index.ts";
 import { buildZooModel, llamaConfig } from "../compiler/zoo/index.ts";
 import { DecoderModel } from "../runtime/decoder.ts";
@@ -87,5 +88,21 @@ describe("streaming-llm generation with runtime eviction", () => {
     expect(kept.tokens).toEqual(unevicted.tokens);
     expect(kept.stats.peakKvBytes).toBe(shorter.stats.peakKvBytes);
     expect(unevicted.stats.peakKvBytes).toBeGreaterThan(3 * kept.stats.peakKvBytes);
+  });
+});
+
+describe("examples/sparse-streaming.pipe", () => {
+  const cache = tempDir("pipec-streaming-example-");
+
+  it("compiles and runs end to end with the cache held at sinks + window (+ the step's new row)", async () => {
+    let stdout = "";
+    let stderr = "";
+    const example = join(import.meta.dirname, "../examples/sparse-streaming.pipe");
+    const code = await main(["run", example, "--ids", "1,5,9,23", "--json", "--device", "cpu", "--cache-dir", cache], { out: (t) => void (stdout += t), err: (t) => void (stderr += t) });
+    expect(code, stderr).toBe(0);
+    const result = JSON.parse(stdout) as { tokens: number[]; stats: { peakKvBytes: number } };
+    expect(result.tokens).toHaveLength(96);
+    // llama reference export: 2 layers x (K, V) x 2 KV heads x 16 lanes x 4 bytes per row; 4 sinks + 60 window + 1 new.
+    expect(result.stats.peakKvBytes).toBe((4 + 60 + 1) * 2 * 2 * 2 * 16 * 4);
   });
 });
