@@ -31,6 +31,12 @@ describe("cost guard", () => {
     expect(bestLength([0.9, 0.9], new CostModel(10, 0), 10)).toBe(0);
   });
 
+  it("a draft that costs a target call per token never pays, even if every token were accepted", () => {
+    for (const cost of [new CostModel(10, 0), new CostModel(10, 5), new CostModel(0.2, 0.01)]) {
+      expect(bestLength([1, 1, 1, 1, 1], cost, cost.callMs(1))).toBe(0);
+    }
+  });
+
   it("fits the measured line", () => {
     const fit = CostModel.fit([1, 2, 4, 8].map((tokens) => ({ tokens, ms: 3 + 0.5 * tokens })));
     expect(fit.fixedMs).toBeCloseTo(3, 9);

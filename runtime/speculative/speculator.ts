@@ -132,6 +132,8 @@ export class Speculator {
     }
     let k = bestLength(Array(cap).fill(this.acceptance.alpha), this.cost, this.source.msPerToken);
     if (k === 0) {
+      // A source too slow to pay even if every token were accepted is not worth probing.
+      if (bestLength(Array(cap).fill(1), this.cost, this.source.msPerToken) === 0) return NO_DRAFT;
       if (++this.skipped < this.probeGap) return NO_DRAFT;
       this.skipped = 0;
       this.probeGap = Math.min(2 * this.probeGap, MAX_PROBE_GAP);
