@@ -21,6 +21,8 @@ export type Implementation =
 /** The passes that bring attention into and out of the canonical form the attention passes rewrite. */
 export const LIFT_ATTENTION = "lift-attention";
 export const LOWER_ATTENTION = "lower-attention";
+/** The pass that derives `speculate: self`'s draft model (lower.ts adds that model to the pipeline). */
+export const SELF_DRAFT = "self-draft";
 
 /** Every parameter as pass option text, in the schema's order. */
 function allParams(use: MethodUse): Record<string, string> {

@@ -3,7 +3,8 @@ import type { Diagnostics } from "../../dsl/diagnostics.ts";
 import type { MethodUse } from "../../dsl/method.ts";
 import { isPipecError } from "../errors.ts";
 import type { PassRegistry } from "../pass-manager/registry.ts";
-import { IMPLEMENTATIONS, LIFT_ATTENTION, LOWER_ATTENTION } from "./implementations.ts";
+import { printParam } from "../../dsl/print.ts";
+import { IMPLEMENTATIONS, LIFT_ATTENTION, LOWER_ATTENTION, SELF_DRAFT } from "./implementations.ts";
 import type { GenerateNode, GraphPassStep, Lowered, ModelNode, PipelineIR, TokenizerNode } from "./ir.ts";
 
 /**
@@ -26,7 +27,7 @@ export function lowerPipeline(p: CheckedPipeline, registry: PassRegistry, diags:
       diags.error("not supported yet: a pipeline with more than one generate stage", s.span);
       continue;
     }
-    const node = lowerGenerate(s, models.get(s.refs["model"]!), registry, diags);
+    const node = lowerGenerate(s, models.get(s.refs["model"]!), registry, diags, models);
     if (node) stages.push(node);
   }
   if (diags.hasErrors) return undefined;
@@ -34,11 +35,12 @@ export function lowerPipeline(p: CheckedPipeline, registry: PassRegistry, diags:
   return { name: p.name, source: p.file, device: p.device, models: [...models.values()], tokenizers, stages };
 }
 
-function lowerGenerate(s: CheckedStage, model: ModelNode | undefined, registry: PassRegistry, diags: Diagnostics): GenerateNode | undefined {
+function lowerGenerate(s: CheckedStage, model: ModelNode | undefined, registry: PassRegistry, diags: Diagnostics, models: Map<string, ModelNode>): GenerateNode | undefined {
   const prune = s.methods["prune"];
   if (prune && prune.method !== "none") diags.error(`not supported yet: prune: ${prune.method} needs a vision encoder stage feeding '${s.name}', and this build has none`, prune.span ?? s.span);
   const lower = (slot: string): Lowered | undefined => {
-    const use = s.methods[slot]!;
+    let use = s.methods[slot]!;
+    if (use.method === "self" && slot === "speculate" && model) use = selfDraftAsDraftModel(use, model, s, models);
     return lowerMethod(use, s, model, registry, diags);
   };
   const [kv, attention, speculate, sampling] = [lower("kv"), lower("attention"), lower("speculate"), lower("sampling")];
@@ -58,6 +60,18 @@ function passAccepts(step: GraphPassStep, registry: PassRegistry, use: MethodUse
     diags.error(`${use.slot}: ${e.message.replace(/^pass '[^']*': /, "")}`, use.span);
     return false;
   }
+}
+
+/**
+ * `speculate: self(skip, k)` is draft-model speculation whose draft the self-draft pass derives
+ * from the stage's model: a second model (the same source, the skipped layers bypassed) joins
+ * the pipeline, and the request becomes `draft(model: <it>, k)`.
+ */
+function selfDraftAsDraftModel(use: MethodUse, target: ModelNode, s: CheckedStage, models: Map<string, ModelNode>): MethodUse {
+  const name = `${target.name}_self_draft`;
+  const origin = `${s.name}.speculate: self`;
+  models.set(name, { ...target, name, passes: [{ pass: SELF_DRAFT, options: { skip: printParam(use.params["skip"]!) }, origin, lossy: false, onAttention: true }] });
+  return { ...use, method: "draft", params: { model: name, k: use.params["k"]! }, given: use.given.filter((p) => p !== "skip") };
 }
 
 /** Passes on canonical attention run together between one lift-attention and one lower-attention. */

@@ -1,5 +1,5 @@
 import type { MethodUse } from "../../dsl/method.ts";
-import type { LookupSpeculation, SamplingConfig, StreamingConfig } from "../../runtime/index.ts";
+import type { LookupSpeculation, RecycleSpeculation, SamplingConfig, StreamingConfig } from "../../runtime/index.ts";
 
 /**
  * Checked method requests as the runtime's options. driver.ts is generated from these, and a
@@ -27,10 +27,11 @@ export interface DraftSettings {
   adaptive?: { threshold: number; min: number; max: number };
 }
 
-/** `speculate:` as the runtime's options: a lookup speculation, draft settings, or undefined for none. */
-export function runtimeSpeculation(use: MethodUse): LookupSpeculation | ({ kind: "draft" } & DraftSettings) | undefined {
+/** `speculate:` as the runtime's options: a lookup or recycle speculation, draft settings, or undefined for none. */
+export function runtimeSpeculation(use: MethodUse): LookupSpeculation | ({ kind: "draft" } & DraftSettings) | RecycleSpeculation | undefined {
   const p = use.params;
   if (use.method === "lookup") return { kind: "lookup", maxNgram: p["ngram"] as number, draftLength: p["max_draft"] as number };
+  if (use.method === "recycle") return { kind: "recycle", topK: p["top_k"] as number, tree: p["tree"] as number | "auto" };
   if (use.method !== "draft") return undefined;
   const k = p["k"] as number | { adaptive: { threshold: number; min: number; max: number } };
   return typeof k === "number" ? { kind: "draft", model: p["model"] as string, draftLength: k } : { kind: "draft", model: p["model"] as string, draftLength: "adaptive", adaptive: k.adaptive };
