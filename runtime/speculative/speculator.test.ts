@@ -91,6 +91,17 @@ describe("speculative steps on the reference Llama export", () => {
     expect(c.finishReason).toBe("eos");
   });
 
+  it("greedy with a repetition penalty and a custom processor: every row is warped with its own context", async () => {
+    const ban = (logits: Float32Array) => void (logits[3] = -Infinity);
+    const options = { maxTokens: 24, eosTokenIds: [], sampling: { repetitionPenalty: 1.5 }, processors: [ban] };
+    const plain = await new Generator(target).run(PROMPT, options);
+    for (const speculate of [{ kind: "draft" as const, model: target, draftLength: 4 }, { kind: "draft" as const, model: draft, draftLength: 3 }, { kind: "lookup" as const, draftLength: 4 }]) {
+      const fast = await new Generator(target).run(PROMPT, { ...options, speculate });
+      expect(fast.tokens).toEqual(plain.tokens);
+    }
+    expect(plain.tokens).not.toContain(3);
+  });
+
   it("stops at the model's last position exactly as plain decoding does", async () => {
     const short = await DecoderModel.open(join(REFERENCE_DIR, "llama-torchscript/model.onnx"), { device: "cpu", threads: 1, maxPositions: 16 });
     try {
