@@ -157,6 +157,27 @@ export function adjacencyFor(model: DecoderModel, vocabSize: number, k = RECYCLE
   return matrix;
 }
 
+/** A running (fading) average of milliseconds per generated token. */
+class MsPerToken {
+  private ms = 0;
+  private tokens = 0;
+  private steps = 0;
+
+  record(ms: number, tokens: number): void {
+    this.ms = this.ms * FADE + ms;
+    this.tokens = this.tokens * FADE + tokens;
+    this.steps++;
+  }
+
+  /** True once both have a few steps and this one costs more per token than `other` does. */
+  slowerThan(other: MsPerToken): boolean {
+    return this.steps >= MIN_STEPS && other.steps >= MIN_STEPS && this.ms / this.tokens > other.ms / other.tokens;
+  }
+}
+
+const FADE = 0.9;
+const MIN_STEPS = 4;
+
 /** Per template node: how often it matched the target, given its parent was on the accepted path. */
 class NodeAcceptance {
   private readonly hits: Float64Array;
@@ -178,7 +199,7 @@ class NodeAcceptance {
   }
 }
 
-/** While drafting does not pay, every this-many-th step verifies a short rank-0 chain anyway, to notice when it would. */
+/** Every this-many-th step does what the policy did not choose: a plain step while drafting, a short rank-0 chain while not. */
 const PROBE_EVERY = 8;
 const PROBE_DEPTH = 3;
 
@@ -207,8 +228,10 @@ export class TokenRecycling {
   private readonly row: Float32Array;
   private cost?: CallCost;
   private draftMs = 0;
-  /** Steps since the cost model last chose not to draft (probing keeps the acceptance rates learning). */
-  private idle = 0;
+  /** Steps taken with the automatic tree size (every PROBE_EVERY-th explores). */
+  private steps = 0;
+  /** Observed wall time per generated token of whole steps, host work included, with and without a draft. */
+  private readonly observed = { tree: new MsPerToken(), plain: new MsPerToken() };
 
   constructor(
     private readonly sequence: DecoderSequence,
@@ -254,8 +277,11 @@ export class TokenRecycling {
     const logits = await this.sequence.forward(ids, parents);
     const greedy = this.recycle(logits, ids);
     const path = longestAgreeingPath(ids, parents, greedy);
-    this.sequence.gather([...range(start), ...path.map((i) => start + i)], start + path.length);
+    // A path along the call's first rows (the root alone, or a chain BFS put first) needs no copy.
+    if (path.every((node, i) => node === i)) this.sequence.truncate(start + path.length);
+    else this.sequence.gather([...range(start), ...path.map((i) => start + i)], start + path.length);
     this.tally.record(nodes.length - 1, path.length - 1, performance.now() - t1);
+    (nodes.length > 1 ? this.observed.tree : this.observed.plain).record(performance.now() - t0, path.length);
     this.learn(nodes, parents, path);
     return [...path.slice(1).map((i) => ids[i]!), greedy[path[path.length - 1]!]!];
   }
@@ -277,7 +303,11 @@ export class TokenRecycling {
       this.cost ??= costs.get(this.sequence.model) ?? (await MeasuredCost.measure(this.sequence, token, size));
       costs.set(this.sequence.model, this.cost);
       drafts = this.bestSubtree(eligible, this.cost);
-      if (drafts.length === 0 && ++this.idle % PROBE_EVERY === 0) drafts = this.firstChildChain(Math.min(PROBE_DEPTH, limit));
+      // The cost line prices session time only; when whole tree steps (host work included) turn
+      // out slower per token than plain ones, stop. Every PROBE_EVERY-th step does the other
+      // thing (a plain step, or a short probe chain), so both averages stay current.
+      if (this.observed.tree.slowerThan(this.observed.plain)) drafts = [];
+      if (++this.steps % PROBE_EVERY === 0) drafts = drafts.length > 0 ? [] : this.firstChildChain(Math.min(PROBE_DEPTH, limit));
     }
     // Template order puts parents first, so a prefix is still a tree.
     const room = this.sequence.model.maxPositions === undefined ? Infinity : this.sequence.model.maxPositions - this.sequence.length - 1;
