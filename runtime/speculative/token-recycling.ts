@@ -7,9 +7,12 @@
 //
 // The paper's 80-node tree assumes a GPU, where 81 tokens cost one token's time. On a CPU a
 // call's cost grows with its tokens, so the tree is cut to the subtree with the most expected
-// tokens per millisecond, from a cost line measured on this machine and each node's observed
-// acceptance rate, re-chosen every step (no draft at all when plain decoding is faster).
-// A model compiled with tree-attention-mask runs ordinary steps too (the runtime feeds a chain).
+// tokens per millisecond, from call costs measured on this machine and each node's observed
+// acceptance rate, re-chosen every step (no draft at all when plain decoding is faster). A
+// guard compares whole steps as they run, host work included, and stops drafting when tree
+// steps cost more per token than plain ones. The matrix, the costs and what the policy learned
+// are kept per model across requests. A model compiled with tree-attention-mask runs ordinary
+// steps too (the runtime feeds a chain mask).
 import type * as ort from "onnxruntime-node";
 import type { DecoderModel, DecoderSequence } from "../decoder.ts";
 import { RuntimeError } from "../errors.ts";
@@ -150,6 +153,18 @@ export class MeasuredCost implements CallCost {
 const costs = new WeakMap<DecoderModel, CallCost>();
 const matrices = new WeakMap<DecoderModel, AdjacencyMatrix>();
 
+/** What the policy learns about a model (per-node acceptance, observed step times); kept across requests like the matrix. */
+interface Learned {
+  acceptance: NodeAcceptance;
+  observed: { tree: MsPerToken; plain: MsPerToken };
+}
+
+const learnedForPaperTree = new WeakMap<DecoderModel, Learned>();
+
+function freshLearned(template: TreeTemplate): Learned {
+  return { acceptance: new NodeAcceptance(template), observed: { tree: new MsPerToken(), plain: new MsPerToken() } };
+}
+
 /** The model's adjacency matrix, made on first use and kept for every later request ("hot start"). */
 export function adjacencyFor(model: DecoderModel, vocabSize: number, k = RECYCLE_TOP_K): AdjacencyMatrix {
   let matrix = matrices.get(model);
@@ -223,15 +238,13 @@ export class TokenRecycling {
   readonly name = "recycle";
   private readonly tally = new SpeculativeTally();
   private readonly template: TreeTemplate;
-  private readonly acceptance: NodeAcceptance;
+  private readonly learned: Learned;
   private readonly matrix: AdjacencyMatrix;
   private readonly row: Float32Array;
   private cost?: CallCost;
   private draftMs = 0;
   /** Steps taken with the automatic tree size (every PROBE_EVERY-th explores). */
   private steps = 0;
-  /** Observed wall time per generated token of whole steps, host work included, with and without a draft. */
-  private readonly observed = { tree: new MsPerToken(), plain: new MsPerToken() };
 
   constructor(
     private readonly sequence: DecoderSequence,
@@ -244,7 +257,12 @@ export class TokenRecycling {
     const tree = options.tree ?? "auto";
     if (tree !== "auto" && !(Number.isInteger(tree) && tree >= 0)) throw new RuntimeError("bad-speculation", `recycle: tree must be a non-negative integer or "auto", got ${tree}`);
     this.template = new TreeTemplate(options.template ?? PAPER_TREE);
-    this.acceptance = new NodeAcceptance(this.template);
+    if (options.template) this.learned = freshLearned(this.template);
+    else {
+      const known = learnedForPaperTree.get(sequence.model);
+      this.learned = known ?? freshLearned(this.template);
+      learnedForPaperTree.set(sequence.model, this.learned);
+    }
     this.matrix = adjacencyFor(sequence.model, vocabSize, options.topK ?? RECYCLE_TOP_K);
     if (Math.max(...this.template.ranks) >= this.matrix.k) throw new RuntimeError("bad-speculation", `recycle: the tree uses successor rank ${Math.max(...this.template.ranks)} but only ${this.matrix.k} are stored`);
     this.row = new Float32Array(vocabSize);
@@ -281,7 +299,7 @@ export class TokenRecycling {
     if (path.every((node, i) => node === i)) this.sequence.truncate(start + path.length);
     else this.sequence.gather([...range(start), ...path.map((i) => start + i)], start + path.length);
     this.tally.record(nodes.length - 1, path.length - 1, performance.now() - t1);
-    (nodes.length > 1 ? this.observed.tree : this.observed.plain).record(performance.now() - t0, path.length);
+    (nodes.length > 1 ? this.learned.observed.tree : this.learned.observed.plain).record(performance.now() - t0, path.length);
     this.learn(nodes, parents, path);
     return [...path.slice(1).map((i) => ids[i]!), greedy[path[path.length - 1]!]!];
   }
@@ -306,7 +324,7 @@ export class TokenRecycling {
       // The cost line prices session time only; when whole tree steps (host work included) turn
       // out slower per token than plain ones, stop. Every PROBE_EVERY-th step does the other
       // thing (a plain step, or a short probe chain), so both averages stay current.
-      if (this.observed.tree.slowerThan(this.observed.plain)) drafts = [];
+      if (this.learned.observed.tree.slowerThan(this.learned.observed.plain)) drafts = [];
       if (++this.steps % PROBE_EVERY === 0) drafts = drafts.length > 0 ? [] : this.firstChildChain(Math.min(PROBE_DEPTH, limit));
     }
     // Template order puts parents first, so a prefix is still a tree.
@@ -333,7 +351,7 @@ export class TokenRecycling {
   private bestSubtree(eligible: number[], cost: CallCost): number[] {
     const chance = new Float64Array(this.template.size);
     chance[0] = 1;
-    for (let n = 1; n < this.template.size; n++) chance[n] = chance[this.template.parents[n]!]! * this.acceptance.rate(n);
+    for (let n = 1; n < this.template.size; n++) chance[n] = chance[this.template.parents[n]!]! * this.learned.acceptance.rate(n);
     const ranked = eligible.slice().sort((a, b) => chance[b]! - chance[a]! || a - b);
     let best = 0;
     let bestRate = 1 / cost.callMs(1);
@@ -371,7 +389,7 @@ export class TokenRecycling {
   private learn(nodes: readonly number[], parents: readonly number[], path: readonly number[]): void {
     const onPath = new Set(path);
     nodes.forEach((n, i) => {
-      if (i > 0 && onPath.has(parents[i]!)) this.acceptance.record(n, onPath.has(i));
+      if (i > 0 && onPath.has(parents[i]!)) this.learned.acceptance.record(n, onPath.has(i));
     });
   }
 }
