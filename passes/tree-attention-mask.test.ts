@@ -169,6 +169,9 @@ describe.skipIf(!HAVE_SHARED)(`tree-attention-mask on the shared fixtures${HAVE_
   it("gpt2 fp32 (com.microsoft Attention, combined past)", async () => {
     await expectTreeVerification(() => loadModel(join(SHARED_FIXTURES, "genai-tiny-random-gpt2-fp32/past.onnx")), 5, 1e-4);
   });
+  it("gpt2 fp16 (the float32 mask input is cast to the model's float16)", async () => {
+    await expectTreeVerification(() => loadModel(join(SHARED_FIXTURES, "genai-tiny-random-gpt2-fp16/past.onnx")), 5, 2e-2);
+  });
   it("qwen35 (GroupQueryAttention with a seqlens mask, no rotary, no position_ids)", async () => {
     await expectTreeVerification(() => loadModel(join(SHARED_FIXTURES, "genai-tiny-qwen35/decoder.onnx")), 2, 2e-2);
   });
