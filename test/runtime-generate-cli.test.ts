@@ -53,7 +53,8 @@ describe("pipec generate", () => {
     expect((await failure([MODEL, "--prompt", "hi"])).message).toMatch(/--prompt needs --tokenizer/);
     expect((await failure([MODEL, "--ids", "1,x"])).message).toMatch(/--ids needs comma-separated token ids/);
     expect((await failure([MODEL, "--ids", "1", "--device", "tpu"])).message).toMatch(/--device must be one of/);
-    expect((await failure([MODEL, "--ids", "1", "--sampling", "hot"])).message).toMatch(/--sampling/);
+    expect((await failure([MODEL, "--ids", "1", "--sampling", "temperature=hot"])).message).toMatch(/--sampling/);
+    expect(await run([MODEL, "--ids", "1", "--sampling", "hot"])).toMatchObject({ code: 1, err: expect.stringMatching(/^--sampling:1:1: error: unknown sampling method 'hot'/) });
     const missing = await failure(["nope.onnx", "--ids", "1"]);
     expect(isPipecError(missing) && missing.message).toBe("nope.onnx: no such file");
   });

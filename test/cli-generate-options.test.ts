@@ -1,0 +1,120 @@
+// `pipec generate` with optimisation flags: each flag is parsed like a .pipe method, compiled as the
+// equivalent one-stage pipeline through pipec run's cache, and run by the compiled driver.
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { generateCommand } from "../compiler/cli/commands/generate.ts";
+import { main } from "../compiler/cli/main.ts";
+import { REFERENCE_DIR } from "../runtime/testing/models.ts";
+
+const MODEL = join(REFERENCE_DIR, "llama-dynamo/model.onnx");
+const CACHE = mkdtempSync(join(tmpdir(), "pipec-generate-"));
+afterAll(() => rmSync(CACHE, { recursive: true, force: true }));
+
+// A prompt that repeats itself, so prompt lookup finds n-grams to draft from.
+const IDS = ["--ids", "5,6,7,5,6,7,5,6", "--max-tokens", "48", "--device", "cpu"];
+
+async function generate(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = "";
+  let err = "";
+  const code = await generateCommand.run([MODEL, ...args, "--cache-dir", CACHE], { out: (t) => void (out += t), err: (t) => void (err += t) });
+  return { code, out, err };
+}
+
+async function json(args: string[]): Promise<{ tokens: number[]; text: string; finishReason: string; stats: Record<string, unknown> }> {
+  const { code, out } = await generate([...IDS, ...args, "--json"]);
+  expect(code).toBe(0);
+  return JSON.parse(out);
+}
+
+describe("pipec generate with optimisation flags", async () => {
+  const dense = await json([]);
+
+  it("--speculate 'lookup(ngram: 3)' gives exactly greedy's tokens, with drafts accepted", async () => {
+    const lookup = await json(["--speculate", "lookup(ngram: 3)"]);
+    expect(lookup.tokens).toEqual(dense.tokens);
+    const speculative = lookup.stats["speculative"] as { callsWithDraft: number; acceptedTokens: number; targetCalls: number };
+    expect(speculative.callsWithDraft).toBeGreaterThan(0);
+    expect(speculative.acceptedTokens).toBeGreaterThan(0);
+    expect(speculative.targetCalls).toBeLessThan(dense.tokens.length);
+    expect(dense.stats["speculative"]).toBeUndefined();
+  });
+
+  it("--kv 'streaming(...)' with a window beyond the whole sequence equals dense decoding", async () => {
+    const streaming = await json(["--kv", "streaming(sinks: 4, window: 1000)"]);
+    expect(streaming.tokens).toEqual(dense.tokens);
+  });
+
+  it("--kv 'streaming(...)' with a narrow window evicts: other tokens, less KV memory", async () => {
+    const narrow = await json(["--kv", "streaming(sinks: 4, window: 8)"]);
+    expect(narrow.tokens).not.toEqual(dense.tokens);
+    expect(narrow.stats["peakKvBytes"]).toBeLessThan(dense.stats["peakKvBytes"] as number);
+  });
+
+  it("--json keeps its shape on both paths", async () => {
+    const compiled = await json(["--speculate", "lookup(ngram: 3)"]);
+    expect(Object.keys(dense)).toEqual(["tokens", "text", "finishReason", "stats"]);
+    expect(Object.keys(compiled)).toEqual(["tokens", "text", "finishReason", "stats"]);
+    expect(compiled).toMatchObject({ text: "", finishReason: "max-tokens", stats: { promptTokens: 8, generatedTokens: 48, device: "cpu" } });
+  });
+
+  it("compiles the pipeline --print-pipe shows into the cache, and reuses it", async () => {
+    await json(["--speculate", "lookup(ngram: 3)"]);
+    const printed = await generate([...IDS, "--speculate", "lookup(ngram: 3)", "--print-pipe"]);
+    expect(printed.code).toBe(0);
+    expect(printed.out).toBe(`# pipec generate model.onnx, as a pipeline
+pipeline generate {
+  model llm = onnx(${JSON.stringify(MODEL)})
+  tokenizer tok = ids
+
+  stage decode = generate(llm, tok) {
+    speculate: lookup(ngram: 3)
+    max_tokens: 48
+    device: cpu
+  }
+}
+`);
+    const pipe = readdirSync(CACHE).find((f) => f.endsWith(".pipe") && readFileSync(join(CACHE, f), "utf8") === printed.out);
+    expect(pipe).toBeDefined();
+    const driver = join(CACHE, pipe!.replace(/\.pipe$/, ""), "driver.ts");
+    const compiledAt = statSync(driver).mtimeMs;
+    await json(["--speculate", "lookup(ngram: 3)"]);
+    expect(statSync(driver).mtimeMs).toBe(compiledAt);
+  });
+
+  it("a misspelt parameter is reported in the flag's text, before any model is read", async () => {
+    const { code, out, err } = await generate([...IDS, "--kv", "streaming(sinks: 4, windw: 60)"]);
+    expect(code).toBe(1);
+    expect(out).toBe("");
+    expect(err).toBe(`--kv:1:21: error: kv: streaming has no parameter 'windw' (did you mean 'window'?)
+  streaming(sinks: 4, windw: 60)
+                      ^~~~~
+`);
+  });
+
+  it("a check against the model points into the flag too", async () => {
+    const { code, err } = await generate([...IDS, "--attention", "tidal(select_layers: [9])"]);
+    expect(code).toBe(1);
+    expect(err).toBe(`--attention:1:22: error: tidal: select_layers: layer 9 is out of range: model 'llm' has 2 layers (0..1)
+  tidal(select_layers: [9])
+                       ^~~
+`);
+  });
+
+  it("--sampling takes the .pipe method and the runtime's key=value form alike", async () => {
+    const method = await json(["--sampling", "sample(temperature: 0.7, top_k: 20, seed: 4)"]);
+    const legacy = await json(["--sampling", "temperature=0.7,top_k=20,seed=4"]);
+    expect(method.tokens).toEqual(legacy.tokens);
+    expect(method.tokens).not.toEqual(dense.tokens);
+    const printed = await generate(["--sampling", "temperature=0.7,top_k=20,seed=4", "--kv", "full", "--print-pipe"]);
+    expect(printed.out).toContain("    sampling: sample(temperature: 0.7, top_k: 20, seed: 4)\n");
+  });
+
+  it("usage errors exit 2, a bad method 1", async () => {
+    const quiet = { out: () => {}, err: () => {} };
+    expect(await main(["generate", MODEL, "--ids", "1", "--kv"], quiet)).toBe(2);
+    expect(await main(["generate", MODEL, "--kv", "full"], quiet)).toBe(2);
+    expect(await main(["generate", MODEL, "--ids", "1", "--speculate", "lokup"], quiet)).toBe(1);
+  });
+});
