@@ -1,7 +1,7 @@
 // Token Recycling: the template and matrix mechanics exactly, then lossless greedy decoding
 // (token for token equal to plain decoding) on models compiled with the tree-attention-mask
 // pass: the zoo in every encoding, the reference exports, and the trained stories260K.
-import { existsSync } from "node:fs";
+import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { importLlama2c } from "../../compiler/importers/llama2c.ts";
@@ -144,6 +144,19 @@ describe("Token Recycling is lossless on the reference exports", () => {
       const source = join(REFERENCE_DIR, name, "model.onnx");
       const treePath = compileTree(join(dir, name, "model.onnx"), () => loadModel(source));
       await expectLossless(source, treePath, 3, [{}]);
+    });
+  }
+});
+
+const TRAINED = join(import.meta.dirname, "../../examples/models");
+const trained = existsSync(TRAINED) ? readdirSync(TRAINED).filter((name) => existsSync(join(TRAINED, name, "model.onnx"))).sort() : [];
+
+describe.skipIf(trained.length === 0)(`Token Recycling on the project's trained models${trained.length ? "" : ` (skipped: no examples/models/<name>/model.onnx yet)`}`, () => {
+  const dir = tempDir("pipec-recycle-trained-");
+  for (const name of trained) {
+    it(`${name}: 8 prompts, lossless`, async () => {
+      const source = join(TRAINED, name, "model.onnx");
+      await expectLossless(source, compileTree(join(dir, name, "model.onnx"), () => loadModel(source)), 8, [{}]);
     });
   }
 });
