@@ -17,6 +17,9 @@ import { parsePipeline } from "./pass-manager/pipeline.ts";
 import { TOPOLOGICALLY_SORTED } from "./pass-manager/properties.ts";
 import type { PassRegistry } from "./pass-manager/registry.ts";
 import { defaultRegistry } from "../passes/index.ts";
+import type { CompileOptions, CompileResult } from "./pipeline/compile.ts";
+import type { GenerateFlags } from "./pipeline/from-flags.ts";
+import type { CompiledPipeline, PreparedRun, RunOptions } from "./pipeline/run.ts";
 
 // ---- inspect ------------------------------------------------------------------------------
 
@@ -207,4 +210,34 @@ function writeReproducer(opts: OptimizeOptions, pipeline: string): string {
   } catch (e) {
     return `no reproducer (${(e as Error).message})`;
   }
+}
+
+// ---- pipelines (.pipe) --------------------------------------------------------------------
+// Loaded only when called: compiling pulls in ts-morph and running onnxruntime, which inspect,
+// ir and opt should not pay for.
+
+export type { CompileOptions, CompileResult, CompiledPipeline, GenerateFlags, PreparedRun, RunOptions };
+
+/** A .pipe file, or .pipe source text with the path it stands for (its paths are relative to that path's folder). */
+export type PipelineInput = string | { source: string; file: string };
+
+/** `pipec compile`: compiles a pipeline into `options.outDir`; the result's diagnostics say what is wrong when `outDir` is unset. */
+export async function compilePipeline(input: PipelineInput, options: CompileOptions): Promise<CompileResult> {
+  const { compileFile, compileSource } = await import("./pipeline/compile.ts");
+  return typeof input === "string" ? compileFile(input, options) : compileSource(input.source, input.file, options);
+}
+
+/** Loads a folder written by compilePipeline: `generate(prompt)` streams its events. */
+export async function loadPipeline(outDir: string, options: { device?: RunOptions["device"]; threads?: number } = {}): Promise<CompiledPipeline> {
+  return (await import("./pipeline/run.ts")).loadCompiled(outDir, options);
+}
+
+/** `pipec run`'s first half: compiles a .pipe file into its cache unless the cached output is fresh. */
+export async function preparePipelineRun(file: string, options: RunOptions = {}): Promise<PreparedRun> {
+  return (await import("./pipeline/run.ts")).prepareRun(file, options);
+}
+
+/** `pipec generate --kv ... --print-pipe`: the one-stage .pipe equivalent to generate's options. */
+export async function pipelineSourceFromFlags(flags: GenerateFlags): Promise<string> {
+  return (await import("./pipeline/from-flags.ts")).pipelineFromFlags(flags).source;
 }

@@ -4,6 +4,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:f
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { compilePipeline, loadPipeline, pipelineSourceFromFlags } from "../compiler/api.ts";
 import { generateCommand } from "../compiler/cli/commands/generate.ts";
 import { main } from "../compiler/cli/main.ts";
 import { REFERENCE_DIR } from "../runtime/testing/models.ts";
@@ -116,5 +117,29 @@ pipeline generate {
     expect(await main(["generate", MODEL, "--ids", "1", "--kv"], quiet)).toBe(2);
     expect(await main(["generate", MODEL, "--kv", "full"], quiet)).toBe(2);
     expect(await main(["generate", MODEL, "--ids", "1", "--speculate", "lokup"], quiet)).toBe(1);
+  });
+});
+
+describe("the programmatic API mirrors generate", () => {
+  it("compiles generate's pipeline from source text and runs the loaded folder", async () => {
+    const source = await pipelineSourceFromFlags({ model: MODEL, methods: { speculate: "lookup(ngram: 3)" }, maxTokens: 12, device: "cpu" });
+    const compiled = await compilePipeline({ source, file: join(CACHE, "api.pipe") }, { outDir: join(CACHE, "api") });
+    expect(compiled.diagnostics).toEqual([]);
+    const pipeline = await loadPipeline(compiled.outDir!);
+    let tokens: number[] = [];
+    try {
+      for await (const event of pipeline.generate([5, 6, 7, 5, 6, 7, 5, 6])) if (event.kind === "end") tokens = event.tokens;
+    } finally {
+      await pipeline.close();
+    }
+    const direct = await generate(["--ids", "5,6,7,5,6,7,5,6", "--max-tokens", "12", "--device", "cpu", "--json"]);
+    expect(tokens).toEqual(JSON.parse(direct.out).tokens);
+  });
+
+  it("compilePipeline reports a bad source in its diagnostics, writing nothing", async () => {
+    const result = await compilePipeline({ source: "pipeline p {\n  model m = onnx(\"missing.onnx\")\n}\n", file: join(CACHE, "bad.pipe") }, { outDir: join(CACHE, "bad") });
+    expect(result.outDir).toBeUndefined();
+    expect(result.diagnostics.some((d) => d.severity === "error")).toBe(true);
+    expect(readdirSync(CACHE)).not.toContain("bad");
   });
 });
