@@ -53,6 +53,12 @@ describe("pipec generate with optimisation flags", async () => {
     expect(narrow.stats["peakKvBytes"]).toBeLessThan(dense.stats["peakKvBytes"] as number);
   });
 
+  it("--speculate 'draft(model: draft)' names the --draft-model and is lossless too", async () => {
+    const draft = await json(["--draft-model", join(REFERENCE_DIR, "llama-torchscript/model.onnx"), "--speculate", "draft(model: draft, k: 3)"]);
+    expect(draft.tokens).toEqual(dense.tokens);
+    expect(draft.stats["speculative"]).toMatchObject({ source: "draft" });
+  });
+
   it("--json keeps its shape on both paths", async () => {
     const compiled = await json(["--speculate", "lookup(ngram: 3)"]);
     expect(Object.keys(dense)).toEqual(["tokens", "text", "finishReason", "stats"]);
