@@ -13,8 +13,7 @@ import { AcceptanceEstimate, ADAPTIVE_DEFAULTS, bestLength, type AdaptiveLength 
 import { DraftModel } from "./draft-model.ts";
 import { NO_DRAFT, type Draft, type DraftSource } from "./draft-source.ts";
 import { PromptLookup } from "./prompt-lookup.ts";
-import type { SpeculativeStats } from "./stats.ts";
-import { SpeculativeTally } from "./stats.ts";
+import { SpeculativeTally, type SpeculativeStats } from "./stats.ts";
 import { verifyGreedy, verifySampled, type Verdict } from "./verify.ts";
 import { createWarp, softmaxInPlace, type Warp } from "./warp.ts";
 
@@ -150,7 +149,7 @@ export class Speculator {
 
   private verify(logits: ort.Tensor, draft: Draft, context: readonly number[]): Verdict {
     const V = logits.dims[logits.dims.length - 1];
-    if (V !== this.vocabSize) throw new RuntimeError("draft-vocabulary-mismatch", `the target's logits cover ${V} token ids, expected ${this.vocabSize}`);
+    if (V !== this.vocabSize) throw new RuntimeError("vocabulary-changed", `the target's logits cover ${V} token ids, not the ${this.vocabSize} its first call returned`);
     const data = floatData(logits);
     const processed = (i: number): Float32Array => {
       readFloatRow(data, i * V, this.row);
