@@ -92,6 +92,7 @@ async function generate(args: string[], io: CliIO): Promise<number> {
     stop: values.stop,
     device,
   };
+  if (!existsSync(modelPath)) throw new PipecError("model-not-found", `${modelPath}: no such file`);
   const badFlags = checkMethodFlags(flags.methods);
   if (badFlags) {
     io.err(`${badFlags}\n`);
@@ -104,7 +105,6 @@ async function generate(args: string[], io: CliIO): Promise<number> {
 
   if ((values.prompt === undefined) === (values.ids === undefined)) throw new UsageError("pipec generate needs exactly one of --prompt or --ids");
   if (values.prompt !== undefined && !values.tokenizer) throw new UsageError("--prompt needs --tokenizer (or give --ids)");
-  if (!existsSync(modelPath)) throw new PipecError("model-not-found", `${modelPath}: no such file`);
   const prompt = values.prompt ?? parseIds(values.ids!);
   const output: Output = { textual: values.tokenizer !== undefined, json: values.json ?? false };
   const threads = optionalInt("--threads", values.threads);
@@ -125,9 +125,8 @@ async function generateDirect(flags: GenerateFlags, prompt: string | number[], o
   const model = await DecoderModel.open(flags.model, { device: flags.device ?? "auto", threads: opts.threads, onNotice: (line) => io.err(`${line}\n`) });
   try {
     const generator = new Generator(model, tokenizer);
-    return await withInterrupt((signal) =>
-      printEvents(generator.stream(prompt, { maxTokens: flags.maxTokens ?? 128, sampling: opts.sampling, stopStrings: flags.stop ?? [], signal }), output, io),
-    );
+    await withInterrupt((signal) => printEvents(generator.stream(prompt, { maxTokens: flags.maxTokens ?? 128, sampling: opts.sampling, stopStrings: flags.stop ?? [], signal }), output, io));
+    return 0;
   } finally {
     await model.release();
   }
@@ -141,7 +140,8 @@ async function generateCompiled(flags: GenerateFlags, prompt: string | number[],
   if (!prepared.outDir) return 1;
   const compiled = await loadCompiled(prepared.outDir, { device: flags.device, threads: opts.threads });
   try {
-    return await withInterrupt((signal) => printEvents(compiled.generate(prompt, { signal }), output, io));
+    await withInterrupt((signal) => printEvents(compiled.generate(prompt, { signal }), output, io));
+    return 0;
   } finally {
     await compiled.close();
   }
@@ -159,7 +159,7 @@ async function withInterrupt<T>(run: (signal: AbortSignal) => Promise<T>): Promi
   }
 }
 
-async function printEvents(events: AsyncIterable<GenerationEvent>, output: Output, io: CliIO): Promise<number> {
+async function printEvents(events: AsyncIterable<GenerationEvent>, output: Output, io: CliIO): Promise<void> {
   let first = true;
   for await (const event of events) {
     if (event.kind === "token") {
@@ -173,7 +173,6 @@ async function printEvents(events: AsyncIterable<GenerationEvent>, output: Outpu
       io.err(`${formatStats(event.stats)}, stopped: ${event.finishReason}\n`);
     }
   }
-  return 0;
 }
 
 /**
