@@ -121,6 +121,26 @@ describe("Token Recycling is lossless on the zoo", () => {
   }
 });
 
+describe("Token Recycling at the end of the context", () => {
+  const dir = tempDir("pipec-recycle-full-");
+  it("a 20-position model: trees shrink to the positions left; the same tokens and end as plain decoding", async () => {
+    const { modelPath } = writeZooModel(llamaConfig({ seed: 5, maxPositions: 20 }), join(dir, "llama"));
+    const [original, tree] = await Promise.all([DecoderModel.open(modelPath, OPEN), DecoderModel.open(compileTree(modelPath), OPEN)]);
+    try {
+      for (const prompt of [[1, 2, 3, 4, 5, 6], [1, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9]]) {
+        const plain = await new Generator(original).run(prompt, { maxTokens: 30, eosTokenIds: [] });
+        for (const options of [{}, { tree: 80 }]) {
+          const recycled = await new Generator(tree).run(prompt, { maxTokens: 30, eosTokenIds: [], speculate: { kind: "recycle", ...options } });
+          expect(recycled.tokens).toEqual(plain.tokens);
+          expect(recycled.finishReason).toBe(plain.finishReason);
+        }
+      }
+    } finally {
+      await Promise.all([original.release(), tree.release()]);
+    }
+  });
+});
+
 describe("Token Recycling when drafting does not pay", () => {
   const dir = tempDir("pipec-recycle-probe-");
   it("a cost proportional to tokens: plain steps, and every 8th a 3-token probe chain; still lossless", async () => {

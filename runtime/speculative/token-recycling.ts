@@ -132,6 +132,10 @@ export class MeasuredCost implements CallCost {
 
   static async measure(sequence: DecoderSequence, token: number, maxTokens: number): Promise<MeasuredCost> {
     const start = sequence.length;
+    // Beyond the positions left, the curve extends its last segment.
+    const room = sequence.model.maxPositions === undefined ? maxTokens : sequence.model.maxPositions - start;
+    maxTokens = Math.min(maxTokens, room);
+    if (maxTokens < 2) throw new RangeError("measuring call costs needs room for two tokens");
     const sizes = [...new Set([1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96].filter((n) => n < maxTokens).concat(maxTokens))];
     await sequence.forward(Array(maxTokens).fill(token)); // the first call at a new size allocates
     sequence.truncate(start);
@@ -313,6 +317,8 @@ export class TokenRecycling {
   /** Template nodes to verify: the root, then drafts in template order (parents before children). */
   private async chooseNodes(token: number, limit: number): Promise<number[]> {
     const { depths, size } = this.template;
+    const room = this.sequence.model.maxPositions === undefined ? Infinity : this.sequence.model.maxPositions - this.sequence.length - 1;
+    if (room < 1) return [0];
     const eligible = range(size).filter((n) => n > 0 && depths[n]! <= limit);
     const tree = this.options.tree ?? "auto";
     let drafts: number[];
@@ -328,8 +334,7 @@ export class TokenRecycling {
       if (++this.steps % PROBE_EVERY === 0) drafts = drafts.length > 0 ? [] : this.firstChildChain(Math.min(PROBE_DEPTH, limit));
     }
     // Template order puts parents first, so a prefix is still a tree.
-    const room = this.sequence.model.maxPositions === undefined ? Infinity : this.sequence.model.maxPositions - this.sequence.length - 1;
-    return [0, ...drafts.slice(0, Math.max(0, room))];
+    return [0, ...drafts.slice(0, room)];
   }
 
   /** The likeliest successor, its likeliest successor, ...: `depth` nodes. */
