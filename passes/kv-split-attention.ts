@@ -38,13 +38,13 @@ export function splitCachedAttention(model: Model, provenance: string): number {
   return split;
 }
 
-interface CacheRows {
+export interface CacheRows {
   past: Value;
   rows: Value;
 }
 
 /** past and new rows when `x` is Concat(past_key_values.*, rows) on the sequence axis. */
-function cacheConcat(x: Value | undefined, pastInputs: ReadonlySet<Value>): CacheRows | undefined {
+export function cacheConcat(x: Value | undefined, pastInputs: ReadonlySet<Value>): CacheRows | undefined {
   const concat = x?.producer;
   if (concat?.op !== "Concat" || concat.domain !== "" || concat.inputs.length !== 2) return undefined;
   const axis = concat.attrInt("axis");

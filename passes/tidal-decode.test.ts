@@ -53,11 +53,16 @@ describe("tidal layer roles", () => {
     const sparse = model.graph.nodeArray().filter((n) => isCanonical(n) && readCanonical(n).source_form.endsWith("+tidal"));
     expect(sparse.map((n) => readCanonical(n).layer)).toEqual([3, 4, 5, 6, 8, 9, 10, 11, 12, 13, 14, 15]);
     for (const node of sparse) {
-      // K and V reach the attention through a Gather of the selected rows (each KV head gathers
-      // its query heads' choices), not through a mask over every key.
-      for (const operand of [node.inputs[1]!, node.inputs[2]!]) {
-        expect(operand.producer?.op).toBe("Reshape");
-        expect(operand.producer?.inputs[0]?.producer?.op).toBe("Gather");
+      // K and V reach the attention as the selected past rows (each KV head gathers its query
+      // heads' choices from the past input, not from the cache's Concat) followed by the new rows.
+      for (const [operand, kind] of [[node.inputs[1]!, "key"], [node.inputs[2]!, "value"]] as const) {
+        expect(operand.producer?.op).toBe("Concat");
+        const [selected, rows] = operand.producer!.inputs;
+        expect(selected?.producer?.op).toBe("Reshape");
+        const gather = selected!.producer!.inputs[0]!.producer!;
+        expect(gather.op).toBe("Gather");
+        expect(gather.inputs[0]?.producer?.inputs[0]?.name).toBe(`past_key_values.${readCanonical(node).layer}.${kind}`);
+        expect(rows?.producer?.op).not.toBe("Gather");
       }
       expect(readCanonical(node).kv_num_heads).toBe(readCanonical(node).num_heads);
     }

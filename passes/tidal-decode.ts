@@ -37,7 +37,10 @@ export function defaultSelectLayers(layers: number, fullLayers: number): number[
  * attends fully and picks, per query head, the top-k keys by its pre-softmax scores (scaled,
  * masked); the layers after it attend only to those keys, gathered per head (keys and values
  * outside the selection are not read), until the next selection layer picks again. The indices
- * are an ordinary edge from the selection layer to the sparse ones: no runtime state.
+ * are an ordinary edge from the selection layer to the sparse ones: no runtime state. With a KV
+ * cache the selection is among the past rows and the step's new rows are always attended too
+ * (so a budget of k attends to k + 1 keys when decoding), and the sparse layers never read the
+ * cache's Concat: composed with kv-append-only, only the selected past rows are read.
  * Decode-only: a step with more than one query (prefill) selects every key, which is dense
  * attention computed over a permutation of the keys.
  */
@@ -78,18 +81,23 @@ export function tidalDecode(model: Model, opts: TidalDecodeOptions): TidalStats 
     const layer = layerOf(i);
     if (layer < opts.fullLayers) return;
     if (selectLayers.includes(layer)) {
-      keep_BHK = selectTopK(new SparseSite(model, node, TIDAL_DECODE), opts.topK);
+      keep_BHK = selectTopK(new SparseSite(model, node, TIDAL_DECODE, { splitCache: true }), opts.topK);
       stats.selection++;
     } else if (keep_BHK) {
-      new SparseSite(model, node, TIDAL_DECODE).attendPerHead(keep_BHK);
+      new SparseSite(model, node, TIDAL_DECODE, { splitCache: true }).attendPerHead(keep_BHK);
       stats.sparse++;
     }
   });
   return stats;
 }
 
-/** int64 [B, H, k]: per query head, the keys with the highest pre-softmax scores. */
+/**
+ * int64 [B, H, k]: per query head, the selectable keys with the highest pre-softmax scores.
+ * With a KV cache those are the past rows (the step's new rows are attended anyway), and a
+ * first step's empty past gives k = 0.
+ */
 function selectTopK(site: SparseSite, budget: Budget): Value {
-  const k_1 = site.decodeOnly(site.min(budgetTokens(site, budget), site.N_1), site.N_1);
-  return site.topKAscending(site.lastQueryScores(true), k_1);
+  const M_1 = site.selectable_1;
+  const k_1 = site.decodeOnly(site.min(budgetTokens(site, budget), M_1), M_1);
+  return site.topKAscending(site.selectableScores(true), k_1);
 }

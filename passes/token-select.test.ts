@@ -42,9 +42,9 @@ describe("tokenselect keeps one index set per layer: sinks, the top-voted middle
     const config = llamaConfig({ layers: 1 });
     const sparse = buildZooModel(config);
     expect(sparsify(sparse, (m) => tokenSelect(m, options)).rewritten).toBe(1);
-    // Expose the layer's votes and its index set (the Concat of sinks, chosen, window).
+    // Expose the layer's votes and its index set (the three-way Concat of sinks, chosen, window).
     const made = sparse.graph.nodeArray().filter((n) => n.metadata.get(PROVENANCE_KEY) === TOKEN_SELECT);
-    const keep = made.filter((n) => n.op === "Concat").at(-1)!.output(0);
+    const keep = made.filter((n) => n.op === "Concat" && n.inputs.length === 3).at(-1)!.output(0);
     const votes = made.find((n) => n.op === "ReduceSum")!.output(0);
     sparse.graph.addOutput(keep);
     sparse.graph.addOutput(votes);
@@ -57,14 +57,15 @@ describe("tokenselect keeps one index set per layer: sinks, the top-voted middle
     const kept = Array.from(out[keep.name]!.data as BigInt64Array, Number);
     const voteValues = Array.from(out[votes.name]!.data as Float32Array);
 
-    const N = past + 1;
-    const middle = Array.from({ length: N - sinks - window }, (_, i) => sinks + i);
+    // Indices are past rows: the step's new row is the window's last row, attended anyway.
+    const pastWindow = window - 1;
+    const middle = Array.from({ length: past - sinks - pastWindow }, (_, i) => sinks + i);
     const topVoted = [...middle].sort((a, b) => voteValues[b]! - voteValues[a]!).slice(0, topK).sort((a, b) => a - b);
-    expect(kept).toEqual([0, 1, 2, ...topVoted, N - 4, N - 3, N - 2, N - 1]);
+    expect(kept).toEqual([0, 1, 2, ...topVoted, past - 3, past - 2, past - 1]);
     // Per-head softmax over the middle, summed over heads: the votes add up to the head count.
     expect(middle.reduce((s, i) => s + voteValues[i]!, 0)).toBeCloseTo(config.heads, 4);
 
-    const pastRows = kept.filter((i) => i < past);
+    const pastRows = kept;
     const keptFeeds: Record<string, ort.Tensor> = { ...feeds, attention_mask: new ort.Tensor("int64", new BigInt64Array(pastRows.length + 1).fill(1n), [1, pastRows.length + 1]) };
     for (const [name, t] of Object.entries(feeds)) if (name.startsWith("past_key_values.")) keptFeeds[name] = keepRows(t, pastRows);
     const got = out.logits!.data as Float32Array;

@@ -31,7 +31,8 @@ export const TOKEN_SELECT_DEFAULTS: TokenSelectOptions = { topK: { tokens: 2048 
  * top-k voted keys plus the sinks and the window form ONE index set per layer, gathered for every
  * head. When the budget covers the context every key is kept (the paper's "attend to all").
  * Decode-only here: a multi-query step (prefill) keeps every key. The votes are summed over
- * the batch too, as the runtime decodes one sequence.
+ * the batch too, as the runtime decodes one sequence. With a KV cache the index set is among the
+ * past rows (the new rows close the window) and the cache's Concat is never read.
  */
 export function createTokenSelect(options: Partial<TokenSelectOptions> = {}): Pass {
   const opts = { ...TOKEN_SELECT_DEFAULTS, ...options };
@@ -56,33 +57,40 @@ export function createTokenSelect(options: Partial<TokenSelectOptions> = {}): Pa
 export function tokenSelect(model: Model, opts: TokenSelectOptions): number {
   const nodes = denseCanonicalNodes(model);
   for (const node of nodes) {
-    const site = new SparseSite(model, node, TOKEN_SELECT);
+    const site = new SparseSite(model, node, TOKEN_SELECT, { splitCache: true });
     site.attendShared(selectKeys(site, opts));
   }
   return nodes.length;
 }
 
-/** int64 [K]: the sinks, the top-k voted middle keys, the window. */
+/**
+ * int64 [K]: the sinks, the top-k voted middle keys, the window, as indices among the selectable
+ * keys. With a KV cache those are the past rows: the step's new rows are the window's most recent
+ * rows, attended anyway, so the past holds the rest of the window.
+ */
 function selectKeys(site: SparseSite, opts: TokenSelectOptions): Value {
   const b = site.b;
-  const N_1 = site.N_1;
-  const sinks_1 = site.min(b.int64([opts.sinks]), N_1);
-  const window_1 = site.min(b.int64([opts.window]), b.op.Sub(N_1, sinks_1));
-  const windowStart_1 = b.op.Sub(N_1, window_1);
+  const M_1 = site.selectable_1;
+  const zero_1 = b.int64([0]);
+  const newRows_1 = b.op.Sub(site.N_1, M_1);
+  const pastWindow_1 = b.op.Sub(b.int64([opts.window]), site.min(newRows_1, b.int64([opts.window])));
+  const sinks_1 = site.min(b.int64([opts.sinks]), M_1);
+  const window_1 = site.min(pastWindow_1, b.op.Sub(M_1, sinks_1));
+  const windowStart_1 = b.op.Sub(M_1, window_1);
   const middle_1 = b.op.Sub(windowStart_1, sinks_1);
   const chosen_1 = site.decodeOnly(site.min(budgetTokens(site, opts.topK), middle_1), middle_1);
 
-  const keys_N = site.range(b.int64([0]), N_1);
-  const isMiddle_N = b.op.And(b.op.Not(b.op.Less(keys_N, sinks_1)), b.op.Less(keys_N, windowStart_1));
+  const keys_M = site.range(zero_1, M_1);
+  const isMiddle_M = b.op.And(b.op.Not(b.op.Less(keys_M, sinks_1)), b.op.Less(keys_M, windowStart_1));
   const lowest = b.float32(-3.4028234663852886e38);
-  const criticality_BHN = b.op.Where(isMiddle_N, site.lastQueryScores(false), lowest);
-  const perHead_BHN = b.op.Softmax(criticality_BHN, { axis: -1 });
-  let votes_N = reduceSum(site, perHead_BHN, [0, 1]);
-  if (opts.kernelSize > 0) votes_N = maxPool(site, votes_N, opts.kernelSize);
+  const criticality_BHM = b.op.Where(isMiddle_M, site.selectableScores(false), lowest);
+  const perHead_BHM = b.op.Softmax(criticality_BHM, { axis: -1 });
+  let votes_M = reduceSum(site, perHead_BHM, [0, 1]);
+  if (opts.kernelSize > 0) votes_M = maxPool(site, votes_M, opts.kernelSize);
   // Sinks and window are kept anyway; -1 ranks them below every middle vote (all >= 0).
-  const middleVotes_N = b.op.Where(isMiddle_N, votes_N, b.float32(-1));
-  const selected_K = site.topKAscending(middleVotes_N, chosen_1);
-  return b.op.Concat(site.range(b.int64([0]), sinks_1), selected_K, site.range(windowStart_1, N_1), { axis: 0 });
+  const middleVotes_M = b.op.Where(isMiddle_M, votes_M, b.float32(-1));
+  const selected_K = site.topKAscending(middleVotes_M, chosen_1);
+  return b.op.Concat(site.range(zero_1, sinks_1), selected_K, site.range(windowStart_1, M_1), { axis: 0 });
 }
 
 function reduceSum(site: SparseSite, x: Value, axes: number[]): Value {
@@ -90,10 +98,15 @@ function reduceSum(site: SparseSite, x: Value, axes: number[]): Value {
   return site.ops.opset >= 13 ? b.op.ReduceSum(x, b.int64(axes), { keepdims: 0 }) : b.op.ReduceSum(x, { axes, keepdims: 0 });
 }
 
-/** [N] -> [N]: each vote becomes the largest within `kernel` keys centred on it. */
-function maxPool(site: SparseSite, votes_N: Value, kernel: number): Value {
+/**
+ * [M] -> [M]: each vote becomes the largest within `kernel` keys centred on it. MaxPool refuses
+ * an empty input (a first step's empty past), so one -1 (below every vote) is pooled along and
+ * sliced off.
+ */
+function maxPool(site: SparseSite, votes_M: Value, kernel: number): Value {
   const b = site.b;
   const half = (kernel - 1) / 2;
-  const pooled = b.op.MaxPool(b.op.Reshape(votes_N, b.int64([1, 1, -1])), { kernel_shape: [kernel], pads: [half, half], strides: [1] });
-  return b.op.Reshape(pooled, b.int64([-1]));
+  const padded = b.op.Concat(votes_M, b.float32([-1]), { axis: 0 });
+  const pooled = b.op.MaxPool(b.op.Reshape(padded, b.int64([1, 1, -1])), { kernel_shape: [kernel], pads: [half, half], strides: [1] });
+  return b.op.Slice(b.op.Reshape(pooled, b.int64([-1])), b.int64([0]), site.selectable_1, b.int64([0]));
 }

@@ -6,6 +6,7 @@ import type { Value } from "../../compiler/ir/value.ts";
 import type { CanonicalAttentionAttrs } from "../attention/canonical.ts";
 import { emitCanonical, readCanonical } from "../attention/canonical-node.ts";
 import { dtypeOf, lowestOf, OpsetOps } from "../attention/ops.ts";
+import { cacheConcat, type CacheRows } from "../kv-split-attention.ts";
 
 /**
  * One canonical attention node a sparse pass rewrites. The selection subgraphs are built from
@@ -13,6 +14,11 @@ import { dtypeOf, lowestOf, OpsetOps } from "../attention/ops.ts";
  * canonical node over the gathered keys and values only, so lower-attention never reads the rest.
  * Causality and the node's mask travel as one additive bias gathered with the keys: a gathered
  * key keeps exactly the visibility it had.
+ *
+ * With `splitCache`, when K and V are Concat(past input, new rows) (a decoder's KV cache), the site never reads
+ * their Concat: the selection scores the PAST rows only, the gather reads the past buffer, and the
+ * step's own S new rows (the most recent window) are always attended, appended after the gathered
+ * rows. The Concat is then left to the present output alone, which kv-append-only drops.
  *
  * Lengths are kept as int64 tensors of shape [1] (TopK and Concat want them so); `scalar` turns
  * one into the scalar Range needs.
@@ -28,12 +34,18 @@ export class SparseSite {
   readonly T_1: Value;
   /** N: keys in the context, past and new. */
   readonly N_1: Value;
+  /** The past buffer and the new rows of K and V, when they reach the node as a cache Concat. */
+  readonly cache?: { key: CacheRows; value: CacheRows; P_1: Value };
+  /** Keys a selection chooses among: the past rows (P) with a cache, else every key (N). */
+  readonly selectable_1: Value;
   private biasMemo: Value | undefined | null = null;
 
+  /** `splitCache`: read a cache Concat's past and new rows apart (see above); off, the site reads K and V as the node does. */
   constructor(
     model: Model,
     readonly node: Node,
     readonly pass: string,
+    options: { splitCache?: boolean } = {},
   ) {
     this.attrs = readCanonical(node);
     this.b = new Builder(model.graph, { before: node, provenance: pass });
@@ -43,7 +55,18 @@ export class SparseSite {
     this.key_BHkvND = k!;
     this.value_BHkvND = v!;
     this.T_1 = this.ops.dim(q!, 2);
-    this.N_1 = this.ops.dim(k!, 2);
+    const pastInputs = new Set(options.splitCache ? model.graph.inputs.filter((i) => i.name.startsWith("past_key_values.")) : []);
+    const key = cacheConcat(k, pastInputs);
+    const value = cacheConcat(v, pastInputs);
+    if (key && value) {
+      const P_1 = this.ops.dim(key.past, 2);
+      this.cache = { key, value, P_1 };
+      this.N_1 = this.b.op.Add(P_1, this.ops.dim(key.rows, 2));
+      this.selectable_1 = P_1;
+    } else {
+      this.N_1 = this.ops.dim(k!, 2);
+      this.selectable_1 = this.N_1;
+    }
   }
 
   get groups(): number {
@@ -104,71 +127,112 @@ export class SparseSite {
   }
 
   /**
-   * float32 [B, H, N]: scale * q.k for the step's last query against every key (bias added when
-   * `masked`). K is read once per KV head, never transposed or repeated: K [B,Hkv,N,D] times the
-   * group's queries [B,Hkv,D,G]. In a decode step the last query is the only one.
+   * float32 [B, H, M]: scale * q.k for the step's last query against every selectable key (the
+   * past rows with a cache, else all N; bias added when `masked`). K is read once per KV head,
+   * never transposed or repeated: K [B,Hkv,M,D] times the group's queries [B,Hkv,D,G]. In a
+   * decode step the last query is the only one.
    */
-  lastQueryScores(masked: boolean): Value {
+  selectableScores(masked: boolean): Value {
     const b = this.b;
     const H = this.attrs.num_heads;
     const Hkv = this.attrs.kv_num_heads;
     const widen = (x: Value) => (dtypeOf(x) === DataType.FLOAT16 ? b.op.Cast(x, { to: DataType.FLOAT }) : x);
-    const last_1 = b.op.Sub(this.T_1, b.int64([1]));
-    const query_BHD = b.op.Gather(widen(this.query_BHTD), this.scalar(last_1), { axis: 2 });
+    const last = this.scalar(b.op.Sub(this.T_1, b.int64([1])));
+    const query_BHD = b.op.Gather(widen(this.query_BHTD), last, { axis: 2 });
     const query_BHkvDG = b.op.Transpose(b.op.Reshape(query_BHD, b.int64([0, Hkv, this.groups, -1])), { perm: [0, 1, 3, 2] });
-    const scores_BHkvNG = b.op.MatMul(widen(this.key_BHkvND), query_BHkvDG);
-    const scores_BHkvGN = b.op.Transpose(scores_BHkvNG, { perm: [0, 1, 3, 2] });
-    let scores_BHN = b.op.Mul(b.op.Reshape(scores_BHkvGN, b.int64([0, H, -1])), b.float32(this.attrs.scale));
-    const bias = masked ? this.bias() : undefined;
-    if (bias) scores_BHN = b.op.Add(scores_BHN, b.op.Gather(bias, this.scalar(last_1), { axis: 2 }));
-    return scores_BHN;
+    const scores_BHkvMG = b.op.MatMul(widen(this.cache?.key.past ?? this.key_BHkvND), query_BHkvDG);
+    const scores_BHkvGM = b.op.Transpose(scores_BHkvMG, { perm: [0, 1, 3, 2] });
+    let scores_BHM = b.op.Mul(b.op.Reshape(scores_BHkvGM, b.int64([0, H, -1])), b.float32(this.attrs.scale));
+    const bias = masked ? this.selectableBias() : undefined;
+    if (bias) scores_BHM = b.op.Add(scores_BHM, b.op.Gather(bias, last, { axis: 2 }));
+    return scores_BHM;
   }
 
-  /** Replaces the node by attention over keys `keep_K` (one index set for every head). */
+  /** The bias over the selectable keys [.., T, M] (the past part with a cache). */
+  private selectableBias(): Value | undefined {
+    const bias = this.bias();
+    return bias && this.cache ? this.b.op.Slice(bias, this.b.int64([0]), this.cache.P_1, this.b.int64([3])) : bias;
+  }
+
+  /** The bias over the new rows [.., T, S] (with a cache). */
+  private newRowsBias(): Value | undefined {
+    const bias = this.bias();
+    return bias && this.cache ? this.b.op.Slice(bias, this.cache.P_1, this.b.int64([Number.MAX_SAFE_INTEGER]), this.b.int64([3])) : undefined;
+  }
+
+  /** Replaces the node by attention over selectable keys `keep_K` (one index set for every head), plus the new rows with a cache. */
   attendShared(keep_K: Value): void {
     const b = this.b;
-    const bias = this.bias();
-    this.replace({
-      key: b.op.Gather(this.key_BHkvND, keep_K, { axis: 2 }),
-      value: b.op.Gather(this.value_BHkvND, keep_K, { axis: 2 }),
-      mask: bias && b.op.Gather(bias, keep_K, { axis: 3 }),
-      kvHeads: this.attrs.kv_num_heads,
-    });
+    const bias = this.selectableBias();
+    const gather = (x: Value) => b.op.Gather(x, keep_K, { axis: 2 });
+    this.replace(
+      {
+        key: gather(this.cache?.key.past ?? this.key_BHkvND),
+        value: gather(this.cache?.value.past ?? this.value_BHkvND),
+        mask: bias && b.op.Gather(bias, keep_K, { axis: 3 }),
+        kvHeads: this.attrs.kv_num_heads,
+      },
+      this.cache && { key: this.cache.key.rows, value: this.cache.value.rows, mask: this.newRowsBias() },
+    );
   }
 
   /**
-   * Replaces the node by attention where query head h reads keys `keep_BHK[:, h]` only. Each KV
-   * head gathers the rows its G query heads chose ([B, Hkv, G*K, D]), so K and V are read at the
-   * selected rows and never repeated to H heads. The rows are gathered whole from K viewed as
-   * [B*Hkv*N, D] (a row copy each; GatherElements would index every element).
+   * Replaces the node by attention where query head h reads selectable keys `keep_BHK[:, h]` only
+   * (plus the new rows with a cache). Each KV head gathers the rows its G query heads chose
+   * ([B, Hkv, G*K, D]), so K and V are read at the selected rows and never repeated to H heads.
+   * The rows are gathered whole from K viewed as [B*Hkv*M, D] (a row copy each; GatherElements
+   * would index every element).
    */
   attendPerHead(keep_BHK: Value): void {
     const b = this.b;
     const ops = this.ops;
     const H = this.attrs.num_heads;
     const Hkv = this.attrs.kv_num_heads;
+    const M_1 = this.selectable_1;
     const B_1 = ops.dim(this.query_BHTD, 0);
     const keep_BHkvGK = b.op.Reshape(keep_BHK, b.int64([0, Hkv, -1]));
-    // Row of (b, j, n) in the flattened cache: (b*Hkv + j)*N + n.
+    // Row of (b, j, m) in the flattened keys: (b*Hkv + j)*M + m.
     const heads_BHkv1 = b.op.Reshape(this.range(b.int64([0]), b.op.Mul(B_1, b.int64([Hkv]))), b.int64([-1, Hkv, 1]));
-    const rows_BHkvGK = b.op.Add(b.op.Mul(heads_BHkv1, this.N_1), keep_BHkvGK);
-    const rowShape = b.op.Concat(b.int64([-1]), ops.dim(this.key_BHkvND, 3), { axis: 0 });
-    const gather = (x_BHkvND: Value) => b.op.Reshape(b.op.Gather(b.op.Reshape(x_BHkvND, rowShape), rows_BHkvGK, { axis: 0 }), b.int64([0, H, -1, 0]));
-    const bias = this.bias();
+    const rows_BHkvGK = b.op.Add(b.op.Mul(heads_BHkv1, M_1), keep_BHkvGK);
+    const key_BHkvMD = this.cache?.key.past ?? this.key_BHkvND;
+    const rowShape = b.op.Concat(b.int64([-1]), ops.dim(key_BHkvMD, 3), { axis: 0 });
+    const gather = (x_BHkvMD: Value) => b.op.Reshape(b.op.Gather(b.op.Reshape(x_BHkvMD, rowShape), rows_BHkvGK, { axis: 0 }), b.int64([0, H, -1, 0]));
+    const bias = this.selectableBias();
     let mask: Value | undefined;
     if (bias) {
-      const full_BHTN = b.op.Expand(bias, b.op.Concat(B_1, b.int64([H]), this.T_1, this.N_1, { axis: 0 }));
+      const full_BHTM = b.op.Expand(bias, b.op.Concat(B_1, b.int64([H]), this.T_1, M_1, { axis: 0 }));
       const keep_BHTK = b.op.Expand(ops.unsqueeze(keep_BHK, [2]), b.op.Concat(B_1, b.int64([H]), this.T_1, ops.dim(keep_BHK, 2), { axis: 0 }));
-      mask = b.op.GatherElements(full_BHTN, keep_BHTK, { axis: 3 });
+      mask = b.op.GatherElements(full_BHTM, keep_BHTK, { axis: 3 });
     }
-    this.replace({ key: gather(this.key_BHkvND), value: gather(this.value_BHkvND), mask, kvHeads: H });
+    const selected = { key: gather(key_BHkvMD), value: gather(this.cache?.value.past ?? this.value_BHkvND), mask, kvHeads: H };
+    if (!this.cache) return this.replace(selected);
+    const newBias = this.newRowsBias();
+    this.replace(selected, {
+      key: this.toQueryHeads(this.cache.key.rows),
+      value: this.toQueryHeads(this.cache.value.rows),
+      mask: newBias && b.op.Expand(newBias, b.op.Concat(B_1, b.int64([H]), this.T_1, ops.dim(this.cache.key.rows, 2), { axis: 0 })),
+    });
   }
 
-  private replace(sel: { key: Value; value: Value; mask?: Value; kvHeads: number }): void {
+  /** [B, Hkv, S, D] -> [B, H, S, D]: each KV head's rows repeated for its G query heads (S rows: cheap). */
+  private toQueryHeads(x_BHkvSD: Value): Value {
+    if (this.groups === 1) return x_BHkvSD;
+    const b = this.b;
+    const repeated = b.op.Expand(this.ops.unsqueeze(x_BHkvSD, [2]), b.int64([1, 1, this.groups, 1, 1]));
+    return b.op.Reshape(repeated, b.op.Concat(b.int64([0, this.attrs.num_heads, -1]), this.ops.dim(x_BHkvSD, 3), { axis: 0 }));
+  }
+
+  /** Replaces the node by attention over `sel`, followed by the `rows` (the new rows, same heads as `sel`) when given. */
+  private replace(sel: { key: Value; value: Value; mask?: Value; kvHeads: number }, rows?: { key: Value; value: Value; mask?: Value }): void {
+    const b = this.b;
+    const append = (a: Value, x: Value | undefined, axis: number) => (x ? b.op.Concat(a, x, { axis }) : a);
+    const key = rows ? append(sel.key, rows.key, 2) : sel.key;
+    const value = rows ? append(sel.value, rows.value, 2) : sel.value;
+    const mask = sel.mask && rows?.mask ? append(sel.mask, rows.mask, 3) : sel.mask;
     const out = emitCanonical(
-      this.b,
-      { query_BHTD: this.query_BHTD, key_BHkvND: sel.key, value_BHkvND: sel.value, mask: sel.mask },
-      { ...this.attrs, kv_num_heads: sel.kvHeads, is_causal: 0, mask_kind: sel.mask ? "additive" : undefined, source_form: `${this.attrs.source_form}+${this.pass}` },
+      b,
+      { query_BHTD: this.query_BHTD, key_BHkvND: key, value_BHkvND: value, mask },
+      { ...this.attrs, kv_num_heads: sel.kvHeads, is_causal: 0, mask_kind: mask ? "additive" : undefined, source_form: `${this.attrs.source_form}+${this.pass}` },
     );
     this.node.output(0).replaceAllUsesWith(out);
     this.node.graph!.remove(this.node);
