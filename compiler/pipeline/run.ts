@@ -4,7 +4,7 @@ import { basename, dirname, join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { tsImport } from "tsx/esm/api";
 import type { GenerationEvent } from "../../runtime/index.ts";
-import { PIPEC_VERSION } from "../paths.ts";
+import { compilerIdentity } from "../paths.ts";
 import { compileFile, type CompileResult } from "./compile.ts";
 import { analyzeFile } from "./frontend.ts";
 
@@ -63,7 +63,7 @@ export async function* runCompiled(outDir: string, prompt: string | readonly num
 }
 
 function cacheKey(source: string, files: string[]): string {
-  const h = createHash("sha256").update(`pipec ${PIPEC_VERSION}\0`).update(source);
+  const h = createHash("sha256").update(`pipec ${compilerIdentity()}\0`).update(source);
   for (const f of files) {
     const s = statSync(f);
     h.update(`\0${f}\0${s.size}\0${s.mtimeMs}`);
