@@ -54,8 +54,9 @@ export function createKvAppendOnly(): Pass {
         graph.renameValue(rows, `present_new.${match[1]}.${match[2]}`);
         rows.type = withSequenceDim(value.type, S?.kind === "tensor" ? S.shape?.[1] : undefined) ?? rows.type;
         graph.setOutput(index, rows);
-        // With split attention nothing reads the whole cache any more: drop its Concat.
-        if (value.unused && value.producer?.op === "Concat") graph.remove(value.producer);
+        // With split attention nothing reads the whole cache any more: drop its Concat, and the
+        // copies of the past it read (TorchScript's one-input Concat) when nothing else does.
+        if (value.unused && value.producer?.op === "Concat") removeUnusedCopies(graph, value);
       }
       return { changed: true, stats: { "kv-outputs-rewritten": plans.length, "attention-blocks-split": split } };
     },
@@ -150,6 +151,16 @@ function headsFirst(graph: Graph, node: Node, x: Value, heads: number | undefine
     const b = new Builder(graph, { before: node, provenance: PASS, prefix: `${present.name}_new_` });
     return b.op.Transpose(b.op.Reshape(x, b.int64([0, 0, heads, -1])), { perm: [0, 2, 1, 3] });
   };
+}
+
+/** Removes `value`'s producer and, up through Identity / one-input Concat, each copy left unread. */
+function removeUnusedCopies(graph: Graph, value: Value): void {
+  for (let v: Value | undefined = value; v?.unused && v.producer; ) {
+    const node: Node = v.producer;
+    const next = node.inputs[0];
+    graph.remove(node);
+    v = next?.producer && next.producer.inputs.length === 1 && (next.producer.op === "Identity" || next.producer.op === "Concat") ? next : undefined;
+  }
 }
 
 /** Whether `value` is computed (transitively) from the graph input named `input`. */

@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import type { Model } from "../compiler/ir/model.ts";
 import { buildZooModel, llamaConfig } from "../compiler/zoo/index.ts";
 import { defaultRegistry } from "./index.ts";
+import { APPEND_ONLY_CASES, thenAppendOnly } from "./sparse-attention/append-only.test-support.ts";
 import { isCanonical, readCanonical } from "./attention/canonical-node.ts";
 import { liftAttention } from "./attention/lift.ts";
 import { HAVE_SHARED, SKIP_SHARED_REASON } from "../test/helpers/fixtures.ts";
@@ -93,4 +94,14 @@ describe("tidal with a small budget", () => {
     expect(maxOutputDiff(await runStep(dense, { past: 3, seq: 4 }), await runStep(sparse, { past: 3, seq: 4 }))).toBeLessThanOrEqual(EXACT);
     expect(maxOutputDiff(await runStep(dense, { past: 40, seq: 1 }), await runStep(sparse, { past: 40, seq: 1 }))).toBeGreaterThan(1e-3);
   });
+});
+
+describe("tidal composed with kv-append-only (no cache Concat left) with a covering budget is exact", () => {
+  for (const c of projectExactnessCases().filter((c) => APPEND_ONLY_CASES.test(c.name))) {
+    it(c.name, async () => {
+      const r = await exactness(c, thenAppendOnly(covering));
+      expect(r.rewritten).toBe(r.lifted - 1);
+      expect(r.diff).toBeLessThanOrEqual(EXACT);
+    });
+  }
 });

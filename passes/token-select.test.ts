@@ -8,6 +8,7 @@ import { seededFeeds } from "../test/helpers/ort-inputs.ts";
 import { modelBytes } from "../test/helpers/ort-parity.ts";
 import { exactness, keepRows, maxOutputDiff, projectExactnessCases, runStep, sharedExactnessCases, sparsify } from "../test/helpers/sparse-parity.ts";
 import { defaultRegistry } from "./index.ts";
+import { APPEND_ONLY_CASES, thenAppendOnly } from "./sparse-attention/append-only.test-support.ts";
 import { createTokenSelect, TOKEN_SELECT, tokenSelect, type TokenSelectOptions } from "./token-select.ts";
 
 const EXACT = 1e-5;
@@ -92,4 +93,14 @@ describe("tokenselect keeps one index set per layer: sinks, the top-voted middle
     expect(pass.lossy).toBe(true);
     expect(pass.description).toBe("TokenSelect: 128 sinks + 512 recent + top-2048 by per-head soft voting (lossy)");
   });
+});
+
+describe("tokenselect composed with kv-append-only (no cache Concat left) with a covering budget is exact", () => {
+  for (const c of projectExactnessCases().filter((c) => APPEND_ONLY_CASES.test(c.name))) {
+    it(c.name, async () => {
+      const r = await exactness(c, thenAppendOnly(covering));
+      expect(r.rewritten).toBe(r.lifted);
+      expect(r.diff).toBeLessThanOrEqual(EXACT);
+    });
+  }
 });
