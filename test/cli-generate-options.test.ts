@@ -1,6 +1,6 @@
 // `pipec generate` with optimisation flags: each flag is parsed like a .pipe method, compiled as the
 // equivalent one-stage pipeline through pipec run's cache, and run by the compiled driver.
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -147,5 +147,41 @@ describe("the programmatic API mirrors generate", () => {
     expect(result.outDir).toBeUndefined();
     expect(result.diagnostics.some((d) => d.severity === "error")).toBe(true);
     expect(readdirSync(CACHE)).not.toContain("bad");
+  });
+});
+
+// pipec's own small model (examples/models/sotu-tiny, trained on State of the Union addresses):
+// a text prompt end to end, through a .pipe and through generate's options.
+const STORY = join(import.meta.dirname, "../examples/models/sotu-tiny");
+const PROMPT = "Fellow-Citizens of the Senate and House of Representatives:";
+
+describe.skipIf(!existsSync(join(STORY, "model.onnx")))("a text prompt on examples/models/sotu-tiny", () => {
+  async function pipec(...args: string[]): Promise<{ tokens: number[]; text: string; stats: { speculative?: { targetCalls: number } } }> {
+    let out = "";
+    const code = await main([...args, "--prompt", PROMPT, "--device", "cpu", "--json"], { out: (t) => void (out += t), err: () => {} });
+    expect(code).toBe(0);
+    return JSON.parse(out);
+  }
+  const example = (name: string) => join(import.meta.dirname, "../examples", name);
+  const tokenizer = join(STORY, "tokenizer.json");
+
+  it("pipec run examples/story.pipe and pipec generate --tokenizer --prompt give the same tokens and English text", async () => {
+    const run = await pipec("run", example("story.pipe"), "--cache-dir", CACHE);
+    const generated = await pipec("generate", join(STORY, "model.onnx"), "--tokenizer", tokenizer, "--max-tokens", "64");
+    expect(run.tokens).toHaveLength(64);
+    expect(generated.tokens).toEqual(run.tokens);
+    expect(generated.text).toBe(run.text);
+    // A trained model writes words, not byte soup: most of the text is lower-case words.
+    expect(run.text.match(/\b[a-z]+\b/g)!.length).toBeGreaterThan(30);
+  });
+
+  it("prompt lookup, from story-lookup.pipe or --speculate, gives the same text in fewer model calls", async () => {
+    const plain = await pipec("run", example("story.pipe"), "--cache-dir", CACHE);
+    const run = await pipec("run", example("story-lookup.pipe"), "--cache-dir", CACHE);
+    const generated = await pipec("generate", join(STORY, "model.onnx"), "--tokenizer", tokenizer, "--max-tokens", "64", "--speculate", "lookup(ngram: 3, max_draft: 8)", "--cache-dir", CACHE);
+    expect(run.tokens).toEqual(plain.tokens);
+    expect(generated.tokens).toEqual(plain.tokens);
+    expect(run.stats.speculative!.targetCalls).toBeLessThan(48);
+    expect(generated.stats.speculative!.targetCalls).toBe(run.stats.speculative!.targetCalls);
   });
 });
