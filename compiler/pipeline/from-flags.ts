@@ -1,6 +1,6 @@
+import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
-import { createHash } from "node:crypto";
 import type { Span } from "../../dsl/ast.ts";
 import { formatDiagnostic, type Diagnostic } from "../../dsl/diagnostics.ts";
 import { parseMethodOption } from "../../dsl/option.ts";
