@@ -63,23 +63,54 @@ export function throughCopies(x: Value): Value {
 function twoBlockAttention(b: Builder, node: Node, key: CacheRows, value: CacheRows): Value {
   const attrs = readCanonical(node);
   const [query_BHTD, , , mask] = node.inputs;
-  const groups = attrs.num_heads / attrs.kv_num_heads;
-  // Reshape's 0 keeps that axis's size: [B, H, T, D] <-> [B, Hkv, G·T, D] moves only T.
-  const toKvHeads = (x: Value) => (groups > 1 ? b.op.Reshape(x, b.int64([0, attrs.kv_num_heads, -1, 0])) : x);
-  const toHeads = (x: Value) => (groups > 1 ? b.op.Reshape(x, b.int64([0, attrs.num_heads, -1, 0])) : x);
+  let bias: Value | undefined;
+  if (mask && attrs.mask_kind === "boolean") bias = b.op.Where(mask, b.float32(0), b.float32(lowestOf(DataType.FLOAT)));
+  else bias = mask ?? undefined;
+  return attendTwoBlocks(b, query_BHTD!, { key: key.past, value: value.past, heads: attrs.kv_num_heads }, { key: key.rows, value: value.rows }, { ...attrs, bias });
+}
+
+/** A block of keys and values [B, heads, M, D] for `attendTwoBlocks`. */
+export interface KeyBlock {
+  key: Value;
+  value: Value;
+  /** Heads of the block: the model's KV heads, or H when each query head has its own rows. */
+  heads: number;
+}
+
+/**
+ * float32 attention [B, H, T, D] of the queries over two blocks of keys, `first` then `rows`
+ * ([B, Hkv, S, D]), with one softmax over both: neither block is copied or repeated to H heads
+ * (the G query heads of one block head are stacked as rows). `bias`: additive, over [.., T, M + S].
+ */
+export function attendTwoBlocks(
+  b: Builder,
+  query_BHTD: Value,
+  first: KeyBlock,
+  rows: { key: Value; value: Value },
+  attrs: { num_heads: number; kv_num_heads: number; scale: number; bias?: Value },
+): Value {
+  const H = attrs.num_heads;
+  const L = first.heads;
+  const Hkv = attrs.kv_num_heads;
+  // Reshape's 0 keeps that axis's size: [B, H, T, X] <-> [B, heads, G·T, X] moves only T. Only
+  // tensors with X > 0 are reshaped (-1 is ambiguous next to an empty axis, and the first block
+  // is empty on a first step): scores and probabilities over both blocks, or over the S new rows.
+  const toBlockHeads = (x: Value, heads: number) => (heads !== H ? b.op.Reshape(x, b.int64([0, heads, -1, 0])) : x);
+  const toHeads = (x: Value, heads: number) => (heads !== H ? b.op.Reshape(x, b.int64([0, H, -1, 0])) : x);
   const keyT = (k: Value) => b.op.Transpose(k, { perm: [0, 1, 3, 2] });
 
-  const query_BKgD = toKvHeads(query_BHTD!);
-  const scores_BKgN = b.op.Concat(b.op.MatMul(query_BKgD, keyT(key.past)), b.op.MatMul(query_BKgD, keyT(key.rows)), { axis: -1 });
-  let scores_BHTN = toHeads(scores_BKgN);
+  // Scores side by side in the first block's head layout, [B, L, (H/L)·T, M + S].
+  const rowScores_BHTS = toHeads(b.op.MatMul(toBlockHeads(query_BHTD, Hkv), keyT(rows.key)), Hkv);
+  const scores_BLgN = b.op.Concat(b.op.MatMul(toBlockHeads(query_BHTD, L), keyT(first.key)), toBlockHeads(rowScores_BHTS, L), { axis: -1 });
+  let scores_BHTN = toHeads(scores_BLgN, L);
   if (attrs.scale !== 1) scores_BHTN = b.op.Mul(scores_BHTN, b.float32(attrs.scale));
-  if (mask && attrs.mask_kind === "boolean") scores_BHTN = b.op.Where(mask, scores_BHTN, b.float32(lowestOf(DataType.FLOAT)));
-  else if (mask) scores_BHTN = b.op.Add(scores_BHTN, mask);
-  const probs_BKgN = toKvHeads(b.op.Softmax(scores_BHTN, { axis: -1 }));
+  if (attrs.bias) scores_BHTN = b.op.Add(scores_BHTN, attrs.bias);
+  const probs_BLgN = toBlockHeads(b.op.Softmax(scores_BHTN, { axis: -1 }), L);
 
-  const P = b.op.Slice(b.op.Shape(key.past), b.int64([2]), b.int64([3])); // [1]: past rows
-  const probsPast = b.op.Slice(probs_BKgN, b.int64([0]), P, b.int64([3]));
-  const probsNew = b.op.Slice(probs_BKgN, P, b.int64([Number.MAX_SAFE_INTEGER]), b.int64([3]));
-  const out_BKgD = b.op.Add(b.op.MatMul(probsPast, value.past), b.op.MatMul(probsNew, value.rows));
-  return toHeads(out_BKgD);
+  const M = b.op.Slice(b.op.Shape(first.key), b.int64([2]), b.int64([3])); // [1]: the first block's rows
+  const probsFirst = b.op.Slice(probs_BLgN, b.int64([0]), M, b.int64([3]));
+  const probsRows_BHTS = toHeads(b.op.Slice(probs_BLgN, M, b.int64([Number.MAX_SAFE_INTEGER]), b.int64([3])), L);
+  const outFirst = toHeads(b.op.MatMul(probsFirst, first.value), L);
+  const outRows = toHeads(b.op.MatMul(toBlockHeads(probsRows_BHTS, Hkv), rows.value), Hkv);
+  return b.op.Add(outFirst, outRows);
 }

@@ -10,6 +10,12 @@ import { exactness, maxOutputDiff, projectExactnessCases, runStep, sharedExactne
 import { defaultSelectLayers, tidalDecode, type TidalDecodeOptions } from "./tidal-decode.ts";
 
 const EXACT = 1e-5;
+/**
+ * stories260K's logits reach ~13, where 1e-5 is ~10 float32 ulps: two-block attention (the
+ * selected past rows, then the new rows, summed) orders the additions differently from one MatMul
+ * over every key, which moves them by ~1.1e-5 (1e-6 relative).
+ */
+const EXACT_SHARED = 2e-5;
 /** Layer 0 selects, every later layer is sparse: the most sparse layers a 2-layer export allows. */
 const covering = (m: Model) => tidalDecode(m, { topK: { tokens: 1 << 20 }, fullLayers: 0, selectLayers: [0] }).sparse;
 
@@ -34,7 +40,7 @@ describe.skipIf(!HAVE_SHARED)(`tidal on the shared fixtures (${HAVE_SHARED ? "pr
     it(c.name, async () => {
       const r = await exactness(c, covering);
       expect(r.rewritten).toBe(Math.max(0, r.lifted - 1));
-      expect(r.diff).toBeLessThanOrEqual(EXACT);
+      expect(r.diff).toBeLessThanOrEqual(EXACT_SHARED);
     });
   }
 });
@@ -51,21 +57,21 @@ describe("tidal layer roles", () => {
     liftAttention(model);
     const stats = tidalDecode(model, { topK: { tokens: 8 }, fullLayers: 2 });
     expect(stats).toEqual({ selectLayers: [2, 7], selection: 2, sparse: 12 });
-    const sparse = model.graph.nodeArray().filter((n) => isCanonical(n) && readCanonical(n).source_form.endsWith("+tidal"));
-    expect(sparse.map((n) => readCanonical(n).layer)).toEqual([3, 4, 5, 6, 8, 9, 10, 11, 12, 13, 14, 15]);
-    for (const node of sparse) {
-      // K and V reach the attention as the selected past rows (each KV head gathers its query
-      // heads' choices from the past input, not from the cache's Concat) followed by the new rows.
-      for (const [operand, kind] of [[node.inputs[1]!, "key"], [node.inputs[2]!, "value"]] as const) {
-        expect(operand.producer?.op).toBe("Concat");
-        const [selected, rows] = operand.producer!.inputs;
-        expect(selected?.producer?.op).toBe("Reshape");
-        const gather = selected!.producer!.inputs[0]!.producer!;
-        expect(gather.op).toBe("Gather");
-        expect(gather.inputs[0]?.producer?.inputs[0]?.name).toBe(`past_key_values.${readCanonical(node).layer}.${kind}`);
-        expect(rows?.producer?.op).not.toBe("Gather");
+    const sparseLayers = [3, 4, 5, 6, 8, 9, 10, 11, 12, 13, 14, 15];
+    // The full and selection layers stay canonical (dense); the sparse ones become two-block attention.
+    expect(model.graph.nodeArray().filter((n) => isCanonical(n)).map((n) => readCanonical(n).layer)).toEqual([0, 1, 2, 7]);
+    for (const layer of sparseLayers) {
+      for (const kind of ["key", "value"]) {
+        const past = model.graph.inputs.find((i) => i.name === `past_key_values.${layer}.${kind}`)!;
+        // The past is read only flattened into rows for the per-head Gather (each KV head gathers
+        // its query heads' choices), besides the cache's Concat that feeds the present output alone.
+        const readers = past.uses.map((u) => u.node);
+        const rowGathers = readers.filter((n) => n.op === "Reshape" && n.output(0).uses.some((u) => u.node.op === "Gather"));
+        expect(rowGathers).toHaveLength(1);
+        const concat = readers.find((n) => n.op === "Concat")!;
+        expect(concat.output(0).uses).toHaveLength(0);
+        expect(model.graph.outputs).toContain(concat.output(0));
       }
-      expect(readCanonical(node).kv_num_heads).toBe(readCanonical(node).num_heads);
     }
   });
 

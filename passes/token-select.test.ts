@@ -12,6 +12,12 @@ import { APPEND_ONLY_CASES, thenAppendOnly } from "./sparse-attention/append-onl
 import { createTokenSelect, TOKEN_SELECT, tokenSelect, type TokenSelectOptions } from "./token-select.ts";
 
 const EXACT = 1e-5;
+/**
+ * stories260K's logits reach ~13, where 1e-5 is ~10 float32 ulps: two-block attention (the
+ * selected past rows, then the new rows, summed) orders the additions differently from one MatMul
+ * over every key, which moves them by ~1.1e-5 (1e-6 relative).
+ */
+const EXACT_SHARED = 2e-5;
 const covering = (m: Model) => tokenSelect(m, { topK: { tokens: 1 << 20 }, sinks: 4, window: 8, kernelSize: -1 });
 
 describe("tokenselect with a budget covering the context is exact", () => {
@@ -30,7 +36,7 @@ describe.skipIf(!HAVE_SHARED)(`tokenselect on the shared fixtures (${HAVE_SHARED
     it(c.name, async () => {
       const r = await exactness(c, covering);
       expect(r.rewritten).toBe(r.lifted);
-      expect(r.diff).toBeLessThanOrEqual(EXACT);
+      expect(r.diff).toBeLessThanOrEqual(EXACT_SHARED);
     });
   }
 });

@@ -6,7 +6,7 @@ import type { Value } from "../../compiler/ir/value.ts";
 import type { CanonicalAttentionAttrs } from "../attention/canonical.ts";
 import { emitCanonical, readCanonical } from "../attention/canonical-node.ts";
 import { dtypeOf, lowestOf, OpsetOps } from "../attention/ops.ts";
-import { cacheConcat, type CacheRows } from "../kv-split-attention.ts";
+import { attendTwoBlocks, cacheConcat, type CacheRows } from "../kv-split-attention.ts";
 
 /**
  * One canonical attention node a sparse pass rewrites. The selection subgraphs are built from
@@ -205,13 +205,9 @@ export class SparseSite {
       mask = b.op.GatherElements(full_BHTM, keep_BHTK, { axis: 3 });
     }
     const selected = { key: gather(key_BHkvMD), value: gather(this.cache?.value.past ?? this.value_BHkvND), mask, kvHeads: H };
-    if (!this.cache) return this.replace(selected);
     const newBias = this.newRowsBias();
-    this.replace(selected, {
-      key: this.toQueryHeads(this.cache.key.rows),
-      value: this.toQueryHeads(this.cache.value.rows),
-      mask: newBias && b.op.Expand(newBias, b.op.Concat(B_1, b.int64([H]), this.T_1, ops.dim(this.cache.key.rows, 2), { axis: 0 })),
-    });
+    const rowsMask = newBias && b.op.Expand(newBias, b.op.Concat(B_1, b.int64([H]), this.T_1, ops.dim(this.cache?.key.rows ?? key_BHkvMD, 2), { axis: 0 }));
+    this.replace(selected, this.cache && { key: this.cache.key.rows, value: this.cache.value.rows, mask: rowsMask });
   }
 
   /** [B, Hkv, S, D] -> [B, H, S, D]: each KV head's rows repeated for its G query heads (S rows: cheap). */
@@ -222,18 +218,28 @@ export class SparseSite {
     return b.op.Reshape(repeated, b.op.Concat(b.int64([0, this.attrs.num_heads, -1]), this.ops.dim(x_BHkvSD, 3), { axis: 0 }));
   }
 
-  /** Replaces the node by attention over `sel`, followed by the `rows` (the new rows, same heads as `sel`) when given. */
+  /**
+   * Replaces the node by attention over `sel`, followed by the new `rows` ([B, Hkv, S, D]) when
+   * given: in float32 as two score blocks (neither is copied), else over their Concat (the rows
+   * repeated to H heads when `sel` has one head per query head).
+   */
   private replace(sel: { key: Value; value: Value; mask?: Value; kvHeads: number }, rows?: { key: Value; value: Value; mask?: Value }): void {
     const b = this.b;
-    const append = (a: Value, x: Value | undefined, axis: number) => (x ? b.op.Concat(a, x, { axis }) : a);
-    const key = rows ? append(sel.key, rows.key, 2) : sel.key;
-    const value = rows ? append(sel.value, rows.value, 2) : sel.value;
-    const mask = sel.mask && rows?.mask ? append(sel.mask, rows.mask, 3) : sel.mask;
-    const out = emitCanonical(
-      b,
-      { query_BHTD: this.query_BHTD, key_BHkvND: key, value_BHkvND: value, mask },
-      { ...this.attrs, kv_num_heads: sel.kvHeads, is_causal: 0, mask_kind: mask ? "additive" : undefined, source_form: `${this.attrs.source_form}+${this.pass}` },
-    );
+    const mask = sel.mask && rows?.mask ? b.op.Concat(sel.mask, rows.mask, { axis: 3 }) : sel.mask;
+    let out: Value;
+    if (rows && dtypeOf(this.query_BHTD) === DataType.FLOAT) {
+      const first = { key: sel.key, value: sel.value, heads: sel.kvHeads };
+      out = attendTwoBlocks(b, this.query_BHTD, first, rows, { ...this.attrs, bias: mask });
+    } else {
+      const repeat = (x: Value) => (sel.kvHeads === this.attrs.num_heads ? this.toQueryHeads(x) : x);
+      const key = rows ? b.op.Concat(sel.key, repeat(rows.key), { axis: 2 }) : sel.key;
+      const value = rows ? b.op.Concat(sel.value, repeat(rows.value), { axis: 2 }) : sel.value;
+      out = emitCanonical(
+        b,
+        { query_BHTD: this.query_BHTD, key_BHkvND: key, value_BHkvND: value, mask },
+        { ...this.attrs, kv_num_heads: sel.kvHeads, is_causal: 0, mask_kind: mask ? "additive" : undefined, source_form: `${this.attrs.source_form}+${this.pass}` },
+      );
+    }
     this.node.output(0).replaceAllUsesWith(out);
     this.node.graph!.remove(this.node);
   }
