@@ -14,7 +14,7 @@
  * Usage: npx tsx bench/speculative.ts [--tokens 48] [--prompts 4]
  */
 import { existsSync, readdirSync } from "node:fs";
-import { join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import * as ort from "onnxruntime-node";
 import { importLlama2c } from "../compiler/importers/llama2c.ts";
 import { loadModel, saveModel } from "../compiler/onnx/index.ts";
@@ -73,7 +73,8 @@ function randomDraft(vocabSize: number): string {
 function derived(target: string, name: string, passes: { pass: Pass; options?: Record<string, unknown> }[]): string {
   const model = loadModel(target);
   for (const { pass, options } of [{ pass: createLiftAttention() }, ...passes, { pass: createLowerAttention() }]) pass.run(model, { options: options ?? {}, note: () => {} });
-  const path = join(target, "..", name);
+  // Next to the bench's other models, never inside the model's own (possibly committed) folder.
+  const path = join(MODELS, "derived", basename(dirname(target)), name);
   saveModel(model, path);
   return path;
 }
