@@ -11,6 +11,7 @@ import { floatData, readFloatRow } from "../tensors.ts";
 import { measureCost, type CostModel } from "./cost-model.ts";
 import { AcceptanceEstimate, ADAPTIVE_DEFAULTS, bestLength, type AdaptiveLength } from "./draft-length.ts";
 import { DraftModel } from "./draft-model.ts";
+import { guardFor, PROBE_TOKENS, SpeculationGuard, type StepPlan } from "./guard.ts";
 import { NO_DRAFT, type Draft, type DraftSource } from "./draft-source.ts";
 import { PromptLookup } from "./prompt-lookup.ts";
 import { SpeculativeTally, type SpeculativeStats } from "./stats.ts";
@@ -41,22 +42,21 @@ export interface DraftModelSpeculation extends CommonSpeculateOptions {
 
 export type SpeculateOptions = LookupSpeculation | DraftModelSpeculation;
 
-/**
- * While the guard finds drafting too slow, a step now and then drafts anyway (the acceptance
- * estimate only learns from verified drafts); the gap between such probes doubles while they
- * keep failing, so a source that never pays costs next to nothing.
- */
-const FIRST_PROBE_GAP = 4;
-const MAX_PROBE_GAP = 256;
-
 export class Speculator {
   private readonly tally = new SpeculativeTally();
   private readonly acceptance = new AcceptanceEstimate();
   private readonly fixed?: number;
   private readonly rule: AdaptiveLength;
   private cost?: CostModel;
-  private skipped = 0;
-  private probeGap = FIRST_PROBE_GAP;
+  /** Adaptive only: whether drafting pays, from timed steps. */
+  private readonly guard?: SpeculationGuard;
+  /**
+   * A seeded sampled run must replay exactly, and which steps draft changes the random draws:
+   * its guard is its own and is fed the cost model's prices instead of the clock.
+   */
+  private readonly priced: boolean;
+  /** Adaptive only, once the costs are measured: could this source pay even if every draft token were accepted? */
+  private canPay?: boolean;
   private readonly row: Float32Array;
 
   private constructor(
@@ -66,12 +66,17 @@ export class Speculator {
     private readonly rng: Rng,
     options: SpeculateOptions,
     private readonly vocabSize: number,
+    guard: SpeculationGuard,
+    priced: boolean,
   ) {
+    this.priced = priced;
     this.rule = { ...ADAPTIVE_DEFAULTS, ...options.adaptive };
     const length = options.draftLength ?? "adaptive";
     if (length !== "adaptive") {
       if (!Number.isInteger(length) || length < 1) throw new RuntimeError("bad-speculation", `draftLength must be a positive integer or "adaptive", got ${length}`);
       this.fixed = length;
+    } else {
+      this.guard = guard;
     }
     if (!(this.rule.threshold > 0 && this.rule.threshold < 1) || !(this.rule.min >= 1 && this.rule.max >= this.rule.min)) {
       throw new RuntimeError("bad-speculation", `adaptive draft length needs 0 < threshold < 1 and 1 <= min <= max, got ${JSON.stringify(this.rule)}`);
@@ -93,7 +98,9 @@ export class Speculator {
       options.kind === "lookup"
         ? new PromptLookup(options.maxNgram ?? 3)
         : new DraftModel(options.model, vocabSize, createWarp(sampling, vocabSize, processors), createRng(seed ^ 0x5bd1e995), length === "adaptive" ? { ...ADAPTIVE_DEFAULTS, ...options.adaptive } : undefined);
-    return new Speculator(sequence, source, warp, createRng(seed ^ 0x2545f491), options, vocabSize);
+    const priced = !warp.greedy && sampling.seed !== undefined;
+    const guard = priced ? new SpeculationGuard() : guardFor(sequence.model, options.kind === "lookup" ? `lookup ${options.maxNgram ?? 3}` : options.model);
+    return new Speculator(sequence, source, warp, createRng(seed ^ 0x2545f491), options, vocabSize, guard, priced);
   }
 
   /**
@@ -102,14 +109,21 @@ export class Speculator {
    * decided token.
    */
   async step(token: number, context: readonly number[], limit: number): Promise<number[]> {
-    const draft = await this.draft(token, context, limit);
-    const start = this.sequence.length;
+    if (this.guard && limit >= 1) await this.measureCosts(token, context);
     const t0 = performance.now();
+    const plan = this.guard?.plan() ?? "draft";
+    const draft = await this.draft(plan, context, limit);
+    const start = this.sequence.length;
+    const t1 = performance.now();
     const logits = await this.sequence.forward([token, ...draft.tokens]);
     const verdict = this.verify(logits, draft, context);
     this.sequence.truncate(start + 1 + verdict.accepted);
-    this.tally.record(draft.tokens.length, verdict.accepted, performance.now() - t0);
+    const t2 = performance.now();
+    this.tally.record(draft.tokens.length, verdict.accepted, t2 - t1);
     this.acceptance.record(draft.tokens.length, verdict.accepted);
+    const k = draft.tokens.length;
+    const ms = this.priced && this.cost ? this.cost.callMs(k + 1) + k * this.source.msPerToken : t2 - t0;
+    this.guard?.record(plan, k > 0, ms, verdict.accepted + 1);
     return [...draft.tokens.slice(0, verdict.accepted), verdict.next];
   }
 
@@ -121,29 +135,29 @@ export class Speculator {
     await this.source.release();
   }
 
-  private async draft(token: number, context: readonly number[], limit: number): Promise<Draft> {
+  /** Once per model (kept across requests): call costs of the target and of a draft model. */
+  private async measureCosts(token: number, context: readonly number[]): Promise<void> {
+    if (this.cost) return;
+    this.cost = await measureCost(this.sequence, token, this.rule.max + 1);
+    await this.source.measure?.(context);
+    this.canPay = bestLength(Array(this.rule.max).fill(1), this.cost, this.source.msPerToken) > 0;
+  }
+
+  /**
+   * A fixed length drafts that many tokens every step. The adaptive policy drafts only when the
+   * guard says so (a source too slow to pay even at full acceptance, a draft as slow as the
+   * target, never); the cost model and the draft's confidence bound the length.
+   */
+  private async draft(plan: StepPlan, context: readonly number[], limit: number): Promise<Draft> {
     if (limit < 1) return NO_DRAFT;
     if (this.fixed !== undefined) return this.source.propose(context, Math.min(this.fixed, limit));
+    if (plan === "plain" || !this.canPay) return NO_DRAFT;
     const cap = Math.min(this.rule.max, limit);
-    if (!this.cost) {
-      this.cost = await measureCost(this.sequence, token, this.rule.max + 1);
-      await this.source.measure?.(context);
-    }
-    let k = bestLength(Array(cap).fill(this.acceptance.alpha), this.cost, this.source.msPerToken);
-    if (k === 0) {
-      // A source too slow to pay even if every token were accepted is not worth probing.
-      if (bestLength(Array(cap).fill(1), this.cost, this.source.msPerToken) === 0) return NO_DRAFT;
-      if (++this.skipped < this.probeGap) return NO_DRAFT;
-      this.skipped = 0;
-      this.probeGap = Math.min(2 * this.probeGap, MAX_PROBE_GAP);
-      k = Math.min(this.rule.min, cap);
-    } else {
-      this.probeGap = FIRST_PROBE_GAP;
-    }
+    const k = plan === "probe" ? Math.min(PROBE_TOKENS, cap) : Math.max(Math.min(this.rule.min, cap), bestLength(Array(cap).fill(this.acceptance.alpha), this.cost!, this.source.msPerToken));
     const draft = await this.source.propose(context, k);
     // The draft is made (its cost is spent); keep the prefix whose confidence still pays for its verification.
     if (!draft.confidence) return draft;
-    const keep = Math.max(1, bestLength(draft.confidence, this.cost, 0));
+    const keep = Math.max(1, bestLength(draft.confidence, this.cost!, 0));
     return keep >= draft.tokens.length ? draft : { tokens: draft.tokens.slice(0, keep), probs: draft.probs?.slice(0, keep), confidence: draft.confidence.slice(0, keep) };
   }
 

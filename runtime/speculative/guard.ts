@@ -1,0 +1,102 @@
+// Whether drafting pays, judged by what steps really cost. The cost model prices session calls
+// only; a whole step also pays for drafting, the draft model's catch-up, rollback copies and
+// host work, and on a shared machine the call costs measured at start-up drift. So the guard
+// times every step, speculative and plain alike, and lets drafting continue only while it
+// yields tokens faster than plain steps do. While drafting is off, a short probe now and then
+// asks again; each probe that loses doubles the wait before the next one, so a source that
+// never pays costs a few probes per hundred tokens. One guard serves every draft source and
+// is kept per target and source across requests, so what one request learned the next one uses.
+
+/** Plain steps before the first re-probe; the wait doubles after each losing probe, up to the cap. */
+const FIRST_GAP = 4;
+const MAX_GAP = 64;
+/** While drafting, a forced plain step when no plain step was timed for this many steps, so the reference stays current. */
+const PLAIN_REFRESH = 16;
+/** Old steps fade by this factor per new one (steps of one kind). */
+const FADE = 0.8;
+/** Draft tokens a probe verifies: enough to show acceptance, cheap when rejected. */
+export const PROBE_TOKENS = 2;
+
+/** A fading average of milliseconds per generated token. */
+class MsPerToken {
+  private ms = 0;
+  private tokens = 0;
+  steps = 0;
+
+  record(ms: number, tokens: number): void {
+    this.ms = this.ms * FADE + ms;
+    this.tokens = this.tokens * FADE + tokens;
+    this.steps++;
+  }
+
+  get value(): number {
+    return this.ms / this.tokens;
+  }
+
+  restart(ms: number, tokens: number): void {
+    this.ms = ms;
+    this.tokens = tokens;
+    this.steps = 1;
+  }
+}
+
+/** What the next step does: draft as the length policy says, a plain step, or a short probe draft. */
+export type StepPlan = "draft" | "plain" | "probe";
+
+export class SpeculationGuard {
+  private readonly drafting = new MsPerToken();
+  private readonly plain = new MsPerToken();
+  private on = true;
+  private gap = FIRST_GAP;
+  private waited = 0;
+  private sincePlain = 0;
+
+  /** Drafting starts on: the first steps show whether it pays, and a source that wins from the start loses nothing to finding out. */
+  plan(): StepPlan {
+    if (this.on) return this.plain.steps === 0 || this.sincePlain >= PLAIN_REFRESH ? "plain" : "draft";
+    return this.waited >= this.gap ? "probe" : "plain";
+  }
+
+  /**
+   * One step took `ms` (drafting included) for `tokens` decided tokens. `drafted` says whether
+   * it verified a draft; `probe` whether it was a probe (a probe that found nothing to draft,
+   * as lookup may, stays pending).
+   */
+  record(plan: StepPlan, drafted: boolean, ms: number, tokens: number): void {
+    if (!drafted) {
+      this.plain.record(ms, tokens);
+      this.sincePlain = 0;
+      if (!this.on && plan !== "probe") this.waited++;
+      return;
+    }
+    this.sincePlain++;
+    if (plan === "probe") {
+      // A probe is judged on its own: one fast step after a long losing run means the text changed.
+      this.waited = 0;
+      if (ms / tokens < this.plain.value) {
+        this.on = true;
+        this.gap = FIRST_GAP;
+        this.drafting.restart(ms, tokens);
+      } else {
+        this.gap = Math.min(2 * this.gap, MAX_GAP);
+      }
+      return;
+    }
+    this.drafting.record(ms, tokens);
+    if (this.plain.steps > 0 && this.drafting.steps >= 2 && this.drafting.value > this.plain.value) {
+      this.on = false;
+      this.waited = 0;
+    }
+  }
+}
+
+const guards = new WeakMap<object, Map<unknown, SpeculationGuard>>();
+
+/** The guard of `target` drafting with `source` (a draft model, or a key naming a context source). */
+export function guardFor(target: object, source: unknown): SpeculationGuard {
+  let bySource = guards.get(target);
+  if (!bySource) guards.set(target, (bySource = new Map()));
+  let guard = bySource.get(source);
+  if (!guard) bySource.set(source, (guard = new SpeculationGuard()));
+  return guard;
+}
