@@ -72,8 +72,9 @@ export class SpeculationGuard {
     this.sincePlain++;
     if (plan === "probe") {
       // A probe is judged on its own: one fast step after a long losing run means the text changed.
+      // It must have had a draft token accepted: a rejected probe beating plain steps is only noise.
       this.waited = 0;
-      if (ms / tokens < this.plain.value) {
+      if (tokens > 1 && ms / tokens < this.plain.value) {
         this.on = true;
         this.gap = FIRST_GAP;
         this.drafting.restart(ms, tokens);

@@ -1,0 +1,100 @@
+// The guard's decisions from step timings (exact, with made-up times), and on real sessions: a
+// draft model that is never right costs a handful of probes, and output stays plain decoding's.
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { DecoderModel } from "../decoder.ts";
+import { Generator } from "../generate.ts";
+import { REFERENCE_DIR } from "../testing/models.ts";
+import { guardFor, SpeculationGuard, type StepPlan } from "./guard.ts";
+
+/** Runs `steps` steps: a plain step takes 10 ms for one token, a drafting step `draftMs` for `draftTokens`. */
+function drive(guard: SpeculationGuard, steps: number, draftMs: number, draftTokens: number): StepPlan[] {
+  const plans: StepPlan[] = [];
+  for (let i = 0; i < steps; i++) {
+    const plan = guard.plan();
+    plans.push(plan);
+    if (plan === "plain") guard.record(plan, false, 10, 1);
+    else guard.record(plan, true, draftMs, draftTokens);
+  }
+  return plans;
+}
+
+const gaps = (plans: StepPlan[]) => plans.flatMap((p, i) => (p === "probe" ? [i] : [])).map((at, i, all) => at - (all[i - 1] ?? at));
+
+describe("SpeculationGuard", () => {
+  it("drafts after one plain reference step while drafting pays, refreshing the reference every 16 drafting steps", () => {
+    const plans = drive(new SpeculationGuard(), 35, 12, 3);
+    expect(plans[0]).toBe("plain");
+    expect(plans.filter((p) => p === "plain")).toHaveLength(3); // steps 0, 17, 34
+    expect(plans[17]).toBe("plain");
+    expect(plans).not.toContain("probe");
+  });
+
+  it("stops after two losing drafting steps, then probes with doubling gaps up to 64 plain steps", () => {
+    const plans = drive(new SpeculationGuard(), 400, 25, 1);
+    expect(plans.slice(0, 3)).toEqual(["plain", "draft", "draft"]);
+    expect(plans.slice(3).filter((p) => p === "draft")).toHaveLength(0);
+    expect(gaps(plans).slice(1, 7)).toEqual([9, 17, 33, 65, 65, 65]);
+  });
+
+  it("a winning probe turns drafting back on", () => {
+    const guard = new SpeculationGuard();
+    drive(guard, 20, 25, 1);
+    const plans = drive(guard, 40, 12, 3);
+    const probe = plans.indexOf("probe");
+    expect(probe).toBeGreaterThanOrEqual(0);
+    expect(plans[probe + 1]).toBe("draft");
+    expect(plans.slice(probe + 1, probe + 10).every((p) => p === "draft")).toBe(true);
+  });
+
+  it("a probe that found nothing to draft stays pending", () => {
+    const guard = new SpeculationGuard();
+    drive(guard, 10, 25, 1);
+    while (guard.plan() !== "probe") guard.record("plain", false, 10, 1);
+    guard.record("probe", false, 10, 1);
+    expect(guard.plan()).toBe("probe");
+  });
+
+  it("a probe whose draft was rejected loses, however fast it ran", () => {
+    const guard = new SpeculationGuard();
+    drive(guard, 10, 25, 1);
+    while (guard.plan() !== "probe") guard.record("plain", false, 10, 1);
+    guard.record("probe", true, 1, 1);
+    expect(guard.plan()).toBe("plain");
+  });
+
+  it("is kept per target and source", () => {
+    const [a, b] = [{}, {}];
+    expect(guardFor(a, "lookup 3")).toBe(guardFor(a, "lookup 3"));
+    expect(guardFor(a, "lookup 3")).not.toBe(guardFor(a, "lookup 2"));
+    expect(guardFor(a, "lookup 3")).not.toBe(guardFor(b, "lookup 3"));
+  });
+});
+
+describe("the guard on real sessions", () => {
+  let target: DecoderModel;
+  let draft: DecoderModel;
+  beforeAll(async () => {
+    target = await DecoderModel.open(join(REFERENCE_DIR, "llama-torchscript/model.onnx"), { device: "cpu", threads: 1 });
+    draft = await DecoderModel.open(join(REFERENCE_DIR, "gpt2-torchscript/model.onnx"), { device: "cpu", threads: 1 });
+  });
+  afterAll(async () => {
+    await target?.release();
+    await draft?.release();
+  });
+
+  it("an unrelated draft model (never right) drafts in a few probes only, over two requests", async () => {
+    const generator = new Generator(target);
+    const prompt = [7, 101, 33, 250, 12, 90];
+    const plain = await generator.run(prompt, { maxTokens: 48, eosTokenIds: [] });
+    let drafting = 0;
+    for (let request = 0; request < 2; request++) {
+      const result = await generator.run(prompt, { maxTokens: 48, eosTokenIds: [], speculate: { kind: "draft", model: draft } });
+      expect(result.tokens).toEqual(plain.tokens);
+      drafting += result.stats.speculative!.callsWithDraft;
+    }
+    // Two losing steps, then probes 4, 8, 16, 32, 64 plain steps apart: at most 6 in 96 tokens, whatever the timings say.
+    expect(drafting).toBeGreaterThan(0);
+    expect(drafting).toBeLessThanOrEqual(12);
+  });
+});
