@@ -49,12 +49,14 @@ export function defaultRegistry(): PassRegistry {
         top_k: { type: "string", description: "keys per query head in sparse layers: a count or a share (12.5%)", default: "256" },
         full_layers: { type: "int", description: "leading layers that keep full attention", default: TIDAL_DEFAULTS.fullLayers },
         select_layers: { type: "string", description: "token-selection layers ([2, 13]); auto: the paper's 13/32 depth", default: "auto" },
+        kv_append_only: { type: "boolean", description: "then rewrite to the append-only KV contract (kv-append-only) where the model allows: sparse layers read only the selected past rows, no cache Concat", default: false },
       },
       create: (o) =>
         createTidalDecode({
           topK: parseBudget(String(o["top_k"]), `${TIDAL_DECODE}: top_k`),
           fullLayers: o["full_layers"] as number,
           selectLayers: parseLayers(String(o["select_layers"]), `${TIDAL_DECODE}: select_layers`),
+          appendOnly: o["kv_append_only"] === true,
         }),
     })
     .register({
@@ -66,6 +68,7 @@ export function defaultRegistry(): PassRegistry {
         kernel_size: { type: "int", description: "max-pooling width over the votes; -1: none", default: TOKEN_SELECT_DEFAULTS.kernelSize },
         selection_cache: { type: "boolean", description: "reuse the selection while consecutive queries are similar (not built yet)", default: false },
         cache_threshold: { type: "number", description: "query cosine similarity above which the selection is reused", default: 0.9 },
+        kv_append_only: { type: "boolean", description: "then rewrite to the append-only KV contract (kv-append-only) where the model allows: sparse layers read only the selected past rows, no cache Concat", default: false },
       },
       create: (o) =>
         createTokenSelect({
@@ -74,6 +77,7 @@ export function defaultRegistry(): PassRegistry {
           window: o["window"] as number,
           kernelSize: o["kernel_size"] as number,
           selectionCache: o["selection_cache"] === true ? { threshold: o["cache_threshold"] as number } : undefined,
+          appendOnly: o["kv_append_only"] === true,
         }),
     })
     .register({ name: "all-position-logits", create: createAllPositionLogits })

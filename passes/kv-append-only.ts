@@ -34,33 +34,42 @@ export function createKvAppendOnly(): Pass {
     name: PASS,
     description: "make each layer output only its new K/V rows (present_new.*); the runtime owns the growing cache",
     run(model: Model, ctx: PassContext): PassResult {
-      const graph = model.graph;
-      // Resolve every output before changing any, so a refusal leaves the model untouched.
-      let plans = planOutputs(graph);
-      if (plans.length === 0) return { changed: false, stats: { "kv-outputs-rewritten": 0 } };
-      let split = 0;
-      if (ctx.options["split_attention"] !== false) {
-        if (plans.every((p) => p.fromConcat)) {
-          split = splitCachedAttention(model, PASS);
-          plans = planOutputs(graph);
-          if (split === 0) ctx.note("split_attention: no attention block over the Concat-grown cache was recognised; attention still reads the concatenated cache");
-        } else {
-          ctx.note("split_attention: skipped, the cache is not grown by Concat in this graph (fused attention op)");
-        }
-      }
-      const S = graph.inputs.find((i) => i.name === "input_ids")?.type;
-      for (const { value, index, match, newRows } of plans) {
-        const rows = newRows();
-        graph.renameValue(rows, `present_new.${match[1]}.${match[2]}`);
-        rows.type = withSequenceDim(value.type, S?.kind === "tensor" ? S.shape?.[1] : undefined) ?? rows.type;
-        graph.setOutput(index, rows);
-        // With split attention nothing reads the whole cache any more: drop its Concat, and the
-        // copies of the past it read (TorchScript's one-input Concat) when nothing else does.
-        if (value.unused && value.producer?.op === "Concat") removeUnusedCopies(graph, value);
-      }
-      return { changed: true, stats: { "kv-outputs-rewritten": plans.length, "attention-blocks-split": split } };
+      return rewriteAppendOnly(model, { splitAttention: ctx.options["split_attention"] !== false, lowerRest: true }, (n) => ctx.note(n));
     },
   };
+}
+
+/**
+ * The pass's rewrite. `lowerRest` false leaves canonical attention nodes it does not split for a
+ * later lower-attention (a caller between lift- and lower-attention). Refuses (PipecError) with
+ * the model untouched.
+ */
+export function rewriteAppendOnly(model: Model, options: { splitAttention: boolean; lowerRest: boolean }, note: (message: string) => void): PassResult {
+  const graph = model.graph;
+  // Resolve every output before changing any, so a refusal leaves the model untouched.
+  let plans = planOutputs(graph);
+  if (plans.length === 0) return { changed: false, stats: { "kv-outputs-rewritten": 0 } };
+  let split = 0;
+  if (options.splitAttention) {
+    if (plans.every((p) => p.fromConcat)) {
+      split = splitCachedAttention(model, PASS, options.lowerRest);
+      plans = planOutputs(graph);
+      if (split === 0) note("split_attention: no attention block over the Concat-grown cache was recognised; attention still reads the concatenated cache");
+    } else {
+      note("split_attention: skipped, the cache is not grown by Concat in this graph (fused attention op)");
+    }
+  }
+  const S = graph.inputs.find((i) => i.name === "input_ids")?.type;
+  for (const { value, index, match, newRows } of plans) {
+    const rows = newRows();
+    graph.renameValue(rows, `present_new.${match[1]}.${match[2]}`);
+    rows.type = withSequenceDim(value.type, S?.kind === "tensor" ? S.shape?.[1] : undefined) ?? rows.type;
+    graph.setOutput(index, rows);
+    // With split attention nothing reads the whole cache any more: drop its Concat, and the
+    // copies of the past it read (TorchScript's one-input Concat) when nothing else does.
+    if (value.unused && value.producer?.op === "Concat") removeUnusedCopies(graph, value);
+  }
+  return { changed: true, stats: { "kv-outputs-rewritten": plans.length, "attention-blocks-split": split } };
 }
 
 interface OutputPlan {

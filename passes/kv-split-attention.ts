@@ -16,8 +16,12 @@ import type { Value } from "../compiler/ir/value.ts";
 import { isCanonical, liftAttention, lowerAttention, readCanonical } from "./attention/index.ts";
 import { dtypeOf, lowestOf } from "./attention/ops.ts";
 
-/** Lifts attention, splits every block that reads Concat(past input, new rows) for both K and V, lowers the rest. Returns the blocks split. */
-export function splitCachedAttention(model: Model, provenance: string): number {
+/**
+ * Lifts attention, splits every block that reads Concat(past input, new rows) for both K and V,
+ * lowers the rest unless `lowerRest` is false (a caller between lift- and lower-attention).
+ * Returns the blocks split.
+ */
+export function splitCachedAttention(model: Model, provenance: string, lowerRest = true): number {
   liftAttention(model);
   const graph = model.graph;
   const pastInputs = new Set(graph.inputs.filter((i) => i.name.startsWith("past_key_values.")));
@@ -34,7 +38,7 @@ export function splitCachedAttention(model: Model, provenance: string): number {
     graph.remove(node);
     split++;
   }
-  lowerAttention(model);
+  if (lowerRest) lowerAttention(model);
   return split;
 }
 

@@ -3,6 +3,7 @@ import type { Model } from "../compiler/ir/model.ts";
 import type { Value } from "../compiler/ir/value.ts";
 import type { Pass, PassContext, PassResult } from "../compiler/pass-manager/pass.ts";
 import { readCanonical } from "./attention/canonical-node.ts";
+import { appendOnlyWhereAllowed } from "./sparse-attention/append-only.ts";
 import { budgetTokens, formatBudget, type Budget } from "./sparse-attention/budget.ts";
 import { denseCanonicalNodes } from "./sparse-attention/layers.ts";
 import { SparseSite } from "./sparse-attention/site.ts";
@@ -16,6 +17,8 @@ export interface TidalDecodeOptions {
   fullLayers: number;
   /** Token-selection layers (full attention + a fresh top-k); undefined: scaled from the paper, see `defaultSelectLayers`. */
   selectLayers?: readonly number[];
+  /** Then rewrite to the append-only KV contract where the model allows (see appendOnlyWhereAllowed). */
+  appendOnly?: boolean;
 }
 
 /** The paper's settings (algorithms.md §2): sparse from layer 2, re-selection at 13 of Llama-3-8B's 32 layers, 256 tokens. */
@@ -38,8 +41,8 @@ export function defaultSelectLayers(layers: number, fullLayers: number): number[
  * masked); the layers after it attend only to those keys, gathered per head (keys and values
  * outside the selection are not read), until the next selection layer picks again. The indices
  * are an ordinary edge from the selection layer to the sparse ones: no runtime state. With a KV
- * cache the selection is among the past rows and the step's new rows are always attended too
- * (so a budget of k attends to k + 1 keys when decoding), and the sparse layers never read the
+ * cache the selection is among the past rows and the step's new row is always attended, as one
+ * of the budget's keys (the paper ranks it with the rest), and the sparse layers never read the
  * cache's Concat: composed with kv-append-only, only the selected past rows are read.
  * Decode-only: a step with more than one query (prefill) selects every key, which is dense
  * attention computed over a permutation of the keys.
@@ -54,7 +57,8 @@ export function createTidalDecode(options: Partial<TidalDecodeOptions> = {}): Pa
       const stats = tidalDecode(model, opts);
       if (stats.selection + stats.sparse === 0) ctx.note("no canonical attention layer past full_layers: run lift-attention first, or the model is too shallow");
       else ctx.note(`selection layers ${stats.selectLayers.join(", ")}; ${stats.sparse} sparse layers`);
-      return { changed: stats.sparse > 0, stats: { selection: stats.selection, sparse: stats.sparse } };
+      const appendOnly = opts.appendOnly === true && stats.sparse > 0 && appendOnlyWhereAllowed(model, ctx);
+      return { changed: stats.sparse > 0, stats: { selection: stats.selection, sparse: stats.sparse, "kv-append-only": appendOnly ? 1 : 0 } };
     },
   };
 }
@@ -93,11 +97,13 @@ export function tidalDecode(model: Model, opts: TidalDecodeOptions): TidalStats 
 
 /**
  * int64 [B, H, k]: per query head, the selectable keys with the highest pre-softmax scores.
- * With a KV cache those are the past rows (the step's new rows are attended anyway), and a
- * first step's empty past gives k = 0.
+ * With a KV cache those are the past rows (the step's new row is attended anyway, within the
+ * budget), and a first step's empty past gives k = 0.
  */
 function selectTopK(site: SparseSite, budget: Budget): Value {
   const M_1 = site.selectable_1;
-  const k_1 = site.decodeOnly(site.min(budgetTokens(site, budget), M_1), M_1);
+  // The new rows take their share of the budget (>= 1 key, and a decode step adds one row).
+  const pastBudget_1 = site.b.op.Sub(budgetTokens(site, budget), site.b.op.Sub(site.N_1, M_1));
+  const k_1 = site.decodeOnly(site.min(pastBudget_1, M_1), M_1);
   return site.topKAscending(site.selectableScores(true), k_1);
 }

@@ -2,6 +2,7 @@ import { PipecError } from "../compiler/errors.ts";
 import type { Model } from "../compiler/ir/model.ts";
 import type { Value } from "../compiler/ir/value.ts";
 import type { Pass, PassContext, PassResult } from "../compiler/pass-manager/pass.ts";
+import { appendOnlyWhereAllowed } from "./sparse-attention/append-only.ts";
 import { budgetTokens, formatBudget, type Budget } from "./sparse-attention/budget.ts";
 import { denseCanonicalNodes } from "./sparse-attention/layers.ts";
 import { SparseSite } from "./sparse-attention/site.ts";
@@ -19,6 +20,8 @@ export interface TokenSelectOptions {
   kernelSize: number;
   /** The paper's selection cache (reuse indices while consecutive queries stay similar): not built yet, refused. */
   selectionCache?: { threshold: number };
+  /** Then rewrite to the append-only KV contract where the model allows (see appendOnlyWhereAllowed). */
+  appendOnly?: boolean;
 }
 
 /** The released configuration (algorithms.md §1): n_init 128, n_local 512, top_k 2048, no pooling. */
@@ -49,7 +52,8 @@ export function createTokenSelect(options: Partial<TokenSelectOptions> = {}): Pa
     run(model: Model, ctx: PassContext): PassResult {
       const layers = tokenSelect(model, opts);
       if (layers === 0) ctx.note("no canonical attention nodes: run lift-attention first");
-      return { changed: layers > 0, stats: { layers } };
+      const appendOnly = opts.appendOnly === true && layers > 0 && appendOnlyWhereAllowed(model, ctx);
+      return { changed: layers > 0, stats: { layers, "kv-append-only": appendOnly ? 1 : 0 } };
     },
   };
 }

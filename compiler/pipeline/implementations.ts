@@ -29,6 +29,11 @@ function allParams(use: MethodUse): Record<string, string> {
   return Object.fromEntries(Object.entries(use.params).map(([k, v]) => [k, printParam(v)]));
 }
 
+/** A sparse-attention method's parameters, and the append-only KV contract where the model allows it. */
+function withAppendOnlyCache(use: MethodUse): Record<string, string> {
+  return { ...allParams(use), kv_append_only: "true" };
+}
+
 export const IMPLEMENTATIONS: Readonly<Record<string, Implementation>> = {
   "kv.full": { level: "none" },
   "attention.dense": { level: "none" },
@@ -43,8 +48,10 @@ export const IMPLEMENTATIONS: Readonly<Record<string, Implementation>> = {
   // position_ids inputs; the runtime's TokenRecycling drafts and verifies.
   "speculate.recycle": { level: "graph", pass: "tree-attention-mask", options: () => ({}), onAttention: true },
   // Sparse attention rewrites the model's attention; they compile as soon as their passes are registered.
-  "attention.tidal": { level: "graph", pass: "tidal", options: allParams, onAttention: true },
-  "attention.tokenselect": { level: "graph", pass: "tokenselect", options: allParams, onAttention: true },
+  // kv_append_only: where the model allows, the cache is append-only too, so no layer concatenates
+  // it and the sparse layers read only their selected past rows (bench/README.md, sparse section).
+  "attention.tidal": { level: "graph", pass: "tidal", options: withAppendOnlyCache, onAttention: true },
+  "attention.tokenselect": { level: "graph", pass: "tokenselect", options: withAppendOnlyCache, onAttention: true },
   // StreamingLLM: the graph attends to sinks + window; the driver passes the same numbers to the runtime, which evicts.
   "kv.streaming": { level: "graph", pass: "streaming-llm", options: allParams, onAttention: true },
 };

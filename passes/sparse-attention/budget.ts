@@ -19,12 +19,13 @@ export function formatBudget(budget: Budget): string {
   return "tokens" in budget ? String(budget.tokens) : `${budget.percent}%`;
 }
 
-/** int64 [1]: the budget in keys at this step's context length N (a share rounds up). */
+/** int64 [1]: the budget in keys at this step's context length (the keys visible to it; a share rounds up). */
 export function budgetTokens(site: SparseSite, budget: Budget): Value {
   const b = site.b;
   if ("tokens" in budget) return b.int64([budget.tokens]);
+  const N_1 = site.visible_1();
   // ceil(N * percent / 100) in integers: percent carries at most 3 decimals.
   const numerator = Math.round(budget.percent * 1000);
   const denominator = 100_000;
-  return b.op.Div(b.op.Add(b.op.Mul(site.N_1, b.int64([numerator])), b.int64([denominator - 1])), b.int64([denominator]));
+  return b.op.Div(b.op.Add(b.op.Mul(N_1, b.int64([numerator])), b.int64([denominator - 1])), b.int64([denominator]));
 }

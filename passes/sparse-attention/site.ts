@@ -148,6 +148,23 @@ export class SparseSite {
     return scores_BHM;
   }
 
+  /**
+   * int64 [1]: keys the step's last query may see. A percentage budget is a share of these: an
+   * append-only cache feeds its whole buffer and masks the spare rows, which are not context.
+   * The canonical bias is 0 where visible and a large negative where not.
+   */
+  visible_1(): Value {
+    const bias = this.bias();
+    if (!bias) return this.N_1;
+    const b = this.b;
+    const row = b.op.Gather(bias, this.scalar(b.op.Sub(this.T_1, b.int64([1]))), { axis: 2 });
+    const seen = b.op.Cast(b.op.Not(b.op.Less(row, b.float32(0))), { to: DataType.FLOAT });
+    // The count as the mean over the keys times N (ReduceMean takes its axes as an input from opset 18).
+    const mean = this.ops.opset >= 18 ? b.op.ReduceMean(seen, b.int64([-1]), { keepdims: 0 }) : b.op.ReduceMean(seen, { axes: [-1], keepdims: 0 });
+    const perRow = b.op.Mul(b.op.ReduceMax(mean, { keepdims: 0 }), b.op.Cast(this.N_1, { to: DataType.FLOAT }));
+    return b.op.Reshape(b.op.Cast(b.op.Round(perRow), { to: DataType.INT64 }), b.int64([1]));
+  }
+
   /** The bias over the selectable keys [.., T, M] (the past part with a cache). */
   private selectableBias(): Value | undefined {
     const bias = this.bias();
