@@ -85,13 +85,14 @@ export interface KeyBlock {
  * float32 attention [B, H, T, D] of the queries over two blocks of keys, `first` then `rows`
  * ([B, Hkv, S, D]), with one softmax over both: neither block is copied or repeated to H heads
  * (the G query heads of one block head are stacked as rows). `bias`: additive, over [.., T, M + S].
+ * `firstScores`: Q.K^T of the first block [B, L, (H/L)·T, M], unscaled, when the caller has it.
  */
 export function attendTwoBlocks(
   b: Builder,
   query_BHTD: Value,
   first: KeyBlock,
   rows: { key: Value; value: Value },
-  attrs: { num_heads: number; kv_num_heads: number; scale: number; bias?: Value },
+  attrs: { num_heads: number; kv_num_heads: number; scale: number; bias?: Value; firstScores?: Value },
 ): Value {
   const H = attrs.num_heads;
   const L = first.heads;
@@ -105,7 +106,8 @@ export function attendTwoBlocks(
 
   // Scores side by side in the first block's head layout, [B, L, (H/L)·T, M + S].
   const rowScores_BHTS = toHeads(b.op.MatMul(toBlockHeads(query_BHTD, Hkv), keyT(rows.key)), Hkv);
-  const scores_BLgN = b.op.Concat(b.op.MatMul(toBlockHeads(query_BHTD, L), keyT(first.key)), toBlockHeads(rowScores_BHTS, L), { axis: -1 });
+  const firstScores_BLgM = attrs.firstScores ?? b.op.MatMul(toBlockHeads(query_BHTD, L), keyT(first.key));
+  const scores_BLgN = b.op.Concat(firstScores_BLgM, toBlockHeads(rowScores_BHTS, L), { axis: -1 });
   let scores_BHTN = toHeads(scores_BLgN, L);
   if (attrs.scale !== 1) scores_BHTN = b.op.Mul(scores_BHTN, b.float32(attrs.scale));
   if (attrs.bias) scores_BHTN = b.op.Add(scores_BHTN, attrs.bias);

@@ -58,8 +58,13 @@ describe("tidal layer roles", () => {
     const stats = tidalDecode(model, { topK: { tokens: 8 }, fullLayers: 2 });
     expect(stats).toEqual({ selectLayers: [2, 7], selection: 2, sparse: 12 });
     const sparseLayers = [3, 4, 5, 6, 8, 9, 10, 11, 12, 13, 14, 15];
-    // The full and selection layers stay canonical (dense); the sparse ones become two-block attention.
-    expect(model.graph.nodeArray().filter((n) => isCanonical(n)).map((n) => readCanonical(n).layer)).toEqual([0, 1, 2, 7]);
+    // The full layers stay canonical; the selection layers attend densely over past and new rows
+    // as two blocks, their past keys read once (by the attention's scores, which the top-k reuses).
+    expect(model.graph.nodeArray().filter((n) => isCanonical(n)).map((n) => readCanonical(n).layer)).toEqual([0, 1]);
+    for (const layer of [2, 7]) {
+      const past = model.graph.inputs.find((i) => i.name === `past_key_values.${layer}.key`)!;
+      expect(past.uses.map((u) => u.node.op).filter((op) => op !== "Shape").sort()).toEqual(["Concat", "Transpose"]);
+    }
     for (const layer of sparseLayers) {
       for (const kind of ["key", "value"]) {
         const past = model.graph.inputs.find((i) => i.name === `past_key_values.${layer}.${kind}`)!;

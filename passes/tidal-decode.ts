@@ -105,5 +105,7 @@ function selectTopK(site: SparseSite, budget: Budget): Value {
   // The new rows take their share of the budget (>= 1 key, and a decode step adds one row).
   const pastBudget_1 = site.b.op.Sub(budgetTokens(site, budget), site.b.op.Sub(site.N_1, M_1));
   const k_1 = site.decodeOnly(site.min(pastBudget_1, M_1), M_1);
-  return site.topKAscending(site.selectableScores(true), k_1);
+  const select = (scores_BHM: Value) => site.topKAscending(scores_BHM, k_1);
+  // With a cache the layer's own attention scores the past: its K is read once.
+  return site.attendDenseSelecting(select) ?? select(site.selectableScores(true));
 }

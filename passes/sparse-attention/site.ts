@@ -165,6 +165,35 @@ export class SparseSite {
     return b.op.Reshape(b.op.Cast(b.op.Round(perRow), { to: DataType.INT64 }), b.int64([1]));
   }
 
+  /**
+   * With a cache in float32: replaces the node by dense attention over the past and new rows as
+   * two blocks (as kv-append-only's split would) and returns what `select` makes of the
+   * selectable scores [B, H, M] of the step's last query, taken from that attention's own
+   * past-block scores, so a selection layer reads the past keys once. Undefined (node
+   * untouched) otherwise.
+   */
+  attendDenseSelecting(select: (scores_BHM: Value) => Value): Value | undefined {
+    if (!this.cache || dtypeOf(this.query_BHTD) !== DataType.FLOAT) return undefined;
+    const b = this.b;
+    const { num_heads: H, kv_num_heads: Hkv } = this.attrs;
+    const bias = this.bias();
+    const pastBias = this.selectableBias();
+    const query_BHkvGTD = this.groups > 1 ? b.op.Reshape(this.query_BHTD, b.int64([0, Hkv, -1, 0])) : this.query_BHTD;
+    const pastScores_BHkvGTM = b.op.MatMul(query_BHkvGTD, b.op.Transpose(this.cache.key.past, { perm: [0, 1, 3, 2] }));
+    // Explicit [B, H, T, M]: -1 is ambiguous when the past is empty (M = 0).
+    const pastScores_BHTM = this.groups > 1 ? b.op.Reshape(pastScores_BHkvGTM, b.op.Concat(b.int64([0, H]), this.T_1, this.selectable_1, { axis: 0 })) : pastScores_BHkvGTM;
+    const last = this.scalar(b.op.Sub(this.T_1, b.int64([1])));
+    let selectable_BHM = b.op.Mul(b.op.Gather(pastScores_BHTM, last, { axis: 2 }), b.float32(this.attrs.scale));
+    if (pastBias) selectable_BHM = b.op.Add(selectable_BHM, b.op.Gather(pastBias, last, { axis: 2 }));
+    const first = { key: this.cache.key.past, value: this.cache.value.past, heads: Hkv };
+    const rows = { key: this.cache.key.rows, value: this.cache.value.rows };
+    const out = attendTwoBlocks(b, this.query_BHTD, first, rows, { ...this.attrs, bias, firstScores: pastScores_BHkvGTM });
+    const selected = select(selectable_BHM); // built before the node goes: the builder inserts before it
+    this.node.output(0).replaceAllUsesWith(out);
+    this.node.graph!.remove(this.node);
+    return selected;
+  }
+
   /** The bias over the selectable keys [.., T, M] (the past part with a cache). */
   private selectableBias(): Value | undefined {
     const bias = this.bias();
