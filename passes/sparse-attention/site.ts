@@ -129,8 +129,8 @@ export class SparseSite {
   /**
    * float32 [B, H, M]: scale * q.k for the step's last query against every selectable key (the
    * past rows with a cache, else all N; bias added when `masked`). K is read once per KV head,
-   * never transposed or repeated: K [B,Hkv,M,D] times the group's queries [B,Hkv,D,G]. In a
-   * decode step the last query is the only one.
+   * never repeated: the group's queries [B,Hkv,G,D] times K^T. In a decode step the last query
+   * is the only one.
    */
   selectableScores(masked: boolean): Value {
     const b = this.b;
@@ -139,10 +139,14 @@ export class SparseSite {
     const widen = (x: Value) => (dtypeOf(x) === DataType.FLOAT16 ? b.op.Cast(x, { to: DataType.FLOAT }) : x);
     const last = this.scalar(b.op.Sub(this.T_1, b.int64([1])));
     const query_BHD = b.op.Gather(widen(this.query_BHTD), last, { axis: 2 });
-    const query_BHkvDG = b.op.Transpose(b.op.Reshape(query_BHD, b.int64([0, Hkv, this.groups, -1])), { perm: [0, 1, 3, 2] });
-    const scores_BHkvMG = b.op.MatMul(widen(this.cache?.key.past ?? this.key_BHkvND), query_BHkvDG);
-    const scores_BHkvGM = b.op.Transpose(scores_BHkvMG, { perm: [0, 1, 3, 2] });
-    let scores_BHM = b.op.Mul(b.op.Reshape(scores_BHkvGM, b.int64([0, H, -1])), b.float32(this.attrs.scale));
+    // q.K^T with K transposed in the MatMul (onnxruntime fuses it into one GEMM with transB):
+    // as K.q it is a one-column GEMM, markedly slower (profiled: 31 vs 18 ms of a 16-layer 8K step).
+    const query_BHkvGD = b.op.Reshape(query_BHD, b.int64([0, Hkv, this.groups, -1]));
+    const keyT_BHkvDM = b.op.Transpose(widen(this.cache?.key.past ?? this.key_BHkvND), { perm: [0, 1, 3, 2] });
+    const scores_BHkvGM = b.op.MatMul(query_BHkvGD, keyT_BHkvDM);
+    // Explicit [B, H, M]: -1 is ambiguous when M = 0 (a first step's empty past).
+    const shape_BHM = b.op.Concat(b.int64([0, H]), this.selectable_1, { axis: 0 });
+    let scores_BHM = b.op.Mul(b.op.Reshape(scores_BHkvGM, shape_BHM), b.float32(this.attrs.scale));
     const bias = masked ? this.selectableBias() : undefined;
     if (bias) scores_BHM = b.op.Add(scores_BHM, b.op.Gather(bias, last, { axis: 2 }));
     return scores_BHM;
