@@ -31,15 +31,25 @@ describe("SpeculationGuard", () => {
   });
 
   it("stops after two losing drafting steps, then probes with doubling gaps up to 64 plain steps", () => {
-    const plans = drive(new SpeculationGuard(), 400, 25, 1);
+    const plans = drive(new SpeculationGuard(), 400, 10.1, 1);
     expect(plans.slice(0, 3)).toEqual(["plain", "draft", "draft"]);
     expect(plans.slice(3).filter((p) => p === "draft")).toHaveLength(0);
     expect(gaps(plans).slice(1, 7)).toEqual([9, 17, 33, 65, 65, 65]);
   });
 
+  it("a probe that cost much more than plain steps waits until its excess is 2% of the plain time since", () => {
+    const guard = new SpeculationGuard();
+    drive(guard, 10, 10.1, 1);
+    while (guard.plan() !== "probe") guard.record("plain", false, 10, 1);
+    guard.record("probe", true, 30, 1); // two plain steps' worth of excess: 100 steps of wait
+    const plans = drive(guard, 102, 10, 1);
+    expect(plans.indexOf("probe")).toBeGreaterThanOrEqual(100);
+    expect(plans.indexOf("probe")).toBeLessThanOrEqual(101); // 2 / 0.02 in floating point
+  });
+
   it("a winning probe turns drafting back on", () => {
     const guard = new SpeculationGuard();
-    drive(guard, 20, 25, 1);
+    drive(guard, 20, 10.1, 1);
     const plans = drive(guard, 40, 12, 3);
     const probe = plans.indexOf("probe");
     expect(probe).toBeGreaterThanOrEqual(0);
@@ -49,7 +59,7 @@ describe("SpeculationGuard", () => {
 
   it("a probe that found nothing to draft stays pending", () => {
     const guard = new SpeculationGuard();
-    drive(guard, 10, 25, 1);
+    drive(guard, 10, 10.1, 1);
     while (guard.plan() !== "probe") guard.record("plain", false, 10, 1);
     guard.record("probe", false, 10, 1);
     expect(guard.plan()).toBe("probe");
@@ -57,7 +67,7 @@ describe("SpeculationGuard", () => {
 
   it("a probe whose draft was rejected loses, however fast it ran", () => {
     const guard = new SpeculationGuard();
-    drive(guard, 10, 25, 1);
+    drive(guard, 10, 10.1, 1);
     while (guard.plan() !== "probe") guard.record("plain", false, 10, 1);
     guard.record("probe", true, 1, 1);
     expect(guard.plan()).toBe("plain");

@@ -4,12 +4,19 @@
 // times every step, speculative and plain alike, and lets drafting continue only while it
 // yields tokens faster than plain steps do. While drafting is off, a short probe now and then
 // asks again; each probe that loses doubles the wait before the next one, so a source that
-// never pays costs a few probes per hundred tokens. One guard serves every draft source and
+// never pays costs at most a few per cent. One guard serves every draft source and
 // is kept per target and source across requests, so what one request learned the next one uses.
 
 /** Plain steps before the first re-probe; the wait doubles after each losing probe, up to the cap. */
 const FIRST_GAP = 4;
-const MAX_GAP = 64;
+const MAX_DOUBLED_GAP = 64;
+/**
+ * A losing probe also waits long enough that its excess over plain steps is at most this share
+ * of the plain time until the next one: a draft model's probe pays a catch-up call over every
+ * token since the last, which on a tiny target costs several plain steps.
+ */
+const PROBE_BUDGET = 0.02;
+const MAX_GAP = 512;
 /** While drafting, a forced plain step when no plain step was timed for this many steps, so the reference stays current. */
 const PLAIN_REFRESH = 16;
 /** Old steps fade by this factor per new one (steps of one kind). */
@@ -79,7 +86,8 @@ export class SpeculationGuard {
         this.gap = FIRST_GAP;
         this.drafting.restart(ms, tokens);
       } else {
-        this.gap = Math.min(2 * this.gap, MAX_GAP);
+        const excessSteps = (ms - tokens * this.plain.value) / this.plain.value;
+        this.gap = Math.min(MAX_GAP, Math.max(Math.min(2 * this.gap, MAX_DOUBLED_GAP), Math.ceil(excessSteps / PROBE_BUDGET)));
       }
       return;
     }
