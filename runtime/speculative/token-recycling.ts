@@ -8,10 +8,10 @@
 // The paper's 80-node tree assumes a GPU, where 81 tokens cost one token's time. On a CPU a
 // call's cost grows with its tokens, so the tree is cut to the subtree with the most expected
 // tokens per millisecond, from call costs measured on this machine and each node's observed
-// acceptance rate, re-chosen every step (no draft at all when plain decoding is faster). A
-// guard compares whole steps as they run, host work included, and stops drafting when tree
-// steps cost more per token than plain ones. The matrix, the costs and what the policy learned
-// are kept per model across requests. A model compiled with tree-attention-mask runs ordinary
+// acceptance rate, re-chosen every step (no draft at all when plain decoding is faster). The
+// guard every draft source shares (guard.ts) compares whole steps as they run, host work
+// included, and stops drafting when tree steps cost more per token than plain ones. The matrix,
+// the costs and what the policy learned are kept per model across requests. A model compiled with tree-attention-mask runs ordinary
 // steps too (the runtime feeds a chain mask).
 import type * as ort from "onnxruntime-node";
 import type { DecoderModel, DecoderSequence } from "../decoder.ts";
@@ -19,6 +19,7 @@ import { RuntimeError } from "../errors.ts";
 import type { LogitsProcessor } from "../sampling/processors.ts";
 import type { SamplingConfig } from "../sampling/sampler.ts";
 import { floatData, readFloatRow } from "../tensors.ts";
+import { PROBE_TOKENS, SpeculationGuard, type StepPlan } from "./guard.ts";
 import type { SpeculativeStats } from "./stats.ts";
 import { SpeculativeTally } from "./stats.ts";
 
@@ -157,16 +158,16 @@ export class MeasuredCost implements CallCost {
 const costs = new WeakMap<DecoderModel, CallCost>();
 const matrices = new WeakMap<DecoderModel, AdjacencyMatrix>();
 
-/** What the policy learns about a model (per-node acceptance, observed step times); kept across requests like the matrix. */
+/** What the policy learns about a model (per-node acceptance, whether trees pay); kept across requests like the matrix. */
 interface Learned {
   acceptance: NodeAcceptance;
-  observed: { tree: MsPerToken; plain: MsPerToken };
+  guard: SpeculationGuard;
 }
 
 const learnedForPaperTree = new WeakMap<DecoderModel, Learned>();
 
 function freshLearned(template: TreeTemplate): Learned {
-  return { acceptance: new NodeAcceptance(template), observed: { tree: new MsPerToken(), plain: new MsPerToken() } };
+  return { acceptance: new NodeAcceptance(template), guard: new SpeculationGuard() };
 }
 
 /** The model's adjacency matrix, made on first use and kept for every later request ("hot start"). */
@@ -175,27 +176,6 @@ export function adjacencyFor(model: DecoderModel, vocabSize: number, k = RECYCLE
   if (!matrix || matrix.k !== k || matrix.vocabSize !== vocabSize) matrices.set(model, (matrix = new AdjacencyMatrix(vocabSize, k)));
   return matrix;
 }
-
-/** A running (fading) average of milliseconds per generated token. */
-class MsPerToken {
-  private ms = 0;
-  private tokens = 0;
-  private steps = 0;
-
-  record(ms: number, tokens: number): void {
-    this.ms = this.ms * FADE + ms;
-    this.tokens = this.tokens * FADE + tokens;
-    this.steps++;
-  }
-
-  /** True once both have a few steps and this one costs more per token than `other` does. */
-  slowerThan(other: MsPerToken): boolean {
-    return this.steps >= MIN_STEPS && other.steps >= MIN_STEPS && this.ms / this.tokens > other.ms / other.tokens;
-  }
-}
-
-const FADE = 0.9;
-const MIN_STEPS = 4;
 
 /** Per template node: how often it matched the target, given its parent was on the accepted path. */
 class NodeAcceptance {
@@ -217,10 +197,6 @@ class NodeAcceptance {
     if (accepted) this.hits[node]! += 1;
   }
 }
-
-/** Every this-many-th step does what the policy did not choose: a plain step while drafting, a short rank-0 chain while not. */
-const PROBE_EVERY = 8;
-const PROBE_DEPTH = 3;
 
 export interface RecycleOptions {
   /** Draft nodes verified per call: a number caps the template (BFS order); "auto" lets the cost model choose every step. */
@@ -247,8 +223,8 @@ export class TokenRecycling {
   private readonly row: Float32Array;
   private cost?: CallCost;
   private draftMs = 0;
-  /** Steps taken with the automatic tree size (every PROBE_EVERY-th explores). */
-  private steps = 0;
+  /** What the guard planned for the current step; absent for a fixed tree size. */
+  private plan?: StepPlan;
 
   constructor(
     private readonly sequence: DecoderSequence,
@@ -303,7 +279,7 @@ export class TokenRecycling {
     if (path.every((node, i) => node === i)) this.sequence.truncate(start + path.length);
     else this.sequence.gather([...range(start), ...path.map((i) => start + i)], start + path.length);
     this.tally.record(nodes.length - 1, path.length - 1, performance.now() - t1);
-    (nodes.length > 1 ? this.learned.observed.tree : this.learned.observed.plain).record(performance.now() - t0, path.length);
+    if (this.plan) this.learned.guard.record(this.plan, nodes.length > 1, performance.now() - t0, path.length);
     this.learn(nodes, parents, path);
     return [...path.slice(1).map((i) => ids[i]!), greedy[path[path.length - 1]!]!];
   }
@@ -326,12 +302,17 @@ export class TokenRecycling {
     else {
       this.cost ??= costs.get(this.sequence.model) ?? (await MeasuredCost.measure(this.sequence, token, size));
       costs.set(this.sequence.model, this.cost);
-      drafts = this.bestSubtree(eligible, this.cost);
-      // The cost line prices session time only; when whole tree steps (host work included) turn
-      // out slower per token than plain ones, stop. Every PROBE_EVERY-th step does the other
-      // thing (a plain step, or a short probe chain), so both averages stay current.
-      if (this.learned.observed.tree.slowerThan(this.learned.observed.plain)) drafts = [];
-      if (++this.steps % PROBE_EVERY === 0) drafts = drafts.length > 0 ? [] : this.firstChildChain(Math.min(PROBE_DEPTH, limit));
+      // The guard decides whether a tree is verified (from whole steps, host work included),
+      // the cost curve how large: at least the rank-0 chain a probe verifies, since the guard
+      // measured that trees pay.
+      this.plan = this.learned.guard.plan();
+      const chain = this.firstChildChain(Math.min(PROBE_TOKENS, limit));
+      if (this.plan === "plain") drafts = [];
+      else if (this.plan === "probe") drafts = chain;
+      else {
+        drafts = this.bestSubtree(eligible, this.cost);
+        if (drafts.length < chain.length) drafts = chain;
+      }
     }
     // Template order puts parents first, so a prefix is still a tree.
     return [0, ...drafts.slice(0, room)];
