@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import type { Model } from "../compiler/ir/model.ts";
 import { buildZooModel, llamaConfig } from "../compiler/zoo/index.ts";
 import { defaultRegistry } from "./index.ts";
-import { APPEND_ONLY_CASES, thenAppendOnly } from "./sparse-attention/append-only.test-support.ts";
+import { APPEND_ONLY_CASES, spareRowsDiff, thenAppendOnly } from "./sparse-attention/append-only.test-support.ts";
 import { isCanonical, readCanonical } from "./attention/canonical-node.ts";
 import { liftAttention } from "./attention/lift.ts";
 import { HAVE_SHARED, SKIP_SHARED_REASON } from "../test/helpers/fixtures.ts";
@@ -115,4 +115,12 @@ describe("tidal composed with kv-append-only (no cache Concat left) with a cover
       expect(r.diff).toBeLessThanOrEqual(EXACT);
     });
   }
+});
+
+describe("tidal on an append-only buffer", () => {
+  it("ignores the buffer's masked spare rows: a step equals the one fed just the cache (small budget)", async () => {
+    const model = buildZooModel(llamaConfig({ layers: 4 }));
+    sparsify(model, thenAppendOnly((m) => tidalDecode(m, { topK: { percent: 25 }, fullLayers: 1, selectLayers: [1] }).sparse));
+    expect(await spareRowsDiff(model, 40, 24)).toBeLessThanOrEqual(EXACT);
+  });
 });

@@ -8,7 +8,7 @@ import { seededFeeds } from "../test/helpers/ort-inputs.ts";
 import { modelBytes } from "../test/helpers/ort-parity.ts";
 import { exactness, keepRows, maxOutputDiff, projectExactnessCases, runStep, sharedExactnessCases, sparsify } from "../test/helpers/sparse-parity.ts";
 import { defaultRegistry } from "./index.ts";
-import { APPEND_ONLY_CASES, thenAppendOnly } from "./sparse-attention/append-only.test-support.ts";
+import { APPEND_ONLY_CASES, spareRowsDiff, thenAppendOnly } from "./sparse-attention/append-only.test-support.ts";
 import { createTokenSelect, TOKEN_SELECT, tokenSelect, type TokenSelectOptions } from "./token-select.ts";
 
 const EXACT = 1e-5;
@@ -109,4 +109,12 @@ describe("tokenselect composed with kv-append-only (no cache Concat left) with a
       expect(r.diff).toBeLessThanOrEqual(EXACT);
     });
   }
+});
+
+describe("tokenselect on an append-only buffer", () => {
+  it("ignores the buffer's masked spare rows: the window ends at the last cached row (small budget)", async () => {
+    const model = buildZooModel(llamaConfig({ layers: 2 }));
+    sparsify(model, thenAppendOnly((m) => tokenSelect(m, { topK: { percent: 12.5 }, sinks: 2, window: 4, kernelSize: -1 })));
+    expect(await spareRowsDiff(model, 40, 24)).toBeLessThanOrEqual(EXACT);
+  });
 });

@@ -77,10 +77,13 @@ function selectKeys(site: SparseSite, opts: TokenSelectOptions): Value {
   const M_1 = site.selectable_1;
   const zero_1 = b.int64([0]);
   const newRows_1 = b.op.Sub(site.N_1, M_1);
+  // The window ends at the last visible selectable row: an append-only cache's buffer holds its
+  // rows as a prefix and masks the spare rows after them.
+  const filled_1 = site.min(b.op.Sub(site.visible_1(), newRows_1), M_1);
   const pastWindow_1 = b.op.Sub(b.int64([opts.window]), site.min(newRows_1, b.int64([opts.window])));
-  const sinks_1 = site.min(b.int64([opts.sinks]), M_1);
-  const window_1 = site.min(pastWindow_1, b.op.Sub(M_1, sinks_1));
-  const windowStart_1 = b.op.Sub(M_1, window_1);
+  const sinks_1 = site.min(b.int64([opts.sinks]), filled_1);
+  const window_1 = site.min(pastWindow_1, b.op.Sub(filled_1, sinks_1));
+  const windowStart_1 = b.op.Sub(filled_1, window_1);
   const middle_1 = b.op.Sub(windowStart_1, sinks_1);
   const chosen_1 = site.decodeOnly(site.min(budgetTokens(site, opts.topK), middle_1), middle_1);
 
@@ -94,7 +97,7 @@ function selectKeys(site: SparseSite, opts: TokenSelectOptions): Value {
   // Sinks and window are kept anyway; -1 ranks them below every middle vote (all >= 0).
   const middleVotes_M = b.op.Where(isMiddle_M, votes_M, b.float32(-1));
   const selected_K = site.topKAscending(middleVotes_M, chosen_1);
-  return b.op.Concat(site.range(zero_1, sinks_1), selected_K, site.range(windowStart_1, M_1), { axis: 0 });
+  return b.op.Concat(site.range(zero_1, sinks_1), selected_K, site.range(windowStart_1, filled_1), { axis: 0 });
 }
 
 function reduceSum(site: SparseSite, x: Value, axes: number[]): Value {
