@@ -10,15 +10,16 @@ import { attendTwoBlocks, cacheConcat, type CacheRows } from "../kv-split-attent
 
 /**
  * One canonical attention node a sparse pass rewrites. The selection subgraphs are built from
- * here (inserted before the node); `attendShared` / `attendPerHead` then replace the node by a
- * canonical node over the gathered keys and values only, so lower-attention never reads the rest.
- * Causality and the node's mask travel as one additive bias gathered with the keys: a gathered
- * key keeps exactly the visibility it had.
+ * here (inserted before the node); `attendShared` / `attendPerHead` then replace the node by
+ * attention over the gathered keys and values only, so nothing reads the rest. Causality and
+ * the node's mask travel as one additive bias gathered with the keys: a gathered key keeps
+ * exactly the visibility it had.
  *
- * With `splitCache`, when K and V are Concat(past input, new rows) (a decoder's KV cache), the site never reads
- * their Concat: the selection scores the PAST rows only, the gather reads the past buffer, and the
- * step's own S new rows (the most recent window) are always attended, appended after the gathered
- * rows. The Concat is then left to the present output alone, which kv-append-only drops.
+ * With `splitCache`, when K and V are Concat(past input, new rows) (a decoder's KV cache), the
+ * site never reads that Concat: selections choose among the PAST rows, gathers read the past
+ * buffer, and the step's S new rows (the most recent ones) are always attended, as a second
+ * score block (float32; a Concat after the gathered rows otherwise). The cache Concat is then
+ * left to the present output alone, which kv-append-only drops.
  *
  * Lengths are kept as int64 tensors of shape [1] (TopK and Concat want them so); `scalar` turns
  * one into the scalar Range needs.
