@@ -294,25 +294,22 @@ export class TokenRecycling {
   private async chooseNodes(token: number, limit: number): Promise<number[]> {
     const { depths, size } = this.template;
     const room = this.sequence.model.maxPositions === undefined ? Infinity : this.sequence.model.maxPositions - this.sequence.length - 1;
+    this.plan = undefined;
     if (room < 1) return [0];
-    const eligible = range(size).filter((n) => n > 0 && depths[n]! <= limit);
     const tree = this.options.tree ?? "auto";
     let drafts: number[];
-    if (tree !== "auto") drafts = eligible.slice(0, tree);
+    if (tree !== "auto") drafts = range(size).filter((n) => n > 0 && depths[n]! <= limit).slice(0, tree);
     else {
       this.cost ??= costs.get(this.sequence.model) ?? (await MeasuredCost.measure(this.sequence, token, size));
       costs.set(this.sequence.model, this.cost);
       // The guard decides whether a tree is verified (from whole steps, host work included),
       // the cost curve how large: at least the rank-0 chain a probe verifies, since the guard
-      // measured that trees pay.
+      // measured that trees pay. A plain step does no planning: on a tiny model it would show.
       this.plan = this.learned.guard.plan();
+      if (this.plan === "plain") return [0];
       const chain = this.firstChildChain(Math.min(PROBE_TOKENS, limit));
-      if (this.plan === "plain") drafts = [];
-      else if (this.plan === "probe") drafts = chain;
-      else {
-        drafts = this.bestSubtree(eligible, this.cost);
-        if (drafts.length < chain.length) drafts = chain;
-      }
+      drafts = this.plan === "probe" ? chain : this.bestSubtree(range(size).filter((n) => n > 0 && depths[n]! <= limit), this.cost);
+      if (drafts.length < chain.length) drafts = chain;
     }
     // Template order puts parents first, so a prefix is still a tree.
     return [0, ...drafts.slice(0, room)];
