@@ -5,6 +5,9 @@
 //                      (the runtime owns a buffer of capacity C; rows past the cache length are masked)
 //   genai GPT-2:       past_{i} [2,B,H,P,D] -> present_{i} [2,B,H,T,D] (K and V stacked)
 //   recurrent state:   any other past_X -> present_X pair (e.g. LFM2's past_conv.{i}), carried opaquely
+//   selection cache:   tokenselect_cached_fingerprint.{i} [F], tokenselect_cached_indices.{i} [K]
+//                      -> tokenselect_fingerprint.{i}, tokenselect_indices.{i}, tokenselect_reused.{i}
+//                      (TokenSelect with selection_cache; see cache/selection-cache.ts)
 import type * as ort from "onnxruntime-node";
 import { RuntimeError } from "./errors.ts";
 import { TREE_MASK_INPUT } from "./tree-attention.ts";
@@ -36,10 +39,23 @@ export interface DecoderContract {
   logits: string;
   /** V when the model declares it as a number. */
   vocabSize?: number;
+  /** In-graph top-k of the logits (the logits-topk pass): ids [B, S, k] int64, likeliest first. */
+  topkIndices?: { name: string; k: number };
+  /** In-graph argmax of the logits (the logits-topk pass): ids [B, S] int64. */
+  argmax?: string;
   kvMode: KvMode;
   kv: KvSlot[];
   recurrent: StateSlot[];
+  /** Layers compiled with TokenSelect's selection cache, each with its fingerprint size F. */
+  selectionCache: SelectionCacheSlot[];
 }
+
+export interface SelectionCacheSlot {
+  layer: number;
+  fingerprintSize: number;
+}
+
+const SELECTION_CACHE_INPUT = /^tokenselect_cached_(fingerprint|indices)\.(\d+)$/;
 
 const KV_INPUT = /^past_key_values\.(\d+)\.(key|value)$|^past_(\d+)$/;
 
@@ -83,10 +99,12 @@ export function readContract(session: ort.InferenceSession): DecoderContract {
     kvMode: "present",
     kv: [],
     recurrent: [],
+    selectionCache: [],
   };
   const logitsShape = tensorMeta(session.outputMetadata, "logits").shape;
   const V = logitsShape[logitsShape.length - 1];
   if (typeof V === "number") contract.vocabSize = V;
+  readTopOutputs(session, contract);
 
   const modes = new Set<KvMode>();
   for (const name of session.inputNames) {
@@ -95,6 +113,7 @@ export function readContract(session: ort.InferenceSession): DecoderContract {
     else if (name === "position_ids") contract.positionType = asIntType(name, tensorMeta(inputs, name).type);
     else if (name === "use_cache_branch") contract.hasCacheBranchFlag = true;
     else if (name === TREE_MASK_INPUT) contract.hasTreeMask = true;
+    else if (SELECTION_CACHE_INPUT.test(name)) readSelectionCacheInput(session, name, contract);
     else if (name.startsWith("past")) {
       const meta = tensorMeta(inputs, name);
       const pair = presentNameFor(name, outputNames);
@@ -109,7 +128,7 @@ export function readContract(session: ort.InferenceSession): DecoderContract {
         contract.recurrent.push({ input: name, output: pair.output, type, dims: stateDims(name, meta.shape, 0) });
       }
     } else {
-      throw new RuntimeError("unsupported-model", `model input ${name} is not one the runtime knows how to feed (expected input_ids, attention_mask, position_ids, tree_attention_mask, past_*)`);
+      throw new RuntimeError("unsupported-model", `model input ${name} is not one the runtime knows how to feed (expected input_ids, attention_mask, position_ids, tree_attention_mask, past_*, tokenselect_cached_*)`);
     }
   }
   if (modes.size > 1) throw new RuntimeError("unsupported-model", "model mixes present.* and present_new.* outputs; a cache is either fully returned or fully append-only");
@@ -121,4 +140,31 @@ export function readContract(session: ort.InferenceSession): DecoderContract {
     if (contract.hasTreeMask) throw new RuntimeError("unsupported-model", "a tree_attention_mask covers past + new rows, but an append-only model attends over its whole buffer; compile tree attention without kv-append-only");
   }
   return contract;
+}
+
+/** Output names the logits-topk pass gives its results (the runtime reads names, it imports no pass). */
+const TOPK_INDICES_OUTPUT = "logits_topk_indices";
+const ARGMAX_OUTPUT = "logits_argmax";
+
+/** Records the in-graph argmax/top-k outputs when the model has them with int64 ids and a fixed k. */
+function readTopOutputs(session: ort.InferenceSession, contract: DecoderContract): void {
+  const meta = (name: string) => session.outputMetadata.find((m) => m.name === name);
+  const indices = meta(TOPK_INDICES_OUTPUT);
+  const k = indices?.isTensor ? indices.shape[indices.shape.length - 1] : undefined;
+  if (indices?.isTensor && indices.type === "int64" && typeof k === "number" && k > 0) contract.topkIndices = { name: TOPK_INDICES_OUTPUT, k };
+  const argmax = meta(ARGMAX_OUTPUT);
+  if (argmax?.isTensor && argmax.type === "int64") contract.argmax = ARGMAX_OUTPUT;
+}
+
+/** A selection cache layer's inputs come in pairs with their outputs; the fingerprint's size is fixed (the runtime feeds zeros for none). */
+function readSelectionCacheInput(session: ort.InferenceSession, name: string, contract: DecoderContract): void {
+  const [, kind, layerText] = SELECTION_CACHE_INPUT.exec(name)!;
+  const layer = Number(layerText);
+  for (const output of [`tokenselect_fingerprint.${layer}`, `tokenselect_indices.${layer}`, `tokenselect_reused.${layer}`]) {
+    if (!session.outputNames.includes(output)) throw new RuntimeError("unsupported-model", `model input ${name} has no ${output} output to carry the selection cache`);
+  }
+  if (kind !== "fingerprint") return;
+  const size = tensorMeta(session.inputMetadata, name).shape[0];
+  if (typeof size !== "number") throw new RuntimeError("unsupported-model", `model input ${name} needs a fixed size (the fingerprint H*D), got ${String(size)}`);
+  contract.selectionCache.push({ layer, fingerprintSize: size });
 }

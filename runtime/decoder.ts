@@ -8,6 +8,7 @@ import { dirname, join } from "node:path";
 import * as ort from "onnxruntime-node";
 import { createKvCache, type KvCache, type KvCacheOptions } from "./cache/kv-cache.ts";
 import { RecurrentState } from "./cache/recurrent-state.ts";
+import { SelectionCache } from "./cache/selection-cache.ts";
 import { readContract, type DecoderContract } from "./contract.ts";
 import { openSession, type ResolvedDevice, type SessionOptions } from "./device.ts";
 import { RuntimeError } from "./errors.ts";
@@ -45,6 +46,9 @@ export function readDeclaredConfig(modelPath: string): DeclaredConfig {
 }
 
 export class DecoderModel {
+  /** Steps, of all this model's sequences, that fetched the full [S, V] logits (forwardTop's do not). */
+  logitsFetches = 0;
+
   private constructor(
     readonly session: ort.InferenceSession,
     readonly device: ResolvedDevice,
@@ -69,6 +73,12 @@ export class DecoderModel {
     }
   }
 
+  /** Whether the graph computes each row's k likeliest ids itself (the logits-topk pass's outputs). */
+  offersTop(k: number): boolean {
+    const { argmax, topkIndices } = this.contract;
+    return (k === 1 && argmax !== undefined) || (topkIndices !== undefined && k <= topkIndices.k);
+  }
+
   newSequence(): DecoderSequence {
     return new DecoderSequence(this, createKvCache(this.contract, this.cacheOptions), new RecurrentState(this.contract.recurrent));
   }
@@ -76,6 +86,13 @@ export class DecoderModel {
   async release(): Promise<void> {
     await this.session.release();
   }
+}
+
+/** Per row of one step, the model's likeliest token ids, likeliest first (ties: the lower id): row r's are ids[r * k ..]. */
+export interface TopTokens {
+  rows: number;
+  k: number;
+  ids: Int32Array;
 }
 
 /** Reused input tensors for one-token steps. */
@@ -92,6 +109,8 @@ export class DecoderSequence {
   runMs = 0;
   private readonly single: SingleTokenInputs;
   private nextPosition = 0;
+  /** TokenSelect's per-layer selections (models compiled with selection_cache; empty otherwise). */
+  readonly selection: SelectionCache;
 
   constructor(
     readonly model: DecoderModel,
@@ -99,6 +118,7 @@ export class DecoderSequence {
     private readonly recurrent: RecurrentState,
   ) {
     const { idsType, positionType, vocabSize } = model.contract;
+    this.selection = new SelectionCache(model.contract.selectionCache);
     const ids = allocInt(idsType, 1);
     this.single = { ids, idsTensor: new ort.Tensor(idsType, ids, [1, 1]) };
     if (positionType) {
@@ -133,6 +153,28 @@ export class DecoderSequence {
    * its ancestors and sits at position + depth; all S rows are cached, gather keeps a path.
    */
   async forward(tokens: readonly number[], treeParents?: readonly number[]): Promise<ort.Tensor> {
+    const { logits } = this.model.contract;
+    this.model.logitsFetches++;
+    const bound = tokens.length === 1 ? this.single.logits : undefined;
+    return (await this.run(tokens, treeParents, { [logits]: bound ?? null }))[logits]!;
+  }
+
+  /**
+   * Runs `tokens` like `forward` but fetches only the model's in-graph argmax or top-k ids (the
+   * logits-topk pass), not [S, V] logits; for consumers that need no more (greedy choices,
+   * Token Recycling's successor lists). Needs `model.offersTop(k)`.
+   */
+  async forwardTop(tokens: readonly number[], k: number, treeParents?: readonly number[]): Promise<TopTokens> {
+    const { argmax, topkIndices } = this.model.contract;
+    if (!this.model.offersTop(k)) throw new RuntimeError("no-topk-output", `the model computes no top-${k} ids in its graph (compile it with the logits-topk pass)`);
+    const name = k === 1 && argmax ? argmax : topkIndices!.name;
+    const ids = (await this.run(tokens, treeParents, { [name]: null }))[name]!;
+    const rows = ids.dims[1]!;
+    const stored = ids.dims.length === 3 ? ids.dims[2]! : 1;
+    return { rows, k: stored, ids: Int32Array.from(ids.data as BigInt64Array, Number) };
+  }
+
+  private async run(tokens: readonly number[], treeParents: readonly number[] | undefined, wanted: Record<string, ort.Tensor | null>): Promise<ort.InferenceSession.ReturnType> {
     const S = tokens.length;
     const start = this.nextPosition;
     const { contract, maxPositions, session } = this.model;
@@ -153,11 +195,13 @@ export class DecoderSequence {
     if (contract.hasCacheBranchFlag) feeds.use_cache_branch = new ort.Tensor("bool", [this.cache.length > 0], [1]);
     this.cache.prepare(S, feeds, fetches, this.model.bindOutputs);
     this.recurrent.prepare(feeds, fetches);
+    const pastRows = this.cache.length;
+    this.selection.prepare(pastRows, feeds, fetches);
     if (contract.maskType) {
       const mask = this.cache.mask(S);
       feeds.attention_mask = new ort.Tensor(contract.maskType, mask, [1, mask.length]);
     }
-    fetches[contract.logits] = S === 1 && this.single.logits ? this.single.logits : null;
+    Object.assign(fetches, wanted);
 
     const t0 = performance.now();
     const outputs = await session.run(feeds, fetches);
@@ -165,8 +209,9 @@ export class DecoderSequence {
 
     this.cache.accept(outputs, S);
     this.recurrent.accept(outputs);
+    this.selection.accept(outputs, pastRows, S);
     this.nextPosition += S;
-    return outputs[contract.logits];
+    return outputs;
   }
 
   /** Makes room for `rows` tokens in the cache up front (no growth while they arrive). */
@@ -179,6 +224,7 @@ export class DecoderSequence {
     if (length !== this.cache.length && !this.recurrent.isEmpty) {
       throw new RuntimeError("cannot-rollback", "this model carries recurrent state (past_conv.* or similar) that cannot be rolled back; only attention KV can be truncated");
     }
+    if (length !== this.cache.length) this.selection.reset();
     this.cache.truncate(length);
     this.nextPosition = length;
   }
@@ -193,6 +239,7 @@ export class DecoderSequence {
     if (!this.recurrent.isEmpty) throw new RuntimeError("cannot-rollback", "this model carries recurrent state that cannot be gathered");
     if (!Number.isInteger(nextPosition) || nextPosition < indices.length) throw new RangeError(`next position ${nextPosition} is before the ${indices.length} kept rows`);
     this.cache.gather(indices);
+    this.selection.reset();
     this.nextPosition = nextPosition;
   }
 

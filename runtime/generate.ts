@@ -2,12 +2,12 @@
 // until EOS, a stop string, the token limit, the model's last position, or an abort.
 // `stream` yields `{ kind: "token", token, text }` per token and ends with `{ kind: "end", ... stats }`.
 import type * as ort from "onnxruntime-node";
-import type { DecoderModel } from "./decoder.ts";
+import type { DecoderModel, TopTokens } from "./decoder.ts";
 import { RuntimeError } from "./errors.ts";
 import { evictStreaming, type StreamingConfig } from "./cache/streaming.ts";
 import { RunClock, type GenerationStats } from "./metrics.ts";
 import { Speculator, type SpeculateOptions } from "./speculative/speculator.ts";
-import { TokenRecycling, type RecycleSpeculation } from "./speculative/token-recycling.ts";
+import { RECYCLE_TOP_K, TokenRecycling, type PromptStep, type RecycleSpeculation } from "./speculative/token-recycling.ts";
 import type { LogitsProcessor } from "./sampling/processors.ts";
 import { createSampler, type SamplingConfig } from "./sampling/sampler.ts";
 import { floatData, readFloatRow } from "./tensors.ts";
@@ -104,11 +104,22 @@ export class Generator {
     /** Tokens a speculative step verified, handed out one per event. */
     const decided: number[] = [];
 
+    // Greedy choices without processors need each row's argmax only: a model with in-graph
+    // top-k outputs hands over ids instead of [S, V] logits. Token Recycling seeds its
+    // successor lists from the prompt, so its prefill asks for the top-k it stores.
+    const recycle = options.speculate?.kind === "recycle" ? options.speculate : undefined;
+    const promptTop = recycle ? (recycle.topK ?? RECYCLE_TOP_K) : 1;
+    const idsSuffice = isPlainGreedy(options) && this.model.contract.vocabSize !== undefined;
+    const fetchPromptTop = idsSuffice && this.model.offersTop(promptTop);
+    const fetchTop = idsSuffice && this.model.offersTop(1);
     const prefillStart = clock.now();
-    let last: ort.Tensor | undefined;
+    let last: ort.Tensor | TopTokens | undefined;
+    const promptSteps: PromptStep[] = [];
     const chunk = options.prefillChunkSize ?? promptIds.length;
     for (let at = 0; at < promptIds.length && !options.signal?.aborted; at += chunk) {
-      last = await sequence.forward(promptIds.slice(at, at + chunk));
+      const ids = promptIds.slice(at, at + chunk);
+      last = fetchPromptTop ? await sequence.forwardTop(ids, promptTop) : await sequence.forward(ids);
+      if (recycle) promptSteps.push({ tokens: ids, output: last });
       evict();
     }
     clock.prefillMs = clock.now() - prefillStart;
@@ -118,18 +129,24 @@ export class Generator {
         finishReason = "aborted";
         break;
       }
-      const V = last.dims[last.dims.length - 1];
+      const V = "ids" in last ? this.model.contract.vocabSize! : last.dims[last.dims.length - 1]!;
       if (!logits) {
         if (this.tokenizer) checkVocabulary(this.tokenizer, V);
         logits = new Float32Array(V);
         sample = createSampler(options.sampling ?? {}, V, options.processors);
-        if (options.speculate?.kind === "recycle") speculator = TokenRecycling.create(sequence, V, options.speculate, options.sampling, options.processors);
-        else if (options.speculate) speculator = Speculator.create(sequence, V, options.speculate, options.sampling, options.processors);
+        if (recycle) {
+          const recycling = TokenRecycling.create(sequence, V, recycle, options.sampling, options.processors);
+          recycling.seed(promptSteps);
+          speculator = recycling;
+        } else if (options.speculate && options.speculate.kind !== "recycle") speculator = Speculator.create(sequence, V, options.speculate, options.sampling, options.processors);
       }
       let token = decided.shift();
       if (token === undefined) {
-        readFloatRow(floatData(last), (last.dims[1] - 1) * V, logits);
-        token = sample!(logits, { tokens });
+        if ("ids" in last) token = last.ids[(last.rows - 1) * last.k]!;
+        else {
+          readFloatRow(floatData(last), (last.dims[1]! - 1) * V, logits);
+          token = sample!(logits, { tokens });
+        }
       }
       tokens.push(token);
       generated.push(token);
@@ -153,7 +170,7 @@ export class Generator {
         const room = Math.min(maxTokens - generated.length - 1, (this.model.maxPositions ?? Infinity) - tokens.length - 1);
         decided.push(...(await speculator.step(token, tokens, room)));
       } else {
-        last = await sequence.forward([token]);
+        last = fetchTop ? await sequence.forwardTop([token], 1) : await sequence.forward([token]);
         evict();
       }
     }
@@ -196,6 +213,11 @@ export class Generator {
     }
     return ids;
   }
+}
+
+/** Greedy with nothing that reads the logits first: the argmax is the whole decision. */
+function isPlainGreedy({ sampling = {}, processors = [] }: GenerateOptions): boolean {
+  return !sampling.temperature && (sampling.repetitionPenalty === undefined || sampling.repetitionPenalty === 1) && processors.length === 0;
 }
 
 function checkVocabulary(tokenizer: TextTokenizer, V: number): void {

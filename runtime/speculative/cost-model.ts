@@ -37,7 +37,7 @@ const measured = new WeakMap<DecoderModel, CostModel>();
  * once per model, so later requests reuse it. The fastest of a few runs per size counts: on a
  * shared machine other work only ever adds time.
  */
-export async function measureCost(sequence: DecoderSequence, token: number, maxTokens: number): Promise<CostModel> {
+export async function measureCost(sequence: DecoderSequence, token: number, maxTokens: number, idsOnly = false): Promise<CostModel> {
   const known = measured.get(sequence.model);
   if (known) return known;
   const start = sequence.length;
@@ -45,14 +45,16 @@ export async function measureCost(sequence: DecoderSequence, token: number, maxT
   maxTokens = Math.max(1, Math.min(maxTokens, room));
   const sizes = [...new Set([1, 2, 4, 8, 16, 32].filter((s) => s < maxTokens).concat(maxTokens))];
   const samples: { tokens: number; ms: number }[] = [];
-  await sequence.forward(Array(maxTokens).fill(token)); // warm-up: first calls at a new size allocate
+  // `idsOnly`: steps will fetch the graph's argmax rather than logits, so time those calls.
+  const call = (size: number) => (idsOnly && sequence.model.offersTop(1) ? sequence.forwardTop(Array(size).fill(token), 1) : sequence.forward(Array(size).fill(token)));
+  await call(maxTokens); // warm-up: first calls at a new size allocate
   sequence.truncate(start);
   for (const size of sizes) {
     const times: number[] = [];
     for (let r = 0; r < 5; r++) {
       // A verification call is charged with its rollback (on a present-style cache, a copy of every kept row).
       const t0 = performance.now();
-      await sequence.forward(Array(size).fill(token));
+      await call(size);
       sequence.truncate(start);
       times.push(performance.now() - t0);
     }

@@ -2,7 +2,7 @@
 // the draft in one call, keep the verified prefix (rolling the target's KV back to it) and
 // hand out the accepted tokens plus the target's own next token.
 import type * as ort from "onnxruntime-node";
-import type { DecoderModel, DecoderSequence } from "../decoder.ts";
+import type { DecoderModel, DecoderSequence, TopTokens } from "../decoder.ts";
 import { RuntimeError } from "../errors.ts";
 import type { LogitsProcessor } from "../sampling/processors.ts";
 import { createRng, type Rng } from "../sampling/rng.ts";
@@ -115,8 +115,9 @@ export class Speculator {
     const draft = await this.draft(plan, context, limit);
     const start = this.sequence.length;
     const t1 = performance.now();
-    const logits = await this.sequence.forward([token, ...draft.tokens]);
-    const verdict = this.verify(logits, draft, context);
+    const verdict = this.warp.argmaxOnly && this.sequence.model.offersTop(1)
+      ? verifyGreedyIds(draft.tokens, await this.sequence.forwardTop([token, ...draft.tokens], 1))
+      : this.verify(await this.sequence.forward([token, ...draft.tokens]), draft, context);
     this.sequence.truncate(start + 1 + verdict.accepted);
     const t2 = performance.now();
     this.tally.record(draft.tokens.length, verdict.accepted, t2 - t1);
@@ -138,7 +139,7 @@ export class Speculator {
   /** Once per model (kept across requests): call costs of the target and of a draft model. */
   private async measureCosts(token: number, context: readonly number[]): Promise<void> {
     if (this.cost) return;
-    this.cost = await measureCost(this.sequence, token, this.rule.max + 1);
+    this.cost = await measureCost(this.sequence, token, this.rule.max + 1, this.warp.argmaxOnly);
     await this.source.measure?.(context);
     this.canPay = bestLength(Array(this.rule.max).fill(1), this.cost, this.source.msPerToken) > 0;
   }
@@ -173,4 +174,9 @@ export class Speculator {
     if (this.warp.greedy) return verifyGreedy(draft.tokens, (i) => argmax(processed(i)));
     return verifySampled(draft.tokens, draft.probs, (i) => softmaxInPlace(processed(i)), this.rng);
   }
+}
+
+/** Greedy verification from the graph's own argmax per row (no logits cross to the host). */
+function verifyGreedyIds(draft: readonly number[], top: TopTokens): Verdict {
+  return verifyGreedy(draft, (row) => top.ids[row * top.k]!);
 }

@@ -14,7 +14,7 @@
 // the costs and what the policy learned are kept per model across requests. A model compiled with tree-attention-mask runs ordinary
 // steps too (the runtime feeds a chain mask).
 import type * as ort from "onnxruntime-node";
-import type { DecoderModel, DecoderSequence } from "../decoder.ts";
+import type { DecoderModel, DecoderSequence, TopTokens } from "../decoder.ts";
 import { RuntimeError } from "../errors.ts";
 import type { LogitsProcessor } from "../sampling/processors.ts";
 import type { SamplingConfig } from "../sampling/sampler.ts";
@@ -22,6 +22,12 @@ import { floatData, readFloatRow } from "../tensors.ts";
 import { PROBE_TOKENS, SpeculationGuard, type StepPlan } from "./guard.ts";
 import type { SpeculativeStats } from "./stats.ts";
 import { SpeculativeTally } from "./stats.ts";
+
+/** One prefill call: the prompt tokens it ran and what it returned (logits, or in-graph top-k ids). */
+export interface PromptStep {
+  tokens: readonly number[];
+  output: ort.Tensor | TopTokens;
+}
 
 /** Successors stored per token (the paper's output_id_topk). */
 export const RECYCLE_TOP_K = 8;
@@ -131,21 +137,24 @@ export class MeasuredCost implements CallCost {
     return a.ms + ((b.ms - a.ms) * (tokens - a.tokens)) / (b.tokens - a.tokens);
   }
 
-  static async measure(sequence: DecoderSequence, token: number, maxTokens: number): Promise<MeasuredCost> {
+  /** `topK`: the successors a step recycles (steps fetch only those ids when the graph offers them). */
+  static async measure(sequence: DecoderSequence, token: number, maxTokens: number, topK = RECYCLE_TOP_K): Promise<MeasuredCost> {
     const start = sequence.length;
     // Beyond the positions left, the curve extends its last segment.
     const room = sequence.model.maxPositions === undefined ? maxTokens : sequence.model.maxPositions - start;
     maxTokens = Math.min(maxTokens, room);
     if (maxTokens < 2) throw new RangeError("measuring call costs needs room for two tokens");
     const sizes = [...new Set([1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96].filter((n) => n < maxTokens).concat(maxTokens))];
-    await sequence.forward(Array(maxTokens).fill(token)); // the first call at a new size allocates
+    // Timed as steps run: ids only when the graph offers the top-k the matrix stores.
+    const call = (size: number) => (sequence.model.offersTop(topK) ? sequence.forwardTop(Array(size).fill(token), topK) : sequence.forward(Array(size).fill(token)));
+    await call(maxTokens); // the first call at a new size allocates
     sequence.truncate(start);
     const samples = [];
     for (const size of sizes) {
       let fastest = Infinity;
       for (let r = 0; r < 3; r++) {
         const t0 = performance.now();
-        await sequence.forward(Array(size).fill(token));
+        await call(size);
         fastest = Math.min(fastest, performance.now() - t0);
         sequence.truncate(start);
       }
@@ -272,8 +281,9 @@ export class TokenRecycling {
     const start = this.sequence.length;
     const parents = nodes.map((n) => nodes.indexOf(this.template.parents[n]!));
     const t1 = performance.now();
-    const logits = await this.sequence.forward(ids, parents);
-    const greedy = this.recycle(logits, ids);
+    const greedy = this.sequence.model.offersTop(this.matrix.k)
+      ? this.recycleIds(await this.sequence.forwardTop(ids, this.matrix.k, parents), ids)
+      : this.recycle(await this.sequence.forward(ids, parents), ids);
     const path = longestAgreeingPath(ids, parents, greedy);
     // A path along the call's first rows (the root alone, or a chain BFS put first) needs no copy.
     if (path.every((node, i) => node === i)) this.sequence.truncate(start + path.length);
@@ -288,6 +298,27 @@ export class TokenRecycling {
     return this.tally.summary(this.name, this.draftMs, generatedTokens);
   }
 
+  /**
+   * Cold start (the paper's unofficial implementation; algorithms.md §14): every prompt
+   * position's top-k become its token's successors, so the first steps already have drafts.
+   * Only calls that returned every position count; later positions overwrite earlier ones.
+   * Returns the positions recycled.
+   */
+  seed(prompt: readonly PromptStep[]): number {
+    let seeded = 0;
+    for (const { tokens, output } of prompt) {
+      if ("ids" in output) {
+        if (output.rows !== tokens.length || output.k < this.matrix.k) continue;
+        this.recycleIds(output, tokens);
+      } else {
+        if (output.dims[1] !== tokens.length) continue;
+        this.recycle(output, tokens);
+      }
+      seeded += tokens.length;
+    }
+    return seeded;
+  }
+
   async release(): Promise<void> {}
 
   /** Template nodes to verify: the root, then drafts in template order (parents before children). */
@@ -300,7 +331,7 @@ export class TokenRecycling {
     let drafts: number[];
     if (tree !== "auto") drafts = range(size).filter((n) => n > 0 && depths[n]! <= limit).slice(0, tree);
     else {
-      this.cost ??= costs.get(this.sequence.model) ?? (await MeasuredCost.measure(this.sequence, token, size));
+      this.cost ??= costs.get(this.sequence.model) ?? (await MeasuredCost.measure(this.sequence, token, size, this.matrix.k));
       costs.set(this.sequence.model, this.cost);
       // The guard decides whether a tree is verified (from whole steps, host work included),
       // the cost curve how large: at least the rank-0 chain a probe verifies, since the guard
@@ -365,6 +396,15 @@ export class TokenRecycling {
       topK(this.row, this.matrix.k, successors);
       this.matrix.successors.set(successors, id * this.matrix.k);
       return successors[0]!;
+    });
+  }
+
+  /** As `recycle`, from the graph's own top-k ids (likeliest first, as topK orders them). */
+  private recycleIds(top: TopTokens, ids: readonly number[]): number[] {
+    const k = this.matrix.k;
+    return ids.map((id, i) => {
+      this.matrix.successors.set(top.ids.subarray(i * top.k, i * top.k + k), id * k);
+      return top.ids[i * top.k]!;
     });
   }
 

@@ -8,6 +8,8 @@ import type { SamplingConfig } from "../sampling/sampler.ts";
 export interface Warp {
   /** Greedy decoding: the token is the argmax of the processed logits; no probabilities are needed. */
   readonly greedy: boolean;
+  /** Greedy with nothing to process: the raw logits' argmax decides, so the argmax is all a step needs. */
+  readonly argmaxOnly: boolean;
   /** Rewrites `logits` in place into the processed logits (penalty, extra processors, then temperature / top-k / top-p). */
   readonly process: LogitsProcessor;
 }
@@ -22,7 +24,7 @@ export function createWarp(config: SamplingConfig, vocabSize: number, extra: rea
     if (config.topK !== undefined) chain.push(topK(config.topK, vocabSize));
     if (config.topP !== undefined) chain.push(topP(config.topP, vocabSize));
   }
-  return { greedy, process: composeProcessors(...chain) };
+  return { greedy, argmaxOnly: greedy && chain.length === 0, process: composeProcessors(...chain) };
 }
 
 /** Processed logits -> probabilities, in place (masked tokens get 0). */
