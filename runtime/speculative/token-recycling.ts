@@ -13,6 +13,8 @@
 // included, and stops drafting when tree steps cost more per token than plain ones. The matrix,
 // the costs and what the policy learned are kept per model across requests. A model compiled with tree-attention-mask runs ordinary
 // steps too (the runtime feeds a chain mask).
+// Each request first seeds the matrix from its prompt's rows (`seed`, the cold start), and a
+// model with in-graph top-k outputs (logits-topk) hands over ids instead of [S, V] logits.
 import type * as ort from "onnxruntime-node";
 import type { DecoderModel, DecoderSequence, TopTokens } from "../decoder.ts";
 import { RuntimeError } from "../errors.ts";
