@@ -66,7 +66,7 @@ export function defaultRegistry(): PassRegistry {
         sinks: { type: "int", description: "leading tokens always attended to", default: TOKEN_SELECT_DEFAULTS.sinks },
         window: { type: "int", description: "most recent tokens always attended to", default: TOKEN_SELECT_DEFAULTS.window },
         kernel_size: { type: "int", description: "max-pooling width over the votes; -1: none", default: TOKEN_SELECT_DEFAULTS.kernelSize },
-        selection_cache: { type: "boolean", description: "reuse the selection while consecutive queries are similar (not built yet)", default: false },
+        selection_cache: { type: "boolean", description: "reuse the selection while consecutive queries are similar (the runtime carries it)", default: false },
         cache_threshold: { type: "number", description: "query cosine similarity above which the selection is reused", default: 0.9 },
         kv_append_only: { type: "boolean", description: "then rewrite to the append-only KV contract (kv-append-only) where the model allows: sparse layers read only the selected past rows, no cache Concat", default: false },
       },

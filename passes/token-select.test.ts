@@ -92,12 +92,13 @@ describe("tokenselect keeps one index set per layer: sinks, the top-voted middle
     }
   });
 
-  it("refuses an even pooling width and the selection cache it does not build", () => {
+  it("refuses an even pooling width; describes itself with and without the selection cache", () => {
     expect(() => createTokenSelect({ kernelSize: 4 })).toThrow(/kernel_size must be -1 \(no pooling\) or an odd width, got 4/);
-    expect(() => defaultRegistry().resolve([{ name: TOKEN_SELECT, options: { selection_cache: "true" } }])).toThrow(/selection_cache is not implemented/);
     const [{ pass }] = defaultRegistry().resolve([{ name: TOKEN_SELECT, options: {} }]);
     expect(pass.lossy).toBe(true);
     expect(pass.description).toBe("TokenSelect: 128 sinks + 512 recent + top-2048 by per-head soft voting (lossy)");
+    const [{ pass: cached }] = defaultRegistry().resolve([{ name: TOKEN_SELECT, options: { selection_cache: "true", cache_threshold: "0.8" } }]);
+    expect(cached.description).toBe("TokenSelect: 128 sinks + 512 recent + top-2048 by per-head soft voting, selection cache at cosine 0.8 (lossy)");
   });
 });
 

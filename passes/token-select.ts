@@ -3,6 +3,7 @@ import type { Model } from "../compiler/ir/model.ts";
 import type { Value } from "../compiler/ir/value.ts";
 import type { Pass, PassContext, PassResult } from "../compiler/pass-manager/pass.ts";
 import { appendOnlyWhereAllowed } from "./sparse-attention/append-only.ts";
+import { cachedSelection } from "./sparse-attention/selection-cache.ts";
 import { budgetTokens, formatBudget, type Budget } from "./sparse-attention/budget.ts";
 import { denseCanonicalNodes } from "./sparse-attention/layers.ts";
 import { SparseSite } from "./sparse-attention/site.ts";
@@ -18,7 +19,11 @@ export interface TokenSelectOptions {
   window: number;
   /** Max-pooling width over the votes (odd; -1: none). */
   kernelSize: number;
-  /** The paper's selection cache (reuse indices while consecutive queries stay similar): not built yet, refused. */
+  /**
+   * The paper's selection cache: a layer reuses its previous indices while the query
+   * fingerprint's cosine to the one they were chosen for stays >= threshold (contract:
+   * sparse-attention/selection-cache.ts; the runtime carries the state).
+   */
   selectionCache?: { threshold: number };
   /** Then rewrite to the append-only KV contract where the model allows (see appendOnlyWhereAllowed). */
   appendOnly?: boolean;
@@ -42,12 +47,9 @@ export function createTokenSelect(options: Partial<TokenSelectOptions> = {}): Pa
   if (opts.kernelSize !== -1 && (opts.kernelSize < 1 || opts.kernelSize % 2 === 0)) {
     throw new PipecError("pass-option", `${TOKEN_SELECT}: kernel_size must be -1 (no pooling) or an odd width, got ${opts.kernelSize}`);
   }
-  if (opts.selectionCache) {
-    throw new PipecError("not-implemented", `${TOKEN_SELECT}: selection_cache is not implemented in this build (the released TokenSelect ships with it off too); drop it or set it to false`);
-  }
   return {
     name: TOKEN_SELECT,
-    description: `TokenSelect: ${opts.sinks} sinks + ${opts.window} recent + top-${formatBudget(opts.topK)} by per-head soft voting (lossy)`,
+    description: `TokenSelect: ${opts.sinks} sinks + ${opts.window} recent + top-${formatBudget(opts.topK)} by per-head soft voting${opts.selectionCache ? `, selection cache at cosine ${opts.selectionCache.threshold}` : ""} (lossy)`,
     lossy: true,
     run(model: Model, ctx: PassContext): PassResult {
       const layers = tokenSelect(model, opts);
@@ -60,22 +62,33 @@ export function createTokenSelect(options: Partial<TokenSelectOptions> = {}): Pa
 
 export function tokenSelect(model: Model, opts: TokenSelectOptions): number {
   const nodes = denseCanonicalNodes(model);
-  for (const node of nodes) {
+  nodes.forEach((node, layer) => {
     const site = new SparseSite(model, node, TOKEN_SELECT, { splitCache: true });
-    site.attendShared(selectKeys(site, opts));
-  }
+    const regions = keyRegions(site, opts);
+    const cache = opts.selectionCache;
+    site.attendShared(cache ? cachedSelection(model, site, layer, cache.threshold, () => selectKeys(site, opts, regions)) : selectKeys(site, opts, regions));
+  });
   return nodes.length;
 }
 
+/** Where the sinks, the middle and the window lie among the selectable keys (int64 [1] each). */
+interface KeyRegions {
+  sinks_1: Value;
+  windowStart_1: Value;
+  /** Selectable rows holding context: the window ends here. */
+  filled_1: Value;
+  /** Middle keys to choose. */
+  chosen_1: Value;
+}
+
 /**
- * int64 [K]: the sinks, the top-k voted middle keys, the window, as indices among the selectable
- * keys. With a KV cache those are the past rows: the step's new rows are the window's most recent
- * rows, attended anyway, so the past holds the rest of the window.
+ * Built outside any branch: the lengths read the bias, which the attention after the selection
+ * reads too. With a KV cache the selectable keys are the past rows: the step's new rows are the
+ * window's most recent rows, attended anyway, so the past holds the rest of the window.
  */
-function selectKeys(site: SparseSite, opts: TokenSelectOptions): Value {
+function keyRegions(site: SparseSite, opts: TokenSelectOptions): KeyRegions {
   const b = site.b;
   const M_1 = site.selectable_1;
-  const zero_1 = b.int64([0]);
   const newRows_1 = b.op.Sub(site.N_1, M_1);
   // The window ends at the last visible selectable row: an append-only cache's buffer holds its
   // rows as a prefix and masks the spare rows after them.
@@ -86,8 +99,14 @@ function selectKeys(site: SparseSite, opts: TokenSelectOptions): Value {
   const windowStart_1 = b.op.Sub(filled_1, window_1);
   const middle_1 = b.op.Sub(windowStart_1, sinks_1);
   const chosen_1 = site.decodeOnly(site.min(budgetTokens(site, opts.topK), middle_1), middle_1);
+  return { sinks_1, windowStart_1, filled_1, chosen_1 };
+}
 
-  const keys_M = site.range(zero_1, M_1);
+/** int64 [K]: the sinks, the top-k voted middle keys, the window, as indices among the selectable keys. */
+function selectKeys(site: SparseSite, opts: TokenSelectOptions, { sinks_1, windowStart_1, filled_1, chosen_1 }: KeyRegions): Value {
+  const b = site.b;
+  const zero_1 = b.int64([0]);
+  const keys_M = site.range(zero_1, site.selectable_1);
   const isMiddle_M = b.op.And(b.op.Not(b.op.Less(keys_M, sinks_1)), b.op.Less(keys_M, windowStart_1));
   const lowest = b.float32(-3.4028234663852886e38);
   const criticality_BHM = b.op.Where(isMiddle_M, site.selectableScores(false), lowest);

@@ -1,5 +1,6 @@
 import { Builder } from "../../compiler/ir/builder.ts";
 import { DataType } from "../../compiler/ir/dtype.ts";
+import type { Graph } from "../../compiler/ir/graph.ts";
 import type { Model } from "../../compiler/ir/model.ts";
 import type { Node } from "../../compiler/ir/node.ts";
 import type { Value } from "../../compiler/ir/value.ts";
@@ -26,8 +27,9 @@ import { attendTwoBlocks, cacheConcat, type CacheRows } from "../kv-split-attent
  */
 export class SparseSite {
   readonly attrs: CanonicalAttentionAttrs;
-  readonly ops: OpsetOps;
-  readonly b: Builder;
+  /** Where new nodes go: before the node, or into a branch while `buildIn` runs. */
+  ops: OpsetOps;
+  b: Builder;
   readonly query_BHTD: Value;
   readonly key_BHkvND: Value;
   readonly value_BHkvND: Value;
@@ -67,6 +69,22 @@ export class SparseSite {
     } else {
       this.N_1 = this.ops.dim(k!, 2);
       this.selectable_1 = this.N_1;
+    }
+  }
+
+  /**
+   * Runs `build` with new nodes going to the end of `graph` (an If branch reading this graph's
+   * values as its outer scope), and returns what it built. Values needed after the branch
+   * (the bias, the lengths) must be built before, outside it.
+   */
+  buildIn<T>(graph: Graph, build: () => T): T {
+    const [b, ops] = [this.b, this.ops];
+    this.b = new Builder(graph, { provenance: this.pass });
+    this.ops = new OpsetOps(this.b, ops.opset);
+    try {
+      return build();
+    } finally {
+      [this.b, this.ops] = [b, ops];
     }
   }
 

@@ -1,0 +1,71 @@
+import { PipecError } from "../../compiler/errors.ts";
+import { DataType } from "../../compiler/ir/dtype.ts";
+import { Graph } from "../../compiler/ir/graph.ts";
+import type { Model } from "../../compiler/ir/model.ts";
+import { tensorType } from "../../compiler/ir/types.ts";
+import type { Value } from "../../compiler/ir/value.ts";
+import { dtypeOf } from "../attention/ops.ts";
+import type { SparseSite } from "./site.ts";
+
+/**
+ * The selection cache's contract (runtime/contract.ts reads the same names), per layer {i}:
+ *   input  tokenselect_cached_fingerprint.{i}  float32 [H*D]  the fingerprint the indices were chosen for (zeros: none)
+ *   input  tokenselect_cached_indices.{i}      int64 [K]      those indices, followed by every past row added since
+ *   output tokenselect_fingerprint.{i}         float32 [H*D]  the fingerprint to keep (the cached one when reused)
+ *   output tokenselect_indices.{i}             int64 [K]      the past rows this step attended (to keep)
+ *   output tokenselect_reused.{i}              bool [1]       whether the cached indices were used
+ * The model decides reuse itself (cosine >= threshold, one query, a cached fingerprint), so the
+ * threshold is compiled in and the runtime only carries state. The vote runs in an If branch
+ * taken only when the cache is not used: skipping it is the point.
+ */
+export const SELECTION_CACHE_NAMES = {
+  cachedFingerprint: "tokenselect_cached_fingerprint",
+  cachedIndices: "tokenselect_cached_indices",
+  fingerprint: "tokenselect_fingerprint",
+  indices: "tokenselect_indices",
+  reused: "tokenselect_reused",
+} as const;
+
+/**
+ * int64 [K]: the selectable rows to attend, `fresh()` (built in the recompute branch) unless the
+ * step's query fingerprint (mean over T of the rotated query, [H*D]) is within `threshold`
+ * cosine of the cached one. The cached indices stay valid as the cache grows: they index past
+ * rows, which an append never moves (the runtime drops them on truncate or gather).
+ */
+export function cachedSelection(model: Model, site: SparseSite, layer: number, threshold: number, fresh: () => Value): Value {
+  const b = site.b;
+  const { num_heads: H } = site.attrs;
+  const shape = site.query_BHTD.type?.kind === "tensor" ? site.query_BHTD.type.shape : undefined;
+  const D = shape?.[3];
+  if (typeof D !== "number") throw new PipecError("pass-option", `tokenselect: selection_cache needs the query's head dimension to be known (layer ${layer})`);
+  const names = SELECTION_CACHE_NAMES;
+  const cachedFingerprint_F = b.input(`${names.cachedFingerprint}.${layer}`, DataType.FLOAT, [H * D]);
+  const cachedIndices_K = b.input(`${names.cachedIndices}.${layer}`, DataType.INT64, [`tokenselect_cached_${layer}`]);
+
+  const query = dtypeOf(site.query_BHTD) === DataType.FLOAT ? site.query_BHTD : b.op.Cast(site.query_BHTD, { to: DataType.FLOAT });
+  const mean_BHD = site.ops.opset >= 18 ? b.op.ReduceMean(query, b.int64([2]), { keepdims: 0 }) : b.op.ReduceMean(query, { axes: [2], keepdims: 0 });
+  const fingerprint_F = b.op.Reshape(mean_BHD, b.int64([H * D])); // B = 1: the runtime decodes one sequence
+  const sum = (x: Value) => (site.ops.opset >= 13 ? b.op.ReduceSum(x, b.int64([0]), { keepdims: 1 }) : b.op.ReduceSum(x, { axes: [0], keepdims: 1 }));
+  // cos >= t as dot > 0 and dot^2 >= t^2 |a|^2 |b|^2: no square root, and zeros (no cache) never pass.
+  const dot_1 = sum(b.op.Mul(fingerprint_F, cachedFingerprint_F));
+  const norms_1 = b.op.Mul(sum(b.op.Mul(fingerprint_F, fingerprint_F)), sum(b.op.Mul(cachedFingerprint_F, cachedFingerprint_F)));
+  const similar_1 = b.op.And(b.op.Greater(dot_1, b.float32(0)), b.op.Not(b.op.Less(b.op.Mul(dot_1, dot_1), b.op.Mul(norms_1, b.float32(threshold * threshold)))));
+  const reused_1 = b.op.And(similar_1, b.op.Equal(site.T_1, b.int64([1])));
+
+  const parent = site.node.graph!;
+  const reuse = new Graph(`tokenselect_reuse_${layer}`, { parent });
+  site.buildIn(reuse, () => reuse.addOutput(typed(site.b.op.Identity(cachedIndices_K))));
+  const recompute = new Graph(`tokenselect_recompute_${layer}`, { parent });
+  site.buildIn(recompute, () => recompute.addOutput(typed(fresh())));
+  const keep_K = typed(b.node("If", [reused_1], { attributes: { then_branch: reuse, else_branch: recompute } }).output(0));
+
+  b.output(keep_K, `${names.indices}.${layer}`);
+  b.output(b.op.Where(reused_1, cachedFingerprint_F, fingerprint_F), `${names.fingerprint}.${layer}`, tensorType(DataType.FLOAT, [H * D]));
+  b.output(b.op.Identity(reused_1), `${names.reused}.${layer}`, tensorType(DataType.BOOL, [1]));
+  return keep_K;
+}
+
+function typed(indices_K: Value): Value {
+  indices_K.type = tensorType(DataType.INT64, [undefined]);
+  return indices_K;
+}
