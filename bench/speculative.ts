@@ -9,7 +9,8 @@
  * models: a random zoo model with the target's vocabulary (a draft that is never right) and
  * the target itself (always right, but as slow as the target): the two ends of what a draft
  * model can be; between them the layer-skipped self-draft (the self-draft pass, every other
- * layer kept). Token Recycling runs on the target compiled with tree-attention-mask. Every
+ * layer kept). Token Recycling runs on the target compiled with tree-attention-mask, and once
+ * more with logits-topk too ("topk model": its steps fetch top-k ids, not [S, V] logits). Every
  * mode runs on the trained model; the others run the default policies only (adaptive, recycle auto).
  *
  * Usage: npx tsx bench/speculative.ts [--tokens 48] [--prompts 4]
@@ -22,6 +23,7 @@ import { loadModel, saveModel } from "../compiler/onnx/index.ts";
 import type { Pass } from "../compiler/pass-manager/pass.ts";
 import { llamaConfig, writeZooModel } from "../compiler/zoo/index.ts";
 import { createLiftAttention, createLowerAttention } from "../passes/attention/index.ts";
+import { createLogitsTopk } from "../passes/logits-topk.ts";
 import { createSelfDraft } from "../passes/self-draft.ts";
 import { createTreeAttentionMask } from "../passes/tree-attention-mask.ts";
 import { DecoderModel, Generator, type RecycleSpeculation, type SpeculateOptions, type SpeculativeStats } from "../runtime/index.ts";
@@ -123,6 +125,8 @@ async function benchTarget(target: Target): Promise<Row[]> {
   const selfDraft = await DecoderModel.open(derived(target.path, "self-draft.onnx", [{ pass: createSelfDraft(), options: { keep_every: 2 } }]), { device: "cpu", threads: 1 });
   const tree = await DecoderModel.open(derived(target.path, "tree.onnx", [{ pass: createTreeAttentionMask() }]), { device: "cpu", threads: 1 });
   const treeGenerator = new Generator(tree);
+  const treeTopk = await DecoderModel.open(derived(target.path, "tree-topk.onnx", [{ pass: createTreeAttentionMask() }, { pass: createLogitsTopk() }]), { device: "cpu", threads: 1 });
+  const treeTopkGenerator = new Generator(treeTopk);
   const recycleModes: Record<string, RecycleSpeculation> = { "recycle auto": { kind: "recycle" }, "recycle tree=80": { kind: "recycle", tree: 80 } };
   const modes: Record<string, SpeculateOptions> = {
     "lookup k=10": { kind: "lookup", draftLength: 10 },
@@ -143,6 +147,7 @@ async function benchTarget(target: Target): Promise<Row[]> {
   const openMs = await sessionOpenMs(target.path);
   await generator.run([1, 2, 3], { maxTokens: 8, eosTokenIds: [], speculate: { kind: "lookup" } }); // warm-up, and the cost model is measured once
   await treeGenerator.run([1, 2, 3], { maxTokens: 8, eosTokenIds: [], speculate: { kind: "recycle" } }); // likewise for the tree model
+  await treeTopkGenerator.run([1, 2, 3], { maxTokens: 8, eosTokenIds: [], speculate: { kind: "recycle" } });
   for (const [set, prompts] of Object.entries(await promptSets(generator, model.contract.vocabSize!))) {
     const configs = new Map<string, () => Promise<{ tokens: number; stats: SpeculativeStats[] }>>();
     configs.set("baseline loop", async () => {
@@ -162,12 +167,16 @@ async function benchTarget(target: Target): Promise<Row[]> {
         return { tokens, stats };
       });
     }
-    for (const [mode, speculate] of Object.entries(recycleModes)) {
+    const recycleRuns: [string, RecycleSpeculation, Generator][] = [
+      ...Object.entries(recycleModes).map(([mode, speculate]): [string, RecycleSpeculation, Generator] => [mode, speculate, treeGenerator]),
+      ["recycle auto (topk model)", { kind: "recycle" }, treeTopkGenerator],
+    ];
+    for (const [mode, speculate, recycler] of recycleRuns) {
       configs.set(mode, async () => {
         let tokens = 0;
         const stats: SpeculativeStats[] = [];
         for (const prompt of prompts) {
-          const result = await treeGenerator.run(prompt, { maxTokens: TOKENS, eosTokenIds: [], speculate });
+          const result = await recycler.run(prompt, { maxTokens: TOKENS, eosTokenIds: [], speculate });
           tokens += result.tokens.length;
           stats.push(result.stats.speculative!);
         }
@@ -205,7 +214,7 @@ async function benchTarget(target: Target): Promise<Row[]> {
       });
     }
   }
-  await Promise.all([useless.release(), selfDraft.release(), tree.release()]);
+  await Promise.all([useless.release(), selfDraft.release(), tree.release(), treeTopk.release()]);
   await model.release();
   return rows;
 }
