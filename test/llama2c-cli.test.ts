@@ -1,22 +1,15 @@
 // `pipec import llama2c`: the command line over importLlama2c.
 
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { inspectModel } from "../compiler/api.ts";
-import { main } from "../compiler/cli/main.ts";
+import { pipec } from "./helpers/run-cli.ts";
+import { tempDir } from "./helpers/tmp.ts";
 
 const STORIES = join(import.meta.dirname, "..", "..", "shared", "fixtures", "stories260K", "stories260K.bin");
-const work = mkdtempSync(join(tmpdir(), "pipec-import-cli-"));
-afterAll(() => rmSync(work, { recursive: true, force: true }));
+const work = tempDir("pipec-import-cli-");
 
-async function pipec(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = "";
-  let err = "";
-  const code = await main(argv, { out: (t) => void (out += t), err: (t) => void (err += t) });
-  return { code, out, err };
-}
 
 describe.skipIf(!existsSync(STORIES))(`pipec import llama2c (needs ${STORIES})`, () => {
   it("writes model.onnx and config.json in the encoding asked for", async () => {

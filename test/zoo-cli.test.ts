@@ -1,21 +1,14 @@
 // `pipec zoo`: builds a model from the command line, and bad options are one usage line.
 
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { inspectModel } from "../compiler/api.ts";
-import { main } from "../compiler/cli/main.ts";
+import { pipec } from "./helpers/run-cli.ts";
+import { tempDir } from "./helpers/tmp.ts";
 
-const work = mkdtempSync(join(tmpdir(), "pipec-zoo-cli-"));
-afterAll(() => rmSync(work, { recursive: true, force: true }));
+const work = tempDir("pipec-zoo-cli-");
 
-async function pipec(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = "";
-  let err = "";
-  const code = await main(argv, { out: (t) => void (out += t), err: (t) => void (err += t) });
-  return { code, out, err };
-}
 
 describe("pipec zoo", () => {
   it("writes a qwen2 model in the standard encoding with the sizes asked for", async () => {
