@@ -58,6 +58,7 @@ export class DraftModel implements DraftSource {
     const confidence: number[] = [];
     const row = new Float32Array(this.vocabSize);
     let feed = context.slice(common);
+    const seen = [...context]; // the context plus the tokens drafted so far, for the warp's processors
     let cumulative = 1;
     for (;;) {
       const logits = await this.sequence.forward(feed);
@@ -65,7 +66,7 @@ export class DraftModel implements DraftSource {
       const V = logits.dims[logits.dims.length - 1];
       checkDraftVocabulary(V, this.vocabSize);
       readFloatRow(floatData(logits), (logits.dims[1] - 1) * V, row);
-      this.warp.process(row, { tokens: [...context, ...tokens] });
+      this.warp.process(row, { tokens: seen });
       let token: number;
       if (this.warp.greedy) {
         token = argmax(row);
@@ -77,6 +78,7 @@ export class DraftModel implements DraftSource {
         confidence.push(q[token]);
       }
       tokens.push(token);
+      seen.push(token);
       cumulative *= confidence[confidence.length - 1];
       if (tokens.length >= room) break;
       if (this.adaptive && shouldStop(tokens.length, cumulative, this.adaptive)) break;

@@ -166,9 +166,14 @@ export class Speculator {
     const V = logits.dims[logits.dims.length - 1];
     if (V !== this.vocabSize) throw new RuntimeError("vocabulary-changed", `the target's logits cover ${V} token ids, not the ${this.vocabSize} its first call returned`);
     const data = floatData(logits);
+    // Row i is warped against the context plus the first i draft tokens: one array, cut and
+    // refilled per row, instead of a copy of the whole context per row.
+    const seen = [...context];
     const processed = (i: number): Float32Array => {
       readFloatRow(data, i * V, this.row);
-      this.warp.process(this.row, { tokens: [...context, ...draft.tokens.slice(0, i)] });
+      seen.length = context.length;
+      for (let j = 0; j < i; j++) seen.push(draft.tokens[j]!);
+      this.warp.process(this.row, { tokens: seen });
       return this.row;
     };
     if (this.warp.greedy) return verifyGreedy(draft.tokens, (i) => argmax(processed(i)));
