@@ -42,3 +42,17 @@ export function parseNonNegativeInt(option: string, text: string): number {
   if (!/^\d+$/.test(text)) throw new UsageError(`${option} needs a whole number of bytes, got '${text}'`);
   return Number(text);
 }
+
+/** A positive whole number option (`--max-tokens`, `--threads`); undefined when not given. */
+export function parsePositiveInt(option: string, text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  if (!/^[1-9]\d*$/.test(text)) throw new UsageError(`${option} needs a positive whole number, got '${text}'`);
+  return Number(text);
+}
+
+/** `--ids 1,5,9`: a prompt given as token ids. */
+export function parseIds(text: string): number[] {
+  const parts = text.split(",").map((p) => p.trim());
+  if (parts.some((p) => !/^\d+$/.test(p))) throw new UsageError(`--ids needs comma-separated token ids, got '${text}'`);
+  return parts.map(Number);
+}

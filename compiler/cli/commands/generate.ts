@@ -6,7 +6,7 @@ import { PipecError } from "../../errors.ts";
 import { checkMethodFlags, formatFlagDiagnostics, pipelineFromFlags, prepareFlagsRun, type GenerateFlags } from "../../pipeline/from-flags.ts";
 import { runtimeSampling } from "../../pipeline/runtime-options.ts";
 import { loadCompiled } from "../../pipeline/run.ts";
-import { onePositional, parseCommandArgs, UsageError } from "../args.ts";
+import { onePositional, parseCommandArgs, parseIds, parsePositiveInt, UsageError } from "../args.ts";
 import type { Command } from "../command.ts";
 import type { CliIO } from "../io.ts";
 
@@ -88,7 +88,7 @@ async function generate(args: string[], io: CliIO): Promise<number> {
     tokenizer: values.tokenizer,
     draftModel: values["draft-model"],
     methods: { kv: values.kv, attention: values.attention, speculate: values.speculate, sampling: sampling?.method },
-    maxTokens: optionalInt("--max-tokens", values["max-tokens"]),
+    maxTokens: parsePositiveInt("--max-tokens", values["max-tokens"]),
     stop: values.stop,
     device,
   };
@@ -107,7 +107,7 @@ async function generate(args: string[], io: CliIO): Promise<number> {
   if (values.prompt !== undefined && !values.tokenizer) throw new UsageError("--prompt needs --tokenizer (or give --ids)");
   const prompt = values.prompt ?? parseIds(values.ids!);
   const output: Output = { textual: values.tokenizer !== undefined, json: values.json ?? false };
-  const threads = optionalInt("--threads", values.threads);
+  const threads = parsePositiveInt("--threads", values.threads);
   const optimised = values.kv !== undefined || values.attention !== undefined || values.speculate !== undefined || values["draft-model"] !== undefined;
   if (optimised) return generateCompiled(flags, prompt, { threads, cacheDir: values["cache-dir"] ?? join(dirname(modelPath), ".pipec-cache") }, output, io);
   return generateDirect(flags, prompt, { threads, sampling: sampling?.config }, output, io);
@@ -199,14 +199,3 @@ function formatStats(s: GenerationStats): string {
   return `${s.promptTokens} prompt + ${s.generatedTokens} generated tokens on ${s.device}: prefill ${s.prefillMs.toFixed(1)} ms, first token ${s.timeToFirstTokenMs.toFixed(1)} ms, decode ${s.decodeTokensPerSecond.toFixed(1)} tok/s, session ${s.sessionRunMs.toFixed(1)} ms / host ${s.hostMs.toFixed(1)} ms, peak KV ${kib} KiB`;
 }
 
-function parseIds(text: string): number[] {
-  const parts = text.split(",").map((p) => p.trim());
-  if (parts.some((p) => !/^\d+$/.test(p))) throw new UsageError(`--ids needs comma-separated token ids, got '${text}'`);
-  return parts.map(Number);
-}
-
-function optionalInt(option: string, text: string | undefined): number | undefined {
-  if (text === undefined) return undefined;
-  if (!/^[1-9]\d*$/.test(text)) throw new UsageError(`${option} needs a positive whole number, got '${text}'`);
-  return Number(text);
-}

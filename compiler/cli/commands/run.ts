@@ -2,7 +2,7 @@ import { formatDiagnostics } from "../../../dsl/diagnostics.ts";
 import { isRuntimeError, type GenerationStats } from "../../../runtime/index.ts";
 import { PipecError } from "../../errors.ts";
 import { prepareRun, runCompiled } from "../../pipeline/run.ts";
-import { onePositional, parseCommandArgs, UsageError } from "../args.ts";
+import { onePositional, parseCommandArgs, parseIds, parsePositiveInt, UsageError } from "../args.ts";
 import type { CliIO } from "../io.ts";
 
 const DEVICES = ["auto", "cpu", "cuda", "webgpu"] as const;
@@ -41,7 +41,7 @@ tokenizer is raw ids).
     if ((values.prompt === undefined) === (values.ids === undefined)) throw new UsageError("pipec run needs exactly one of --prompt or --ids");
     const device = values.device as (typeof DEVICES)[number] | undefined;
     if (device !== undefined && !DEVICES.includes(device)) throw new UsageError(`--device must be one of ${DEVICES.join(", ")}, got '${device}'`);
-    const maxTokens = values["max-tokens"] !== undefined ? positiveInt("--max-tokens", values["max-tokens"]) : undefined;
+    const maxTokens = parsePositiveInt("--max-tokens", values["max-tokens"]);
     const prompt = values.prompt ?? parseIds(values.ids!);
 
     const prepared = await prepareRun(file, { cacheDir: values["cache-dir"] });
@@ -77,13 +77,3 @@ function statsLine(stats: GenerationStats, finish: string): string {
     .join(" ")}`;
 }
 
-function positiveInt(option: string, text: string): number {
-  if (!/^\d+$/.test(text) || Number(text) < 1) throw new UsageError(`${option} must be a positive integer, got '${text}'`);
-  return Number(text);
-}
-
-function parseIds(text: string): number[] {
-  const ids = text.split(",").map((s) => s.trim());
-  if (ids.some((s) => !/^\d+$/.test(s))) throw new UsageError(`--ids takes comma-separated token ids, got '${text}'`);
-  return ids.map(Number);
-}
