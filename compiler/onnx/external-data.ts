@@ -18,14 +18,22 @@ export function externalEntry(t: TensorProto, key: string): string | undefined {
  */
 export class ExternalDataResolver {
   private readonly files = new Map<string, FileSource>();
+  /** Locations already checked, and the path each resolves to: hundreds of tensors share one file. */
+  private readonly checked = new Map<string, string>();
   private readonly baseReal: string | undefined;
 
   constructor(readonly baseDir: string | undefined) {
     this.baseReal = baseDir && existsSync(baseDir) ? realpathSync(baseDir) : undefined;
   }
 
-  /** Absolute path of a location, after checking that it stays inside the model's folder. */
+  /** Absolute path of a location, after checking that it stays inside the model's folder (once per location). */
   resolvePath(location: string, tensorName: string): string {
+    let path = this.checked.get(location);
+    if (path === undefined) this.checked.set(location, (path = this.check(location, tensorName)));
+    return path;
+  }
+
+  private check(location: string, tensorName: string): string {
     if (!this.baseDir || !this.baseReal) {
       throw new PipecError("external-data", `tensor '${tensorName}' has external data '${location}' but the model was not loaded from a file`);
     }
