@@ -103,8 +103,10 @@ describe("the guard on real sessions", () => {
       expect(result.tokens).toEqual(plain.tokens);
       drafting += result.stats.speculative!.callsWithDraft;
     }
-    // Two losing steps, then probes 4, 8, 16, 32, 64 plain steps apart: at most 6 in 96 tokens, whatever the timings say.
-    expect(drafting).toBeGreaterThan(0);
+    // Two losing steps, then probes 4, 8, 16, 32, 64 plain steps apart: at most 6 a request,
+    // whatever the timings say. Whether it drafts at all depends on the measured call costs (a
+    // draft that cannot pay even at full acceptance is never asked), so no lower bound here: the
+    // decisions themselves are tested exactly, from made-up timings, above.
     expect(drafting).toBeLessThanOrEqual(12);
   });
 });
