@@ -3,7 +3,7 @@ import type { Model } from "../compiler/ir/model.ts";
 import type { Value } from "../compiler/ir/value.ts";
 import type { Pass, PassContext, PassResult } from "../compiler/pass-manager/pass.ts";
 import { appendOnlyWhereAllowed } from "./sparse-attention/append-only.ts";
-import { cachedSelection } from "./sparse-attention/selection-cache.ts";
+import { cachedSelection, type FingerprintQuery, type FingerprintSource } from "./sparse-attention/selection-cache.ts";
 import { budgetTokens, formatBudget, type Budget } from "./sparse-attention/budget.ts";
 import { denseCanonicalNodes } from "./sparse-attention/layers.ts";
 import { SparseSite } from "./sparse-attention/site.ts";
@@ -22,9 +22,10 @@ export interface TokenSelectOptions {
   /**
    * The paper's selection cache: a layer reuses its previous indices while the query
    * fingerprint's cosine to the one they were chosen for stays >= threshold (contract:
-   * sparse-attention/selection-cache.ts; the runtime carries the state).
+   * sparse-attention/selection-cache.ts; the runtime carries the state). The fingerprint is
+   * the un-rotated query unless `fingerprint` says "rotated".
    */
-  selectionCache?: { threshold: number };
+  selectionCache?: { threshold: number; fingerprint?: FingerprintQuery };
   /** Then rewrite to the append-only KV contract where the model allows (see appendOnlyWhereAllowed). */
   appendOnly?: boolean;
 }
@@ -52,21 +53,32 @@ export function createTokenSelect(options: Partial<TokenSelectOptions> = {}): Pa
     description: `TokenSelect: ${opts.sinks} sinks + ${opts.window} recent + top-${formatBudget(opts.topK)} by per-head soft voting${opts.selectionCache ? `, selection cache at cosine ${opts.selectionCache.threshold}` : ""} (lossy)`,
     lossy: true,
     run(model: Model, ctx: PassContext): PassResult {
-      const layers = tokenSelect(model, opts);
+      const fingerprints = { unrotated: 0, "no-rotary": 0, rotated: 0 };
+      const layers = tokenSelect(model, opts, (layer, source) => {
+        fingerprints[source.kind]++;
+        if (source.kind === "rotated") ctx.note(`layer ${layer}: the selection-cache fingerprint is the rotated query (${source.reason})`);
+      });
       if (layers === 0) ctx.note("no canonical attention nodes: run lift-attention first");
       const appendOnly = opts.appendOnly === true && layers > 0 && appendOnlyWhereAllowed(model, ctx);
-      return { changed: layers > 0, stats: { layers, "kv-append-only": appendOnly ? 1 : 0 } };
+      const cacheStats = opts.selectionCache
+        ? { "fingerprint-unrotated": fingerprints.unrotated, "fingerprint-no-rotary": fingerprints["no-rotary"], "fingerprint-rotated": fingerprints.rotated }
+        : {};
+      return { changed: layers > 0, stats: { layers, "kv-append-only": appendOnly ? 1 : 0, ...cacheStats } };
     },
   };
 }
 
-export function tokenSelect(model: Model, opts: TokenSelectOptions): number {
+/** Rewrites every dense canonical node; `onFingerprint` hears how each layer's selection-cache fingerprint was made. */
+export function tokenSelect(model: Model, opts: TokenSelectOptions, onFingerprint?: (layer: number, source: FingerprintSource) => void): number {
   const nodes = denseCanonicalNodes(model);
   nodes.forEach((node, layer) => {
     const site = new SparseSite(model, node, TOKEN_SELECT, { splitCache: true });
     const regions = keyRegions(site, opts);
     const cache = opts.selectionCache;
-    site.attendShared(cache ? cachedSelection(model, site, layer, cache.threshold, () => selectKeys(site, opts, regions)) : selectKeys(site, opts, regions));
+    if (!cache) return site.attendShared(selectKeys(site, opts, regions));
+    const { keep_K, source } = cachedSelection(model, site, layer, cache, () => selectKeys(site, opts, regions));
+    onFingerprint?.(layer, source);
+    site.attendShared(keep_K);
   });
   return nodes.length;
 }

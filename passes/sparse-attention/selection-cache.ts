@@ -5,6 +5,7 @@ import type { Model } from "../../compiler/ir/model.ts";
 import { tensorType } from "../../compiler/ir/types.ts";
 import type { Value } from "../../compiler/ir/value.ts";
 import { dtypeOf } from "../attention/ops.ts";
+import { unrotatedSource } from "../attention/unrotated.ts";
 import type { SparseSite } from "./site.ts";
 
 /**
@@ -27,12 +28,34 @@ export const SELECTION_CACHE_NAMES = {
 } as const;
 
 /**
- * int64 [K]: the selectable rows to attend, `fresh()` (built in the recompute branch) unless the
- * step's query fingerprint (mean over T of the rotated query, [H*D]) is within `threshold`
- * cosine of the cached one. The cached indices stay valid as the cache grows: they index past
- * rows, which an append never moves (the runtime drops them on truncate or gather).
+ * Which query the fingerprint is made of. "unrotated" (the default): the query before its rotary
+ * embedding, as the reference's QUERY_ROTATE amounts to (it rotates every query to the same
+ * positions, which leaves cosines as between the un-rotated queries), so consecutive queries are
+ * not kept apart by one RoPE step each; "rotated": the attention's own query, at its position
+ * (kept to measure what un-rotating gains).
  */
-export function cachedSelection(model: Model, site: SparseSite, layer: number, threshold: number, fresh: () => Value): Value {
+export type FingerprintQuery = "unrotated" | "rotated";
+
+/**
+ * How a layer's fingerprint was made: from the un-rotated query, from the query itself because
+ * the model has no rotary there, or from the rotated query with the reason the rotary could not
+ * be traced (or because "rotated" was asked for).
+ */
+export type FingerprintSource = { kind: "unrotated" | "no-rotary" } | { kind: "rotated"; reason: string };
+
+/**
+ * int64 [K]: the selectable rows to attend, `fresh()` (built in the recompute branch) unless the
+ * step's query fingerprint (mean over T of the query, [H*D]; see FingerprintQuery) is within
+ * `threshold` cosine of the cached one. The cached indices stay valid as the cache grows: they
+ * index past rows, which an append never moves (the runtime drops them on truncate or gather).
+ */
+export function cachedSelection(
+  model: Model,
+  site: SparseSite,
+  layer: number,
+  options: { threshold: number; fingerprint?: FingerprintQuery },
+  fresh: () => Value,
+): { keep_K: Value; source: FingerprintSource } {
   const b = site.b;
   const { num_heads: H } = site.attrs;
   const shape = site.query_BHTD.type?.kind === "tensor" ? site.query_BHTD.type.shape : undefined;
@@ -42,14 +65,16 @@ export function cachedSelection(model: Model, site: SparseSite, layer: number, t
   const cachedFingerprint_F = b.input(`${names.cachedFingerprint}.${layer}`, DataType.FLOAT, [H * D]);
   const cachedIndices_K = b.input(`${names.cachedIndices}.${layer}`, DataType.INT64, [`tokenselect_cached_${layer}`]);
 
-  const query = dtypeOf(site.query_BHTD) === DataType.FLOAT ? site.query_BHTD : b.op.Cast(site.query_BHTD, { to: DataType.FLOAT });
+  const { query_BHTD, source } = fingerprintQuery(site, options.fingerprint ?? "unrotated");
+  // The un-rotated query is laid out by the same steps as the node's, so it has its dtype.
+  const query = dtypeOf(site.query_BHTD) === DataType.FLOAT ? query_BHTD : b.op.Cast(query_BHTD, { to: DataType.FLOAT });
   const mean_BHD = site.ops.opset >= 18 ? b.op.ReduceMean(query, b.int64([2]), { keepdims: 0 }) : b.op.ReduceMean(query, { axes: [2], keepdims: 0 });
   const fingerprint_F = b.op.Reshape(mean_BHD, b.int64([H * D])); // B = 1: the runtime decodes one sequence
   const sum = (x: Value) => (site.ops.opset >= 13 ? b.op.ReduceSum(x, b.int64([0]), { keepdims: 1 }) : b.op.ReduceSum(x, { axes: [0], keepdims: 1 }));
   // cos >= t as dot > 0 and dot^2 >= t^2 |a|^2 |b|^2: no square root, and zeros (no cache) never pass.
   const dot_1 = sum(b.op.Mul(fingerprint_F, cachedFingerprint_F));
   const norms_1 = b.op.Mul(sum(b.op.Mul(fingerprint_F, fingerprint_F)), sum(b.op.Mul(cachedFingerprint_F, cachedFingerprint_F)));
-  const similar_1 = b.op.And(b.op.Greater(dot_1, b.float32(0)), b.op.Not(b.op.Less(b.op.Mul(dot_1, dot_1), b.op.Mul(norms_1, b.float32(threshold * threshold)))));
+  const similar_1 = b.op.And(b.op.Greater(dot_1, b.float32(0)), b.op.Not(b.op.Less(b.op.Mul(dot_1, dot_1), b.op.Mul(norms_1, b.float32(options.threshold * options.threshold)))));
   const reused_1 = b.op.And(similar_1, b.op.Equal(site.T_1, b.int64([1])));
 
   const parent = site.node.graph!;
@@ -62,7 +87,15 @@ export function cachedSelection(model: Model, site: SparseSite, layer: number, t
   b.output(keep_K, `${names.indices}.${layer}`);
   b.output(b.op.Where(reused_1, cachedFingerprint_F, fingerprint_F), `${names.fingerprint}.${layer}`, tensorType(DataType.FLOAT, [H * D]));
   b.output(b.op.Identity(reused_1), `${names.reused}.${layer}`, tensorType(DataType.BOOL, [1]));
-  return keep_K;
+  return { keep_K, source };
+}
+
+/** The [B, H, T, D] query the fingerprint averages, and where it came from. */
+function fingerprintQuery(site: SparseSite, wanted: FingerprintQuery): { query_BHTD: Value; source: FingerprintSource } {
+  if (wanted === "rotated") return { query_BHTD: site.query_BHTD, source: { kind: "rotated", reason: "the rotated query was asked for" } };
+  const found = unrotatedSource(site.b, site.query_BHTD);
+  if ("reason" in found) return { query_BHTD: site.query_BHTD, source: { kind: "rotated", reason: found.reason } };
+  return { query_BHTD: found.value, source: { kind: found.rotary ? "unrotated" : "no-rotary" } };
 }
 
 function typed(indices_K: Value): Value {
