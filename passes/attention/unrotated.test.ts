@@ -1,0 +1,79 @@
+import { describe, expect, it } from "vitest";
+import { Builder } from "../../compiler/ir/builder.ts";
+import { DataType } from "../../compiler/ir/dtype.ts";
+import { buildZooModel, llamaConfig } from "../../compiler/zoo/index.ts";
+import { projectExactnessCases } from "../../test/helpers/sparse-parity.ts";
+import { denseCanonicalNodes } from "../sparse-attention/layers.ts";
+import { createTokenSelect } from "../token-select.ts";
+import { liftAttention } from "./lift.ts";
+import { traceRotary, type RotaryForm } from "./unrotated.ts";
+
+/** What each encoding's query goes through after lifting (the numbers: passes/sparse-attention/selection-cache.test.ts). */
+const EXPECTED: Record<string, RotaryForm | "none"> = {
+  "zoo llama decomposed": "decomposed",
+  "zoo llama ms": "decomposed", // the lifter's standard-op rotary for GroupQueryAttention's do_rotary
+  "zoo llama standard": "RotaryEmbedding",
+  "reference llama-dynamo": "decomposed",
+  "reference llama-torchscript": "decomposed",
+  "reference qwen2-dynamo": "decomposed",
+  "reference qwen2-torchscript": "decomposed",
+};
+
+describe("traceRotary finds each layer's query before rotary", () => {
+  for (const c of projectExactnessCases()) {
+    const want = EXPECTED[c.name] ?? (c.name.includes("gpt2") ? "none" : undefined);
+    it(`${c.name}: ${want}`, async () => {
+      const model = await c.load();
+      liftAttention(model);
+      const nodes = denseCanonicalNodes(model);
+      expect(nodes.length).toBeGreaterThan(0);
+      for (const node of nodes) {
+        const trace = traceRotary(node.inputs[0]!);
+        expect("reason" in trace ? trace.reason : (trace.rotary ?? "none")).toBe(want);
+      }
+    });
+  }
+
+  it("com.microsoft.RotaryEmbedding before GroupQueryAttention (head width 8): its input, through the head split", () => {
+    const model = buildZooModel(llamaConfig({ hidden: 32, heads: 4, kvHeads: 2 }), { encoding: "ms" });
+    liftAttention(model);
+    for (const node of denseCanonicalNodes(model)) {
+      const trace = traceRotary(node.inputs[0]!);
+      expect(trace).toMatchObject({ rotary: "com.microsoft.RotaryEmbedding" });
+      if ("layout" in trace) expect(trace.layout.map((n) => n.op)).toEqual(["Reshape", "Transpose"]);
+    }
+  });
+
+  it("interleaved (GPT-J) pairs too", () => {
+    const model = buildZooModel(llamaConfig({ rotary: "interleaved" }), { encoding: "decomposed" });
+    liftAttention(model);
+    for (const node of denseCanonicalNodes(model)) expect(traceRotary(node.inputs[0]!)).toMatchObject({ rotary: "decomposed" });
+  });
+});
+
+describe("a positional query that matches no rotary form", () => {
+  /** The zoo's rotated query plus the position itself: positional, but no rotation of one x. */
+  function unknownRotary() {
+    const model = buildZooModel(llamaConfig({ layers: 1 }), { encoding: "decomposed" });
+    liftAttention(model);
+    const [node] = denseCanonicalNodes(model);
+    const b = new Builder(model.graph, { before: node });
+    const positions = model.graph.inputs.find((v) => v.name === "position_ids")!;
+    const odd = b.op.Add(node!.inputs[0]!, b.op.Unsqueeze(b.op.Cast(positions, { to: DataType.FLOAT }), b.int64([1, 3])));
+    node!.setInput(0, odd);
+    return { model, query: odd };
+  }
+
+  it("is a reason naming what is positional, not a guess", () => {
+    const trace = traceRotary(unknownRotary().query);
+    expect(trace).toEqual({ reason: expect.stringMatching(/depends on graph input position_ids after its projection, but no rotary form was recognised at Add/) });
+  });
+
+  it("makes tokenselect fall back to the rotated query and say so", () => {
+    const { model } = unknownRotary();
+    const notes: string[] = [];
+    const result = createTokenSelect({ selectionCache: { threshold: 0.9 } }).run(model, { options: {}, note: (n) => notes.push(n) });
+    expect(result.stats).toMatchObject({ "fingerprint-unrotated": 0, "fingerprint-rotated": 1 });
+    expect(notes).toEqual([expect.stringMatching(/^layer 0: the selection-cache fingerprint is the rotated query \(.*position_ids/)]);
+  });
+});
