@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DecoderModel } from "../decoder.ts";
 import { Generator } from "../generate.ts";
 import { REFERENCE_DIR } from "../testing/models.ts";
-import { guardFor, SpeculationGuard, type StepPlan } from "./guard.ts";
+import { cpuMeter, guardFor, MARGIN, SpeculationGuard, wallMeter, type StepPlan } from "./guard.ts";
 
 /** Runs `steps` steps: a plain step takes 10 ms for one token, a drafting step `draftMs` for `draftTokens`. */
 function drive(guard: SpeculationGuard, steps: number, draftMs: number, draftTokens: number): StepPlan[] {
@@ -73,11 +73,58 @@ describe("SpeculationGuard", () => {
     expect(guard.plan()).toBe("plain");
   });
 
+  it("drafting that beats plain steps by less than the margin is a tie, and a tie stops it", () => {
+    const plans = drive(new SpeculationGuard(), 40, 10 * (1 - MARGIN / 2), 1);
+    expect(plans.slice(0, 3)).toEqual(["plain", "draft", "draft"]);
+    expect(plans.slice(3).filter((p) => p === "draft")).toHaveLength(0);
+  });
+
+  it("a run that a winning probe started and that soon lost backs off: the wait doubles instead of starting over", () => {
+    const guard = new SpeculationGuard();
+    drive(guard, 3, 10.1, 1); // plain, two losing drafting steps: off, next probe after 4 plain steps
+    const probeAfter = (): number => {
+      let waited = 0;
+      while (guard.plan() !== "probe") {
+        guard.record("plain", false, 10, 1);
+        waited++;
+      }
+      return waited;
+    };
+    expect(probeAfter()).toBe(4);
+    guard.record("probe", true, 12, 3); // wins: drafting on
+    expect(guard.plan()).toBe("draft");
+    guard.record("draft", true, 40, 2); // ...and loses at once: off
+    expect(guard.plan()).toBe("plain");
+    expect(probeAfter()).toBe(8);
+    guard.record("probe", true, 12, 3);
+    for (let i = 0; i < 20; i++) guard.record(guard.plan(), guard.plan() !== "plain", 12, guard.plan() === "plain" ? 1 : 3); // a sustained winning run
+    guard.record("draft", true, 80, 2);
+    guard.record("draft", true, 80, 2); // then the text changes and drafting loses: off, and the wait starts over
+    expect(probeAfter()).toBe(4);
+  });
+
   it("is kept per target and source", () => {
     const [a, b] = [{}, {}];
     expect(guardFor(a, "lookup 3")).toBe(guardFor(a, "lookup 3"));
     expect(guardFor(a, "lookup 3")).not.toBe(guardFor(a, "lookup 2"));
     expect(guardFor(a, "lookup 3")).not.toBe(guardFor(b, "lookup 3"));
+  });
+});
+
+describe("step meters", () => {
+  it("the CPU meter charges a step its work, not the time it waited for a core or a timer", async () => {
+    const busy = cpuMeter();
+    const t0 = performance.now();
+    while (performance.now() - t0 < 20);
+    const worked = busy();
+    const idle = cpuMeter();
+    const wallIdle = wallMeter();
+    await new Promise((resolve) => setTimeout(resolve, 40));
+    const [waited, waitedWall] = [idle(), wallIdle()];
+    expect(worked).toBeGreaterThan(10);
+    expect(worked).toBeLessThanOrEqual(performance.now() - t0);
+    expect(waitedWall).toBeGreaterThanOrEqual(39);
+    expect(waited).toBeLessThan(10);
   });
 });
 

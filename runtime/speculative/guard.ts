@@ -1,11 +1,13 @@
 // Whether drafting pays, judged by what steps really cost. The cost model prices session calls
 // only; a whole step also pays for drafting, the draft model's catch-up, rollback copies and
 // host work, and on a shared machine the call costs measured at start-up drift. So the guard
-// times every step, speculative and plain alike, and lets drafting continue only while it
-// yields tokens faster than plain steps do. While drafting is off, a short probe now and then
-// asks again; each probe that loses doubles the wait before the next one, so a source that
-// never pays costs at most a few per cent. One guard serves every draft source and
-// is kept per target and source across requests, so what one request learned the next one uses.
+// measures every step, speculative and plain alike, and lets drafting continue only while it
+// yields tokens faster than plain steps do, by a margin: a tie is noise, and noise must not keep
+// a losing source drafting. While drafting is off, a short probe now and then asks again; each
+// probe that loses doubles the wait before the next one, and so does a drafting run a probe
+// started that soon lost, so a source that never pays costs at most a few per cent. One guard
+// serves every draft source and is kept per target and source across requests, so what one
+// request learned the next one uses.
 
 /** Plain steps before the first re-probe; the wait doubles after each losing probe, up to the cap. */
 const FIRST_GAP = 4;
@@ -23,6 +25,38 @@ const PLAIN_REFRESH = 16;
 const FADE = 0.8;
 /** Draft tokens a probe verifies: enough to show acceptance, cheap when rejected. */
 export const PROBE_TOKENS = 2;
+/** Drafting must cost this share less per token than plain steps to go on, or for a probe to win. */
+export const MARGIN = 0.03;
+/** A drafting run that lasted this many steps before losing showed the source can pay: the next probe comes soon again. */
+const SUSTAINED_RUN = 16;
+
+/** Starts measuring a step; calling what it returns gives the step's cost in milliseconds. */
+export type StepMeter = () => () => number;
+
+export const wallMeter: StepMeter = () => {
+  const t0 = performance.now();
+  return () => performance.now() - t0;
+};
+
+/**
+ * The lesser of the step's wall time and this process's CPU time over it: waiting for a core on
+ * a shared machine inflates the first, other threads' work (the JIT, the garbage collector's
+ * helpers, idle intra-op threads spinning) the second, and neither is the step's own cost.
+ */
+export const cpuMeter: StepMeter = () => {
+  const t0 = performance.now();
+  const c0 = process.cpuUsage();
+  return () => {
+    const wall = performance.now() - t0;
+    const cpu = process.cpuUsage(c0);
+    return Math.min(wall, (cpu.user + cpu.system) / 1000);
+  };
+};
+
+/** On a CPU the step's work is this process's; elsewhere the host mostly waits for the device, so wall time it is. */
+export function meterFor(device: string): StepMeter {
+  return device === "cpu" ? cpuMeter : wallMeter;
+}
 
 /** A fading average of milliseconds per generated token. */
 class MsPerToken {
@@ -57,6 +91,9 @@ export class SpeculationGuard {
   private gap = FIRST_GAP;
   private waited = 0;
   private sincePlain = 0;
+  /** Drafting steps since drafting last turned on; whether a probe turned it on. */
+  private run = 0;
+  private probeStarted = false;
 
   /** Drafting starts on: the first steps show whether it pays, and a source that wins from the start loses nothing to finding out. */
   plan(): StepPlan {
@@ -81,9 +118,11 @@ export class SpeculationGuard {
       // A probe is judged on its own: one fast step after a long losing run means the text changed.
       // It must have had a draft token accepted: a rejected probe beating plain steps is only noise.
       this.waited = 0;
-      if (tokens > 1 && ms / tokens < this.plain.value) {
+      if (tokens > 1 && ms / tokens < this.plain.value * (1 - MARGIN)) {
+        // The wait is kept: should this run soon lose, the next probe backs off from here.
         this.on = true;
-        this.gap = FIRST_GAP;
+        this.run = 1;
+        this.probeStarted = true;
         this.drafting.restart(ms, tokens);
       } else {
         const excessSteps = (ms - tokens * this.plain.value) / this.plain.value;
@@ -92,9 +131,13 @@ export class SpeculationGuard {
       return;
     }
     this.drafting.record(ms, tokens);
-    if (this.plain.steps > 0 && this.drafting.steps >= 2 && this.drafting.value > this.plain.value) {
+    this.run++;
+    if (this.plain.steps > 0 && this.drafting.steps >= 2 && this.drafting.value > this.plain.value * (1 - MARGIN)) {
       this.on = false;
       this.waited = 0;
+      // A won probe whose run soon lost was noise or a passing streak: back off as after a losing probe.
+      if (this.run >= SUSTAINED_RUN) this.gap = FIRST_GAP;
+      else if (this.probeStarted) this.gap = Math.max(this.gap, Math.min(2 * this.gap, MAX_DOUBLED_GAP));
     }
   }
 }

@@ -128,3 +128,35 @@ describe("speculative steps on the reference Llama export", () => {
     }
   });
 });
+
+describe("the adaptive guard's decision on the trained model (examples/models/sotu-tiny)", () => {
+  const OPEN = [1, 11, 48, 85, 122, 159, 196, 233];
+  let trained: DecoderModel;
+  beforeAll(async () => {
+    trained = await DecoderModel.open(join(import.meta.dirname, "../../examples/models/sotu-tiny/model.onnx"), { device: "cpu", threads: 1 });
+  });
+  afterAll(async () => {
+    await trained?.release();
+  });
+
+  it("the adaptive guard stops drafting when steps priced so drafting loses, and drafts when it pays; tokens stay greedy's", async () => {
+    // Grounded: the prompt, its greedy continuation, the prompt again; lookup drafts are right here.
+    const generator = new Generator(trained);
+    const continuation = (await generator.run(OPEN, { maxTokens: 24, eosTokenIds: [] })).tokens;
+    const prompt = [...OPEN, ...continuation, ...OPEN];
+    const plain = await generator.run(prompt, { maxTokens: 40, eosTokenIds: [] });
+    // Every draft token verified costs ten plain steps: drafting loses even when all is accepted.
+    const losing = await generator.run(prompt, { maxTokens: 40, eosTokenIds: [], speculate: { kind: "lookup", stepCost: ({ drafted }) => 1 + 10 * drafted } });
+    // A step costs the same whatever it verifies: every accepted token is a win.
+    const paying = await generator.run(prompt, { maxTokens: 40, eosTokenIds: [], speculate: { kind: "lookup", stepCost: () => 1 } });
+    expect(losing.tokens).toEqual(plain.tokens);
+    expect(paying.tokens).toEqual(plain.tokens);
+    const [lost, paid] = [losing.stats.speculative!, paying.stats.speculative!];
+    // Two drafting steps decide; then 2-token probes 4, 8 and 16 plain steps apart (3 within 39 steps).
+    expect(lost.callsWithDraft).toBeLessThanOrEqual(5);
+    expect(lost.targetCallsPerToken).toBeGreaterThanOrEqual(0.9);
+    // The same prompt, priced so drafting pays: most tokens come from accepted drafts.
+    expect(paid.callsWithDraft).toBeGreaterThanOrEqual(5);
+    expect(paid.targetCallsPerToken).toBeLessThan(0.6);
+  });
+});

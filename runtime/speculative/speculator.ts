@@ -11,7 +11,7 @@ import { floatData, readFloatRow } from "../tensors.ts";
 import { measureCost, type CostModel } from "./cost-model.ts";
 import { AcceptanceEstimate, ADAPTIVE_DEFAULTS, bestLength, type AdaptiveLength } from "./draft-length.ts";
 import { DraftModel } from "./draft-model.ts";
-import { guardFor, PROBE_TOKENS, SpeculationGuard, type StepPlan } from "./guard.ts";
+import { guardFor, meterFor, PROBE_TOKENS, SpeculationGuard, type StepMeter, type StepPlan } from "./guard.ts";
 import { NO_DRAFT, type Draft, type DraftSource } from "./draft-source.ts";
 import { PromptLookup } from "./prompt-lookup.ts";
 import { SpeculativeTally, type SpeculativeStats } from "./stats.ts";
@@ -26,6 +26,22 @@ interface CommonSpeculateOptions {
   draftLength?: number | "adaptive";
   /** Bounds and threshold of the adaptive rule (defaults: threshold 0.3, min 2, max 20). */
   adaptive?: Partial<AdaptiveLength>;
+  /**
+   * What a step costs the adaptive guard, in milliseconds. Default: its measured cost (on a CPU
+   * the lesser of CPU and wall time). A caller that knows its costs better supplies them here;
+   * the guard is then this request's own rather than the one shared across requests.
+   */
+  stepCost?: (step: MeasuredStep) => number;
+}
+
+/** One speculative step as the guard sees it. */
+export interface MeasuredStep {
+  /** Draft tokens verified (0: a plain step). */
+  drafted: number;
+  /** Tokens the step decided (accepted draft tokens plus the target's own). */
+  decided: number;
+  /** Its measured cost in milliseconds, drafting and rollback included. */
+  ms: number;
 }
 
 export interface LookupSpeculation extends CommonSpeculateOptions {
@@ -50,11 +66,9 @@ export class Speculator {
   private cost?: CostModel;
   /** Adaptive only: whether drafting pays, from timed steps. */
   private readonly guard?: SpeculationGuard;
-  /**
-   * A seeded sampled run must replay exactly, and which steps draft changes the random draws:
-   * its guard is its own and is fed the cost model's prices instead of the clock.
-   */
-  private readonly priced: boolean;
+  /** Prices steps for the guard instead of their measured cost (see `stepCost`). */
+  private readonly price?: (step: MeasuredStep) => number;
+  private readonly meter: StepMeter;
   /** Adaptive only, once the costs are measured: could this source pay even if every draft token were accepted? */
   private canPay?: boolean;
   private readonly row: Float32Array;
@@ -69,7 +83,10 @@ export class Speculator {
     guard: SpeculationGuard,
     priced: boolean,
   ) {
-    this.priced = priced;
+    // A seeded sampled run must replay exactly, and which steps draft changes the random draws:
+    // its steps are priced by the cost model rather than measured.
+    this.price = options.stepCost ?? (priced ? (step) => (this.cost ? this.cost.callMs(step.drafted + 1) + step.drafted * this.source.msPerToken : step.ms) : undefined);
+    this.meter = meterFor(sequence.model.device);
     this.rule = { ...ADAPTIVE_DEFAULTS, ...options.adaptive };
     const length = options.draftLength ?? "adaptive";
     if (length !== "adaptive") {
@@ -99,7 +116,7 @@ export class Speculator {
         ? new PromptLookup(options.maxNgram ?? 3)
         : new DraftModel(options.model, vocabSize, createWarp(sampling, vocabSize, processors), createRng(seed ^ 0x5bd1e995), length === "adaptive" ? { ...ADAPTIVE_DEFAULTS, ...options.adaptive } : undefined);
     const priced = !warp.greedy && sampling.seed !== undefined;
-    const guard = priced ? new SpeculationGuard() : guardFor(sequence.model, options.kind === "lookup" ? `lookup ${options.maxNgram ?? 3}` : options.model);
+    const guard = priced || options.stepCost ? new SpeculationGuard() : guardFor(sequence.model, options.kind === "lookup" ? `lookup ${options.maxNgram ?? 3}` : options.model);
     return new Speculator(sequence, source, warp, createRng(seed ^ 0x2545f491), options, vocabSize, guard, priced);
   }
 
@@ -110,22 +127,39 @@ export class Speculator {
    */
   async step(token: number, context: readonly number[], limit: number): Promise<number[]> {
     if (this.guard && limit >= 1) await this.measureCosts(token, context);
-    const t0 = performance.now();
+    const measured = this.meter();
     const plan = this.guard?.plan() ?? "draft";
     const draft = await this.draft(plan, context, limit);
+    const k = draft.tokens.length;
+    if (k === 0) {
+      // Nothing to verify: the plain runtime's step (the same call, the same fetch, no copies).
+      const next = await this.plainStep(token, context);
+      const ms = measured();
+      this.tally.record(0, 0, ms);
+      this.guard?.record(plan, false, this.price ? this.price({ drafted: 0, decided: 1, ms }) : ms, 1);
+      return [next];
+    }
     const start = this.sequence.length;
     const t1 = performance.now();
     const verdict = this.warp.argmaxOnly && this.sequence.model.offersTop(1)
       ? verifyGreedyIds(draft.tokens, await this.sequence.forwardTop([token, ...draft.tokens], 1))
       : this.verify(await this.sequence.forward([token, ...draft.tokens]), draft, context);
     this.sequence.truncate(start + 1 + verdict.accepted);
-    const t2 = performance.now();
-    this.tally.record(draft.tokens.length, verdict.accepted, t2 - t1);
-    this.acceptance.record(draft.tokens.length, verdict.accepted);
-    const k = draft.tokens.length;
-    const ms = this.priced && this.cost ? this.cost.callMs(k + 1) + k * this.source.msPerToken : t2 - t0;
-    this.guard?.record(plan, k > 0, ms, verdict.accepted + 1);
+    this.tally.record(k, verdict.accepted, performance.now() - t1);
+    this.acceptance.record(k, verdict.accepted);
+    const ms = measured();
+    this.guard?.record(plan, true, this.price ? this.price({ drafted: k, decided: verdict.accepted + 1, ms }) : ms, verdict.accepted + 1);
     return [...draft.tokens.slice(0, verdict.accepted), verdict.next];
+  }
+
+  /** One token, no draft: the argmax ids where they suffice and the graph has them, else one row of logits. */
+  private async plainStep(token: number, context: readonly number[]): Promise<number> {
+    if (this.warp.argmaxOnly && this.sequence.model.offersTop(1)) return (await this.sequence.forwardTop([token], 1)).ids[0]!;
+    const logits = await this.sequence.forward([token]);
+    if (!this.warp.argmaxOnly) return this.verify(logits, NO_DRAFT, context).next;
+    this.checkVocabulary(logits);
+    readFloatRow(floatData(logits), 0, this.row);
+    return argmax(this.row);
   }
 
   stats(generatedTokens: number): SpeculativeStats {
@@ -162,10 +196,22 @@ export class Speculator {
     return keep >= draft.tokens.length ? draft : { tokens: draft.tokens.slice(0, keep), probs: draft.probs?.slice(0, keep), confidence: draft.confidence.slice(0, keep) };
   }
 
-  private verify(logits: ort.Tensor, draft: Draft, context: readonly number[]): Verdict {
-    const V = logits.dims[logits.dims.length - 1];
+  private checkVocabulary(logits: ort.Tensor): number {
+    const V = logits.dims[logits.dims.length - 1]!;
     if (V !== this.vocabSize) throw new RuntimeError("vocabulary-changed", `the target's logits cover ${V} token ids, not the ${this.vocabSize} its first call returned`);
+    return V;
+  }
+
+  private verify(logits: ort.Tensor, draft: Draft, context: readonly number[]): Verdict {
+    const V = this.checkVocabulary(logits);
     const data = floatData(logits);
+    if (this.warp.argmaxOnly) {
+      // Nothing processes the rows: no context to build.
+      return verifyGreedy(draft.tokens, (i) => {
+        readFloatRow(data, i * V, this.row);
+        return argmax(this.row);
+      });
+    }
     // Row i is warped against the context plus the first i draft tokens: one array, cut and
     // refilled per row, instead of a copy of the whole context per row.
     const seen = [...context];

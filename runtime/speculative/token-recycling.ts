@@ -21,7 +21,7 @@ import { RuntimeError } from "../errors.ts";
 import type { LogitsProcessor } from "../sampling/processors.ts";
 import type { SamplingConfig } from "../sampling/sampler.ts";
 import { floatData, readFloatRow } from "../tensors.ts";
-import { PROBE_TOKENS, SpeculationGuard, type StepPlan } from "./guard.ts";
+import { meterFor, PROBE_TOKENS, SpeculationGuard, type StepMeter, type StepPlan } from "./guard.ts";
 import type { SpeculativeStats } from "./stats.ts";
 import { SpeculativeTally } from "./stats.ts";
 
@@ -236,6 +236,7 @@ export class TokenRecycling {
   private draftMs = 0;
   /** What the guard planned for the current step; absent for a fixed tree size. */
   private plan?: StepPlan;
+  private readonly meter: StepMeter;
 
   constructor(
     private readonly sequence: DecoderSequence,
@@ -258,6 +259,7 @@ export class TokenRecycling {
     if (Math.max(...this.template.ranks) >= this.matrix.k) throw new RuntimeError("bad-speculation", `recycle: the tree uses successor rank ${Math.max(...this.template.ranks)} but only ${this.matrix.k} are stored`);
     this.row = new Float32Array(vocabSize);
     this.cost = options.cost;
+    this.meter = meterFor(sequence.model.device);
   }
 
   /**
@@ -275,12 +277,13 @@ export class TokenRecycling {
    * a tree of at most `limit` draft levels under it; returns the accepted drafts and the next token.
    */
   async step(token: number, _context: readonly number[], limit: number): Promise<number[]> {
+    const measured = this.meter();
     const t0 = performance.now();
     const nodes = await this.chooseNodes(token, limit);
     const ids = this.fill(token, nodes);
     this.draftMs += performance.now() - t0;
 
-    const start = this.sequence.length;
+    const [start, position] = [this.sequence.length, this.sequence.position];
     const parents = nodes.map((n) => nodes.indexOf(this.template.parents[n]!));
     const t1 = performance.now();
     const greedy = this.sequence.model.offersTop(this.matrix.k)
@@ -289,9 +292,9 @@ export class TokenRecycling {
     const path = longestAgreeingPath(ids, parents, greedy);
     // A path along the call's first rows (the root alone, or a chain BFS put first) needs no copy.
     if (path.every((node, i) => node === i)) this.sequence.truncate(start + path.length);
-    else this.sequence.gather([...range(start), ...path.map((i) => start + i)], start + path.length);
+    else this.sequence.gather([...range(start), ...path.map((i) => start + i)], position + path.length);
     this.tally.record(nodes.length - 1, path.length - 1, performance.now() - t1);
-    if (this.plan) this.learned.guard.record(this.plan, nodes.length > 1, performance.now() - t0, path.length);
+    if (this.plan) this.learned.guard.record(this.plan, nodes.length > 1, measured(), path.length);
     this.learn(nodes, parents, path);
     return [...path.slice(1).map((i) => ids[i]!), greedy[path[path.length - 1]!]!];
   }
