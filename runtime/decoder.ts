@@ -7,6 +7,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import * as ort from "onnxruntime-node";
 import { createKvCache, type KvCache, type KvCacheOptions } from "./cache/kv-cache.ts";
+import type { StreamingConfig } from "./cache/streaming.ts";
 import { RecurrentState } from "./cache/recurrent-state.ts";
 import { SelectionCache } from "./cache/selection-cache.ts";
 import { readContract, type DecoderContract } from "./contract.ts";
@@ -111,6 +112,13 @@ export class DecoderSequence {
   private nextPosition = 0;
   /** TokenSelect's per-layer selections (models compiled with selection_cache; empty otherwise). */
   readonly selection: SelectionCache;
+  /**
+   * StreamingLLM's sinks and window, set once the prompt is in (the prompt attends densely, as
+   * without speculation): a model with a tree_attention_mask input then gets a mask per step
+   * that lets each query see what a one-token step at its row would, so verifying several
+   * tokens at once attends as one-token steps do.
+   */
+  streaming?: StreamingConfig;
 
   constructor(
     readonly model: DecoderModel,
@@ -191,7 +199,7 @@ export class DecoderSequence {
       const offsets = treeParents ? treeDepths(treeParents) : undefined;
       feeds.position_ids = S === 1 ? this.singlePosition(start) : intTensor(contract.positionType, Array.from({ length: S }, (_, j) => start + (offsets ? offsets[j] : j)), [1, S]);
     }
-    if (contract.hasTreeMask) feeds[TREE_MASK_INPUT] = treeMaskTensor(this.cache.length, treeParents ?? chainParents(S));
+    if (contract.hasTreeMask) feeds[TREE_MASK_INPUT] = treeMaskTensor(this.cache.length, treeParents ?? chainParents(S), this.streaming);
     if (contract.hasCacheBranchFlag) feeds.use_cache_branch = new ort.Tensor("bool", [this.cache.length > 0], [1]);
     this.cache.prepare(S, feeds, fetches, this.model.bindOutputs);
     this.recurrent.prepare(feeds, fetches);
@@ -225,8 +233,10 @@ export class DecoderSequence {
       throw new RuntimeError("cannot-rollback", "this model carries recurrent state (past_conv.* or similar) that cannot be rolled back; only attention KV can be truncated");
     }
     if (length !== this.cache.length) this.selection.reset();
+    const dropped = this.cache.length - length;
     this.cache.truncate(length);
-    this.nextPosition = length;
+    // Positions go back by the rows dropped (after a StreamingLLM eviction they run ahead of the rows).
+    this.nextPosition -= dropped;
   }
 
   /**

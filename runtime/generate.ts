@@ -91,7 +91,12 @@ export class Generator {
     const eos = new Set(options.eosTokenIds ?? (this.tokenizer?.eosTokenId !== undefined ? [this.tokenizer.eosTokenId] : this.model.eosTokenIds));
     const text = this.tokenizer ? new TextStream(this.tokenizer, stopStrings) : undefined;
 
-    if (options.streaming && options.speculate) throw new RuntimeError("streaming-with-speculation", "StreamingLLM eviction and speculative decoding cannot be combined: verification rolls back rows eviction may have dropped");
+    // Verifying several tokens in one call attends as one-token steps do only through a
+    // per-query mask (decoder.ts, DecoderSequence.streaming); eviction waits until verification
+    // has rolled back what it rejected.
+    if (options.streaming && options.speculate && !this.model.contract.hasTreeMask) {
+      throw new RuntimeError("streaming-with-speculation", "StreamingLLM with speculative decoding needs a model with a tree_attention_mask input (compile kv: streaming and speculate: in one .pipe): verification would attend to keys a one-token step does not");
+    }
     const sequence = this.model.newSequence();
     const evict = () => options.streaming && evictStreaming(sequence, options.streaming);
     sequence.reserve(promptIds.length + maxTokens);
@@ -123,6 +128,7 @@ export class Generator {
       evict();
     }
     clock.prefillMs = clock.now() - prefillStart;
+    if (options.streaming && this.model.contract.hasTreeMask) sequence.streaming = options.streaming;
 
     while (last) {
       if (options.signal?.aborted) {
@@ -169,6 +175,7 @@ export class Generator {
         // Drafts never reach the last position or past maxTokens, so the stop checks above hold per token as without speculation.
         const room = Math.min(maxTokens - generated.length - 1, (this.model.maxPositions ?? Infinity) - tokens.length - 1);
         decided.push(...(await speculator.step(token, tokens, room)));
+        evict();
       } else {
         last = fetchTop ? await sequence.forwardTop([token], 1) : await sequence.forward([token]);
         evict();

@@ -3,6 +3,7 @@
 // tree given by parent indices (-1: the node hangs under the cached context); a chain
 // (parents i - 1) is ordinary causal decoding.
 import * as ort from "onnxruntime-node";
+import type { StreamingConfig } from "./cache/streaming.ts";
 
 export const TREE_MASK_INPUT = "tree_attention_mask";
 
@@ -21,14 +22,24 @@ export function chainParents(S: number): number[] {
   return Array.from({ length: S }, (_, i) => i - 1);
 }
 
-/** [1, 1, S, past + S]: 0 where a node sees the context or an ancestor (itself included), -inf elsewhere. */
-export function treeMaskTensor(past: number, parents: readonly number[]): ort.Tensor {
+/**
+ * [1, 1, S, past + S]: 0 where a node sees the context or an ancestor (itself included), -inf
+ * elsewhere. With `streaming` (a StreamingLLM model verifying drafts) a node at cache row q
+ * (past + its depth) also sees only what a one-token step at q would: the first `sinks` rows and
+ * the `window` most recent (q included). Rows count in the cache's own order, which eviction
+ * keeps (it drops rows no later step sees).
+ */
+export function treeMaskTensor(past: number, parents: readonly number[], streaming?: StreamingConfig): ort.Tensor {
   const S = parents.length;
   const N = past + S;
   const data = new Float32Array(S * N).fill(-Infinity);
+  const depths = streaming ? treeDepths(parents) : undefined;
   for (let i = 0; i < S; i++) {
-    data.fill(0, i * N, i * N + past);
-    for (let a = i; a >= 0; a = parents[a]) data[i * N + past + a] = 0;
+    const q = past + (depths ? depths[i]! : 0);
+    const sees = (row: number) => !streaming || row < streaming.sinks || row > q - streaming.window;
+    if (!streaming) data.fill(0, i * N, i * N + past);
+    else for (let r = 0; r < past; r++) if (sees(r)) data[i * N + r] = 0;
+    for (let a = i; a >= 0; a = parents[a]!) if (sees(past + (depths?.[a] ?? 0))) data[i * N + past + a] = 0;
   }
   return new ort.Tensor("float32", data, [1, 1, S, N]);
 }

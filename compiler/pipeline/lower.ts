@@ -6,6 +6,7 @@ import type { PassRegistry } from "../pass-manager/registry.ts";
 import { printParam } from "../../dsl/print.ts";
 import { IMPLEMENTATIONS, LIFT_ATTENTION, LOWER_ATTENTION, SELF_DRAFT } from "./implementations.ts";
 import type { GenerateNode, GraphPassStep, Lowered, ModelNode, PipelineIR, TokenizerNode } from "./ir.ts";
+import { composeSparseWithSpeculation } from "./method-compatibility.ts";
 
 /**
  * Turns a checked pipeline into the pipeline IR: each requested method becomes graph passes on
@@ -45,6 +46,7 @@ function lowerGenerate(s: CheckedStage, model: ModelNode | undefined, registry: 
   };
   const [kv, attention, speculate, sampling] = [lower("kv"), lower("attention"), lower("speculate"), lower("sampling")];
   if (!kv || !attention || !speculate || !sampling || !model) return undefined;
+  if (!composeSparseWithSpeculation(s, model, diags)) return undefined;
   const node: GenerateNode = { kind: "generate", name: s.name, model: model.name, tokenizer: s.refs["tokenizer"]!, kv, attention, speculate, sampling, maxTokens: s.maxTokens, stop: s.stop, device: s.device };
   if (s.refs["input"] !== undefined) node.input = s.refs["input"];
   return node;
