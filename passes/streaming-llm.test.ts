@@ -1,26 +1,27 @@
 import { join } from "node:path";
-import * as ort from "onnxruntime-node";
+import type * as ort from "onnxruntime-node";
 import { describe, expect, it } from "vitest";
 import { main } from "../compiler/cli/main.ts";
 import { loadModel, saveModel } from "../compiler/onnx/index.ts";
-import { buildZooModel, llamaConfig } from "../compiler/zoo/index.ts";
+import { buildZooModel, ENCODINGS, gpt2Config, llamaConfig, type ZooConfig } from "../compiler/zoo/index.ts";
 import { DecoderModel } from "../runtime/decoder.ts";
 import { Generator } from "../runtime/generate.ts";
-import { streamingKeep } from "../runtime/cache/streaming.ts";
+import { evictStreaming, streamingKeep } from "../runtime/cache/streaming.ts";
 import { HAVE_SHARED, SKIP_SHARED_REASON } from "../test/helpers/fixtures.ts";
-import { modelBytes } from "../test/helpers/ort-parity.ts";
-import { seededFeeds } from "../test/helpers/ort-inputs.ts";
-import { exactness, keepRows, projectExactnessCases, sharedExactnessCases, sparsify } from "../test/helpers/sparse-parity.ts";
+import { projectExactnessCases, sharedExactnessCases, sparsify, type ExactnessCase } from "../test/helpers/sparse-parity.ts";
 import { tempDir } from "../test/helpers/tmp.ts";
-import { streamingLlm } from "./streaming-llm.ts";
+import { streamingLlm, streamingLlmLayers } from "./streaming-llm.ts";
+import { chainedExactness } from "./streaming-llm/chained-parity.test-support.ts";
 
 const EXACT = 1e-5;
 const covering = (m: Parameters<typeof streamingLlm>[0]) => streamingLlm(m, { sinks: 4, window: 1 << 20 });
 
+// The cache holds keys before rotation, so each model runs its own prefill and decode steps
+// (a seeded past would mean different things to the two) and the logits are compared.
 describe("streaming-llm with a window covering the context is exact", () => {
-  for (const c of projectExactnessCases()) {
+  for (const c of [...projectExactnessCases(), ...interleavedCases()]) {
     it(c.name, async () => {
-      const r = await exactness(c, covering);
+      const r = await chainedExactness(c, covering);
       expect(r.lifted).toBeGreaterThan(0);
       expect(r.rewritten).toBe(r.lifted);
       expect(r.diff).toBeLessThanOrEqual(EXACT);
@@ -31,41 +32,92 @@ describe("streaming-llm with a window covering the context is exact", () => {
 describe.skipIf(!HAVE_SHARED)(`streaming-llm on the shared fixtures (${HAVE_SHARED ? "present" : SKIP_SHARED_REASON})`, () => {
   for (const c of sharedExactnessCases()) {
     it(c.name, async () => {
-      const r = await exactness(c, covering);
+      const r = await chainedExactness(c, covering);
       expect(r.rewritten).toBe(r.lifted);
       expect(r.diff).toBeLessThanOrEqual(EXACT);
     });
   }
 });
 
-describe("streaming-llm attends to the sinks and the window only", () => {
-  it("a decode step equals the dense model fed just the kept rows, at the same position", async () => {
-    const config = llamaConfig({ layers: 2 });
-    const [sinks, window, past] = [3, 8, 30];
-    const sparse = buildZooModel(config);
-    expect(sparsify(sparse, (m) => streamingLlm(m, { sinks, window })).rewritten).toBe(2);
-
-    const denseSession = await ort.InferenceSession.create(modelBytes(buildZooModel(config)));
-    const sparseSession = await ort.InferenceSession.create(modelBytes(sparse));
-    const feeds = seededFeeds(sparseSession, 3, { batch_size: 1, past_sequence_length: past, sequence_length: 1, total_sequence_length: past + 1 });
-    feeds.position_ids = new ort.Tensor("int64", BigInt64Array.from([BigInt(past)]), [1, 1]);
-    // The window holds the new token, so window - 1 past rows.
-    const kept = [...Array.from({ length: sinks }, (_, i) => i), ...Array.from({ length: window - 1 }, (_, i) => past - window + 1 + i)];
-    const keptFeeds: Record<string, ort.Tensor> = { ...feeds, attention_mask: new ort.Tensor("int64", new BigInt64Array(kept.length + 1).fill(1n), [1, kept.length + 1]) };
-    for (const [name, t] of Object.entries(feeds)) if (name.startsWith("past_key_values.")) keptFeeds[name] = keepRows(t, kept);
-
-    const got = (await sparseSession.run(feeds)).logits!.data as Float32Array;
-    const want = (await denseSession.run(keptFeeds)).logits!.data as Float32Array;
-    expect(Math.max(...got.map((g, i) => Math.abs(g - want[i]!)))).toBeLessThanOrEqual(EXACT);
-    const full = (await denseSession.run(feeds)).logits!.data as Float32Array;
-    expect(Math.max(...got.map((g, i) => Math.abs(g - full[i]!)))).toBeGreaterThan(1e-3);
-    await Promise.all([denseSession.release(), sparseSession.release()]);
+describe("streaming-llm places positions within the cache", () => {
+  it("re-rotates every rotary encoding's keys and queries, and none of GPT-2's learned positions", async () => {
+    const rotated = (config: ZooConfig, encoding: (typeof ENCODINGS)[number]) => {
+      const model = buildZooModel(config, { encoding });
+      let count = 0;
+      sparsify(model, (m) => ({ rotated: count } = streamingLlmLayers(m, { sinks: 4, window: 8 })).layers);
+      return count;
+    };
+    for (const encoding of ENCODINGS) {
+      expect(rotated(llamaConfig({ layers: 3 }), encoding), encoding).toBe(3);
+      expect(rotated(gpt2Config({ layers: 3 }), encoding), encoding).toBe(0);
+    }
   });
 
   it("keeps sinks then the most recent rows", () => {
     expect(streamingKeep(6, { sinks: 2, window: 4 })).toBeUndefined();
     expect(streamingKeep(9, { sinks: 2, window: 4 })).toEqual([0, 1, 5, 6, 7, 8]);
   });
+});
+
+describe("streaming-llm generates past the model's positions", () => {
+  const dir = tempDir("pipec-streaming-positions-");
+  const [sinks, window, maxPositions, steps] = [4, 28, 64, 150];
+  const streaming = { sinks, window };
+
+  async function open(config: ZooConfig, rewrite: boolean, name: string): Promise<DecoderModel> {
+    const model = buildZooModel(config);
+    if (rewrite) sparsify(model, (m) => streamingLlm(m, streaming));
+    const path = join(dir, `${name}.onnx`);
+    saveModel(model, path);
+    return DecoderModel.open(path, { device: "cpu", threads: 1, maxPositions });
+  }
+
+  // One layer: a kept token's key and value depend on its embedding and position only, so a
+  // fresh dense run on exactly the kept tokens at 0..N-1 is the paper's step, computed apart.
+  it("each step after eviction equals the dense model run fresh on the kept tokens at positions 0..N-1", async () => {
+    const config = llamaConfig({ layers: 1, maxPositions });
+    const sparse = await open(config, true, "llama-streaming");
+    const dense = await open(config, false, "llama-dense");
+    const sequence = sparse.newSequence();
+    let cached = [7, 101, 33, 250, 12, 90];
+    let logits = await sequence.forward(cached);
+    const checked: number[] = [];
+    const bytes: number[] = [];
+    for (let step = 0; step < steps; step++) {
+      const token = argmaxLast(logits);
+      // The rows the step attends to: the sinks and the window's last rows, the new token last.
+      const attended = [...cached, token].filter((_, i, all) => i < sinks || i >= all.length - window);
+      logits = await sequence.forward([token]);
+      cached = [...cached, token];
+      const keep = streamingKeep(cached.length, streaming);
+      if (evictStreaming(sequence, streaming)) cached = keep!.map((i) => cached[i]!);
+      expect(sequence.length).toBe(cached.length);
+      bytes.push(sequence.cache.bytes);
+      if (step % 37 !== 36 && step !== steps - 1) continue;
+      expect(attended.length).toBe(sinks + window);
+      const fresh = dense.newSequence();
+      const want = lastRow(await fresh.forward(attended));
+      const got = lastRow(logits);
+      expect(Math.max(...got.map((g, i) => Math.abs(g - want[i]!)))).toBeLessThanOrEqual(1e-4);
+      checked.push(step);
+    }
+    await Promise.all([sparse.release(), dense.release()]);
+    expect(checked).toEqual([36, 73, 110, 147, 149]);
+    expect(new Set(bytes.slice(window)).size).toBe(1);
+  });
+
+  for (const config of [llamaConfig({ layers: 2, maxPositions }), gpt2Config({ layers: 2, maxPositions })]) {
+    it(`${config.family}: ${steps} tokens from a ${maxPositions}-position model with the KV bytes flat`, async () => {
+      const decoder = await open(config, true, `${config.family}-generate`);
+      const generator = new Generator(decoder);
+      const long = await generator.run([7, 101, 33], { maxTokens: steps, eosTokenIds: [], streaming });
+      const short = await generator.run([7, 101, 33], { maxTokens: 2 * window, eosTokenIds: [], streaming });
+      await decoder.release();
+      expect(long.tokens).toHaveLength(steps);
+      expect(long.finishReason).toBe("max-tokens");
+      expect(long.stats.peakKvBytes).toBe(short.stats.peakKvBytes);
+    });
+  }
 });
 
 describe("streaming-llm generation with runtime eviction", () => {
@@ -106,3 +158,20 @@ describe("examples/sparse-streaming.pipe", () => {
     expect(result.stats.peakKvBytes).toBe((4 + 60 + 1) * 2 * 2 * 2 * 16 * 4);
   });
 });
+
+/** Interleaved rotary lanes (pairs 2i, 2i+1) in every encoding. */
+function interleavedCases(): ExactnessCase[] {
+  return ENCODINGS.map((encoding) => ({ name: `zoo llama interleaved ${encoding}`, load: () => buildZooModel(llamaConfig({ layers: 2, rotary: "interleaved" }), { encoding }) }));
+}
+
+/** The last row of logits [1, S, V]. */
+function lastRow(logits: ort.Tensor): Float32Array {
+  const V = logits.dims[2]!;
+  const data = logits.data as Float32Array;
+  return data.slice(data.length - V);
+}
+
+function argmaxLast(logits: ort.Tensor): number {
+  const row = lastRow(logits);
+  return row.indexOf(Math.max(...row));
+}

@@ -1,7 +1,10 @@
 // StreamingLLM eviction (Xiao et al., ICLR 2024): the cache keeps the first `sinks` rows (the
 // attention sinks) and the `window` most recent, so its size is bounded however long generation
 // runs. The model's streaming-llm pass attends to the same rows, so evicting changes nothing
-// the model would have read. Positions keep counting from the sequence start.
+// the model would have read. Positions are the paper's, within the cache: after an eviction the
+// next token sits at the cache length, so position ids (and a learned position table, GPT-2)
+// stay below sinks + window however long generation runs; a rotary model places its kept keys
+// at 0..K-1 in the graph itself.
 import type { DecoderSequence } from "../decoder.ts";
 
 export interface StreamingConfig {
@@ -16,9 +19,9 @@ export function streamingKeep(length: number, { sinks, window }: StreamingConfig
   return [...Array.from({ length: sinks }, (_, i) => i), ...recent];
 }
 
-/** Evicts what StreamingLLM drops from `sequence`'s cache; true when rows were evicted. */
+/** Evicts what StreamingLLM drops from `sequence`'s cache (the next position becomes the kept length); true when rows were evicted. */
 export function evictStreaming(sequence: DecoderSequence, config: StreamingConfig): boolean {
   const keep = streamingKeep(sequence.length, config);
-  if (keep) sequence.gather(keep, sequence.position);
+  if (keep) sequence.gather(keep);
   return keep !== undefined;
 }

@@ -1,0 +1,58 @@
+import * as ort from "onnxruntime-node";
+import type { Model } from "../../compiler/ir/model.ts";
+import { maxOutputDiff, sparsify, type ExactnessCase } from "../../test/helpers/sparse-parity.ts";
+import { modelBytes } from "../../test/helpers/ort-parity.ts";
+import { seededFeeds } from "../../test/helpers/ort-inputs.ts";
+
+/**
+ * Test support: exactness of a rewrite that changes what the KV cache holds (streaming-llm caches
+ * keys before rotation), so a seeded past means different things to the two models. Each model
+ * runs a `prefill`-token prompt, then `decodes` one-token steps fed its own present outputs, and
+ * the steps' non-cache outputs (logits) are compared.
+ */
+export async function chainedExactness(c: ExactnessCase, rewrite: (m: Model) => number, prefill = 12, decodes = 3): Promise<{ lifted: number; rewritten: number; diff: number }> {
+  const dense = await c.load();
+  sparsify(dense, () => 0);
+  const sparse = await c.load();
+  const counts = sparsify(sparse, rewrite);
+  const [a, b] = [await chain(dense, prefill, decodes), await chain(sparse, prefill, decodes)];
+  const diff = Math.max(...a.map((step, i) => maxOutputDiff(withoutCache(step), withoutCache(b[i]!))));
+  return { ...counts, diff };
+}
+
+async function chain(model: Model, prefill: number, decodes: number): Promise<Record<string, ort.Tensor>[]> {
+  const session = await ort.InferenceSession.create(modelBytes(model));
+  try {
+    const dims = { batch_size: 1, past_sequence_length: 0, past_seq_len: 0, sequence_length: prefill, seq_len: prefill, total_sequence_length: prefill, total_seq_len: prefill };
+    const steps = [await session.run(stepFeeds(session, seededFeeds(session, 7, dims), 0, prefill))];
+    for (let i = 0; i < decodes; i++) {
+      const past = prefill + i;
+      const feeds = stepFeeds(session, seededFeeds(session, 11 + i, { ...dims, sequence_length: 1, seq_len: 1 }), past, 1);
+      for (const name of Object.keys(feeds)) if (/past/.test(name)) feeds[name] = steps[i]![presentName(name)]!;
+      steps.push(await session.run(feeds));
+    }
+    return steps;
+  } finally {
+    await session.release();
+  }
+}
+
+/** `seeded` with positions past.. past+S-1 and a mask of ones over past + S keys. */
+function stepFeeds(session: ort.InferenceSession, seeded: Record<string, ort.Tensor>, past: number, S: number): Record<string, ort.Tensor> {
+  const feeds = { ...seeded };
+  const int = (name: string, values: number[], dims: number[]) =>
+    (feeds[name] = seeded[name]!.type === "int32" ? new ort.Tensor("int32", Int32Array.from(values), dims) : new ort.Tensor("int64", BigInt64Array.from(values, BigInt), dims));
+  for (const meta of session.inputMetadata) {
+    if (/position/.test(meta.name)) int(meta.name, Array.from({ length: S }, (_, i) => past + i), [1, S]);
+    else if (/mask/.test(meta.name)) int(meta.name, Array(past + S).fill(1), [1, past + S]);
+  }
+  return feeds;
+}
+
+function presentName(past: string): string {
+  return past.replace("past_key_values", "present").replace(/^past/, "present");
+}
+
+function withoutCache(outputs: Record<string, ort.Tensor>): Record<string, ort.Tensor> {
+  return Object.fromEntries(Object.entries(outputs).filter(([name]) => !/present/.test(name)));
+}

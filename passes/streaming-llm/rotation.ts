@@ -1,0 +1,228 @@
+import type { Builder } from "../../compiler/ir/builder.ts";
+import { DataType } from "../../compiler/ir/dtype.ts";
+import { PipecError } from "../../compiler/errors.ts";
+import type { Graph } from "../../compiler/ir/graph.ts";
+import type { Node } from "../../compiler/ir/node.ts";
+import type { Value } from "../../compiler/ir/value.ts";
+import { dtypeOf } from "../attention/ops.ts";
+
+/**
+ * Graph inputs that carry positions (directly or as lengths they are derived from); every other
+ * graph input (ids, embeddings, the KV cache) carries hidden state.
+ */
+const POSITION_INPUTS = new Set(["position_ids", "attention_mask", "seqlens_k", "total_sequence_length", "cache_position"]);
+
+/** Ops a rotary embedding applies to its operand with (rotate-half by Slice/Neg/Concat, or pairwise lanes): the walk back from a rotated value stops at anything else (a projection). */
+const ROTARY_OPS = new Set(["Mul", "Add", "Sub", "Neg", "Slice", "Split", "Concat", "Unsqueeze", "Squeeze", "Reshape", "Transpose", "Identity", "Cast", "Gather"]);
+
+/** Ops that only lay out a rotated value (the head split after a fused rotary). */
+const LAYOUT_OPS = new Set(["Reshape", "Transpose", "Identity"]);
+
+/** How far back from the rotated value a rotary embedding's nodes may sit. */
+const MAX_DEPTH = 12;
+
+/**
+ * A rotary embedding found in the graph: `rotated` = rotary(`unrotated`, angles of the fed
+ * positions). `at` rebuilds the same rotation (a copy of its nodes) for other rows and positions.
+ */
+export interface Rotation {
+  unrotated: Value;
+  /** Applies the rotation to `rows` (laid out as `unrotated`) at `positions_1R` (int64 [1, R]). */
+  at(b: Builder, rows: Value, positions_1R: Value): Value;
+}
+
+/**
+ * Which values depend on hidden state and which on positions, so a rotary embedding can be told
+ * apart from its operand: the Mul nodes of a hidden operand by a position-only one are the
+ * rotation's multiplications by cos and sin.
+ */
+export class PositionFlow {
+  private readonly hiddenMemo = new Map<Value, boolean>();
+  private readonly positionalMemo = new Map<Value, boolean>();
+
+  constructor(readonly graph: Graph) {}
+
+  hidden(v: Value): boolean {
+    return memo(this.hiddenMemo, v, () => {
+      if (v.isGraphInput) return !POSITION_INPUTS.has(v.name);
+      const p = v.producer;
+      // A shape is not hidden state: rows derived from Shape(x) are the same for any x of that shape.
+      if (!p || p.op === "Shape" || p.op === "Size") return false;
+      return p.inputs.some((i) => i !== undefined && this.hidden(i));
+    });
+  }
+
+  positional(v: Value): boolean {
+    return memo(this.positionalMemo, v, () => {
+      if (v.isGraphInput) return POSITION_INPUTS.has(v.name);
+      const p = v.producer;
+      // Sizes are not positions: Shape(x) depends on how many rows x has, not on where they sit.
+      if (!p || p.op === "Shape" || p.op === "Size") return false;
+      return p.inputs.some((i) => i !== undefined && this.positional(i));
+    });
+  }
+
+  /** Position-only: angles, tables gathered at positions; not hidden state. */
+  angles(v: Value): boolean {
+    return this.positional(v) && !this.hidden(v);
+  }
+
+  /**
+   * The rotary embedding that produced `rotated`, undefined when none did (learned absolute
+   * positions: the value is a plain projection). A rotation that cannot be rebuilt at other
+   * positions throws, naming `what` and why.
+   */
+  rotationOf(b: Builder, rotated: Value, what: string): Rotation | undefined {
+    return this.fusedRotationOf(b, rotated) ?? this.spelledRotationOf(rotated, what);
+  }
+
+  /**
+   * ONNX's RotaryEmbedding (opset 23), possibly followed by the head reshape and transpose:
+   * the operand is that layout applied to its input (built with `b`), and the rotation is a new
+   * RotaryEmbedding of [B, H, R, D] rows at the new positions.
+   */
+  private fusedRotationOf(b: Builder, rotated: Value): Rotation | undefined {
+    const layout: Node[] = [];
+    let v = rotated;
+    for (let p = v.producer; p && p.domain === "" && LAYOUT_OPS.has(p.op); p = v.producer) (layout.unshift(p), (v = p.inputs[0]!));
+    const rotary = v.producer;
+    if (rotary?.op !== "RotaryEmbedding" || rotary.domain !== "") return undefined;
+    let unrotated = rotary.inputs[0]!;
+    for (const n of layout) unrotated = cloneNode(b, n, [unrotated, ...n.inputs.slice(1)])[0]!;
+    const [, cos, sin, positions] = rotary.inputs;
+    return {
+      unrotated,
+      at: (b, rows, positions_1R) => {
+        const angles = (x: Value) => this.anglesAt(b, x, positions_1R, new Map(), "RotaryEmbedding");
+        const inputs = positions ? [rows, cos, sin, asIndexType(b, positions_1R, positions)] : [rows, angles(cos!), angles(sin!)];
+        // [B, H, R, D] rows: num_heads is for 3-D input only.
+        return cloneNode(b, rotary, inputs, (name) => name !== "num_heads")[0]!;
+      },
+    };
+  }
+
+  /** A rotary embedding spelled in elementwise ops (x * cos + rotate(x) * sin, in any of its forms). */
+  private spelledRotationOf(rotated: Value, what: string): Rotation | undefined {
+    // Walk back through the ops a rotation uses, collecting the nodes that multiply by angles.
+    const depth = new Map<Value, number>([[rotated, 0]]);
+    const walked = new Set<Node>();
+    const mixing: Node[] = [];
+    const queue = [rotated];
+    while (queue.length) {
+      const v = queue.shift()!;
+      const p = v.producer;
+      if (!p || walked.has(p) || !ROTARY_OPS.has(p.op) || p.domain !== "" || depth.get(v)! >= MAX_DEPTH || !this.hidden(v)) continue;
+      walked.add(p);
+      if (p.op === "Mul" && p.inputs.some((i) => i && this.hidden(i)) && p.inputs.some((i) => i && this.angles(i))) mixing.push(p);
+      for (const i of p.inputs) {
+        if (!i || !this.hidden(i) || depth.has(i)) continue;
+        depth.set(i, depth.get(v)! + 1);
+        queue.push(i);
+      }
+    }
+    if (mixing.length === 0) return undefined;
+    // The operand: the nearest value every multiplied hidden operand derives from.
+    const operands = mixing.flatMap((m) => m.inputs.filter((i): i is Value => !!i && this.hidden(i)));
+    const common = operands.map((o) => this.ancestorsWithin(o, walked)).reduce((a, s) => new Set([...a].filter((x) => s.has(x))));
+    const unrotated = [...common].sort((a, c) => depth.get(a)! - depth.get(c)!)[0];
+    if (!unrotated) throw new PipecError("streaming-positions", `${what}: its rotary embedding mixes several operands; cannot re-rotate it at in-cache positions`);
+    const region = this.between(unrotated, rotated, walked);
+    for (const n of region) {
+      if (n.subgraphs().length) throw new PipecError("streaming-positions", `${what}: its rotary embedding holds a subgraph (${n.describe()})`);
+      for (const i of n.inputs) {
+        if (i && this.hidden(i) && i !== unrotated && !region.has(i.producer!)) throw new PipecError("streaming-positions", `${what}: ${n.describe()} in its rotary embedding reads hidden state other than the rotated rows`);
+      }
+    }
+    return {
+      unrotated,
+      at: (b, rows, positions_1R) => {
+        const sides = new Map<Value, Value>();
+        const copies = new Map<Value, Value>([[unrotated, rows]]);
+        const copy = (v: Value): Value => {
+          const known = copies.get(v);
+          if (known) return known;
+          if (v.producer && region.has(v.producer)) {
+            const outs = cloneNode(b, v.producer, v.producer.inputs.map((i) => i && copy(i)));
+            v.producer.outputs.forEach((o, k) => o && copies.set(o, outs[k]!));
+            return copies.get(v)!;
+          }
+          return this.angles(v) ? this.anglesAt(b, v, positions_1R, sides, what) : v;
+        };
+        return copy(rotated);
+      },
+    };
+  }
+
+  /** `v` and the hidden values it derives from through `walked` nodes. */
+  private ancestorsWithin(v: Value, walked: ReadonlySet<Node>): Set<Value> {
+    const seen = new Set<Value>([v]);
+    const stack = [v];
+    while (stack.length) {
+      const p = stack.pop()!.producer;
+      if (!p || !walked.has(p)) continue;
+      for (const i of p.inputs) if (i && this.hidden(i) && !seen.has(i)) (seen.add(i), stack.push(i));
+    }
+    return seen;
+  }
+
+  /** The walked nodes on a path from `from` to `to`. */
+  private between(from: Value, to: Value, walked: ReadonlySet<Node>): Set<Node> {
+    const reaches = new Map<Node, boolean>();
+    const fromFrom = (n: Node): boolean =>
+      memo(reaches, n, () => walked.has(n) && n.inputs.some((i) => i === from || (i?.producer !== undefined && fromFrom(i.producer))));
+    const region = new Set<Node>();
+    const stack = [to.producer!];
+    while (stack.length) {
+      const n = stack.pop()!;
+      if (region.has(n) || !fromFrom(n)) continue;
+      region.add(n);
+      for (const i of n.inputs) if (i?.producer) stack.push(i.producer);
+    }
+    return region;
+  }
+
+  /**
+   * A copy of the angle value `v` computed at `positions_1R` instead of the fed positions: a
+   * table gathered at positions is gathered at the new ones, the position_ids input is replaced,
+   * and everything between is copied.
+   */
+  private anglesAt(b: Builder, v: Value, positions_1R: Value, done: Map<Value, Value>, what: string): Value {
+    const known = done.get(v);
+    if (known) return known;
+    let out: Value;
+    const p = v.producer;
+    if (v.isGraphInput) {
+      if (v.name !== "position_ids") throw new PipecError("streaming-positions", `${what}: its rotary angles come from ${v.name}, not from a position table or position_ids; cannot re-rotate it at in-cache positions`);
+      out = asIndexType(b, positions_1R, v);
+    } else if (p!.op === "Gather" && p!.domain === "" && (p!.attrInt("axis", 0) ?? 0) === 0 && this.positional(p!.inputs[1]!)) {
+      // A table's rows at the positions (the table itself may be cut to the context length: the new positions are within it).
+      out = b.op.Gather(p!.inputs[0]!, asIndexType(b, positions_1R, p!.inputs[1]!), { axis: 0 });
+    } else {
+      if (p!.subgraphs().length) throw new PipecError("streaming-positions", `${what}: its rotary angles are computed in a subgraph (${p!.describe()})`);
+      const outs = cloneNode(b, p!, p!.inputs.map((i) => i && (this.positional(i) ? this.anglesAt(b, i, positions_1R, done, what) : i)));
+      out = outs[v.outputIndex]!;
+    }
+    done.set(v, out);
+    return out;
+  }
+}
+
+/** int64 positions as `like`'s index type (int32 or int64). */
+function asIndexType(b: Builder, positions: Value, like: Value): Value {
+  return dtypeOf(like) === DataType.INT32 ? b.op.Cast(positions, { to: DataType.INT32 }) : positions;
+}
+
+/** A copy of `node` reading `inputs`; returns its outputs. */
+function cloneNode(b: Builder, node: Node, inputs: (Value | undefined)[], keep: (attribute: string) => boolean = () => true): (Value | undefined)[] {
+  const copy = b.node(node.op, inputs, { domain: node.domain, outputs: node.outputs.length });
+  for (const attr of node.attributes.values()) if (keep(attr.name)) copy.setAttribute(attr);
+  return copy.outputs;
+}
+
+function memo<K, V>(map: Map<K, V>, key: K, compute: () => V): V {
+  const known = map.get(key);
+  if (known !== undefined) return known;
+  const value = compute();
+  map.set(key, value);
+  return value;
+}
