@@ -4,11 +4,12 @@
 // sparse model: its greedy tokens equal those of the sparse method alone, at a budget small
 // enough that the method drops keys (its tokens differ from dense ones). A refused pair fails
 // to compile with one error at the `speculate:` value.
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { main } from "../compiler/cli/main.ts";
 import { compileSource } from "../compiler/pipeline/compile.ts";
+import { analyzeSource } from "../compiler/pipeline/frontend.ts";
 import { loadCompiled } from "../compiler/pipeline/run.ts";
 import { tempDir } from "./helpers/tmp.ts";
 
@@ -87,6 +88,14 @@ describe.each(CASES)("sparse attention with speculation on $name", (c) => {
     }
   }
 
+  it("kv: streaming with speculation puts tree-attention-mask ahead of streaming-llm on the target, once", () => {
+    for (const [method, request] of Object.entries(SPECULATE)) {
+      const ir = analyzeSource(pipeSource(c, [SPARSE.streaming, request]), PIPE).ir!;
+      const passes = ir.models.find((m) => m.name === "llm")!.passes.map((p) => p.pass);
+      expect(passes, method).toEqual(["lift-attention", "tree-attention-mask", "streaming-llm", "lower-attention"]);
+    }
+  });
+
   it("kv: streaming with every speculation method: exactly streaming's own greedy tokens", async () => {
     const dense = await compileAndRun([]);
     const streaming = await compileAndRun([SPARSE.streaming]);
@@ -136,4 +145,33 @@ describe("a refused pair on the command line", () => {
     expect(text).toContain(`${file}:6:16: error: speculate: lookup cannot be combined with attention: tidal: TidalDecode picks the keys from one query's scores`);
     expect(text).not.toMatch(/\n\s+at /); // no stack trace
   });
+});
+
+describe("examples/story-streaming-lookup.pipe", () => {
+  const cache = tempDir("pipec-story-streaming-lookup-");
+  const example = join(ROOT, "examples", "story-streaming-lookup.pipe");
+  const prompt = "Fellow-Citizens of the Senate and House of Representatives:";
+
+  it("gives exactly the tokens of the same pipeline without speculation, with fewer model calls", async () => {
+    let stdout = "";
+    let stderr = "";
+    const code = await main(["run", example, "--prompt", prompt, "--json", "--device", "cpu", "--cache-dir", cache], { out: (t) => void (stdout += t), err: (t) => void (stderr += t) });
+    expect(code, stderr).toBe(0);
+    const speculated = JSON.parse(stdout) as { tokens: number[]; stats: { speculative: { acceptedTokens: number; targetCalls: number } } };
+
+    const plainSource = readFileSync(example, "utf8").replace(/^\s*speculate:.*\n/m, "");
+    expect(plainSource).not.toContain("speculate:");
+    const compiled = await compileSource(plainSource, example, { outDir: join(cache, "plain") });
+    const pipeline = await loadCompiled(compiled.outDir!, { device: "cpu" });
+    let plain: number[] = [];
+    try {
+      for await (const event of pipeline.generate(prompt)) if (event.kind === "end") plain = event.tokens;
+    } finally {
+      await pipeline.close();
+    }
+    expect(plain).toHaveLength(96); // past sinks + window (36): eviction runs
+    expect(speculated.tokens).toEqual(plain);
+    expect(speculated.stats.speculative.acceptedTokens).toBeGreaterThan(0);
+    expect(speculated.stats.speculative.targetCalls).toBeLessThan(plain.length);
+  }, 120_000);
 });
