@@ -60,7 +60,7 @@ export function createTokenSelect(options: Partial<TokenSelectOptions> = {}): Pa
       });
       if (layers === 0) ctx.note("no canonical attention nodes: run lift-attention first");
       const appendOnly = opts.appendOnly === true && layers > 0 && appendOnlyWhereAllowed(model, ctx);
-      const cacheStats = opts.selectionCache
+      const cacheStats: Record<string, number> = opts.selectionCache
         ? { "fingerprint-unrotated": fingerprints.unrotated, "fingerprint-no-rotary": fingerprints["no-rotary"], "fingerprint-rotated": fingerprints.rotated }
         : {};
       return { changed: layers > 0, stats: { layers, "kv-append-only": appendOnly ? 1 : 0, ...cacheStats } };
