@@ -233,10 +233,8 @@ export class DecoderSequence {
       throw new RuntimeError("cannot-rollback", "this model carries recurrent state (past_conv.* or similar) that cannot be rolled back; only attention KV can be truncated");
     }
     if (length !== this.cache.length) this.selection.reset();
-    const dropped = this.cache.length - length;
     this.cache.truncate(length);
-    // Positions go back by the rows dropped (after a StreamingLLM eviction they run ahead of the rows).
-    this.nextPosition -= dropped;
+    this.nextPosition = length;
   }
 
   /**
