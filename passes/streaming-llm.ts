@@ -4,10 +4,12 @@ import type { Node } from "../compiler/ir/node.ts";
 import type { Value } from "../compiler/ir/value.ts";
 import type { Pass, PassContext, PassResult } from "../compiler/pass-manager/pass.ts";
 import { emitCanonical } from "./attention/canonical-node.ts";
-import { cacheConcat } from "./kv-split-attention.ts";
+import { DataType } from "../compiler/ir/dtype.ts";
+import { Tensor } from "../compiler/ir/tensor.ts";
+import { cacheConcat, type CacheRows } from "./kv-split-attention.ts";
 import { denseCanonicalNodes } from "./sparse-attention/layers.ts";
 import { SparseSite } from "./sparse-attention/site.ts";
-import { PositionFlow } from "./streaming-llm/rotation.ts";
+import { PositionFlow, type Rotation } from "./streaming-llm/rotation.ts";
 
 export const STREAMING_LLM = "streaming-llm";
 
@@ -28,15 +30,18 @@ export const STREAMING_LLM_DEFAULTS: StreamingLlmOptions = { sinks: 4, window: 1
  * Prefill and multi-token steps attend to everything: a shared key set cannot be causal for
  * queries at different positions, and the paper's prompt is dense too.
  *
- * Positions are the paper's, within the cache: the kept keys sit at 0..K-1 (sinks, then the
- * window) and the step's T queries at K-T..K-1. With rotary embeddings the cache holds keys
- * before rotation (the present outputs carry them), and the graph rotates the kept keys and the
- * queries at those positions every step: O(K) elementwise work per layer, K bounded by
- * sinks + window. Re-rotating keys cached at absolute positions instead would bound the
- * distances but not the query's own position, which a rotary table of max_position rows (or a
- * learned position table) cannot serve. Because the positions come from the kept set, the
- * output is the same whether or not the runtime has evicted yet. Models without rotary (learned
- * absolute positions, GPT-2) are positioned by the runtime, which feeds the in-cache position.
+ * Positions are the paper's, within the cache (sinks at 0..s-1, window rows after, the query
+ * at the number of keys it sees minus one), so they stay bounded however long generation runs.
+ * With rotary embeddings the cache holds keys before rotation (the present outputs carry them)
+ * and the graph rotates the kept past rows at their cache rows every step (O(sinks + window)
+ * elementwise work per layer); the runtime feeds the cache length as the next position. That
+ * is design (a) of issue 6, chosen over (b) (keys cached rotated at absolute positions, sinks
+ * re-rotated by the evicted count): (b) bounds distances but not the query's own position, which
+ * a rotary table of max_position rows cannot serve, so it cannot generate past that limit.
+ * Distances to window rows are then the paper's; sink distances are corrected per query (see
+ * attendRepositioned), which keeps verification chunks masked per query (speculation) equal to
+ * one-token steps. Models without rotary (learned absolute positions, GPT-2) get the in-cache
+ * position from the runtime alone.
  */
 export function createStreamingLlm(options: Partial<StreamingLlmOptions> = {}): Pass {
   const opts = { ...STREAMING_LLM_DEFAULTS, ...options };
@@ -66,10 +71,10 @@ export function streamingLlmLayers(model: Model, opts: StreamingLlmOptions): { l
   for (const node of nodes) {
     const site = new SparseSite(model, node, STREAMING_LLM);
     const b = site.b;
-    const [query, key, value, mask] = node.inputs as Value[];
+    const [query, key, value] = node.inputs as Value[];
     const what = `layer ${site.attrs.layer}`;
-    const cache = cacheConcat(key, pastInputs);
-    const keyRotation = flow.rotationOf(b, cache?.rows ?? key!, `${what} keys`);
+    const cache = { key: cacheConcat(key, pastInputs), value: cacheConcat(value, pastInputs) };
+    const keyRotation = flow.rotationOf(b, cache.key?.rows ?? key!, `${what} keys`);
     const queryRotation = flow.rotationOf(b, query!, `${what} queries`);
     if (!keyRotation !== !queryRotation) {
       throw new PipecError("streaming-positions", `${what}: only the ${keyRotation ? "keys" : "queries"} carry a rotary embedding; cannot place them at in-cache positions`);
@@ -78,31 +83,77 @@ export function streamingLlmLayers(model: Model, opts: StreamingLlmOptions): { l
     const sinks_1 = site.min(b.int64([opts.sinks]), site.N_1);
     const rest_1 = b.op.Sub(site.N_1, sinks_1);
     const recent_1 = site.decodeOnly(site.min(b.int64([opts.window]), rest_1), rest_1);
-    const keep_K = b.op.Concat(site.range(b.int64([0]), sinks_1), site.range(b.op.Sub(site.N_1, recent_1), site.N_1), { axis: 0 });
-    const gather = (x: Value, axis: number) => b.op.Gather(x, keep_K, { axis });
-
-    let keptKey: Value;
-    let keptQuery = query!;
-    if (!keyRotation || !queryRotation) keptKey = gather(key!, 2);
-    else {
-      // The cache keeps un-rotated keys: its rows are re-positioned at every step.
-      if (cache) holdUnrotated(key!.producer!, node, keyRotation.unrotated, what);
-      const rawKey = cache ? key! : keyRotation.unrotated;
-      const K_1 = b.op.Add(sinks_1, recent_1);
-      const positions = (from_1: Value) => site.ops.unsqueeze(site.range(from_1, K_1), [0]);
-      keptKey = keyRotation.at(b, gather(rawKey, 2), positions(b.int64([0])));
-      keptQuery = queryRotation.at(b, queryRotation.unrotated, positions(b.op.Sub(K_1, site.T_1)));
-      rotated++;
+    const window_1 = b.op.Sub(site.N_1, recent_1);
+    if (!keyRotation || !queryRotation || !cache.key || !cache.value) {
+      // Learned absolute positions (or no cache to re-position): the runtime's in-cache position ids are all there is.
+      site.attendShared(b.op.Concat(site.range(b.int64([0]), sinks_1), site.range(window_1, site.N_1), { axis: 0 }));
+      continue;
     }
-    const out = emitCanonical(
-      b,
-      { query_BHTD: keptQuery, key_BHkvND: keptKey, value_BHkvND: gather(value!, 2), mask: mask && gather(mask, 3) },
-      { ...site.attrs, source_form: `${site.attrs.source_form}+${STREAMING_LLM}` },
-    );
-    node.output(0).replaceAllUsesWith(out);
-    node.graph!.remove(node);
+    attendRepositioned(site, { key: cache.key, value: cache.value }, keyRotation, queryRotation, { sinks_1, window_1 }, what);
+    rotated++;
   }
   return { layers: nodes.length, rotated };
+}
+
+/**
+ * Attention over the kept rows with the paper's positions: the cache holds keys before
+ * rotation; kept past rows are rotated at their cache rows, the step's new rows and queries keep
+ * the rotation at the fed positions (the runtime feeds the cache length, so these stay within
+ * sinks + window + T). Distances to window rows are then those within the cache. A query that
+ * sees K keys sits at K-1 in the paper, so its distance to sink r is K-1-r, not its cache row
+ * minus r: the sink scores get the difference, computed with the query rotated at K-1, as an
+ * additive bias (zero when nothing was evicted). K comes from the mask per query, so a
+ * verification chunk masked to each query's window (tree-attention-mask) scores as one-token
+ * steps would.
+ */
+function attendRepositioned(site: SparseSite, cache: { key: CacheRows; value: CacheRows }, keyRotation: Rotation, queryRotation: Rotation, keep: { sinks_1: Value; window_1: Value }, what: string): void {
+  const b = site.b;
+  const ops = site.ops;
+  const node = site.node;
+  const query = node.inputs[0]!;
+  const { num_heads: H, kv_num_heads: Hkv, scale } = site.attrs;
+  const P_1 = ops.dim(cache.key.past, 2);
+  // Kept past rows: the sinks, then the window's rows before the step's new ones (every new row is kept).
+  const pastSinks_1 = site.min(keep.sinks_1, P_1);
+  const keepPast_M = b.op.Concat(site.range(b.int64([0]), pastSinks_1), site.range(keep.window_1, P_1), { axis: 0 });
+  const keepAll_K = b.op.Concat(keepPast_M, site.range(P_1, site.N_1), { axis: 0 });
+  holdUnrotated(node.inputs[1]!.producer!, node, keyRotation.unrotated, what);
+
+  // Rotated with the new rows after them (dropped again): a rotation reshaping an empty past (a prompt's) would fail.
+  const rotated_BHkvKD = keyRotation.at(b, b.op.Concat(b.op.Gather(cache.key.past, keepPast_M, { axis: 2 }), keyRotation.unrotated, { axis: 2 }), ops.unsqueeze(keepAll_K, [0]));
+  const pastKey_BHkvMD = b.op.Slice(rotated_BHkvKD, b.int64([0]), ops.dim(keepPast_M, 0), b.int64([2]));
+  const key_BHkvKD = b.op.Concat(pastKey_BHkvMD, cache.key.rows, { axis: 2 });
+  const value_BHkvKD = b.op.Concat(b.op.Gather(cache.value.past, keepPast_M, { axis: 2 }), cache.value.rows, { axis: 2 });
+  const K_1 = ops.dim(keepAll_K, 0);
+  const bias = site.bias();
+  const keptBias = bias && b.op.Gather(bias, keepAll_K, { axis: 3 });
+
+  // Keys each query sees (the kept ones it is not masked from): its position in the paper is one less.
+  const seen_T = keptBias ? visibleCounts(site, keptBias) : b.op.Expand(K_1, site.T_1);
+  const sinkQuery_BHTD = queryRotation.at(b, queryRotation.unrotated, b.op.Unsqueeze(b.op.Sub(seen_T, b.int64([1])), b.int64([0])));
+  const shift_BHkvGTD = b.op.Reshape(b.op.Sub(sinkQuery_BHTD, query), b.int64([0, Hkv, -1, 0]));
+  const sinks_BHkvDS = b.op.Transpose(b.op.Slice(pastKey_BHkvMD, b.int64([0]), pastSinks_1, b.int64([2])), { perm: [0, 1, 3, 2] });
+  const shape_BHTS = b.op.Concat(b.int64([0, H]), site.T_1, pastSinks_1, { axis: 0 });
+  const sinkShift_BHTS = b.op.Mul(b.op.Cast(b.op.Reshape(b.op.MatMul(shift_BHkvGTD, sinks_BHkvDS), shape_BHTS), { to: DataType.FLOAT }), b.float32(scale));
+  const zeros_BHTR = b.op.ConstantOfShape(b.op.Concat(ops.dim(sinkShift_BHTS, 0), b.int64([H]), site.T_1, b.op.Sub(K_1, pastSinks_1), { axis: 0 }), { value: Tensor.fromArray("zero", DataType.FLOAT, [1], new Float32Array([0])) });
+  const shift_BHTK = b.op.Concat(sinkShift_BHTS, zeros_BHTR, { axis: 3 });
+
+  const out = emitCanonical(
+    b,
+    { query_BHTD: query, key_BHkvND: key_BHkvKD, value_BHkvND: value_BHkvKD, mask: keptBias ? b.op.Add(keptBias, shift_BHTK) : shift_BHTK },
+    { ...site.attrs, is_causal: 0, mask_kind: "additive", source_form: `${site.attrs.source_form}+${STREAMING_LLM}` },
+  );
+  node.output(0).replaceAllUsesWith(out);
+  node.graph!.remove(node);
+}
+
+/** int64 [T]: how many keys each query may see under the additive `bias_BHTK` (0 visible, lowest not), from batch row 0 and head 0. */
+function visibleCounts(site: SparseSite, bias_BHTK: Value): Value {
+  const b = site.b;
+  const seen = b.op.Cast(b.op.Not(b.op.Less(bias_BHTK, b.float32(0))), { to: DataType.FLOAT });
+  const count = site.ops.opset >= 13 ? b.op.ReduceSum(seen, b.int64([-1]), { keepdims: 0 }) : b.op.ReduceSum(seen, { axes: [-1], keepdims: 0 });
+  const first = (x: Value) => b.op.Gather(x, b.int64(0), { axis: 0 });
+  return b.op.Cast(first(first(count)), { to: DataType.INT64 });
 }
 
 /** Makes the cache Concat append `unrotated` rows, so the present output carries keys before rotation. */
