@@ -92,7 +92,7 @@ describe.each(CASES)("sparse attention with speculation on $name", (c) => {
     for (const [method, request] of Object.entries(SPECULATE)) {
       const ir = analyzeSource(pipeSource(c, [SPARSE.streaming, request]), PIPE).ir!;
       const passes = ir.models.find((m) => m.name === "llm")!.passes.map((p) => p.pass);
-      expect(passes, method).toEqual(["lift-attention", "tree-attention-mask", "streaming-llm", "lower-attention"]);
+      expect(passes, method).toEqual(["lift-attention", "tree-attention-mask", "streaming-llm", "lower-attention", "logits-topk"]);
     }
   });
 

@@ -24,6 +24,20 @@ export const LOWER_ATTENTION = "lower-attention";
 /** The pass that derives `speculate: self`'s draft model (lower.ts adds that model to the pipeline). */
 export const SELF_DRAFT = "self-draft";
 
+/**
+ * Greedy speculation decides by the target's argmax (Token Recycling by its top-k successors):
+ * the logits-topk pass computes those in the graph, so plain and verification steps fetch ids
+ * instead of [S, V] logits (on a small model the host work on logits costs as much as the call).
+ * The pass only adds outputs; a stage that samples reads the logits and gets no such pass.
+ */
+export const LOGITS_TOPK = "logits-topk";
+
+/** The logits-topk options a stage's speculation needs, or undefined when it needs none. */
+export function speculationIds(speculate: MethodUse, sampling: MethodUse): Record<string, string> | undefined {
+  if (speculate.method === "none" || sampling.method !== "greedy") return undefined;
+  return { k: speculate.method === "recycle" ? printParam(speculate.params["top_k"]!) : "0", argmax: "true" };
+}
+
 /** Every parameter as pass option text, in the schema's order. */
 function allParams(use: MethodUse): Record<string, string> {
   return Object.fromEntries(Object.entries(use.params).map(([k, v]) => [k, printParam(v)]));

@@ -4,7 +4,7 @@ import type { MethodUse } from "../../dsl/method.ts";
 import { isPipecError } from "../errors.ts";
 import type { PassRegistry } from "../pass-manager/registry.ts";
 import { printParam } from "../../dsl/print.ts";
-import { IMPLEMENTATIONS, LIFT_ATTENTION, LOWER_ATTENTION, SELF_DRAFT } from "./implementations.ts";
+import { IMPLEMENTATIONS, LIFT_ATTENTION, LOGITS_TOPK, LOWER_ATTENTION, SELF_DRAFT, speculationIds } from "./implementations.ts";
 import type { GenerateNode, GraphPassStep, Lowered, ModelNode, PipelineIR, TokenizerNode } from "./ir.ts";
 import { composeSparseWithSpeculation } from "./method-compatibility.ts";
 
@@ -47,6 +47,8 @@ function lowerGenerate(s: CheckedStage, model: ModelNode | undefined, registry: 
   const [kv, attention, speculate, sampling] = [lower("kv"), lower("attention"), lower("speculate"), lower("sampling")];
   if (!kv || !attention || !speculate || !sampling || !model) return undefined;
   if (!composeSparseWithSpeculation(s, model, diags)) return undefined;
+  const ids = speculationIds(s.methods["speculate"]!, s.methods["sampling"]!);
+  if (ids && registry.names.includes(LOGITS_TOPK)) model.passes.push({ pass: LOGITS_TOPK, options: ids, origin: `${s.name}.speculate: ${s.methods["speculate"]!.method}`, lossy: false });
   const node: GenerateNode = { kind: "generate", name: s.name, model: model.name, tokenizer: s.refs["tokenizer"]!, kv, attention, speculate, sampling, maxTokens: s.maxTokens, stop: s.stop, device: s.device };
   if (s.refs["input"] !== undefined) node.input = s.refs["input"];
   return node;
