@@ -1,33 +1,43 @@
 /**
  * Speculative decoding against the non-speculative pipec runtime and the plain onnxruntime
- * loop (test/helpers/reference-loop.ts), per draft source and length policy, on
- * input-grounded prompts (the prompt, the model's own continuation, the prompt again: the
- * answer repeats the context) and open-ended ones. Greedy, batch 1, one intra-op thread.
+ * loop (bench/baseline-loop.ts), per draft source and length policy, on input-grounded prompts
+ * (the prompt, the model's own continuation, the prompt again: the answer repeats the context)
+ * and open-ended ones. Greedy, batch 1, one intra-op thread.
  *
- * Targets: the project's trained model (examples/models/<name>/model.onnx) when it exists, stories260K (../shared, a trained llama2.c model, converted with importLlama2c)
- * and the zoo's 10M model (random weights, built by bench/zoo.ts), when present. Draft
- * models: a random zoo model with the target's vocabulary (a draft that is never right) and
- * the target itself (always right, but as slow as the target): the two ends of what a draft
- * model can be; between them the layer-skipped self-draft (the self-draft pass, every other
- * layer kept). Token Recycling runs on the target compiled with tree-attention-mask, and once
- * more with logits-topk too ("topk model": its steps fetch top-k ids, not [S, V] logits). Every
- * mode runs on the trained model; the others run the default policies only (adaptive, recycle auto).
+ * Targets: the project's trained model (examples/models/<name>/model.onnx) when it exists,
+ * stories260K (../shared, a trained llama2.c model, converted with importLlama2c) and the zoo's
+ * 10M model (random weights, built by bench/zoo.ts). Speculation runs on the models a .pipe
+ * compiles for it (compileSource): greedy lookup and draft-model speculation on the target plus
+ * the logits-topk pass (argmax ids instead of [S, V] logits), Token Recycling on the target
+ * plus tree-attention-mask and logits-topk. "pipec plain" is the unchanged model, as a .pipe
+ * without speculation runs it; "pipec plain (ids model)" is plain decoding on the speculation
+ * model, so the last column separates what speculation gains from what the ids alone gain.
+ * Draft models: a random zoo model with the target's vocabulary (a draft that is never right),
+ * the target itself (always right, but as slow as the target) and between them the
+ * layer-skipped self-draft (the self-draft pass, every other layer kept). Every mode runs on the
+ * trained model; the others run the default policies only (adaptive, recycle auto).
  *
- * Usage: npx tsx bench/speculative.ts [--tokens 48] [--prompts 4]
+ * Measurement: every configuration first runs one prompt untimed (one-off costs such as a draft
+ * model's cost measurement; the adaptive guards, kept across requests, start learning there).
+ * Then each pass runs every configuration on one prompt before moving to the next prompt
+ * (alternating the order), so a burst of load elsewhere hits them alike; a ratio is the median
+ * over passes of the ratio within the pass (paired), rates are the best pass. Every
+ * configuration must produce exactly --tokens tokens per prompt (no EOS stop), or the bench fails.
+ *
+ * Usage: npx tsx bench/speculative.ts [--tokens 48] [--prompts 4] [--passes 3] [--only <target name part>]
  */
 import { existsSync, readdirSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
-import * as ort from "onnxruntime-node";
+import { loadavg } from "node:os";
 import { importLlama2c } from "../compiler/importers/llama2c.ts";
 import { loadModel, saveModel } from "../compiler/onnx/index.ts";
 import type { Pass } from "../compiler/pass-manager/pass.ts";
+import { compileSource } from "../compiler/pipeline/compile.ts";
 import { llamaConfig, writeZooModel } from "../compiler/zoo/index.ts";
 import { createLiftAttention, createLowerAttention } from "../passes/attention/index.ts";
-import { createLogitsTopk } from "../passes/logits-topk.ts";
 import { createSelfDraft } from "../passes/self-draft.ts";
-import { createTreeAttentionMask } from "../passes/tree-attention-mask.ts";
 import { DecoderModel, Generator, type RecycleSpeculation, type SpeculateOptions, type SpeculativeStats } from "../runtime/index.ts";
-import { greedyReference } from "../test/helpers/reference-loop.ts";
+import { runBaseline } from "./baseline-loop.ts";
 import { ensureBenchModel } from "./zoo.ts";
 
 const MODELS = join(import.meta.dirname, "models");
@@ -35,11 +45,12 @@ const TRAINED = join(import.meta.dirname, "..", "examples", "models");
 const STORIES = join(import.meta.dirname, "..", "..", "shared", "fixtures", "stories260K", "stories260K.bin");
 
 const args = process.argv.slice(2);
-const option = (name: string, fallback: number) => (args.includes(name) ? Number(args[args.indexOf(name) + 1]) : fallback);
-const TOKENS = option("--tokens", 48);
-const PROMPTS = option("--prompts", 4);
-/** Each configuration runs this many times over all prompts; the fastest pass counts (the machine is shared). */
-const PASSES = 3;
+const option = (name: string, fallback: string) => (args.includes(name) ? args[args.indexOf(name) + 1]! : fallback);
+const TOKENS = Number(option("--tokens", "48"));
+const PROMPTS = Number(option("--prompts", "4"));
+/** Each configuration runs this many times over all prompts. */
+const PASSES = Number(option("--passes", "3"));
+const ONLY = option("--only", "");
 
 interface Target {
   name: string;
@@ -62,7 +73,7 @@ function targets(): Target[] {
     console.log(`(stories260K skipped: ${STORIES} is absent)`);
   }
   list.push({ name: "zoo-10m (random)", path: ensureBenchModel("10m") });
-  return list;
+  return list.filter((t) => t.name.includes(ONLY));
 }
 
 /** A one-layer random model with the target's vocabulary: its drafts are (almost) never accepted. */
@@ -72,14 +83,25 @@ function randomDraft(vocabSize: number): string {
   return join(dir, "model.onnx");
 }
 
+/** Where the bench's derived models go: next to its other models, never inside the model's own (possibly committed) folder. */
+const derivedDir = (target: string) => join(MODELS, "derived", basename(dirname(target)));
+
 /** `target` rewritten by lift-attention, `passes`, lower-attention, saved beside it as `name`. */
 function derived(target: string, name: string, passes: { pass: Pass; options?: Record<string, unknown> }[]): string {
   const model = loadModel(target);
   for (const { pass, options } of [{ pass: createLiftAttention() }, ...passes, { pass: createLowerAttention() }]) pass.run(model, { options: options ?? {}, note: () => {} });
-  // Next to the bench's other models, never inside the model's own (possibly committed) folder.
-  const path = join(MODELS, "derived", basename(dirname(target)), name);
+  const path = join(derivedDir(target), name);
   saveModel(model, path);
   return path;
+}
+
+/** The target model a .pipe with this `speculate:` request compiles (greedy), as `pipec run` would. */
+async function compiledFor(target: string, name: string, speculate: string): Promise<string> {
+  const outDir = join(derivedDir(target), name);
+  const source = `pipeline bench {\n  model llm = onnx(${JSON.stringify(target)})\n  tokenizer tok = ids\n  stage decode = generate(llm, tok) {\n    speculate: ${speculate}\n    sampling: greedy\n  }\n}\n`;
+  const result = await compileSource(source, join(outDir, "bench.pipe"), { outDir });
+  if (result.diagnostics.length) throw new Error(`compiling ${name} for ${target}: ${JSON.stringify(result.diagnostics)}`);
+  return join(outDir, "models", "llm", "model.onnx");
 }
 
 /** Open-ended prompts start the model off (BOS plus a few tokens); grounded ones repeat a passage it wrote. */
@@ -98,123 +120,121 @@ interface Row {
   prompts: string;
   mode: string;
   tokensPerSecond: number;
-  /** Not for the baseline loop: its sessions spin idle intra-op threads, which CPU time would charge it for. */
+  /** Not for the baseline loop: it measures wall time only. */
   tokensPerCpuSecond?: number;
-  vsPipec?: number;
   vsPipecCpu?: number;
+  vsPipec?: number;
   vsBaseline?: number;
+  /** Against plain decoding on the same model file (CPU time). */
+  vsSameModelCpu?: number;
   stats?: SpeculativeStats[];
 }
 
-/** The reference loop opens its own session per call; that cost is measured and taken out. */
-async function sessionOpenMs(path: string): Promise<number> {
-  const times: number[] = [];
-  for (let i = 0; i < 3; i++) {
-    const t0 = performance.now();
-    const session = await ort.InferenceSession.create(path);
-    times.push(performance.now() - t0);
-    await session.release();
-  }
-  return times.sort((a, b) => a - b)[1];
+/** One configuration: how it runs one prompt, and which plain configuration runs its model. */
+interface Config {
+  run: (prompt: number[]) => Promise<{ tokens: number; stats?: SpeculativeStats; wallMs?: number }>;
+  samePlain?: string;
 }
 
+const median = (values: number[]) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+};
+
 async function benchTarget(target: Target): Promise<Row[]> {
-  const model = await DecoderModel.open(target.path, { device: "cpu", threads: 1 });
-  const useless = await DecoderModel.open(randomDraft(model.contract.vocabSize!), { device: "cpu", threads: 1 });
-  const generator = new Generator(model);
-  const selfDraft = await DecoderModel.open(derived(target.path, "self-draft.onnx", [{ pass: createSelfDraft(), options: { keep_every: 2 } }]), { device: "cpu", threads: 1 });
-  const tree = await DecoderModel.open(derived(target.path, "tree.onnx", [{ pass: createTreeAttentionMask() }]), { device: "cpu", threads: 1 });
-  const treeGenerator = new Generator(tree);
-  const treeTopk = await DecoderModel.open(derived(target.path, "tree-topk.onnx", [{ pass: createTreeAttentionMask() }, { pass: createLogitsTopk() }]), { device: "cpu", threads: 1 });
-  const treeTopkGenerator = new Generator(treeTopk);
-  const recycleModes: Record<string, RecycleSpeculation> = { "recycle auto": { kind: "recycle" }, "recycle tree=80": { kind: "recycle", tree: 80 } };
-  const modes: Record<string, SpeculateOptions> = {
+  const session = { device: "cpu" as const, threads: 1 };
+  const model = await DecoderModel.open(target.path, session);
+  const V = model.contract.vocabSize!;
+  const ids = await DecoderModel.open(await compiledFor(target.path, "pipe-lookup", "lookup(ngram: 3)"), session);
+  const tree = await DecoderModel.open(await compiledFor(target.path, "pipe-recycle", "recycle(top_k: 8, tree: auto)"), session);
+  const useless = await DecoderModel.open(randomDraft(V), session);
+  const selfDraft = await DecoderModel.open(derived(target.path, "self-draft.onnx", [{ pass: createSelfDraft(), options: { keep_every: 2 } }]), session);
+  const [generator, idsGenerator, treeGenerator] = [new Generator(model), new Generator(ids), new Generator(tree)];
+  const modes: Record<string, SpeculateOptions | RecycleSpeculation> = {
     "lookup k=10": { kind: "lookup", draftLength: 10 },
     "lookup adaptive": { kind: "lookup" },
-    "self-draft k=4": { kind: "draft", model, draftLength: 4 },
-    "self-draft adaptive": { kind: "draft", model },
+    "self-draft k=4": { kind: "draft", model: ids, draftLength: 4 },
+    "self-draft adaptive": { kind: "draft", model: ids },
     "layer-skip self-draft k=4": { kind: "draft", model: selfDraft, draftLength: 4 },
     "layer-skip self-draft adaptive": { kind: "draft", model: selfDraft },
     "useless draft k=4": { kind: "draft", model: useless, draftLength: 4 },
     "useless draft adaptive": { kind: "draft", model: useless },
+    "recycle auto": { kind: "recycle" },
+    "recycle tree=80": { kind: "recycle", tree: 80 },
   };
   // Beyond the trained model only the default (adaptive) policies run, to keep the bench near five minutes.
   if (!target.name.startsWith("trained")) {
-    for (const mode of Object.keys(modes)) if (!mode.includes("adaptive")) delete modes[mode];
-    delete recycleModes["recycle tree=80"];
+    for (const mode of Object.keys(modes)) if (!mode.includes("adaptive") && mode !== "recycle auto") delete modes[mode];
   }
-  const rows: Row[] = [];
-  const openMs = await sessionOpenMs(target.path);
-  await generator.run([1, 2, 3], { maxTokens: 8, eosTokenIds: [], speculate: { kind: "lookup" } }); // warm-up, and the cost model is measured once
-  await treeGenerator.run([1, 2, 3], { maxTokens: 8, eosTokenIds: [], speculate: { kind: "recycle" } }); // likewise for the tree model
-  await treeTopkGenerator.run([1, 2, 3], { maxTokens: 8, eosTokenIds: [], speculate: { kind: "recycle" } });
-  for (const [set, prompts] of Object.entries(await promptSets(generator, model.contract.vocabSize!))) {
-    const configs = new Map<string, () => Promise<{ tokens: number; stats: SpeculativeStats[] }>>();
-    configs.set("baseline loop", async () => {
-      let tokens = 0;
-      for (const prompt of prompts) tokens += (await greedyReference(target.path, prompt, TOKENS)).length;
-      return { tokens, stats: [] };
+  const configs = new Map<string, Config>();
+  configs.set("baseline loop", {
+    run: async (prompt) => {
+      const run = await runBaseline(target.path, prompt, TOKENS, 1);
+      return { tokens: run.tokens.length, wallMs: run.prefillMs + run.decodeMs };
+    },
+  });
+  const plainRun = (g: Generator) => async (prompt: number[]) => ({ tokens: (await g.run(prompt, { maxTokens: TOKENS, eosTokenIds: [] })).tokens.length });
+  configs.set("pipec plain", { run: plainRun(generator) });
+  configs.set("pipec plain (ids model)", { run: plainRun(idsGenerator), samePlain: "pipec plain" });
+  configs.set("pipec plain (recycle model)", { run: plainRun(treeGenerator), samePlain: "pipec plain" });
+  for (const [mode, speculate] of Object.entries(modes)) {
+    const [g, samePlain] = speculate.kind === "recycle" ? [treeGenerator, "pipec plain (recycle model)"] : [idsGenerator, "pipec plain (ids model)"];
+    configs.set(mode, {
+      samePlain,
+      run: async (prompt) => {
+        const result = await g.run(prompt, { maxTokens: TOKENS, eosTokenIds: [], speculate });
+        return { tokens: result.tokens.length, stats: result.stats.speculative };
+      },
     });
-    for (const [mode, speculate] of [["pipec plain", undefined] as const, ...Object.entries(modes)]) {
-      configs.set(mode, async () => {
-        let tokens = 0;
-        const stats: SpeculativeStats[] = [];
-        for (const prompt of prompts) {
-          const result = await generator.run(prompt, { maxTokens: TOKENS, eosTokenIds: [], speculate });
-          tokens += result.tokens.length;
-          if (result.stats.speculative) stats.push(result.stats.speculative);
-        }
-        return { tokens, stats };
-      });
-    }
-    const recycleRuns: [string, RecycleSpeculation, Generator][] = [
-      ...Object.entries(recycleModes).map(([mode, speculate]): [string, RecycleSpeculation, Generator] => [mode, speculate, treeGenerator]),
-      ["recycle auto (topk model)", { kind: "recycle" }, treeTopkGenerator],
-    ];
-    for (const [mode, speculate, recycler] of recycleRuns) {
-      configs.set(mode, async () => {
-        let tokens = 0;
-        const stats: SpeculativeStats[] = [];
-        for (const prompt of prompts) {
-          const result = await recycler.run(prompt, { maxTokens: TOKENS, eosTokenIds: [], speculate });
-          tokens += result.tokens.length;
-          stats.push(result.stats.speculative!);
-        }
-        return { tokens, stats };
-      });
-    }
-    // Passes interleave the configurations, so a burst of load elsewhere hits them alike; the fastest pass counts.
-    // CPU time is the steadier measure on a shared machine (waiting for a core is not counted); the fastest pass counts for both.
-    const best = new Map<string, { rate: number; cpuRate: number; stats: SpeculativeStats[] }>();
+  }
+
+  const rows: Row[] = [];
+  const sets = await promptSets(generator, V);
+  // Untimed, once: one-off costs (a draft model's cost measurement, first calls at new sizes) are not what a pass measures.
+  for (const config of configs.values()) await config.run(sets.open![0]!);
+  for (const [set, prompts] of Object.entries(sets)) {
+    const names = [...configs.keys()];
+    const perPass: { cpuMs: Map<string, number>; wallMs: Map<string, number> }[] = [];
+    const stats = new Map<string, SpeculativeStats[]>();
     for (let pass = 0; pass < PASSES; pass++) {
-      for (const [mode, run] of configs) {
-        const t0 = performance.now();
-        const c0 = process.cpuUsage();
-        const { tokens, stats } = await run();
-        let ms = performance.now() - t0;
-        const cpu = process.cpuUsage(c0);
-        if (mode === "baseline loop") ms -= openMs * prompts.length;
-        const rate = (tokens * 1000) / ms;
-        const cpuRate = (tokens * 1e6) / (cpu.user + cpu.system);
-        const previous = best.get(mode);
-        best.set(mode, { rate: Math.max(rate, previous?.rate ?? 0), cpuRate: Math.max(cpuRate, previous?.cpuRate ?? 0), stats });
+      const cpuMs = new Map<string, number>();
+      const wallMs = new Map<string, number>();
+      for (const [i, prompt] of prompts.entries()) {
+        const order = (pass + i) % 2 ? [...names].reverse() : names;
+        for (const name of order) {
+          const t0 = performance.now();
+          const c0 = process.cpuUsage();
+          const result = await configs.get(name)!.run(prompt);
+          const cpu = process.cpuUsage(c0);
+          const wall = performance.now() - t0;
+          // Every configuration must produce the same tokens count, or its rate compares nothing.
+          if (result.tokens !== TOKENS) throw new Error(`${target.name} ${set} ${name}: ${result.tokens} tokens, not ${TOKENS}`);
+          cpuMs.set(name, (cpuMs.get(name) ?? 0) + (cpu.user + cpu.system) / 1000);
+          wallMs.set(name, (wallMs.get(name) ?? 0) + (result.wallMs ?? wall));
+          if (pass === PASSES - 1 && result.stats) stats.set(name, [...(stats.get(name) ?? []), result.stats]);
+        }
       }
+      perPass.push({ cpuMs, wallMs });
     }
-    const baselineRate = best.get("baseline loop")!.rate;
-    const plain = best.get("pipec plain")!;
-    for (const [mode, { rate, cpuRate, stats }] of best) {
-      const speculative = mode !== "baseline loop" && mode !== "pipec plain";
+    const tokens = TOKENS * prompts.length;
+    const best = (name: string, key: "cpuMs" | "wallMs") => (tokens * 1000) / Math.min(...perPass.map((p) => p[key].get(name)!));
+    const paired = (name: string, reference: string, key: "cpuMs" | "wallMs") => median(perPass.map((p) => p[key].get(reference)! / p[key].get(name)!));
+    for (const name of names) {
+      const speculative = name !== "baseline loop" && name !== "pipec plain";
       rows.push({
-        target: target.name, prompts: set, mode, tokensPerSecond: rate,
-        tokensPerCpuSecond: mode === "baseline loop" ? undefined : cpuRate,
-        vsPipec: speculative ? rate / plain.rate : undefined,
-        vsPipecCpu: speculative ? cpuRate / plain.cpuRate : undefined,
-        vsBaseline: mode === "baseline loop" ? undefined : rate / baselineRate,
-        stats,
+        target: target.name, prompts: set, mode: name,
+        tokensPerSecond: best(name, "wallMs"),
+        tokensPerCpuSecond: name === "baseline loop" ? undefined : best(name, "cpuMs"),
+        vsPipecCpu: speculative ? paired(name, "pipec plain", "cpuMs") : undefined,
+        vsPipec: speculative ? paired(name, "pipec plain", "wallMs") : undefined,
+        vsBaseline: name === "baseline loop" ? undefined : paired(name, "baseline loop", "wallMs"),
+        vsSameModelCpu: configs.get(name)!.samePlain && !name.startsWith("pipec plain") ? paired(name, configs.get(name)!.samePlain!, "cpuMs") : undefined,
+        stats: stats.get(name),
       });
     }
   }
-  await Promise.all([useless.release(), selfDraft.release(), tree.release(), treeTopk.release()]);
+  await Promise.all([ids.release(), tree.release(), useless.release(), selfDraft.release()]);
   await model.release();
   return rows;
 }
@@ -229,21 +249,27 @@ function aggregate(stats: SpeculativeStats[] | undefined): { acceptance: string;
   };
 }
 
+const load0 = loadavg();
 const rows: Row[] = [];
 for (const target of targets()) rows.push(...(await benchTarget(target)));
+const load1 = loadavg();
 
-const header = ["target", "prompts", "mode", "tok/s", "tok/cpu-s", "vs pipec (cpu)", "vs pipec (wall)", "vs baseline (wall)", "accept", "mean acc len", "calls/token"];
+const header = ["target", "prompts", "mode", "tok/s", "tok/cpu-s", "vs pipec (cpu)", "vs pipec (wall)", "vs baseline (wall)", "vs same-model plain (cpu)", "accept", "mean acc len", "calls/token"];
 const lines = rows.map((r) => {
   const a = aggregate(r.stats);
-  return [r.target, r.prompts, r.mode, r.tokensPerSecond.toFixed(0), r.tokensPerCpuSecond?.toFixed(0) ?? "", r.vsPipecCpu?.toFixed(2) ?? "", r.vsPipec?.toFixed(2) ?? "", r.vsBaseline?.toFixed(2) ?? "", a.acceptance, a.accepted, a.calls];
+  const x = (v: number | undefined) => v?.toFixed(2) ?? "";
+  return [r.target, r.prompts, r.mode, r.tokensPerSecond.toFixed(0), r.tokensPerCpuSecond?.toFixed(0) ?? "", x(r.vsPipecCpu), x(r.vsPipec), x(r.vsBaseline), x(r.vsSameModelCpu), a.acceptance, a.accepted, a.calls];
 });
-const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)));
-const format = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i])).join(" | ")} |`;
-console.log(`\nnpx tsx bench/speculative.ts --tokens ${TOKENS} --prompts ${PROMPTS}   (greedy, ${TOKENS} new tokens per prompt, best of ${PASSES} passes, 1 thread)\n`);
+const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
+const format = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(" | ")} |`;
+const passes = args.includes("--passes") ? ` --passes ${PASSES}` : "";
+const only = ONLY ? ` --only '${ONLY}'` : "";
+console.log(`\nnpx tsx bench/speculative.ts --tokens ${TOKENS} --prompts ${PROMPTS}${passes}${only}   (greedy, ${TOKENS} new tokens per prompt, ${PASSES} passes: ratios are medians of paired per-pass ratios, rates the best pass; 1 thread; load average ${load0.map((l) => l.toFixed(2)).join(" ")} at the start, ${load1.map((l) => l.toFixed(2)).join(" ")} at the end)\n`);
 console.log(format(header));
 console.log(format(widths.map((w) => "-".repeat(w))));
 for (const line of lines) console.log(format(line));
-const slower = rows.filter((r) => r.vsPipecCpu !== undefined && r.vsPipecCpu < 1);
+const slower = rows.filter((r) => r.vsPipecCpu !== undefined && r.vsPipecCpu < 1 && !r.mode.startsWith("pipec plain"));
 console.log(`\nslower than plain pipec (cpu): ${slower.map((r) => `${r.target} ${r.prompts} ${r.mode} (${r.vsPipecCpu!.toFixed(2)}x)`).join("; ") || "none"}`);
-const adaptiveBelow = slower.filter((r) => r.mode.includes("adaptive") && r.vsPipecCpu! < 0.95);
-console.log(`adaptive below 0.95x: ${adaptiveBelow.map((r) => `${r.target} ${r.prompts} ${r.mode}`).join("; ") || "none"}`);
+const adaptive = (r: Row) => r.mode.includes("adaptive") || r.mode === "recycle auto";
+const adaptiveBelow = slower.filter((r) => adaptive(r) && r.vsPipecCpu! < 0.95);
+console.log(`adaptive below 0.95x (cpu): ${adaptiveBelow.map((r) => `${r.target} ${r.prompts} ${r.mode} (${r.vsPipecCpu!.toFixed(2)}x cpu, ${r.vsPipec!.toFixed(2)}x wall)`).join("; ") || "none"}`);
