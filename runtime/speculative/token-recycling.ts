@@ -176,6 +176,8 @@ interface Learned {
 }
 
 const learnedForPaperTree = new WeakMap<DecoderModel, Learned>();
+/** The paper's tree, built once: every request uses it, and on a tiny model building it per request shows. */
+let paperTemplate: TreeTemplate | undefined;
 
 function freshLearned(template: TreeTemplate): Learned {
   return { acceptance: new NodeAcceptance(template), guard: new SpeculationGuard() };
@@ -248,7 +250,7 @@ export class TokenRecycling {
     if (contract.recurrent.length) throw new RuntimeError("cannot-speculate", "Token Recycling compacts the KV cache to the accepted path, but this model carries recurrent state that cannot be compacted");
     const tree = options.tree ?? "auto";
     if (tree !== "auto" && !(Number.isInteger(tree) && tree >= 0)) throw new RuntimeError("bad-speculation", `recycle: tree must be a non-negative integer or "auto", got ${tree}`);
-    this.template = new TreeTemplate(options.template ?? PAPER_TREE);
+    this.template = options.template ? new TreeTemplate(options.template) : (paperTemplate ??= new TreeTemplate(PAPER_TREE));
     if (options.template) this.learned = freshLearned(this.template);
     else {
       const known = learnedForPaperTree.get(sequence.model);
