@@ -6,10 +6,11 @@ import type { Pass, PassContext, PassResult } from "../compiler/pass-manager/pas
 import { emitCanonical } from "./attention/canonical-node.ts";
 import { DataType } from "../compiler/ir/dtype.ts";
 import { Tensor } from "../compiler/ir/tensor.ts";
-import { cacheConcat, type CacheRows } from "./kv-split-attention.ts";
+import { cacheConcat } from "./kv-split-attention.ts";
 import { denseCanonicalNodes } from "./sparse-attention/layers.ts";
 import { SparseSite } from "./sparse-attention/site.ts";
 import { PositionFlow, type Rotation } from "./streaming-llm/rotation.ts";
+import { TREE_MASK_INPUT } from "./tree-attention-mask.ts";
 
 export const STREAMING_LLM = "streaming-llm";
 
@@ -68,28 +69,29 @@ export function streamingLlmLayers(model: Model, opts: StreamingLlmOptions): { l
   const flow = new PositionFlow(model.graph);
   const pastInputs = new Set(model.graph.inputs.filter((i) => i.name.startsWith("past_key_values.")));
   let rotated = 0;
+  let rows: KeptRows | undefined;
+  const treeRows = model.graph.inputs.some((i) => i.name === TREE_MASK_INPUT);
   for (const node of nodes) {
     const site = new SparseSite(model, node, STREAMING_LLM);
     const b = site.b;
-    const [query, key, value] = node.inputs as Value[];
+    const [query, key] = node.inputs as Value[];
     const what = `layer ${site.attrs.layer}`;
-    const cache = { key: cacheConcat(key, pastInputs), value: cacheConcat(value, pastInputs) };
-    const keyRotation = flow.rotationOf(b, cache.key?.rows ?? key!, `${what} keys`);
+    const cache = cacheConcat(key, pastInputs);
+    const keyRotation = flow.rotationOf(b, cache?.rows ?? key!, `${what} keys`);
     const queryRotation = flow.rotationOf(b, query!, `${what} queries`);
     if (!keyRotation !== !queryRotation) {
       throw new PipecError("streaming-positions", `${what}: only the ${keyRotation ? "keys" : "queries"} carry a rotary embedding; cannot place them at in-cache positions`);
     }
 
-    const sinks_1 = site.min(b.int64([opts.sinks]), site.N_1);
-    const rest_1 = b.op.Sub(site.N_1, sinks_1);
-    const recent_1 = site.decodeOnly(site.min(b.int64([opts.window]), rest_1), rest_1);
-    const window_1 = b.op.Sub(site.N_1, recent_1);
-    if (!keyRotation || !queryRotation || !cache.key || !cache.value) {
+    if (!keyRotation || !queryRotation || !cache) {
       // Learned absolute positions (or no cache to re-position): the runtime's in-cache position ids are all there is.
+      const { sinks_1, window_1 } = keptSpans(site, opts, site.N_1);
       site.attendShared(b.op.Concat(site.range(b.int64([0]), sinks_1), site.range(window_1, site.N_1), { axis: 0 }));
       continue;
     }
-    attendRepositioned(site, { key: cache.key, value: cache.value }, keyRotation, queryRotation, { sinks_1, window_1 }, what);
+    // Every layer's cache holds the same rows (one cache length per sequence): the first rotated layer's indices serve all.
+    rows ??= keptRows(site, opts, site.ops.dim(cache.past, 2));
+    attendRepositioned(site, cache.rows, keyRotation, queryRotation, rows, treeRows, what);
     rotated++;
   }
   return { layers: nodes.length, rotated };
@@ -97,42 +99,39 @@ export function streamingLlmLayers(model: Model, opts: StreamingLlmOptions): { l
 
 /**
  * Attention over the kept rows with the paper's positions: the cache holds keys before
- * rotation; kept past rows are rotated at their cache rows, the step's new rows and queries keep
- * the rotation at the fed positions (the runtime feeds the cache length, so these stay within
- * sinks + window + T). Distances to window rows are then those within the cache. A query that
+ * rotation; the kept rows are rotated at their cache rows, and the queries keep the rotation at
+ * the fed positions (the runtime feeds the cache length, so the step's rows sit at their cache
+ * rows too, and everything stays within sinks + window + T). Distances to window rows are then
+ * those within the cache. A query that
  * sees K keys sits at K-1 in the paper, so its distance to sink r is K-1-r, not its cache row
  * minus r: the sink scores get the difference, computed with the query rotated at K-1, as an
  * additive bias (zero when nothing was evicted). K comes from the mask per query, so a
  * verification chunk masked to each query's window (tree-attention-mask) scores as one-token
  * steps would.
  */
-function attendRepositioned(site: SparseSite, cache: { key: CacheRows; value: CacheRows }, keyRotation: Rotation, queryRotation: Rotation, keep: { sinks_1: Value; window_1: Value }, what: string): void {
+function attendRepositioned(site: SparseSite, newKeys: Value, keyRotation: Rotation, queryRotation: Rotation, rows: KeptRows, treeRows: boolean, what: string): void {
   const b = site.b;
   const ops = site.ops;
   const node = site.node;
   const query = node.inputs[0]!;
   const { num_heads: H, kv_num_heads: Hkv, scale } = site.attrs;
-  const P_1 = ops.dim(cache.key.past, 2);
-  // Kept past rows: the sinks, then the window's rows before the step's new ones (every new row is kept).
-  const pastSinks_1 = site.min(keep.sinks_1, P_1);
-  const keepPast_M = b.op.Concat(site.range(b.int64([0]), pastSinks_1), site.range(keep.window_1, P_1), { axis: 0 });
-  const keepAll_K = b.op.Concat(keepPast_M, site.range(P_1, site.N_1), { axis: 0 });
+  const { pastSinks_1, keepAll_K, positions_1K, M_1, K_1 } = rows;
   holdUnrotated(node.inputs[1]!.producer!, node, keyRotation.unrotated, what);
 
-  // Rotated with the new rows after them (dropped again): a rotation reshaping an empty past (a prompt's) would fail.
-  const rotated_BHkvKD = keyRotation.at(b, b.op.Concat(b.op.Gather(cache.key.past, keepPast_M, { axis: 2 }), keyRotation.unrotated, { axis: 2 }), ops.unsqueeze(keepAll_K, [0]));
-  const pastKey_BHkvMD = b.op.Slice(rotated_BHkvKD, b.int64([0]), ops.dim(keepPast_M, 0), b.int64([2]));
-  const key_BHkvKD = b.op.Concat(pastKey_BHkvMD, cache.key.rows, { axis: 2 });
-  const value_BHkvKD = b.op.Concat(b.op.Gather(cache.value.past, keepPast_M, { axis: 2 }), cache.value.rows, { axis: 2 });
-  const K_1 = ops.dim(keepAll_K, 0);
+  // Rotated with the new rows after them (never empty: a rotation reshaping an empty past, a prompt's, would fail).
+  // A chain's new rows sit at their cache rows, so the kept rows are rotated at once; a token
+  // tree's sit at their depths, which only the fed rotation knows, so that one is kept for them.
+  const rotated_BHkvKD = keyRotation.at(b, b.op.Gather(node.inputs[1]!, keepAll_K, { axis: 2 }), positions_1K);
+  const key_BHkvKD = treeRows ? b.op.Concat(b.op.Slice(rotated_BHkvKD, b.int64([0]), M_1, b.int64([2])), newKeys, { axis: 2 }) : rotated_BHkvKD;
+  const value_BHkvKD = b.op.Gather(node.inputs[2]!, keepAll_K, { axis: 2 });
   const bias = site.bias();
   const keptBias = bias && b.op.Gather(bias, keepAll_K, { axis: 3 });
 
   // Keys each query sees (the kept ones it is not masked from): its position in the paper is one less.
   const seen_T = keptBias ? visibleCounts(site, keptBias) : b.op.Expand(K_1, site.T_1);
-  const sinkQuery_BHTD = queryRotation.at(b, queryRotation.unrotated, b.op.Unsqueeze(b.op.Sub(seen_T, b.int64([1])), b.int64([0])));
+  const sinkQuery_BHTD = queryRotation.at(b, queryRotation.unrotated, ops.unsqueeze(b.op.Sub(seen_T, b.int64([1])), [0]));
   const shift_BHkvGTD = b.op.Reshape(b.op.Sub(sinkQuery_BHTD, query), b.int64([0, Hkv, -1, 0]));
-  const sinks_BHkvDS = b.op.Transpose(b.op.Slice(pastKey_BHkvMD, b.int64([0]), pastSinks_1, b.int64([2])), { perm: [0, 1, 3, 2] });
+  const sinks_BHkvDS = b.op.Transpose(b.op.Slice(rotated_BHkvKD, b.int64([0]), pastSinks_1, b.int64([2])), { perm: [0, 1, 3, 2] });
   const shape_BHTS = b.op.Concat(b.int64([0, H]), site.T_1, pastSinks_1, { axis: 0 });
   const sinkShift_BHTS = b.op.Mul(b.op.Cast(b.op.Reshape(b.op.MatMul(shift_BHkvGTD, sinks_BHkvDS), shape_BHTS), { to: DataType.FLOAT }), b.float32(scale));
   const zeros_BHTR = b.op.ConstantOfShape(b.op.Concat(ops.dim(sinkShift_BHTS, 0), b.int64([H]), site.T_1, b.op.Sub(K_1, pastSinks_1), { axis: 0 }), { value: Tensor.fromArray("zero", DataType.FLOAT, [1], new Float32Array([0])) });
@@ -145,6 +144,36 @@ function attendRepositioned(site: SparseSite, cache: { key: CacheRows; value: Ca
   );
   node.output(0).replaceAllUsesWith(out);
   node.graph!.remove(node);
+}
+
+/** The rows a step keeps, as cache row indices (int64): the past part of them, and all K (the step's new rows last). */
+interface KeptRows {
+  pastSinks_1: Value;
+  /** How many of the kept rows are past rows. */
+  M_1: Value;
+  keepAll_K: Value;
+  K_1: Value;
+  /** keepAll as positions [1, K]: the kept past rows sit at their cache rows. */
+  positions_1K: Value;
+}
+
+/** sinks: the first of N keys kept; window: where the kept recent keys start (every key in a prompt or multi-token step). */
+function keptSpans(site: SparseSite, opts: StreamingLlmOptions, N_1: Value): { sinks_1: Value; window_1: Value } {
+  const b = site.b;
+  const sinks_1 = site.min(b.int64([opts.sinks]), N_1);
+  const rest_1 = b.op.Sub(N_1, sinks_1);
+  const recent_1 = site.decodeOnly(site.min(b.int64([opts.window]), rest_1), rest_1);
+  return { sinks_1, window_1: b.op.Sub(N_1, recent_1) };
+}
+
+/** The kept rows of a step after P_1 cached rows: the sinks, then the window's rows before the new ones (every new row is kept). */
+function keptRows(site: SparseSite, opts: StreamingLlmOptions, P_1: Value): KeptRows {
+  const b = site.b;
+  const { sinks_1, window_1 } = keptSpans(site, opts, site.N_1);
+  const pastSinks_1 = site.min(sinks_1, P_1);
+  const keepPast_M = b.op.Concat(site.range(b.int64([0]), pastSinks_1), site.range(window_1, P_1), { axis: 0 });
+  const keepAll_K = b.op.Concat(keepPast_M, site.range(P_1, site.N_1), { axis: 0 });
+  return { pastSinks_1, M_1: site.ops.dim(keepPast_M, 0), keepAll_K, K_1: site.ops.dim(keepAll_K, 0), positions_1K: site.ops.unsqueeze(keepAll_K, [0]) };
 }
 
 /** int64 [T]: how many keys each query may see under the additive `bias_BHTK` (0 visible, lowest not), from batch row 0 and head 0. */

@@ -39,6 +39,8 @@ export interface Rotation {
 export class PositionFlow {
   private readonly hiddenMemo = new Map<Value, boolean>();
   private readonly positionalMemo = new Map<Value, boolean>();
+  /** Angle values already computed at a positions value: layers sharing one rotary table (and positions) share the gathered rows. */
+  private readonly anglesMemo = new Map<Value, Map<Value, Value>>();
 
   constructor(readonly graph: Graph) {}
 
@@ -93,7 +95,7 @@ export class PositionFlow {
     return {
       unrotated,
       at: (b, rows, positions_1R) => {
-        const angles = (x: Value) => this.anglesAt(b, x, positions_1R, new Map(), "RotaryEmbedding");
+        const angles = (x: Value) => this.anglesAt(b, x, positions_1R, "RotaryEmbedding");
         const inputs = positions ? [rows, cos, sin, asIndexType(b, positions_1R, positions)] : [rows, angles(cos!), angles(sin!)];
         // [B, H, R, D] rows: num_heads is for 3-D input only.
         return cloneNode(b, rotary, inputs, (name) => name !== "num_heads")[0]!;
@@ -136,7 +138,6 @@ export class PositionFlow {
     return {
       unrotated,
       at: (b, rows, positions_1R) => {
-        const sides = new Map<Value, Value>();
         const copies = new Map<Value, Value>([[unrotated, rows]]);
         const copy = (v: Value): Value => {
           const known = copies.get(v);
@@ -146,7 +147,7 @@ export class PositionFlow {
             v.producer.outputs.forEach((o, k) => o && copies.set(o, outs[k]!));
             return copies.get(v)!;
           }
-          return this.angles(v) ? this.anglesAt(b, v, positions_1R, sides, what) : v;
+          return this.angles(v) ? this.anglesAt(b, v, positions_1R, what) : v;
         };
         return copy(rotated);
       },
@@ -186,7 +187,9 @@ export class PositionFlow {
    * table gathered at positions is gathered at the new ones, the position_ids input is replaced,
    * and everything between is copied.
    */
-  private anglesAt(b: Builder, v: Value, positions_1R: Value, done: Map<Value, Value>, what: string): Value {
+  private anglesAt(b: Builder, v: Value, positions_1R: Value, what: string): Value {
+    const done = this.anglesMemo.get(positions_1R) ?? new Map<Value, Value>();
+    this.anglesMemo.set(positions_1R, done);
     const known = done.get(v);
     if (known) return known;
     let out: Value;
@@ -199,7 +202,7 @@ export class PositionFlow {
       out = b.op.Gather(p!.inputs[0]!, asIndexType(b, positions_1R, p!.inputs[1]!), { axis: 0 });
     } else {
       if (p!.subgraphs().length) throw new PipecError("streaming-positions", `${what}: its rotary angles are computed in a subgraph (${p!.describe()})`);
-      const outs = cloneNode(b, p!, p!.inputs.map((i) => i && (this.positional(i) ? this.anglesAt(b, i, positions_1R, done, what) : i)));
+      const outs = cloneNode(b, p!, p!.inputs.map((i) => i && (this.positional(i) ? this.anglesAt(b, i, positions_1R, what) : i)));
       out = outs[v.outputIndex]!;
     }
     done.set(v, out);
