@@ -2,6 +2,7 @@ import { join } from "node:path";
 import type * as ort from "onnxruntime-node";
 import { describe, expect, it } from "vitest";
 import { main } from "../compiler/cli/main.ts";
+import { Builder } from "../compiler/ir/builder.ts";
 import { loadModel, saveModel } from "../compiler/onnx/index.ts";
 import { buildZooModel, ENCODINGS, gpt2Config, llamaConfig, type ZooConfig } from "../compiler/zoo/index.ts";
 import { DecoderModel } from "../runtime/decoder.ts";
@@ -10,8 +11,11 @@ import { evictStreaming, streamingKeep } from "../runtime/cache/streaming.ts";
 import { HAVE_SHARED, SKIP_SHARED_REASON } from "../test/helpers/fixtures.ts";
 import { projectExactnessCases, sharedExactnessCases, sparsify, type ExactnessCase } from "../test/helpers/sparse-parity.ts";
 import { tempDir } from "../test/helpers/tmp.ts";
+import { isCanonical } from "./attention/canonical-node.ts";
+import { liftAttention } from "./attention/lift.ts";
 import { streamingLlm, streamingLlmLayers } from "./streaming-llm.ts";
 import { chainedExactness } from "./streaming-llm/chained-parity.test-support.ts";
+import { PositionFlow } from "./streaming-llm/rotation.ts";
 
 const EXACT = 1e-5;
 const covering = (m: Parameters<typeof streamingLlm>[0]) => streamingLlm(m, { sinks: 4, window: 1 << 20 });
@@ -175,3 +179,14 @@ function argmaxLast(logits: ort.Tensor): number {
   const row = lastRow(logits);
   return row.indexOf(Math.max(...row));
 }
+
+describe("streaming-llm refuses what it cannot re-position", () => {
+  it("keys rotated but queries not: one line naming the layer", () => {
+    const model = buildZooModel(llamaConfig({ layers: 1 }));
+    liftAttention(model);
+    const node = model.graph.nodeArray().find(isCanonical)!;
+    const flow = new PositionFlow(model.graph);
+    node.setInput(0, flow.rotationOf(new Builder(model.graph, { before: node }), node.inputs[0]!, "queries")!.unrotated);
+    expect(() => streamingLlm(model, { sinks: 4, window: 8 })).toThrow(/^layer 0: only the keys carry a rotary embedding; cannot place them at in-cache positions$/);
+  });
+});

@@ -42,7 +42,10 @@ export class PositionFlow {
   /** Angle values already computed at a positions value: layers sharing one rotary table (and positions) share the gathered rows. */
   private readonly anglesMemo = new Map<Value, Map<Value, Value>>();
 
-  constructor(readonly graph: Graph) {}
+  constructor(readonly graph: Graph) {
+    // Filled in graph order, so asking about a value deep in a large model recurses only as far as new nodes go.
+    for (const node of graph.nodeArray()) for (const v of node.outputs) if (v) (this.hidden(v), this.positional(v));
+  }
 
   hidden(v: Value): boolean {
     return memo(this.hiddenMemo, v, () => {
