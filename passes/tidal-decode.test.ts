@@ -5,6 +5,7 @@ import { defaultRegistry } from "./index.ts";
 import { APPEND_ONLY_CASES, spareRowsDiff, thenAppendOnly } from "./sparse-attention/append-only.test-support.ts";
 import { isCanonical, readCanonical } from "./attention/canonical-node.ts";
 import { liftAttention } from "./attention/lift.ts";
+import { lowerAttention } from "./attention/lower.ts";
 import { HAVE_SHARED, SKIP_SHARED_REASON } from "../test/helpers/fixtures.ts";
 import { exactness, maxOutputDiff, projectExactnessCases, runStep, sharedExactnessCases, sparsify } from "../test/helpers/sparse-parity.ts";
 import { defaultSelectLayers, tidalDecode, type TidalDecodeOptions } from "./tidal-decode.ts";
@@ -104,6 +105,40 @@ describe("tidal with a small budget", () => {
     expect(maxOutputDiff(await runStep(dense, { past: 0, seq: 12 }), await runStep(sparse, { past: 0, seq: 12 }))).toBeLessThanOrEqual(EXACT);
     expect(maxOutputDiff(await runStep(dense, { past: 3, seq: 4 }), await runStep(sparse, { past: 3, seq: 4 }))).toBeLessThanOrEqual(EXACT);
     expect(maxOutputDiff(await runStep(dense, { past: 40, seq: 1 }), await runStep(sparse, { past: 40, seq: 1 }))).toBeGreaterThan(1e-3);
+  });
+});
+
+describe("tidal's selection", () => {
+  it("takes per head the k past keys with the highest scores of the selection layer, in ascending order", async () => {
+    const model = buildZooModel(llamaConfig({ layers: 3 }));
+    liftAttention(model);
+    tidalDecode(model, { topK: { tokens: 9 }, fullLayers: 1, selectLayers: [1] });
+    // The selection layer's scores (TopK's input) and the keys the sparse layer gathers, as outputs.
+    const topK = model.graph.nodeArray().find((n) => n.op === "TopK")!;
+    const ordered = model.graph.nodeArray().find((n) => n.op === "NonZero")!.output(0).uses[0]!.node.output(0).uses[0]!.node;
+    expect(ordered.op).toBe("Reshape");
+    model.graph.addOutput(topK.inputs[0]!);
+    model.graph.addOutput(ordered.output(0));
+    lowerAttention(model);
+    const out = await runStep(model, { past: 40, seq: 1 });
+    const scores = out[topK.inputs[0]!.name]!;
+    const keep = out[ordered.output(0).name]!;
+    const [, H, M] = scores.dims as number[];
+    expect(M).toBe(40);
+    expect(keep.dims).toEqual([1, H, 8]); // 9 keys: the new row and the 8 best past rows
+    for (let h = 0; h < H!; h++) {
+      const row = Array.from((scores.data as Float32Array).subarray(h * M!, (h + 1) * M!));
+      const best = row.map((s, m) => ({ s, m })).sort((a, b) => b.s - a.s).slice(0, 8).map((x) => x.m).sort((a, b) => a - b);
+      expect(Array.from(keep.data as BigInt64Array, Number).slice(h * 8, (h + 1) * 8)).toEqual(best);
+    }
+  });
+
+  it("builds the masks over the selected keys once per selection, shared by its sparse layers", () => {
+    const model = buildZooModel(llamaConfig({ layers: 16 }));
+    liftAttention(model);
+    const stats = tidalDecode(model, { topK: { tokens: 8 }, fullLayers: 2 });
+    expect(stats.sparse).toBe(12);
+    expect(model.graph.nodeArray().filter((n) => n.op === "GatherElements")).toHaveLength(stats.selection);
   });
 });
 

@@ -6,7 +6,7 @@ import { readCanonical } from "./attention/canonical-node.ts";
 import { appendOnlyWhereAllowed } from "./sparse-attention/append-only.ts";
 import { budgetTokens, formatBudget, type Budget } from "./sparse-attention/budget.ts";
 import { denseCanonicalNodes } from "./sparse-attention/layers.ts";
-import { SparseSite } from "./sparse-attention/site.ts";
+import { SparseSite, type PerHeadSelection } from "./sparse-attention/site.ts";
 
 export const TIDAL_DECODE = "tidal";
 
@@ -80,15 +80,15 @@ export function tidalDecode(model: Model, opts: TidalDecodeOptions): TidalStats 
   if (nodes.length > 0 && (model.opset("") ?? 1) < 11) throw new PipecError("unsupported-opset", `${TIDAL_DECODE}: needs default-domain opset 11 (TopK with a dynamic k, GatherElements); the model imports ${model.opset("")}`);
 
   const stats: TidalStats = { selectLayers, selection: 0, sparse: 0 };
-  let keep_BHK: Value | undefined;
+  let selection: PerHeadSelection | undefined;
   nodes.forEach((node, i) => {
     const layer = layerOf(i);
     if (layer < opts.fullLayers) return;
     if (selectLayers.includes(layer)) {
-      keep_BHK = selectTopK(new SparseSite(model, node, TIDAL_DECODE, { splitCache: true }), opts.topK);
+      selection = { keep_BHK: selectTopK(new SparseSite(model, node, TIDAL_DECODE, { splitCache: true }), opts.topK), masks: new Map() };
       stats.selection++;
-    } else if (keep_BHK) {
-      new SparseSite(model, node, TIDAL_DECODE, { splitCache: true }).attendPerHead(keep_BHK);
+    } else if (selection) {
+      new SparseSite(model, node, TIDAL_DECODE, { splitCache: true }).attendPerHead(selection);
       stats.sparse++;
     }
   });
