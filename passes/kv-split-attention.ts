@@ -75,7 +75,8 @@ function twoBlockAttention(b: Builder, node: Node, key: CacheRows, value: CacheR
 
 /** A block of keys and values [B, heads, M, D] for `attendTwoBlocks`. */
 export interface KeyBlock {
-  key: Value;
+  /** Not read when the caller gives the block's scores (`firstScores`). */
+  key?: Value;
   value: Value;
   /** Heads of the block: the model's KV heads, or H when each query head has its own rows. */
   heads: number;
@@ -106,14 +107,14 @@ export function attendTwoBlocks(
 
   // Scores side by side in the first block's head layout, [B, L, (H/L)·T, M + S].
   const rowScores_BHTS = toHeads(b.op.MatMul(toBlockHeads(query_BHTD, Hkv), keyT(rows.key)), Hkv);
-  const firstScores_BLgM = attrs.firstScores ?? b.op.MatMul(toBlockHeads(query_BHTD, L), keyT(first.key));
+  const firstScores_BLgM = attrs.firstScores ?? b.op.MatMul(toBlockHeads(query_BHTD, L), keyT(first.key!));
   const scores_BLgN = b.op.Concat(firstScores_BLgM, toBlockHeads(rowScores_BHTS, L), { axis: -1 });
   let scores_BHTN = toHeads(scores_BLgN, L);
   if (attrs.scale !== 1) scores_BHTN = b.op.Mul(scores_BHTN, b.float32(attrs.scale));
   if (attrs.bias) scores_BHTN = b.op.Add(scores_BHTN, attrs.bias);
   const probs_BLgN = toBlockHeads(b.op.Softmax(scores_BHTN, { axis: -1 }), L);
 
-  const M = b.op.Slice(b.op.Shape(first.key), b.int64([2]), b.int64([3])); // [1]: the first block's rows
+  const M = b.op.Slice(b.op.Shape(first.value), b.int64([2]), b.int64([3])); // [1]: the first block's rows
   const probsFirst = b.op.Slice(probs_BLgN, b.int64([0]), M, b.int64([3]));
   const probsRows_BHTS = toHeads(b.op.Slice(probs_BLgN, M, b.int64([Number.MAX_SAFE_INTEGER]), b.int64([3])), L);
   const outFirst = toHeads(b.op.MatMul(probsFirst, first.value), L);
