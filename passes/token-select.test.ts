@@ -67,10 +67,13 @@ describe("tokenselect keeps one index set per layer: sinks, the top-voted middle
     // Indices are past rows: the step's new row is the window's last row, attended anyway.
     const pastWindow = window - 1;
     const middle = Array.from({ length: past - sinks - pastWindow }, (_, i) => sinks + i);
-    const topVoted = [...middle].sort((a, b) => voteValues[b]! - voteValues[a]!).slice(0, topK).sort((a, b) => a - b);
+    // One vote per middle key (key m's at m - sinks).
+    expect(voteValues.length).toBe(middle.length);
+    const vote = (m: number) => voteValues[m - sinks]!;
+    const topVoted = [...middle].sort((a, b) => vote(b) - vote(a)).slice(0, topK).sort((a, b) => a - b);
     expect(kept).toEqual([0, 1, 2, ...topVoted, past - 3, past - 2, past - 1]);
     // Per-head softmax over the middle, summed over heads: the votes add up to the head count.
-    expect(middle.reduce((s, i) => s + voteValues[i]!, 0)).toBeCloseTo(config.heads, 4);
+    expect(middle.reduce((s, m) => s + vote(m), 0)).toBeCloseTo(config.heads, 4);
 
     const pastRows = kept;
     const keptFeeds: Record<string, ort.Tensor> = { ...feeds, attention_mask: new ort.Tensor("int64", new BigInt64Array(pastRows.length + 1).fill(1n), [1, pastRows.length + 1]) };

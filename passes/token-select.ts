@@ -1,7 +1,10 @@
 import { PipecError } from "../compiler/errors.ts";
+import { DataType } from "../compiler/ir/dtype.ts";
 import type { Model } from "../compiler/ir/model.ts";
 import type { Value } from "../compiler/ir/value.ts";
 import type { Pass, PassContext, PassResult } from "../compiler/pass-manager/pass.ts";
+import { dtypeOf } from "./attention/ops.ts";
+import { attendTwoBlocks } from "./kv-split-attention.ts";
 import { appendOnlyWhereAllowed } from "./sparse-attention/append-only.ts";
 import { cachedSelection, type FingerprintQuery, type FingerprintSource } from "./sparse-attention/selection-cache.ts";
 import { budgetTokens, formatBudget, type Budget } from "./sparse-attention/budget.ts";
@@ -75,8 +78,12 @@ export function tokenSelect(model: Model, opts: TokenSelectOptions, onFingerprin
     const site = new SparseSite(model, node, TOKEN_SELECT, { splitCache: true });
     const regions = keyRegions(site, opts);
     const cache = opts.selectionCache;
-    if (!cache) return site.attendShared(selectKeys(site, opts, regions));
-    const { keep_K, source } = cachedSelection(model, site, layer, cache, () => selectKeys(site, opts, regions));
+    if (!cache) {
+      const scores = voteScores(site);
+      const keep_K = selectKeys(site, opts, regions, scores);
+      return scores.attend && site.cache ? attendScored(site, keep_K, scores.scores_BHkvGTM) : site.attendShared(keep_K);
+    }
+    const { keep_K, source } = cachedSelection(model, site, layer, cache, () => selectKeys(site, opts, regions, voteScores(site)));
     onFingerprint?.(layer, source);
     site.attendShared(keep_K);
   });
@@ -114,21 +121,70 @@ function keyRegions(site: SparseSite, opts: TokenSelectOptions): KeyRegions {
   return { sinks_1, windowStart_1, filled_1, chosen_1 };
 }
 
-/** int64 [K]: the sinks, the top-k voted middle keys, the window, as indices among the selectable keys. */
-function selectKeys(site: SparseSite, opts: TokenSelectOptions, { sinks_1, windowStart_1, filled_1, chosen_1 }: KeyRegions): Value {
+/**
+ * q.K^T of every query against every selectable key, unscaled, [B, Hkv, G*T, M] (the G query
+ * heads of a KV head stacked as rows: K is read once and never repeated; onnxruntime fuses the
+ * Transpose into the MatMul). `attend`: in float32 the scores serve the attention over the
+ * selected keys as well (see attendScored). The scale is applied after a Slice or Concat, never
+ * right on the MatMul: onnxruntime would fold it in (MatMulScaleFusion), and the fused kernel
+ * with a scale ran this one-row product 2.4x slower (profiled at 8K).
+ */
+interface VoteScores {
+  scores_BHkvGTM: Value;
+  attend: boolean;
+}
+
+function voteScores(site: SparseSite): VoteScores {
+  const b = site.b;
+  const Hkv = site.attrs.kv_num_heads;
+  const float = dtypeOf(site.query_BHTD) === DataType.FLOAT;
+  const widen = (x: Value) => (float ? x : b.op.Cast(x, { to: DataType.FLOAT }));
+  const keyT_BHkvDM = b.op.Transpose(widen(site.cache?.key.past ?? site.key_BHkvND), { perm: [0, 1, 3, 2] });
+  const query = widen(site.query_BHTD);
+  const scores_BHkvGTM = b.op.MatMul(site.groups > 1 ? b.op.Reshape(query, b.int64([0, Hkv, -1, 0])) : query, keyT_BHkvDM);
+  return { scores_BHkvGTM, attend: float };
+}
+
+/**
+ * int64 [K]: the sinks, the top-k voted middle keys, the window, as indices among the selectable
+ * keys. The vote reads the step's last query's scores over the middle keys only (one Slice of
+ * the scores: no mask over every key), normalises each head's with its own softmax and sums them.
+ */
+function selectKeys(site: SparseSite, opts: TokenSelectOptions, { sinks_1, windowStart_1, filled_1, chosen_1 }: KeyRegions, { scores_BHkvGTM }: VoteScores): Value {
   const b = site.b;
   const zero_1 = b.int64([0]);
-  const keys_M = site.range(zero_1, site.selectable_1);
-  const isMiddle_M = b.op.And(b.op.Not(b.op.Less(keys_M, sinks_1)), b.op.Less(keys_M, windowStart_1));
-  const lowest = b.float32(-3.4028234663852886e38);
-  const criticality_BHM = b.op.Where(isMiddle_M, site.selectableScores(false), lowest);
-  const perHead_BHM = b.op.Softmax(criticality_BHM, { axis: -1 });
-  let votes_M = reduceSum(site, perHead_BHM, [0, 1]);
-  if (opts.kernelSize > 0) votes_M = maxPool(site, votes_M, opts.kernelSize);
-  // Sinks and window are kept anyway; -1 ranks them below every middle vote (all >= 0).
-  const middleVotes_M = b.op.Where(isMiddle_M, votes_M, b.float32(-1));
-  const selected_K = site.topKAscending(middleVotes_M, chosen_1);
-  return b.op.Concat(site.range(zero_1, sinks_1), selected_K, site.range(windowStart_1, filled_1), { axis: 0 });
+  // [B, H, T, M]; explicit because -1 is ambiguous when M = 0 (a first step's empty past).
+  const scores_BHTM = site.groups > 1 ? b.op.Reshape(scores_BHkvGTM, b.op.Concat(b.int64([0, site.attrs.num_heads]), site.T_1, site.selectable_1, { axis: 0 })) : scores_BHkvGTM;
+  const lastQuery_1 = b.op.Sub(site.T_1, b.int64([1]));
+  const criticality_BH1C = b.op.Slice(scores_BHTM, b.op.Concat(lastQuery_1, sinks_1, { axis: 0 }), b.op.Concat(site.T_1, windowStart_1, { axis: 0 }), b.int64([2, 3]));
+  const perHead_BH1C = b.op.Softmax(b.op.Mul(criticality_BH1C, b.float32(site.attrs.scale)), { axis: -1 });
+  let votes_C = reduceSum(site, perHead_BH1C, [0, 1, 2]);
+  if (opts.kernelSize > 0) votes_C = maxPool(site, votes_C, opts.kernelSize, b.op.Sub(windowStart_1, sinks_1));
+  const chosen_K = b.op.Add(site.topKAscending(votes_C, chosen_1), sinks_1);
+  return b.op.Concat(site.range(zero_1, sinks_1), chosen_K, site.range(windowStart_1, filled_1), { axis: 0 });
+}
+
+/**
+ * Replaces the node by attention over the kept past rows and the step's new rows (float32, with
+ * a cache), taking the kept rows' scores from the vote's: only their V rows are gathered, not
+ * their K rows, and q.K^T is not computed again. The vote scored every query, so this holds in a
+ * prefill too (where every row is kept).
+ */
+function attendScored(site: SparseSite, keep_K: Value, scores_BHkvGTM: Value): void {
+  const b = site.b;
+  const cache = site.cache!;
+  const bias = site.bias();
+  const past = (x: Value) => b.op.Slice(x, b.int64([0]), cache.P_1, b.int64([3]));
+  const rows = (x: Value) => b.op.Slice(x, cache.P_1, b.int64([Number.MAX_SAFE_INTEGER]), b.int64([3]));
+  const mask = bias && b.op.Concat(b.op.Gather(past(bias), keep_K, { axis: 3 }), rows(bias), { axis: 3 });
+  const kept = { value: b.op.Gather(cache.value.past, keep_K, { axis: 2 }), heads: site.attrs.kv_num_heads };
+  const out = attendTwoBlocks(b, site.query_BHTD, kept, { key: cache.key.rows, value: cache.value.rows }, {
+    ...site.attrs,
+    bias: mask,
+    firstScores: b.op.Gather(scores_BHkvGTM, keep_K, { axis: 3 }),
+  });
+  site.node.output(0).replaceAllUsesWith(out);
+  site.node.graph!.remove(site.node);
 }
 
 function reduceSum(site: SparseSite, x: Value, axes: number[]): Value {
@@ -137,14 +193,13 @@ function reduceSum(site: SparseSite, x: Value, axes: number[]): Value {
 }
 
 /**
- * [M] -> [M]: each vote becomes the largest within `kernel` keys centred on it. MaxPool refuses
- * an empty input (a first step's empty past), so one -1 (below every vote) is pooled along and
- * sliced off.
+ * [C] -> [C]: each vote becomes the largest within `kernel` keys centred on it. MaxPool refuses
+ * an empty input (no middle keys), so one -1 (below every vote) is pooled along and sliced off.
  */
-function maxPool(site: SparseSite, votes_M: Value, kernel: number): Value {
+function maxPool(site: SparseSite, votes_C: Value, kernel: number, C_1: Value): Value {
   const b = site.b;
   const half = (kernel - 1) / 2;
-  const padded = b.op.Concat(votes_M, b.float32([-1]), { axis: 0 });
+  const padded = b.op.Concat(votes_C, b.float32([-1]), { axis: 0 });
   const pooled = b.op.MaxPool(b.op.Reshape(padded, b.int64([1, 1, -1])), { kernel_shape: [kernel], pads: [half, half], strides: [1] });
-  return b.op.Slice(b.op.Reshape(pooled, b.int64([-1])), b.int64([0]), site.selectable_1, b.int64([0]));
+  return b.op.Slice(b.op.Reshape(pooled, b.int64([-1])), b.int64([0]), C_1, b.int64([0]));
 }
