@@ -68,8 +68,8 @@ describe("streaming-llm generates past the model's positions", () => {
   const [sinks, window, maxPositions, steps] = [4, 28, 64, 150];
   const streaming = { sinks, window };
 
-  async function open(config: ZooConfig, rewrite: boolean, name: string): Promise<DecoderModel> {
-    const model = buildZooModel(config);
+  async function open(config: ZooConfig, rewrite: boolean, name: string, encoding: (typeof ENCODINGS)[number] = "decomposed"): Promise<DecoderModel> {
+    const model = buildZooModel(config, { encoding });
     if (rewrite) sparsify(model, (m) => streamingLlm(m, streaming));
     const path = join(dir, `${name}.onnx`);
     saveModel(model, path);
@@ -78,10 +78,10 @@ describe("streaming-llm generates past the model's positions", () => {
 
   // One layer: a kept token's key and value depend on its embedding and position only, so a
   // fresh dense run on exactly the kept tokens at 0..N-1 is the paper's step, computed apart.
-  it("each step after eviction equals the dense model run fresh on the kept tokens at positions 0..N-1", async () => {
+  for (const encoding of ENCODINGS) it(`${encoding}: each step after eviction equals the dense model run fresh on the kept tokens at positions 0..N-1`, async () => {
     const config = llamaConfig({ layers: 1, maxPositions });
-    const sparse = await open(config, true, "llama-streaming");
-    const dense = await open(config, false, "llama-dense");
+    const sparse = await open(config, true, `llama-streaming-${encoding}`, encoding);
+    const dense = await open(config, false, `llama-dense-${encoding}`, encoding);
     const sequence = sparse.newSequence();
     let cached = [7, 101, 33, 250, 12, 90];
     let logits = await sequence.forward(cached);
