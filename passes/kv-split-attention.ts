@@ -114,7 +114,9 @@ export function attendTwoBlocks(
   if (attrs.bias) scores_BHTN = b.op.Add(scores_BHTN, attrs.bias);
   const probs_BLgN = toBlockHeads(b.op.Softmax(scores_BHTN, { axis: -1 }), L);
 
-  const M = b.op.Slice(b.op.Shape(first.value), b.int64([2]), b.int64([3])); // [1]: the first block's rows
+  // [1]: the first block's rows, from its scores: counted from V, onnxruntime ran a gathered V
+  // before the scores (its rows out of cache when the probabilities read them).
+  const M = b.op.Slice(b.op.Shape(firstScores_BLgM), b.int64([3]), b.int64([4]));
   const probsFirst = b.op.Slice(probs_BLgN, b.int64([0]), M, b.int64([3]));
   const probsRows_BHTS = toHeads(b.op.Slice(probs_BLgN, M, b.int64([Number.MAX_SAFE_INTEGER]), b.int64([3])), L);
   const outFirst = toHeads(b.op.MatMul(probsFirst, first.value), L);
