@@ -77,18 +77,28 @@ export function tokenSelect(model: Model, opts: TokenSelectOptions, onFingerprin
   const sharedRegions = new Map<string, KeyRegions>();
   nodes.forEach((node, layer) => {
     const site = new SparseSite(model, node, TOKEN_SELECT, { splitCache: true });
+    const b = site.b;
     const key = regionsKey(site);
     const regions = (key !== undefined && sharedRegions.get(key)) || keyRegions(site, opts);
     if (key !== undefined) sharedRegions.set(key, regions);
+    // Float32 with a cache: the kept rows' scores come from the vote (no K rows gathered).
+    const scored = dtypeOf(site.query_BHTD) === DataType.FLOAT && site.cache !== undefined;
     const cache = opts.selectionCache;
     if (!cache) {
-      const scores = voteScores(site);
-      const keep_K = selectKeys(site, opts, regions, scores);
-      return scores.attend && site.cache ? attendScored(site, keep_K, scores.scores_BHkvGTM) : site.attendShared(keep_K);
+      const scores_BHkvGTM = voteScores(site);
+      const keep_K = selectKeys(site, opts, regions, scores_BHkvGTM);
+      return scored ? attendScored(site, keep_K, b.op.Gather(scores_BHkvGTM, keep_K, { axis: 3 })) : site.attendShared(keep_K);
     }
-    const { keep_K, source } = cachedSelection(model, site, layer, cache, () => selectKeys(site, opts, regions, voteScores(site)));
-    onFingerprint?.(layer, source);
-    site.attendShared(keep_K);
+    const fresh = () => {
+      const scores_BHkvGTM = voteScores(site);
+      const keep_K = selectKeys(site, opts, regions, scores_BHkvGTM);
+      return { keep_K, scores: scored ? site.b.op.Gather(scores_BHkvGTM, keep_K, { axis: 3 }) : undefined };
+    };
+    const scoresOf = (keep_K: Value) => queryKeyScores(site, site.b.op.Gather(site.cache!.key.past, keep_K, { axis: 2 }));
+    const selected = cachedSelection(model, site, layer, cache, { fresh, scoresOf: scored ? scoresOf : undefined });
+    onFingerprint?.(layer, selected.source);
+    if (selected.scores) attendScored(site, selected.keep_K, selected.scores);
+    else site.attendShared(selected.keep_K);
   });
   return nodes.length;
 }
@@ -139,27 +149,26 @@ function keyRegions(site: SparseSite, opts: TokenSelectOptions): KeyRegions {
 }
 
 /**
- * q.K^T of every query against every selectable key, unscaled, [B, Hkv, G*T, M] (the G query
- * heads of a KV head stacked as rows: K is read once and never repeated; onnxruntime fuses the
- * Transpose into the MatMul). `attend`: in float32 the scores serve the attention over the
- * selected keys as well (see attendScored). The scale is applied after a Slice or Concat, never
- * right on the MatMul: onnxruntime would fold it in (MatMulScaleFusion), and the fused kernel
- * with a scale ran this one-row product 2.4x slower (profiled at 8K).
+ * q.K^T of every query against every selectable key, unscaled, float32 [B, Hkv, G*T, M]: the
+ * vote's scores and, gathered at the kept rows, the attention's (see attendScored).
  */
-interface VoteScores {
-  scores_BHkvGTM: Value;
-  attend: boolean;
+function voteScores(site: SparseSite): Value {
+  const widen = (x: Value) => (dtypeOf(x) === DataType.FLOAT ? x : site.b.op.Cast(x, { to: DataType.FLOAT }));
+  return queryKeyScores(site, widen(site.cache?.key.past ?? site.key_BHkvND));
 }
 
-function voteScores(site: SparseSite): VoteScores {
+/**
+ * q.K^T of every query against `key_BHkvMD`, unscaled, [B, Hkv, G*T, M]: the G query heads of a
+ * KV head stacked as rows, so K is read once and never repeated (onnxruntime fuses the Transpose
+ * into the MatMul). The scale is applied later, after a Slice or Concat, never right on the
+ * MatMul: onnxruntime would fold it in (MatMulScaleFusion), and the fused kernel with a scale
+ * ran this one-row product 2.4x slower (profiled at 8K).
+ */
+function queryKeyScores(site: SparseSite, key_BHkvMD: Value): Value {
   const b = site.b;
-  const Hkv = site.attrs.kv_num_heads;
-  const float = dtypeOf(site.query_BHTD) === DataType.FLOAT;
-  const widen = (x: Value) => (float ? x : b.op.Cast(x, { to: DataType.FLOAT }));
-  const keyT_BHkvDM = b.op.Transpose(widen(site.cache?.key.past ?? site.key_BHkvND), { perm: [0, 1, 3, 2] });
-  const query = widen(site.query_BHTD);
-  const scores_BHkvGTM = b.op.MatMul(site.groups > 1 ? b.op.Reshape(query, b.int64([0, Hkv, -1, 0])) : query, keyT_BHkvDM);
-  return { scores_BHkvGTM, attend: float };
+  const query = dtypeOf(site.query_BHTD) === DataType.FLOAT ? site.query_BHTD : b.op.Cast(site.query_BHTD, { to: DataType.FLOAT });
+  const query_BHkvGTD = site.groups > 1 ? b.op.Reshape(query, b.int64([0, site.attrs.kv_num_heads, -1, 0])) : query;
+  return b.op.MatMul(query_BHkvGTD, b.op.Transpose(key_BHkvMD, { perm: [0, 1, 3, 2] }));
 }
 
 /**
@@ -167,7 +176,7 @@ function voteScores(site: SparseSite): VoteScores {
  * keys. The vote reads the step's last query's scores over the middle keys only (one Slice of
  * the scores: no mask over every key), normalises each head's with its own softmax and sums them.
  */
-function selectKeys(site: SparseSite, opts: TokenSelectOptions, { sinks_1, windowStart_1, chosen_1, sinks_S, window_W }: KeyRegions, { scores_BHkvGTM }: VoteScores): Value {
+function selectKeys(site: SparseSite, opts: TokenSelectOptions, { sinks_1, windowStart_1, chosen_1, sinks_S, window_W }: KeyRegions, scores_BHkvGTM: Value): Value {
   const b = site.b;
   // [B, H, T, M]; explicit because -1 is ambiguous when M = 0 (a first step's empty past).
   const scores_BHTM = site.groups > 1 ? b.op.Reshape(scores_BHkvGTM, b.op.Concat(b.int64([0, site.attrs.num_heads]), site.T_1, site.selectable_1, { axis: 0 })) : scores_BHkvGTM;
@@ -182,11 +191,11 @@ function selectKeys(site: SparseSite, opts: TokenSelectOptions, { sinks_1, windo
 
 /**
  * Replaces the node by attention over the kept past rows and the step's new rows (float32, with
- * a cache), taking the kept rows' scores from the vote's: only their V rows are gathered, not
- * their K rows, and q.K^T is not computed again. The vote scored every query, so this holds in a
- * prefill too (where every row is kept).
+ * a cache), given the kept rows' scores [B, Hkv, G*T, K] (q.K^T, unscaled; from the vote, which
+ * scored every query, so a prefill where every row is kept works too): only their V rows are
+ * gathered, and q.K^T is not computed again.
  */
-function attendScored(site: SparseSite, keep_K: Value, scores_BHkvGTM: Value): void {
+function attendScored(site: SparseSite, keep_K: Value, keptScores_BHkvGTK: Value): void {
   const b = site.b;
   const cache = site.cache!;
   const bias = site.bias();
@@ -194,11 +203,7 @@ function attendScored(site: SparseSite, keep_K: Value, scores_BHkvGTM: Value): v
   const rows = (x: Value) => b.op.Slice(x, cache.P_1, b.int64([Number.MAX_SAFE_INTEGER]), b.int64([3]));
   const mask = bias && b.op.Concat(b.op.Gather(past(bias), keep_K, { axis: 3 }), rows(bias), { axis: 3 });
   const kept = { value: b.op.Gather(cache.value.past, keep_K, { axis: 2 }), heads: site.attrs.kv_num_heads };
-  const out = attendTwoBlocks(b, site.query_BHTD, kept, { key: cache.key.rows, value: cache.value.rows }, {
-    ...site.attrs,
-    bias: mask,
-    firstScores: b.op.Gather(scores_BHkvGTM, keep_K, { axis: 3 }),
-  });
+  const out = attendTwoBlocks(b, site.query_BHTD, kept, { key: cache.key.rows, value: cache.value.rows }, { ...site.attrs, bias: mask, firstScores: keptScores_BHkvGTK });
   site.node.output(0).replaceAllUsesWith(out);
   site.node.graph!.remove(site.node);
 }

@@ -44,18 +44,29 @@ export type FingerprintQuery = "unrotated" | "rotated";
 export type FingerprintSource = { kind: "unrotated" | "no-rotary" } | { kind: "rotated"; reason: string };
 
 /**
- * int64 [K]: the selectable rows to attend, `fresh()` (built in the recompute branch) unless the
+ * What the If's branches build: the kept rows (int64 [K]) and, when `scoresOf` is given, their
+ * attention scores [B, Hkv, G*T, K] (q.K^T, unscaled): the recompute branch takes them from its
+ * vote, the reuse branch computes them for the cached rows, so a miss gathers no K rows.
+ */
+export interface Selection {
+  fresh: () => { keep_K: Value; scores?: Value };
+  scoresOf?: (keep_K: Value) => Value;
+}
+
+/**
+ * int64 [K]: the selectable rows to attend, `fresh()`'s (built in the recompute branch) unless the
  * step's query fingerprint (mean over T of the query, [H*D]; see FingerprintQuery) is within
- * `threshold` cosine of the cached one. The cached indices stay valid as the cache grows: they
- * index past rows, which an append never moves (the runtime drops them on truncate or gather).
+ * `threshold` cosine of the cached one; with their scores when the selection gives them. The
+ * cached indices stay valid as the cache grows: they index past rows, which an append never moves
+ * (the runtime drops them on truncate or gather).
  */
 export function cachedSelection(
   model: Model,
   site: SparseSite,
   layer: number,
   options: { threshold: number; fingerprint?: FingerprintQuery },
-  fresh: () => Value,
-): { keep_K: Value; source: FingerprintSource } {
+  selection: Selection,
+): { keep_K: Value; scores?: Value; source: FingerprintSource } {
   const b = site.b;
   const { num_heads: H } = site.attrs;
   const shape = site.query_BHTD.type?.kind === "tensor" ? site.query_BHTD.type.shape : undefined;
@@ -79,15 +90,26 @@ export function cachedSelection(
 
   const parent = site.node.graph!;
   const reuse = new Graph(`tokenselect_reuse_${layer}`, { parent });
-  site.buildIn(reuse, () => reuse.addOutput(typed(site.b.op.Identity(cachedIndices_K))));
+  const { scoresOf } = selection;
+  site.buildIn(reuse, () => {
+    const keep_K = typed(site.b.op.Identity(cachedIndices_K));
+    reuse.addOutput(keep_K);
+    if (scoresOf) reuse.addOutput(typedScores(scoresOf(keep_K)));
+  });
   const recompute = new Graph(`tokenselect_recompute_${layer}`, { parent });
-  site.buildIn(recompute, () => recompute.addOutput(typed(fresh())));
-  const keep_K = typed(b.node("If", [reused_1], { attributes: { then_branch: reuse, else_branch: recompute } }).output(0));
+  site.buildIn(recompute, () => {
+    const { keep_K, scores } = selection.fresh();
+    recompute.addOutput(typed(keep_K));
+    if (scoresOf) recompute.addOutput(typedScores(scores!));
+  });
+  const chosen = b.node("If", [reused_1], { outputs: scoresOf ? 2 : 1, attributes: { then_branch: reuse, else_branch: recompute } });
+  const keep_K = typed(chosen.output(0));
+  const scores = scoresOf ? typedScores(chosen.output(1)) : undefined;
 
   b.output(keep_K, `${names.indices}.${layer}`);
   b.output(b.op.Where(reused_1, cachedFingerprint_F, fingerprint_F), `${names.fingerprint}.${layer}`, tensorType(DataType.FLOAT, [H * D]));
   b.output(b.op.Identity(reused_1), `${names.reused}.${layer}`, tensorType(DataType.BOOL, [1]));
-  return { keep_K, source };
+  return { keep_K, scores, source };
 }
 
 /** The [B, H, T, D] query the fingerprint averages, and where it came from. */
@@ -96,6 +118,11 @@ function fingerprintQuery(site: SparseSite, wanted: FingerprintQuery): { query_B
   const found = unrotatedSource(site.b, site.query_BHTD);
   if ("reason" in found) return { query_BHTD: site.query_BHTD, source: { kind: "rotated", reason: found.reason } };
   return { query_BHTD: found.value, source: { kind: found.rotary ? "unrotated" : "no-rotary" } };
+}
+
+function typedScores(scores_BHkvGTK: Value): Value {
+  scores_BHkvGTK.type = tensorType(DataType.FLOAT, [undefined, undefined, undefined, undefined]);
+  return scores_BHkvGTK;
 }
 
 function typed(indices_K: Value): Value {
