@@ -78,7 +78,7 @@ export class PositionFlow {
    * positions throws, naming `what` and why.
    */
   rotationOf(b: Builder, rotated: Value, what: string): Rotation | undefined {
-    return this.fusedRotationOf(b, rotated) ?? this.spelledRotationOf(rotated, what);
+    return this.fusedRotationOf(b, rotated, what) ?? this.spelledRotationOf(rotated, what);
   }
 
   /**
@@ -86,12 +86,13 @@ export class PositionFlow {
    * the operand is that layout applied to its input (built with `b`), and the rotation is a new
    * RotaryEmbedding of [B, H, R, D] rows at the new positions.
    */
-  private fusedRotationOf(b: Builder, rotated: Value): Rotation | undefined {
+  private fusedRotationOf(b: Builder, rotated: Value, what: string): Rotation | undefined {
     const layout: Node[] = [];
     let v = rotated;
     for (let p = v.producer; p && p.domain === "" && LAYOUT_OPS.has(p.op); p = v.producer) (layout.unshift(p), (v = p.inputs[0]!));
     const rotary = v.producer;
-    if (rotary?.op !== "RotaryEmbedding" || rotary.domain !== "") return undefined;
+    if (rotary?.op !== "RotaryEmbedding") return undefined;
+    if (rotary.domain !== "") throw new PipecError("streaming-positions", `${what}: ${rotary.describe()} (${rotary.domain}) is not re-rotated at in-cache positions; only ONNX's RotaryEmbedding and rotary spelled in standard ops are`);
     let unrotated = rotary.inputs[0]!;
     for (const n of layout) unrotated = cloneNode(b, n, [unrotated, ...n.inputs.slice(1)])[0]!;
     const [, cos, sin, positions] = rotary.inputs;
@@ -125,7 +126,12 @@ export class PositionFlow {
         queue.push(i);
       }
     }
-    if (mixing.length === 0) return undefined;
+    if (mixing.length === 0) {
+      // Nothing multiplies by angles: a plain projection, unless positions reach it some other way.
+      const positional = [...walked].find((n) => n.inputs.some((i) => i && this.angles(i)));
+      if (positional) throw new PipecError("streaming-positions", `${what}: ${positional.describe()} reads positions but no rotary embedding was recognised; cannot re-position it`);
+      return undefined;
+    }
     // The operand: the nearest value every multiplied hidden operand derives from.
     const operands = mixing.flatMap((m) => m.inputs.filter((i): i is Value => !!i && this.hidden(i)));
     const common = operands.map((o) => this.ancestorsWithin(o, walked)).reduce((a, s) => new Set([...a].filter((x) => s.has(x))));
