@@ -96,9 +96,9 @@ export function tidalDecode(model: Model, opts: TidalDecodeOptions): TidalStats 
 }
 
 /**
- * int64 [B, H, k]: per query head, the selectable keys with the highest pre-softmax scores, in no particular order.
- * With a KV cache those are the past rows (the step's new row is attended anyway, within the
- * budget), and a first step's empty past gives k = 0.
+ * int64 [B, H, k]: per query head, the selectable keys with the highest pre-softmax scores, in
+ * no particular order. With a KV cache those are the past rows (the step's new row is attended
+ * anyway, within the budget), and a first step's empty past gives k = 0.
  */
 function selectTopK(site: SparseSite, budget: Budget): Value {
   const M_1 = site.selectable_1;

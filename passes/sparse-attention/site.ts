@@ -353,7 +353,7 @@ export class SparseSite {
  * `attendPerHead` builds from them at the first of those layers.
  */
 export interface PerHeadSelection {
-  /** int64 [B, H, K]: per query head, the selectable keys in ascending order. */
+  /** int64 [B, H, K]: per query head, the selectable keys (any order). */
   keep_BHK: Value;
   /** Masks over [selected keys, new rows], per mask input and causality (layers usually share one). */
   masks: Map<string, { selected?: Value; rows?: Value }>;
