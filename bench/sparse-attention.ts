@@ -30,7 +30,8 @@
  * only the selected past rows. Speeds are per second of wall time and of the process's CPU time
  * (one intra-op thread: what the step costs on a shared machine); ratios side by side.
  *
- * Usage: npx tsx bench/sparse-attention.ts [--part quality|speed|all] [--threads 1]
+ * Usage: npx tsx bench/sparse-attention.ts [--part quality|speed|trained-speed|all] [--threads 1]
+ * (trained-speed: only the trained model's speed table, which --part speed ends with)
  */
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
@@ -307,29 +308,28 @@ async function primeSelectionCache(session: ort.InferenceSession, feeds: Record<
 }
 
 /**
- * The share of layer-steps that reuse their selection over `steps` real consecutive greedy
- * decode steps after `context` rows: each step feeds the model's own next token at the next
+ * The share of layer-steps that reuse their selection over `steps` real consecutive decode steps
+ * from `feeds` (a step after `context` rows): each step feeds `next(step, logits)` at the next
  * position and carries the selection state; the past stays the measured context (the hit
- * decision reads only the query fingerprints).
+ * decision reads only the query fingerprints). The first step, with nothing cached, is no decision.
  */
-async function measuredHitRate(path: string, config: ZooConfig, context: number, steps: number): Promise<number> {
+async function measuredHitRate(path: string, feeds0: Record<string, ort.Tensor>, context: number, steps: number, next: (step: number, logits: Float32Array) => number): Promise<number> {
   const session = await ort.InferenceSession.create(path, { intraOpNumThreads: THREADS });
-  let feeds = emptySelectionCache(session, decodeFeeds(config, context));
+  let feeds = emptySelectionCache(session, feeds0);
   let [reused, decisions] = [0, 0];
   for (let step = 0; step < steps; step++) {
     const out = await session.run(feeds);
-    for (const name of session.outputNames.filter((n) => n.startsWith("tokenselect_reused."))) {
+    const layers = session.outputNames.filter((n) => n.startsWith("tokenselect_reused."));
+    for (const name of step > 0 ? layers : []) {
       decisions++;
       if ((out[name]!.data as Uint8Array)[0]) reused++;
     }
-    const logits = out.logits!.data as Float32Array;
     feeds = carrySelection(feeds, out);
-    feeds.input_ids = new ort.Tensor("int64", BigInt64Array.from([BigInt(argmax(logits.subarray(logits.length - config.vocabSize)))]), [1, 1]);
+    feeds.input_ids = new ort.Tensor("int64", BigInt64Array.from([BigInt(next(step, out.logits!.data as Float32Array))]), [1, 1]);
     feeds.position_ids = new ort.Tensor("int64", BigInt64Array.from([BigInt(context + step + 1)]), [1, 1]);
   }
   await session.release();
-  // The first step has nothing cached: it is not a decision the model could have made otherwise.
-  return reused / Math.max(1, decisions - config.layers);
+  return reused / Math.max(1, decisions);
 }
 
 interface StepCost {
@@ -343,10 +343,10 @@ interface StepCost {
  * shared machine falls on all of them alike and mostly drops out. CPU time (of the whole
  * process, one intra-op thread by default) is what the step costs whatever else runs.
  */
-async function stepCosts(config: ZooConfig, variants: Variant[], context: number): Promise<StepCost[]> {
+async function stepCosts(feedsFor: (rows: number) => Record<string, ort.Tensor>, variants: Variant[], context: number): Promise<StepCost[]> {
   const sessions = await Promise.all(variants.map((v) => ort.InferenceSession.create(v.path, { intraOpNumThreads: THREADS })));
   const shared = new Map<number, Record<string, ort.Tensor>>();
-  for (const v of variants) if (!shared.has(v.rows(context))) shared.set(v.rows(context), decodeFeeds(config, v.rows(context)));
+  for (const v of variants) if (!shared.has(v.rows(context))) shared.set(v.rows(context), feedsFor(v.rows(context)));
   const feeds = await Promise.all(variants.map((v, i) => (v.prime ? v.prime(sessions[i]!, shared.get(v.rows(context))!) : shared.get(v.rows(context))!)));
   const best = variants.map(() => ({ wallMs: Infinity, cpuMs: Infinity }));
   for (let round = 0; round < ROUNDS; round++) {
@@ -372,8 +372,9 @@ function appendOnly(model: Model): Model {
   return model;
 }
 
-async function speed(): Promise<void> {
-  for (const config of SPEED_CONFIGS) await speedOf(config);
+async function speed(zoo: boolean): Promise<void> {
+  if (zoo) for (const config of SPEED_CONFIGS) await speedOf(config);
+  for (const m of trainedModels()) if (m.tokenizer) await speedTrained(m);
 }
 
 async function speedOf(config: ZooConfig): Promise<void> {
@@ -395,23 +396,96 @@ async function speedOf(config: ZooConfig): Promise<void> {
   console.log("| context | method | decode tok/s (wall) | tok/CPU-s | vs dense (CPU) | vs plain (CPU) | vs dense (wall) | KV bytes | KV vs dense |");
   console.log("|---|---|---|---|---|---|---|---|---|");
   for (const context of CONTEXTS) {
-    const costs = await stepCosts(config, variants, context);
-    const [dense, plain] = costs;
+    const costs = await stepCosts((rows) => decodeFeeds(config, rows), variants, context);
     // The selection cache at the hit rate the model produces: a mix of the hit and miss steps' costs.
-    const hitRate = await measuredHitRate(cachePath, config, context, HIT_RATE_STEPS);
-    const [hit, miss] = [costs[5]!, costs[6]!];
-    const mixed = { wallMs: hitRate * hit.wallMs + (1 - hitRate) * miss.wallMs, cpuMs: hitRate * hit.cpuMs + (1 - hitRate) * miss.cpuMs };
-    const rows = [...variants.map((v, i) => ({ name: v.name, rows: v.rows(context), cost: costs[i]! })), { name: `tokenselect+cache (measured: ${(hitRate * 100).toFixed(1)}% hits)`, rows: context, cost: mixed }];
-    for (const { name, rows: kvRows, cost: c } of rows) {
-      const kv = kvRows * rowBytes;
-      const cells = [
-        context, name, (1000 / c.wallMs).toFixed(1), (1000 / c.cpuMs).toFixed(1),
-        `${(dense!.cpuMs / c.cpuMs).toFixed(2)}x`, `${(plain!.cpuMs / c.cpuMs).toFixed(2)}x`, `${(dense!.wallMs / c.wallMs).toFixed(2)}x`,
-        `${(kv / 2 ** 20).toFixed(1)} MiB`, (kv / (context * rowBytes)).toFixed(3),
-      ];
-      console.log(`| ${cells.join(" | ")} |`);
-    }
+    const hitRate = await measuredHitRate(cachePath, decodeFeeds(config, context), context, HIT_RATE_STEPS, (_, logits) => argmax(logits.subarray(logits.length - config.vocabSize)));
+    printSpeedRows(context, variants, costs, hitRate, rowBytes);
   }
+}
+
+/** The table rows at one context; the last one prices the selection cache at `hitRate` from the hit and miss rows. */
+function printSpeedRows(context: number, variants: Variant[], costs: StepCost[], hitRate: number, rowBytes: number): void {
+  const [dense, plain] = costs;
+  const hit = costs[variants.findIndex((v) => v.name === "tokenselect+cache hit")]!;
+  const miss = costs[variants.findIndex((v) => v.name === "tokenselect+cache miss")]!;
+  const mixed = { wallMs: hitRate * hit.wallMs + (1 - hitRate) * miss.wallMs, cpuMs: hitRate * hit.cpuMs + (1 - hitRate) * miss.cpuMs };
+  const rows = [...variants.map((v, i) => ({ name: v.name, rows: v.rows(context), cost: costs[i]! })), { name: `tokenselect+cache (measured: ${(hitRate * 100).toFixed(1)}% hits)`, rows: context, cost: mixed }];
+  for (const { name, rows: kvRows, cost: c } of rows) {
+    const kv = kvRows * rowBytes;
+    const cells = [
+      context, name, (1000 / c.wallMs).toFixed(1), (1000 / c.cpuMs).toFixed(1),
+      `${(dense!.cpuMs / c.cpuMs).toFixed(2)}x`, `${(plain!.cpuMs / c.cpuMs).toFixed(2)}x`, `${(dense!.wallMs / c.wallMs).toFixed(2)}x`,
+      `${(kv / 2 ** 20).toFixed(1)} MiB`, (kv / (context * rowBytes)).toFixed(3),
+    ];
+    console.log(`| ${cells.join(" | ")} |`);
+  }
+}
+
+/**
+ * Speed on a trained model with a real cache and its real hit rate (sotu-tiny: 4 layers, 8 query
+ * / 4 KV heads of 32): the context is real text (Lincoln, repeated to length), prefilled by the
+ * exported model in chunks of 512; the measured hit rate feeds the text's next tokens. Past 512
+ * positions sotu-tiny extrapolates (trained on 512-token windows; max_position_embeddings 2048,
+ * its rotary computed, not tabled, so it runs): the steps cost what they cost, but what the
+ * queries look like there is not what training produced.
+ */
+async function speedTrained(m: TrainedModel): Promise<void> {
+  const contexts = [4096, 8192];
+  const prose = loadTokenizer(m.tokenizer!).encode(readFileSync(PROSE, "utf8"));
+  const text = [m.bos];
+  while (text.length < contexts.at(-1)! + HIT_RATE_STEPS + 1) text.push(...prose);
+  const load = () => loadModel(m.path);
+  const cachePath = save(appendOnly(sparsify(load(), "tokenselect", "12.5%", { threshold: 0.9 })), `trained-tokenselect-cache`);
+  const variants: Variant[] = [
+    { name: "dense", path: save(appendOnly(load()), `trained-dense`), rows: (c) => c },
+    { name: "plain", path: m.path, rows: (c) => c },
+    { name: "tokenselect", path: save(appendOnly(sparsify(load(), "tokenselect", "12.5%")), `trained-tokenselect`), rows: (c) => c },
+    { name: "tokenselect+cache hit", path: cachePath, rows: (c) => c, prime: primeSelectionCache },
+    { name: "tokenselect+cache miss", path: cachePath, rows: (c) => c, prime: async (session, feeds) => emptySelectionCache(session, feeds) },
+  ];
+  const plain = await ort.InferenceSession.create(m.path, { intraOpNumThreads: THREADS });
+  const pastInputs = plain.inputNames.filter((n) => n.startsWith("past_key_values."));
+  const { kvHeads, D } = pastDims(plain, pastInputs[0]!);
+  const rowBytes = pastInputs.length * kvHeads * D * 4;
+  console.log(`\n### Speed: ${m.name} (${pastInputs.length / 2} layers, ${kvHeads} KV heads of width ${D}), real text, ${THREADS} intra-op thread(s), budget 12.5%, load average ${loadavg().map((l) => l.toFixed(1)).join(" ")}`);
+  console.log(`positions past 512 are beyond what ${m.name} was trained on (extrapolation)\n`);
+  console.log("| context | method | decode tok/s (wall) | tok/CPU-s | vs dense (CPU) | vs plain (CPU) | vs dense (wall) | KV bytes | KV vs dense |");
+  console.log("|---|---|---|---|---|---|---|---|---|");
+  for (const context of contexts) {
+    const past = await prefill(plain, pastInputs, text.slice(0, context));
+    const ids = (values: number[]) => new ort.Tensor("int64", BigInt64Array.from(values, BigInt), [1, values.length]);
+    const feedsFor = () => ({ input_ids: ids([text[context]!]), attention_mask: ids(new Array(context + 1).fill(1)), position_ids: ids([context]), ...past });
+    const costs = await stepCosts(feedsFor, variants, context);
+    const hitRate = await measuredHitRate(cachePath, feedsFor(), context, HIT_RATE_STEPS, (step) => text[context + step + 1]!);
+    printSpeedRows(context, variants, costs, hitRate, rowBytes);
+  }
+  await plain.release();
+}
+
+/** KV heads and head width of a past input [B, Hkv, P, D]. */
+function pastDims(session: ort.InferenceSession, name: string): { kvHeads: number; D: number } {
+  const meta = session.inputMetadata.find((i) => i.name === name)!;
+  const [, kvHeads, , D] = meta.isTensor ? meta.shape : [];
+  if (typeof kvHeads !== "number" || typeof D !== "number") throw new Error(`${name}: KV heads and head width are not fixed`);
+  return { kvHeads, D };
+}
+
+/** The exported model's KV cache after `tokens`, prefilled in chunks of 512: the past feeds of the next step. */
+async function prefill(session: ort.InferenceSession, pastInputs: string[], tokens: number[]): Promise<Record<string, ort.Tensor>> {
+  const { kvHeads, D } = pastDims(session, pastInputs[0]!);
+  let past: Record<string, ort.Tensor> = Object.fromEntries(pastInputs.map((n) => [n, new ort.Tensor("float32", new Float32Array(0), [1, kvHeads, 0, D])]));
+  for (let start = 0; start < tokens.length; start += 512) {
+    const chunk = tokens.slice(start, start + 512);
+    const ids = (values: number[]) => new ort.Tensor("int64", BigInt64Array.from(values, BigInt), [1, values.length]);
+    const out = await session.run({
+      input_ids: ids(chunk),
+      attention_mask: ids(new Array(start + chunk.length).fill(1)),
+      position_ids: ids(chunk.map((_, i) => start + i)),
+      ...past,
+    });
+    past = Object.fromEntries(pastInputs.map((n) => [n, out[n.replace("past_key_values.", "present.")]!]));
+  }
+  return past;
 }
 
 /** Real consecutive decode steps over which the zoo model's selection-cache hit rate is measured. */
@@ -420,7 +494,7 @@ const HIT_RATE_STEPS = 17;
 try {
   console.log(`command: npx tsx bench/sparse-attention.ts${args.length ? ` ${args.join(" ")}` : ""}`);
   if (PART === "quality" || PART === "all") await quality();
-  if (PART === "speed" || PART === "all") await speed();
+  if (PART === "speed" || PART === "all" || PART === "trained-speed") await speed(PART !== "trained-speed");
 } finally {
   rmSync(SCRATCH, { recursive: true, force: true });
 }
