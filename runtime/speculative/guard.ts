@@ -29,34 +29,14 @@ export const PROBE_TOKENS = 2;
 export const MARGIN = 0.03;
 /** A drafting run that lasted this many steps before losing showed the source can pay: the next probe comes soon again. */
 const SUSTAINED_RUN = 16;
-
-/** Starts measuring a step; calling what it returns gives the step's cost in milliseconds. */
-export type StepMeter = () => () => number;
-
-export const wallMeter: StepMeter = () => {
-  const t0 = performance.now();
-  return () => performance.now() - t0;
-};
-
 /**
- * The lesser of the step's wall time and this process's CPU time over it: waiting for a core on
- * a shared machine inflates the first, other threads' work (the JIT, the garbage collector's
- * helpers, idle intra-op threads spinning) the second, and neither is the step's own cost.
+ * Plain steps are all alike (one call of one token), so one far above their average was
+ * preempted on a busy machine: it counts as this multiple of the average. Drafting steps are
+ * not clipped: a spike there only makes drafting look worse, which errs on the safe side.
  */
-export const cpuMeter: StepMeter = () => {
-  const t0 = performance.now();
-  const c0 = process.cpuUsage();
-  return () => {
-    const wall = performance.now() - t0;
-    const cpu = process.cpuUsage(c0);
-    return Math.min(wall, (cpu.user + cpu.system) / 1000);
-  };
-};
-
-/** On a CPU the step's work is this process's; elsewhere the host mostly waits for the device, so wall time it is. */
-export function meterFor(device: string): StepMeter {
-  return device === "cpu" ? cpuMeter : wallMeter;
-}
+const PLAIN_SPIKE = 1.5;
+/** Plain steps timed before drafting starts: one alone may be a first call's allocations or a preemption. */
+const REFERENCE_STEPS = 2;
 
 /** A fading average of milliseconds per generated token. */
 class MsPerToken {
@@ -95,9 +75,9 @@ export class SpeculationGuard {
   private run = 0;
   private probeStarted = false;
 
-  /** Drafting starts on: the first steps show whether it pays, and a source that wins from the start loses nothing to finding out. */
+  /** Drafting starts on (after two plain reference steps): the first steps show whether it pays, and a source that wins from the start loses nothing to finding out. */
   plan(): StepPlan {
-    if (this.on) return this.plain.steps === 0 || this.sincePlain >= PLAIN_REFRESH ? "plain" : "draft";
+    if (this.on) return this.plain.steps < REFERENCE_STEPS || this.sincePlain >= PLAIN_REFRESH ? "plain" : "draft";
     return this.waited >= this.gap ? "probe" : "plain";
   }
 
@@ -108,7 +88,7 @@ export class SpeculationGuard {
    */
   record(plan: StepPlan, drafted: boolean, ms: number, tokens: number): void {
     if (!drafted) {
-      this.plain.record(ms, tokens);
+      this.plain.record(this.plain.steps >= REFERENCE_STEPS ? Math.min(ms, PLAIN_SPIKE * this.plain.value * tokens) : ms, tokens);
       this.sincePlain = 0;
       if (!this.on && plan !== "probe") this.waited++;
       return;
@@ -132,7 +112,7 @@ export class SpeculationGuard {
     }
     this.drafting.record(ms, tokens);
     this.run++;
-    if (this.plain.steps > 0 && this.drafting.steps >= 2 && this.drafting.value > this.plain.value * (1 - MARGIN)) {
+    if (this.drafting.steps >= 2 && this.drafting.value > this.plain.value * (1 - MARGIN)) {
       this.on = false;
       this.waited = 0;
       // A won probe whose run soon lost was noise or a passing streak: back off as after a losing probe.

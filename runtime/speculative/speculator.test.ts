@@ -154,7 +154,7 @@ describe("the adaptive guard's decision on the trained model (examples/models/so
     const [lost, paid] = [losing.stats.speculative!, paying.stats.speculative!];
     // Two drafting steps decide; then 2-token probes 4, 8 and 16 plain steps apart (3 within 39 steps).
     expect(lost.callsWithDraft).toBeLessThanOrEqual(5);
-    expect(lost.targetCallsPerToken).toBeGreaterThanOrEqual(0.9);
+    expect(lost.targetCallsPerToken).toBeGreaterThanOrEqual(0.8);
     // The same prompt, priced so drafting pays: most tokens come from accepted drafts.
     expect(paid.callsWithDraft).toBeGreaterThanOrEqual(5);
     expect(paid.targetCallsPerToken).toBeLessThan(0.6);

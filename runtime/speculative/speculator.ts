@@ -11,7 +11,7 @@ import { floatData, readFloatRow } from "../tensors.ts";
 import { measureCost, type CostModel } from "./cost-model.ts";
 import { AcceptanceEstimate, ADAPTIVE_DEFAULTS, bestLength, type AdaptiveLength } from "./draft-length.ts";
 import { DraftModel } from "./draft-model.ts";
-import { guardFor, meterFor, PROBE_TOKENS, SpeculationGuard, type StepMeter, type StepPlan } from "./guard.ts";
+import { guardFor, PROBE_TOKENS, SpeculationGuard, type StepPlan } from "./guard.ts";
 import { NO_DRAFT, type Draft, type DraftSource } from "./draft-source.ts";
 import { PromptLookup } from "./prompt-lookup.ts";
 import { SpeculativeTally, type SpeculativeStats } from "./stats.ts";
@@ -27,9 +27,10 @@ interface CommonSpeculateOptions {
   /** Bounds and threshold of the adaptive rule (defaults: threshold 0.3, min 2, max 20). */
   adaptive?: Partial<AdaptiveLength>;
   /**
-   * What a step costs the adaptive guard, in milliseconds. Default: its measured cost (on a CPU
-   * the lesser of CPU and wall time). A caller that knows its costs better supplies them here;
-   * the guard is then this request's own rather than the one shared across requests.
+   * What a step costs the adaptive guard, in milliseconds. Default: its wall time (the process's
+   * CPU time would ignore waiting for a core, but reading it next to a session call costs about
+   * 30 µs, a tenth of a tiny model's step). A caller that knows its costs better supplies them
+   * here; the guard is then this request's own rather than the one shared across requests.
    */
   stepCost?: (step: MeasuredStep) => number;
 }
@@ -40,7 +41,7 @@ export interface MeasuredStep {
   drafted: number;
   /** Tokens the step decided (accepted draft tokens plus the target's own). */
   decided: number;
-  /** Its measured cost in milliseconds, drafting and rollback included. */
+  /** Its wall time in milliseconds, drafting and rollback included. */
   ms: number;
 }
 
@@ -68,7 +69,6 @@ export class Speculator {
   private readonly guard?: SpeculationGuard;
   /** Prices steps for the guard instead of their measured cost (see `stepCost`). */
   private readonly price?: (step: MeasuredStep) => number;
-  private readonly meter: StepMeter;
   /** Adaptive only, once the costs are measured: could this source pay even if every draft token were accepted? */
   private canPay?: boolean;
   private readonly row: Float32Array;
@@ -86,7 +86,6 @@ export class Speculator {
     // A seeded sampled run must replay exactly, and which steps draft changes the random draws:
     // its steps are priced by the cost model rather than measured.
     this.price = options.stepCost ?? (priced ? (step) => (this.cost ? this.cost.callMs(step.drafted + 1) + step.drafted * this.source.msPerToken : step.ms) : undefined);
-    this.meter = meterFor(sequence.model.device);
     this.rule = { ...ADAPTIVE_DEFAULTS, ...options.adaptive };
     const length = options.draftLength ?? "adaptive";
     if (length !== "adaptive") {
@@ -127,14 +126,14 @@ export class Speculator {
    */
   async step(token: number, context: readonly number[], limit: number): Promise<number[]> {
     if (this.guard && limit >= 1) await this.measureCosts(token, context);
-    const measured = this.meter();
+    const t0 = performance.now();
     const plan = this.guard?.plan() ?? "draft";
     const draft = await this.draft(plan, context, limit);
     const k = draft.tokens.length;
     if (k === 0) {
       // Nothing to verify: the plain runtime's step (the same call, the same fetch, no copies).
       const next = await this.plainStep(token, context);
-      const ms = measured();
+      const ms = performance.now() - t0;
       this.tally.record(0, 0, ms);
       this.guard?.record(plan, false, this.price ? this.price({ drafted: 0, decided: 1, ms }) : ms, 1);
       return [next];
@@ -147,7 +146,7 @@ export class Speculator {
     this.sequence.truncate(start + 1 + verdict.accepted);
     this.tally.record(k, verdict.accepted, performance.now() - t1);
     this.acceptance.record(k, verdict.accepted);
-    const ms = measured();
+    const ms = performance.now() - t0;
     this.guard?.record(plan, true, this.price ? this.price({ drafted: k, decided: verdict.accepted + 1, ms }) : ms, verdict.accepted + 1);
     return [...draft.tokens.slice(0, verdict.accepted), verdict.next];
   }

@@ -21,7 +21,7 @@ import { RuntimeError } from "../errors.ts";
 import type { LogitsProcessor } from "../sampling/processors.ts";
 import type { SamplingConfig } from "../sampling/sampler.ts";
 import { floatData, readFloatRow } from "../tensors.ts";
-import { meterFor, PROBE_TOKENS, SpeculationGuard, type StepMeter, type StepPlan } from "./guard.ts";
+import { PROBE_TOKENS, SpeculationGuard, type StepPlan } from "./guard.ts";
 import type { SpeculativeStats } from "./stats.ts";
 import { SpeculativeTally } from "./stats.ts";
 
@@ -238,7 +238,6 @@ export class TokenRecycling {
   private draftMs = 0;
   /** What the guard planned for the current step; absent for a fixed tree size. */
   private plan?: StepPlan;
-  private readonly meter: StepMeter;
 
   constructor(
     private readonly sequence: DecoderSequence,
@@ -261,7 +260,6 @@ export class TokenRecycling {
     if (Math.max(...this.template.ranks) >= this.matrix.k) throw new RuntimeError("bad-speculation", `recycle: the tree uses successor rank ${Math.max(...this.template.ranks)} but only ${this.matrix.k} are stored`);
     this.row = new Float32Array(vocabSize);
     this.cost = options.cost;
-    this.meter = meterFor(sequence.model.device);
   }
 
   /**
@@ -279,9 +277,9 @@ export class TokenRecycling {
    * a tree of at most `limit` draft levels under it; returns the accepted drafts and the next token.
    */
   async step(token: number, _context: readonly number[], limit: number): Promise<number[]> {
-    const measured = this.meter();
+    await this.measureCost(token);
     const t0 = performance.now();
-    const nodes = await this.chooseNodes(token, limit);
+    const nodes = this.chooseNodes(limit);
     const ids = this.fill(token, nodes);
     this.draftMs += performance.now() - t0;
 
@@ -296,7 +294,7 @@ export class TokenRecycling {
     if (path.every((node, i) => node === i)) this.sequence.truncate(start + path.length);
     else this.sequence.gather([...range(start), ...path.map((i) => start + i)], position + path.length);
     this.tally.record(nodes.length - 1, path.length - 1, performance.now() - t1);
-    if (this.plan) this.learned.guard.record(this.plan, nodes.length > 1, measured(), path.length);
+    if (this.plan) this.learned.guard.record(this.plan, nodes.length > 1, performance.now() - t0, path.length);
     this.learn(nodes, parents, path);
     return [...path.slice(1).map((i) => ids[i]!), greedy[path[path.length - 1]!]!];
   }
@@ -328,25 +326,36 @@ export class TokenRecycling {
 
   async release(): Promise<void> {}
 
+  /** Draft tokens that still fit before the model's last position. */
+  private room(): number {
+    const { maxPositions } = this.sequence.model;
+    return maxPositions === undefined ? Infinity : maxPositions - this.sequence.length - 1;
+  }
+
+  /** The "auto" tree's call costs, measured once per model before a step's clock starts: the guard compares steps, not start-up costs. */
+  private async measureCost(token: number): Promise<void> {
+    if (this.cost || (this.options.tree ?? "auto") !== "auto" || this.room() < 1) return;
+    this.cost = costs.get(this.sequence.model) ?? (await MeasuredCost.measure(this.sequence, token, this.template.size, this.matrix.k));
+    costs.set(this.sequence.model, this.cost);
+  }
+
   /** Template nodes to verify: the root, then drafts in template order (parents before children). */
-  private async chooseNodes(token: number, limit: number): Promise<number[]> {
+  private chooseNodes(limit: number): number[] {
     const { depths, size } = this.template;
-    const room = this.sequence.model.maxPositions === undefined ? Infinity : this.sequence.model.maxPositions - this.sequence.length - 1;
+    const room = this.room();
     this.plan = undefined;
     if (room < 1) return [0];
     const tree = this.options.tree ?? "auto";
     let drafts: number[];
     if (tree !== "auto") drafts = range(size).filter((n) => n > 0 && depths[n]! <= limit).slice(0, tree);
     else {
-      this.cost ??= costs.get(this.sequence.model) ?? (await MeasuredCost.measure(this.sequence, token, size, this.matrix.k));
-      costs.set(this.sequence.model, this.cost);
       // The guard decides whether a tree is verified (from whole steps, host work included),
       // the cost curve how large: at least the rank-0 chain a probe verifies, since the guard
       // measured that trees pay. A plain step does no planning: on a tiny model it would show.
       this.plan = this.learned.guard.plan();
       if (this.plan === "plain") return [0];
       const chain = this.firstChildChain(Math.min(PROBE_TOKENS, limit));
-      drafts = this.plan === "probe" ? chain : this.bestSubtree(range(size).filter((n) => n > 0 && depths[n]! <= limit), this.cost);
+      drafts = this.plan === "probe" ? chain : this.bestSubtree(range(size).filter((n) => n > 0 && depths[n]! <= limit), this.cost!);
       if (drafts.length < chain.length) drafts = chain;
     }
     // Template order puts parents first, so a prefix is still a tree.
