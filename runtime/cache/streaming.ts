@@ -3,8 +3,8 @@
 // runs. The model's streaming-llm pass attends to the same rows, so evicting changes nothing
 // the model would have read. Positions are the paper's, within the cache: after an eviction the
 // next token sits at the cache length, so position ids (and a learned position table, GPT-2)
-// stay below sinks + window however long generation runs; a rotary model places its kept keys
-// at 0..K-1 in the graph itself.
+// stay below sinks + window however long generation runs; a rotary model's cache holds keys
+// before rotation, which the graph rotates at their cache rows every step.
 import type { DecoderSequence } from "../decoder.ts";
 
 export interface StreamingConfig {
