@@ -166,6 +166,9 @@ export class MeasuredCost implements CallCost {
   }
 }
 
+/** The parents of a step that verifies the root alone. */
+const ROOT_ONLY: readonly number[] = [-1];
+
 const costs = new WeakMap<DecoderModel, CallCost>();
 const matrices = new WeakMap<DecoderModel, AdjacencyMatrix>();
 
@@ -280,6 +283,7 @@ export class TokenRecycling {
     await this.measureCost(token);
     const t0 = performance.now();
     const nodes = this.chooseNodes(limit);
+    if (nodes.length === 1) return [await this.rootStep(token, t0)];
     const ids = this.fill(token, nodes);
     this.draftMs += performance.now() - t0;
 
@@ -297,6 +301,18 @@ export class TokenRecycling {
     if (this.plan) this.learned.guard.record(this.plan, nodes.length > 1, performance.now() - t0, path.length);
     this.learn(nodes, parents, path);
     return [...path.slice(1).map((i) => ids[i]!), greedy[path[path.length - 1]!]!];
+  }
+
+  /** No draft: the root alone, as a plain step (its successors still go into the matrix), with no tree bookkeeping. */
+  private async rootStep(token: number, t0: number): Promise<number> {
+    const t1 = performance.now();
+    const [next] = this.sequence.model.offersTop(this.matrix.k)
+      ? this.recycleIds(await this.sequence.forwardTop([token], this.matrix.k, ROOT_ONLY), [token])
+      : this.recycle(await this.sequence.forward([token], ROOT_ONLY), [token]);
+    const t2 = performance.now();
+    this.tally.record(0, 0, t2 - t1);
+    if (this.plan) this.learned.guard.record(this.plan, false, t2 - t0, 1);
+    return next!;
   }
 
   stats(generatedTokens: number): SpeculativeStats {
