@@ -125,10 +125,11 @@ export class Speculator {
    * decided token.
    */
   async step(token: number, context: readonly number[], limit: number): Promise<number[]> {
-    if (this.guard && limit >= 1) await this.measureCosts(token, context);
+    if (this.guard && limit >= 1 && !this.cost) await this.measureCosts(token, context);
     const t0 = performance.now();
     const plan = this.guard?.plan() ?? "draft";
-    const draft = await this.draft(plan, context, limit);
+    // No promise to wait for when nothing is drafted: on a tiny model every microtask shows.
+    const draft = this.drafts(plan, limit) ? await this.draft(plan, context, limit) : NO_DRAFT;
     const k = draft.tokens.length;
     if (k === 0) {
       // Nothing to verify: the plain runtime's step (the same call, the same fetch, no copies).
@@ -182,10 +183,13 @@ export class Speculator {
    * guard says so (a source too slow to pay even at full acceptance, a draft as slow as the
    * target, never); the cost model and the draft's confidence bound the length.
    */
+  private drafts(plan: StepPlan, limit: number): boolean {
+    return limit >= 1 && (this.fixed !== undefined || (plan !== "plain" && this.canPay === true));
+  }
+
+  /** The draft of a step that `drafts`: the fixed length, a probe's, or the adaptive policy's. */
   private async draft(plan: StepPlan, context: readonly number[], limit: number): Promise<Draft> {
-    if (limit < 1) return NO_DRAFT;
     if (this.fixed !== undefined) return this.source.propose(context, Math.min(this.fixed, limit));
-    if (plan === "plain" || !this.canPay) return NO_DRAFT;
     const cap = Math.min(this.rule.max, limit);
     const k = plan === "probe" ? Math.min(PROBE_TOKENS, cap) : Math.max(Math.min(this.rule.min, cap), bestLength(Array(cap).fill(this.acceptance.alpha), this.cost!, this.source.msPerToken));
     const draft = await this.source.propose(context, k);
