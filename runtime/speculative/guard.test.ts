@@ -79,7 +79,7 @@ describe("SpeculationGuard", () => {
     expect(plans.slice(4).filter((p) => p === "draft")).toHaveLength(0);
   });
 
-  it("a run that a winning probe started and that soon lost backs off: the wait doubles instead of starting over", () => {
+  it("a run that a winning probe started and that lost as a whole backs off (the wait doubles); a run that paid starts the waits over", () => {
     const guard = new SpeculationGuard();
     drive(guard, 4, 10.1, 1); // two plain steps, two losing drafting steps: off, next probe after 4 plain steps
     const probeAfter = (): number => {
@@ -93,13 +93,13 @@ describe("SpeculationGuard", () => {
     expect(probeAfter()).toBe(4);
     guard.record("probe", true, 12, 3); // wins: drafting on
     expect(guard.plan()).toBe("draft");
-    guard.record("draft", true, 40, 2); // ...and loses at once: off
+    guard.record("draft", true, 40, 2); // ...and loses at once: off, the run (52 ms for 5 tokens) lost
     expect(guard.plan()).toBe("plain");
     expect(probeAfter()).toBe(8);
     guard.record("probe", true, 12, 3);
     for (let i = 0; i < 20; i++) guard.record(guard.plan(), guard.plan() !== "plain", 12, guard.plan() === "plain" ? 1 : 3); // a sustained winning run
     guard.record("draft", true, 80, 2);
-    guard.record("draft", true, 80, 2); // then the text changes and drafting loses: off, and the wait starts over
+    guard.record("draft", true, 80, 2); // then the text changes and drafting loses: off; the run paid, so the wait starts over
     expect(probeAfter()).toBe(4);
   });
 

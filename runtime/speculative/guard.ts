@@ -5,7 +5,8 @@
 // yields tokens faster than plain steps do, by a margin: a tie is noise, and noise must not keep
 // a losing source drafting. While drafting is off, a short probe now and then asks again; each
 // probe that loses doubles the wait before the next one, and so does a drafting run a probe
-// started that soon lost, so a source that never pays costs at most a few per cent. One guard
+// started that lost as a whole, so a source that never pays costs at most a few per cent, while
+// a run that paid before it stopped (a copied passage ran out) asks again soon. One guard
 // serves every draft source and is kept per target and source across requests, so what one
 // request learned the next one uses.
 
@@ -27,8 +28,6 @@ const FADE = 0.8;
 export const PROBE_TOKENS = 2;
 /** Drafting must cost this share less per token than plain steps to go on, or for a probe to win. */
 export const MARGIN = 0.03;
-/** A drafting run that lasted this many steps before losing showed the source can pay: the next probe comes soon again. */
-const SUSTAINED_RUN = 16;
 /**
  * Plain steps are all alike (one call of one token), so one far above their average was
  * preempted on a busy machine: it counts as this multiple of the average. Drafting steps are
@@ -71,8 +70,8 @@ export class SpeculationGuard {
   private gap = FIRST_GAP;
   private waited = 0;
   private sincePlain = 0;
-  /** Drafting steps since drafting last turned on; whether a probe turned it on. */
-  private run = 0;
+  /** Milliseconds and tokens of the drafting steps since drafting last turned on; whether a probe turned it on. */
+  private run = { ms: 0, tokens: 0 };
   private probeStarted = false;
 
   /** Drafting starts on (after two plain reference steps): the first steps show whether it pays, and a source that wins from the start loses nothing to finding out. */
@@ -101,7 +100,7 @@ export class SpeculationGuard {
       if (tokens > 1 && ms / tokens < this.plain.value * (1 - MARGIN)) {
         // The wait is kept: should this run soon lose, the next probe backs off from here.
         this.on = true;
-        this.run = 1;
+        this.run = { ms, tokens };
         this.probeStarted = true;
         this.drafting.restart(ms, tokens);
       } else {
@@ -111,12 +110,14 @@ export class SpeculationGuard {
       return;
     }
     this.drafting.record(ms, tokens);
-    this.run++;
+    this.run.ms += ms;
+    this.run.tokens += tokens;
     if (this.drafting.steps >= 2 && this.drafting.value > this.plain.value * (1 - MARGIN)) {
       this.on = false;
       this.waited = 0;
-      // A won probe whose run soon lost was noise or a passing streak: back off as after a losing probe.
-      if (this.run >= SUSTAINED_RUN) this.gap = FIRST_GAP;
+      // A run that paid as a whole (a copied passage ran out) asks again soon; a run a won probe
+      // started that lost as a whole (the probe was noise) backs off as a losing probe does.
+      if (this.run.ms / this.run.tokens < this.plain.value * (1 - MARGIN)) this.gap = FIRST_GAP;
       else if (this.probeStarted) this.gap = Math.max(this.gap, Math.min(2 * this.gap, MAX_DOUBLED_GAP));
     }
   }
