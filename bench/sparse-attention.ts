@@ -30,8 +30,10 @@
  * only the selected past rows. Speeds are per second of wall time and of the process's CPU time
  * (one intra-op thread: what the step costs on a shared machine); ratios side by side.
  *
- * Usage: npx tsx bench/sparse-attention.ts [--part quality|speed|trained-speed|all] [--threads 1]
- * (trained-speed: only the trained model's speed table, which --part speed ends with)
+ * Usage: npx tsx bench/sparse-attention.ts [--part quality|speed|trained-speed|profile|all] [--threads 1]
+ * (trained-speed: only the trained model's speed table, which --part speed ends with; profile:
+ * onnxruntime's profiler on one decode step, `--method dense|tidal|tokenselect --heads 16|4
+ * --context N`, the time per op type, each node's fastest of the steps; not part of all)
  */
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
@@ -491,10 +493,50 @@ async function prefill(session: ort.InferenceSession, pastInputs: string[], toke
 /** Real consecutive decode steps over which the zoo model's selection-cache hit rate is measured. */
 const HIT_RATE_STEPS = 17;
 
+/**
+ * One decode step of a speed variant under onnxruntime's profiler (enableProfiling): per op type,
+ * the sum over nodes of each node's fastest time over the profiled steps (the first two skipped),
+ * so load from other processes mostly drops out; the sum of all nodes is the step's own work.
+ */
+async function profile(): Promise<void> {
+  const method = option("--method", "tokenselect");
+  const heads = Number(option("--heads", "4"));
+  const context = Number(option("--context", "8192"));
+  const config = SPEED_CONFIGS.find((c) => c.heads === heads);
+  if (!config || !["dense", "tidal", "tokenselect"].includes(method)) throw new Error(`--method dense|tidal|tokenselect and --heads ${SPEED_CONFIGS.map((c) => c.heads).join("|")}`);
+  const model = buildZooModel(config);
+  const path = save(appendOnly(method === "dense" ? model : sparsify(model, method as Method, "12.5%")), `profile-${method}-${heads}`);
+  const session = await ort.InferenceSession.create(path, { intraOpNumThreads: THREADS, enableProfiling: true, profileFilePrefix: join(SCRATCH, "profile") });
+  const feeds = decodeFeeds(config, context);
+  for (let i = 0; i < 12; i++) await session.run(feeds, ["logits"]);
+  session.endProfiling();
+  await session.release();
+  const file = readdirSync(SCRATCH).find((f) => f.startsWith("profile") && f.endsWith(".json"))!;
+  type Event = { cat: string; name: string; ts: number; dur: number; args?: { op_name?: string } };
+  const events = JSON.parse(readFileSync(join(SCRATCH, file), "utf8")) as Event[];
+  const fastest = new Map<string, { op: string; us: number }>();
+  for (const run of events.filter((e) => e.name === "model_run").slice(2)) {
+    const inRun = new Map<string, { op: string; us: number }>();
+    for (const e of events) {
+      if (e.cat !== "Node" || !e.name.endsWith("_kernel_time") || e.ts < run.ts || e.ts > run.ts + run.dur) continue;
+      const seen = inRun.get(e.name);
+      inRun.set(e.name, { op: e.args?.op_name ?? "?", us: (seen?.us ?? 0) + e.dur });
+    }
+    for (const [name, t] of inRun) if (t.us < (fastest.get(name)?.us ?? Infinity)) fastest.set(name, t);
+  }
+  const byOp = new Map<string, number>();
+  for (const { op, us } of fastest.values()) byOp.set(op, (byOp.get(op) ?? 0) + us);
+  const total = [...byOp.values()].reduce((a, b) => a + b, 0);
+  console.log(`\n### Profile: ${method}, zoo ${config.layers} layers x ${heads} heads, context ${context}, ${THREADS} thread(s), load average ${loadavg().map((l) => l.toFixed(1)).join(" ")}: ${(total / 1000).toFixed(1)} ms of node time\n`);
+  console.log("| op | ms (sum of each node's fastest) |\n|---|---|");
+  for (const [op, us] of [...byOp].sort((a, b) => b[1] - a[1])) if (us >= 50) console.log(`| ${op} | ${(us / 1000).toFixed(2)} |`);
+}
+
 try {
   console.log(`command: npx tsx bench/sparse-attention.ts${args.length ? ` ${args.join(" ")}` : ""}`);
   if (PART === "quality" || PART === "all") await quality();
   if (PART === "speed" || PART === "all" || PART === "trained-speed") await speed(PART !== "trained-speed");
+  if (PART === "profile") await profile();
 } finally {
   rmSync(SCRATCH, { recursive: true, force: true });
 }
