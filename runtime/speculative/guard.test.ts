@@ -30,11 +30,11 @@ describe("SpeculationGuard", () => {
     expect(plans).not.toContain("probe");
   });
 
-  it("stops after two losing drafting steps, then probes with doubling gaps up to 64 plain steps", () => {
+  it("stops after two losing drafting steps; a source that loses by 1% then probes every 4 plain steps (its probes cost 0.25%)", () => {
     const plans = drive(new SpeculationGuard(), 400, 10.1, 1);
     expect(plans.slice(0, 4)).toEqual(["plain", "plain", "draft", "draft"]);
     expect(plans.slice(4).filter((p) => p === "draft")).toHaveLength(0);
-    expect(gaps(plans).slice(1, 7)).toEqual([9, 17, 33, 65, 65, 65]);
+    expect(new Set(gaps(plans).slice(1))).toEqual(new Set([5]));
   });
 
   it("a probe that cost much more than plain steps waits until its excess is 2% of the plain time since", () => {
@@ -79,9 +79,9 @@ describe("SpeculationGuard", () => {
     expect(plans.slice(4).filter((p) => p === "draft")).toHaveLength(0);
   });
 
-  it("a run that a winning probe started and that lost as a whole backs off (the wait doubles); a run that paid starts the waits over", () => {
+  it("drafting that lost waits until its loss is 2% of the plain time since; a run that paid asks again after 4 plain steps", () => {
     const guard = new SpeculationGuard();
-    drive(guard, 4, 10.1, 1); // two plain steps, two losing drafting steps: off, next probe after 4 plain steps
+    drive(guard, 4, 10.1, 1); // two plain steps, two drafting steps losing 0.1 ms each: off, the minimum wait
     const probeAfter = (): number => {
       let waited = 0;
       while (guard.plan() !== "probe") {
@@ -93,13 +93,15 @@ describe("SpeculationGuard", () => {
     expect(probeAfter()).toBe(4);
     guard.record("probe", true, 12, 3); // wins: drafting on
     expect(guard.plan()).toBe("draft");
-    guard.record("draft", true, 40, 2); // ...and loses at once: off, the run (52 ms for 5 tokens) lost
+    guard.record("draft", true, 40, 2); // ...and loses at once: off; the run took 52 ms for 5 tokens, 2 ms (0.2 steps) too many
     expect(guard.plan()).toBe("plain");
-    expect(probeAfter()).toBe(8);
+    const waited = probeAfter();
+    expect(waited).toBeGreaterThanOrEqual(10);
+    expect(waited).toBeLessThanOrEqual(11); // 0.2 / 0.02 in floating point
     guard.record("probe", true, 12, 3);
     for (let i = 0; i < 20; i++) guard.record(guard.plan(), guard.plan() !== "plain", 12, guard.plan() === "plain" ? 1 : 3); // a sustained winning run
     guard.record("draft", true, 80, 2);
-    guard.record("draft", true, 80, 2); // then the text changes and drafting loses: off; the run paid, so the wait starts over
+    guard.record("draft", true, 80, 2); // then the text changes and drafting loses: off; the run paid as a whole
     expect(probeAfter()).toBe(4);
   });
 

@@ -3,20 +3,21 @@
 // host work, and on a shared machine the call costs measured at start-up drift. So the guard
 // measures every step, speculative and plain alike, and lets drafting continue only while it
 // yields tokens faster than plain steps do, by a margin: a tie is noise, and noise must not keep
-// a losing source drafting. While drafting is off, a short probe now and then asks again; each
-// probe that loses doubles the wait before the next one, and so does a drafting run a probe
-// started that lost as a whole, so a source that never pays costs at most a few per cent, while
+// a losing source drafting. While drafting is off, a short probe now and then asks again; after
+// a probe (or a drafting run) that lost, the wait is long enough to pay its loss back 50 times
+// over in plain steps, so a source that never pays costs about 2%, a cheap probe comes often, and
 // a run that paid before it stopped (a copied passage ran out) asks again soon. One guard
 // serves every draft source and is kept per target and source across requests, so what one
 // request learned the next one uses.
 
-/** Plain steps before the first re-probe; the wait doubles after each losing probe, up to the cap. */
+/** Plain steps before a re-probe, at least. */
 const FIRST_GAP = 4;
-const MAX_DOUBLED_GAP = 64;
 /**
- * A losing probe also waits long enough that its excess over plain steps is at most this share
- * of the plain time until the next one: a draft model's probe pays a catch-up call over every
- * token since the last, which on a tiny target costs several plain steps.
+ * After drafting that lost (a probe, or a run of drafting steps), the wait is long enough that
+ * its excess over plain steps is at most this share of the plain time until the next probe: a
+ * source that never pays costs at most that much, whatever its probes cost (a lookup probe
+ * verifying two wrong tokens, a fraction of a step; a draft model's, a catch-up call over every
+ * token since its last draft, several steps on a tiny target), and a cheap probe comes often.
  */
 const PROBE_BUDGET = 0.02;
 const MAX_GAP = 512;
@@ -70,9 +71,8 @@ export class SpeculationGuard {
   private gap = FIRST_GAP;
   private waited = 0;
   private sincePlain = 0;
-  /** Milliseconds and tokens of the drafting steps since drafting last turned on; whether a probe turned it on. */
+  /** Milliseconds and tokens of the drafting steps since drafting last turned on. */
   private run = { ms: 0, tokens: 0 };
-  private probeStarted = false;
 
   /** Drafting starts on (after two plain reference steps): the first steps show whether it pays, and a source that wins from the start loses nothing to finding out. */
   plan(): StepPlan {
@@ -98,14 +98,11 @@ export class SpeculationGuard {
       // It must have had a draft token accepted: a rejected probe beating plain steps is only noise.
       this.waited = 0;
       if (tokens > 1 && ms / tokens < this.plain.value * (1 - MARGIN)) {
-        // The wait is kept: should this run soon lose, the next probe backs off from here.
         this.on = true;
         this.run = { ms, tokens };
-        this.probeStarted = true;
         this.drafting.restart(ms, tokens);
       } else {
-        const excessSteps = (ms - tokens * this.plain.value) / this.plain.value;
-        this.gap = Math.min(MAX_GAP, Math.max(Math.min(2 * this.gap, MAX_DOUBLED_GAP), Math.ceil(excessSteps / PROBE_BUDGET)));
+        this.gap = this.paidBackGap(ms, tokens);
       }
       return;
     }
@@ -115,11 +112,16 @@ export class SpeculationGuard {
     if (this.drafting.steps >= 2 && this.drafting.value > this.plain.value * (1 - MARGIN)) {
       this.on = false;
       this.waited = 0;
-      // A run that paid as a whole (a copied passage ran out) asks again soon; a run a won probe
-      // started that lost as a whole (the probe was noise) backs off as a losing probe does.
-      if (this.run.ms / this.run.tokens < this.plain.value * (1 - MARGIN)) this.gap = FIRST_GAP;
-      else if (this.probeStarted) this.gap = Math.max(this.gap, Math.min(2 * this.gap, MAX_DOUBLED_GAP));
+      // A run that paid as a whole (a copied passage ran out) asks again soon; one that lost
+      // as a whole (a probe won by noise) waits until its loss is paid back, as a losing probe does.
+      this.gap = this.paidBackGap(this.run.ms, this.run.tokens);
     }
+  }
+
+  /** Plain steps to wait after drafting that took `ms` for `tokens`: its excess over plain steps is PROBE_BUDGET of them. */
+  private paidBackGap(ms: number, tokens: number): number {
+    const excessSteps = (ms - tokens * this.plain.value) / this.plain.value;
+    return Math.min(MAX_GAP, Math.max(FIRST_GAP, Math.ceil(excessSteps / PROBE_BUDGET)));
   }
 }
 
