@@ -8,7 +8,7 @@ import { dirname, join } from "node:path";
 import * as ort from "onnxruntime-node";
 import { createKvCache, type KvCache, type KvCacheOptions } from "./cache/kv-cache.ts";
 import type { StreamingConfig } from "./cache/streaming.ts";
-import { RecurrentState } from "./cache/recurrent-state.ts";
+import { RecurrentState, type RecurrentSnapshot } from "./cache/recurrent-state.ts";
 import { SelectionCache } from "./cache/selection-cache.ts";
 import { readContract, type DecoderContract } from "./contract.ts";
 import { openSession, type ResolvedDevice, type SessionOptions } from "./device.ts";
@@ -96,6 +96,13 @@ export interface TopTokens {
   ids: Int32Array;
 }
 
+/** A sequence's point to come back to (models with recurrent state: see runtime/speculative/recurrent-rollback.ts). */
+export interface SequenceSnapshot {
+  length: number;
+  position: number;
+  state: RecurrentSnapshot;
+}
+
 /** Reused input tensors for one-token steps. */
 interface SingleTokenInputs {
   ids: IntArray;
@@ -110,6 +117,8 @@ export class DecoderSequence {
   runMs = 0;
   private readonly single: SingleTokenInputs;
   private nextPosition = 0;
+  /** Cache length before the latest call: where recurrent state can roll back to without a snapshot. */
+  private lengthBeforeLast?: number;
   /** TokenSelect's per-layer selections (models compiled with selection_cache; empty otherwise). */
   readonly selection: SelectionCache;
   /**
@@ -151,6 +160,11 @@ export class DecoderSequence {
     return this.nextPosition;
   }
 
+  /** Whether the model carries recurrent state, which rolls back only to a snapshot or to before the latest call. */
+  get hasRecurrentState(): boolean {
+    return !this.recurrent.isEmpty;
+  }
+
   get stateBytes(): number {
     return this.cache.bytes + this.recurrent.bytes;
   }
@@ -180,6 +194,25 @@ export class DecoderSequence {
     const rows = ids.dims[1]!;
     const stored = ids.dims.length === 3 ? ids.dims[2]! : 1;
     return { rows, k: stored, ids: Int32Array.from(ids.data as BigInt64Array, Number) };
+  }
+
+  /** Runs `tokens` for their effect on the caches alone, fetching no logits (replaying accepted tokens). */
+  async advance(tokens: readonly number[]): Promise<void> {
+    await this.run(tokens, undefined, {});
+  }
+
+  snapshot(): SequenceSnapshot {
+    return { length: this.cache.length, position: this.nextPosition, state: this.recurrent.snapshot() };
+  }
+
+  /** Back to `snapshot`; the cache must still hold its rows (it only grew or was cut back to no less since). */
+  restore(snapshot: SequenceSnapshot): void {
+    if (snapshot.length > this.cache.length) throw new RangeError(`snapshot of ${snapshot.length} tokens but the cache holds ${this.cache.length}`);
+    if (snapshot.length !== this.cache.length) this.selection.reset();
+    this.cache.truncate(snapshot.length);
+    this.recurrent.restore(snapshot.state);
+    this.nextPosition = snapshot.position;
+    this.lengthBeforeLast = undefined;
   }
 
   private async run(tokens: readonly number[], treeParents: readonly number[] | undefined, wanted: Record<string, ort.Tensor | null>): Promise<ort.InferenceSession.ReturnType> {
@@ -217,6 +250,7 @@ export class DecoderSequence {
 
     this.cache.accept(outputs, S);
     this.recurrent.accept(outputs);
+    this.lengthBeforeLast = pastRows;
     this.selection.accept(outputs, pastRows, S);
     this.nextPosition += S;
     return outputs;
@@ -227,10 +261,17 @@ export class DecoderSequence {
     this.cache.reserve(this.model.maxPositions === undefined ? rows : Math.min(rows, this.model.maxPositions));
   }
 
-  /** Keeps the first `length` tokens (rollback after speculative verification). */
+  /**
+   * Keeps the first `length` tokens (rollback after speculative verification). With recurrent
+   * state only the latest call can be undone this way (its state before is kept); other
+   * points need a `snapshot`.
+   */
   truncate(length: number): void {
     if (length !== this.cache.length && !this.recurrent.isEmpty) {
-      throw new RuntimeError("cannot-rollback", "this model carries recurrent state (past_conv.* or similar) that cannot be rolled back; only attention KV can be truncated");
+      if (length !== this.lengthBeforeLast || !this.recurrent.undoLast()) {
+        throw new RuntimeError("cannot-rollback", `this model carries recurrent state (past_conv.* or similar) that cannot be cut to ${length} tokens: only its latest call can be undone, other points need a snapshot`);
+      }
+      this.lengthBeforeLast = undefined;
     }
     if (length !== this.cache.length) this.selection.reset();
     this.cache.truncate(length);

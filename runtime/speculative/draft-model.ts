@@ -10,6 +10,7 @@ import { floatData, readFloatRow } from "../tensors.ts";
 import { measureCost, type CostModel } from "./cost-model.ts";
 import { shouldStop, type AdaptiveLength } from "./draft-length.ts";
 import { NO_DRAFT, type Draft, type DraftSource } from "./draft-source.ts";
+import { DraftRewind } from "./recurrent-rollback.ts";
 import { sampleProbabilities } from "./verify.ts";
 import { softmaxInPlace, type Warp } from "./warp.ts";
 
@@ -20,6 +21,7 @@ export class DraftModel implements DraftSource {
   private readonly sequence: DecoderSequence;
   /** The tokens the draft's cache holds, in order. */
   private held: number[] = [];
+  private readonly rewind: DraftRewind;
 
   constructor(
     readonly model: DecoderModel,
@@ -32,6 +34,7 @@ export class DraftModel implements DraftSource {
   ) {
     checkDraftVocabulary(model.contract.vocabSize, vocabSize);
     this.sequence = model.newSequence();
+    this.rewind = new DraftRewind(this.sequence);
   }
 
   /** One draft token is one call of the draft model on one token. */
@@ -49,8 +52,8 @@ export class DraftModel implements DraftSource {
     const t0 = performance.now();
     let common = 0;
     while (common < this.held.length && common < context.length && this.held[common] === context[common]) common++;
-    common = Math.min(common, context.length - 1); // at least one token must be fed to get the next row
-    this.sequence.truncate(common);
+    // At least one token must be fed to get the next row; recurrent state may go back further.
+    common = this.rewind.rewind(Math.min(common, context.length - 1));
     this.held = context.slice(0, common);
 
     const tokens: number[] = [];
@@ -63,6 +66,7 @@ export class DraftModel implements DraftSource {
     for (;;) {
       const logits = await this.sequence.forward(feed);
       this.held.push(...feed);
+      if (tokens.length === 0) this.rewind.remember(); // the context is in, no draft token yet
       const V = logits.dims[logits.dims.length - 1];
       checkDraftVocabulary(V, this.vocabSize);
       readFloatRow(floatData(logits), (logits.dims[1] - 1) * V, row);

@@ -1,15 +1,18 @@
 // Greedy speculative decoding gives the non-speculative tokens, token for token, for every
 // draft source: on the reference exports, the zoo's models in every attention encoding, and
-// the shared genai fixtures. Prompts include input-grounded ones (the model's own
-// continuation repeated), where prompt lookup's drafts are actually accepted.
+// the shared genai fixtures (GPT-2 fp32/fp16, Qwen's GroupQueryAttention, LFM2's recurrent
+// state: more of it in recurrent-rollback.test.ts) and the trained stories260K. Prompts include
+// input-grounded ones (the model's own continuation repeated), where prompt lookup's drafts
+// are actually accepted.
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { importLlama2c } from "../../compiler/importers/llama2c.ts";
 import { ENCODINGS, gpt2Config, llamaConfig, writeZooModel } from "../../compiler/zoo/index.ts";
 import { tempDir } from "../../test/helpers/tmp.ts";
 import { DecoderModel } from "../decoder.ts";
-import { isRuntimeError } from "../errors.ts";
 import { Generator } from "../generate.ts";
-import { HAVE_SHARED, NO_SHARED, REFERENCE_DIR, SHARED_DECODERS, referenceExports } from "../testing/models.ts";
+import { HAVE_SHARED, NO_SHARED, REFERENCE_DIR, SHARED_DECODERS, SHARED_FIXTURES, referenceExports } from "../testing/models.ts";
 import type { SpeculateOptions } from "./speculator.ts";
 import type { SpeculativeStats } from "./stats.ts";
 
@@ -54,6 +57,7 @@ async function expectLossless(target: DecoderModel, draft: DecoderModel, count: 
 }
 
 const sum = (stats: SpeculativeStats[], key: "acceptedTokens" | "draftedTokens" | "targetCalls") => stats.reduce((s, x) => s + x[key], 0);
+const CHECKPOINT = join(SHARED_FIXTURES, "stories260K/stories260K.bin");
 
 describe("lossless greedy on the reference exports", () => {
   const names = referenceExports();
@@ -114,19 +118,38 @@ describe.skipIf(!HAVE_SHARED)(`lossless greedy on the shared genai fixtures${HAV
     }
   });
 
-  it("models with recurrent state refuse speculation in one line", async () => {
-    const model = await DecoderModel.open(SHARED_DECODERS.lfm2, { device: "cpu", threads: 1 });
+  it("Qwen GroupQueryAttention fixture (fp16 KV and logits, int32 ids, no position_ids) with the LFM2 fixture (recurrent state) as draft, and back", async () => {
+    const qwen = await DecoderModel.open(SHARED_DECODERS.qwen35, { device: "cpu", threads: 1 });
+    const lfm2 = await DecoderModel.open(SHARED_DECODERS.lfm2, { device: "cpu", threads: 1 });
     try {
-      let error: unknown;
-      try {
-        await new Generator(model).run([1, 2, 3], { maxTokens: 4, eosTokenIds: [], speculate: { kind: "lookup" } });
-      } catch (e) {
-        error = e;
-      }
-      expect(isRuntimeError(error) && error.code).toBe("cannot-speculate");
-      expect(String((error as Error).message)).not.toContain("\n");
+      const stats = await expectLossless(qwen, lfm2, 6);
+      expect(sum(stats.get("lookup k=4")!, "acceptedTokens")).toBeGreaterThan(0);
+      const self = stats.get("self-draft k=5")!;
+      expect(sum(self, "acceptedTokens")).toBe(sum(self, "draftedTokens"));
+      expect(sum(self, "acceptedTokens")).toBeGreaterThan(0);
+      await expectLossless(lfm2, qwen, 3);
     } finally {
-      await model.release();
+      await qwen.release();
+      await lfm2.release();
+    }
+  });
+});
+
+describe.skipIf(!HAVE_SHARED || !existsSync(CHECKPOINT))(`lossless greedy on the trained stories260K${HAVE_SHARED ? "" : ` (${NO_SHARED})`}`, () => {
+  it("8 prompts x 5 sources, a random 512-token zoo llama as draft; lookup's and the self-draft's drafts accepted", async () => {
+    const dir = tempDir("pipec-speculative-stories-");
+    importLlama2c(CHECKPOINT, dir, { encoding: "decomposed" });
+    const target = await DecoderModel.open(join(dir, "model.onnx"), { device: "cpu", threads: 1 });
+    const draft = await DecoderModel.open(writeZooModel(llamaConfig({ seed: 5, vocabSize: 512 }), join(dir, "draft")).modelPath, { device: "cpu", threads: 1 });
+    try {
+      const stats = await expectLossless(target, draft, 8);
+      expect(sum(stats.get("lookup k=4")!, "acceptedTokens")).toBeGreaterThan(0);
+      const self = stats.get("self-draft k=5")!;
+      expect(sum(self, "acceptedTokens")).toBe(sum(self, "draftedTokens"));
+      expect(sum(self, "targetCalls")).toBeLessThan(8 * NEW_TOKENS / 3);
+    } finally {
+      await target.release();
+      await draft.release();
     }
   });
 });

@@ -14,6 +14,7 @@ import { DraftModel } from "./draft-model.ts";
 import { guardFor, PROBE_TOKENS, SpeculationGuard, type StepPlan } from "./guard.ts";
 import { NO_DRAFT, type Draft, type DraftSource } from "./draft-source.ts";
 import { PromptLookup } from "./prompt-lookup.ts";
+import { keepVerified } from "./recurrent-rollback.ts";
 import { SpeculativeTally, type SpeculativeStats } from "./stats.ts";
 import { verifyGreedy, verifySampled, type Verdict } from "./verify.ts";
 import { createWarp, softmaxInPlace, type Warp } from "./warp.ts";
@@ -102,11 +103,6 @@ export class Speculator {
 
   /** For the target `sequence` (its prompt already run), drafting as `options` say, sampling as `sampling` says. */
   static create(sequence: DecoderSequence, vocabSize: number, options: SpeculateOptions, sampling: SamplingConfig = {}, processors: readonly LogitsProcessor[] = []): Speculator {
-    for (const model of options.kind === "draft" ? [sequence.model, options.model] : [sequence.model]) {
-      if (model.contract.recurrent.length) {
-        throw new RuntimeError("cannot-speculate", "speculative decoding rolls the KV cache back, but this model carries recurrent state (past_conv.* or similar) that cannot be rolled back");
-      }
-    }
     const seed = sampling.seed ?? Math.floor(Math.random() * 2 ** 32);
     const warp = createWarp(sampling, vocabSize, processors);
     const length = options.draftLength ?? "adaptive";
@@ -144,8 +140,8 @@ export class Speculator {
     const verdict = this.warp.argmaxOnly && this.sequence.model.offersTop(1)
       ? verifyGreedyIds(draft.tokens, await this.sequence.forwardTop([token, ...draft.tokens], 1))
       : this.verify(await this.sequence.forward([token, ...draft.tokens]), draft, context);
-    this.sequence.truncate(start + 1 + verdict.accepted);
-    this.tally.record(k, verdict.accepted, performance.now() - t1);
+    const replayed = await keepVerified(this.sequence, start, [token, ...draft.tokens], 1 + verdict.accepted);
+    this.tally.record(k, verdict.accepted, performance.now() - t1, replayed);
     this.acceptance.record(k, verdict.accepted);
     const ms = performance.now() - t0;
     this.guard?.record(plan, true, this.price ? this.price({ drafted: k, decided: verdict.accepted + 1, ms }) : ms, verdict.accepted + 1);

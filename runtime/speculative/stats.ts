@@ -1,8 +1,10 @@
 // Counters of one speculative run, reported with the generation stats.
 export interface SpeculativeStats {
   source: string;
-  /** Target calls after the prompt (each verifies a draft, possibly empty). */
+  /** Target calls after the prompt (each verifies a draft, possibly empty, or is a replay). */
   targetCalls: number;
+  /** Of those, calls that replayed accepted tokens into recurrent state after a partial acceptance (recurrent-rollback.ts). */
+  replayCalls: number;
   /** Target calls that carried a non-empty draft. */
   callsWithDraft: number;
   generatedTokens: number;
@@ -20,13 +22,16 @@ export interface SpeculativeStats {
 
 export class SpeculativeTally {
   targetCalls = 0;
+  replayCalls = 0;
   callsWithDraft = 0;
   draftedTokens = 0;
   acceptedTokens = 0;
   verifyMs = 0;
 
-  record(drafted: number, accepted: number, ms: number): void {
-    this.targetCalls++;
+  /** One verification call; `replayed`: it was followed by a replay call (recurrent state, partial acceptance). */
+  record(drafted: number, accepted: number, ms: number, replayed = false): void {
+    this.targetCalls += replayed ? 2 : 1;
+    if (replayed) this.replayCalls++;
     if (drafted > 0) this.callsWithDraft++;
     this.draftedTokens += drafted;
     this.acceptedTokens += accepted;
@@ -37,6 +42,7 @@ export class SpeculativeTally {
     return {
       source,
       targetCalls: this.targetCalls,
+      replayCalls: this.replayCalls,
       callsWithDraft: this.callsWithDraft,
       generatedTokens,
       draftedTokens: this.draftedTokens,

@@ -22,6 +22,7 @@ import type { LogitsProcessor } from "../sampling/processors.ts";
 import type { SamplingConfig } from "../sampling/sampler.ts";
 import { floatData, readFloatRow } from "../tensors.ts";
 import { PROBE_TOKENS, SpeculationGuard, type StepPlan } from "./guard.ts";
+import { refuseTreeOnRecurrent } from "./recurrent-rollback.ts";
 import type { SpeculativeStats } from "./stats.ts";
 import { SpeculativeTally } from "./stats.ts";
 
@@ -249,7 +250,6 @@ export class TokenRecycling {
   ) {
     const { contract } = sequence.model;
     if (!contract.hasTreeMask) throw new RuntimeError("no-tree-attention", "Token Recycling verifies a token tree in one call: compile the target with the tree-attention-mask pass");
-    if (contract.recurrent.length) throw new RuntimeError("cannot-speculate", "Token Recycling compacts the KV cache to the accepted path, but this model carries recurrent state that cannot be compacted");
     const tree = options.tree ?? "auto";
     if (tree !== "auto" && !(Number.isInteger(tree) && tree >= 0)) throw new RuntimeError("bad-speculation", `recycle: tree must be a non-negative integer or "auto", got ${tree}`);
     this.template = options.template ? new TreeTemplate(options.template) : (paperTemplate ??= new TreeTemplate(PAPER_TREE));
@@ -272,6 +272,7 @@ export class TokenRecycling {
   static create(sequence: DecoderSequence, vocabSize: number, options: RecycleOptions, sampling: SamplingConfig = {}, processors: readonly LogitsProcessor[] = []): TokenRecycling {
     const warped = sampling.temperature || (sampling.repetitionPenalty !== undefined && sampling.repetitionPenalty !== 1) || processors.length > 0;
     if (warped) throw new RuntimeError("bad-speculation", "recycle verifies against the target's argmax: it needs greedy decoding without a repetition penalty or logits processors");
+    refuseTreeOnRecurrent(sequence.model);
     return new TokenRecycling(sequence, vocabSize, options);
   }
 
