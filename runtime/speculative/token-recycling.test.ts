@@ -1,6 +1,7 @@
 // Token Recycling: the template and matrix mechanics exactly, then lossless greedy decoding
 // (token for token equal to plain decoding) on models compiled with the tree-attention-mask
-// pass: the zoo in every encoding, the reference exports, and the trained stories260K.
+// pass: the zoo in every encoding, the reference exports, the trained stories260K and the shared
+// Qwen GroupQueryAttention fixture.
 import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -15,7 +16,7 @@ import { tempDir } from "../../test/helpers/tmp.ts";
 import { DecoderModel } from "../decoder.ts";
 import { isRuntimeError } from "../errors.ts";
 import { Generator } from "../generate.ts";
-import { HAVE_SHARED, NO_SHARED, REFERENCE_DIR, SHARED_FIXTURES, referenceExports } from "../testing/models.ts";
+import { HAVE_SHARED, NO_SHARED, REFERENCE_DIR, SHARED_DECODERS, SHARED_FIXTURES, referenceExports } from "../testing/models.ts";
 import type { SpeculativeStats } from "./stats.ts";
 import { AdjacencyMatrix, longestAgreeingPath, PAPER_TREE, topK, TreeTemplate, type RecycleOptions } from "./token-recycling.ts";
 
@@ -213,5 +214,21 @@ describe.skipIf(!HAVE_SHARED || !existsSync(CHECKPOINT))(`Token Recycling on the
     } finally {
       await Promise.all([plain.release(), tree.release()]);
     }
+  });
+});
+
+describe.skipIf(!HAVE_SHARED)(`Token Recycling on the shared Qwen fixture (com.microsoft GroupQueryAttention, fp16 KV and logits, no position_ids)${HAVE_SHARED ? "" : ` (${NO_SHARED})`}`, () => {
+  const dir = tempDir("pipec-recycle-qwen-");
+  it("6 prompts, auto and 80-node trees, cold and hot matrix: lossless, and drafts accepted", async () => {
+    const treePath = compileTree(join(dir, "decoder.onnx"), () => loadModel(SHARED_DECODERS.qwen35));
+    const tree = await DecoderModel.open(treePath, OPEN);
+    try {
+      expect(tree.contract.hasTreeMask).toBe(true); // the pass rewrote the GroupQueryAttention nodes
+    } finally {
+      await tree.release();
+    }
+    const stats = await expectLossless(SHARED_DECODERS.qwen35, treePath, 6);
+    expect(accepted(stats)).toBeGreaterThan(0);
+    expect(accepted(stats.filter((_, i) => i % 4 >= 2))).toBeGreaterThan(0); // the full 80-node tree
   });
 });
