@@ -1,8 +1,15 @@
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { saveModel } from "../compiler/onnx/index.ts";
+import { buildZooModel, llamaConfig } from "../compiler/zoo/index.ts";
+import { streamingLlm } from "../passes/streaming-llm.ts";
+import { createTreeAttentionMask } from "../passes/tree-attention-mask.ts";
+import { sparsify } from "../test/helpers/sparse-parity.ts";
+import { tempDir } from "../test/helpers/tmp.ts";
 import { DecoderModel } from "./decoder.ts";
 import { isRuntimeError } from "./errors.ts";
 import { Generator, type GenerationEvent } from "./generate.ts";
+import type { SpeculateOptions } from "./speculative/speculator.ts";
 import { GPT2_TOKENIZER, HAVE_SHARED, NO_SHARED, REFERENCE_DIR, SHARED_DECODERS } from "./testing/models.ts";
 import { loadTokenizer, type TextTokenizer } from "./tokenizer.ts";
 
@@ -176,5 +183,37 @@ describe.skipIf(!HAVE_SHARED)(`text generation ${HAVE_SHARED ? "" : NO_SHARED}`,
     }
     expect(finishReason).toBe("stop-string");
     expect(streamed).toBe(full.text.slice(0, full.text.indexOf(stop)));
+  });
+});
+
+describe("StreamingLLM with speculation past the model's positions", () => {
+  const dir = tempDir("pipec-generate-streaming-speculate-");
+  const streaming = { sinks: 4, window: 28 };
+  let model: DecoderModel;
+  beforeAll(async () => {
+    // A 64-position zoo model with the per-query mask ahead of streaming-llm, as a .pipe with
+    // kv: streaming and speculate: compiles it; positions stay within the cache (< 33).
+    const graph = buildZooModel(llamaConfig({ layers: 2, maxPositions: 64 }), { encoding: "decomposed" });
+    sparsify(graph, (m) => {
+      createTreeAttentionMask().run(m, { options: {}, note: () => {} });
+      return streamingLlm(m, streaming);
+    });
+    const path = join(dir, "model.onnx");
+    saveModel(graph, path);
+    model = await DecoderModel.open(path, { device: "cpu", threads: 1, maxPositions: 64 });
+  });
+  afterAll(async () => model?.release());
+
+  it("keeps drafting once the tokens outnumber the positions, with streaming's own tokens", async () => {
+    const generator = new Generator(model);
+    const prompt = [7, 101, 33, 250, 12, 90, 7, 101, 33];
+    const run = (maxTokens: number, speculate?: SpeculateOptions) => generator.run(prompt, { maxTokens, eosTokenIds: [], streaming, speculate });
+    const plain = await run(150);
+    const long = await run(150, { kind: "lookup", draftLength: 4 });
+    const short = await run(50, { kind: "lookup", draftLength: 4 });
+    expect(plain.tokens).toHaveLength(150);
+    expect(long.tokens).toEqual(plain.tokens);
+    // Tokens 55..150 sit past the 64 positions: only the cache's positions bound the drafts.
+    expect(long.stats.speculative!.acceptedTokens).toBeGreaterThan(short.stats.speculative!.acceptedTokens);
   });
 });

@@ -173,7 +173,8 @@ export class Generator {
       if (decided.length) continue;
       if (speculator) {
         // Drafts never reach the last position or past maxTokens, so the stop checks above hold per token as without speculation.
-        const room = Math.min(maxTokens - generated.length - 1, (this.model.maxPositions ?? Infinity) - tokens.length - 1);
+        // `token` goes in at sequence.position: tokens.length - 1 without eviction, within the cache with StreamingLLM.
+        const room = Math.min(maxTokens - generated.length - 1, (this.model.maxPositions ?? Infinity) - sequence.position - 2);
         decided.push(...(await speculator.step(token, tokens, room)));
         evict();
       } else {
