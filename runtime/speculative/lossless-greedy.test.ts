@@ -11,52 +11,9 @@ import { importLlama2c } from "../../compiler/importers/llama2c.ts";
 import { ENCODINGS, gpt2Config, llamaConfig, writeZooModel } from "../../compiler/zoo/index.ts";
 import { tempDir } from "../../test/helpers/tmp.ts";
 import { DecoderModel } from "../decoder.ts";
-import { Generator } from "../generate.ts";
 import { HAVE_SHARED, NO_SHARED, REFERENCE_DIR, SHARED_DECODERS, SHARED_FIXTURES, referenceExports } from "../testing/models.ts";
-import type { SpeculateOptions } from "./speculator.ts";
-import type { SpeculativeStats } from "./stats.ts";
+import { expectLossless, NEW_TOKENS, total } from "./lossless.test-support.ts";
 
-const NEW_TOKENS = 24;
-
-/** Every draft source and length policy; `draft` is a different model with the same vocabulary, `self` the target itself. */
-function sources(draft: DecoderModel, self: DecoderModel): Record<string, SpeculateOptions> {
-  return {
-    "lookup k=4": { kind: "lookup", draftLength: 4 },
-    "lookup adaptive": { kind: "lookup" },
-    "draft k=3": { kind: "draft", model: draft, draftLength: 3 },
-    "draft adaptive": { kind: "draft", model: draft },
-    "self-draft k=5": { kind: "draft", model: self, draftLength: 5 },
-  };
-}
-
-/** Open prompts, plus grounded ones: the prompt, its greedy continuation, the prompt again (the answer repeats the context). */
-async function prompts(generator: Generator, V: number, count: number): Promise<number[][]> {
-  const open = Array.from({ length: count }, (_, i) => Array.from({ length: 5 + i }, (_, j) => (i * 97 + j * 31 + 3) % V));
-  const grounded: number[][] = [];
-  for (const prompt of open.slice(0, Math.ceil(count / 2))) {
-    const { tokens } = await generator.run(prompt, { maxTokens: 12, eosTokenIds: [] });
-    grounded.push([...prompt, ...tokens, ...prompt]);
-  }
-  return [...open.slice(0, count - grounded.length), ...grounded];
-}
-
-/** Runs every prompt plainly and with every source; returns the speculative stats per source. */
-async function expectLossless(target: DecoderModel, draft: DecoderModel, count: number): Promise<Map<string, SpeculativeStats[]>> {
-  const generator = new Generator(target);
-  const byName = new Map<string, SpeculativeStats[]>();
-  for (const prompt of await prompts(generator, target.contract.vocabSize ?? 256, count)) {
-    const plain = await generator.run(prompt, { maxTokens: NEW_TOKENS, eosTokenIds: [] });
-    for (const [name, speculate] of Object.entries(sources(draft, target))) {
-      const result = await generator.run(prompt, { maxTokens: NEW_TOKENS, eosTokenIds: [], speculate });
-      expect(result.tokens, `${name}, prompt ${prompt.join(" ")}`).toEqual(plain.tokens);
-      expect(result.finishReason).toBe("max-tokens");
-      byName.set(name, [...(byName.get(name) ?? []), result.stats.speculative!]);
-    }
-  }
-  return byName;
-}
-
-const sum = (stats: SpeculativeStats[], key: "acceptedTokens" | "draftedTokens" | "targetCalls") => stats.reduce((s, x) => s + x[key], 0);
 const CHECKPOINT = join(SHARED_FIXTURES, "stories260K/stories260K.bin");
 
 describe("lossless greedy on the reference exports", () => {
@@ -75,11 +32,11 @@ describe("lossless greedy on the reference exports", () => {
     it(`${name}: 6 prompts x 5 sources equal plain decoding`, async () => {
       const draft = models.get(names[(i + 1) % names.length])!; // another family, same 384-token vocabulary
       const stats = await expectLossless(models.get(name)!, draft, 6);
-      lookupAccepted += sum(stats.get("lookup k=4")!, "acceptedTokens");
+      lookupAccepted += total(stats.get("lookup k=4")!, "acceptedTokens");
       // The target drafting for itself is always right, so a call yields several tokens.
       const self = stats.get("self-draft k=5")!;
-      expect(sum(self, "acceptedTokens")).toBe(sum(self, "draftedTokens"));
-      expect(sum(self, "targetCalls")).toBeLessThan(6 * NEW_TOKENS / 3);
+      expect(total(self, "acceptedTokens")).toBe(total(self, "draftedTokens"));
+      expect(total(self, "targetCalls")).toBeLessThan(6 * NEW_TOKENS / 3);
     });
   });
 
@@ -123,10 +80,10 @@ describe.skipIf(!HAVE_SHARED)(`lossless greedy on the shared genai fixtures${HAV
     const lfm2 = await DecoderModel.open(SHARED_DECODERS.lfm2, { device: "cpu", threads: 1 });
     try {
       const stats = await expectLossless(qwen, lfm2, 6);
-      expect(sum(stats.get("lookup k=4")!, "acceptedTokens")).toBeGreaterThan(0);
+      expect(total(stats.get("lookup k=4")!, "acceptedTokens")).toBeGreaterThan(0);
       const self = stats.get("self-draft k=5")!;
-      expect(sum(self, "acceptedTokens")).toBe(sum(self, "draftedTokens"));
-      expect(sum(self, "acceptedTokens")).toBeGreaterThan(0);
+      expect(total(self, "acceptedTokens")).toBe(total(self, "draftedTokens"));
+      expect(total(self, "acceptedTokens")).toBeGreaterThan(0);
       await expectLossless(lfm2, qwen, 3);
     } finally {
       await qwen.release();
@@ -143,10 +100,10 @@ describe.skipIf(!HAVE_SHARED || !existsSync(CHECKPOINT))(`lossless greedy on the
     const draft = await DecoderModel.open(writeZooModel(llamaConfig({ seed: 5, vocabSize: 512 }), join(dir, "draft")).modelPath, { device: "cpu", threads: 1 });
     try {
       const stats = await expectLossless(target, draft, 8);
-      expect(sum(stats.get("lookup k=4")!, "acceptedTokens")).toBeGreaterThan(0);
+      expect(total(stats.get("lookup k=4")!, "acceptedTokens")).toBeGreaterThan(0);
       const self = stats.get("self-draft k=5")!;
-      expect(sum(self, "acceptedTokens")).toBe(sum(self, "draftedTokens"));
-      expect(sum(self, "targetCalls")).toBeLessThan(8 * NEW_TOKENS / 3);
+      expect(total(self, "acceptedTokens")).toBe(total(self, "draftedTokens"));
+      expect(total(self, "targetCalls")).toBeLessThan(8 * NEW_TOKENS / 3);
     } finally {
       await target.release();
       await draft.release();

@@ -19,10 +19,9 @@ import { Generator } from "../generate.ts";
 import { argmax } from "../sampling/sampler.ts";
 import { floatData } from "../tensors.ts";
 import { HAVE_SHARED, lastLogitsFromScratch, NO_SHARED, SHARED_DECODERS } from "../testing/models.ts";
-import { Speculator, type SpeculateOptions } from "./speculator.ts";
-import type { SpeculativeStats } from "./stats.ts";
+import { expectLossless, NEW_TOKENS, total } from "./lossless.test-support.ts";
+import { Speculator } from "./speculator.ts";
 
-const NEW_TOKENS = 24;
 const OPEN = { device: "cpu" as const, threads: 1 };
 const WINDOW = 4; // the fixture's conv_cache_size: past_conv.0 is [B, 32, 4]
 
@@ -43,44 +42,6 @@ function withConvolution(model: Model): Model {
   producer("logits").setInput(0, b.op.Transpose(window, { perm: [0, 2, 1] }));
   return model;
 }
-
-/** Every chain source: the other LFM2 model as draft (recurrent too), the target drafting for itself. */
-function sources(draft: DecoderModel, self: DecoderModel): Record<string, SpeculateOptions> {
-  return {
-    "lookup k=4": { kind: "lookup", draftLength: 4 },
-    "lookup adaptive": { kind: "lookup" },
-    "draft k=3": { kind: "draft", model: draft, draftLength: 3 },
-    "draft adaptive": { kind: "draft", model: draft },
-    "self-draft k=5": { kind: "draft", model: self, draftLength: 5 },
-  };
-}
-
-/** Open prompts, and grounded ones: the prompt, its greedy continuation, the prompt again. */
-async function prompts(generator: Generator, count: number): Promise<number[][]> {
-  const open = Array.from({ length: count }, (_, i) => Array.from({ length: 5 + i }, (_, j) => (i * 97 + j * 31 + 3) % 1000));
-  const grounded: number[][] = [];
-  for (const prompt of open.slice(0, count / 2)) {
-    const { tokens } = await generator.run(prompt, { maxTokens: 12, eosTokenIds: [] });
-    grounded.push([...prompt, ...tokens, ...prompt]);
-  }
-  return [...open.slice(0, count - grounded.length), ...grounded];
-}
-
-async function expectLossless(target: DecoderModel, draft: DecoderModel, count: number): Promise<Map<string, SpeculativeStats[]>> {
-  const generator = new Generator(target);
-  const byName = new Map<string, SpeculativeStats[]>();
-  for (const prompt of await prompts(generator, count)) {
-    const plain = await generator.run(prompt, { maxTokens: NEW_TOKENS, eosTokenIds: [] });
-    for (const [name, speculate] of Object.entries(sources(draft, target))) {
-      const result = await generator.run(prompt, { maxTokens: NEW_TOKENS, eosTokenIds: [], speculate });
-      expect(result.tokens, `${name}, prompt ${prompt.join(" ")}`).toEqual(plain.tokens);
-      byName.set(name, [...(byName.get(name) ?? []), result.stats.speculative!]);
-    }
-  }
-  return byName;
-}
-
-const total = (stats: SpeculativeStats[], key: "acceptedTokens" | "draftedTokens" | "replayCalls" | "targetCalls") => stats.reduce((s, x) => s + x[key], 0);
 
 describe.skipIf(!HAVE_SHARED)(`speculation with recurrent state (LFM2)${HAVE_SHARED ? "" : ` (${NO_SHARED})`}`, () => {
   const dir = tempDir("pipec-recurrent-");
