@@ -23,6 +23,9 @@ export const LIFT_ATTENTION = "lift-attention";
 export const LOWER_ATTENTION = "lower-attention";
 /** The pass that derives `speculate: self`'s draft model (lower.ts adds that model to the pipeline). */
 export const SELF_DRAFT = "self-draft";
+/** Passes that compiler/pipeline/method-compatibility.ts orders when kv: streaming meets speculation. */
+export const TREE_ATTENTION_MASK = "tree-attention-mask";
+export const STREAMING_LLM = "streaming-llm";
 
 /**
  * Greedy speculation decides by the target's argmax (Token Recycling by its top-k successors):
@@ -60,12 +63,12 @@ export const IMPLEMENTATIONS: Readonly<Record<string, Implementation>> = {
   "speculate.draft": { level: "runtime" },
   // Token Recycling verifies a token tree in one call: the target gets tree_attention_mask and
   // position_ids inputs; the runtime's TokenRecycling drafts and verifies.
-  "speculate.recycle": { level: "graph", pass: "tree-attention-mask", options: () => ({}), onAttention: true },
+  "speculate.recycle": { level: "graph", pass: TREE_ATTENTION_MASK, options: () => ({}), onAttention: true },
   // Sparse attention rewrites the model's attention; they compile as soon as their passes are registered.
   // kv_append_only: where the model allows, the cache is append-only too, so no layer concatenates
   // it and the sparse layers read only their selected past rows (bench/README.md, sparse section).
   "attention.tidal": { level: "graph", pass: "tidal", options: withAppendOnlyCache, onAttention: true },
   "attention.tokenselect": { level: "graph", pass: "tokenselect", options: withAppendOnlyCache, onAttention: true },
   // StreamingLLM: the graph attends to sinks + window; the driver passes the same numbers to the runtime, which evicts.
-  "kv.streaming": { level: "graph", pass: "streaming-llm", options: allParams, onAttention: true },
+  "kv.streaming": { level: "graph", pass: STREAMING_LLM, options: allParams, onAttention: true },
 };

@@ -1,5 +1,6 @@
 import type { CheckedStage } from "../../dsl/check.ts";
 import type { Diagnostics } from "../../dsl/diagnostics.ts";
+import { STREAMING_LLM, TREE_ATTENTION_MASK } from "./implementations.ts";
 import type { GraphPassStep, ModelNode } from "./ir.ts";
 
 /**
@@ -19,9 +20,6 @@ const SELECTS_PER_QUERY: Readonly<Record<string, string>> = {
   tidal: "TidalDecode picks the keys from one query's scores",
   tokenselect: "TokenSelect's heads vote on the keys with one query's scores",
 };
-
-export const TREE_ATTENTION_MASK = "tree-attention-mask";
-const STREAMING_LLM = "streaming-llm";
 
 /**
  * Checks the stage's sparse methods against its speculation (errors at the `speculate:` value)
