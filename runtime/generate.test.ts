@@ -204,6 +204,18 @@ describe("StreamingLLM with speculation past the model's positions", () => {
   });
   afterAll(async () => model?.release());
 
+  it("on a model without a tree_attention_mask input is refused in one line before any call", async () => {
+    const plain = await DecoderModel.open(MODEL, { device: "cpu", threads: 1 });
+    try {
+      const error = await asyncErrorOf(() => new Generator(plain).run(PROMPT, { maxTokens: 4, streaming, speculate: { kind: "lookup" } }));
+      expect(isRuntimeError(error) && error.code).toBe("streaming-with-speculation");
+      expect((error as Error).message).not.toContain("\n");
+      expect((error as Error).message).toMatch(/needs a model with a tree_attention_mask input/);
+    } finally {
+      await plain.release();
+    }
+  });
+
   it("keeps drafting once the tokens outnumber the positions, with streaming's own tokens", async () => {
     const generator = new Generator(model);
     const prompt = [7, 101, 33, 250, 12, 90, 7, 101, 33];
