@@ -10,6 +10,7 @@ import { Tensor } from "../compiler/ir/tensor.ts";
 import { cacheConcat } from "./kv-split-attention.ts";
 import { denseCanonicalNodes } from "./sparse-attention/layers.ts";
 import { SparseSite } from "./sparse-attention/site.ts";
+import { MS_DOMAIN } from "./streaming-llm/fused-rotary.ts";
 import { PositionFlow, type Rotation } from "./streaming-llm/rotation.ts";
 import { TREE_MASK_INPUT } from "./tree-attention-mask.ts";
 
@@ -94,6 +95,8 @@ export function streamingLlmLayers(model: Model, opts: StreamingLlmOptions): { l
     attendRepositioned(site, cache.rows, keyRotation, queryRotation, rows, treeRows, what);
     rotated++;
   }
+  // The re-rotation of a fusable rotary is onnxruntime's fused RotaryEmbedding (streaming-llm/fused-rotary.ts).
+  if (model.graph.nodeArray().some((n) => n.domain === MS_DOMAIN)) model.requireOpset(MS_DOMAIN, 1);
   return { layers: nodes.length, rotated };
 }
 
