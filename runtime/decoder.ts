@@ -280,8 +280,9 @@ export class DecoderSequence {
 
   /**
    * Keeps the cached tokens at `indices`, in that order. The next position is `nextPosition`:
-   * by default indices.length (an accepted path packed from the start); KV selection that
-   * evicts rows keeps counting from where the sequence was (pass `position`). Models that
+   * by default indices.length (an accepted tree path packed after the context; StreamingLLM's
+   * eviction, whose positions stay within the cache). A selection that must keep counting from
+   * where the sequence was passes a larger one (no caller in the runtime does today). Models that
    * derive positions from the mask (no position_ids input) can only use the default.
    */
   gather(indices: readonly number[], nextPosition = indices.length): void {
