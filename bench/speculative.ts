@@ -19,10 +19,12 @@
  *
  * Measurement: every configuration first runs one prompt untimed (one-off costs such as a draft
  * model's cost measurement; the adaptive guards, kept across requests, start learning there).
- * Then each pass runs every configuration on one prompt before moving to the next prompt
- * (alternating the order), so a burst of load elsewhere hits them alike; a ratio is the median
- * over passes of the ratio within the pass (paired), rates are the best pass. Every
- * configuration must produce exactly --tokens tokens per prompt (no EOS stop), or the bench fails.
+ * Then each pass runs every configuration on every prompt, each run right next to a plain run
+ * on the same prompt (which goes first alternates), so a burst of load elsewhere hits both
+ * alike. A ratio to plain takes, per prompt, the fastest of the configuration's runs and the
+ * fastest of the plain runs next to them (as many of each: other work only ever adds time),
+ * summed over the prompts; rates are the best pass. Every configuration must produce exactly --tokens tokens per prompt (no EOS
+ * stop), or the bench fails.
  *
  * Usage: npx tsx bench/speculative.ts [--tokens 48] [--prompts 4] [--passes 3] [--only <target name part>]
  */
@@ -136,12 +138,6 @@ interface Config {
   samePlain?: string;
 }
 
-const median = (values: number[]) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-};
-
 async function benchTarget(target: Target): Promise<Row[]> {
   const session = { device: "cpu" as const, threads: 1 };
   const model = await DecoderModel.open(target.path, session);
@@ -193,43 +189,70 @@ async function benchTarget(target: Target): Promise<Row[]> {
   const sets = await promptSets(generator, V);
   // Untimed, once: one-off costs (a draft model's cost measurement, first calls at new sizes) are not what a pass measures.
   for (const config of configs.values()) await config.run(sets.open![0]!);
+  const measure = async (name: string, prompt: number[], where: string) => {
+    const t0 = performance.now();
+    const c0 = process.cpuUsage();
+    const result = await configs.get(name)!.run(prompt);
+    const cpu = process.cpuUsage(c0);
+    const wall = performance.now() - t0;
+    // Every configuration must produce the same number of tokens, or its rate compares nothing.
+    if (result.tokens !== TOKENS) throw new Error(`${target.name} ${where} ${name}: ${result.tokens} tokens, not ${TOKENS}`);
+    return { cpu: (cpu.user + cpu.system) / 1000, wall: result.wallMs ?? wall, stats: result.stats };
+  };
   for (const [set, prompts] of Object.entries(sets)) {
-    const names = [...configs.keys()];
-    const perPass: { cpuMs: Map<string, number>; wallMs: Map<string, number> }[] = [];
+    const others = [...configs.keys()].filter((name) => name !== "pipec plain");
+    /** Per configuration: its time per pass (all prompts); per configuration and prompt, its runs and the plain runs next to them. */
+    const totals = new Map<string, { cpu: number; wall: number }[]>([...configs.keys()].map((name) => [name, []]));
+    type Times = { cpu: number; wall: number }[];
+    const pairs = new Map<string, { plain: Times; run: Times }[]>(others.map((name) => [name, prompts.map(() => ({ plain: [], run: [] }))]));
     const stats = new Map<string, SpeculativeStats[]>();
     for (let pass = 0; pass < PASSES; pass++) {
-      const cpuMs = new Map<string, number>();
-      const wallMs = new Map<string, number>();
+      const total = new Map<string, { cpu: number; wall: number }>([...configs.keys()].map((name) => [name, { cpu: 0, wall: 0 }]));
       for (const [i, prompt] of prompts.entries()) {
-        const order = (pass + i) % 2 ? [...names].reverse() : names;
-        for (const name of order) {
-          const t0 = performance.now();
-          const c0 = process.cpuUsage();
-          const result = await configs.get(name)!.run(prompt);
-          const cpu = process.cpuUsage(c0);
-          const wall = performance.now() - t0;
-          // Every configuration must produce the same tokens count, or its rate compares nothing.
-          if (result.tokens !== TOKENS) throw new Error(`${target.name} ${set} ${name}: ${result.tokens} tokens, not ${TOKENS}`);
-          cpuMs.set(name, (cpuMs.get(name) ?? 0) + (cpu.user + cpu.system) / 1000);
-          wallMs.set(name, (wallMs.get(name) ?? 0) + (result.wallMs ?? wall));
-          if (pass === PASSES - 1 && result.stats) stats.set(name, [...(stats.get(name) ?? []), result.stats]);
+        const order = (pass + i) % 2 ? [...others].reverse() : others;
+        for (const [j, name] of order.entries()) {
+          // Each configuration runs right next to a plain run on the same prompt (either first),
+          // so both see the same load; plain's own rate counts one of its runs per prompt (the middle one's).
+          const plainFirst = (pass + i + j) % 2 === 0;
+          const first = await measure(plainFirst ? "pipec plain" : name, prompt, set);
+          const second = await measure(plainFirst ? name : "pipec plain", prompt, set);
+          const [plain, run] = plainFirst ? [first, second] : [second, first];
+          pairs.get(name)![i]!.plain.push(plain);
+          pairs.get(name)![i]!.run.push(run);
+          total.get(name)!.cpu += run.cpu;
+          total.get(name)!.wall += run.wall;
+          if (j === order.length >> 1) {
+            total.get("pipec plain")!.cpu += plain.cpu;
+            total.get("pipec plain")!.wall += plain.wall;
+          }
+          if (pass === PASSES - 1 && run.stats) stats.set(name, [...(stats.get(name) ?? []), run.stats]);
         }
       }
-      perPass.push({ cpuMs, wallMs });
+      for (const [name, t] of total) totals.get(name)!.push(t);
     }
     const tokens = TOKENS * prompts.length;
-    const best = (name: string, key: "cpuMs" | "wallMs") => (tokens * 1000) / Math.min(...perPass.map((p) => p[key].get(name)!));
-    const paired = (name: string, reference: string, key: "cpuMs" | "wallMs") => median(perPass.map((p) => p[key].get(reference)! / p[key].get(name)!));
-    for (const name of names) {
+    const best = (name: string, key: "cpu" | "wall") => (tokens * 1000) / Math.min(...totals.get(name)!.map((t) => t[key]));
+    /**
+     * Plain / `name`: per prompt the fastest of its runs and the fastest of the plain runs next to
+     * them (as many of each; other work only ever adds time), summed over the prompts.
+     */
+    const vsPlain = (name: string, key: "cpu" | "wall") => {
+      const fastest = (times: Times) => Math.min(...times.map((t) => t[key]));
+      const byPrompt = pairs.get(name)!;
+      return byPrompt.reduce((sum, p) => sum + fastest(p.plain), 0) / byPrompt.reduce((sum, p) => sum + fastest(p.run), 0);
+    };
+    const plainVsBaseline = 1 / vsPlain("baseline loop", "wall");
+    for (const name of configs.keys()) {
       const speculative = name !== "baseline loop" && name !== "pipec plain";
+      const samePlain = configs.get(name)!.samePlain;
       rows.push({
         target: target.name, prompts: set, mode: name,
-        tokensPerSecond: best(name, "wallMs"),
-        tokensPerCpuSecond: name === "baseline loop" ? undefined : best(name, "cpuMs"),
-        vsPipecCpu: speculative ? paired(name, "pipec plain", "cpuMs") : undefined,
-        vsPipec: speculative ? paired(name, "pipec plain", "wallMs") : undefined,
-        vsBaseline: name === "baseline loop" ? undefined : paired(name, "baseline loop", "wallMs"),
-        vsSameModelCpu: configs.get(name)!.samePlain && !name.startsWith("pipec plain") ? paired(name, configs.get(name)!.samePlain!, "cpuMs") : undefined,
+        tokensPerSecond: best(name, "wall"),
+        tokensPerCpuSecond: name === "baseline loop" ? undefined : best(name, "cpu"),
+        vsPipecCpu: speculative ? vsPlain(name, "cpu") : undefined,
+        vsPipec: speculative ? vsPlain(name, "wall") : undefined,
+        vsBaseline: name === "baseline loop" ? undefined : (name === "pipec plain" ? 1 : vsPlain(name, "wall")) * plainVsBaseline,
+        vsSameModelCpu: samePlain && samePlain !== "pipec plain" && !name.startsWith("pipec plain") ? vsPlain(name, "cpu") / vsPlain(samePlain, "cpu") : undefined,
         stats: stats.get(name),
       });
     }
@@ -264,7 +287,7 @@ const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!
 const format = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(" | ")} |`;
 const passes = args.includes("--passes") ? ` --passes ${PASSES}` : "";
 const only = ONLY ? ` --only '${ONLY}'` : "";
-console.log(`\nnpx tsx bench/speculative.ts --tokens ${TOKENS} --prompts ${PROMPTS}${passes}${only}   (greedy, ${TOKENS} new tokens per prompt, ${PASSES} passes: ratios are medians of paired per-pass ratios, rates the best pass; 1 thread; load average ${load0.map((l) => l.toFixed(2)).join(" ")} at the start, ${load1.map((l) => l.toFixed(2)).join(" ")} at the end)\n`);
+console.log(`\nnpx tsx bench/speculative.ts --tokens ${TOKENS} --prompts ${PROMPTS}${passes}${only}   (greedy, ${TOKENS} new tokens per prompt, ${PASSES} passes: each run next to a plain run on the same prompt, ratios from the fastest of each per prompt, rates the best pass; 1 thread; load average ${load0.map((l) => l.toFixed(2)).join(" ")} at the start, ${load1.map((l) => l.toFixed(2)).join(" ")} at the end)\n`);
 console.log(format(header));
 console.log(format(widths.map((w) => "-".repeat(w))));
 for (const line of lines) console.log(format(line));
