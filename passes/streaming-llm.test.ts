@@ -17,7 +17,14 @@ import { streamingLlm, streamingLlmLayers } from "./streaming-llm.ts";
 import { chainedExactness } from "./streaming-llm/chained-parity.test-support.ts";
 import { PositionFlow } from "./streaming-llm/rotation.ts";
 
+/**
+ * Exact up to float32 rounding, relative to the logits' size: a fused re-rotation
+ * (streaming-llm/fused-rotary.ts) rounds differently from the dense model's spelled one, by about
+ * 1e-6 of the largest logit (measured: stories260K 1.3e-5 at 12.9, the llama and qwen2
+ * reference exports 6e-6 at 7.6); a wrong rotation differs by the logits' own size.
+ */
 const EXACT = 1e-5;
+const exactFor = (r: { scale: number }) => EXACT * Math.max(1, r.scale);
 const covering = (m: Parameters<typeof streamingLlm>[0]) => streamingLlm(m, { sinks: 4, window: 1 << 20 });
 
 // The cache holds keys before rotation, so each model runs its own prefill and decode steps
@@ -28,7 +35,7 @@ describe("streaming-llm with a window covering the context is exact", () => {
       const r = await chainedExactness(c, covering);
       expect(r.lifted).toBeGreaterThan(0);
       expect(r.rewritten).toBe(r.lifted);
-      expect(r.diff).toBeLessThanOrEqual(EXACT);
+      expect(r.diff).toBeLessThanOrEqual(exactFor(r));
     });
   }
 });
@@ -38,7 +45,7 @@ describe.skipIf(!HAVE_SHARED)(`streaming-llm on the shared fixtures (${HAVE_SHAR
     it(c.name, async () => {
       const r = await chainedExactness(c, covering);
       expect(r.rewritten).toBe(r.lifted);
-      expect(r.diff).toBeLessThanOrEqual(EXACT);
+      expect(r.diff).toBeLessThanOrEqual(exactFor(r));
     });
   }
 });

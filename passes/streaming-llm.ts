@@ -37,8 +37,9 @@ export const STREAMING_LLM_DEFAULTS: StreamingLlmOptions = { sinks: 4, window: 1
  * at the number of keys it sees minus one), so they stay bounded however long generation runs.
  * With rotary embeddings (design (a) of issue 6, what the paper's code does) the cache holds
  * keys before rotation (the present outputs carry them), the graph rotates every cached row at
- * its cache row each step and masks the dropped ones (O(cache) elementwise work per layer, the
- * cache bounded by the eviction), and the runtime feeds the cache length as the next position.
+ * its cache row each step and masks the dropped ones (one pass over the cache per layer, a fused
+ * com.microsoft.RotaryEmbedding where the model's rotary has a form it computes, the cache
+ * bounded by the eviction), and the runtime feeds the cache length as the next position.
  * Design (b), keys cached rotated at absolute positions with the sinks re-rotated by the evicted
  * count, bounds distances but not the query's own position, which a rotary table of
  * max_position rows cannot serve. Sink distances are corrected per query (attendRepositioned).

@@ -8,16 +8,18 @@ import { seededFeeds } from "../../test/helpers/ort-inputs.ts";
  * Test support: exactness of a rewrite that changes what the KV cache holds (streaming-llm caches
  * keys before rotation), so a seeded past means different things to the two models. Each model
  * runs a `prefill`-token prompt, then `decodes` one-token steps fed its own present outputs, and
- * the steps' non-cache outputs (logits) are compared.
+ * the steps' non-cache outputs (logits) are compared: `diff` the largest difference, `scale` the
+ * largest magnitude among the dense model's (what float32 rounding differences grow with).
  */
-export async function chainedExactness(c: ExactnessCase, rewrite: (m: Model) => number, prefill = 12, decodes = 3): Promise<{ lifted: number; rewritten: number; diff: number }> {
+export async function chainedExactness(c: ExactnessCase, rewrite: (m: Model) => number, prefill = 12, decodes = 3): Promise<{ lifted: number; rewritten: number; diff: number; scale: number }> {
   const dense = await c.load();
   sparsify(dense, () => 0);
   const sparse = await c.load();
   const counts = sparsify(sparse, rewrite);
   const [a, b] = [await chain(dense, prefill, decodes), await chain(sparse, prefill, decodes)];
   const diff = Math.max(...a.map((step, i) => maxOutputDiff(withoutCache(step), withoutCache(b[i]!))));
-  return { ...counts, diff };
+  const scale = Math.max(...a.flatMap((step) => Object.values(withoutCache(step)).map(largestMagnitude)));
+  return { ...counts, diff, scale };
 }
 
 async function chain(model: Model, prefill: number, decodes: number): Promise<Record<string, ort.Tensor>[]> {
@@ -55,4 +57,11 @@ function presentName(past: string): string {
 
 function withoutCache(outputs: Record<string, ort.Tensor>): Record<string, ort.Tensor> {
   return Object.fromEntries(Object.entries(outputs).filter(([name]) => !/present/.test(name)));
+}
+
+function largestMagnitude(t: ort.Tensor): number {
+  if (t.type !== "float32") return 0;
+  let worst = 0;
+  for (const x of t.data as Float32Array) worst = Math.max(worst, Math.abs(x));
+  return worst;
 }

@@ -31,8 +31,8 @@ export interface FusedRotary {
 
 /**
  * The fusable rotary that produced `rotated` from `unrotated` ([B, H, S, D]), or undefined for any
- * other form (partial rotary, float16, rotate-every-two on full-width tables, tables whose halves
- * cannot be told equal), which keeps the rotation spelled in standard ops.
+ * other form (partial rotary, float16, full-width tables whose lanes cannot be told equal),
+ * which keeps the rotation spelled in standard ops.
  * `angles`: whether a value is position-only (cos or sin).
  */
 export function fusedRotaryOf(rotated: Value, unrotated: Value, angles: (v: Value) => boolean): FusedRotary | undefined {
@@ -44,17 +44,25 @@ export function fusedRotaryOf(rotated: Value, unrotated: Value, angles: (v: Valu
  * `rows` [B, H, R, D] rotated at `positions_1R` by one fused com.microsoft.RotaryEmbedding (one
  * pass over the rows instead of a Slice/Neg/Concat/Mul/Mul/Add chain). Its tables are the
  * model's own cos/sin at those positions (`anglesAt`) as [R, D/2], so row r reads table row r:
- * position_ids is the offset 0.
+ * position_ids is the offset 0. `tables`: the tables already cut, by the angle value at the
+ * positions they were cut from (layers sharing a rotary and positions share them).
  */
-export function fusedRotaryAt(b: Builder, rotary: FusedRotary, rows: Value, positions_1R: Value, anglesAt: (angle: Value) => Value): Value {
-  const R_1 = b.op.Gather(b.op.Shape(positions_1R), b.int64([1]), { axis: 0 });
-  // [.., R, lanes] (leading axes of 1) -> [R, lanes], cut to D/2 lanes where cos/sin are full-width.
+export function fusedRotaryAt(b: Builder, rotary: FusedRotary, rows: Value, positions_1R: Value, anglesAt: (angle: Value) => Value, tables: Map<Value, Value>): Value {
+  // [.., R, lanes] (leading axes of 1: angles do not vary by batch row or head) -> [R, lanes],
+  // cut to D/2 lanes where cos/sin are full-width (the op rejects any other width in one line).
   const { lanes } = rotary;
-  const table = (angle: Value) => {
-    const rows_R = b.op.Reshape(anglesAt(angle), b.op.Concat(R_1, b.int64([-1]), { axis: 0 }));
+  const cut = (angles: Value) => {
+    const R_1 = b.op.Gather(b.op.Shape(positions_1R), b.int64([1]), { axis: 0 });
+    const rows_R = b.op.Reshape(angles, b.op.Concat(R_1, b.int64([-1]), { axis: 0 }));
     if (lanes === "all") return rows_R;
     const [end, step] = lanes === "even" ? [b.int64([TO_THE_END]), b.int64([2])] : [lanes.first, b.int64([1])];
     return b.op.Slice(rows_R, b.int64([0]), end, b.int64([-1]), step);
+  };
+  const table = (angle: Value) => {
+    const angles = anglesAt(angle);
+    const known = tables.get(angles) ?? cut(angles);
+    tables.set(angles, known);
+    return known;
   };
   return b.domain(MS_DOMAIN).RotaryEmbedding(rows, b.int64([0]), table(rotary.cos), table(rotary.sin), { interleaved: rotary.interleaved ? 1 : 0 });
 }

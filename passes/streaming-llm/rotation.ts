@@ -42,6 +42,8 @@ export class PositionFlow {
   private readonly positionalMemo = new Map<Value, boolean>();
   /** Angle values already computed at a positions value: layers sharing one rotary table (and positions) share the gathered rows. */
   private readonly anglesMemo = new Map<Value, Map<Value, Value>>();
+  /** A fused rotary's tables cut from angle values (fused-rotary.ts), shared the same way. */
+  private readonly fusedTables = new Map<Value, Value>();
 
   constructor(readonly graph: Graph) {
     // Filled in graph order, so asking about a value deep in a large model recurses only as far as new nodes go.
@@ -151,7 +153,7 @@ export class PositionFlow {
       }
     }
     const fused = fusedRotaryOf(rotated, unrotated, (v) => this.angles(v));
-    if (fused) return { unrotated, at: (b, rows, positions_1R) => fusedRotaryAt(b, fused, rows, positions_1R, (angle) => this.anglesAt(b, angle, positions_1R, what)) };
+    if (fused) return { unrotated, at: (b, rows, positions_1R) => fusedRotaryAt(b, fused, rows, positions_1R, (angle) => this.anglesAt(b, angle, positions_1R, what), this.fusedTables) };
     return {
       unrotated,
       at: (b, rows, positions_1R) => {
