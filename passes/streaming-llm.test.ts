@@ -14,6 +14,7 @@ import { tempDir } from "../test/helpers/tmp.ts";
 import { isCanonical } from "./attention/canonical-node.ts";
 import { liftAttention } from "./attention/lift.ts";
 import { streamingLlm, streamingLlmLayers } from "./streaming-llm.ts";
+import { createTreeAttentionMask } from "./tree-attention-mask.ts";
 import { chainedExactness } from "./streaming-llm/chained-parity.test-support.ts";
 import { PositionFlow } from "./streaming-llm/rotation.ts";
 
@@ -195,5 +196,15 @@ describe("streaming-llm refuses what it cannot re-position", () => {
     const flow = new PositionFlow(model.graph);
     node.setInput(0, flow.rotationOf(new Builder(model.graph, { before: node }), node.inputs[0]!, "queries")!.unrotated);
     expect(() => streamingLlm(model, { sinks: 4, window: 8 })).toThrow(/^layer 0: only the keys carry a rotary embedding; cannot place them at in-cache positions$/);
+  });
+
+  it("learned positions with a tree mask (speculation): one line, since verified drafts would be cached at other positions than one-token steps use", () => {
+    const model = buildZooModel(gpt2Config({ layers: 1 }));
+    liftAttention(model);
+    createTreeAttentionMask().run(model, { options: {}, note: () => {} });
+    expect(() => streamingLlm(model, { sinks: 4, window: 8 })).toThrow(/^layer 0: StreamingLLM with speculative verification needs rotary positions;[^\n]*$/);
+    const plain = buildZooModel(gpt2Config({ layers: 1 }));
+    liftAttention(plain);
+    expect(streamingLlm(plain, { sinks: 4, window: 8 })).toBe(1);
   });
 });

@@ -86,6 +86,10 @@ export function streamingLlmLayers(model: Model, opts: StreamingLlmOptions): { l
     }
 
     if (!keyRotation || !queryRotation || !cache) {
+      // Learned absolute positions are baked into the cached keys and values: a verified draft is
+      // cached at its fed position, where a one-token step after an eviction would have put it at
+      // the cache length, so speculation over this layer would not be lossless.
+      if (treeRows) throw new PipecError("streaming-positions", `${what}: StreamingLLM with speculative verification needs rotary positions; this layer's positions are not re-positionable (learned absolute positions are part of the cached keys)`);
       // Learned absolute positions (or no cache to re-position): the runtime's in-cache position ids are all there is.
       const { sinks_1, window_1 } = keptSpans(site, opts, site.N_1);
       site.attendShared(b.op.Concat(site.range(b.int64([0]), sinks_1), site.range(window_1, site.N_1), { axis: 0 }));

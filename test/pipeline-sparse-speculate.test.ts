@@ -4,7 +4,7 @@
 // sparse model: its greedy tokens equal those of the sparse method alone, at a budget small
 // enough that the method drops keys (its tokens differ from dense ones). A refused pair fails
 // to compile with one error at the `speculate:` value.
-import { readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { main } from "../compiler/cli/main.ts";
@@ -144,6 +144,26 @@ describe("a refused pair on the command line", () => {
     const text = stdout + stderr;
     expect(text).toContain(`${file}:6:16: error: speculate: lookup cannot be combined with attention: tidal: TidalDecode picks the keys from one query's scores`);
     expect(text).not.toMatch(/\n\s+at /); // no stack trace
+  });
+});
+
+describe("kv: streaming with speculation on learned positions (GPT-2)", () => {
+  const dir = tempDir("pipec-sparse-speculate-gpt2-");
+
+  it("fails to compile with one error at the kv: value, and leaves no output", async () => {
+    const model = join(ROOT, "test/fixtures/reference/gpt2-torchscript/model.onnx");
+    const source = `pipeline p {\n  model llm = onnx("${model}")\n  tokenizer tok = ids\n  stage decode = generate(llm, tok) {\n    kv: streaming(sinks: 2, window: 8)\n    speculate: lookup\n  }\n}\n`;
+    const outDir = join(dir, "out");
+    const result = await compileSource(source, join(dir, "gpt2.pipe"), { outDir });
+    expect(result.outDir).toBeUndefined();
+    const errors = result.diagnostics.filter((d) => d.severity === "error");
+    expect(errors).toHaveLength(1);
+    expect(errors[0]!.message).toMatch(/^kv: streaming: layer 0: StreamingLLM with speculative verification needs rotary positions/);
+    expect(errors[0]!.span).toMatchObject({ line: 5, column: 9 });
+    expect(existsSync(outDir)).toBe(false);
+    // Without speculation the same model compiles.
+    const alone = await compileSource(source.replace("    speculate: lookup\n", ""), join(dir, "gpt2.pipe"), { outDir });
+    expect(alone.diagnostics.filter((d) => d.severity === "error")).toEqual([]);
   });
 });
 

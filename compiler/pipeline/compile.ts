@@ -4,6 +4,7 @@ import { basename, dirname, join, relative, resolve, sep } from "node:path";
 import type { Diagnostic } from "../../dsl/diagnostics.ts";
 import { defaultRegistry } from "../../passes/index.ts";
 import { loadModel, saveModel } from "../onnx/index.ts";
+import { isPipecError, type PipecError } from "../errors.ts";
 import { PACKAGE_ROOT, PIPEC_VERSION } from "../paths.ts";
 import { runPipeline, type PassRecord } from "../pass-manager/manager.ts";
 import type { PassRegistry } from "../pass-manager/registry.ts";
@@ -52,8 +53,37 @@ async function compileAnalyzed(front: FrontendResult, opts: CompileOptions): Pro
   const ir = front.ir;
   if (!ir || front.diagnostics.hasErrors) return result;
   const outDir = resolve(opts.outDir);
-  const unchanged = await writeDirAtomically(outDir, (dir) => writeOutputs(ir, front, dir, outDir, opts));
+  let unchanged: (GraphPassStep & { model: string })[];
+  try {
+    unchanged = await writeDirAtomically(outDir, (dir) => writeOutputs(ir, front, dir, outDir, opts));
+  } catch (e) {
+    if (!(e instanceof RequestedPassRefusal)) throw e;
+    return { ...result, diagnostics: [...result.diagnostics, refusalError(ir, e)] };
+  }
   return { ...result, diagnostics: [...result.diagnostics, ...unchanged.map((step) => idleRequestWarning(ir, step))], outDir, ir };
+}
+
+/** A pass a .pipe request added refused the model (e.g. a combination the model's encoding cannot honour). */
+class RequestedPassRefusal extends Error {
+  constructor(
+    readonly step: GraphPassStep,
+    readonly refusal: PipecError,
+  ) {
+    super(refusal.message);
+  }
+}
+
+/** Where in the .pipe the request that added `origin`'s pass was written. */
+function requestSpan(ir: PipelineIR, origin: string) {
+  const [stageName, slot] = origin.split(/[.:]/);
+  const stage = ir.stages.find((s) => s.name === stageName);
+  return stage && [stage.kv, stage.attention, stage.speculate, stage.sampling].find((l) => l.use.slot === slot)?.use.span;
+}
+
+/** The refusal as an error at the request that asked for the pass, as the language's own checks report. */
+function refusalError(ir: PipelineIR, e: RequestedPassRefusal): Diagnostic {
+  const span = requestSpan(ir, e.step.origin);
+  return { severity: "error", message: `${e.step.origin.slice(e.step.origin.indexOf(".") + 1)}: ${e.refusal.message.replace(/^pass '[^']*': /, "")}`, ...(span && { span }) };
 }
 
 /**
@@ -62,11 +92,20 @@ async function compileAnalyzed(front: FrontendResult, opts: CompileOptions): Pro
  * be the model without it.
  */
 function idleRequestWarning(ir: PipelineIR, step: GraphPassStep & { model: string }): Diagnostic {
-  const [stageName, slot] = step.origin.split(/[.:]/);
-  const stage = ir.stages.find((s) => s.name === stageName);
-  const use = stage && [stage.kv, stage.attention, stage.speculate, stage.sampling].find((l) => l.use.slot === slot)?.use;
-  const message = `${step.origin.slice(stageName!.length + 1)}: pass '${step.pass}' changed nothing in model '${step.model}'; its output is the model without it`;
-  return { severity: "warning", message, ...(use?.span && { span: use.span }) };
+  const span = requestSpan(ir, step.origin);
+  const message = `${step.origin.slice(step.origin.indexOf(".") + 1)}: pass '${step.pass}' changed nothing in model '${step.model}'; its output is the model without it`;
+  return { severity: "warning", message, ...(span && { span }) };
+}
+
+/** Runs a model's passes; a pass's refusal names the request that added it. */
+function runRequestedPasses(model: Parameters<typeof runPipeline>[0], passes: Parameters<typeof runPipeline>[1], steps: readonly GraphPassStep[]): PassRecord[] {
+  try {
+    return runPipeline(model, passes);
+  } catch (e) {
+    const step = isPipecError(e) && steps.find((p) => e.message.startsWith(`pass '${p.pass}': `));
+    if (!step) throw e;
+    throw new RequestedPassRefusal(step, e as PipecError);
+  }
 }
 
 /** Writes every output into `dir`; returns the requested passes that changed nothing. */
@@ -83,7 +122,7 @@ function writeOutputs(ir: PipelineIR, front: FrontendResult, dir: string, finalD
     const target = `models/${m.name}/model.onnx`;
     const model = loadModel(m.path);
     const passes = registry.resolve(m.passes.map((p) => ({ name: p.pass, options: p.options })));
-    const records: PassRecord[] = runPipeline(model, passes);
+    const records: PassRecord[] = runRequestedPasses(model, passes, m.passes);
     records.forEach((r, i) => {
       const step = m.passes[i]!;
       passRuns.push({ model: m.name, pass: r.name, options: step.options, origin: step.origin, lossy: step.lossy, changed: r.changed, stats: r.stats });
