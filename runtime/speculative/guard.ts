@@ -82,8 +82,8 @@ export class SpeculationGuard {
 
   /**
    * One step took `ms` (drafting included) for `tokens` decided tokens. `drafted` says whether
-   * it verified a draft; `probe` whether it was a probe (a probe that found nothing to draft,
-   * as lookup may, stays pending).
+   * it verified a draft; `plan` is what `next()` planned for it (a probe that found nothing to
+   * draft, as lookup may, stays pending).
    */
   record(plan: StepPlan, drafted: boolean, ms: number, tokens: number): void {
     if (!drafted) {
