@@ -40,8 +40,9 @@ export function defaultRegistry(): PassRegistry {
       options: {
         sinks: { type: "int", description: "attention-sink tokens kept from the start", default: STREAMING_LLM_DEFAULTS.sinks },
         window: { type: "int", description: "most recent tokens kept", default: STREAMING_LLM_DEFAULTS.window },
+        kv_append_only: { type: "boolean", description: "attend over past and new rows apart, then rewrite to the append-only KV contract (kv-append-only) where the model allows: no cache Concat (not with a tree mask)", default: false },
       },
-      create: (o) => createStreamingLlm({ sinks: o["sinks"] as number, window: o["window"] as number }),
+      create: (o) => createStreamingLlm({ sinks: o["sinks"] as number, window: o["window"] as number, appendOnly: o["kv_append_only"] === true }),
     })
     .register({
       name: TIDAL_DECODE,

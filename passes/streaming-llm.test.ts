@@ -7,13 +7,14 @@ import { loadModel, saveModel } from "../compiler/onnx/index.ts";
 import { buildZooModel, ENCODINGS, gpt2Config, llamaConfig, type ZooConfig } from "../compiler/zoo/index.ts";
 import { DecoderModel } from "../runtime/decoder.ts";
 import { Generator } from "../runtime/generate.ts";
-import { evictStreaming, streamingKeep } from "../runtime/cache/streaming.ts";
+import { evictStreaming, streamingKeep, streamingRows } from "../runtime/cache/streaming.ts";
 import { HAVE_SHARED, SKIP_SHARED_REASON } from "../test/helpers/fixtures.ts";
 import { projectExactnessCases, sharedExactnessCases, sparsify, type ExactnessCase } from "../test/helpers/sparse-parity.ts";
 import { tempDir } from "../test/helpers/tmp.ts";
 import { isCanonical } from "./attention/canonical-node.ts";
 import { liftAttention } from "./attention/lift.ts";
-import { streamingLlm, streamingLlmLayers } from "./streaming-llm.ts";
+import { createStreamingLlm, streamingLlm, streamingLlmLayers } from "./streaming-llm.ts";
+import { APPEND_ONLY_CASES, thenAppendOnly } from "./sparse-attention/append-only.test-support.ts";
 import { createTreeAttentionMask } from "./tree-attention-mask.ts";
 import { chainedExactness } from "./streaming-llm/chained-parity.test-support.ts";
 import { PositionFlow } from "./streaming-llm/rotation.ts";
@@ -27,6 +28,7 @@ import { PositionFlow } from "./streaming-llm/rotation.ts";
 const EXACT = 1e-5;
 const exactFor = (r: { scale: number }) => EXACT * Math.max(1, r.scale);
 const covering = (m: Parameters<typeof streamingLlm>[0]) => streamingLlm(m, { sinks: 4, window: 1 << 20 });
+const appendOnlyCovering = (m: Parameters<typeof streamingLlm>[0]) => streamingLlm(m, { sinks: 4, window: 1 << 20, appendOnly: true });
 
 // The cache holds keys before rotation, so each model runs its own prefill and decode steps
 // (a seeded past would mean different things to the two) and the logits are compared.
@@ -34,6 +36,20 @@ describe("streaming-llm with a window covering the context is exact", () => {
   for (const c of [...projectExactnessCases(), ...interleavedCases()]) {
     it(c.name, async () => {
       const r = await chainedExactness(c, covering);
+      expect(r.lifted).toBeGreaterThan(0);
+      expect(r.rewritten).toBe(r.lifted);
+      expect(r.diff).toBeLessThanOrEqual(exactFor(r));
+    });
+  }
+});
+
+// Append-only form: present_new.* carry the new rows' keys before rotation, the past buffer is
+// re-rotated at its rows, and no layer concatenates the cache (thenAppendOnly checks).
+describe("streaming-llm with kv_append_only and a window covering the context is exact", () => {
+  // kv-append-only refuses the zoo's "ms" llama encodings (GroupQueryAttention grows the cache inside the op).
+  for (const c of [...projectExactnessCases(), ...interleavedCases()].filter((c) => APPEND_ONLY_CASES.test(c.name) && !/^zoo llama .*ms$/.test(c.name))) {
+    it(c.name, async () => {
+      const r = await chainedExactness(c, thenAppendOnly(appendOnlyCovering));
       expect(r.lifted).toBeGreaterThan(0);
       expect(r.rewritten).toBe(r.lifted);
       expect(r.diff).toBeLessThanOrEqual(exactFor(r));
@@ -69,6 +85,14 @@ describe("streaming-llm places positions within the cache", () => {
     expect(streamingKeep(6, { sinks: 2, window: 4 })).toBeUndefined();
     expect(streamingKeep(9, { sinks: 2, window: 4 })).toEqual([0, 1, 5, 6, 7, 8]);
   });
+
+  it("bounds the rows a run holds (what an append cache reserves) by the prompt or sinks + window + 1", () => {
+    const config = { sinks: 2, window: 4 };
+    expect(streamingRows(3, 3, 100, config)).toBe(7);
+    expect(streamingRows(3, 3, 2, config)).toBe(5);
+    expect(streamingRows(20, 20, 100, config)).toBe(20);
+    expect(streamingRows(20, 5, 100, config)).toBe(11);
+  });
 });
 
 describe("streaming-llm generates past the model's positions", () => {
@@ -76,9 +100,10 @@ describe("streaming-llm generates past the model's positions", () => {
   const [sinks, window, maxPositions, steps] = [4, 28, 64, 150];
   const streaming = { sinks, window };
 
-  async function open(config: ZooConfig, rewrite: boolean, name: string, encoding: (typeof ENCODINGS)[number] = "decomposed"): Promise<DecoderModel> {
+  async function open(config: ZooConfig, rewrite: boolean, name: string, encoding: (typeof ENCODINGS)[number] = "decomposed", appendOnly = false): Promise<DecoderModel> {
     const model = buildZooModel(config, { encoding });
-    if (rewrite) sparsify(model, (m) => streamingLlm(m, streaming));
+    const pass = createStreamingLlm({ ...streaming, appendOnly });
+    if (rewrite) sparsify(model, (m) => pass.run(m, { options: {}, note: () => {} }).stats!["layers"]!);
     const path = join(dir, `${name}.onnx`);
     saveModel(model, path);
     return DecoderModel.open(path, { device: "cpu", threads: 1, maxPositions });
@@ -86,10 +111,14 @@ describe("streaming-llm generates past the model's positions", () => {
 
   // One layer: a kept token's key and value depend on its embedding and position only, so a
   // fresh dense run on exactly the kept tokens at 0..N-1 is the paper's step, computed apart.
-  for (const encoding of ENCODINGS) it(`${encoding}: each step after eviction equals the dense model run fresh on the kept tokens at positions 0..N-1`, async () => {
+  // Append-only: the runtime's append cache evicts by gathering the kept rows into the front of its buffer
+  // (the zoo's "ms" encoding grows its cache inside GroupQueryAttention, which kv-append-only refuses).
+  const forms = [...ENCODINGS.map((encoding) => ({ encoding, appendOnly: false })), ...ENCODINGS.filter((e) => APPEND_ONLY_CASES.test(`zoo llama ${e}`)).map((encoding) => ({ encoding, appendOnly: true }))];
+  for (const { encoding, appendOnly } of forms) it(`${encoding}${appendOnly ? " append-only" : ""}: each step after eviction equals the dense model run fresh on the kept tokens at positions 0..N-1`, async () => {
     const config = llamaConfig({ layers: 1, maxPositions });
-    const sparse = await open(config, true, `llama-streaming-${encoding}`, encoding);
-    const dense = await open(config, false, `llama-dense-${encoding}`, encoding);
+    const sparse = await open(config, true, `llama-streaming-${encoding}-${appendOnly}`, encoding, appendOnly);
+    const dense = await open(config, false, `llama-dense-${encoding}-${appendOnly}`, encoding);
+    expect(sparse.contract.kvMode).toBe(appendOnly ? "append" : "present");
     const sequence = sparse.newSequence();
     let cached = [7, 101, 33, 250, 12, 90];
     let logits = await sequence.forward(cached);

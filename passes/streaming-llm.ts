@@ -4,10 +4,11 @@ import type { Node } from "../compiler/ir/node.ts";
 import type { Value } from "../compiler/ir/value.ts";
 import type { Pass, PassContext, PassResult } from "../compiler/pass-manager/pass.ts";
 import { emitCanonical } from "./attention/canonical-node.ts";
-import { lowestOf } from "./attention/ops.ts";
+import { dtypeOf, lowestOf } from "./attention/ops.ts";
 import { DataType } from "../compiler/ir/dtype.ts";
 import { Tensor } from "../compiler/ir/tensor.ts";
-import { cacheConcat } from "./kv-split-attention.ts";
+import { attendTwoBlocks, cacheConcat } from "./kv-split-attention.ts";
+import { appendOnlyWhereAllowed } from "./sparse-attention/append-only.ts";
 import { denseCanonicalNodes } from "./sparse-attention/layers.ts";
 import { SparseSite } from "./sparse-attention/site.ts";
 import { MS_DOMAIN } from "./streaming-llm/fused-rotary.ts";
@@ -21,6 +22,12 @@ export interface StreamingLlmOptions {
   sinks: number;
   /** Most recent tokens kept (the new one included). */
   window: number;
+  /**
+   * Attend over the past buffer and the new rows apart (no layer reads Concat(past, new)); the
+   * pass then rewrites to the append-only KV contract where the model allows (kv-append-only:
+   * present_new.* carry the new rows, keys before rotation). Not with a tree mask: see appendOnlyRefusal.
+   */
+  appendOnly?: boolean;
 }
 
 /** StreamingLLM (Xiao et al., ICLR 2024; algorithms.md §5a): 4 sinks + 1020 recent tokens, a 1024-token cache. */
@@ -53,11 +60,25 @@ export function createStreamingLlm(options: Partial<StreamingLlmOptions> = {}): 
     description: `StreamingLLM: attend to ${opts.sinks} sink tokens and the ${opts.window} most recent (lossy)`,
     lossy: true,
     run(model: Model, ctx: PassContext): PassResult {
-      const { layers, rotated } = streamingLlmLayers(model, opts);
+      const refusal = opts.appendOnly ? appendOnlyRefusal(model) : undefined;
+      if (refusal) ctx.note(`kv_append_only: not applied, ${refusal}`);
+      const { layers, rotated } = streamingLlmLayers(model, { ...opts, appendOnly: opts.appendOnly && !refusal });
       if (layers === 0) ctx.note("no canonical attention nodes: run lift-attention first");
-      return { changed: layers > 0, stats: { layers, rotated } };
+      const appendOnly = opts.appendOnly === true && !refusal && layers > 0 && appendOnlyWhereAllowed(model, ctx);
+      return { changed: layers > 0, stats: { layers, rotated, "kv-append-only": appendOnly ? 1 : 0 } };
     },
   };
+}
+
+/**
+ * Why the append-only form is not built, or undefined. A tree mask (speculative verification)
+ * covers the cache's rows and the chunk's, while an append-only model attends over its whole
+ * buffer, spare rows included: the runtime refuses that pairing (runtime/contract.ts), so
+ * streaming with speculation keeps the present-cache form.
+ */
+function appendOnlyRefusal(model: Model): string | undefined {
+  if (model.graph.inputs.some((i) => i.name === TREE_MASK_INPUT)) return "a tree_attention_mask (speculative verification) covers the cache's rows, not an append-only buffer; the present cache is kept";
+  return undefined;
 }
 
 /** Rewrites every dense canonical attention node; returns how many. */
@@ -74,7 +95,8 @@ export function streamingLlmLayers(model: Model, opts: StreamingLlmOptions): { l
   let rows: KeptRows | undefined;
   const treeRows = model.graph.inputs.some((i) => i.name === TREE_MASK_INPUT);
   for (const node of nodes) {
-    const site = new SparseSite(model, node, STREAMING_LLM);
+    const split = opts.appendOnly === true && !treeRows && dtypeOf(node.inputs[0]) === DataType.FLOAT;
+    const site = new SparseSite(model, node, STREAMING_LLM, { splitCache: split });
     const b = site.b;
     const [query, key] = node.inputs as Value[];
     const what = `layer ${site.attrs.layer}`;
@@ -91,8 +113,10 @@ export function streamingLlmLayers(model: Model, opts: StreamingLlmOptions): { l
       // the cache length, so speculation over this layer would not be lossless.
       if (treeRows) throw new PipecError("streaming-positions", `${what}: StreamingLLM with speculative verification needs rotary positions; this layer's positions are not re-positionable (learned absolute positions are part of the cached keys)`);
       // Learned absolute positions (or no cache to re-position): the runtime's in-cache position ids are all there is.
-      const { sinks_1, window_1 } = keptSpans(site, opts, site.N_1);
-      site.attendShared(b.op.Concat(site.range(b.int64([0]), sinks_1), site.range(window_1, site.N_1), { axis: 0 }));
+      const { sinks_1, window_1 } = keptSpans(site, opts, contextLength(site));
+      // Split: the kept past rows are gathered and the new rows attended as a second block.
+      const end_1 = site.cache?.P_1 ?? site.N_1;
+      site.attendShared(b.op.Concat(site.range(b.int64([0]), site.min(sinks_1, end_1)), site.range(site.min(window_1, end_1), end_1), { axis: 0 }));
       continue;
     }
     // Every layer's cache holds the same rows (one cache length per sequence): the first rotated layer's indices serve all.
@@ -116,6 +140,11 @@ export function streamingLlmLayers(model: Model, opts: StreamingLlmOptions): { l
  * mask per query, so a verification chunk masked to each query's window (tree-attention-mask)
  * scores as one-token steps would. Masking instead of gathering the kept rows saves copying K
  * and V each step (measured: 24.4 -> 22.9 ms a step at 1024 cached rows, 16-layer zoo model).
+ *
+ * With the site's cache split (option appendOnly), nothing reads Concat(past, new): the past
+ * buffer is rotated at its rows 0..P-1 (an append-only buffer's spare rows are masked by the
+ * attention mask), the new rows keep the model's rotation at the fed positions (their cache
+ * rows), and attention is two score blocks over them (attendTwoBlocks).
  */
 function attendRepositioned(site: SparseSite, newKeys: Value, keyRotation: Rotation, queryRotation: Rotation, rows: KeptRows, treeRows: boolean, what: string): void {
   const b = site.b;
@@ -123,14 +152,21 @@ function attendRepositioned(site: SparseSite, newKeys: Value, keyRotation: Rotat
   const node = site.node;
   const query = node.inputs[0]!;
   const { num_heads: H, kv_num_heads: Hkv, scale } = site.attrs;
-  const { pastSinks_1, P_1, positions_1N, dropped_111N } = rows;
+  const { pastSinks_1, P_1, dropped_111N } = rows;
   holdUnrotated(node.inputs[1]!.producer!, node, keyRotation.unrotated, what);
 
-  // Rotated with the new rows after them (never empty: a rotation reshaping an empty past, a prompt's, would fail).
-  // A chain's new rows sit at their cache rows, so all rows are rotated at once; a token
-  // tree's sit at their depths, which only the fed rotation knows, so that one is kept for them.
-  const rotated_BHkvND = keyRotation.at(b, node.inputs[1]!, positions_1N);
-  const key_BHkvND = treeRows ? b.op.Concat(b.op.Slice(rotated_BHkvND, b.int64([0]), P_1, b.int64([2])), newKeys, { axis: 2 }) : rotated_BHkvND;
+  // The rows the sinks are sliced from: the rotated past, or every row rotated at once.
+  let rotated_BHkvND: Value;
+  let key_BHkvND: Value | undefined;
+  if (site.cache) {
+    rotated_BHkvND = keyRotation.at(b, site.cache.key.past, ops.unsqueeze(site.range(b.int64([0]), P_1), [0]));
+  } else {
+    // Rotated with the new rows after them (never empty: a rotation reshaping an empty past, a prompt's, would fail).
+    // A chain's new rows sit at their cache rows, so all rows are rotated at once; a token
+    // tree's sit at their depths, which only the fed rotation knows, so that one is kept for them.
+    rotated_BHkvND = keyRotation.at(b, node.inputs[1]!, ops.unsqueeze(site.range(b.int64([0]), site.N_1), [0]));
+    key_BHkvND = treeRows ? b.op.Concat(b.op.Slice(rotated_BHkvND, b.int64([0]), P_1, b.int64([2])), newKeys, { axis: 2 }) : rotated_BHkvND;
+  }
   const bias = site.bias();
   const keptBias = bias ? b.op.Add(bias, dropped_111N) : dropped_111N;
 
@@ -143,43 +179,58 @@ function attendRepositioned(site: SparseSite, newKeys: Value, keyRotation: Rotat
   const sinkShift_BHTS = b.op.Mul(b.op.Cast(b.op.Reshape(b.op.MatMul(shift_BHkvGTD, sinks_BHkvDS), shape_BHTS), { to: DataType.FLOAT }), b.float32(scale));
   const zeros_BHTR = b.op.ConstantOfShape(b.op.Concat(ops.dim(sinkShift_BHTS, 0), b.int64([H]), site.T_1, b.op.Sub(site.N_1, pastSinks_1), { axis: 0 }), { value: Tensor.fromArray("zero", DataType.FLOAT, [1], new Float32Array([0])) });
   const shift_BHTN = b.op.Concat(sinkShift_BHTS, zeros_BHTR, { axis: 3 });
+  const mask = b.op.Add(keptBias, shift_BHTN);
 
-  const out = emitCanonical(
-    b,
-    { query_BHTD: query, key_BHkvND, value_BHkvND: node.inputs[2]!, mask: b.op.Add(keptBias, shift_BHTN) },
-    { ...site.attrs, is_causal: 0, mask_kind: "additive", source_form: `${site.attrs.source_form}+${STREAMING_LLM}` },
-  );
+  const out = site.cache
+    ? attendTwoBlocks(b, query, { key: rotated_BHkvND, value: site.cache.value.past, heads: Hkv }, { key: newKeys, value: site.cache.value.rows }, { ...site.attrs, bias: mask })
+    : emitCanonical(
+        b,
+        { query_BHTD: query, key_BHkvND: key_BHkvND!, value_BHkvND: node.inputs[2]!, mask },
+        { ...site.attrs, is_causal: 0, mask_kind: "additive", source_form: `${site.attrs.source_form}+${STREAMING_LLM}` },
+      );
   node.output(0).replaceAllUsesWith(out);
   node.graph!.remove(node);
 }
 
-/** What a step keeps of the N cache rows (int64 lengths): every row is read, the dropped ones masked. */
+/** What a step keeps of the N keys (int64 lengths): every row is read, the dropped ones masked. */
 interface KeptRows {
   pastSinks_1: Value;
   P_1: Value;
-  /** The cache rows 0..N-1 as positions [1, N]: each row sits at its cache row. */
-  positions_1N: Value;
   /** float32 [1, 1, 1, N]: 0 for a kept row (a sink or in the window; every row in a multi-token step), the lowest float for a dropped one. */
   dropped_111N: Value;
 }
 
-/** sinks: the first of N keys kept; window: where the kept recent keys start (every key in a prompt or multi-token step). */
-function keptSpans(site: SparseSite, opts: StreamingLlmOptions, N_1: Value): { sinks_1: Value; window_1: Value } {
-  const b = site.b;
-  const sinks_1 = site.min(b.int64([opts.sinks]), N_1);
-  const rest_1 = b.op.Sub(N_1, sinks_1);
-  const recent_1 = site.decodeOnly(site.min(b.int64([opts.window]), rest_1), rest_1);
-  return { sinks_1, window_1: b.op.Sub(N_1, recent_1) };
+/**
+ * int64 [1]: the context's length, the keys a one-token step may see: N, or with a split cache
+ * those the last query sees (an append-only buffer's spare rows are masked, not context). Only
+ * a decode step reads it (keptSpans): there the last query sees every cached row and itself.
+ */
+function contextLength(site: SparseSite): Value {
+  return site.cache ? site.visible_1() : site.N_1;
 }
 
-/** The rows a step after P_1 cached rows keeps: the sinks and the window (every new row is kept). */
+/** sinks: the first of `context_1` keys kept; window: where the kept recent keys start (every key in a prompt or multi-token step). */
+function keptSpans(site: SparseSite, opts: StreamingLlmOptions, context_1: Value): { sinks_1: Value; window_1: Value } {
+  const b = site.b;
+  const sinks_1 = site.min(b.int64([opts.sinks]), context_1);
+  const rest_1 = b.op.Sub(context_1, sinks_1);
+  const recent_1 = site.decodeOnly(site.min(b.int64([opts.window]), rest_1), rest_1);
+  return { sinks_1, window_1: b.op.Sub(context_1, recent_1) };
+}
+
+/**
+ * The rows a step after P_1 cached rows keeps: the sinks and the window (every new row is kept).
+ * Row n of the N keys is the n-th cached row: with a split cache the past buffer's rows come
+ * first (the spare ones past the context masked anyway), then the new rows at P.. (at or after
+ * the window's start in a decode step).
+ */
 function keptRows(site: SparseSite, opts: StreamingLlmOptions, P_1: Value): KeptRows {
   const b = site.b;
-  const { sinks_1, window_1 } = keptSpans(site, opts, site.N_1);
+  const { sinks_1, window_1 } = keptSpans(site, opts, contextLength(site));
   const rows_N = site.range(b.int64([0]), site.N_1);
   const kept_N = b.op.Or(b.op.Less(rows_N, sinks_1), b.op.Not(b.op.Less(rows_N, window_1)));
   const dropped_N = b.op.Where(kept_N, b.float32(0), b.float32(lowestOf(DataType.FLOAT)));
-  return { pastSinks_1: site.min(sinks_1, P_1), P_1, positions_1N: site.ops.unsqueeze(rows_N, [0]), dropped_111N: site.ops.unsqueeze(dropped_N, [0, 1, 2]) };
+  return { pastSinks_1: site.min(sinks_1, P_1), P_1, dropped_111N: site.ops.unsqueeze(dropped_N, [0, 1, 2]) };
 }
 
 /** int64 [T]: how many keys each query may see under the additive `bias_BHTK` (0 visible, lowest not), from batch row 0 and head 0. */

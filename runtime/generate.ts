@@ -4,7 +4,7 @@
 import type * as ort from "onnxruntime-node";
 import type { DecoderModel, TopTokens } from "./decoder.ts";
 import { RuntimeError } from "./errors.ts";
-import { evictStreaming, type StreamingConfig } from "./cache/streaming.ts";
+import { evictStreaming, streamingRows, type StreamingConfig } from "./cache/streaming.ts";
 import { RunClock, type GenerationStats } from "./metrics.ts";
 import { Speculator, type SpeculateOptions } from "./speculative/speculator.ts";
 import { RECYCLE_TOP_K, TokenRecycling, type PromptStep, type RecycleSpeculation } from "./speculative/token-recycling.ts";
@@ -99,7 +99,8 @@ export class Generator {
     }
     const sequence = this.model.newSequence();
     const evict = () => options.streaming && evictStreaming(sequence, options.streaming);
-    sequence.reserve(promptIds.length + maxTokens);
+    const chunk = options.prefillChunkSize ?? promptIds.length;
+    sequence.reserve(options.streaming ? streamingRows(promptIds.length, chunk, maxTokens, options.streaming) : promptIds.length + maxTokens);
     const tokens = [...promptIds];
     const generated: number[] = [];
     let finishReason: FinishReason = "max-tokens";
@@ -120,7 +121,6 @@ export class Generator {
     const prefillStart = clock.now();
     let last: ort.Tensor | TopTokens | undefined;
     const promptSteps: PromptStep[] = [];
-    const chunk = options.prefillChunkSize ?? promptIds.length;
     for (let at = 0; at < promptIds.length && !options.signal?.aborted; at += chunk) {
       const ids = promptIds.slice(at, at + chunk);
       last = fetchPromptTop ? await sequence.forwardTop(ids, promptTop) : await sequence.forward(ids);

@@ -69,6 +69,7 @@ export const IMPLEMENTATIONS: Readonly<Record<string, Implementation>> = {
   // it and the sparse layers read only their selected past rows (bench/README.md, sparse section).
   "attention.tidal": { level: "graph", pass: "tidal", options: withAppendOnlyCache, onAttention: true },
   "attention.tokenselect": { level: "graph", pass: "tokenselect", options: withAppendOnlyCache, onAttention: true },
-  // StreamingLLM: the graph attends to sinks + window; the driver passes the same numbers to the runtime, which evicts.
-  "kv.streaming": { level: "graph", pass: STREAMING_LLM, options: allParams, onAttention: true },
+  // StreamingLLM: the graph attends to sinks + window; the driver passes the same numbers to the runtime, which evicts
+  // (an append-only cache too: it gathers and compacts its buffer). With speculation's tree mask the pass keeps the present cache.
+  "kv.streaming": { level: "graph", pass: STREAMING_LLM, options: withAppendOnlyCache, onAttention: true },
 };

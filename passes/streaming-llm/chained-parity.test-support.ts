@@ -26,11 +26,13 @@ async function chain(model: Model, prefill: number, decodes: number): Promise<Re
   const session = await ort.InferenceSession.create(modelBytes(model));
   try {
     const dims = { batch_size: 1, past_sequence_length: 0, past_seq_len: 0, sequence_length: prefill, seq_len: prefill, total_sequence_length: prefill, total_seq_len: prefill };
-    const steps = [await session.run(stepFeeds(session, seededFeeds(session, 7, dims), 0, prefill))];
+    let fed = stepFeeds(session, seededFeeds(session, 7, dims), 0, prefill);
+    const steps = [await session.run(fed)];
     for (let i = 0; i < decodes; i++) {
       const past = prefill + i;
       const feeds = stepFeeds(session, seededFeeds(session, 11 + i, { ...dims, sequence_length: 1, seq_len: 1 }), past, 1);
-      for (const name of Object.keys(feeds)) if (/past/.test(name)) feeds[name] = steps[i]![presentName(name)]!;
+      for (const name of Object.keys(feeds)) if (/past/.test(name)) feeds[name] = nextPast(fed[name]!, steps[i]!, name);
+      fed = feeds;
       steps.push(await session.run(feeds));
     }
     return steps;
@@ -49,6 +51,22 @@ function stepFeeds(session: ort.InferenceSession, seeded: Record<string, ort.Ten
     else if (/mask/.test(meta.name)) int(meta.name, Array(past + S).fill(1), [1, past + S]);
   }
   return feeds;
+}
+
+/** The past for the next step: the whole-cache present output, or (append-only, present_new.*) the fed past with the new rows after it. */
+function nextPast(past: ort.Tensor, outputs: Record<string, ort.Tensor>, name: string): ort.Tensor {
+  const present = outputs[presentName(name)];
+  if (present) return present;
+  const rows = outputs[name.replace("past_key_values", "present_new")];
+  if (!rows) throw new Error(`no present or present_new output for ${name}`);
+  const [B, H, P, D] = past.dims as number[];
+  const S = rows.dims[2]!;
+  const data = new Float32Array(B! * H! * (P! + S) * D!);
+  for (let o = 0; o < B! * H!; o++) {
+    data.set((past.data as Float32Array).subarray(o * P! * D!, (o + 1) * P! * D!), o * (P! + S) * D!);
+    data.set((rows.data as Float32Array).subarray(o * S * D!, (o + 1) * S * D!), (o * (P! + S) + P!) * D!);
+  }
+  return new ort.Tensor("float32", data, [B!, H!, P! + S, D!]);
 }
 
 function presentName(past: string): string {

@@ -153,7 +153,7 @@ export class PositionFlow {
       }
     }
     const fused = fusedRotaryOf(rotated, unrotated, (v) => this.angles(v));
-    if (fused) return { unrotated, at: (b, rows, positions_1R) => fusedRotaryAt(b, fused, rows, positions_1R, (angle) => this.anglesAt(b, angle, positions_1R, what), this.fusedTables) };
+    if (fused) return { unrotated, at: (b, rows, positions_1R) => fusedRotaryAt(b, fused, rows, (angle) => this.anglesAt(b, angle, positions_1R, what), this.fusedTables) };
     return {
       unrotated,
       at: (b, rows, positions_1R) => {

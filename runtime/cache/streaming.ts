@@ -25,3 +25,13 @@ export function evictStreaming(sequence: DecoderSequence, config: StreamingConfi
   if (keep) sequence.gather(keep);
   return keep !== undefined;
 }
+
+/**
+ * The most rows a streaming cache holds in a run: a prompt chunk on top of the kept rows (the
+ * first chunk on an empty cache), or a decode step's row; at most the run's length. An append
+ * cache reserves this many, so its buffer stays at sinks + window + 1 rows however long the run.
+ */
+export function streamingRows(prompt: number, chunk: number, maxTokens: number, { sinks, window }: StreamingConfig): number {
+  const promptRows = chunk >= prompt ? prompt : Math.min(prompt, sinks + window + chunk);
+  return Math.min(prompt + maxTokens, Math.max(promptRows, sinks + window + 1));
+}
