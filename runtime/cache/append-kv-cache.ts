@@ -22,6 +22,7 @@ export class AppendKvCache implements KvCache {
   private maskValues: IntArray;
   private capacity = 0;
   private rows = 0;
+  /** Bytes of the largest buffer that held rows (one an empty cache replaced on reserve never did). */
   private peak = 0;
 
   constructor(
@@ -71,12 +72,14 @@ export class AppendKvCache implements KvCache {
     });
     fillInt(this.maskValues, 1, this.rows, this.rows + S);
     this.rows += S;
+    this.peak = Math.max(this.peak, this.bytes);
   }
 
   // Every masked row of the buffer still costs attention each step, so a buffer sized to the
   // run (prompt + max tokens) beats doubling: at 1K tokens doubling attends over up to 2K rows.
+  // An empty cache takes the size exactly, smaller too (a StreamingLLM run holds sinks + window + 1 rows).
   reserve(rows: number): void {
-    if (rows > this.capacity) this.resize(rows, 1);
+    if (rows > this.capacity || (this.rows === 0 && rows > 0)) this.resize(rows, 1);
   }
 
   truncate(length: number): void {
@@ -114,7 +117,6 @@ export class AppendKvCache implements KvCache {
         this.pasts[i] = new ort.Tensor(slot.type, buffer, dimsWithRows(slot, capacity));
       });
       this.capacity = capacity;
-      this.peak = Math.max(this.peak, this.bytes);
     }
     this.maskValues = allocInt(this.maskType, capacity + Math.max(S, this.maskValues.length - capacity, 1));
     fillInt(this.maskValues, 1, 0, this.rows);
