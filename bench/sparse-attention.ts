@@ -374,6 +374,13 @@ function appendOnly(model: Model): Model {
   return model;
 }
 
+/** StreamingLLM as kv.streaming compiles it (option kv_append_only): attention over past and new rows apart, then the append-only contract. */
+function streamingAppendOnly(model: Model): Model {
+  liftAttention(model);
+  streamingLlm(model, { sinks: 4, window: STREAMING_CACHE - 4, appendOnly: true });
+  return appendOnly(model);
+}
+
 async function speed(zoo: boolean): Promise<void> {
   if (zoo) for (const config of SPEED_CONFIGS) await speedOf(config);
   for (const m of trainedModels()) if (m.tokenizer) await speedTrained(m);
@@ -388,7 +395,7 @@ async function speedOf(config: ZooConfig): Promise<void> {
   const variants: Variant[] = [
     { name: "dense", path: save(appendOnly(zoo()), `speed-dense-${heads}`), rows: (c) => c },
     { name: "plain", path: save(zoo(), `speed-plain-${heads}`), rows: (c) => c },
-    { name: "streaming", path: save(sparsify(zoo(), "streaming", STREAMING_CACHE), `speed-streaming-${heads}`), rows: (c) => Math.min(c, STREAMING_CACHE) },
+    { name: "streaming", path: save(streamingAppendOnly(zoo()), `speed-streaming-${heads}`), rows: (c) => Math.min(c, STREAMING_CACHE) },
     { name: "tidal", path: save(appendOnly(sparsify(zoo(), "tidal", "12.5%")), `speed-tidal-${heads}`), rows: (c) => c },
     { name: "tokenselect", path: save(appendOnly(sparsify(zoo(), "tokenselect", "12.5%")), `speed-tokenselect-${heads}`), rows: (c) => c },
     { name: "tokenselect+cache hit", path: cachePath, rows: (c) => c, prime: primeSelectionCache },
@@ -505,9 +512,9 @@ async function profile(): Promise<void> {
   const config = SPEED_CONFIGS.find((c) => c.heads === heads);
   if (!config || !["dense", "streaming", "tidal", "tokenselect"].includes(method)) throw new Error(`--method dense|streaming|tidal|tokenselect and --heads ${SPEED_CONFIGS.map((c) => c.heads).join("|")}`);
   const model = buildZooModel(config);
-  // Streaming as its speed row runs it: the whole-cache model at its bounded cache.
+  // Streaming as its speed row runs it: the append-only model at its bounded cache.
   const streaming = method === "streaming";
-  const path = save(streaming ? sparsify(model, "streaming", STREAMING_CACHE) : appendOnly(method === "dense" ? model : sparsify(model, method as Method, "12.5%")), `profile-${method}-${heads}`);
+  const path = save(streaming ? streamingAppendOnly(model) : appendOnly(method === "dense" ? model : sparsify(model, method as Method, "12.5%")), `profile-${method}-${heads}`);
   const session = await ort.InferenceSession.create(path, { intraOpNumThreads: THREADS, enableProfiling: true, profileFilePrefix: join(SCRATCH, "profile") });
   const feeds = decodeFeeds(config, streaming ? Math.min(context, STREAMING_CACHE) : context);
   for (let i = 0; i < 12; i++) await session.run(feeds, ["logits"]);
