@@ -52,6 +52,12 @@ export const STREAMING_LLM_DEFAULTS: StreamingLlmOptions = { sinks: 4, window: 1
  * max_position rows cannot serve. Sink distances are corrected per query (attendRepositioned).
  * Models without rotary (learned absolute positions, GPT-2) gather the kept keys (the rows
  * between are not read) and get the in-cache position from the runtime alone.
+ *
+ * Option appendOnly (what kv.streaming compiles to without speculation): no layer reads
+ * Concat(past, new); the past buffer is re-rotated (or gathered) apart from the new rows, and
+ * kv-append-only then makes present_new.* carry the new rows only (keys before rotation), so the
+ * cache is never copied in the step. The runtime's append cache evicts by gathering the kept rows
+ * to the front of its buffer, as the present cache does.
  */
 export function createStreamingLlm(options: Partial<StreamingLlmOptions> = {}): Pass {
   const opts = { ...STREAMING_LLM_DEFAULTS, ...options };
@@ -152,19 +158,19 @@ function attendRepositioned(site: SparseSite, newKeys: Value, keyRotation: Rotat
   const node = site.node;
   const query = node.inputs[0]!;
   const { num_heads: H, kv_num_heads: Hkv, scale } = site.attrs;
-  const { pastSinks_1, P_1, dropped_111N } = rows;
+  const { pastSinks_1, P_1, positions_1R, dropped_111N } = rows;
   holdUnrotated(node.inputs[1]!.producer!, node, keyRotation.unrotated, what);
 
   // The rows the sinks are sliced from: the rotated past, or every row rotated at once.
   let rotated_BHkvND: Value;
   let key_BHkvND: Value | undefined;
   if (site.cache) {
-    rotated_BHkvND = keyRotation.at(b, site.cache.key.past, ops.unsqueeze(site.range(b.int64([0]), P_1), [0]));
+    rotated_BHkvND = keyRotation.at(b, site.cache.key.past, positions_1R);
   } else {
     // Rotated with the new rows after them (never empty: a rotation reshaping an empty past, a prompt's, would fail).
     // A chain's new rows sit at their cache rows, so all rows are rotated at once; a token
     // tree's sit at their depths, which only the fed rotation knows, so that one is kept for them.
-    rotated_BHkvND = keyRotation.at(b, node.inputs[1]!, ops.unsqueeze(site.range(b.int64([0]), site.N_1), [0]));
+    rotated_BHkvND = keyRotation.at(b, node.inputs[1]!, positions_1R);
     key_BHkvND = treeRows ? b.op.Concat(b.op.Slice(rotated_BHkvND, b.int64([0]), P_1, b.int64([2])), newKeys, { axis: 2 }) : rotated_BHkvND;
   }
   const bias = site.bias();
@@ -196,6 +202,8 @@ function attendRepositioned(site: SparseSite, newKeys: Value, keyRotation: Rotat
 interface KeptRows {
   pastSinks_1: Value;
   P_1: Value;
+  /** The rows rotated, at their cache rows, as positions [1, R]: the past buffer's P with a split cache, else all N. */
+  positions_1R: Value;
   /** float32 [1, 1, 1, N]: 0 for a kept row (a sink or in the window; every row in a multi-token step), the lowest float for a dropped one. */
   dropped_111N: Value;
 }
@@ -230,7 +238,8 @@ function keptRows(site: SparseSite, opts: StreamingLlmOptions, P_1: Value): Kept
   const rows_N = site.range(b.int64([0]), site.N_1);
   const kept_N = b.op.Or(b.op.Less(rows_N, sinks_1), b.op.Not(b.op.Less(rows_N, window_1)));
   const dropped_N = b.op.Where(kept_N, b.float32(0), b.float32(lowestOf(DataType.FLOAT)));
-  return { pastSinks_1: site.min(sinks_1, P_1), P_1, dropped_111N: site.ops.unsqueeze(dropped_N, [0, 1, 2]) };
+  const positions_1R = site.ops.unsqueeze(site.cache ? site.range(b.int64([0]), P_1) : rows_N, [0]);
+  return { pastSinks_1: site.min(sinks_1, P_1), P_1, positions_1R, dropped_111N: site.ops.unsqueeze(dropped_N, [0, 1, 2]) };
 }
 
 /** int64 [T]: how many keys each query may see under the additive `bias_BHTK` (0 visible, lowest not), from batch row 0 and head 0. */
