@@ -25,9 +25,9 @@
  *
  * Dense is measured twice: "dense" is the best dense variant (kv-append-only with split
  * attention: no cache Concat, attention over past and new rows as two blocks), "plain" the
- * exported model (which concatenates its whole cache every step). TidalDecode and TokenSelect
- * are composed with kv-append-only the way a .pipe compiles them, so their sparse layers read
- * only the selected past rows. Speeds are per second of wall time and of the process's CPU time
+ * exported model (which concatenates its whole cache every step). StreamingLLM, TidalDecode and
+ * TokenSelect are composed with kv-append-only the way a .pipe compiles them, so no layer
+ * concatenates the cache and the sparse layers read only the selected past rows. Speeds are per second of wall time and of the process's CPU time
  * (one intra-op thread: what the step costs on a shared machine); ratios side by side.
  *
  * Usage: npx tsx bench/sparse-attention.ts [--part quality|speed|trained-speed|profile|all] [--threads 1]
