@@ -1,7 +1,10 @@
 // A second, cheaper decoder with the target's vocabulary proposes the draft (a smaller
 // model, or a layer-skipped self-draft made by a compiler pass: either is just a model
 // file). Its KV cache follows the decided context: before each draft it is cut back to the
-// longest prefix it shares with the context, and only the tokens after that are fed.
+// longest prefix it shares with the context, and only the tokens after that are fed. The cache
+// outlives the request: the next request on the same draft model takes it over, so a prompt
+// that repeats or extends the last context (a chat's next turn, a retried request) does not
+// feed the shared prefix again in its first draft.
 import type { DecoderModel, DecoderSequence } from "../decoder.ts";
 import { RuntimeError } from "../errors.ts";
 import { argmax } from "../sampling/sampler.ts";
@@ -14,13 +17,36 @@ import { DraftRewind } from "./recurrent-rollback.ts";
 import { sampleProbabilities } from "./verify.ts";
 import { softmaxInPlace, type Warp } from "./warp.ts";
 
+/** A draft model's sequence and the tokens its cache holds, in order. */
+interface DraftCache {
+  sequence: DecoderSequence;
+  held: number[];
+  rewind: DraftRewind;
+}
+
+/**
+ * Per draft model, the cache the last request left. One only: requests that run at the same
+ * time each get their own, and a second idle cache would keep memory for a rare case.
+ */
+const idle = new WeakMap<DecoderModel, DraftCache>();
+
+function takeCache(model: DecoderModel): DraftCache {
+  const kept = idle.get(model);
+  if (kept) {
+    idle.delete(model);
+    return kept;
+  }
+  const sequence = model.newSequence();
+  return { sequence, held: [], rewind: new DraftRewind(sequence) };
+}
+
 export class DraftModel implements DraftSource {
   readonly name = "draft";
   draftMs = 0;
   private cost?: CostModel;
   private readonly sequence: DecoderSequence;
   /** The tokens the draft's cache holds, in order. */
-  private held: number[] = [];
+  private held: number[];
   private readonly rewind: DraftRewind;
 
   constructor(
@@ -33,8 +59,7 @@ export class DraftModel implements DraftSource {
     private readonly adaptive?: AdaptiveLength,
   ) {
     checkDraftVocabulary(model.contract.vocabSize, vocabSize);
-    this.sequence = model.newSequence();
-    this.rewind = new DraftRewind(this.sequence);
+    ({ sequence: this.sequence, held: this.held, rewind: this.rewind } = takeCache(model));
   }
 
   /** One draft token is one call of the draft model on one token. */
@@ -92,7 +117,10 @@ export class DraftModel implements DraftSource {
     return this.warp.greedy ? { tokens, confidence } : { tokens, probs, confidence };
   }
 
-  async release(): Promise<void> {}
+  /** Hands the cache on to the next request on this draft model. */
+  async release(): Promise<void> {
+    idle.set(this.model, { sequence: this.sequence, held: this.held, rewind: this.rewind });
+  }
 }
 
 function checkDraftVocabulary(draft: number | undefined, target: number): void {
