@@ -19,14 +19,18 @@
  *
  * Measurement: every configuration first runs one prompt untimed (one-off costs such as a draft
  * model's cost measurement; the adaptive guards, kept across requests, start learning there).
- * Then each pass runs every configuration on every prompt, each run right next to a plain run
- * on the same prompt (which goes first alternates), so a burst of load elsewhere hits both
- * alike. A ratio to plain takes, per prompt, the fastest of the configuration's runs and the
- * fastest of the plain runs next to them (as many of each: other work only ever adds time),
- * summed over the prompts; rates are the best pass. Every configuration must produce exactly --tokens tokens per prompt (no EOS
- * stop), or the bench fails.
+ * A timed run repeats its prompt until plain decoding would take at least --min-ms (on a tiny
+ * model one 64-token request is 30 ms, where a collection or a cache miss in between moves a
+ * ratio by 10-20%). Then each pass runs every configuration on every prompt, each run right next
+ * to a plain run on the same prompt (which goes first alternates), so a burst of load elsewhere
+ * hits both alike. Two ratios to plain: "best" takes, per prompt, the fastest of the
+ * configuration's runs and the fastest of the plain runs next to them (as many of each: other
+ * work only ever adds time), summed over the prompts; "median pair" is the median over every
+ * pair (prompt and pass) of plain's time over the configuration's, which a single lucky or
+ * unlucky run cannot move. Rates are the best pass. Every configuration must produce exactly
+ * --tokens tokens per prompt (no EOS stop), or the bench fails.
  *
- * Usage: npx tsx bench/speculative.ts [--tokens 48] [--prompts 4] [--passes 3] [--only <target name part>]
+ * Usage: npx tsx bench/speculative.ts [--tokens 48] [--prompts 4] [--passes 3] [--min-ms 150] [--only <target name part>]
  */
 import { existsSync, readdirSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
@@ -53,6 +57,8 @@ const PROMPTS = Number(option("--prompts", "4"));
 /** Each configuration runs this many times over all prompts. */
 const PASSES = Number(option("--passes", "3"));
 const ONLY = option("--only", "");
+/** A timed run repeats its prompt until plain decoding would take this long. */
+const MIN_MS = Number(option("--min-ms", "150"));
 
 interface Target {
   name: string;
@@ -127,8 +133,12 @@ interface Row {
   vsPipecCpu?: number;
   vsPipec?: number;
   vsBaseline?: number;
+  /** Median over the pairs of plain's CPU time over this configuration's. */
+  medianPairCpu?: number;
   /** Against plain decoding on the same model file (CPU time). */
   vsSameModelCpu?: number;
+  /** The same from the median pairs. */
+  medianSameModelCpu?: number;
   stats?: SpeculativeStats[];
 }
 
@@ -189,15 +199,32 @@ async function benchTarget(target: Target): Promise<Row[]> {
   const sets = await promptSets(generator, V);
   // Untimed, once: one-off costs (a draft model's cost measurement, first calls at new sizes) are not what a pass measures.
   for (const config of configs.values()) await config.run(sets.open![0]!);
-  const measure = async (name: string, prompt: number[], where: string) => {
+  // Repeats per timed run, from plain decoding's fastest of three on the shortest prompt.
+  let plainMs = Infinity;
+  for (let r = 0; r < 3; r++) {
     const t0 = performance.now();
-    const c0 = process.cpuUsage();
-    const result = await configs.get(name)!.run(prompt);
-    const cpu = process.cpuUsage(c0);
-    const wall = performance.now() - t0;
-    // Every configuration must produce the same number of tokens, or its rate compares nothing.
-    if (result.tokens !== TOKENS) throw new Error(`${target.name} ${where} ${name}: ${result.tokens} tokens, not ${TOKENS}`);
-    return { cpu: (cpu.user + cpu.system) / 1000, wall: result.wallMs ?? wall, stats: result.stats };
+    await configs.get("pipec plain")!.run(sets.open![0]!);
+    plainMs = Math.min(plainMs, performance.now() - t0);
+  }
+  const repeats = Math.max(1, Math.ceil(MIN_MS / plainMs));
+  repeatsUsed.set(target.name, repeats);
+  const measure = async (name: string, prompt: number[], where: string) => {
+    let cpuMs = 0;
+    let wallMs = 0;
+    let stats: SpeculativeStats | undefined;
+    for (let r = 0; r < repeats; r++) {
+      const t0 = performance.now();
+      const c0 = process.cpuUsage();
+      const result = await configs.get(name)!.run(prompt);
+      const cpu = process.cpuUsage(c0);
+      const wall = performance.now() - t0;
+      // Every configuration must produce the same number of tokens, or its rate compares nothing.
+      if (result.tokens !== TOKENS) throw new Error(`${target.name} ${where} ${name}: ${result.tokens} tokens, not ${TOKENS}`);
+      cpuMs += (cpu.user + cpu.system) / 1000;
+      wallMs += result.wallMs ?? wall;
+      stats = result.stats;
+    }
+    return { cpu: cpuMs, wall: wallMs, stats };
   };
   for (const [set, prompts] of Object.entries(sets)) {
     const others = [...configs.keys()].filter((name) => name !== "pipec plain");
@@ -230,7 +257,7 @@ async function benchTarget(target: Target): Promise<Row[]> {
       }
       for (const [name, t] of total) totals.get(name)!.push(t);
     }
-    const tokens = TOKENS * prompts.length;
+    const tokens = TOKENS * prompts.length * repeats;
     const best = (name: string, key: "cpu" | "wall") => (tokens * 1000) / Math.min(...totals.get(name)!.map((t) => t[key]));
     /**
      * Plain / `name`: per prompt the fastest of its runs and the fastest of the plain runs next to
@@ -240,6 +267,12 @@ async function benchTarget(target: Target): Promise<Row[]> {
       const fastest = (times: Times) => Math.min(...times.map((t) => t[key]));
       const byPrompt = pairs.get(name)!;
       return byPrompt.reduce((sum, p) => sum + fastest(p.plain), 0) / byPrompt.reduce((sum, p) => sum + fastest(p.run), 0);
+    };
+    /** Plain / `name`, the median over every pair (prompt and pass) of its runs. */
+    const medianPair = (name: string, key: "cpu" | "wall") => {
+      const ratios = pairs.get(name)!.flatMap((p) => p.plain.map((plain, k) => plain[key] / p.run[k]![key])).sort((a, b) => a - b);
+      const mid = ratios.length >> 1;
+      return ratios.length % 2 ? ratios[mid]! : (ratios[mid - 1]! + ratios[mid]!) / 2;
     };
     const plainVsBaseline = 1 / vsPlain("baseline loop", "wall");
     for (const name of configs.keys()) {
@@ -251,8 +284,10 @@ async function benchTarget(target: Target): Promise<Row[]> {
         tokensPerCpuSecond: name === "baseline loop" ? undefined : best(name, "cpu"),
         vsPipecCpu: speculative ? vsPlain(name, "cpu") : undefined,
         vsPipec: speculative ? vsPlain(name, "wall") : undefined,
+        medianPairCpu: speculative ? medianPair(name, "cpu") : undefined,
         vsBaseline: name === "baseline loop" ? undefined : (name === "pipec plain" ? 1 : vsPlain(name, "wall")) * plainVsBaseline,
         vsSameModelCpu: samePlain && samePlain !== "pipec plain" && !name.startsWith("pipec plain") ? vsPlain(name, "cpu") / vsPlain(samePlain, "cpu") : undefined,
+        medianSameModelCpu: samePlain && samePlain !== "pipec plain" && !name.startsWith("pipec plain") ? medianPair(name, "cpu") / medianPair(samePlain, "cpu") : undefined,
         stats: stats.get(name),
       });
     }
@@ -272,22 +307,25 @@ function aggregate(stats: SpeculativeStats[] | undefined): { acceptance: string;
   };
 }
 
+/** Per target: how many times a timed run repeats its prompt. */
+const repeatsUsed = new Map<string, number>();
 const load0 = loadavg();
 const rows: Row[] = [];
 for (const target of targets()) rows.push(...(await benchTarget(target)));
 const load1 = loadavg();
 
-const header = ["target", "prompts", "mode", "tok/s", "tok/cpu-s", "vs pipec (cpu)", "vs pipec (wall)", "vs baseline (wall)", "vs same-model plain (cpu)", "accept", "mean acc len", "calls/token"];
+const header = ["target", "prompts", "mode", "tok/s", "tok/cpu-s", "vs pipec (cpu)", "vs pipec (wall)", "median pair (cpu)", "vs baseline (wall)", "vs same-model plain (cpu)", "same-model median pair", "accept", "mean acc len", "calls/token"];
 const lines = rows.map((r) => {
   const a = aggregate(r.stats);
   const x = (v: number | undefined) => v?.toFixed(2) ?? "";
-  return [r.target, r.prompts, r.mode, r.tokensPerSecond.toFixed(0), r.tokensPerCpuSecond?.toFixed(0) ?? "", x(r.vsPipecCpu), x(r.vsPipec), x(r.vsBaseline), x(r.vsSameModelCpu), a.acceptance, a.accepted, a.calls];
+  return [r.target, r.prompts, r.mode, r.tokensPerSecond.toFixed(0), r.tokensPerCpuSecond?.toFixed(0) ?? "", x(r.vsPipecCpu), x(r.vsPipec), x(r.medianPairCpu), x(r.vsBaseline), x(r.vsSameModelCpu), x(r.medianSameModelCpu), a.acceptance, a.accepted, a.calls];
 });
 const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
 const format = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(" | ")} |`;
-const passes = args.includes("--passes") ? ` --passes ${PASSES}` : "";
+const passes = `${args.includes("--passes") ? ` --passes ${PASSES}` : ""}${args.includes("--min-ms") ? ` --min-ms ${MIN_MS}` : ""}`;
+const repeatNote = [...repeatsUsed].map(([name, n]) => `${name} x${n}`).join(", ");
 const only = ONLY ? ` --only '${ONLY}'` : "";
-console.log(`\nnpx tsx bench/speculative.ts --tokens ${TOKENS} --prompts ${PROMPTS}${passes}${only}   (greedy, ${TOKENS} new tokens per prompt, ${PASSES} passes: each run next to a plain run on the same prompt, ratios from the fastest of each per prompt, rates the best pass; 1 thread; load average ${load0.map((l) => l.toFixed(2)).join(" ")} at the start, ${load1.map((l) => l.toFixed(2)).join(" ")} at the end)\n`);
+console.log(`\nnpx tsx bench/speculative.ts --tokens ${TOKENS} --prompts ${PROMPTS}${passes}${only}   (greedy, ${TOKENS} new tokens per prompt, ${PASSES} passes: each run next to a plain run on the same prompt and repeated to at least ${MIN_MS} ms of plain decoding (${repeatNote}), ratios from the fastest of each per prompt and the median pair, rates the best pass; 1 thread; load average ${load0.map((l) => l.toFixed(2)).join(" ")} at the start, ${load1.map((l) => l.toFixed(2)).join(" ")} at the end)\n`);
 console.log(format(header));
 console.log(format(widths.map((w) => "-".repeat(w))));
 for (const line of lines) console.log(format(line));
@@ -295,4 +333,8 @@ const slower = rows.filter((r) => r.vsPipecCpu !== undefined && r.vsPipecCpu < 1
 console.log(`\nslower than plain pipec (cpu): ${slower.map((r) => `${r.target} ${r.prompts} ${r.mode} (${r.vsPipecCpu!.toFixed(2)}x)`).join("; ") || "none"}`);
 const adaptive = (r: Row) => r.mode.includes("adaptive") || r.mode === "recycle auto";
 const adaptiveBelow = slower.filter((r) => adaptive(r) && r.vsPipecCpu! < 0.95);
-console.log(`adaptive below 0.95x (cpu): ${adaptiveBelow.map((r) => `${r.target} ${r.prompts} ${r.mode} (${r.vsPipecCpu!.toFixed(2)}x cpu, ${r.vsPipec!.toFixed(2)}x wall)`).join("; ") || "none"}`);
+console.log(`adaptive below 0.95x (cpu, best): ${adaptiveBelow.map((r) => `${r.target} ${r.prompts} ${r.mode} (${r.vsPipecCpu!.toFixed(2)}x cpu, ${r.vsPipec!.toFixed(2)}x wall, ${r.medianPairCpu!.toFixed(2)}x median pair)`).join("; ") || "none"}`);
+const medianBelow = rows.filter((r) => adaptive(r) && r.medianPairCpu !== undefined && r.medianPairCpu < 0.95);
+console.log(`adaptive below 0.95x (cpu, median pair): ${medianBelow.map((r) => `${r.target} ${r.prompts} ${r.mode} (${r.medianPairCpu!.toFixed(2)}x; best ${r.vsPipecCpu!.toFixed(2)}x)`).join("; ") || "none"}`);
+const controls = rows.filter((r) => r.mode.startsWith("pipec plain (") && r.medianPairCpu !== undefined);
+console.log(`noise controls (plain on the compiled models), median pair / best (cpu): ${controls.map((r) => `${r.target} ${r.prompts} ${r.mode.slice(12)} ${r.medianPairCpu!.toFixed(2)} / ${r.vsPipecCpu!.toFixed(2)}`).join("; ")}`);
