@@ -171,6 +171,29 @@ describe("streaming-llm generates past the model's positions", () => {
       expect(long.finishReason).toBe("max-tokens");
       expect(long.stats.peakKvBytes).toBe(short.stats.peakKvBytes);
     });
+
+    // The append-only form against the present-cache one (itself checked against the paper's step above):
+    // the same logits at every step, through every eviction, and the append buffer at sinks + window + 1 rows.
+    it(`${config.family}: the append-only form computes the present-cache form's logits through every eviction`, async () => {
+      const present = await open(config, true, `${config.family}-generate-present`);
+      const append = await open(config, true, `${config.family}-generate-append`, "decomposed", true);
+      expect(append.contract.kvMode).toBe("append");
+      const [want, got] = [present.newSequence(), append.newSequence()];
+      got.reserve(sinks + window + 1);
+      let token = 7;
+      let worst = 0;
+      for (let step = 0; step < steps; step++) {
+        const [a, b] = [lastRow(await want.forward([token])), lastRow(await got.forward([token]))];
+        worst = Math.max(worst, ...a.map((x, i) => Math.abs(x - b[i]!)));
+        token = a.indexOf(Math.max(...a));
+        evictStreaming(want, streaming);
+        evictStreaming(got, streaming);
+        expect(got.length).toBe(want.length);
+      }
+      expect(got.cache.peakBytes).toBe(want.cache.peakBytes);
+      await Promise.all([present.release(), append.release()]);
+      expect(worst).toBeLessThanOrEqual(1e-4);
+    });
   }
 });
 
