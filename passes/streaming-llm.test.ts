@@ -233,6 +233,9 @@ describe("examples/sparse-streaming.pipe", () => {
     expect(result.tokens).toHaveLength(96);
     // llama reference export: 2 layers x (K, V) x 2 KV heads x 16 lanes x 4 bytes per row; 4 sinks + 60 window + 1 new.
     expect(result.stats.peakKvBytes).toBe((4 + 60 + 1) * 2 * 2 * 2 * 16 * 4);
+    // kv.streaming compiles to the append-only contract: the model outputs the new rows only.
+    const compiled = await loadModel(join(cache, "sparse-streaming/models/llm/model.onnx"));
+    expect(compiled.graph.outputs.map((o) => o.name).filter((n) => n.startsWith("present"))).toEqual(["present_new.0.key", "present_new.0.value", "present_new.1.key", "present_new.1.value"]);
   });
 });
 
@@ -252,6 +255,19 @@ function argmaxLast(logits: ort.Tensor): number {
   const row = lastRow(logits);
   return row.indexOf(Math.max(...row));
 }
+
+describe("streaming-llm with kv_append_only and speculation's tree mask", () => {
+  it("keeps the present outputs (the runtime refuses a tree mask over an append buffer) and says so in a note", () => {
+    const model = buildZooModel(llamaConfig({ layers: 2 }));
+    liftAttention(model);
+    createTreeAttentionMask().run(model, { options: {}, note: () => {} });
+    const notes: string[] = [];
+    const result = createStreamingLlm({ sinks: 4, window: 8, appendOnly: true }).run(model, { options: {}, note: (n) => notes.push(n) });
+    expect(result.stats).toMatchObject({ layers: 2, rotated: 2, "kv-append-only": 0 });
+    expect(notes).toEqual([expect.stringMatching(/^kv_append_only: not applied, a tree_attention_mask/)]);
+    expect(model.graph.outputs.map((o) => o.name).filter((n) => n.startsWith("present"))).toEqual(["present.0.key", "present.0.value", "present.1.key", "present.1.value"]);
+  });
+});
 
 describe("streaming-llm refuses what it cannot re-position", () => {
   it("keys rotated but queries not: one line naming the layer", () => {
