@@ -192,8 +192,11 @@ describe.skipIf(!HAVE_SHARED || !existsSync(CHECKPOINT))(`Token Recycling on the
   it("12 prompts: lossless, and the hot matrix accepts drafts", async () => {
     importLlama2c(CHECKPOINT, dir, { encoding: "decomposed" });
     const modelPath = join(dir, "model.onnx");
-    stats = await expectLossless(modelPath, compileTree(modelPath), 12, [{}]);
-    const hot = stats.filter((_, i) => i % 2 === 1);
+    // The auto tree drafts only while measured costs say it pays (a loaded machine may say not), so
+    // acceptance is asserted on a fixed 16-node tree, which drafts every step: per prompt the runs
+    // are auto cold, auto hot, fixed cold, fixed hot.
+    stats = await expectLossless(modelPath, compileTree(modelPath), 12, [{}, { tree: 16 }]);
+    const hot = stats.filter((_, i) => i % 4 === 3);
     expect(accepted(hot)).toBeGreaterThan(0);
     expect(hot.reduce((s, x) => s + x.targetCalls, 0)).toBeLessThan(hot.length * NEW_TOKENS);
   });
