@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { Builder } from "../../compiler/ir/builder.ts";
 import { DataType } from "../../compiler/ir/dtype.ts";
 import { Model } from "../../compiler/ir/model.ts";
-import { tensorType } from "../../compiler/ir/types.ts";
+import { tensorType, type Dim } from "../../compiler/ir/types.ts";
 import { rng } from "../../test/helpers/ort-inputs.ts";
 import { modelBytes } from "../../test/helpers/ort-parity.ts";
 import { CANONICAL_DOMAIN } from "./canonical.ts";
@@ -17,14 +17,14 @@ const SCALE = 0.3;
 type MaskCase = { kind: "none" } | { kind: "boolean"; visible: boolean[] } | { kind: "additive"; bias: number[] };
 
 /** A model holding one canonical node over graph inputs q, k, v (and mask), lowered. */
-function loweredModel(causal: boolean, mask: MaskCase): Model {
+function loweredModel(causal: boolean, mask: MaskCase, kvHeadSize: Dim = D): Model {
   const model = new Model({ opsets: { "": 18, [CANONICAL_DOMAIN]: 1 } });
   const b = new Builder(model.graph);
   const f = DataType.FLOAT;
   const maskValue = mask.kind === "none" ? undefined : b.input("mask", mask.kind === "boolean" ? DataType.BOOL : f, [B, 1, T, N]);
   const out = emitCanonical(
     b,
-    { query_BHTD: b.input("q", f, [B, H, T, D]), key_BHkvND: b.input("k", f, [B, HKV, N, D]), value_BHkvND: b.input("v", f, [B, HKV, N, D]), mask: maskValue },
+    { query_BHTD: b.input("q", f, [B, H, T, D]), key_BHkvND: b.input("k", f, [B, HKV, N, kvHeadSize]), value_BHkvND: b.input("v", f, [B, HKV, N, kvHeadSize]), mask: maskValue },
     { scale: SCALE, num_heads: H, kv_num_heads: HKV, is_causal: causal ? 1 : 0, mask_kind: mask.kind === "none" ? undefined : mask.kind, layer: 0, source_form: "test" },
   );
   b.output(out, "out", tensorType(f, [B, H, T, D]));
@@ -64,7 +64,7 @@ function reference(q: Float32Array, k: Float32Array, v: Float32Array, causal: bo
   return out;
 }
 
-async function expectMatchesReference(causal: boolean, mask: MaskCase): Promise<void> {
+async function expectMatchesReference(causal: boolean, mask: MaskCase, kvHeadSize: Dim = D): Promise<void> {
   const next = rng(11);
   const random = (n: number) => Float32Array.from({ length: n }, () => next() * 2 - 1);
   const [q, k, v] = [random(B * H * T * D), random(B * HKV * N * D), random(B * HKV * N * D)];
@@ -75,7 +75,7 @@ async function expectMatchesReference(causal: boolean, mask: MaskCase): Promise<
   };
   if (mask.kind === "boolean") feeds["mask"] = new ort.Tensor("bool", Uint8Array.from(mask.visible, Number), [B, 1, T, N]);
   if (mask.kind === "additive") feeds["mask"] = new ort.Tensor("float32", Float32Array.from(mask.bias), [B, 1, T, N]);
-  const session = await ort.InferenceSession.create(modelBytes(loweredModel(causal, mask)));
+  const session = await ort.InferenceSession.create(modelBytes(loweredModel(causal, mask, kvHeadSize)));
   const actual = (await session.run(feeds))["out"]!.data as Float32Array;
   await session.release();
   const expected = reference(q, k, v, causal, mask);
@@ -89,5 +89,11 @@ describe("lower-attention", () => {
   it("lowers GQA without a mask", () => expectMatchesReference(false, { kind: "none" }));
   it("lowers causal attention aligned bottom-right (queries at the end of the keys)", () => expectMatchesReference(true, { kind: "none" }));
   it("lowers a boolean mask together with causality", () => expectMatchesReference(true, { kind: "boolean", visible }));
+  it("lowers GQA whose head size is only known at run time (K/V target shape read from Shape)", () => expectMatchesReference(true, { kind: "none" }, "head_size"));
+  it("repeats K/V heads to a constant target shape when the head size is known (no Shape nodes per step)", () => {
+    const ops = (m: Model) => m.graph.nodeArray().map((n) => n.op);
+    expect(ops(loweredModel(false, { kind: "none" })).filter((op) => op === "Shape")).toHaveLength(0);
+    expect(ops(loweredModel(false, { kind: "none" }, "head_size")).filter((op) => op === "Shape").length).toBeGreaterThan(0);
+  });
   it("lowers an additive mask", () => expectMatchesReference(false, { kind: "additive", bias: visible.map((v, i) => (v ? (i % 3) * 0.5 : -1e9)) }));
 });

@@ -3,13 +3,14 @@ import { DataType } from "../../compiler/ir/dtype.ts";
 import type { Model } from "../../compiler/ir/model.ts";
 import type { Node } from "../../compiler/ir/node.ts";
 import { inferShapes } from "../../compiler/ir/shape-inference/index.ts";
+import type { Dim } from "../../compiler/ir/types.ts";
 import type { Value } from "../../compiler/ir/value.ts";
 import { TOPOLOGICALLY_SORTED } from "../../compiler/pass-manager/properties.ts";
 import type { Pass, PassResult } from "../../compiler/pass-manager/pass.ts";
 import { applyRules, type Match, type Rule } from "../../compiler/rewrite/index.ts";
 import { CANONICAL_DOMAIN, CANONICAL_OP } from "./canonical.ts";
 import { readCanonical } from "./canonical-node.ts";
-import { dtypeOf, lowestOf, OpsetOps } from "./ops.ts";
+import { dtypeOf, lowestOf, OpsetOps, shapeOf } from "./ops.ts";
 
 export const LOWER_ATTENTION = "lower-attention";
 
@@ -56,8 +57,8 @@ function lowerOne(ops: OpsetOps, node: Node): Value {
   const half = dtype === DataType.FLOAT16;
   const widen = (x: Value) => (half ? b.op.Cast(x, { to: DataType.FLOAT }) : x);
   const query_BHTD = widen(q!);
-  const key_BHND = repeatKv(ops, widen(k!), attrs.num_heads, attrs.kv_num_heads);
-  const value_BHND = repeatKv(ops, widen(v!), attrs.num_heads, attrs.kv_num_heads);
+  const key_BHND = repeatKv(ops, widen(k!), attrs.num_heads, attrs.kv_num_heads, shapeOf(k)?.[3]);
+  const value_BHND = repeatKv(ops, widen(v!), attrs.num_heads, attrs.kv_num_heads, shapeOf(v)?.[3]);
 
   let scores_BHTN = b.op.MatMul(query_BHTD, b.op.Transpose(key_BHND, { perm: [0, 1, 3, 2] }));
   if (attrs.scale !== 1) scores_BHTN = b.op.Mul(scores_BHTN, b.float32(attrs.scale));
@@ -71,13 +72,20 @@ function lowerOne(ops: OpsetOps, node: Node): Value {
   return half ? b.op.Cast(out_BHTD, { to: DataType.FLOAT16 }) : out_BHTD;
 }
 
-/** [B, Hkv, N, D] -> [B, H, N, D]: KV head j serves query heads j*G .. j*G+G-1. */
-function repeatKv(ops: OpsetOps, x_BHkvND: Value, heads: number, kvHeads: number): Value {
+/**
+ * [B, Hkv, N, D] -> [B, H, N, D]: KV head j serves query heads j*G .. j*G+G-1. With D known the
+ * target shape is a constant [0 (B), H, -1 (N), D]: reading it from Shape nodes costs three Shape
+ * and a Concat per K and V per layer on every step, a measurable share of a small model's decode step.
+ */
+function repeatKv(ops: OpsetOps, x_BHkvND: Value, heads: number, kvHeads: number, headSize: Dim | undefined): Value {
   if (heads === kvHeads) return x_BHkvND;
   const b = ops.b;
   const groups = heads / kvHeads;
   const expanded = b.op.Expand(ops.unsqueeze(x_BHkvND, [2]), b.int64([1, 1, groups, 1, 1])); // [B, Hkv, G, N, D]
-  const target = b.op.Concat(ops.dim(x_BHkvND, 0), b.int64([heads]), ops.dim(x_BHkvND, 2), ops.dim(x_BHkvND, 3), { axis: 0 });
+  const target =
+    typeof headSize === "number"
+      ? b.int64([0, heads, -1, headSize])
+      : b.op.Concat(ops.dim(x_BHkvND, 0), b.int64([heads]), ops.dim(x_BHkvND, 2), ops.dim(x_BHkvND, 3), { axis: 0 });
   return b.op.Reshape(expanded, target);
 }
 
