@@ -13,7 +13,7 @@ import { SelectionCache } from "./cache/selection-cache.ts";
 import { readContract, type DecoderContract } from "./contract.ts";
 import { openSession, type ResolvedDevice, type SessionOptions } from "./device.ts";
 import { RuntimeError } from "./errors.ts";
-import { chainParents, TREE_MASK_INPUT, treeDepths, treeMaskTensor } from "./tree-attention.ts";
+import { chainParents, TREE_MASK_INPUT, treeDepths, TreeMasks } from "./tree-attention.ts";
 import { allocInt, setInt, type IntArray, type IntType } from "./tensors.ts";
 
 export interface DecoderOptions extends SessionOptions {
@@ -116,6 +116,7 @@ export class DecoderSequence {
   /** Milliseconds spent inside session.run, summed over this sequence's steps. */
   runMs = 0;
   private readonly single: SingleTokenInputs;
+  private readonly treeMasks = new TreeMasks();
   private nextPosition = 0;
   /** Cache length before the latest call: where recurrent state can roll back to without a snapshot. */
   private lengthBeforeLast?: number;
@@ -232,7 +233,7 @@ export class DecoderSequence {
       const offsets = treeParents ? treeDepths(treeParents) : undefined;
       feeds.position_ids = S === 1 ? this.singlePosition(start) : intTensor(contract.positionType, Array.from({ length: S }, (_, j) => start + (offsets ? offsets[j] : j)), [1, S]);
     }
-    if (contract.hasTreeMask) feeds[TREE_MASK_INPUT] = treeMaskTensor(this.cache.length, treeParents ?? chainParents(S), this.streaming);
+    if (contract.hasTreeMask) feeds[TREE_MASK_INPUT] = this.treeMasks.tensor(this.cache.length, treeParents ?? chainParents(S), this.streaming);
     if (contract.hasCacheBranchFlag) feeds.use_cache_branch = new ort.Tensor("bool", [this.cache.length > 0], [1]);
     this.cache.prepare(S, feeds, fetches, this.model.bindOutputs);
     this.recurrent.prepare(feeds, fetches);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { streamingKeep } from "./cache/streaming.ts";
-import { chainParents, treeDepths, treeMaskTensor } from "./tree-attention.ts";
+import { chainParents, treeDepths, treeMaskTensor, TreeMasks } from "./tree-attention.ts";
 
 /** Per node, the key columns its mask opens (0), from a [1, 1, S, N] mask. */
 function openColumns(past: number, parents: readonly number[], streaming?: { sinks: number; window: number }): number[][] {
@@ -39,5 +39,26 @@ describe("treeMaskTensor", () => {
     expect(treeDepths(parents)).toEqual([0, 1, 2, 1]);
     // past 5: node 2 sits at row 7 and sees sink 0, ancestor 1 (row 6) and itself; its root (row 5) is out of the window.
     expect(openColumns(5, parents, config)).toEqual([[0, 4, 5], [0, 5, 6], [0, 6, 7], [0, 5, 8]]);
+  });
+});
+
+describe("TreeMasks", () => {
+  it("gives treeMaskTensor's mask for one-token steps as its buffer grows, interleaved with trees, chains and streaming", () => {
+    const masks = new TreeMasks();
+    const earlier: { past: number; data: Float32Array }[] = [];
+    const cases: [number, number[], { sinks: number; window: number }?][] = [];
+    for (let past = 0; past < 40; past++) {
+      cases.push([past, [-1]]);
+      if (past % 7 === 0) cases.push([past, [-1, 0, 0, 2]], [past, chainParents(3)], [past, [-1], { sinks: 1, window: 4 }]);
+    }
+    for (const [past, parents, streaming] of cases) {
+      const got = masks.tensor(past, parents, streaming);
+      const want = treeMaskTensor(past, parents, streaming);
+      expect(got.dims, `past ${past}, parents ${parents}`).toEqual(want.dims);
+      expect(Array.from(got.data as Float32Array), `past ${past}, parents ${parents}`).toEqual(Array.from(want.data as Float32Array));
+      if (parents.length === 1 && !streaming) earlier.push({ past, data: got.data as Float32Array });
+    }
+    // Views handed out before the buffer grew still hold their (all-open) row.
+    for (const { past, data } of earlier) expect(Array.from(data), `past ${past}`).toEqual(new Array(past + 1).fill(0));
   });
 });

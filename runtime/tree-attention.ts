@@ -43,3 +43,20 @@ export function treeMaskTensor(past: number, parents: readonly number[], streami
   }
   return new ort.Tensor("float32", data, [1, 1, S, N]);
 }
+
+/**
+ * treeMaskTensor with the common case made free: a one-token step without StreamingLLM sees the
+ * whole context and itself, an all-zero row, served as a view of one zero buffer that grows by
+ * doubling. Allocating and filling [1, 1, 1, P + 1] each step is a measurable share of a small
+ * model's decode step. onnxruntime only reads its inputs, so the buffer stays zero.
+ */
+export class TreeMasks {
+  private zeros = new Float32Array(0);
+
+  tensor(past: number, parents: readonly number[], streaming?: StreamingConfig): ort.Tensor {
+    if (parents.length !== 1 || streaming) return treeMaskTensor(past, parents, streaming);
+    const N = past + 1;
+    if (this.zeros.length < N) this.zeros = new Float32Array(Math.max(N, 2 * this.zeros.length));
+    return new ort.Tensor("float32", this.zeros.subarray(0, N), [1, 1, 1, N]);
+  }
+}
