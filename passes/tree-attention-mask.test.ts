@@ -108,6 +108,9 @@ async function expectTreeVerification(load: () => Model, layers: number, toleran
   liftAttention(model);
   const result = createTreeAttentionMask().run(model, { options: {}, note: () => {} });
   expect(result.stats).toEqual({ "masks-replaced": layers, "rotary-positions-rewired": rotaryGathersRewired });
+  // Nothing reads attention_mask once every attention reads the tree mask: the input is dropped.
+  expect(load().graph.lookup("attention_mask")?.isGraphInput).toBe(true);
+  expect(model.graph.inputs.map((v) => v.name)).not.toContain("attention_mask");
   lowerAttention(model);
   const rewritten = await open(model);
   try {

@@ -13,6 +13,7 @@ import { MS_GROUP_QUERY_ATTENTION_FORM } from "./attention/ms-group-query-attent
 
 export const TREE_MASK_INPUT = "tree_attention_mask";
 export const POSITION_IDS_INPUT = "position_ids";
+const ATTENTION_MASK_INPUT = "attention_mask";
 
 /**
  * Tree verification scores a token tree in one call: each node attends to the cached context
@@ -26,7 +27,7 @@ export const POSITION_IDS_INPUT = "position_ids";
  * It rewrites canonical `pipec::Attention` nodes (run lift-attention first), so it works on every
  * encoding recognition handles. Fused GroupQueryAttention derived rotary positions from
  * seqlens_k; its lifted rotary is rewired to read `position_ids`. A causal chain mask reproduces
- * the ordinary outputs.
+ * the ordinary outputs. The model's attention_mask input, unread afterwards, is removed.
  */
 export function createTreeAttentionMask(): Pass {
   return {
@@ -60,6 +61,10 @@ export function createTreeAttentionMask(): Pass {
       const rewired = attention.some((n) => readCanonical(n).source_form === MS_GROUP_QUERY_ATTENTION_FORM) ? rewireDerivedRotaryPositions(graph, positions) : 0;
       // The model's own mask construction is unread now.
       createDce().run(model, { options: {}, note: () => {} });
+      // And so, usually, is attention_mask: dropping it spares the runtime feeding a [B, P + S]
+      // tensor on every step that nothing reads.
+      const unreadMask = graph.lookup(ATTENTION_MASK_INPUT);
+      if (unreadMask?.isGraphInput && unreadMask.unused) graph.removeInput(unreadMask);
       return { changed: true, stats: { "masks-replaced": attention.length, "rotary-positions-rewired": rewired } };
     },
   };
