@@ -70,12 +70,7 @@ export function fusedRotaryAt(b: Builder, rotary: FusedRotary, rows: Value, angl
 
 /** `x * cos + concat(-x[..., h:], x[..., :h]) * sin`, cos and sin with equal halves. */
 function rotateHalfOf(rotated: Value, x: Value, angles: (v: Value) => boolean): FusedRotary | undefined {
-  const add = standard(rotated.producer, "Add");
-  if (!add) return undefined;
-  for (const [plain, mixed] of [[0, 1], [1, 0]] as const) {
-    const cos = productOf(add.inputs[plain], angles);
-    const withSin = productOf(add.inputs[mixed], angles);
-    if (cos?.rows !== x || !withSin) continue;
+  for (const { cos, withSin } of cosSinTerms(rotated, x, angles)) {
     const swapped = standard(withSin.rows.producer, "Concat");
     if (!swapped || swapped.inputs.length !== 2 || !lastAxis(swapped.attrInt("axis"))) continue;
     const high = sliceOf(standard(swapped.inputs[0]?.producer, "Neg")?.inputs[0], x);
@@ -88,12 +83,7 @@ function rotateHalfOf(rotated: Value, x: Value, angles: (v: Value) => boolean): 
 
 /** `x * cos + pairs(-x[..., 1::2], x[..., 0::2]) * sin`, cos and sin with equal lane pairs. */
 function rotateEveryTwoOf(rotated: Value, x: Value, angles: (v: Value) => boolean): FusedRotary | undefined {
-  const add = standard(rotated.producer, "Add");
-  if (!add) return undefined;
-  for (const [plain, mixed] of [[0, 1], [1, 0]] as const) {
-    const cos = productOf(add.inputs[plain], angles);
-    const withSin = productOf(add.inputs[mixed], angles);
-    if (cos?.rows !== x || !withSin) continue;
+  for (const { cos, withSin } of cosSinTerms(rotated, x, angles)) {
     const pairs = standard(withSin.rows.producer, "Reshape");
     const join = standard(pairs?.inputs[0]?.producer, "Concat");
     if (!pairs || constantInts(pairs.inputs[1])?.join() !== "0,0,0,-1" || !join || join.inputs.length !== 2 || !lastAxis(join.attrInt("axis"), 5)) continue;
@@ -103,6 +93,17 @@ function rotateEveryTwoOf(rotated: Value, x: Value, angles: (v: Value) => boolea
     return { cos: cos.angle, sin: withSin.angle, interleaved: true, lanes: "even" };
   }
   return undefined;
+}
+
+/** The ways `rotated = Add(x * cos, mixed * sin)` splits into its two products (either operand order). */
+function* cosSinTerms(rotated: Value, x: Value, angles: (v: Value) => boolean): Generator<{ cos: { rows: Value; angle: Value }; withSin: { rows: Value; angle: Value } }> {
+  const add = standard(rotated.producer, "Add");
+  if (!add) return;
+  for (const [plain, mixed] of [[0, 1], [1, 0]] as const) {
+    const cos = productOf(add.inputs[plain], angles);
+    const withSin = productOf(add.inputs[mixed], angles);
+    if (cos?.rows === x && withSin) yield { cos, withSin };
+  }
 }
 
 /** `(x1 cos - x2 sin, x2 cos + x1 sin)` joined as halves, or as lane pairs (Unsqueeze, Concat, Reshape to [B, H, S, D]). */
