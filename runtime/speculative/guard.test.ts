@@ -1,11 +1,9 @@
 // The guard's decisions from step timings (exact, with made-up times), and on real sessions: a
 // draft model that is never right costs a handful of probes, and output stays plain decoding's.
-import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { DecoderModel } from "../decoder.ts";
+import { describe, expect, it } from "vitest";
 import { Generator } from "../generate.ts";
-import { REFERENCE_DIR } from "../testing/models.ts";
 import { guardFor, MARGIN, SpeculationGuard, type StepPlan } from "./guard.ts";
+import { referencePair } from "./reference-pair.test-support.ts";
 
 /** Runs `steps` steps: a plain step takes 10 ms for one token, a drafting step `draftMs` for `draftTokens`. */
 function drive(guard: SpeculationGuard, steps: number, draftMs: number, draftTokens: number): StepPlan[] {
@@ -125,24 +123,15 @@ describe("SpeculationGuard", () => {
 });
 
 describe("the guard on real sessions", () => {
-  let target: DecoderModel;
-  let draft: DecoderModel;
-  beforeAll(async () => {
-    target = await DecoderModel.open(join(REFERENCE_DIR, "llama-torchscript/model.onnx"), { device: "cpu", threads: 1 });
-    draft = await DecoderModel.open(join(REFERENCE_DIR, "gpt2-torchscript/model.onnx"), { device: "cpu", threads: 1 });
-  });
-  afterAll(async () => {
-    await target?.release();
-    await draft?.release();
-  });
+  const models = referencePair();
 
   it("an unrelated draft model (never right) drafts in a few probes only, over two requests", async () => {
-    const generator = new Generator(target);
+    const generator = new Generator(models.target);
     const prompt = [7, 101, 33, 250, 12, 90];
     const plain = await generator.run(prompt, { maxTokens: 48, eosTokenIds: [] });
     let drafting = 0;
     for (let request = 0; request < 2; request++) {
-      const result = await generator.run(prompt, { maxTokens: 48, eosTokenIds: [], speculate: { kind: "draft", model: draft } });
+      const result = await generator.run(prompt, { maxTokens: 48, eosTokenIds: [], speculate: { kind: "draft", model: models.draft } });
       expect(result.tokens).toEqual(plain.tokens);
       drafting += result.stats.speculative!.callsWithDraft;
     }

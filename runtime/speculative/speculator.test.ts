@@ -9,8 +9,9 @@ import { DecoderModel } from "../decoder.ts";
 import { isRuntimeError } from "../errors.ts";
 import { Generator, type GenerationEvent } from "../generate.ts";
 import { argmax } from "../sampling/sampler.ts";
-import { lastLogitsFromScratch, REFERENCE_DIR } from "../testing/models.ts";
+import { lastLogitsFromScratch } from "../testing/models.ts";
 import { floatData } from "../tensors.ts";
+import { openReference, referencePair } from "./reference-pair.test-support.ts";
 import { Speculator } from "./speculator.ts";
 
 const PROMPT = [7, 101, 33, 250, 12, 90];
@@ -25,24 +26,15 @@ async function errorOf(run: () => Promise<unknown>): Promise<unknown> {
 }
 
 describe("speculative steps on the reference Llama export", () => {
-  let target: DecoderModel;
-  let draft: DecoderModel;
-  beforeAll(async () => {
-    target = await DecoderModel.open(join(REFERENCE_DIR, "llama-torchscript/model.onnx"), { device: "cpu", threads: 1 });
-    draft = await DecoderModel.open(join(REFERENCE_DIR, "gpt2-torchscript/model.onnx"), { device: "cpu", threads: 1 });
-  });
-  afterAll(async () => {
-    await target?.release();
-    await draft?.release();
-  });
+  const models = referencePair();
 
   it("after each step (rejections included) the target's cache holds exactly the accepted tokens", async () => {
-    const sequence = target.newSequence();
-    const V = target.contract.vocabSize!;
+    const sequence = models.target.newSequence();
+    const V = models.target.contract.vocabSize!;
     const logits = await sequence.forward(PROMPT);
     let token = argmax(floatData(logits).subarray((PROMPT.length - 1) * V, PROMPT.length * V) as Float32Array);
     const context = [...PROMPT, token];
-    const speculator = Speculator.create(sequence, V, { kind: "draft", model: draft, draftLength: 4 });
+    const speculator = Speculator.create(sequence, V, { kind: "draft", model: models.draft, draftLength: 4 });
     for (let step = 0; step < 6; step++) {
       const decided = await speculator.step(token, context, 4);
       const accepted = decided.slice(0, -1);
@@ -51,7 +43,7 @@ describe("speculative steps on the reference Llama export", () => {
       token = decided[decided.length - 1];
       // The next call on the rolled-back cache sees what a fresh run on the whole context sees.
       const next = await sequence.forward([token]);
-      const expected = await lastLogitsFromScratch(target.session, context);
+      const expected = await lastLogitsFromScratch(models.target.session, context);
       const row = floatData(next);
       for (let v = 0; v < V; v++) expect(Math.abs(row[v] - expected[v])).toBeLessThan(1e-4);
       sequence.truncate(context.length - 1);
@@ -62,9 +54,9 @@ describe("speculative steps on the reference Llama export", () => {
   });
 
   it("streams one event per token, in order, and the counters add up", async () => {
-    const plain = await new Generator(target).run(PROMPT, { maxTokens: 20, eosTokenIds: [] });
+    const plain = await new Generator(models.target).run(PROMPT, { maxTokens: 20, eosTokenIds: [] });
     const events: GenerationEvent[] = [];
-    for await (const event of new Generator(target).stream(PROMPT, { maxTokens: 20, eosTokenIds: [], speculate: { kind: "draft", model: target, draftLength: 3 } })) events.push(event);
+    for await (const event of new Generator(models.target).stream(PROMPT, { maxTokens: 20, eosTokenIds: [], speculate: { kind: "draft", model: models.target, draftLength: 3 } })) events.push(event);
     expect(events.slice(0, 20).map((e) => e.kind === "token" && e.token)).toEqual(plain.tokens);
     const end = events[20];
     if (end?.kind !== "end") throw new Error("no end event");
@@ -80,13 +72,13 @@ describe("speculative steps on the reference Llama export", () => {
 
   it("seeded speculative sampling is reproducible and stops at EOS like plain decoding", async () => {
     const sampling = { temperature: 1.2, topK: 40, topP: 0.95, repetitionPenalty: 1.1, seed: 5 };
-    const speculate = { kind: "draft" as const, model: draft };
-    const a = await new Generator(target).run(PROMPT, { maxTokens: 16, eosTokenIds: [], sampling, speculate });
-    const b = await new Generator(target).run(PROMPT, { maxTokens: 16, eosTokenIds: [], sampling, speculate });
+    const speculate = { kind: "draft" as const, model: models.draft };
+    const a = await new Generator(models.target).run(PROMPT, { maxTokens: 16, eosTokenIds: [], sampling, speculate });
+    const b = await new Generator(models.target).run(PROMPT, { maxTokens: 16, eosTokenIds: [], sampling, speculate });
     expect(a.tokens).toEqual(b.tokens);
     expect(a.tokens).toHaveLength(16);
     const eos = a.tokens[5];
-    const c = await new Generator(target).run(PROMPT, { maxTokens: 16, eosTokenIds: [eos], sampling, speculate });
+    const c = await new Generator(models.target).run(PROMPT, { maxTokens: 16, eosTokenIds: [eos], sampling, speculate });
     expect(c.tokens).toEqual(a.tokens.slice(0, a.tokens.indexOf(eos) + 1));
     expect(c.finishReason).toBe("eos");
   });
@@ -94,19 +86,19 @@ describe("speculative steps on the reference Llama export", () => {
   it("greedy with a repetition penalty and a custom processor: every row is warped with its own context", async () => {
     const ban = (logits: Float32Array) => void (logits[3] = -Infinity);
     const options = { maxTokens: 24, eosTokenIds: [], sampling: { repetitionPenalty: 1.5 }, processors: [ban] };
-    const plain = await new Generator(target).run(PROMPT, options);
-    for (const speculate of [{ kind: "draft" as const, model: target, draftLength: 4 }, { kind: "draft" as const, model: draft, draftLength: 3 }, { kind: "lookup" as const, draftLength: 4 }]) {
-      const fast = await new Generator(target).run(PROMPT, { ...options, speculate });
+    const plain = await new Generator(models.target).run(PROMPT, options);
+    for (const speculate of [{ kind: "draft" as const, model: models.target, draftLength: 4 }, { kind: "draft" as const, model: models.draft, draftLength: 3 }, { kind: "lookup" as const, draftLength: 4 }]) {
+      const fast = await new Generator(models.target).run(PROMPT, { ...options, speculate });
       expect(fast.tokens).toEqual(plain.tokens);
     }
     expect(plain.tokens).not.toContain(3);
   });
 
   it("stops at the model's last position exactly as plain decoding does", async () => {
-    const short = await DecoderModel.open(join(REFERENCE_DIR, "llama-torchscript/model.onnx"), { device: "cpu", threads: 1, maxPositions: 16 });
+    const short = await openReference("llama-torchscript", { maxPositions: 16 });
     try {
       const plain = await new Generator(short).run(PROMPT, { maxTokens: 40, eosTokenIds: [] });
-      const fast = await new Generator(short).run(PROMPT, { maxTokens: 40, eosTokenIds: [], speculate: { kind: "draft", model: target, draftLength: 6 } });
+      const fast = await new Generator(short).run(PROMPT, { maxTokens: 40, eosTokenIds: [], speculate: { kind: "draft", model: models.target, draftLength: 6 } });
       expect(fast.tokens).toEqual(plain.tokens);
       expect(fast.finishReason).toBe("context-full");
     } finally {
@@ -115,12 +107,12 @@ describe("speculative steps on the reference Llama export", () => {
   });
 
   it("rejects a bad draft length and a draft model with another vocabulary, in one line", async () => {
-    const bad = await errorOf(() => new Generator(target).run(PROMPT, { speculate: { kind: "lookup", draftLength: 0 } }));
+    const bad = await errorOf(() => new Generator(models.target).run(PROMPT, { speculate: { kind: "lookup", draftLength: 0 } }));
     expect(isRuntimeError(bad) && bad.code).toBe("bad-speculation");
     const dir = tempDir("pipec-speculative-vocab-");
     const other = await DecoderModel.open(writeZooModel(llamaConfig({ vocabSize: 256 }), join(dir, "llama")).modelPath, { device: "cpu", threads: 1 });
     try {
-      const mismatch = await errorOf(() => new Generator(target).run(PROMPT, { speculate: { kind: "draft", model: other } }));
+      const mismatch = await errorOf(() => new Generator(models.target).run(PROMPT, { speculate: { kind: "draft", model: other } }));
       expect(isRuntimeError(mismatch) && mismatch.code).toBe("draft-vocabulary-mismatch");
       expect((mismatch as Error).message).toMatch(/256 token ids but the target's cover 384/);
     } finally {
