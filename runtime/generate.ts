@@ -111,19 +111,19 @@ export class Generator {
     const decided: number[] = [];
 
     // Greedy choices without processors need each row's argmax only: a model with in-graph
-    // top-k outputs hands over ids instead of [S, V] logits. Token Recycling seeds its
-    // successor lists from the prompt, so its prefill asks for the top-k it stores.
+    // top-k outputs hands over ids instead of [S, V] logits, where that is the cheaper fetch
+    // (DecoderModel.fetchesTop). Token Recycling seeds its successor lists from the prompt, so
+    // its prefill asks for the top-k it stores.
     const recycle = options.speculate?.kind === "recycle" ? options.speculate : undefined;
     const promptTop = recycle ? (recycle.topK ?? RECYCLE_TOP_K) : 1;
     const idsSuffice = isPlainGreedy(options) && this.model.contract.vocabSize !== undefined;
-    const fetchPromptTop = idsSuffice && this.model.offersTop(promptTop);
-    const fetchTop = idsSuffice && this.model.offersTop(1);
+    const fetchTop = idsSuffice && this.model.fetchesTop(1, 1);
     const prefillStart = clock.now();
     let last: ort.Tensor | TopTokens | undefined;
     const promptSteps: PromptStep[] = [];
     for (let at = 0; at < promptIds.length && !options.signal?.aborted; at += chunk) {
       const ids = promptIds.slice(at, at + chunk);
-      last = fetchPromptTop ? await sequence.forwardTop(ids, promptTop) : await sequence.forward(ids);
+      last = idsSuffice && this.model.fetchesTop(promptTop, ids.length) ? await sequence.forwardTop(ids, promptTop) : await sequence.forward(ids);
       if (recycle) promptSteps.push({ tokens: ids, output: last });
       evict();
     }

@@ -12,12 +12,14 @@ import { lowerAttention } from "../passes/attention/lower.ts";
 import { createLogitsTopk } from "../passes/logits-topk.ts";
 import { createTreeAttentionMask } from "../passes/tree-attention-mask.ts";
 import { tempDir } from "../test/helpers/tmp.ts";
-import { DecoderModel } from "./decoder.ts";
+import { DecoderModel, MIN_LOGITS_FOR_IDS } from "./decoder.ts";
 import { Generator } from "./generate.ts";
 import { adjacencyFor, RECYCLE_TOP_K, topK } from "./speculative/token-recycling.ts";
 import { floatData, readFloatRow } from "./tensors.ts";
 
 const OPEN = { device: "cpu" as const, threads: 1 };
+/** Every call fetches the graph's ids where it has them (by default a call with few logits fetches those: MIN_LOGITS_FOR_IDS). */
+const IDS_ALWAYS = { ...OPEN, minLogitsForIds: 0 };
 const NEW_TOKENS = 20;
 const PROMPTS = [
   [1, 2, 3, 4, 5],
@@ -54,9 +56,9 @@ describe("in-graph top-k ids instead of logits", () => {
     treeTopkPath = compile(modelPath, "tree-topk.onnx", [addTree, addTopk]);
     [plain, topk, tree, treeTopk] = await Promise.all([
       DecoderModel.open(modelPath, OPEN),
-      DecoderModel.open(compile(modelPath, "topk.onnx", [addTopk]), OPEN),
+      DecoderModel.open(compile(modelPath, "topk.onnx", [addTopk]), IDS_ALWAYS),
       DecoderModel.open(treePath, OPEN),
-      DecoderModel.open(treeTopkPath, OPEN),
+      DecoderModel.open(treeTopkPath, IDS_ALWAYS),
     ]);
     plainTokens = [];
     for (const prompt of PROMPTS) plainTokens.push((await new Generator(plain).run(prompt, { maxTokens: NEW_TOKENS, eosTokenIds: [] })).tokens);
@@ -146,6 +148,29 @@ describe("in-graph top-k ids instead of logits", () => {
       }
     }
     expect(treeTopk.logitsFetches).toBe(before);
+  });
+
+  it("by default a call with fewer than MIN_LOGITS_FOR_IDS logits fetches those instead (V = 256: one-token steps), with the same tokens", async () => {
+    const V = plain.contract.vocabSize!;
+    expect(V * 3).toBeLessThan(MIN_LOGITS_FOR_IDS);
+    expect(V * 4).toBeGreaterThanOrEqual(MIN_LOGITS_FOR_IDS);
+    const byDefault = await DecoderModel.open(treeTopkPath, OPEN);
+    try {
+      expect([byDefault.fetchesTop(1, 1), byDefault.fetchesTop(1, 3), byDefault.fetchesTop(1, 4), byDefault.fetchesTop(RECYCLE_TOP_K, 4)]).toEqual([false, false, true, true]);
+      for (const [i, prompt] of PROMPTS.entries()) {
+        // Every prompt has at least 4 tokens: its prefill fetches ids, each later one-token step logits.
+        const before = byDefault.logitsFetches;
+        const { tokens } = await new Generator(byDefault).run(prompt, { maxTokens: NEW_TOKENS, eosTokenIds: [] });
+        expect(tokens).toEqual(plainTokens[i]);
+        expect(byDefault.logitsFetches - before).toBe(NEW_TOKENS - 1);
+        for (const speculate of [{ kind: "lookup" as const, draftLength: 4 }, { kind: "recycle" as const, tree: 80 }]) {
+          const result = await new Generator(byDefault).run(prompt, { maxTokens: NEW_TOKENS, eosTokenIds: [], speculate });
+          expect(result.tokens, `${speculate.kind}, prompt ${i}`).toEqual(plainTokens[i]);
+        }
+      }
+    } finally {
+      await byDefault.release();
+    }
   });
 
   it("cold start: after the prefill every prompt token's successors are its row's top-k (from logits and from ids)", async () => {

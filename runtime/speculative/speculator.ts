@@ -137,7 +137,7 @@ export class Speculator {
     }
     const start = this.sequence.length;
     const t1 = performance.now();
-    const verdict = this.warp.argmaxOnly && this.sequence.model.offersTop(1)
+    const verdict = this.warp.argmaxOnly && this.sequence.model.fetchesTop(1, k + 1)
       ? verifyGreedyIds(draft.tokens, await this.sequence.forwardTop([token, ...draft.tokens], 1))
       : this.verify(await this.sequence.forward([token, ...draft.tokens]), draft, context);
     const replayed = await keepVerified(this.sequence, start, [token, ...draft.tokens], 1 + verdict.accepted);
@@ -150,7 +150,7 @@ export class Speculator {
 
   /** One token, no draft: the argmax ids where they suffice and the graph has them, else one row of logits. */
   private async plainStep(token: number, context: readonly number[]): Promise<number> {
-    if (this.warp.argmaxOnly && this.sequence.model.offersTop(1)) return (await this.sequence.forwardTop([token], 1)).ids[0]!;
+    if (this.warp.argmaxOnly && this.sequence.model.fetchesTop(1, 1)) return (await this.sequence.forwardTop([token], 1)).ids[0]!;
     const logits = await this.sequence.forward([token]);
     if (!this.warp.argmaxOnly) return this.verify(logits, NO_DRAFT, context).next;
     this.checkVocabulary(logits);

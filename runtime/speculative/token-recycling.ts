@@ -149,7 +149,7 @@ export class MeasuredCost implements CallCost {
     if (maxTokens < 2) throw new RangeError("measuring call costs needs room for two tokens");
     const sizes = [...new Set([1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96].filter((n) => n < maxTokens).concat(maxTokens))];
     // Timed as steps run: ids only when the graph offers the top-k the matrix stores.
-    const call = (size: number) => (sequence.model.offersTop(topK) ? sequence.forwardTop(Array(size).fill(token), topK) : sequence.forward(Array(size).fill(token)));
+    const call = (size: number) => (sequence.model.fetchesTop(topK, size) ? sequence.forwardTop(Array(size).fill(token), topK) : sequence.forward(Array(size).fill(token)));
     await call(maxTokens); // the first call at a new size allocates
     sequence.truncate(start);
     const samples = [];
@@ -291,7 +291,7 @@ export class TokenRecycling {
     const [start, position] = [this.sequence.length, this.sequence.position];
     const parents = nodes.map((n) => nodes.indexOf(this.template.parents[n]!));
     const t1 = performance.now();
-    const greedy = this.sequence.model.offersTop(this.matrix.k)
+    const greedy = this.sequence.model.fetchesTop(this.matrix.k, ids.length)
       ? this.recycleIds(await this.sequence.forwardTop(ids, this.matrix.k, parents), ids)
       : this.recycle(await this.sequence.forward(ids, parents), ids);
     const path = longestAgreeingPath(ids, parents, greedy);
@@ -307,7 +307,7 @@ export class TokenRecycling {
   /** No draft: the root alone, as a plain step (its successors still go into the matrix), with no tree bookkeeping. */
   private async rootStep(token: number, t0: number): Promise<number> {
     const t1 = performance.now();
-    const [next] = this.sequence.model.offersTop(this.matrix.k)
+    const [next] = this.sequence.model.fetchesTop(this.matrix.k, 1)
       ? this.recycleIds(await this.sequence.forwardTop([token], this.matrix.k, ROOT_ONLY), [token])
       : this.recycle(await this.sequence.forward([token], ROOT_ONLY), [token]);
     const t2 = performance.now();
