@@ -87,6 +87,7 @@ export function defaultRegistry(): PassRegistry {
       options: {
         k: { type: "int", description: "candidates per position in logits_topk_values/indices (0: none)", default: 8 },
         argmax: { type: "boolean", description: "add logits_argmax [B, S]", default: true },
+        min_vocab: { type: "int", description: "add nothing when the logits cover fewer ids than this (0: always add)", default: 0 },
       },
       create: createLogitsTopk,
     })

@@ -64,6 +64,16 @@ describe("logits-topk", () => {
     expect(onlyTopk.graph.outputs.map((v) => v.name)).not.toContain("logits_argmax");
   });
 
+  it("min_vocab: adds nothing below it (with a note), as usual from it on", () => {
+    const notes: string[] = [];
+    const small = buildZooModel(llamaConfig({ vocabSize: 256 }));
+    expect(createLogitsTopk().run(small, { options: { k: 8, min_vocab: 1024 }, note: (n) => notes.push(n) })).toEqual({ changed: false, stats: { "outputs-added": 0, "small-vocabulary": 1 } });
+    expect(small.graph.outputs.map((v) => v.name).filter((n) => n.startsWith("logits_"))).toEqual([]);
+    expect(notes).toEqual([expect.stringContaining("the logits cover 256 ids, fewer than min_vocab 1024")]);
+    const large = buildZooModel(llamaConfig({ vocabSize: 1024 }));
+    expect(run(large, { k: 8, min_vocab: 1024 }).stats).toEqual({ "outputs-added": 3 });
+  });
+
   it("refuses a bad k with one PipecError line", () => {
     let error: unknown;
     try {

@@ -9,6 +9,7 @@ import { compileSource } from "../compiler/pipeline/compile.ts";
 import { runCompiled } from "../compiler/pipeline/run.ts";
 import { DecoderModel } from "../runtime/decoder.ts";
 import { Generator } from "../runtime/generate.ts";
+import { llamaConfig, writeZooModel } from "../compiler/zoo/index.ts";
 import { tempDir } from "./helpers/tmp.ts";
 
 const ROOT = resolve(import.meta.dirname, "..");
@@ -38,8 +39,9 @@ describe("examples/speculate-recycle.pipe and speculate-self.pipe", () => {
 
 describe("speculation compiled from a .pipe decides by the graph's ids", () => {
   const out = tempDir("pipec-speculate-ids-");
-  const pipe = (speculate: string, sampling: string) => `pipeline ids {
-  model llm = onnx("../test/fixtures/reference/llama-dynamo/model.onnx")
+  const LLAMA_DYNAMO = join(ROOT, "test/fixtures/reference/llama-dynamo/model.onnx");
+  const pipe = (model: string, speculate: string, sampling: string) => `pipeline ids {
+  model llm = onnx(${JSON.stringify(model)})
   tokenizer tok = ids
   stage decode = generate(llm, tok) {
     speculate: ${speculate}
@@ -48,30 +50,48 @@ describe("speculation compiled from a .pipe decides by the graph's ids", () => {
   }
 }
 `;
-  const compile = async (name: string, speculate: string, sampling: string) => {
+  const compile = async (name: string, speculate: string, sampling: string, model = LLAMA_DYNAMO) => {
     const dir = join(out, name);
-    const result = await compileSource(pipe(speculate, sampling), join(ROOT, "examples", `${name}.pipe`), { outDir: dir });
+    const result = await compileSource(pipe(model, speculate, sampling), join(ROOT, "examples", `${name}.pipe`), { outDir: dir });
     expect(result.diagnostics).toEqual([]);
     const manifest = JSON.parse(readFileSync(join(dir, "manifest.json"), "utf8")) as { passes: { pass: string; options: Record<string, string> }[] };
     return { dir, passes: manifest.passes.filter((p) => p.pass === "logits-topk") };
   };
-
-  it("greedy lookup and recycle get the logits-topk pass (argmax; recycle's top-k too) and fetch no [S, V] logits, with greedy's tokens", async () => {
-    const lookup = await compile("lookup", "lookup(ngram: 2, max_draft: 8)", "greedy");
-    expect(lookup.passes.map((p) => p.options)).toEqual([{ k: "0", argmax: "true" }]);
-    const recycle = await compile("recycle", "recycle(top_k: 8, tree: auto)", "greedy");
-    expect(recycle.passes.map((p) => p.options)).toEqual([{ k: "8", argmax: "true" }]);
-    for (const [dir, speculate] of [[lookup.dir, { kind: "lookup" as const }], [recycle.dir, { kind: "recycle" as const }]] as const) {
-      const model = await DecoderModel.open(join(dir, "models/llm/model.onnx"), { device: "cpu", threads: 1 });
-      try {
-        for (const { input_ids, greedy } of LLAMA.prompts.slice(0, 2)) {
-          const result = await new Generator(model).run(input_ids, { maxTokens: greedy.length, eosTokenIds: [], speculate });
-          expect(result.tokens).toEqual(greedy);
-        }
-        expect(model.logitsFetches).toBe(0);
-      } finally {
-        await model.release();
+  /** Greedy tokens of `speculate` on the compiled model, with the logits fetches they took. */
+  const speculateOn = async (dir: string, speculate: { kind: "lookup" } | { kind: "recycle" }, prompts: { input_ids: number[]; greedy: number[] }[]) => {
+    const model = await DecoderModel.open(join(dir, "models/llm/model.onnx"), { device: "cpu", threads: 1 });
+    try {
+      for (const { input_ids, greedy } of prompts) {
+        const result = await new Generator(model).run(input_ids, { maxTokens: greedy.length, eosTokenIds: [], speculate });
+        expect(result.tokens, speculate.kind).toEqual(greedy);
       }
+      return { logitsFetches: model.logitsFetches, outputs: model.session.outputNames.filter((n) => n.startsWith("logits_")) };
+    } finally {
+      await model.release();
+    }
+  };
+
+  it("greedy lookup and recycle get the logits-topk pass (argmax; recycle's top-k too) and fetch no [S, V] logits, with greedy's tokens (V = 2048)", async () => {
+    const { modelPath } = writeZooModel(llamaConfig({ vocabSize: 2048, seed: 9 }), join(out, "zoo-v2048"));
+    const plain = await DecoderModel.open(modelPath, { device: "cpu", threads: 1 });
+    const prompts = [];
+    for (const input_ids of [[1, 2, 3, 4, 5], [7, 300, 7, 300, 7, 300, 11]]) prompts.push({ input_ids, greedy: (await new Generator(plain).run(input_ids, { maxTokens: 24, eosTokenIds: [] })).tokens });
+    await plain.release();
+    const lookup = await compile("lookup", "lookup(ngram: 2, max_draft: 8)", "greedy", modelPath);
+    expect(lookup.passes.map((p) => p.options)).toEqual([{ k: "0", argmax: "true", min_vocab: "1024" }]);
+    const recycle = await compile("recycle", "recycle(top_k: 8, tree: auto)", "greedy", modelPath);
+    expect(recycle.passes.map((p) => p.options)).toEqual([{ k: "8", argmax: "true", min_vocab: "1024" }]);
+    expect(await speculateOn(lookup.dir, { kind: "lookup" }, prompts)).toEqual({ logitsFetches: 0, outputs: ["logits_argmax"] });
+    expect(await speculateOn(recycle.dir, { kind: "recycle" }, prompts)).toEqual({ logitsFetches: 0, outputs: ["logits_topk_values", "logits_topk_indices", "logits_argmax"] });
+  });
+
+  it("below min_vocab (llama-dynamo, V = 384) the pass adds no outputs and steps fetch logits, with greedy's tokens", async () => {
+    for (const [name, speculate, kind] of [["lookup-small", "lookup(ngram: 2, max_draft: 8)", "lookup"], ["recycle-small", "recycle(top_k: 8, tree: auto)", "recycle"]] as const) {
+      const compiled = await compile(name, speculate, "greedy");
+      expect(compiled.passes).toHaveLength(1);
+      const run = await speculateOn(compiled.dir, { kind }, LLAMA.prompts.slice(0, 2));
+      expect(run.outputs).toEqual([]);
+      expect(run.logitsFetches).toBeGreaterThan(0);
     }
   });
 

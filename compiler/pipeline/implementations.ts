@@ -32,13 +32,15 @@ export const STREAMING_LLM = "streaming-llm";
  * the logits-topk pass computes those in the graph, so plain and verification steps fetch ids
  * instead of [S, V] logits (on a small model the host work on logits costs as much as the call).
  * The pass only adds outputs; a stage that samples reads the logits and gets no such pass.
+ * Below 1024 ids it adds nothing (min_vocab): there the host's argmax is as fast, and the
+ * graph's would run on every plain step, fetched or not.
  */
 export const LOGITS_TOPK = "logits-topk";
 
 /** The logits-topk options a stage's speculation needs, or undefined when it needs none. */
 export function speculationIds(speculate: MethodUse, sampling: MethodUse): Record<string, string> | undefined {
   if (speculate.method === "none" || sampling.method !== "greedy") return undefined;
-  return { k: speculate.method === "recycle" ? printParam(speculate.params["top_k"]!) : "0", argmax: "true" };
+  return { k: speculate.method === "recycle" ? printParam(speculate.params["top_k"]!) : "0", argmax: "true", min_vocab: "1024" };
 }
 
 /** Every parameter as pass option text, in the schema's order. */
