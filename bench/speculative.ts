@@ -17,8 +17,14 @@
  * layer-skipped self-draft (the self-draft pass, every other layer kept). Every mode runs on the
  * trained model; the others run the default policies only (adaptive, recycle auto).
  *
- * Measurement: every configuration first runs one prompt untimed (one-off costs such as a draft
- * model's cost measurement; the adaptive guards, kept across requests, start learning there).
+ * Measurement: every model is opened --sessions times. Identical model files loaded into
+ * different sessions run at persistently different speeds (six sessions of stories260K: medians
+ * of 26.1-28.2 ms per request in one run, 25.7-26.4 in the next), so a ratio between two
+ * sessions carries that spread. Each pair of runs (a configuration and plain, on one prompt)
+ * uses one session slot for both, and the slots rotate over prompts and passes, so every
+ * configuration's times average over the same placements. Every configuration first runs one
+ * prompt untimed per slot (one-off costs such as a draft model's cost measurement; the
+ * adaptive guards, kept per session across requests, start learning there).
  * A timed run repeats its prompt until plain decoding would take at least --min-ms (on a tiny
  * model one 64-token request is 30 ms, where a collection or a cache miss in between moves a
  * ratio by 10-20%). Then each pass runs every configuration on every prompt, each run right next
@@ -30,7 +36,7 @@
  * unlucky run cannot move. Rates are the best pass. Every configuration must produce exactly
  * --tokens tokens per prompt (no EOS stop), or the bench fails.
  *
- * Usage: npx tsx bench/speculative.ts [--tokens 48] [--prompts 4] [--passes 3] [--min-ms 150] [--only <target name part>]
+ * Usage: npx tsx bench/speculative.ts [--tokens 48] [--prompts 4] [--passes 3] [--min-ms 150] [--sessions 3] [--only <target name part>]
  */
 import { existsSync, readdirSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
@@ -59,6 +65,8 @@ const PASSES = Number(option("--passes", "3"));
 const ONLY = option("--only", "");
 /** A timed run repeats its prompt until plain decoding would take this long. */
 const MIN_MS = Number(option("--min-ms", "150"));
+/** Sessions per model: each pair of runs uses one slot, rotating (see Measurement above). */
+const SESSIONS = Number(option("--sessions", "3"));
 
 interface Target {
   name: string;
@@ -142,32 +150,39 @@ interface Row {
   stats?: SpeculativeStats[];
 }
 
-/** One configuration: how it runs one prompt, and which plain configuration runs its model. */
+/** One configuration: how it runs one prompt in session slot `slot`, and which plain configuration runs its model. */
 interface Config {
-  run: (prompt: number[]) => Promise<{ tokens: number; stats?: SpeculativeStats; wallMs?: number }>;
+  run: (prompt: number[], slot: number) => Promise<{ tokens: number; stats?: SpeculativeStats; wallMs?: number }>;
   samePlain?: string;
 }
 
+/** `path` opened in SESSIONS sessions (slots). */
+async function openSlots(path: string): Promise<DecoderModel[]> {
+  const models: DecoderModel[] = [];
+  for (let slot = 0; slot < SESSIONS; slot++) models.push(await DecoderModel.open(path, { device: "cpu", threads: 1 }));
+  return models;
+}
+
 async function benchTarget(target: Target): Promise<Row[]> {
-  const session = { device: "cpu" as const, threads: 1 };
-  const model = await DecoderModel.open(target.path, session);
-  const V = model.contract.vocabSize!;
-  const ids = await DecoderModel.open(await compiledFor(target.path, "pipe-lookup", "lookup(ngram: 3)"), session);
-  const tree = await DecoderModel.open(await compiledFor(target.path, "pipe-recycle", "recycle(top_k: 8, tree: auto)"), session);
-  const useless = await DecoderModel.open(randomDraft(V), session);
-  const selfDraft = await DecoderModel.open(derived(target.path, "self-draft.onnx", [{ pass: createSelfDraft(), options: { keep_every: 2 } }]), session);
-  const [generator, idsGenerator, treeGenerator] = [new Generator(model), new Generator(ids), new Generator(tree)];
-  const modes: Record<string, SpeculateOptions | RecycleSpeculation> = {
-    "lookup k=10": { kind: "lookup", draftLength: 10 },
-    "lookup adaptive": { kind: "lookup" },
-    "self-draft k=4": { kind: "draft", model: ids, draftLength: 4 },
-    "self-draft adaptive": { kind: "draft", model: ids },
-    "layer-skip self-draft k=4": { kind: "draft", model: selfDraft, draftLength: 4 },
-    "layer-skip self-draft adaptive": { kind: "draft", model: selfDraft },
-    "useless draft k=4": { kind: "draft", model: useless, draftLength: 4 },
-    "useless draft adaptive": { kind: "draft", model: useless },
-    "recycle auto": { kind: "recycle" },
-    "recycle tree=80": { kind: "recycle", tree: 80 },
+  const model = await openSlots(target.path);
+  const V = model[0]!.contract.vocabSize!;
+  const ids = await openSlots(await compiledFor(target.path, "pipe-lookup", "lookup(ngram: 3)"));
+  const tree = await openSlots(await compiledFor(target.path, "pipe-recycle", "recycle(top_k: 8, tree: auto)"));
+  const useless = await openSlots(randomDraft(V));
+  const selfDraft = await openSlots(derived(target.path, "self-draft.onnx", [{ pass: createSelfDraft(), options: { keep_every: 2 } }]));
+  const [generator, idsGenerator, treeGenerator] = [model, ids, tree].map((slots) => slots.map((m) => new Generator(m)));
+  /** Per mode, its speculation settings in a slot (a draft model is the slot's session of it). */
+  const modes: Record<string, (slot: number) => SpeculateOptions | RecycleSpeculation> = {
+    "lookup k=10": () => ({ kind: "lookup", draftLength: 10 }),
+    "lookup adaptive": () => ({ kind: "lookup" }),
+    "self-draft k=4": (slot) => ({ kind: "draft", model: ids[slot]!, draftLength: 4 }),
+    "self-draft adaptive": (slot) => ({ kind: "draft", model: ids[slot]! }),
+    "layer-skip self-draft k=4": (slot) => ({ kind: "draft", model: selfDraft[slot]!, draftLength: 4 }),
+    "layer-skip self-draft adaptive": (slot) => ({ kind: "draft", model: selfDraft[slot]! }),
+    "useless draft k=4": (slot) => ({ kind: "draft", model: useless[slot]!, draftLength: 4 }),
+    "useless draft adaptive": (slot) => ({ kind: "draft", model: useless[slot]! }),
+    "recycle auto": () => ({ kind: "recycle" }),
+    "recycle tree=80": () => ({ kind: "recycle", tree: 80 }),
   };
   // Beyond the trained model only the default (adaptive) policies run, to keep the bench near five minutes.
   if (!target.name.startsWith("trained")) {
@@ -180,42 +195,43 @@ async function benchTarget(target: Target): Promise<Row[]> {
       return { tokens: run.tokens.length, wallMs: run.prefillMs + run.decodeMs };
     },
   });
-  const plainRun = (g: Generator) => async (prompt: number[]) => ({ tokens: (await g.run(prompt, { maxTokens: TOKENS, eosTokenIds: [] })).tokens.length });
-  configs.set("pipec plain", { run: plainRun(generator) });
-  configs.set("pipec plain (ids model)", { run: plainRun(idsGenerator), samePlain: "pipec plain" });
-  configs.set("pipec plain (recycle model)", { run: plainRun(treeGenerator), samePlain: "pipec plain" });
-  for (const [mode, speculate] of Object.entries(modes)) {
-    const [g, samePlain] = speculate.kind === "recycle" ? [treeGenerator, "pipec plain (recycle model)"] : [idsGenerator, "pipec plain (ids model)"];
+  const plainRun = (g: Generator[]) => async (prompt: number[], slot: number) => ({ tokens: (await g[slot]!.run(prompt, { maxTokens: TOKENS, eosTokenIds: [] })).tokens.length });
+  configs.set("pipec plain", { run: plainRun(generator!) });
+  configs.set("pipec plain (ids model)", { run: plainRun(idsGenerator!), samePlain: "pipec plain" });
+  configs.set("pipec plain (recycle model)", { run: plainRun(treeGenerator!), samePlain: "pipec plain" });
+  for (const [mode, speculateIn] of Object.entries(modes)) {
+    const recycle = speculateIn(0).kind === "recycle";
+    const [g, samePlain] = recycle ? [treeGenerator!, "pipec plain (recycle model)"] : [idsGenerator!, "pipec plain (ids model)"];
     configs.set(mode, {
       samePlain,
-      run: async (prompt) => {
-        const result = await g.run(prompt, { maxTokens: TOKENS, eosTokenIds: [], speculate });
+      run: async (prompt, slot) => {
+        const result = await g[slot]!.run(prompt, { maxTokens: TOKENS, eosTokenIds: [], speculate: speculateIn(slot) });
         return { tokens: result.tokens.length, stats: result.stats.speculative };
       },
     });
   }
 
   const rows: Row[] = [];
-  const sets = await promptSets(generator, V);
-  // Untimed, once: one-off costs (a draft model's cost measurement, first calls at new sizes) are not what a pass measures.
-  for (const config of configs.values()) await config.run(sets.open![0]!);
+  const sets = await promptSets(generator![0]!, V);
+  // Untimed, once per slot: one-off costs (a draft model's cost measurement, first calls at new sizes) are not what a pass measures.
+  for (let slot = 0; slot < SESSIONS; slot++) for (const config of configs.values()) await config.run(sets.open![0]!, slot);
   // Repeats per timed run, from plain decoding's fastest of three on the shortest prompt.
   let plainMs = Infinity;
   for (let r = 0; r < 3; r++) {
     const t0 = performance.now();
-    await configs.get("pipec plain")!.run(sets.open![0]!);
+    await configs.get("pipec plain")!.run(sets.open![0]!, 0);
     plainMs = Math.min(plainMs, performance.now() - t0);
   }
   const repeats = Math.max(1, Math.ceil(MIN_MS / plainMs));
   repeatsUsed.set(target.name, repeats);
-  const measure = async (name: string, prompt: number[], where: string) => {
+  const measure = async (name: string, prompt: number[], where: string, slot: number) => {
     let cpuMs = 0;
     let wallMs = 0;
     let stats: SpeculativeStats | undefined;
     for (let r = 0; r < repeats; r++) {
       const t0 = performance.now();
       const c0 = process.cpuUsage();
-      const result = await configs.get(name)!.run(prompt);
+      const result = await configs.get(name)!.run(prompt, slot);
       const cpu = process.cpuUsage(c0);
       const wall = performance.now() - t0;
       // Every configuration must produce the same number of tokens, or its rate compares nothing.
@@ -241,8 +257,9 @@ async function benchTarget(target: Target): Promise<Row[]> {
           // Each configuration runs right next to a plain run on the same prompt (either first),
           // so both see the same load; plain's own rate counts one of its runs per prompt (the middle one's).
           const plainFirst = (pass + i + j) % 2 === 0;
-          const first = await measure(plainFirst ? "pipec plain" : name, prompt, set);
-          const second = await measure(plainFirst ? name : "pipec plain", prompt, set);
+          const slot = (pass * prompts.length + i + j) % SESSIONS;
+          const first = await measure(plainFirst ? "pipec plain" : name, prompt, set, slot);
+          const second = await measure(plainFirst ? name : "pipec plain", prompt, set, slot);
           const [plain, run] = plainFirst ? [first, second] : [second, first];
           pairs.get(name)![i]!.plain.push(plain);
           pairs.get(name)![i]!.run.push(run);
@@ -292,8 +309,7 @@ async function benchTarget(target: Target): Promise<Row[]> {
       });
     }
   }
-  await Promise.all([ids.release(), tree.release(), useless.release(), selfDraft.release()]);
-  await model.release();
+  await Promise.all([...ids, ...tree, ...useless, ...selfDraft, ...model].map((m) => m.release()));
   return rows;
 }
 
@@ -322,10 +338,10 @@ const lines = rows.map((r) => {
 });
 const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
 const format = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(" | ")} |`;
-const passes = `${args.includes("--passes") ? ` --passes ${PASSES}` : ""}${args.includes("--min-ms") ? ` --min-ms ${MIN_MS}` : ""}`;
+const passes = `${args.includes("--passes") ? ` --passes ${PASSES}` : ""}${args.includes("--min-ms") ? ` --min-ms ${MIN_MS}` : ""}${args.includes("--sessions") ? ` --sessions ${SESSIONS}` : ""}`;
 const repeatNote = [...repeatsUsed].map(([name, n]) => `${name} x${n}`).join(", ");
 const only = ONLY ? ` --only '${ONLY}'` : "";
-console.log(`\nnpx tsx bench/speculative.ts --tokens ${TOKENS} --prompts ${PROMPTS}${passes}${only}   (greedy, ${TOKENS} new tokens per prompt, ${PASSES} passes: each run next to a plain run on the same prompt and repeated to at least ${MIN_MS} ms of plain decoding (${repeatNote}), ratios from the fastest of each per prompt and the median pair, rates the best pass; 1 thread; load average ${load0.map((l) => l.toFixed(2)).join(" ")} at the start, ${load1.map((l) => l.toFixed(2)).join(" ")} at the end)\n`);
+console.log(`\nnpx tsx bench/speculative.ts --tokens ${TOKENS} --prompts ${PROMPTS}${passes}${only}   (greedy, ${TOKENS} new tokens per prompt, ${PASSES} passes: each run next to a plain run on the same prompt and repeated to at least ${MIN_MS} ms of plain decoding (${repeatNote}), ${SESSIONS} sessions per model rotating over the pairs, ratios from the fastest of each per prompt and the median pair, rates the best pass; 1 thread; load average ${load0.map((l) => l.toFixed(2)).join(" ")} at the start, ${load1.map((l) => l.toFixed(2)).join(" ")} at the end)\n`);
 console.log(format(header));
 console.log(format(widths.map((w) => "-".repeat(w))));
 for (const line of lines) console.log(format(line));
