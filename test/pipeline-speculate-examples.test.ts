@@ -71,7 +71,7 @@ describe("speculation compiled from a .pipe decides by the graph's ids", () => {
     }
   };
 
-  it("greedy lookup and recycle get the logits-topk pass (argmax; recycle's top-k too) and fetch no [S, V] logits, with greedy's tokens (V = 2048)", async () => {
+  it("greedy lookup and recycle get the logits-topk pass (lookup the argmax, recycle the top-k, whose first is the argmax) and fetch no [S, V] logits, with greedy's tokens (V = 2048)", async () => {
     const { modelPath } = writeZooModel(llamaConfig({ vocabSize: 2048, seed: 9 }), join(out, "zoo-v2048"));
     const plain = await DecoderModel.open(modelPath, { device: "cpu", threads: 1 });
     const prompts = [];
@@ -80,9 +80,9 @@ describe("speculation compiled from a .pipe decides by the graph's ids", () => {
     const lookup = await compile("lookup", "lookup(ngram: 2, max_draft: 8)", "greedy", modelPath);
     expect(lookup.passes.map((p) => p.options)).toEqual([{ k: "0", argmax: "true", min_vocab: "1024" }]);
     const recycle = await compile("recycle", "recycle(top_k: 8, tree: auto)", "greedy", modelPath);
-    expect(recycle.passes.map((p) => p.options)).toEqual([{ k: "8", argmax: "true", min_vocab: "1024" }]);
+    expect(recycle.passes.map((p) => p.options)).toEqual([{ k: "8", argmax: "false", min_vocab: "1024" }]);
     expect(await speculateOn(lookup.dir, { kind: "lookup" }, prompts)).toEqual({ logitsFetches: 0, outputs: ["logits_argmax"] });
-    expect(await speculateOn(recycle.dir, { kind: "recycle" }, prompts)).toEqual({ logitsFetches: 0, outputs: ["logits_topk_values", "logits_topk_indices", "logits_argmax"] });
+    expect(await speculateOn(recycle.dir, { kind: "recycle" }, prompts)).toEqual({ logitsFetches: 0, outputs: ["logits_topk_values", "logits_topk_indices"] });
   });
 
   it("below min_vocab (llama-dynamo, V = 384) the pass adds no outputs and steps fetch logits, with greedy's tokens", async () => {

@@ -40,7 +40,9 @@ export const LOGITS_TOPK = "logits-topk";
 /** The logits-topk options a stage's speculation needs, or undefined when it needs none. */
 export function speculationIds(speculate: MethodUse, sampling: MethodUse): Record<string, string> | undefined {
   if (speculate.method === "none" || sampling.method !== "greedy") return undefined;
-  return { k: speculate.method === "recycle" ? printParam(speculate.params["top_k"]!) : "0", argmax: "true", min_vocab: "1024" };
+  // Token Recycling's top-k already starts with the argmax: a second kernel would run on every call for nothing.
+  if (speculate.method === "recycle") return { k: printParam(speculate.params["top_k"]!), argmax: "false", min_vocab: "1024" };
+  return { k: "0", argmax: "true", min_vocab: "1024" };
 }
 
 /** Every parameter as pass option text, in the schema's order. */
