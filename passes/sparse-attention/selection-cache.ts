@@ -5,7 +5,7 @@ import type { Model } from "../../compiler/ir/model.ts";
 import { tensorType } from "../../compiler/ir/types.ts";
 import type { Value } from "../../compiler/ir/value.ts";
 import { dtypeOf } from "../attention/ops.ts";
-import { unrotatedSource } from "../attention/unrotated.ts";
+import { unrotatedSource } from "../attention/rotary-embedding.ts";
 import type { SparseSite } from "./site.ts";
 
 /**

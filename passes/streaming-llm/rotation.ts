@@ -5,6 +5,7 @@ import type { Graph } from "../../compiler/ir/graph.ts";
 import type { Node } from "../../compiler/ir/node.ts";
 import type { Value } from "../../compiler/ir/value.ts";
 import { dtypeOf } from "../attention/ops.ts";
+import { replayLayout, traceRotary, type FusedRotaryTrace, type RotaryTrace } from "../attention/rotary-embedding.ts";
 import { fusedRotaryAt, fusedRotaryOf } from "./fused-rotary.ts";
 
 /**
@@ -15,9 +16,6 @@ const POSITION_INPUTS = new Set(["position_ids", "attention_mask", "seqlens_k", 
 
 /** Ops a rotary embedding applies to its operand with (rotate-half by Slice/Neg/Concat, or pairwise lanes): the walk back from a rotated value stops at anything else (a projection). */
 const ROTARY_OPS = new Set(["Mul", "Add", "Sub", "Neg", "Slice", "Split", "Concat", "Unsqueeze", "Squeeze", "Reshape", "Transpose", "Identity", "Cast", "Gather"]);
-
-/** Ops that only lay out a rotated value (the head split after a fused rotary). */
-const LAYOUT_OPS = new Set(["Reshape", "Transpose", "Identity"]);
 
 /** How far back from the rotated value a rotary embedding's nodes may sit. */
 const MAX_DEPTH = 12;
@@ -33,9 +31,10 @@ export interface Rotation {
 }
 
 /**
- * Which values depend on hidden state and which on positions, so a rotary embedding can be told
- * apart from its operand: the Mul nodes of a hidden operand by a position-only one are the
- * rotation's multiplications by cos and sin.
+ * Which values depend on hidden state and which on positions, so the nodes of a rotary embedding
+ * (recognised by traceRotary, passes/attention/rotary-embedding.ts) can be told apart from its
+ * operand and its angles, and the angles rebuilt at other positions: the Mul nodes of a hidden
+ * operand by a position-only one are the rotation's multiplications by cos and sin.
  */
 export class PositionFlow {
   private readonly hiddenMemo = new Map<Value, boolean>();
@@ -81,26 +80,21 @@ export class PositionFlow {
    * positions throws, naming `what` and why.
    */
   rotationOf(b: Builder, rotated: Value, what: string): Rotation | undefined {
-    return this.fusedRotationOf(b, rotated, what) ?? this.spelledRotationOf(rotated, what);
+    const trace = traceRotary(rotated);
+    return "op" in trace ? this.fusedRotation(b, trace, what) : this.spelledRotationOf(rotated, trace, what);
   }
 
   /**
-   * ONNX's RotaryEmbedding (opset 23), possibly followed by the head reshape and transpose:
-   * the operand is that layout applied to its input (built with `b`), and the rotation is a new
-   * RotaryEmbedding of [B, H, R, D] rows at the new positions.
+   * A fused RotaryEmbedding op (traceRotary), possibly followed by the head reshape and
+   * transpose: the operand is that layout applied to its input (built with `b`), and the rotation
+   * is a new ONNX RotaryEmbedding of [B, H, R, D] rows at the new positions.
    */
-  private fusedRotationOf(b: Builder, rotated: Value, what: string): Rotation | undefined {
-    const layout: Node[] = [];
-    let v = rotated;
-    for (let p = v.producer; p && p.domain === "" && LAYOUT_OPS.has(p.op); p = v.producer) (layout.unshift(p), (v = p.inputs[0]!));
-    const rotary = v.producer;
-    if (rotary?.op !== "RotaryEmbedding") return undefined;
-    if (rotary.domain !== "") throw new PipecError("streaming-positions", `${what}: ${rotary.describe()} (${rotary.domain}) is not re-rotated at in-cache positions; only ONNX's RotaryEmbedding and rotary spelled in standard ops are`);
-    let unrotated = rotary.inputs[0]!;
-    for (const n of layout) unrotated = cloneNode(b, n, [unrotated, ...n.inputs.slice(1)])[0]!;
+  private fusedRotation(b: Builder, trace: FusedRotaryTrace, what: string): Rotation {
+    const rotary = trace.op;
+    if (trace.rotary !== "RotaryEmbedding") throw new PipecError("streaming-positions", `${what}: ${rotary.describe()} (${rotary.domain}) is not re-rotated at in-cache positions; only ONNX's RotaryEmbedding and rotary spelled in standard ops are`);
     const [, cos, sin, positions] = rotary.inputs;
     return {
-      unrotated,
+      unrotated: replayLayout(b, trace.source, trace.layout),
       at: (b, rows, positions_1R) => {
         const angles = (x: Value) => this.anglesAt(b, x, positions_1R, "RotaryEmbedding");
         const inputs = positions ? [rows, cos, sin, asIndexType(b, positions_1R, positions)] : [rows, angles(cos!), angles(sin!)];
@@ -116,34 +110,32 @@ export class PositionFlow {
    * form is one it computes (fused-rotary.ts; measured per layer at [1, 4, 1025, 64]: 97 us
    * against 595 us for a copied Slice/Neg/Concat/Mul/Add chain); any other form is copied as written.
    */
-  private spelledRotationOf(rotated: Value, what: string): Rotation | undefined {
-    // Walk back through the ops a rotation uses, collecting the nodes that multiply by angles.
+  private spelledRotationOf(rotated: Value, trace: RotaryTrace, what: string): Rotation | undefined {
+    // Walk back through the ops a rotation uses, noting whether any multiplies by angles.
     const depth = new Map<Value, number>([[rotated, 0]]);
     const walked = new Set<Node>();
-    const mixing: Node[] = [];
+    let mixes = false;
     const queue = [rotated];
     while (queue.length) {
       const v = queue.shift()!;
       const p = v.producer;
       if (!p || walked.has(p) || !ROTARY_OPS.has(p.op) || p.domain !== "" || depth.get(v)! >= MAX_DEPTH || !this.hidden(v)) continue;
       walked.add(p);
-      if (p.op === "Mul" && p.inputs.some((i) => i && this.hidden(i)) && p.inputs.some((i) => i && this.angles(i))) mixing.push(p);
+      mixes ||= p.op === "Mul" && p.inputs.some((i) => i && this.hidden(i)) && p.inputs.some((i) => i && this.angles(i));
       for (const i of p.inputs) {
         if (!i || !this.hidden(i) || depth.has(i)) continue;
         depth.set(i, depth.get(v)! + 1);
         queue.push(i);
       }
     }
-    if (mixing.length === 0) {
+    if (!mixes) {
       // Nothing multiplies by angles: a plain projection, unless positions reach it some other way.
       const positional = [...walked].find((n) => n.inputs.some((i) => i && this.angles(i)));
       if (positional) throw new PipecError("streaming-positions", `${what}: ${positional.describe()} reads positions but no rotary embedding was recognised; cannot re-position it`);
       return undefined;
     }
-    // The operand: the nearest value every multiplied hidden operand derives from.
-    const operands = mixing.flatMap((m) => m.inputs.filter((i): i is Value => !!i && this.hidden(i)));
-    const common = operands.map((o) => this.ancestorsWithin(o, walked)).reduce((a, s) => new Set([...a].filter((x) => s.has(x))));
-    const unrotated = [...common].sort((a, c) => depth.get(a)! - depth.get(c)!)[0];
+    // The operand: the one value the rotary's products read lanes of, within the walk.
+    const unrotated = "rotary" in trace && trace.rotary === "decomposed" && depth.has(trace.source) ? trace.source : undefined;
     if (!unrotated) throw new PipecError("streaming-positions", `${what}: its rotary embedding mixes several operands; cannot re-rotate it at in-cache positions`);
     const region = this.between(unrotated, rotated, walked);
     for (const n of region) {
@@ -171,18 +163,6 @@ export class PositionFlow {
         return copy(rotated);
       },
     };
-  }
-
-  /** `v` and the hidden values it derives from through `walked` nodes. */
-  private ancestorsWithin(v: Value, walked: ReadonlySet<Node>): Set<Value> {
-    const seen = new Set<Value>([v]);
-    const stack = [v];
-    while (stack.length) {
-      const p = stack.pop()!.producer;
-      if (!p || !walked.has(p)) continue;
-      for (const i of p.inputs) if (i && this.hidden(i) && !seen.has(i)) (seen.add(i), stack.push(i));
-    }
-    return seen;
   }
 
   /** The walked nodes on a path from `from` to `to`. */

@@ -1,12 +1,16 @@
 import { describe, expect, it } from "vitest";
 import { Builder } from "../../compiler/ir/builder.ts";
 import { DataType } from "../../compiler/ir/dtype.ts";
+import type { Model } from "../../compiler/ir/model.ts";
+import type { Value } from "../../compiler/ir/value.ts";
 import { buildZooModel, llamaConfig } from "../../compiler/zoo/index.ts";
 import { projectExactnessCases } from "../../test/helpers/sparse-parity.ts";
 import { denseCanonicalNodes } from "../sparse-attention/layers.ts";
+import { streamingLlm } from "../streaming-llm.ts";
+import { PositionFlow } from "../streaming-llm/rotation.ts";
 import { createTokenSelect } from "../token-select.ts";
 import { liftAttention } from "./lift.ts";
-import { traceRotary, type RotaryForm } from "./unrotated.ts";
+import { traceRotary, unrotatedSource, type RotaryForm } from "./rotary-embedding.ts";
 
 /** What each encoding's query goes through after lifting (the numbers: passes/sparse-attention/selection-cache.test.ts). */
 const EXPECTED: Record<string, RotaryForm | "none"> = {
@@ -75,5 +79,46 @@ describe("a positional query that matches no rotary form", () => {
     const result = createTokenSelect({ selectionCache: { threshold: 0.9 } }).run(model, { options: {}, note: (n) => notes.push(n) });
     expect(result.stats).toMatchObject({ "fingerprint-unrotated": 0, "fingerprint-rotated": 1 });
     expect(notes).toEqual([expect.stringMatching(/^layer 0: the selection-cache fingerprint is the rotated query \(.*position_ids/)]);
+  });
+});
+
+describe("one recognition serves TokenSelect's fingerprint and StreamingLLM's re-rotation", () => {
+  /** A lifted zoo llama with head width 8 (the ms encoding then rotates by com.microsoft.RotaryEmbedding). */
+  function lifted(encoding: "decomposed" | "standard" | "ms"): Model {
+    const model = buildZooModel(llamaConfig({ hidden: 32, heads: 4, kvHeads: 2, layers: 2 }), { encoding });
+    liftAttention(model);
+    return model;
+  }
+
+  for (const encoding of ["decomposed", "standard"] as const) {
+    it(`${encoding}: StreamingLLM re-rotates the operand traceRotary names, laid out as the rotated value`, () => {
+      const model = lifted(encoding);
+      const flow = new PositionFlow(model.graph);
+      let layers = 0;
+      for (const node of denseCanonicalNodes(model)) {
+        // The keys' new rows: the cached ones are Concat(past, rows).
+        for (const rotated of [node.inputs[0]!, node.inputs[1]!.producer!.inputs[1]!]) {
+          const trace = traceRotary(rotated);
+          if (!("layout" in trace)) throw new Error(`no rotary behind ${rotated.name}`);
+          const b = new Builder(model.graph, { before: node });
+          const { unrotated } = flow.rotationOf(b, rotated, "probe")!;
+          const fingerprinted = unrotatedSource(b, rotated);
+          // The same layout replayed on the same source: equal producer chains down to it.
+          const chain = (v: Value): string[] => (v === trace.source ? [] : [v.producer!.op, ...chain(v.producer!.inputs[0]!)]);
+          expect(chain(unrotated)).toEqual(trace.layout.map((n) => n.op).reverse());
+          expect("value" in fingerprinted && chain(fingerprinted.value)).toEqual(chain(unrotated));
+          layers++;
+        }
+      }
+      expect(layers).toBe(4);
+    });
+  }
+
+  it("com.microsoft.RotaryEmbedding: the fingerprint is un-rotated, StreamingLLM refuses in one line naming the op", () => {
+    const stats = createTokenSelect({ selectionCache: { threshold: 0.9 } }).run(lifted("ms"), { options: {}, note: () => {} }).stats;
+    expect(stats).toMatchObject({ "fingerprint-unrotated": 2, "fingerprint-rotated": 0 });
+    expect(() => streamingLlm(lifted("ms"), { sinks: 4, window: 8 })).toThrow(
+      /^layer 0 keys: com\.microsoft::RotaryEmbedding \(com\.microsoft\) is not re-rotated at in-cache positions; only ONNX's RotaryEmbedding and rotary spelled in standard ops are$/,
+    );
   });
 });
