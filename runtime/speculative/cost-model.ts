@@ -30,6 +30,17 @@ export class CostModel {
   }
 }
 
+/**
+ * Costs in units of one target call, the same on every machine, for runs whose decisions must
+ * not depend on timing: a seeded sampled run drafts (and so draws) as these prices say, where
+ * measured costs would make its tokens depend on the machine and its load. Each token a call
+ * verifies adds 5%, the slope measured here at small sizes (sotu-tiny 3.5%, stories260K 4-5% a
+ * token).
+ */
+export const NOMINAL_COST = new CostModel(1, 0.05);
+/** A draft model's token at nominal prices: a tenth of a target call. */
+export const NOMINAL_DRAFT_TOKEN = 0.1;
+
 const measured = new WeakMap<DecoderModel, CostModel>();
 
 /**

@@ -8,7 +8,7 @@ import type { LogitsProcessor } from "../sampling/processors.ts";
 import { createRng, type Rng } from "../sampling/rng.ts";
 import { argmax, type SamplingConfig } from "../sampling/sampler.ts";
 import { floatData, readFloatRow } from "../tensors.ts";
-import { measureCost, type CostModel } from "./cost-model.ts";
+import { measureCost, NOMINAL_COST, NOMINAL_DRAFT_TOKEN, type CostModel } from "./cost-model.ts";
 import { AcceptanceEstimate, ADAPTIVE_DEFAULTS, bestLength, type AdaptiveLength } from "./draft-length.ts";
 import { DraftModel } from "./draft-model.ts";
 import { guardFor, PROBE_TOKENS, SpeculationGuard, type StepPlan } from "./guard.ts";
@@ -66,6 +66,8 @@ export class Speculator {
   private readonly fixed?: number;
   private readonly rule: AdaptiveLength;
   private cost?: CostModel;
+  /** What one more draft token costs, in the cost model's units. */
+  private draftTokenMs = 0;
   /** Adaptive only: whether drafting pays, from timed steps. */
   private readonly guard?: SpeculationGuard;
   /** Prices steps for the guard instead of their measured cost (see `stepCost`). */
@@ -84,10 +86,12 @@ export class Speculator {
     guard: SpeculationGuard,
     priced: boolean,
   ) {
-    // A seeded sampled run must replay exactly, and which steps draft changes the random draws:
-    // its steps are priced by the cost model rather than measured.
-    this.price = options.stepCost ?? (priced ? (step) => (this.cost ? this.cost.callMs(step.drafted + 1) + step.drafted * this.source.msPerToken : step.ms) : undefined);
     this.rule = { ...ADAPTIVE_DEFAULTS, ...options.adaptive };
+    // A seeded sampled run must replay exactly, on any machine, and which steps draft (and how
+    // many tokens) changes the random draws: its steps are priced, and its lengths chosen, at
+    // nominal costs rather than measured ones.
+    if (priced) this.useCosts(NOMINAL_COST, source.measure ? NOMINAL_DRAFT_TOKEN : 0);
+    this.price = options.stepCost ?? (priced ? (step) => this.cost!.callMs(step.drafted + 1) + step.drafted * this.draftTokenMs : undefined);
     const length = options.draftLength ?? "adaptive";
     if (length !== "adaptive") {
       if (!Number.isInteger(length) || length < 1) throw new RuntimeError("bad-speculation", `draftLength must be a positive integer or "adaptive", got ${length}`);
@@ -169,9 +173,15 @@ export class Speculator {
   /** Once per model (kept across requests): call costs of the target and of a draft model. */
   private async measureCosts(token: number, context: readonly number[]): Promise<void> {
     if (this.cost) return;
-    this.cost = await measureCost(this.sequence, token, this.rule.max + 1, this.warp.argmaxOnly);
+    const cost = await measureCost(this.sequence, token, this.rule.max + 1, this.warp.argmaxOnly);
     await this.source.measure?.(context);
-    this.canPay = bestLength(Array(this.rule.max).fill(1), this.cost, this.source.msPerToken) > 0;
+    this.useCosts(cost, this.source.msPerToken);
+  }
+
+  private useCosts(cost: CostModel, draftTokenMs: number): void {
+    this.cost = cost;
+    this.draftTokenMs = draftTokenMs;
+    this.canPay = bestLength(Array(this.rule.max).fill(1), cost, draftTokenMs) > 0;
   }
 
   /**
@@ -187,7 +197,7 @@ export class Speculator {
   private async draft(plan: StepPlan, context: readonly number[], limit: number): Promise<Draft> {
     if (this.fixed !== undefined) return this.source.propose(context, Math.min(this.fixed, limit));
     const cap = Math.min(this.rule.max, limit);
-    const k = plan === "probe" ? Math.min(PROBE_TOKENS, cap) : Math.max(Math.min(this.rule.min, cap), bestLength(Array(cap).fill(this.acceptance.alpha), this.cost!, this.source.msPerToken));
+    const k = plan === "probe" ? Math.min(PROBE_TOKENS, cap) : Math.max(Math.min(this.rule.min, cap), bestLength(Array(cap).fill(this.acceptance.alpha), this.cost!, this.draftTokenMs));
     const draft = await this.source.propose(context, k);
     // The draft is made (its cost is spent); keep the prefix whose confidence still pays for its verification.
     if (!draft.confidence) return draft;
