@@ -92,7 +92,7 @@ describe.skipIf(!HAVE_SHARED)(`sampled speculation with recurrent state (LFM2)${
   /** Every chain source on this target: lookup, draft models with and without recurrent state (same 1000-token vocabulary), the target itself. */
   const sources = (): Record<string, SpeculateOptions> => ({
     "lookup k=4": { kind: "lookup", draftLength: 4 },
-    "lookup adaptive (seeded: steps priced by the measured cost model)": { kind: "lookup" },
+    "lookup adaptive (seeded: steps priced at nominal costs)": { kind: "lookup" },
     "draft k=3 (the flatter variant)": { kind: "draft", model: draft, draftLength: 3 },
     "draft k=3 (the plain fixture: q nearly uniform)": { kind: "draft", model: fixture, draftLength: 3 },
     "draft k=3 (the Qwen fixture: no recurrent state, fp16 logits)": { kind: "draft", model: qwen, draftLength: 3 },
@@ -127,7 +127,7 @@ describe.skipIf(!HAVE_SHARED)(`sampled speculation with recurrent state (LFM2)${
   /** What each source's rejections look like over the checked runs. */
   const expectations: Record<string, "all accepted" | "some accepted" | "some rejected"> = {
     "lookup k=4": "some rejected",
-    "lookup adaptive (seeded: steps priced by the measured cost model)": "some rejected",
+    "lookup adaptive (seeded: steps priced at nominal costs)": "some rejected",
     "draft k=3 (the flatter variant)": "some accepted",
     "draft k=3 (the plain fixture: q nearly uniform)": "some rejected",
     "draft k=3 (the Qwen fixture: no recurrent state, fp16 logits)": "some rejected",
