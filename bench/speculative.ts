@@ -249,6 +249,7 @@ async function benchTarget(target: Target): Promise<Row[]> {
     type Times = { cpu: number; wall: number }[];
     const pairs = new Map<string, { plain: Times; run: Times }[]>(others.map((name) => [name, prompts.map(() => ({ plain: [], run: [] }))]));
     const stats = new Map<string, SpeculativeStats[]>();
+    const pairsRun = new Map<string, number>(others.map((name, j) => [name, j]));
     for (let pass = 0; pass < PASSES; pass++) {
       const total = new Map<string, { cpu: number; wall: number }>([...configs.keys()].map((name) => [name, { cpu: 0, wall: 0 }]));
       for (const [i, prompt] of prompts.entries()) {
@@ -257,7 +258,9 @@ async function benchTarget(target: Target): Promise<Row[]> {
           // Each configuration runs right next to a plain run on the same prompt (either first),
           // so both see the same load; plain's own rate counts one of its runs per prompt (the middle one's).
           const plainFirst = (pass + i + j) % 2 === 0;
-          const slot = (pass * prompts.length + i + j) % SESSIONS;
+          // Each configuration's pairs take the slots in turn, so they cover every slot evenly.
+          const slot = pairsRun.get(name)! % SESSIONS;
+          pairsRun.set(name, pairsRun.get(name)! + 1);
           const first = await measure(plainFirst ? "pipec plain" : name, prompt, set, slot);
           const second = await measure(plainFirst ? name : "pipec plain", prompt, set, slot);
           const [plain, run] = plainFirst ? [first, second] : [second, first];
