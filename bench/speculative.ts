@@ -17,10 +17,9 @@
  * layer-skipped self-draft (the self-draft pass, every other layer kept). Every mode runs on the
  * trained model; the others run the default policies only (adaptive, recycle auto).
  *
- * Measurement: every model is opened --sessions times. Identical model files loaded into
- * different sessions run at persistently different speeds (six sessions of stories260K: medians
- * of 26.1-28.2 ms per request in one run, 25.7-26.4 in the next), so a ratio between two
- * sessions carries that spread. Each pair of runs (a configuration and plain, on one prompt)
+ * Measurement: every model is opened --sessions times: identical model files loaded into
+ * different sessions run at persistently different speeds (speculative-setup.ts, openSlots), so
+ * a ratio between two sessions carries that spread. Each pair of runs (a configuration and plain, on one prompt)
  * uses one session slot for both, and the slots rotate over prompts and passes, so every
  * configuration's times average over the same placements. Every configuration first runs one
  * prompt untimed per slot (one-off costs such as a draft model's cost measurement; the
@@ -38,23 +37,10 @@
  *
  * Usage: npx tsx bench/speculative.ts [--tokens 48] [--prompts 4] [--passes 3] [--min-ms 150] [--sessions 3] [--only <target name part>]
  */
-import { existsSync, readdirSync } from "node:fs";
-import { basename, dirname, join } from "node:path";
 import { loadavg } from "node:os";
-import { importLlama2c } from "../compiler/importers/llama2c.ts";
-import { loadModel, saveModel } from "../compiler/onnx/index.ts";
-import type { Pass } from "../compiler/pass-manager/pass.ts";
-import { compileSource } from "../compiler/pipeline/compile.ts";
-import { llamaConfig, writeZooModel } from "../compiler/zoo/index.ts";
-import { createLiftAttention, createLowerAttention } from "../passes/attention/index.ts";
-import { createSelfDraft } from "../passes/self-draft.ts";
-import { DecoderModel, Generator, type RecycleSpeculation, type SpeculateOptions, type SpeculativeStats } from "../runtime/index.ts";
+import { Generator, type RecycleSpeculation, type SpeculateOptions, type SpeculativeStats } from "../runtime/index.ts";
 import { runBaseline } from "./baseline-loop.ts";
-import { ensureBenchModel } from "./zoo.ts";
-
-const MODELS = join(import.meta.dirname, "models");
-const TRAINED = join(import.meta.dirname, "..", "examples", "models");
-const STORIES = join(import.meta.dirname, "..", "..", "shared", "fixtures", "stories260K", "stories260K.bin");
+import { benchTargets, compiledFor, layerSkipDraft, openSlots, promptSets, randomDraft, type Target } from "./speculative-setup.ts";
 
 const args = process.argv.slice(2);
 const option = (name: string, fallback: string) => (args.includes(name) ? args[args.indexOf(name) + 1]! : fallback);
@@ -67,69 +53,6 @@ const ONLY = option("--only", "");
 const MIN_MS = Number(option("--min-ms", "150"));
 /** Sessions per model: each pair of runs uses one slot, rotating (see Measurement above). */
 const SESSIONS = Number(option("--sessions", "3"));
-
-interface Target {
-  name: string;
-  path: string;
-}
-
-function targets(): Target[] {
-  const list: Target[] = [];
-  // The project's trained model(s), once tools/train_tiny_model.py has put them there.
-  if (existsSync(TRAINED)) {
-    for (const name of readdirSync(TRAINED).sort()) {
-      if (existsSync(join(TRAINED, name, "model.onnx"))) list.push({ name: `trained ${name}`, path: join(TRAINED, name, "model.onnx") });
-    }
-  }
-  if (existsSync(STORIES)) {
-    const dir = join(MODELS, "stories260K");
-    const path = existsSync(join(dir, "model.onnx")) ? join(dir, "model.onnx") : importLlama2c(STORIES, dir).modelPath;
-    list.push({ name: "stories260K", path });
-  } else {
-    console.log(`(stories260K skipped: ${STORIES} is absent)`);
-  }
-  list.push({ name: "zoo-10m (random)", path: ensureBenchModel("10m") });
-  return list.filter((t) => t.name.includes(ONLY));
-}
-
-/** A one-layer random model with the target's vocabulary: its drafts are (almost) never accepted. */
-function randomDraft(vocabSize: number): string {
-  const dir = join(MODELS, `spec-draft-v${vocabSize}`);
-  if (!existsSync(join(dir, "model.onnx"))) writeZooModel(llamaConfig({ vocabSize, hidden: 32, layers: 1, heads: 2, kvHeads: 1, intermediate: 64, maxPositions: 2048, seed: 77 }), dir);
-  return join(dir, "model.onnx");
-}
-
-/** Where the bench's derived models go: next to its other models, never inside the model's own (possibly committed) folder. */
-const derivedDir = (target: string) => join(MODELS, "derived", basename(dirname(target)));
-
-/** `target` rewritten by lift-attention, `passes`, lower-attention, saved beside it as `name`. */
-function derived(target: string, name: string, passes: { pass: Pass; options?: Record<string, unknown> }[]): string {
-  const model = loadModel(target);
-  for (const { pass, options } of [{ pass: createLiftAttention() }, ...passes, { pass: createLowerAttention() }]) pass.run(model, { options: options ?? {}, note: () => {} });
-  const path = join(derivedDir(target), name);
-  saveModel(model, path);
-  return path;
-}
-
-/** The target model a .pipe with this `speculate:` request compiles (greedy), as `pipec run` would. */
-async function compiledFor(target: string, name: string, speculate: string): Promise<string> {
-  const outDir = join(derivedDir(target), name);
-  const source = `pipeline bench {\n  model llm = onnx(${JSON.stringify(target)})\n  tokenizer tok = ids\n  stage decode = generate(llm, tok) {\n    speculate: ${speculate}\n    sampling: greedy\n  }\n}\n`;
-  const result = await compileSource(source, join(outDir, "bench.pipe"), { outDir });
-  if (result.diagnostics.length) throw new Error(`compiling ${name} for ${target}: ${JSON.stringify(result.diagnostics)}`);
-  return join(outDir, "models", "llm", "model.onnx");
-}
-
-/** Open-ended prompts start the model off (BOS plus a few tokens); grounded ones repeat a passage it wrote. */
-async function promptSets(generator: Generator, V: number): Promise<Record<string, number[][]>> {
-  const open = Array.from({ length: PROMPTS }, (_, i) => [1, ...Array.from({ length: 7 }, (_, j) => (i * 131 + j * 37 + 11) % V)]);
-  const grounded: number[][] = [];
-  for (const prompt of open) {
-    const { tokens } = await generator.run(prompt, { maxTokens: TOKENS, eosTokenIds: [] });
-    grounded.push([...prompt, ...tokens, ...prompt]);
-  }
-  return { grounded, open };
-}
 
 interface Row {
   target: string;
@@ -156,20 +79,13 @@ interface Config {
   samePlain?: string;
 }
 
-/** `path` opened in SESSIONS sessions (slots). */
-async function openSlots(path: string): Promise<DecoderModel[]> {
-  const models: DecoderModel[] = [];
-  for (let slot = 0; slot < SESSIONS; slot++) models.push(await DecoderModel.open(path, { device: "cpu", threads: 1 }));
-  return models;
-}
-
 async function benchTarget(target: Target): Promise<Row[]> {
-  const model = await openSlots(target.path);
+  const model = await openSlots(target.path, SESSIONS);
   const V = model[0]!.contract.vocabSize!;
-  const ids = await openSlots(await compiledFor(target.path, "pipe-lookup", "lookup(ngram: 3)"));
-  const tree = await openSlots(await compiledFor(target.path, "pipe-recycle", "recycle(top_k: 8, tree: auto)"));
-  const useless = await openSlots(randomDraft(V));
-  const selfDraft = await openSlots(derived(target.path, "self-draft.onnx", [{ pass: createSelfDraft(), options: { keep_every: 2 } }]));
+  const ids = await openSlots(await compiledFor(target.path, "pipe-lookup", "lookup(ngram: 3)"), SESSIONS);
+  const tree = await openSlots(await compiledFor(target.path, "pipe-recycle", "recycle(top_k: 8, tree: auto)"), SESSIONS);
+  const useless = await openSlots(randomDraft(V), SESSIONS);
+  const selfDraft = await openSlots(layerSkipDraft(target.path), SESSIONS);
   const [generator, idsGenerator, treeGenerator] = [model, ids, tree].map((slots) => slots.map((m) => new Generator(m)));
   /** Per mode, its speculation settings in a slot (a draft model is the slot's session of it). */
   const modes: Record<string, (slot: number) => SpeculateOptions | RecycleSpeculation> = {
@@ -212,7 +128,7 @@ async function benchTarget(target: Target): Promise<Row[]> {
   }
 
   const rows: Row[] = [];
-  const sets = await promptSets(generator![0]!, V);
+  const sets = await promptSets(generator![0]!, V, PROMPTS, TOKENS);
   // Untimed, once per slot: one-off costs (a draft model's cost measurement, first calls at new sizes) are not what a pass measures.
   for (let slot = 0; slot < SESSIONS; slot++) for (const config of configs.values()) await config.run(sets.open![0]!, slot);
   // Repeats per timed run, from plain decoding's fastest of three on the shortest prompt.
@@ -330,7 +246,7 @@ function aggregate(stats: SpeculativeStats[] | undefined): { acceptance: string;
 const repeatsUsed = new Map<string, number>();
 const load0 = loadavg();
 const rows: Row[] = [];
-for (const target of targets()) rows.push(...(await benchTarget(target)));
+for (const target of benchTargets(ONLY)) rows.push(...(await benchTarget(target)));
 const load1 = loadavg();
 
 const header = ["target", "prompts", "mode", "tok/s", "tok/cpu-s", "vs pipec (cpu)", "vs pipec (wall)", "median pair (cpu)", "vs baseline (wall)", "vs same-model plain (cpu)", "same-model median pair", "accept", "mean acc len", "calls/token"];

@@ -1,0 +1,152 @@
+/**
+ * The adaptive policy's floor (issue 7: speculation with the adaptive policy never below 0.95x
+ * of plain pipec), measured as two factors that each compare like with like:
+ *
+ * - policy: a mode against plain decoding on the same session of the model it runs on (the one
+ *   a .pipe compiles for it), one request each, alternating which goes first, over --rounds
+ *   rounds spread across --sessions session slots. Whatever the mode costs beyond plain decoding
+ *   (the guard, probes, drafting that lost, host work) shows here, and nothing else does.
+ * - model: plain decoding on that compiled model against plain decoding on the original file,
+ *   the same way, each pair in one slot of each. Identical files differ by several percent per
+ *   session (speculative-setup.ts, openSlots); the slots average that out.
+ *
+ * floor = policy x model: the mode against plain pipec on the original model. Each factor is the
+ * median of per-round CPU-time ratios (plain over the other), with a 90% bootstrap interval; the
+ * floor's interval multiplies the bounds (conservative). A null mode (plain against plain on the
+ * same session) shows the method's own bias. bench/speculative.ts gives the speedups, rates and
+ * acceptance; this bench asks one question, precisely: whether any mode's adaptive policy costs
+ * more than 5%. Greedy, one intra-op thread, 64 new tokens, no EOS stop.
+ *
+ * Usage: npx tsx bench/speculative-floor.ts [--rounds 64] [--sessions 4] [--prompts 4] [--tokens 64] [--only <target name part>] [--zoo]
+ */
+import { loadavg } from "node:os";
+import { DecoderModel, Generator, type RecycleSpeculation, type SpeculateOptions } from "../runtime/index.ts";
+import { benchTargets, compiledFor, layerSkipDraft, openSlots, promptSets, randomDraft, type Target } from "./speculative-setup.ts";
+
+const args = process.argv.slice(2);
+const option = (name: string, fallback: string) => (args.includes(name) ? args[args.indexOf(name) + 1]! : fallback);
+const ROUNDS = Number(option("--rounds", "64"));
+const SESSIONS = Number(option("--sessions", "4"));
+const PROMPTS = Number(option("--prompts", "4"));
+const TOKENS = Number(option("--tokens", "64"));
+const ONLY = option("--only", "");
+/** zoo-10m (random weights) is slow and says little the trained models do not; on request. */
+const WITH_ZOO = args.includes("--zoo");
+
+/** A median and its 90% bootstrap interval. */
+interface Estimate {
+  median: number;
+  low: number;
+  high: number;
+}
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+/** Resamples with a fixed-seed generator, so the same ratios give the same interval. */
+function estimate(ratios: readonly number[]): Estimate {
+  let state = 12345;
+  const next = () => ((state = (Math.imul(state, 1103515245) + 12345) >>> 0) / 2 ** 32);
+  const medians = Array.from({ length: 2000 }, () => median(ratios.map(() => ratios[Math.floor(next() * ratios.length)]!))).sort((a, b) => a - b);
+  return { median: median(ratios), low: medians[Math.floor(0.05 * medians.length)]!, high: medians[Math.floor(0.95 * medians.length)]! };
+}
+
+type Run = (prompt: number[], slot: number) => Promise<number>;
+
+/** CPU milliseconds of one request. */
+async function cpuMs(run: Run, prompt: number[], slot: number): Promise<number> {
+  const c0 = process.cpuUsage();
+  const tokens = await run(prompt, slot);
+  const used = process.cpuUsage(c0);
+  if (tokens !== TOKENS) throw new Error(`${tokens} tokens, not ${TOKENS}`);
+  return (used.user + used.system) / 1000;
+}
+
+/** Per round (slot round % SESSIONS, prompt round % prompts): `reference`'s CPU time over `other`'s, which goes first alternating. */
+async function ratios(reference: Run, other: Run, prompts: number[][]): Promise<number[]> {
+  // Untimed, every slot and prompt once: first calls at new sizes, cost measurements, guards that start learning.
+  for (let slot = 0; slot < SESSIONS; slot++) {
+    for (const prompt of prompts) {
+      await reference(prompt, slot);
+      await other(prompt, slot);
+    }
+  }
+  const out: number[] = [];
+  for (let round = 0; round < ROUNDS; round++) {
+    const [prompt, slot] = [prompts[round % prompts.length]!, round % SESSIONS];
+    const [first, second] = round % 2 ? [reference, other] : [other, reference];
+    const a = await cpuMs(first, prompt, slot);
+    const b = await cpuMs(second, prompt, slot);
+    out.push(round % 2 ? a / b : b / a);
+  }
+  return out;
+}
+
+interface Row {
+  target: string;
+  prompts: string;
+  mode: string;
+  policy: Estimate;
+  model?: Estimate;
+}
+
+async function floorOf(target: Target): Promise<Row[]> {
+  const original = await openSlots(target.path, SESSIONS);
+  const V = original[0]!.contract.vocabSize!;
+  const ids = await openSlots(await compiledFor(target.path, "pipe-lookup", "lookup(ngram: 3)"), SESSIONS);
+  const tree = await openSlots(await compiledFor(target.path, "pipe-recycle", "recycle(top_k: 8, tree: auto)"), SESSIONS);
+  const useless = await openSlots(randomDraft(V), SESSIONS);
+  const selfDraft = await openSlots(layerSkipDraft(target.path), SESSIONS);
+  const plainOn = (models: DecoderModel[]): Run => {
+    const generators = models.map((m) => new Generator(m));
+    return async (prompt, slot) => (await generators[slot]!.run(prompt, { maxTokens: TOKENS, eosTokenIds: [] })).tokens.length;
+  };
+  const speculating = (models: DecoderModel[], speculate: (slot: number) => SpeculateOptions | RecycleSpeculation): Run => {
+    const generators = models.map((m) => new Generator(m));
+    return async (prompt, slot) => (await generators[slot]!.run(prompt, { maxTokens: TOKENS, eosTokenIds: [], speculate: speculate(slot) })).tokens.length;
+  };
+  const modes: { mode: string; models: DecoderModel[]; run: Run }[] = [
+    { mode: "null (plain against plain)", models: ids, run: plainOn(ids) },
+    { mode: "lookup adaptive", models: ids, run: speculating(ids, () => ({ kind: "lookup" })) },
+    { mode: "self-draft adaptive", models: ids, run: speculating(ids, (slot) => ({ kind: "draft", model: ids[slot]! })) },
+    { mode: "layer-skip self-draft adaptive", models: ids, run: speculating(ids, (slot) => ({ kind: "draft", model: selfDraft[slot]! })) },
+    { mode: "useless draft adaptive", models: ids, run: speculating(ids, (slot) => ({ kind: "draft", model: useless[slot]! })) },
+    { mode: "recycle auto", models: tree, run: speculating(tree, () => ({ kind: "recycle" })) },
+  ];
+  const sets = await promptSets(new Generator(original[0]!), V, PROMPTS, TOKENS);
+  const rows: Row[] = [];
+  for (const [set, prompts] of Object.entries(sets)) {
+    const modelFactor = new Map<DecoderModel[], Estimate>();
+    for (const models of [ids, tree]) modelFactor.set(models, estimate(await ratios(plainOn(original), plainOn(models), prompts)));
+    for (const { mode, models, run } of modes) {
+      const policy = estimate(await ratios(plainOn(models), run, prompts));
+      rows.push({ target: target.name, prompts: set, mode, policy, model: mode.startsWith("null") ? undefined : modelFactor.get(models) });
+    }
+  }
+  await Promise.all([...original, ...ids, ...tree, ...useless, ...selfDraft].map((m) => m.release()));
+  return rows;
+}
+
+const load0 = loadavg();
+const rows: Row[] = [];
+for (const target of benchTargets(ONLY, WITH_ZOO)) rows.push(...(await floorOf(target)));
+const load1 = loadavg();
+
+const show = (e: Estimate | undefined) => (e ? `${e.median.toFixed(3)} [${e.low.toFixed(3)}, ${e.high.toFixed(3)}]` : "");
+const flags = [["--rounds", ROUNDS], ["--sessions", SESSIONS], ["--prompts", PROMPTS], ["--tokens", TOKENS]].filter(([name]) => args.includes(name as string)).map(([name, v]) => ` ${name} ${v}`).join("");
+console.log(`\nnpx tsx bench/speculative-floor.ts${flags}${ONLY ? ` --only '${ONLY}'` : ""}${WITH_ZOO ? " --zoo" : ""}   (${ROUNDS} rounds per factor, ${SESSIONS} sessions per model, ${TOKENS} new tokens, greedy, 1 thread; medians of per-round CPU-time ratios with 90% bootstrap intervals; load average ${load0.map((l) => l.toFixed(2)).join(" ")} at the start, ${load1.map((l) => l.toFixed(2)).join(" ")} at the end)\n`);
+const header = ["target", "prompts", "mode", "policy (same session)", "model (compiled vs original)", "floor: vs plain pipec"];
+const lines = rows.map((r) => {
+  const floor = r.model && { median: r.policy.median * r.model.median, low: r.policy.low * r.model.low, high: r.policy.high * r.model.high };
+  return [r.target, r.prompts, r.mode, show(r.policy), show(r.model), show(floor)];
+});
+const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
+const format = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(" | ")} |`;
+console.log(format(header));
+console.log(format(widths.map((w) => "-".repeat(w))));
+for (const line of lines) console.log(format(line));
+const below = rows.filter((r) => r.model && r.policy.median * r.model.median < 0.95);
+console.log(`\nadaptive below 0.95x of plain pipec (median): ${below.map((r) => `${r.target} ${r.prompts} ${r.mode} (${(r.policy.median * r.model!.median).toFixed(3)})`).join("; ") || "none"}`);
