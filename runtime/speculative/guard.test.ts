@@ -2,7 +2,7 @@
 // draft model that is never right costs a handful of probes, and output stays plain decoding's.
 import { describe, expect, it } from "vitest";
 import { Generator } from "../generate.ts";
-import { guardFor, MARGIN, SpeculationGuard, type StepPlan } from "./guard.ts";
+import { guardFor, MARGIN, PROBE_BUDGET, SpeculationGuard, type StepPlan } from "./guard.ts";
 import { referencePair } from "./reference-pair.test-support.ts";
 
 /** Runs `steps` steps: a plain step takes 10 ms for one token, a drafting step `draftMs` for `draftTokens`. */
@@ -35,14 +35,15 @@ describe("SpeculationGuard", () => {
     expect(new Set(gaps(plans).slice(1))).toEqual(new Set([5]));
   });
 
-  it("a probe that cost much more than plain steps waits until its excess is 2% of the plain time since", () => {
+  it("a probe that cost much more than plain steps waits until its excess is PROBE_BUDGET (1%) of the plain time since", () => {
     const guard = new SpeculationGuard();
     drive(guard, 10, 10.1, 1);
     while (guard.plan() !== "probe") guard.record("plain", false, 10, 1);
-    guard.record("probe", true, 30, 1); // two plain steps' worth of excess: 100 steps of wait
-    const plans = drive(guard, 102, 10, 1);
-    expect(plans.indexOf("probe")).toBeGreaterThanOrEqual(100);
-    expect(plans.indexOf("probe")).toBeLessThanOrEqual(101); // 2 / 0.02 in floating point
+    guard.record("probe", true, 30, 1); // two plain steps' worth of excess: 2 / PROBE_BUDGET steps of wait
+    const wait = 2 / PROBE_BUDGET;
+    const plans = drive(guard, wait + 2, 10, 1);
+    expect(plans.indexOf("probe")).toBeGreaterThanOrEqual(wait);
+    expect(plans.indexOf("probe")).toBeLessThanOrEqual(wait + 1); // floating point
   });
 
   it("a winning probe turns drafting back on", () => {
@@ -77,7 +78,7 @@ describe("SpeculationGuard", () => {
     expect(plans.slice(4).filter((p) => p === "draft")).toHaveLength(0);
   });
 
-  it("drafting that lost waits until its loss is 2% of the plain time since; a run that paid asks again after 4 plain steps", () => {
+  it("drafting that lost waits until its loss is PROBE_BUDGET of the plain time since; a run that paid asks again after 4 plain steps", () => {
     const guard = new SpeculationGuard();
     drive(guard, 4, 10.1, 1); // two plain steps, two drafting steps losing 0.1 ms each: off, the minimum wait
     const probeAfter = (): number => {
@@ -94,8 +95,8 @@ describe("SpeculationGuard", () => {
     guard.record("draft", true, 40, 2); // ...and loses at once: off; the run took 52 ms for 5 tokens, 2 ms (0.2 steps) too many
     expect(guard.plan()).toBe("plain");
     const waited = probeAfter();
-    expect(waited).toBeGreaterThanOrEqual(10);
-    expect(waited).toBeLessThanOrEqual(11); // 0.2 / 0.02 in floating point
+    expect(waited).toBeGreaterThanOrEqual(0.2 / PROBE_BUDGET);
+    expect(waited).toBeLessThanOrEqual(0.2 / PROBE_BUDGET + 1); // floating point
     guard.record("probe", true, 12, 3);
     for (let i = 0; i < 20; i++) guard.record(guard.plan(), guard.plan() !== "plain", 12, guard.plan() === "plain" ? 1 : 3); // a sustained winning run
     guard.record("draft", true, 80, 2);

@@ -4,8 +4,8 @@
 // measures every step, speculative and plain alike, and lets drafting continue only while it
 // yields tokens faster than plain steps do, by a margin: a tie is noise, and noise must not keep
 // a losing source drafting. While drafting is off, a short probe now and then asks again; after
-// a probe (or a drafting run) that lost, the wait is long enough to pay its loss back 50 times
-// over in plain steps, so a source that never pays costs about 2%, a cheap probe comes often, and
+// a probe (or a drafting run) that lost, the wait is long enough to pay its loss back 100 times
+// over in plain steps, so a source that never pays costs about 1%, a cheap probe comes often, and
 // a run that paid before it stopped (a copied passage ran out) asks again soon. One guard
 // serves every draft source and is kept per target and source across requests, so what one
 // request learned the next one uses.
@@ -19,7 +19,7 @@ const FIRST_GAP = 4;
  * verifying two wrong tokens, a fraction of a step; a draft model's, a catch-up call over every
  * token since its last draft, several steps on a tiny target), and a cheap probe comes often.
  */
-const PROBE_BUDGET = 0.02;
+export const PROBE_BUDGET = 0.01;
 const MAX_GAP = 512;
 /** While drafting, a forced plain step when no plain step was timed for this many steps, so the reference stays current. */
 const PLAIN_REFRESH = 16;
