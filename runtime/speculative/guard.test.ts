@@ -104,6 +104,37 @@ describe("SpeculationGuard", () => {
     expect(probeAfter()).toBe(4);
   });
 
+  it("what a paying run saved pays for later losses first: losing probes then come after 4 plain steps until the bank (4 plain steps) is spent", () => {
+    const guard = new SpeculationGuard();
+    drive(guard, 4, 10.1, 1); // off at once, nothing banked
+    const probeAfter = (): number => {
+      let waited = 0;
+      while (guard.plan() !== "probe") {
+        guard.record("plain", false, 10, 1);
+        waited++;
+      }
+      return waited;
+    };
+    probeAfter();
+    guard.record("probe", true, 12, 3); // wins: drafting on
+    for (let i = 0; i < 10; i++) guard.record("draft", true, 12, 3); // saves 18 ms a step: the bank fills to 40 ms
+    guard.record("draft", true, 80, 2);
+    guard.record("draft", true, 80, 2); // off; the run paid as a whole
+    expect(probeAfter()).toBe(4);
+    // Each losing probe costs 15 ms (25 ms for one token): the 40 ms bank pays two, then the third's 5 ms left waits 0.5 / PROBE_BUDGET steps.
+    guard.record("probe", true, 25, 1);
+    expect(probeAfter()).toBe(4);
+    guard.record("probe", true, 25, 1);
+    expect(probeAfter()).toBe(4);
+    guard.record("probe", true, 25, 1);
+    const waited = probeAfter();
+    expect(waited).toBeGreaterThanOrEqual(0.5 / PROBE_BUDGET);
+    expect(waited).toBeLessThanOrEqual(0.5 / PROBE_BUDGET + 1);
+    // The bank is spent: a fourth loss waits for all of its 1.5 steps.
+    guard.record("probe", true, 25, 1);
+    expect(probeAfter()).toBeGreaterThanOrEqual(1.5 / PROBE_BUDGET);
+  });
+
   it("a plain step far above the plain average (preempted) counts as 1.5 times the average, so it cannot make drafting look cheap", () => {
     const guard = new SpeculationGuard();
     guard.record("plain", false, 10, 1);

@@ -6,7 +6,10 @@
 // a losing source drafting. While drafting is off, a short probe now and then asks again; after
 // a probe (or a drafting run) that lost, the wait is long enough to pay its loss back 100 times
 // over in plain steps, so a source that never pays costs about 1%, a cheap probe comes often, and
-// a run that paid before it stopped (a copied passage ran out) asks again soon. One guard
+// a run that paid before it stopped (a copied passage ran out) asks again soon. What drafting
+// saved is banked, up to a few plain steps: a later loss (drafting that paid, then one slow step
+// on a shared machine) is paid from the bank first, so a source that pays is not shut out for
+// hundreds of steps by noise, and one that never pays has nothing banked. One guard
 // serves every draft source and is kept per target and source across requests, so what one
 // request learned the next one uses.
 
@@ -21,6 +24,8 @@ const FIRST_GAP = 4;
  */
 export const PROBE_BUDGET = 0.01;
 const MAX_GAP = 512;
+/** Savings banked from drafting that paid, at most this many plain steps' worth. */
+const BANK_STEPS = 4;
 /** While drafting, a forced plain step when no plain step was timed for this many steps, so the reference stays current. */
 const PLAIN_REFRESH = 16;
 /** Old steps fade by this factor per new one (steps of one kind). */
@@ -73,6 +78,8 @@ export class SpeculationGuard {
   private sincePlain = 0;
   /** Milliseconds and tokens of the drafting steps since drafting last turned on. */
   private run = { ms: 0, tokens: 0 };
+  /** Milliseconds drafting saved against plain steps and not yet lost again (at most BANK_STEPS plain steps). */
+  private bank = 0;
 
   /** Drafting starts on (after two plain reference steps): the first steps show whether it pays, and a source that wins from the start loses nothing to finding out. */
   plan(): StepPlan {
@@ -102,7 +109,7 @@ export class SpeculationGuard {
         this.run = { ms, tokens };
         this.drafting.restart(ms, tokens);
       } else {
-        this.gap = this.paidBackGap(ms, tokens);
+        this.gap = this.waitAfter(ms, tokens);
       }
       return;
     }
@@ -114,13 +121,24 @@ export class SpeculationGuard {
       this.waited = 0;
       // A run that paid as a whole (a copied passage ran out) asks again soon; one that lost
       // as a whole (a probe won by noise) waits until its loss is paid back, as a losing probe does.
-      this.gap = this.paidBackGap(this.run.ms, this.run.tokens);
+      this.gap = this.waitAfter(this.run.ms, this.run.tokens);
     }
   }
 
-  /** Plain steps to wait after drafting that took `ms` for `tokens`: its excess over plain steps is PROBE_BUDGET of them. */
-  private paidBackGap(ms: number, tokens: number): number {
-    const excessSteps = (ms - tokens * this.plain.value) / this.plain.value;
+  /**
+   * Plain steps to wait after drafting that took `ms` for `tokens`. A gain goes to the bank; a
+   * loss is paid from the bank first, and what is left waits until it is PROBE_BUDGET of the
+   * plain steps since.
+   */
+  private waitAfter(ms: number, tokens: number): number {
+    const gain = tokens * this.plain.value - ms;
+    if (gain >= 0) {
+      this.bank = Math.min(BANK_STEPS * this.plain.value, this.bank + gain);
+      return FIRST_GAP;
+    }
+    const covered = Math.min(this.bank, -gain);
+    this.bank -= covered;
+    const excessSteps = (-gain - covered) / this.plain.value;
     return Math.min(MAX_GAP, Math.max(FIRST_GAP, Math.ceil(excessSteps / PROBE_BUDGET)));
   }
 }
