@@ -117,7 +117,7 @@ describe("SpeculationGuard", () => {
     };
     probeAfter();
     guard.record("probe", true, 12, 3); // wins: drafting on
-    for (let i = 0; i < 10; i++) guard.record("draft", true, 12, 3); // saves 18 ms a step: the bank fills to 40 ms
+    for (let i = 0; i < 10; i++) guard.record("draft", true, 12, 3); // saves 17.1 ms a step beyond the margin: the bank fills to 40 ms
     guard.record("draft", true, 80, 2);
     guard.record("draft", true, 80, 2); // off; the run paid as a whole
     expect(probeAfter()).toBe(4);
@@ -132,6 +132,26 @@ describe("SpeculationGuard", () => {
     expect(waited).toBeLessThanOrEqual(0.5 / PROBE_BUDGET + 1);
     // The bank is spent: a fourth loss waits for all of its 1.5 steps.
     guard.record("probe", true, 25, 1);
+    expect(probeAfter()).toBeGreaterThanOrEqual(1.5 / PROBE_BUDGET);
+  });
+
+  it("gains within the margin bank nothing: after a run that only tied, a losing probe waits its whole loss", () => {
+    const guard = new SpeculationGuard();
+    drive(guard, 4, 10.1, 1);
+    const probeAfter = (): number => {
+      let waited = 0;
+      while (guard.plan() !== "probe") {
+        guard.record("plain", false, 10, 1);
+        waited++;
+      }
+      return waited;
+    };
+    probeAfter();
+    guard.record("probe", true, 19, 2); // wins by 5%: drafting on
+    guard.record("draft", true, 19.6, 2);
+    guard.record("draft", true, 19.6, 2); // 2% under plain: a tie, off; the run paid, so the next probe comes after 4 steps
+    expect(probeAfter()).toBe(4);
+    guard.record("probe", true, 25, 1); // loses 15 ms: nothing banked to pay it
     expect(probeAfter()).toBeGreaterThanOrEqual(1.5 / PROBE_BUDGET);
   });
 

@@ -126,14 +126,15 @@ export class SpeculationGuard {
   }
 
   /**
-   * Plain steps to wait after drafting that took `ms` for `tokens`. A gain goes to the bank; a
-   * loss is paid from the bank first, and what is left waits until it is PROBE_BUDGET of the
+   * Plain steps to wait after drafting that took `ms` for `tokens`. A gain beyond the margin goes
+   * to the bank; a loss is paid from the bank first, and what is left waits until it is PROBE_BUDGET of the
    * plain steps since.
    */
   private waitAfter(ms: number, tokens: number): number {
     const gain = tokens * this.plain.value - ms;
     if (gain >= 0) {
-      this.bank = Math.min(BANK_STEPS * this.plain.value, this.bank + gain);
+      // Only what beats the margin is banked: a tie is noise, and noise must not buy a losing source retries.
+      this.bank = Math.min(BANK_STEPS * this.plain.value, this.bank + Math.max(0, gain - MARGIN * tokens * this.plain.value));
       return FIRST_GAP;
     }
     const covered = Math.min(this.bank, -gain);
