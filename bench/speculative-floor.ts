@@ -24,7 +24,7 @@
  */
 import { loadavg } from "node:os";
 import { DecoderModel, Generator, type RecycleSpeculation, type SpeculateOptions } from "../runtime/index.ts";
-import { benchTargets, compiledFor, layerSkipDraft, openSlots, promptSets, randomDraft, type Target } from "./speculative-setup.ts";
+import { benchTargets, openSpeculationModels, promptSets, type Target } from "./speculative-setup.ts";
 
 const args = process.argv.slice(2);
 const option = (name: string, fallback: string) => (args.includes(name) ? args[args.indexOf(name) + 1]! : fallback);
@@ -114,12 +114,8 @@ interface Row {
 }
 
 async function floorOf(target: Target): Promise<Row[]> {
-  const original = await openSlots(target.path, SESSIONS);
-  const V = original[0]!.contract.vocabSize!;
-  const ids = await openSlots(await compiledFor(target.path, "pipe-lookup", "lookup(ngram: 3)"), SESSIONS);
-  const tree = await openSlots(await compiledFor(target.path, "pipe-recycle", "recycle(top_k: 8, tree: auto)"), SESSIONS);
-  const useless = await openSlots(randomDraft(V), SESSIONS);
-  const selfDraft = await openSlots(layerSkipDraft(target.path), SESSIONS);
+  const models = await openSpeculationModels(target, SESSIONS);
+  const { original, ids, tree, useless, layerSkip: selfDraft, vocabSize: V } = models;
   const plainOn = (models: DecoderModel[]): Run => {
     const generators = models.map((m) => new Generator(m));
     return async (prompt, slot) => (await generators[slot]!.run(prompt, { maxTokens: TOKENS, eosTokenIds: [] })).tokens.length;
@@ -146,7 +142,7 @@ async function floorOf(target: Target): Promise<Row[]> {
       rows.push({ target: target.name, prompts: set, mode, policy, model: mode.startsWith("null") ? undefined : modelFactor.get(models) });
     }
   }
-  await Promise.all([...original, ...ids, ...tree, ...useless, ...selfDraft].map((m) => m.release()));
+  await models.release();
   return rows;
 }
 

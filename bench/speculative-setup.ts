@@ -42,7 +42,7 @@ export function benchTargets(only: string, withZoo = true): Target[] {
 }
 
 /** A one-layer random model with the target's vocabulary: its drafts are (almost) never accepted. */
-export function randomDraft(vocabSize: number): string {
+function randomDraft(vocabSize: number): string {
   const dir = join(MODELS, `spec-draft-v${vocabSize}`);
   if (!existsSync(join(dir, "model.onnx"))) writeZooModel(llamaConfig({ vocabSize, hidden: 32, layers: 1, heads: 2, kvHeads: 1, intermediate: 64, maxPositions: 2048, seed: 77 }), dir);
   return join(dir, "model.onnx");
@@ -61,12 +61,12 @@ function derived(target: string, name: string, passes: { pass: Pass; options?: R
 }
 
 /** The layer-skipped self-draft of `target` (the self-draft pass, every other layer kept). */
-export function layerSkipDraft(target: string): string {
+function layerSkipDraft(target: string): string {
   return derived(target, "self-draft.onnx", [{ pass: createSelfDraft(), options: { keep_every: 2 } }]);
 }
 
 /** The target model a .pipe with this `speculate:` request compiles (greedy), as `pipec run` would. */
-export async function compiledFor(target: string, name: string, speculate: string): Promise<string> {
+async function compiledFor(target: string, name: string, speculate: string): Promise<string> {
   const outDir = join(derivedDir(target), name);
   const source = `pipeline bench {\n  model llm = onnx(${JSON.stringify(target)})\n  tokenizer tok = ids\n  stage decode = generate(llm, tok) {\n    speculate: ${speculate}\n    sampling: greedy\n  }\n}\n`;
   const result = await compileSource(source, join(outDir, "bench.pipe"), { outDir });
@@ -91,8 +91,37 @@ export async function promptSets(generator: Generator, V: number, count: number,
  * 26.1-28.2 ms per request in one run, 25.7-26.4 in the next), so a ratio between two sessions
  * carries that spread; the benches spread each configuration's runs over the slots.
  */
-export async function openSlots(path: string, count: number): Promise<DecoderModel[]> {
+async function openSlots(path: string, count: number): Promise<DecoderModel[]> {
   const models: DecoderModel[] = [];
   for (let slot = 0; slot < count; slot++) models.push(await DecoderModel.open(path, { device: "cpu", threads: 1 }));
   return models;
+}
+
+/** Every model a speculation bench runs for one target, each in `sessions` slots. */
+export interface SpeculationModels {
+  vocabSize: number;
+  /** The target as the user has it. */
+  original: DecoderModel[];
+  /** The target a .pipe compiles for lookup and draft-model speculation (greedy). */
+  ids: DecoderModel[];
+  /** The target a .pipe compiles for Token Recycling. */
+  tree: DecoderModel[];
+  /** A random draft with the target's vocabulary: never right. */
+  useless: DecoderModel[];
+  /** The layer-skipped self-draft. */
+  layerSkip: DecoderModel[];
+  release(): Promise<void>;
+}
+
+export async function openSpeculationModels(target: Target, sessions: number): Promise<SpeculationModels> {
+  const original = await openSlots(target.path, sessions);
+  const vocabSize = original[0]!.contract.vocabSize!;
+  const ids = await openSlots(await compiledFor(target.path, "pipe-lookup", "lookup(ngram: 3)"), sessions);
+  const tree = await openSlots(await compiledFor(target.path, "pipe-recycle", "recycle(top_k: 8, tree: auto)"), sessions);
+  const useless = await openSlots(randomDraft(vocabSize), sessions);
+  const layerSkip = await openSlots(layerSkipDraft(target.path), sessions);
+  return {
+    vocabSize, original, ids, tree, useless, layerSkip,
+    release: async () => void (await Promise.all([original, ids, tree, useless, layerSkip].flat().map((m) => m.release()))),
+  };
 }

@@ -40,7 +40,7 @@
 import { loadavg } from "node:os";
 import { Generator, type RecycleSpeculation, type SpeculateOptions, type SpeculativeStats } from "../runtime/index.ts";
 import { runBaseline } from "./baseline-loop.ts";
-import { benchTargets, compiledFor, layerSkipDraft, openSlots, promptSets, randomDraft, type Target } from "./speculative-setup.ts";
+import { benchTargets, openSpeculationModels, promptSets, type Target } from "./speculative-setup.ts";
 
 const args = process.argv.slice(2);
 const option = (name: string, fallback: string) => (args.includes(name) ? args[args.indexOf(name) + 1]! : fallback);
@@ -80,12 +80,8 @@ interface Config {
 }
 
 async function benchTarget(target: Target): Promise<Row[]> {
-  const model = await openSlots(target.path, SESSIONS);
-  const V = model[0]!.contract.vocabSize!;
-  const ids = await openSlots(await compiledFor(target.path, "pipe-lookup", "lookup(ngram: 3)"), SESSIONS);
-  const tree = await openSlots(await compiledFor(target.path, "pipe-recycle", "recycle(top_k: 8, tree: auto)"), SESSIONS);
-  const useless = await openSlots(randomDraft(V), SESSIONS);
-  const selfDraft = await openSlots(layerSkipDraft(target.path), SESSIONS);
+  const models = await openSpeculationModels(target, SESSIONS);
+  const { original: model, ids, tree, useless, layerSkip: selfDraft, vocabSize: V } = models;
   const [generator, idsGenerator, treeGenerator] = [model, ids, tree].map((slots) => slots.map((m) => new Generator(m)));
   /** Per mode, its speculation settings in a slot (a draft model is the slot's session of it). */
   const modes: Record<string, (slot: number) => SpeculateOptions | RecycleSpeculation> = {
@@ -228,7 +224,7 @@ async function benchTarget(target: Target): Promise<Row[]> {
       });
     }
   }
-  await Promise.all([...ids, ...tree, ...useless, ...selfDraft, ...model].map((m) => m.release()));
+  await models.release();
   return rows;
 }
 

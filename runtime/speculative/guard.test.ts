@@ -17,6 +17,16 @@ function drive(guard: SpeculationGuard, steps: number, draftMs: number, draftTok
   return plans;
 }
 
+/** Plain steps of 10 ms until the guard plans a probe; returns how many. */
+function plainStepsUntilProbe(guard: SpeculationGuard): number {
+  let waited = 0;
+  while (guard.plan() !== "probe") {
+    guard.record("plain", false, 10, 1);
+    waited++;
+  }
+  return waited;
+}
+
 const gaps = (plans: StepPlan[]) => plans.flatMap((p, i) => (p === "probe" ? [i] : [])).map((at, i, all) => at - (all[i - 1] ?? at));
 
 describe("SpeculationGuard", () => {
@@ -81,14 +91,7 @@ describe("SpeculationGuard", () => {
   it("drafting that lost waits until its loss is PROBE_BUDGET of the plain time since; a run that paid asks again after 4 plain steps", () => {
     const guard = new SpeculationGuard();
     drive(guard, 4, 10.1, 1); // two plain steps, two drafting steps losing 0.1 ms each: off, the minimum wait
-    const probeAfter = (): number => {
-      let waited = 0;
-      while (guard.plan() !== "probe") {
-        guard.record("plain", false, 10, 1);
-        waited++;
-      }
-      return waited;
-    };
+    const probeAfter = () => plainStepsUntilProbe(guard);
     expect(probeAfter()).toBe(4);
     guard.record("probe", true, 12, 3); // wins: drafting on
     expect(guard.plan()).toBe("draft");
@@ -107,14 +110,7 @@ describe("SpeculationGuard", () => {
   it("what a paying run saved pays for later losses first: losing probes then come after 4 plain steps until the bank (4 plain steps) is spent", () => {
     const guard = new SpeculationGuard();
     drive(guard, 4, 10.1, 1); // off at once, nothing banked
-    const probeAfter = (): number => {
-      let waited = 0;
-      while (guard.plan() !== "probe") {
-        guard.record("plain", false, 10, 1);
-        waited++;
-      }
-      return waited;
-    };
+    const probeAfter = () => plainStepsUntilProbe(guard);
     probeAfter();
     guard.record("probe", true, 12, 3); // wins: drafting on
     for (let i = 0; i < 10; i++) guard.record("draft", true, 12, 3); // saves 17.1 ms a step beyond the margin: the bank fills to 40 ms
@@ -138,14 +134,7 @@ describe("SpeculationGuard", () => {
   it("gains within the margin bank nothing: after a run that only tied, a losing probe waits its whole loss", () => {
     const guard = new SpeculationGuard();
     drive(guard, 4, 10.1, 1);
-    const probeAfter = (): number => {
-      let waited = 0;
-      while (guard.plan() !== "probe") {
-        guard.record("plain", false, 10, 1);
-        waited++;
-      }
-      return waited;
-    };
+    const probeAfter = () => plainStepsUntilProbe(guard);
     probeAfter();
     guard.record("probe", true, 19, 2); // wins by 5%: drafting on
     guard.record("draft", true, 19.6, 2);
