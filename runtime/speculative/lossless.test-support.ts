@@ -1,5 +1,6 @@
 // Test support: greedy speculation must give plain decoding's tokens, token for token, for
-// every chain draft source (lossless-greedy.test.ts, recurrent-rollback.test.ts).
+// every chain draft source (lossless-greedy.test.ts, recurrent-rollback.test.ts), on open and
+// grounded prompts (token-recycling.test.ts uses the same prompts).
 import { expect } from "vitest";
 import type { DecoderModel } from "../decoder.ts";
 import { Generator } from "../generate.ts";
@@ -20,7 +21,7 @@ function sources(draft: DecoderModel, self: DecoderModel): Record<string, Specul
 }
 
 /** Open prompts, plus grounded ones: the prompt, its greedy continuation, the prompt again (the answer repeats the context). */
-async function prompts(generator: Generator, V: number, count: number): Promise<number[][]> {
+export async function losslessPrompts(generator: Generator, V: number, count: number): Promise<number[][]> {
   const open = Array.from({ length: count }, (_, i) => Array.from({ length: 5 + i }, (_, j) => (i * 97 + j * 31 + 3) % V));
   const grounded: number[][] = [];
   for (const prompt of open.slice(0, Math.ceil(count / 2))) {
@@ -34,7 +35,7 @@ async function prompts(generator: Generator, V: number, count: number): Promise<
 export async function expectLossless(target: DecoderModel, draft: DecoderModel, count: number): Promise<Map<string, SpeculativeStats[]>> {
   const generator = new Generator(target);
   const byName = new Map<string, SpeculativeStats[]>();
-  for (const prompt of await prompts(generator, target.contract.vocabSize ?? 256, count)) {
+  for (const prompt of await losslessPrompts(generator, target.contract.vocabSize ?? 256, count)) {
     const plain = await generator.run(prompt, { maxTokens: NEW_TOKENS, eosTokenIds: [] });
     for (const [name, speculate] of Object.entries(sources(draft, target))) {
       const result = await generator.run(prompt, { maxTokens: NEW_TOKENS, eosTokenIds: [], speculate });

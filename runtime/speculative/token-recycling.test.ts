@@ -17,6 +17,7 @@ import { DecoderModel } from "../decoder.ts";
 import { isRuntimeError } from "../errors.ts";
 import { Generator } from "../generate.ts";
 import { HAVE_SHARED, NO_SHARED, REFERENCE_DIR, SHARED_DECODERS, SHARED_FIXTURES, referenceExports } from "../testing/models.ts";
+import { losslessPrompts } from "./lossless.test-support.ts";
 import type { SpeculativeStats } from "./stats.ts";
 import { AdjacencyMatrix, longestAgreeingPath, PAPER_TREE, topK, TreeTemplate, type RecycleOptions } from "./token-recycling.ts";
 
@@ -72,17 +73,6 @@ async function recycleGenerate(model: DecoderModel, prompt: number[], count: num
   return { tokens: result.tokens, stats: result.stats.speculative! };
 }
 
-/** Open prompts, and grounded ones (prompt, its continuation, the prompt again). */
-async function prompts(generator: Generator, V: number, count: number): Promise<number[][]> {
-  const open = Array.from({ length: count }, (_, i) => Array.from({ length: 4 + i }, (_, j) => (i * 89 + j * 37 + 3) % V));
-  const grounded: number[][] = [];
-  for (const prompt of open.slice(0, Math.floor(count / 2))) {
-    const { tokens } = await generator.run(prompt, { maxTokens: 10, eosTokenIds: [] });
-    grounded.push([...prompt, ...tokens, ...prompt]);
-  }
-  return [...open.slice(0, count - grounded.length), ...grounded];
-}
-
 /** Every prompt recycled twice (the second run starts from the first's matrix) with each option set; all equal plain decoding. */
 async function expectLossless(originalPath: string, treePath: string, count: number, optionSets: RecycleOptions[] = [{}, { tree: 80 }]): Promise<SpeculativeStats[]> {
   const original = await DecoderModel.open(originalPath, OPEN);
@@ -90,7 +80,7 @@ async function expectLossless(originalPath: string, treePath: string, count: num
   const stats: SpeculativeStats[] = [];
   try {
     const generator = new Generator(original);
-    for (const prompt of await prompts(generator, original.contract.vocabSize!, count)) {
+    for (const prompt of await losslessPrompts(generator, original.contract.vocabSize!, count)) {
       const plain = await generator.run(prompt, { maxTokens: NEW_TOKENS, eosTokenIds: [] });
       for (const options of optionSets) {
         for (let run = 0; run < 2; run++) {
