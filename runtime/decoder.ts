@@ -13,6 +13,7 @@ import { SelectionCache } from "./cache/selection-cache.ts";
 import { readContract, type DecoderContract } from "./contract.ts";
 import { openSession, type ResolvedDevice, type SessionOptions } from "./device.ts";
 import { RuntimeError } from "./errors.ts";
+import { MIN_LOGITS_FOR_IDS } from "./ids-or-logits.ts";
 import { chainParents, TREE_MASK_INPUT, treeDepths, TreeMasks } from "./tree-attention.ts";
 import { allocInt, setInt, type IntArray, type IntType } from "./tensors.ts";
 
@@ -33,15 +34,6 @@ export interface DecoderOptions extends SessionOptions {
    */
   minLogitsForIds?: number;
 }
-
-/**
- * onnxruntime's ArgMax and TopK kernels cost about 12 µs a call whatever their input, which
- * copying and scanning a few hundred floats on the host undercuts. Measured one intra-op
- * thread, ids against logits plus a host argmax (median of 120 alternating runs): stories260K
- * (V = 512) one-token steps 3% slower with ids, even at 2 rows, ids 1.5-6% faster from 4 rows;
- * sotu-tiny (V = 2048) even at one row, ids 1.3-8% faster from 2.
- */
-export const MIN_LOGITS_FOR_IDS = 1024;
 
 /** What exporters write next to the model: genai_config.json, a transformers config.json, or pipec's zoo config.json. */
 export interface DeclaredConfig {

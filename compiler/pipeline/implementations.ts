@@ -1,6 +1,7 @@
 import type { ModelFacts } from "../../dsl/facts.ts";
 import type { MethodUse } from "../../dsl/method.ts";
 import { printParam } from "../../dsl/print.ts";
+import { MIN_LOGITS_FOR_IDS } from "../../runtime/ids-or-logits.ts";
 
 /**
  * How each method a .pipe can request is carried out in this build. A method without an entry
@@ -32,8 +33,8 @@ export const STREAMING_LLM = "streaming-llm";
  * the logits-topk pass computes those in the graph, so plain and verification steps fetch ids
  * instead of [S, V] logits (on a small model the host work on logits costs as much as the call).
  * The pass only adds outputs; a stage that samples reads the logits and gets no such pass.
- * Below 1024 ids it adds nothing (min_vocab): there the host's argmax is as fast, and the
- * graph's would run on every plain step, fetched or not.
+ * Below the runtime's MIN_LOGITS_FOR_IDS ids it adds nothing (min_vocab): there the host's argmax
+ * is as fast, and the graph's would run on every plain step, fetched or not.
  */
 export const LOGITS_TOPK = "logits-topk";
 
@@ -41,8 +42,9 @@ export const LOGITS_TOPK = "logits-topk";
 export function speculationIds(speculate: MethodUse, sampling: MethodUse): Record<string, string> | undefined {
   if (speculate.method === "none" || sampling.method !== "greedy") return undefined;
   // Token Recycling's top-k already starts with the argmax: a second kernel would run on every call for nothing.
-  if (speculate.method === "recycle") return { k: printParam(speculate.params["top_k"]!), argmax: "false", min_vocab: "1024" };
-  return { k: "0", argmax: "true", min_vocab: "1024" };
+  const minVocab = String(MIN_LOGITS_FOR_IDS);
+  if (speculate.method === "recycle") return { k: printParam(speculate.params["top_k"]!), argmax: "false", min_vocab: minVocab };
+  return { k: "0", argmax: "true", min_vocab: minVocab };
 }
 
 /** Every parameter as pass option text, in the schema's order. */
