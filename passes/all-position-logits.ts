@@ -4,6 +4,7 @@ import type { Node } from "../compiler/ir/node.ts";
 import { tensorType } from "../compiler/ir/types.ts";
 import type { Value } from "../compiler/ir/value.ts";
 import type { Pass, PassResult } from "../compiler/pass-manager/pass.ts";
+import { constantInts } from "../compiler/rewrite/index.ts";
 
 /** Graph output that carries the LM head's scores. */
 export const LOGITS_OUTPUT = "logits";
@@ -102,12 +103,6 @@ function readsGraphInputs(v: Value, graph: Graph, memo = new Map<Value, boolean>
 
 function rankOf(v: Value | undefined): number | undefined {
   return v?.type?.kind === "tensor" ? v.type.shape?.length : undefined;
-}
-
-function constantInts(v: Value | undefined): number[] | undefined {
-  const tensor = v?.initializer ?? (v?.producer?.op === "Constant" ? v.producer.attr("value") : undefined);
-  if (!tensor || typeof tensor !== "object" || !("toArray" in tensor)) return undefined;
-  return Array.from(tensor.toArray() as ArrayLike<number | bigint>, Number);
 }
 
 /** Values between the pick and the logits had a length-1 (or absent) position axis; their declared shapes are stale now. */

@@ -5,7 +5,7 @@
 export { applyRules, type ApplyOptions } from "./apply.ts";
 export type { PatternFn } from "./compile.ts";
 export { findMatches } from "./find.ts";
-export { Match, constantTensor } from "./match.ts";
+export { Match, constantInts, constantTensor } from "./match.ts";
 export { formatNearMiss, type NearMiss } from "./near-miss.ts";
 export { rulesPass } from "./pass.ts";
 export {

@@ -25,11 +25,18 @@ export class Match {
 }
 
 /** The tensor a value always holds: a non-overridable initializer or a Constant node's `value`. */
-export function constantTensor(v: Value): Tensor | undefined {
+export function constantTensor(v: Value | undefined): Tensor | undefined {
+  if (!v) return undefined;
   if (v.initializer) return v.isGraphInput ? undefined : v.initializer;
   const p = v.producer;
   if (p && p.op === "Constant" && (p.domain === "" || p.domain === "ai.onnx")) return p.attributes.get("value")?.tensor;
   return undefined;
+}
+
+/** A constant's elements as numbers (int64 included), e.g. a Slice's starts or a Reshape's target. */
+export function constantInts(v: Value | undefined): number[] | undefined {
+  const tensor = constantTensor(v);
+  return tensor && Array.from(tensor.toArray() as ArrayLike<number | bigint>, Number);
 }
 
 /** `%x (output of MatMul 'mm')`, `graph input %x`, ...: how the tracer names a value it found. */

@@ -3,6 +3,7 @@ import { DataType } from "../../compiler/ir/dtype.ts";
 import type { Node } from "../../compiler/ir/node.ts";
 import type { Tensor } from "../../compiler/ir/tensor.ts";
 import type { Value } from "../../compiler/ir/value.ts";
+import { constantInts, constantTensor } from "../../compiler/rewrite/index.ts";
 import { dtypeOf } from "../attention/ops.ts";
 
 export const MS_DOMAIN = "com.microsoft";
@@ -228,12 +229,3 @@ function tableLanesEqual(table: Tensor, which: "halves" | "pairs"): boolean {
   return true;
 }
 
-function constantTensor(v: Value | undefined): Tensor | undefined {
-  const value = v?.initializer ?? (v?.producer?.op === "Constant" ? v.producer.attr("value") : undefined);
-  return value && typeof value === "object" && "toArray" in value ? (value as Tensor) : undefined;
-}
-
-function constantInts(v: Value | undefined): number[] | undefined {
-  const tensor = constantTensor(v);
-  return tensor && Array.from(tensor.toArray() as ArrayLike<number | bigint>, Number);
-}
