@@ -24,7 +24,7 @@
  */
 import { loadavg } from "node:os";
 import { DecoderModel, Generator, type RecycleSpeculation, type SpeculateOptions } from "../runtime/index.ts";
-import { benchTargets, openSpeculationModels, promptSets, type Target } from "./speculative-setup.ts";
+import { benchTargets, median, openSpeculationModels, promptSets, type Target } from "./speculative-setup.ts";
 
 const args = process.argv.slice(2);
 const option = (name: string, fallback: string) => (args.includes(name) ? args[args.indexOf(name) + 1]! : fallback);
@@ -41,12 +41,6 @@ interface Estimate {
   median: number;
   low: number;
   high: number;
-}
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
 /** Resamples with a fixed-seed generator, so the same ratios give the same interval. */

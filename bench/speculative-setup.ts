@@ -1,5 +1,5 @@
 // What bench/speculative.ts and bench/speculative-floor.ts both need: the targets, the models a
-// .pipe compiles for speculation, the draft models, the prompt sets, sessions in slots.
+// .pipe compiles for speculation, the draft models, the prompt sets, sessions in slots, medians.
 import { existsSync, readdirSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { importLlama2c } from "../compiler/importers/llama2c.ts";
@@ -124,4 +124,11 @@ export async function openSpeculationModels(target: Target, sessions: number): P
     vocabSize, original, ids, tree, useless, layerSkip,
     release: async () => void (await Promise.all([original, ids, tree, useless, layerSkip].flat().map((m) => m.release()))),
   };
+}
+
+/** The middle value (the mean of the two middle ones for an even count). */
+export function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }

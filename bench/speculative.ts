@@ -40,7 +40,7 @@
 import { loadavg } from "node:os";
 import { Generator, type RecycleSpeculation, type SpeculateOptions, type SpeculativeStats } from "../runtime/index.ts";
 import { runBaseline } from "./baseline-loop.ts";
-import { benchTargets, openSpeculationModels, promptSets, type Target } from "./speculative-setup.ts";
+import { benchTargets, median, openSpeculationModels, promptSets, type Target } from "./speculative-setup.ts";
 
 const args = process.argv.slice(2);
 const option = (name: string, fallback: string) => (args.includes(name) ? args[args.indexOf(name) + 1]! : fallback);
@@ -201,11 +201,7 @@ async function benchTarget(target: Target): Promise<Row[]> {
       return byPrompt.reduce((sum, p) => sum + fastest(p.plain), 0) / byPrompt.reduce((sum, p) => sum + fastest(p.run), 0);
     };
     /** Plain / `name`, the median over every pair (prompt and pass) of its runs. */
-    const medianPair = (name: string, key: "cpu" | "wall") => {
-      const ratios = pairs.get(name)!.flatMap((p) => p.plain.map((plain, k) => plain[key] / p.run[k]![key])).sort((a, b) => a - b);
-      const mid = ratios.length >> 1;
-      return ratios.length % 2 ? ratios[mid]! : (ratios[mid - 1]! + ratios[mid]!) / 2;
-    };
+    const medianPair = (name: string, key: "cpu" | "wall") => median(pairs.get(name)!.flatMap((p) => p.plain.map((plain, k) => plain[key] / p.run[k]![key])));
     const plainVsBaseline = 1 / vsPlain("baseline loop", "wall");
     for (const name of configs.keys()) {
       const speculative = name !== "baseline loop" && name !== "pipec plain";
