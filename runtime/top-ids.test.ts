@@ -15,7 +15,7 @@ import { tempDir } from "../test/helpers/tmp.ts";
 import { DecoderModel } from "./decoder.ts";
 import { MIN_LOGITS_FOR_IDS } from "./ids-or-logits.ts";
 import { Generator } from "./generate.ts";
-import { adjacencyFor, RECYCLE_TOP_K, topK } from "./speculative/token-recycling.ts";
+import { adjacencyFor, RECYCLE_TOP_K, TokenRecycling, topK, type AdjacencyMatrix } from "./speculative/token-recycling.ts";
 import { floatData, readFloatRow } from "./tensors.ts";
 
 const OPEN = { device: "cpu" as const, threads: 1 };
@@ -174,7 +174,21 @@ describe("in-graph top-k ids instead of logits", () => {
     }
   });
 
-  it("cold start: after the prefill every prompt token's successors are its row's top-k (from logits and from ids)", async () => {
+  it("Token Recycling's steps that the guard keeps plain cost what plain decoding does: no host top-k of the prompt's or their own logits", async () => {
+    const fresh = await DecoderModel.open(treePath, OPEN);
+    try {
+      const V = fresh.contract.vocabSize!;
+      // A fresh guard times two plain steps before it drafts: a request of three tokens takes the prefill's and theirs.
+      const result = await new Generator(fresh).run(PROMPTS[1]!, { maxTokens: 3, eosTokenIds: [], speculate: { kind: "recycle" } });
+      expect(result.tokens).toEqual(plainTokens[1]!.slice(0, 3));
+      expect(result.stats.speculative!.callsWithDraft).toBe(0);
+      expect(adjacencyFor(fresh, V).successors.every((s) => s === 0)).toBe(true);
+    } finally {
+      await fresh.release();
+    }
+  });
+
+  it("cold start: before the first step that may draft, every prompt token's successors are its row's top-k (from logits and from ids); logits wait until then", async () => {
     const prompt = PROMPTS[1]!;
     const logits = await plain.newSequence().forward(prompt);
     const V = plain.contract.vocabSize!;
@@ -186,18 +200,23 @@ describe("in-graph top-k ids instead of logits", () => {
       topK(row, RECYCLE_TOP_K, out);
       expected.set(token, Array.from(out)); // a later occurrence overwrites an earlier one, as in the table
     });
+    const successorsOf = (matrix: AdjacencyMatrix, token: number) => Array.from(matrix.successors.subarray(token * matrix.k, (token + 1) * matrix.k));
+    const seededRows = (matrix: AdjacencyMatrix) => Array.from({ length: V }, (_, t) => t).filter((t) => successorsOf(matrix, t).some((s) => s !== 0));
     // Fresh sessions: the table is kept per model, and the shared ones have stepped already.
-    for (const path of [treePath, treeTopkPath]) {
+    for (const [path, fetchesIds] of [[treePath, false], [treeTopkPath, true]] as const) {
       const fresh = await DecoderModel.open(path, OPEN);
       try {
-        // One token: the speculator is made (and seeded) but never steps.
-        await new Generator(fresh).run(prompt, { maxTokens: 1, eosTokenIds: [], speculate: { kind: "recycle", tree: 80 } });
+        const sequence = fresh.newSequence();
+        const output = fetchesIds ? await sequence.forwardTop(prompt, RECYCLE_TOP_K) : await sequence.forward(prompt);
+        const recycling = TokenRecycling.create(sequence, V, { tree: 80 });
+        recycling.seed([{ tokens: prompt, output }]);
         const matrix = adjacencyFor(fresh, V);
-        for (const [token, successors] of expected) {
-          expect(Array.from(matrix.successors.subarray(token * matrix.k, (token + 1) * matrix.k)), `token ${token}`).toEqual(successors);
-        }
-        const rows = new Set(Array.from({ length: V }, (_, t) => t).filter((t) => matrix.successors.subarray(t * matrix.k, (t + 1) * matrix.k).some((s) => s !== 0)));
-        expect([...rows].sort((a, b) => a - b)).toEqual([...expected.keys()].sort((a, b) => a - b));
+        expect(seededRows(matrix), "ids are recycled at once, logits not yet").toEqual(fetchesIds ? [...expected.keys()].sort((a, b) => a - b) : []);
+        // A fixed tree may draft at every step; with no room for a draft it verifies the root alone and recycles its row too.
+        const root = plainTokens[1]![0]!;
+        await recycling.step(root, [...prompt, root], 0);
+        for (const [token, successors] of expected) if (token !== root) expect(successorsOf(matrix, token), `token ${token}`).toEqual(successors);
+        expect(seededRows(matrix)).toEqual([...new Set([...expected.keys(), root])].sort((a, b) => a - b));
         const result = await new Generator(fresh).run(prompt, { maxTokens: NEW_TOKENS, eosTokenIds: [], speculate: { kind: "recycle", tree: 80 } });
         expect(result.tokens).toEqual(plainTokens[1]);
       } finally {

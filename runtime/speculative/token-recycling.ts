@@ -13,14 +13,16 @@
 // included, and stops drafting when tree steps cost more per token than plain ones. The matrix,
 // the costs and what the policy learned are kept per model across requests. A model compiled with tree-attention-mask runs ordinary
 // steps too (the runtime feeds a chain mask).
-// Each request first seeds the matrix from its prompt's rows (`seed`, the cold start), and a
+// Each request seeds the matrix from its prompt's rows (`seed`, the cold start), and a
 // model with in-graph top-k outputs (logits-topk) hands over ids instead of [S, V] logits.
+// Work that only drafting needs (a host top-k over a prompt's or a plain step's logits) waits
+// until a step may draft: a request the guard keeps plain costs what plain decoding does.
 import type * as ort from "onnxruntime-node";
 import type { DecoderModel, DecoderSequence, TopTokens } from "../decoder.ts";
 import { RuntimeError } from "../errors.ts";
 import type { LogitsProcessor } from "../sampling/processors.ts";
-import type { SamplingConfig } from "../sampling/sampler.ts";
-import { floatData, readFloatRow } from "../tensors.ts";
+import { argmax, type SamplingConfig } from "../sampling/sampler.ts";
+import { floatData, readFloatRow, type FloatArray } from "../tensors.ts";
 import { PROBE_TOKENS, SpeculationGuard, type StepPlan } from "./guard.ts";
 import { refuseTreeOnRecurrent } from "./recurrent-rollback.ts";
 import type { SpeculativeStats } from "./stats.ts";
@@ -242,6 +244,12 @@ export class TokenRecycling {
   private draftMs = 0;
   /** What the guard planned for the current step; absent for a fixed tree size. */
   private plan?: StepPlan;
+  /**
+   * Prompt calls that returned logits, recycled when a step may first draft: their top-k is
+   * host work (a tenth of a millisecond per 20 rows of a 512-token vocabulary), which a
+   * request whose steps never draft need not pay. Ids are recycled at once: copying them costs nothing.
+   */
+  private unseeded: { tokens: readonly number[]; logits: ort.Tensor }[] = [];
 
   constructor(
     private readonly sequence: DecoderSequence,
@@ -284,6 +292,7 @@ export class TokenRecycling {
     await this.measureCost(token);
     const t0 = performance.now();
     const nodes = this.chooseNodes(limit);
+    if (this.plan !== "plain") this.recyclePrompt();
     if (nodes.length === 1) return [await this.rootStep(token, t0)];
     const ids = this.fill(token, nodes);
     this.draftMs += performance.now() - t0;
@@ -304,16 +313,23 @@ export class TokenRecycling {
     return [...path.slice(1).map((i) => ids[i]!), greedy[path[path.length - 1]!]!];
   }
 
-  /** No draft: the root alone, as a plain step (its successors still go into the matrix), with no tree bookkeeping. */
+  /**
+   * No draft: the root alone, with no tree bookkeeping. Its successors go into the matrix when
+   * the graph hands them over, or when the step could have drafted; a step the guard made plain
+   * takes the argmax of its logits, as plain decoding does, since a host top-k would cost a tiny
+   * model's plain steps several percent while drafting does not pay.
+   */
   private async rootStep(token: number, t0: number): Promise<number> {
     const t1 = performance.now();
-    const [next] = this.sequence.model.fetchesTop(this.matrix.k, 1)
-      ? this.recycleIds(await this.sequence.forwardTop([token], this.matrix.k, ROOT_ONLY), [token])
-      : this.recycle(await this.sequence.forward([token], ROOT_ONLY), [token]);
+    const next = this.sequence.model.fetchesTop(this.matrix.k, 1)
+      ? this.recycleIds(await this.sequence.forwardTop([token], this.matrix.k, ROOT_ONLY), [token])[0]!
+      : this.plan === "plain"
+        ? this.argmaxOf(await this.sequence.forward([token], ROOT_ONLY))
+        : this.recycle(await this.sequence.forward([token], ROOT_ONLY), [token])[0]!;
     const t2 = performance.now();
     this.tally.record(0, 0, t2 - t1);
     if (this.plan) this.learned.guard.record(this.plan, false, t2 - t0, 1);
-    return next!;
+    return next;
   }
 
   stats(generatedTokens: number): SpeculativeStats {
@@ -322,23 +338,22 @@ export class TokenRecycling {
 
   /**
    * Cold start (the paper's unofficial implementation; algorithms.md §14): every prompt
-   * position's top-k become its token's successors, so the first steps already have drafts.
+   * position's top-k become its token's successors, so the first drafts already have them.
    * Only calls that returned every position count; later positions overwrite earlier ones.
-   * Returns the positions recycled.
+   * Logits wait for the first step that may draft (`unseeded`).
    */
-  seed(prompt: readonly PromptStep[]): number {
-    let seeded = 0;
+  seed(prompt: readonly PromptStep[]): void {
     for (const { tokens, output } of prompt) {
       if ("ids" in output) {
-        if (output.rows !== tokens.length || output.k < this.matrix.k) continue;
-        this.recycleIds(output, tokens);
-      } else {
-        if (output.dims[1] !== tokens.length) continue;
-        this.recycle(output, tokens);
-      }
-      seeded += tokens.length;
+        if (output.rows === tokens.length && output.k >= this.matrix.k) this.recycleIds(output, tokens);
+      } else if (output.dims[1] === tokens.length) this.unseeded.push({ tokens, logits: output });
     }
-    return seeded;
+  }
+
+  /** The prompt's logits into the matrix, once, before its successors are first drafted. */
+  private recyclePrompt(): void {
+    for (const { tokens, logits } of this.unseeded) this.recycle(logits, tokens);
+    this.unseeded = [];
   }
 
   async release(): Promise<void> {}
@@ -420,9 +435,7 @@ export class TokenRecycling {
 
   /** The target's argmax per tree position; every position's top-k goes back into the matrix. */
   private recycle(logits: ort.Tensor, ids: readonly number[]): number[] {
-    const V = logits.dims[logits.dims.length - 1]!;
-    if (V !== this.vocabSize) throw new RuntimeError("draft-vocabulary-mismatch", `the target's logits cover ${V} token ids, expected ${this.vocabSize}`);
-    const data = floatData(logits);
+    const [data, V] = this.rows(logits);
     const successors = new Int32Array(this.matrix.k);
     return ids.map((id, i) => {
       readFloatRow(data, i * V, this.row);
@@ -430,6 +443,19 @@ export class TokenRecycling {
       this.matrix.successors.set(successors, id * this.matrix.k);
       return successors[0]!;
     });
+  }
+
+  /** The target's argmax of one row of logits, recycling nothing. */
+  private argmaxOf(logits: ort.Tensor): number {
+    readFloatRow(this.rows(logits)[0], 0, this.row);
+    return argmax(this.row);
+  }
+
+  /** The data of [1, S, V] logits and V, which must be the vocabulary the matrix covers. */
+  private rows(logits: ort.Tensor): [FloatArray, number] {
+    const V = logits.dims[logits.dims.length - 1]!;
+    if (V !== this.vocabSize) throw new RuntimeError("draft-vocabulary-mismatch", `the target's logits cover ${V} token ids, expected ${this.vocabSize}`);
+    return [floatData(logits), V];
   }
 
   /** As `recycle`, from the graph's own top-k ids (likeliest first, as topK orders them). */
