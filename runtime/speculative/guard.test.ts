@@ -45,7 +45,7 @@ describe("SpeculationGuard", () => {
     expect(new Set(gaps(plans).slice(1))).toEqual(new Set([5]));
   });
 
-  it("a probe that cost much more than plain steps waits until its excess is PROBE_BUDGET (1%) of the plain time since", () => {
+  it("a probe that cost much more than plain steps waits until its excess is PROBE_BUDGET (0.5%) of the plain time since", () => {
     const guard = new SpeculationGuard();
     drive(guard, 10, 10.1, 1);
     while (guard.plan() !== "probe") guard.record("plain", false, 10, 1);
