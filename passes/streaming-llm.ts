@@ -13,7 +13,7 @@ import { denseCanonicalNodes } from "./sparse-attention/layers.ts";
 import { SparseSite } from "./sparse-attention/site.ts";
 import { MS_DOMAIN } from "./streaming-llm/fused-rotary.ts";
 import { PositionFlow, type Rotation } from "./streaming-llm/rotation.ts";
-import { TREE_MASK_INPUT } from "./tree-attention-mask.ts";
+import { hasTreeMask } from "./tree-attention-mask.ts";
 
 export const STREAMING_LLM = "streaming-llm";
 
@@ -83,7 +83,7 @@ export function createStreamingLlm(options: Partial<StreamingLlmOptions> = {}): 
  * streaming with speculation keeps the present-cache form.
  */
 function appendOnlyRefusal(model: Model): string | undefined {
-  if (model.graph.inputs.some((i) => i.name === TREE_MASK_INPUT)) return "a tree_attention_mask (speculative verification) covers the cache's rows, not an append-only buffer; the present cache is kept";
+  if (hasTreeMask(model)) return "a tree_attention_mask (speculative verification) covers the cache's rows, not an append-only buffer; the present cache is kept";
   return undefined;
 }
 
@@ -99,7 +99,7 @@ export function streamingLlmLayers(model: Model, opts: StreamingLlmOptions): { l
   const pastInputs = new Set(model.graph.inputs.filter((i) => i.name.startsWith("past_key_values.")));
   let rotated = 0;
   let rows: KeptRows | undefined;
-  const treeRows = model.graph.inputs.some((i) => i.name === TREE_MASK_INPUT);
+  const treeRows = hasTreeMask(model);
   for (const node of nodes) {
     const split = opts.appendOnly === true && !treeRows && dtypeOf(node.inputs[0]) === DataType.FLOAT;
     const site = new SparseSite(model, node, STREAMING_LLM, { splitCache: split });

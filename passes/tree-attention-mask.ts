@@ -15,6 +15,11 @@ export const TREE_MASK_INPUT = "tree_attention_mask";
 export const POSITION_IDS_INPUT = "position_ids";
 const ATTENTION_MASK_INPUT = "attention_mask";
 
+/** Whether `model` takes a tree_attention_mask input (this pass has run on it). */
+export function hasTreeMask(model: Model): boolean {
+  return model.graph.lookup(TREE_MASK_INPUT)?.isGraphInput === true;
+}
+
 /**
  * Tree verification scores a token tree in one call: each node attends to the cached context
  * and its own ancestors only, and sits at position (context length + depth). The model's own
@@ -39,7 +44,7 @@ export function createTreeAttentionMask(): Pass {
       if (attention.length === 0) {
         throw new PipecError("no-canonical-attention", "tree-attention-mask rewrites pipec::Attention nodes, and this model has none: run lift-attention first (or the model's attention is not recognised)");
       }
-      if (graph.lookup(TREE_MASK_INPUT)?.isGraphInput) return { changed: false, stats: { "masks-replaced": 0, "rotary-positions-rewired": 0 } };
+      if (hasTreeMask(model)) return { changed: false, stats: { "masks-replaced": 0, "rotary-positions-rewired": 0 } };
 
       const mask = graph.addInput(TREE_MASK_INPUT, DataType.FLOAT, ["batch_size", 1, "sequence_length", "total_sequence_length"]);
       const maskByDtype = new Map<number, Value>([[DataType.FLOAT, mask]]);
