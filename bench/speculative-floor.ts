@@ -15,10 +15,10 @@
  * floor's interval multiplies the bounds (conservative). Wall time is the issue's measure
  * (tokens per second); the CPU-time floor is shown beside it: it also counts V8's background
  * threads (concurrent GC), which run on the other core while a request waits on onnxruntime, so
- * an allocating path reads a few percent worse by CPU than by wall. A null mode (plain against plain on the
- * same session) shows the method's own bias. bench/speculative.ts gives the speedups, rates and
- * acceptance; this bench asks one question, precisely: whether any mode's adaptive policy costs
- * more than 5%. Greedy, one intra-op thread, 64 new tokens, no EOS stop.
+ * an allocating path reads a few percent worse by CPU than by wall. A null mode (plain against
+ * plain on the same session) shows the method's own bias. bench/speculative.ts gives the
+ * speedups, rates and acceptance; this bench asks one question, precisely: whether any mode's
+ * adaptive policy costs more than 5%. Greedy, one intra-op thread, 64 new tokens, no EOS stop.
  *
  * Usage: npx tsx bench/speculative-floor.ts [--rounds 64] [--sessions 8] [--prompts 4] [--tokens 64] [--only <target name part>] [--zoo]
  */
@@ -44,7 +44,7 @@ interface Estimate {
   high: number;
 }
 
-/** Resamples with a fixed-seed generator, so the same ratios give the same interval. */
+/** The median of `ratios` and its 90% bootstrap interval; resamples with a fixed-seed generator, so the same ratios give the same interval. */
 function estimate(ratios: readonly number[]): Estimate {
   let state = 12345;
   const next = () => ((state = (Math.imul(state, 1103515245) + 12345) >>> 0) / 2 ** 32);
@@ -70,35 +70,56 @@ async function timed(run: Run, prompt: number[], slot: number): Promise<Times> {
   return { wall, cpu: (used.user + used.system) / 1000 };
 }
 
-/** Per round (slot round % SESSIONS, prompt round % prompts): `reference`'s time over `other`'s, which goes first alternating. */
-async function ratios(reference: Run, other: Run, prompts: number[][]): Promise<{ wall: number[]; cpu: number[] }> {
-  // Untimed, every slot and prompt once: first calls at new sizes, cost measurements, guards that start learning.
-  for (let slot = 0; slot < SESSIONS; slot++) {
-    for (const prompt of prompts) {
-      await reference(prompt, slot);
-      await other(prompt, slot);
-    }
-  }
-  const out = { wall: [] as number[], cpu: [] as number[] };
-  for (let round = 0; round < ROUNDS; round++) {
-    const [prompt, slot] = [prompts[round % prompts.length]!, round % SESSIONS];
-    const [first, second] = round % 2 ? [reference, other] : [other, reference];
-    const a = await timed(first, prompt, slot);
-    const b = await timed(second, prompt, slot);
-    const [ref, oth] = round % 2 ? [a, b] : [b, a];
-    out.wall.push(ref.wall / oth.wall);
-    out.cpu.push(ref.cpu / oth.cpu);
-  }
-  return out;
+/** One round: both requests' times. */
+interface Round {
+  reference: Times;
+  other: Times;
 }
 
-/** Both clocks' estimates of one factor. */
+/** Plain decoding (`reference`) against `other`, measured in rounds. */
+interface Comparison {
+  reference: Run;
+  other: Run;
+  rounds: Round[];
+}
+
+/**
+ * Every comparison, ROUNDS rounds each (slot round % SESSIONS, prompt round % prompts), both
+ * requests timed, which goes first alternating. The comparisons take each round in turn from a
+ * rotating start, so a busy minute on the machine falls on all of them alike rather than on one.
+ */
+async function measure(comparisons: readonly Comparison[], prompts: number[][]): Promise<void> {
+  // Untimed, every slot and prompt once: first calls at new sizes, cost measurements, guards that start learning.
+  for (const { reference, other } of comparisons) {
+    for (let slot = 0; slot < SESSIONS; slot++) {
+      for (const prompt of prompts) {
+        await reference(prompt, slot);
+        await other(prompt, slot);
+      }
+    }
+  }
+  for (let round = 0; round < ROUNDS; round++) {
+    const [p, slot] = [round % prompts.length, round % SESSIONS];
+    for (let i = 0; i < comparisons.length; i++) {
+      const { reference, other, rounds } = comparisons[(round + i) % comparisons.length]!;
+      const [first, second] = round % 2 ? [reference, other] : [other, reference];
+      const a = await timed(first, prompts[p]!, slot);
+      const b = await timed(second, prompts[p]!, slot);
+      rounds.push(round % 2 ? { reference: a, other: b } : { reference: b, other: a });
+    }
+  }
+}
+
+/** One factor: the median of per-round ratios by each clock. */
 interface Factor {
   wall: Estimate;
   cpu: Estimate;
 }
 
-const factor = (r: { wall: number[]; cpu: number[] }): Factor => ({ wall: estimate(r.wall), cpu: estimate(r.cpu) });
+const factor = (all: Round[]): Factor => ({
+  wall: estimate(all.map((r) => r.reference.wall / r.other.wall)),
+  cpu: estimate(all.map((r) => r.reference.cpu / r.other.cpu)),
+});
 
 interface Row {
   target: string;
@@ -128,14 +149,17 @@ async function floorOf(target: Target): Promise<Row[]> {
     { mode: "recycle auto", models: tree, run: speculating(tree, () => ({ kind: "recycle" })) },
   ];
   const sets = await promptSets(new Generator(original[0]!), V, PROMPTS, TOKENS);
+  const plain = new Map([original, ids, tree].map((m) => [m, plainOn(m)]));
+  const compare = (reference: Run, other: Run): Comparison => ({ reference, other, rounds: [] });
   const rows: Row[] = [];
   for (const [set, prompts] of Object.entries(sets)) {
-    const modelFactor = new Map<DecoderModel[], Factor>();
-    for (const models of [ids, tree]) modelFactor.set(models, factor(await ratios(plainOn(original), plainOn(models), prompts)));
-    for (const { mode, models, run } of modes) {
-      const policy = factor(await ratios(plainOn(models), run, prompts));
-      rows.push({ target: target.name, prompts: set, mode, policy, model: mode.startsWith("null") ? undefined : modelFactor.get(models) });
-    }
+    const compiled = new Map([ids, tree].map((m) => [m, compare(plain.get(original)!, plain.get(m)!)]));
+    const policies = modes.map(({ models, run }) => compare(plain.get(models)!, run));
+    await measure([...compiled.values(), ...policies], prompts);
+    const modelFactor = new Map([...compiled].map(([m, c]) => [m, factor(c.rounds)]));
+    modes.forEach(({ mode, models }, i) => {
+      rows.push({ target: target.name, prompts: set, mode, policy: factor(policies[i]!.rounds), model: mode.startsWith("null") ? undefined : modelFactor.get(models) });
+    });
   }
   await models.release();
   return rows;
