@@ -212,6 +212,14 @@ export class DecoderSequence {
     return { rows, k: stored, ids: Int32Array.from(ids.data as BigInt64Array, Number) };
   }
 
+  /**
+   * Runs `tokens` for a consumer that needs each row's k likeliest ids: the graph's ids where the
+   * model has them and they are the cheaper fetch (DecoderModel.fetchesTop), else the logits.
+   */
+  forwardIdsOrLogits(tokens: readonly number[], k: number, treeParents?: readonly number[]): Promise<TopTokens | ort.Tensor> {
+    return this.model.fetchesTop(k, tokens.length) ? this.forwardTop(tokens, k, treeParents) : this.forward(tokens, treeParents);
+  }
+
   /** Runs `tokens` for their effect on the caches alone, fetching no logits (replaying accepted tokens). */
   async advance(tokens: readonly number[]): Promise<void> {
     await this.run(tokens, undefined, {});

@@ -112,18 +112,17 @@ export class Generator {
 
     // Greedy choices without processors need each row's argmax only: a model with in-graph
     // top-k outputs hands over ids instead of [S, V] logits, where that is the cheaper fetch
-    // (DecoderModel.fetchesTop). Token Recycling seeds its successor lists from the prompt, so
+    // (DecoderSequence.forwardIdsOrLogits). Token Recycling seeds its successor lists from the prompt, so
     // its prefill asks for the top-k it stores.
     const recycle = options.speculate?.kind === "recycle" ? options.speculate : undefined;
     const promptTop = recycle ? (recycle.topK ?? RECYCLE_TOP_K) : 1;
     const idsSuffice = isPlainGreedy(options) && this.model.contract.vocabSize !== undefined;
-    const fetchTop = idsSuffice && this.model.fetchesTop(1, 1);
     const prefillStart = clock.now();
     let last: ort.Tensor | TopTokens | undefined;
     const promptSteps: PromptStep[] = [];
     for (let at = 0; at < promptIds.length && !options.signal?.aborted; at += chunk) {
       const ids = promptIds.slice(at, at + chunk);
-      last = idsSuffice && this.model.fetchesTop(promptTop, ids.length) ? await sequence.forwardTop(ids, promptTop) : await sequence.forward(ids);
+      last = idsSuffice ? await sequence.forwardIdsOrLogits(ids, promptTop) : await sequence.forward(ids);
       if (recycle) promptSteps.push({ tokens: ids, output: last });
       evict();
     }
@@ -178,7 +177,7 @@ export class Generator {
         decided.push(...(await speculator.step(token, tokens, room)));
         evict();
       } else {
-        last = fetchTop ? await sequence.forwardTop([token], 1) : await sequence.forward([token]);
+        last = idsSuffice ? await sequence.forwardIdsOrLogits([token], 1) : await sequence.forward([token]);
         evict();
       }
     }

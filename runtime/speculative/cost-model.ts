@@ -57,7 +57,7 @@ export async function measureCost(sequence: DecoderSequence, token: number, maxT
   const sizes = [...new Set([1, 2, 4, 8, 16, 32].filter((s) => s < maxTokens).concat(maxTokens))];
   const samples: { tokens: number; ms: number }[] = [];
   // `idsOnly`: steps will fetch the graph's argmax rather than logits, so time those calls.
-  const call = (size: number) => (idsOnly && sequence.model.fetchesTop(1, size) ? sequence.forwardTop(Array(size).fill(token), 1) : sequence.forward(Array(size).fill(token)));
+  const call = (size: number) => (idsOnly ? sequence.forwardIdsOrLogits(Array(size).fill(token), 1) : sequence.forward(Array(size).fill(token)));
   await call(maxTokens); // warm-up: first calls at a new size allocate
   sequence.truncate(start);
   for (const size of sizes) {

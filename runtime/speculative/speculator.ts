@@ -141,9 +141,8 @@ export class Speculator {
     }
     const start = this.sequence.length;
     const t1 = performance.now();
-    const verdict = this.warp.argmaxOnly && this.sequence.model.fetchesTop(1, k + 1)
-      ? verifyGreedyIds(draft.tokens, await this.sequence.forwardTop([token, ...draft.tokens], 1))
-      : this.verify(await this.sequence.forward([token, ...draft.tokens]), draft, context);
+    const output = await this.run([token, ...draft.tokens]);
+    const verdict = "ids" in output ? verifyGreedyIds(draft.tokens, output) : this.verify(output, draft, context);
     const replayed = await keepVerified(this.sequence, start, [token, ...draft.tokens], 1 + verdict.accepted);
     this.tally.record(k, verdict.accepted, performance.now() - t1, replayed);
     this.acceptance.record(k, verdict.accepted);
@@ -152,13 +151,18 @@ export class Speculator {
     return [...draft.tokens.slice(0, verdict.accepted), verdict.next];
   }
 
-  /** One token, no draft: the argmax ids where they suffice and the graph has them, else one row of logits. */
+  /** Runs `tokens` on the target: the argmax ids where they suffice and are the cheaper fetch, else the logits. */
+  private run(tokens: readonly number[]): Promise<TopTokens | ort.Tensor> {
+    return this.warp.argmaxOnly ? this.sequence.forwardIdsOrLogits(tokens, 1) : this.sequence.forward(tokens);
+  }
+
+  /** One token, no draft. */
   private async plainStep(token: number, context: readonly number[]): Promise<number> {
-    if (this.warp.argmaxOnly && this.sequence.model.fetchesTop(1, 1)) return (await this.sequence.forwardTop([token], 1)).ids[0]!;
-    const logits = await this.sequence.forward([token]);
-    if (!this.warp.argmaxOnly) return this.verify(logits, NO_DRAFT, context).next;
-    this.checkVocabulary(logits);
-    readFloatRow(floatData(logits), 0, this.row);
+    const output = await this.run([token]);
+    if ("ids" in output) return output.ids[0]!;
+    if (!this.warp.argmaxOnly) return this.verify(output, NO_DRAFT, context).next;
+    this.checkVocabulary(output);
+    readFloatRow(floatData(output), 0, this.row);
     return argmax(this.row);
   }
 

@@ -151,7 +151,7 @@ export class MeasuredCost implements CallCost {
     if (maxTokens < 2) throw new RangeError("measuring call costs needs room for two tokens");
     const sizes = [...new Set([1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96].filter((n) => n < maxTokens).concat(maxTokens))];
     // Timed as steps run: ids only when the graph offers the top-k the matrix stores.
-    const call = (size: number) => (sequence.model.fetchesTop(topK, size) ? sequence.forwardTop(Array(size).fill(token), topK) : sequence.forward(Array(size).fill(token)));
+    const call = (size: number) => sequence.forwardIdsOrLogits(Array(size).fill(token), topK);
     await call(maxTokens); // the first call at a new size allocates
     sequence.truncate(start);
     const samples = [];
@@ -300,9 +300,8 @@ export class TokenRecycling {
     const [start, position] = [this.sequence.length, this.sequence.position];
     const parents = nodes.map((n) => nodes.indexOf(this.template.parents[n]!));
     const t1 = performance.now();
-    const greedy = this.sequence.model.fetchesTop(this.matrix.k, ids.length)
-      ? this.recycleIds(await this.sequence.forwardTop(ids, this.matrix.k, parents), ids)
-      : this.recycle(await this.sequence.forward(ids, parents), ids);
+    const output = await this.sequence.forwardIdsOrLogits(ids, this.matrix.k, parents);
+    const greedy = "ids" in output ? this.recycleIds(output, ids) : this.recycle(output, ids);
     const path = longestAgreeingPath(ids, parents, greedy);
     // A path along the call's first rows (the root alone, or a chain BFS put first) needs no copy.
     if (path.every((node, i) => node === i)) this.sequence.truncate(start + path.length);
@@ -321,11 +320,8 @@ export class TokenRecycling {
    */
   private async rootStep(token: number, t0: number): Promise<number> {
     const t1 = performance.now();
-    const next = this.sequence.model.fetchesTop(this.matrix.k, 1)
-      ? this.recycleIds(await this.sequence.forwardTop([token], this.matrix.k, ROOT_ONLY), [token])[0]!
-      : this.plan === "plain"
-        ? this.argmaxOf(await this.sequence.forward([token], ROOT_ONLY))
-        : this.recycle(await this.sequence.forward([token], ROOT_ONLY), [token])[0]!;
+    const output = await this.sequence.forwardIdsOrLogits([token], this.matrix.k, ROOT_ONLY);
+    const next = "ids" in output ? this.recycleIds(output, [token])[0]! : this.plan === "plain" ? this.argmaxOf(output) : this.recycle(output, [token])[0]!;
     const t2 = performance.now();
     this.tally.record(0, 0, t2 - t1);
     if (this.plan) this.learned.guard.record(this.plan, false, t2 - t0, 1);
