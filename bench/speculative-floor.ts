@@ -132,14 +132,12 @@ interface Row {
 async function floorOf(target: Target): Promise<Row[]> {
   const models = await openSpeculationModels(target, SESSIONS);
   const { original, ids, tree, useless, layerSkip: selfDraft, vocabSize: V } = models;
-  const plainOn = (models: DecoderModel[]): Run => {
-    const generators = models.map((m) => new Generator(m));
-    return async (prompt, slot) => (await generators[slot]!.run(prompt, { maxTokens: TOKENS, eosTokenIds: [] })).tokens.length;
-  };
-  const speculating = (models: DecoderModel[], speculate: (slot: number) => SpeculateOptions | RecycleSpeculation): Run => {
+  /** Requests on `models` (a generator per slot), speculating as `speculate` says for the slot, or not at all. */
+  const speculating = (models: DecoderModel[], speculate: (slot: number) => SpeculateOptions | RecycleSpeculation | undefined): Run => {
     const generators = models.map((m) => new Generator(m));
     return async (prompt, slot) => (await generators[slot]!.run(prompt, { maxTokens: TOKENS, eosTokenIds: [], speculate: speculate(slot) })).tokens.length;
   };
+  const plainOn = (models: DecoderModel[]): Run => speculating(models, () => undefined);
   const modes: { mode: string; models: DecoderModel[]; run: Run }[] = [
     { mode: "null (plain against plain)", models: ids, run: plainOn(ids) },
     { mode: "lookup adaptive", models: ids, run: speculating(ids, () => ({ kind: "lookup" })) },
