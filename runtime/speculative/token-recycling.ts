@@ -61,6 +61,11 @@ export class TreeTemplate {
   readonly parents: number[] = [-1];
   readonly ranks: number[] = [0];
   readonly depths: number[] = [0];
+  /** The likeliest successor, its likeliest successor, ...: the rank-0 path below the root. */
+  readonly firstChildChain: number[] = [];
+  private readonly maxDepth: number;
+  /** `draftsWithin`'s answers, per depth: steps ask the same few every time. */
+  private readonly within = new Map<number, readonly number[]>();
 
   constructor(paths: readonly (readonly number[])[]) {
     const index = new Map<string, number>([["", 0]]);
@@ -72,6 +77,20 @@ export class TreeTemplate {
       this.ranks.push(path[path.length - 1]!);
       this.depths.push(path.length);
     }
+    this.maxDepth = Math.max(...this.depths);
+    for (let node = 0; ; ) {
+      const child = this.parents.findIndex((p, i) => p === node && this.ranks[i] === 0);
+      if (child < 0) break;
+      this.firstChildChain.push((node = child));
+    }
+  }
+
+  /** The draft nodes (the root excluded) at most `depth` below the root, in template order. */
+  draftsWithin(depth: number): readonly number[] {
+    depth = Math.min(depth, this.maxDepth);
+    let nodes = this.within.get(depth);
+    if (!nodes) this.within.set(depth, (nodes = range(this.size).filter((n) => n > 0 && this.depths[n]! <= depth)));
+    return nodes;
   }
 
   get size(): number {
@@ -369,36 +388,24 @@ export class TokenRecycling {
 
   /** Template nodes to verify: the root, then drafts in template order (parents before children). */
   private chooseNodes(limit: number): number[] {
-    const { depths, size } = this.template;
     const room = this.room();
     this.plan = undefined;
     if (room < 1) return [0];
     const tree = this.options.tree ?? "auto";
     let drafts: number[];
-    if (tree !== "auto") drafts = range(size).filter((n) => n > 0 && depths[n]! <= limit).slice(0, tree);
+    if (tree !== "auto") drafts = this.template.draftsWithin(limit).slice(0, tree);
     else {
       // The guard decides whether a tree is verified (from whole steps, host work included),
       // the cost curve how large: at least the rank-0 chain a probe verifies, since the guard
       // measured that trees pay. A plain step does no planning: on a tiny model it would show.
       this.plan = this.learned.guard.plan();
       if (this.plan === "plain") return [0];
-      const chain = this.firstChildChain(Math.min(PROBE_TOKENS, limit));
-      drafts = this.plan === "probe" ? chain : this.bestSubtree(range(size).filter((n) => n > 0 && depths[n]! <= limit), this.cost!);
+      const chain = this.template.firstChildChain.slice(0, Math.min(PROBE_TOKENS, limit));
+      drafts = this.plan === "probe" ? chain : this.bestSubtree(this.template.draftsWithin(limit), this.cost!);
       if (drafts.length < chain.length) drafts = chain;
     }
     // Template order puts parents first, so a prefix is still a tree.
     return [0, ...drafts.slice(0, room)];
-  }
-
-  /** The likeliest successor, its likeliest successor, ...: `depth` nodes. */
-  private firstChildChain(depth: number): number[] {
-    const chain: number[] = [];
-    for (let node = 0; chain.length < depth; ) {
-      const child = this.template.parents.findIndex((p, i) => p === node && this.template.ranks[i] === 0);
-      if (child < 0) break;
-      chain.push((node = child));
-    }
-    return chain;
   }
 
   /**
@@ -406,7 +413,7 @@ export class TokenRecycling {
    * whole path is accepted (the product of its ancestors' rates); that never exceeds its
    * parent's, so the best m-node subtree is the m nodes of highest chance.
    */
-  private bestSubtree(eligible: number[], cost: CallCost): number[] {
+  private bestSubtree(eligible: readonly number[], cost: CallCost): number[] {
     const chance = new Float64Array(this.template.size);
     chance[0] = 1;
     for (let n = 1; n < this.template.size; n++) chance[n] = chance[this.template.parents[n]!]! * this.learned.acceptance.rate(n);
