@@ -2,7 +2,7 @@
  * The programmatic API: what the `pipec` commands do, as functions. The CLI only parses
  * arguments and formats what these return.
  */
-import { existsSync, mkdirSync, realpathSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, statSync, writeFileSync } from "node:fs";
 import { dirname, isAbsolute, join, relative, resolve } from "node:path";
 import { PipecError } from "./errors.ts";
 import { dtypeName } from "./ir/dtype.ts";
@@ -11,7 +11,8 @@ import { printModel, type PrintOptions } from "./ir/text/printer.ts";
 import { toposortModel } from "./ir/toposort.ts";
 import type { Value } from "./ir/value.ts";
 import { loadModel } from "./onnx/load.ts";
-import { saveModel, type ExternalDataOptions, type SaveReport } from "./onnx/save.ts";
+import { saveModel, type ExternalDataOptions, type ExternalFileMode, type SaveReport } from "./onnx/save.ts";
+import { checkOutputFile, refuseOverlap } from "./output-guard.ts";
 import { runPipeline, type Instrumentation, type PassRecord } from "./pass-manager/manager.ts";
 import { parsePipeline } from "./pass-manager/pipeline.ts";
 import { TOPOLOGICALLY_SORTED } from "./pass-manager/properties.ts";
@@ -119,6 +120,8 @@ export interface OptimizeOptions {
   passes?: string;
   /** Move weights of at least `threshold` bytes to new external data files. Default: keep weights where they are. */
   externalData?: ExternalDataOptions;
+  /** How unchanged external data files reach an output in another folder: `clone` (default; a copy where the filesystem has no clones) or `copy`. */
+  externalFiles?: ExternalFileMode;
   instrumentation?: Omit<Instrumentation, "print" | "onFailure">;
   registry?: PassRegistry;
 }
@@ -142,7 +145,8 @@ export interface OptimizeReport {
 export function optimize(opts: OptimizeOptions): OptimizeReport {
   const registry = opts.registry ?? defaultRegistry();
   const passes = registry.resolve(parsePipeline(opts.passes ?? ""));
-  refuseOverwritingInput(opts.input, opts.output);
+  refuseOverlap(opts.output, opts.output, [{ path: opts.input, role: "input" }]);
+  checkOutputFile(opts.output, opts.output);
   if (opts.externalData?.location !== undefined) refuseEscapingLocation(opts.externalData.location);
 
   let start = performance.now();
@@ -160,15 +164,8 @@ export function optimize(opts: OptimizeOptions): OptimizeReport {
   const records = runPipeline(model, passes, instrumentation, [TOPOLOGICALLY_SORTED]);
 
   start = performance.now();
-  const save = fileSystem(`cannot write '${opts.output}'`, () => saveModel(model, opts.output, { weights: opts.externalData ?? "preserve" }));
+  const save = fileSystem(`cannot write '${opts.output}'`, () => saveModel(model, opts.output, { weights: opts.externalData ?? "preserve", externalFiles: opts.externalFiles }));
   return { sorted, passes: records, save, loadMs, saveMs: performance.now() - start };
-}
-
-function refuseOverwritingInput(input: string, output: string): void {
-  const real = (p: string) => (existsSync(p) ? realpathSync(p) : resolve(p));
-  if (real(input) === real(output)) {
-    throw new PipecError("usage", `refusing to overwrite the input '${input}': give -o another path`);
-  }
 }
 
 /** External data must stay beside the model: `../x` or an absolute path would write elsewhere. */

@@ -56,3 +56,9 @@ export function parseIds(text: string): number[] {
   if (parts.some((p) => !/^\d+$/.test(p))) throw new UsageError(`--ids needs comma-separated token ids, got '${text}'`);
   return parts.map(Number);
 }
+
+/** `--external-files clone|copy`: how unchanged external data files reach an output. */
+export function externalFilesFlag(text: string | undefined): "clone" | "copy" | undefined {
+  if (text === undefined || text === "clone" || text === "copy") return text;
+  throw new UsageError(`--external-files must be clone or copy, got '${text}'`);
+}

@@ -5,6 +5,7 @@ import { didYouMean } from "../pass-manager/suggest.ts";
 import { UsageError } from "./args.ts";
 import type { Command } from "./command.ts";
 import { processIO, type CliIO } from "./io.ts";
+import { cleanUpOnSignals } from "../temp-outputs.ts";
 
 /**
  * The commands, each loaded only when run: some pull in heavy dependencies (ts-morph,
@@ -22,6 +23,7 @@ const COMMANDS: Readonly<Record<string, () => Promise<Command>>> = {
   compile: async () => (await import("./commands/compile.ts")).compileCommand,
   run: async () => (await import("./commands/run.ts")).runCommand,
   generate: async () => (await import("./commands/generate.ts")).generateCommand,
+  cache: async () => (await import("./commands/cache.ts")).cacheCommand,
 };
 
 /** Exit codes: 0 success, 1 bad input (a PipecError), 2 a usage error, 70 a bug in pipec. */
@@ -47,6 +49,8 @@ global options:
  * only under --debug.
  */
 export async function main(argv: string[], io: CliIO = processIO): Promise<number> {
+  // In the pipec process (not when a test calls main): Ctrl-C or a kill leaves no temporary outputs.
+  if (io === processIO) cleanUpOnSignals();
   const debug = argv.includes("--debug");
   const args = argv.filter((a) => a !== "--debug");
   const [name, ...rest] = args;

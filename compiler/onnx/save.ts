@@ -1,7 +1,9 @@
-import { closeSync, copyFileSync, existsSync, linkSync, mkdirSync, openSync, realpathSync, renameSync, rmSync, statSync } from "node:fs";
+import { closeSync, constants, copyFileSync, existsSync, openSync, realpathSync, renameSync, rmSync, statSync } from "node:fs";
 import { basename, dirname, isAbsolute, relative, resolve } from "node:path";
 import { clone, create, toBinary } from "@bufbuild/protobuf";
 import { PipecError } from "../errors.ts";
+import { makeDirs } from "../output-guard.ts";
+import { tempPathFor, trackTemp, untrackTemp } from "../temp-outputs.ts";
 import type { Model } from "../ir/model.ts";
 import type { Tensor } from "../ir/tensor.ts";
 import { modelToParts } from "../ir/to-proto.ts";
@@ -30,20 +32,28 @@ export interface ExternalDataOptions {
 export interface SaveOptions {
   /**
    * Where weights go. `preserve` (default): each unchanged weight stays where it was (inline, or in
-   * its external file, which is reused, hard-linked or copied whole); weights a pass made go inline,
+   * its external file, which is reused, cloned or copied whole); weights a pass made go inline,
    * or to a new external file when the model already uses external data. `inline`: everything in
    * the .onnx. An object: weights above a threshold move to new external files.
    */
   weights?: "preserve" | "inline" | ExternalDataOptions;
-  /** Hard-link unchanged external data files next to a model saved elsewhere (default), else copy them. */
-  linkExternalData?: boolean;
+  /**
+   * How an unchanged external data file reaches a model saved in another folder. `clone`
+   * (default): a copy-on-write clone where the filesystem offers one (Btrfs, XFS, APFS), else a
+   * copy. `copy`: always a full copy. Never a hard link: onnx and onnx-ir refuse a data file with
+   * several links (a "hardlink attack"), the input's as well as the output's. A model saved
+   * beside its input keeps pointing at the same file (`reused`).
+   */
+  externalFiles?: ExternalFileMode;
 }
+
+export type ExternalFileMode = "clone" | "copy";
 
 export interface ExternalFileReport {
   location: string;
   bytes: number;
-  /** reused: the output already points at that file; linked/copied: an input file provided whole; written: new. */
-  how: "reused" | "linked" | "copied" | "written";
+  /** reused: the output already points at that file; cloned/copied: an input file provided whole; written: new. */
+  how: "reused" | "cloned" | "copied" | "written";
 }
 
 export interface SaveReport {
@@ -66,7 +76,7 @@ const PROTOBUF_LIMIT = 2 ** 31 - 1;
 export function saveModel(model: Model, path: string, opts: SaveOptions = {}): SaveReport {
   const outPath = resolve(path);
   const outDir = dirname(outPath);
-  mkdirSync(outDir, { recursive: true });
+  makeDirs(outDir, path);
   const mode = opts.weights ?? "preserve";
   const parts = modelToParts(model);
   const files = new ExternalFiles(outDir, basename(outPath), mode, hasExternal(parts.initializers));
@@ -88,14 +98,19 @@ export function saveModel(model: Model, path: string, opts: SaveOptions = {}): S
 
   const staged: [string, string][] = [];
   try {
-    const reports = files.stage(staged, opts.linkExternalData ?? true, readFrom);
-    const tmp = tempName(outPath);
-    staged.push([tmp, outPath]);
+    const reports = files.stage(staged, opts.externalFiles ?? "clone", readFrom);
+    const tmp = stageTemp(staged, outPath);
     writeChunks(tmp, modelChunks);
-    for (const [from, to] of staged) renameSync(from, to);
+    for (const [from, to] of staged) {
+      renameSync(from, to);
+      untrackTemp(from);
+    }
     return { path: outPath, modelBytes, externalFiles: reports };
   } catch (e) {
-    for (const [from] of staged) rmSync(from, { force: true });
+    for (const [from] of staged) {
+      rmSync(from, { force: true });
+      untrackTemp(from);
+    }
     throw e;
   }
 }
@@ -127,8 +142,12 @@ function writeChunks(path: string, chunks: Chunk[]): void {
   }
 }
 
-function tempName(target: string): string {
-  return resolve(dirname(target), `.${basename(target)}.${process.pid}.tmp`);
+/** A temporary name for `target`, noted in `staged` and removed if the process is interrupted. */
+function stageTemp(staged: [string, string][], target: string): string {
+  const tmp = tempPathFor(target);
+  staged.push([tmp, target]);
+  trackTemp(tmp);
+  return tmp;
 }
 
 /** Real paths of every file this save reads bytes from: it must not write over any of them. */
@@ -248,16 +267,15 @@ class ExternalFiles {
     return [...this.provided.values()];
   }
 
-  /** Writes new data files and links or copies provided ones, all under temporary names. */
-  stage(staged: [string, string][], link: boolean, readFrom: Set<string>): ExternalFileReport[] {
+  /** Writes new data files and clones or copies provided ones, all under temporary names. */
+  stage(staged: [string, string][], mode: ExternalFileMode, readFrom: Set<string>): ExternalFileReport[] {
     const reports: ExternalFileReport[] = [];
     for (const file of this.written) {
       const target = this.target(file.location);
       if (this.provided.has(file.location) || (existsSync(target) && readFrom.has(realpathSync(target)))) {
         throw new PipecError("external-data", `refusing to overwrite '${file.location}': the model being saved reads its weights from it`);
       }
-      const tmp = tempName(target);
-      staged.push([tmp, target]);
+      const tmp = stageTemp(staged, target);
       writeChunks(tmp, file.chunks);
       reports.push({ location: file.location, bytes: file.size, how: "written" });
     }
@@ -268,20 +286,9 @@ class ExternalFiles {
         reports.push({ location, bytes, how: "reused" });
         continue;
       }
-      mkdirSync(dirname(target), { recursive: true });
-      const tmp = tempName(target);
-      staged.push([tmp, target]);
-      let how: ExternalFileReport["how"] = "copied";
-      if (link) {
-        try {
-          linkSync(source, tmp);
-          how = "linked";
-        } catch {
-          how = "copied";
-        }
-      }
-      if (how === "copied") copyFileSync(source, tmp);
-      reports.push({ location, bytes, how });
+      makeDirs(dirname(target));
+      const tmp = stageTemp(staged, target);
+      reports.push({ location, bytes, how: provideFile(source, tmp, mode) });
     }
     return reports;
   }
@@ -294,6 +301,20 @@ class ExternalFiles {
     }
     return target;
   }
+}
+
+/** Copies a file whole, as a copy-on-write clone when asked and the filesystem can. */
+function provideFile(source: string, target: string, mode: ExternalFileMode): "cloned" | "copied" {
+  if (mode === "clone") {
+    try {
+      copyFileSync(source, target, constants.COPYFILE_FICLONE_FORCE);
+      return "cloned";
+    } catch {
+      // This filesystem has no clones (ext4, tmpfs), or source and target are on different ones.
+    }
+  }
+  copyFileSync(source, target);
+  return "copied";
 }
 
 function sameFile(a: string, b: string): boolean {

@@ -3,7 +3,9 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from
 import { basename, dirname, join, relative, resolve, sep } from "node:path";
 import type { Diagnostic } from "../../dsl/diagnostics.ts";
 import { defaultRegistry } from "../../passes/index.ts";
-import { loadModel, saveModel } from "../onnx/index.ts";
+import { loadModel, saveModel, type ExternalFileMode } from "../onnx/index.ts";
+import { checkOutputFolder, refuseOverlap, writeOutputMarker } from "../output-guard.ts";
+import { signalCheckpoint } from "../temp-outputs.ts";
 import { isPipecError, type PipecError } from "../errors.ts";
 import { PACKAGE_ROOT, PIPEC_VERSION } from "../paths.ts";
 import { runPipeline, type PassRecord } from "../pass-manager/manager.ts";
@@ -24,6 +26,10 @@ export interface CompileOptions {
    * module specifier (e.g. "pipec/runtime" in a project that depends on pipec).
    */
   runtimeImport?: "relative" | string;
+  /** Replace `outDir` even when it is a folder pipec did not write (it is never an input, nor holds one). */
+  force?: boolean;
+  /** How unchanged external data files reach the output: `clone` (default; a copy where the filesystem has no clones) or `copy`. */
+  externalFiles?: ExternalFileMode;
 }
 
 export interface CompileResult {
@@ -53,6 +59,8 @@ async function compileAnalyzed(front: FrontendResult, opts: CompileOptions): Pro
   const ir = front.ir;
   if (!ir || front.diagnostics.hasErrors) return result;
   const outDir = resolve(opts.outDir);
+  refuseOverlap(outDir, opts.outDir, compileInputs(front.file, ir));
+  checkOutputFolder(outDir, opts.outDir, opts.force ?? false);
   let unchanged: (GraphPassStep & { model: string })[];
   try {
     unchanged = await writeDirAtomically(outDir, (dir) => writeOutputs(ir, front, dir, outDir, opts));
@@ -61,6 +69,15 @@ async function compileAnalyzed(front: FrontendResult, opts: CompileOptions): Pro
     return { ...result, diagnostics: [...result.diagnostics, refusalError(ir, e)] };
   }
   return { ...result, diagnostics: [...result.diagnostics, ...unchanged.map((step) => idleRequestWarning(ir, step))], outDir, ir };
+}
+
+/** Every file a compile reads: the output may not be, hold or lie inside any of them. */
+function compileInputs(file: string, ir: PipelineIR): { path: string; role: string }[] {
+  return [
+    { path: file, role: "pipeline" },
+    ...ir.models.map((m) => ({ path: m.path, role: `model ${m.name}` })),
+    ...ir.tokenizers.flatMap((t) => (t.kind === "hf" ? [{ path: t.path, role: `tokenizer ${t.name}` }] : [])),
+  ];
 }
 
 /** A pass a .pipe request added refused the model (e.g. a combination the model's encoding cannot honour). */
@@ -109,7 +126,7 @@ function runRequestedPasses(model: Parameters<typeof runPipeline>[0], passes: Pa
 }
 
 /** Writes every output into `dir`; returns the requested passes that changed nothing. */
-function writeOutputs(ir: PipelineIR, front: FrontendResult, dir: string, finalDir: string, opts: CompileOptions): (GraphPassStep & { model: string })[] {
+async function writeOutputs(ir: PipelineIR, front: FrontendResult, dir: string, finalDir: string, opts: CompileOptions): Promise<(GraphPassStep & { model: string })[]> {
   const unchanged: (GraphPassStep & { model: string })[] = [];
   const registry = opts.registry ?? defaultRegistry();
   const pipeDir = dirname(front.file);
@@ -121,6 +138,7 @@ function writeOutputs(ir: PipelineIR, front: FrontendResult, dir: string, finalD
   for (const m of ir.models) {
     const target = `models/${m.name}/model.onnx`;
     const model = loadModel(m.path);
+    await signalCheckpoint();
     const passes = registry.resolve(m.passes.map((p) => ({ name: p.pass, options: p.options })));
     const records: PassRecord[] = runRequestedPasses(model, passes, m.passes);
     records.forEach((r, i) => {
@@ -128,8 +146,10 @@ function writeOutputs(ir: PipelineIR, front: FrontendResult, dir: string, finalD
       passRuns.push({ model: m.name, pass: r.name, options: step.options, origin: step.origin, lossy: step.lossy, changed: r.changed, stats: r.stats });
       if (!r.changed && step.lossy) unchanged.push({ ...step, model: m.name });
     });
+    await signalCheckpoint();
     mkdirSync(join(dir, "models", m.name), { recursive: true });
-    saveModel(model, join(dir, target), { weights: "preserve" });
+    saveModel(model, join(dir, target), { weights: "preserve", externalFiles: opts.externalFiles });
+    await signalCheckpoint();
     // The runtime reads positions and EOS ids from the config beside the model.
     for (const config of ["config.json", "genai_config.json"]) {
       const from = join(dirname(m.path), config);
@@ -173,6 +193,7 @@ function writeOutputs(ir: PipelineIR, front: FrontendResult, dir: string, finalD
     versions: { pipec: PIPEC_VERSION, onnxruntimeNode: dependencyVersion("onnxruntime-node"), chevrotain: dependencyVersion("chevrotain"), tsMorph: dependencyVersion("ts-morph") },
   };
   writeFileSync(join(dir, "manifest.json"), stableJson(manifest));
+  writeOutputMarker(dir);
   return unchanged;
 }
 

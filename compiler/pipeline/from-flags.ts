@@ -1,9 +1,11 @@
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import type { Span } from "../../dsl/ast.ts";
 import { formatDiagnostic, type Diagnostic } from "../../dsl/diagnostics.ts";
 import { parseMethodOption } from "../../dsl/option.ts";
+import { makeDirs } from "../output-guard.ts";
+import { cacheRoot } from "./cache-dir.ts";
 import { prepareRun, type PreparedRun } from "./run.ts";
 
 /** The method slots `pipec generate` takes as options, in the order a .pipe block lists them. */
@@ -104,16 +106,16 @@ export interface FlagRun {
 
 /**
  * Compiles the flags' pipeline through the same cache as `pipec run`: the source is written as
- * `<cacheDir>/<model folder>-<hash>.pipe`, so each combination of flags keeps its own compiled
- * folder and trying one again costs no compile.
+ * `<cache>/<model folder>-<hash>.pipe` beside its compiled folder, so each combination of flags
+ * keeps its own entry and trying one again costs no compile.
  */
-export async function prepareFlagsRun(flags: GenerateFlags, cacheDir: string): Promise<FlagRun> {
+export async function prepareFlagsRun(flags: GenerateFlags, cacheDir?: string): Promise<FlagRun> {
   const pipeline = pipelineFromFlags(flags);
   const hash = createHash("sha256").update(pipeline.source).digest("hex").slice(0, 12);
-  const file = join(resolve(cacheDir), `${basename(dirname(resolve(flags.model))).replace(/[^\w.-]/g, "_")}-${hash}.pipe`);
+  const file = join(cacheRoot(cacheDir), `${basename(dirname(resolve(flags.model))).replace(/[^\w.-]/g, "_")}-${hash}.pipe`);
   if (!existsSync(file) || readFileSync(file, "utf8") !== pipeline.source) {
-    mkdirSync(dirname(file), { recursive: true });
+    makeDirs(dirname(file));
     writeFileSync(file, pipeline.source);
   }
-  return { pipeline, file, prepared: await prepareRun(file, { cacheDir }) };
+  return { pipeline, file, prepared: await prepareRun(file, { cacheDir, cacheEntry: file.slice(0, -".pipe".length) }) };
 }

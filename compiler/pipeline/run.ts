@@ -1,16 +1,19 @@
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
-import { basename, dirname, join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { tsImport } from "tsx/esm/api";
 import type { GenerationEvent } from "../../runtime/index.ts";
 import { compilerIdentity } from "../paths.ts";
+import { cacheLimitBytes, cacheRoot, entryFor, evictToLimit, keyFileOf, touchEntry } from "./cache-dir.ts";
 import { compileFile, type CompileResult } from "./compile.ts";
 import { analyzeFile } from "./frontend.ts";
 
 export interface RunOptions {
-  /** Where compiled pipelines are kept; default `.pipec-cache` beside the .pipe file. */
+  /** Where compiled pipelines are kept; default the user's cache folder (see cache-dir.ts). */
   cacheDir?: string;
+  /** The entry folder inside the cache; default one named after the .pipe file and a hash of its path. */
+  cacheEntry?: string;
   device?: "auto" | "cpu" | "cuda" | "webgpu";
   maxTokens?: number;
 }
@@ -34,21 +37,25 @@ export type PreparedRun = { compile: CompileResult; outDir?: undefined } | { com
 
 /**
  * Compiles the pipeline into the cache unless the cached output is up to date: its key hashes
- * pipec's version, the .pipe text and the size and mtime of every file it reads.
+ * pipec's version, the .pipe text and the size and mtime of every file it reads. The entry used
+ * becomes the most recent; older ones are evicted beyond the cache's size limit.
  */
 export async function prepareRun(file: string, opts: RunOptions = {}): Promise<PreparedRun> {
   const front = analyzeFile(file);
-  const cacheRoot = resolve(opts.cacheDir ?? join(dirname(resolve(file)), ".pipec-cache"));
-  const outDir = join(cacheRoot, basename(file, ".pipe"));
-  const keyFile = `${outDir}.key`;
+  const root = cacheRoot(opts.cacheDir);
+  const outDir = resolve(opts.cacheEntry ?? entryFor(root, file));
+  const keyFile = keyFileOf(outDir);
   if (!front.ir || front.diagnostics.hasErrors) return { compile: { file: front.file, source: front.source, diagnostics: front.diagnostics.sorted() } };
   const key = cacheKey(front.source, [...front.ir.models.map((m) => m.path), ...front.ir.tokenizers.flatMap((t) => (t.kind === "hf" ? [t.path] : []))]);
   if (existsSync(keyFile) && existsSync(join(outDir, "driver.ts")) && readFileSync(keyFile, "utf8") === key) {
+    touchEntry(outDir);
     return { compile: { file: front.file, source: front.source, diagnostics: front.diagnostics.sorted(), ir: front.ir, outDir }, outDir };
   }
-  const compile = await compileFile(file, { outDir });
+  // The entry is the cache's own: an older layout's folder there may be replaced.
+  const compile = await compileFile(file, { outDir, force: true });
   if (!compile.outDir) return { compile };
   writeFileSync(keyFile, key);
+  evictToLimit(root, cacheLimitBytes(), outDir);
   return { compile, outDir };
 }
 

@@ -1,5 +1,4 @@
 import { existsSync } from "node:fs";
-import { dirname, join } from "node:path";
 import { parseMethodOption } from "../../../dsl/option.ts";
 import { Generator, isRuntimeError, loadTokenizer, parseSampling, DecoderModel, type Device, type GenerationEvent, type GenerationStats, type SamplingConfig } from "../../../runtime/index.ts";
 import { PipecError } from "../../errors.ts";
@@ -35,7 +34,8 @@ Optimisations, written as in a .pipe stage (see docs/language.md), e.g. --kv 'st
                       draft(model: draft, k) with --draft-model
   --draft-model FILE  a draft model, named 'draft' for --speculate 'draft(model: draft)'
   --print-pipe        print the equivalent .pipe and exit (no prompt needed)
-  --cache-dir DIR     where compiled pipelines are kept (default: .pipec-cache beside the model)
+  --cache-dir DIR     where compiled pipelines are kept (default: PIPEC_CACHE_DIR, else
+                      $XDG_CACHE_HOME/pipec, else ~/.cache/pipec; see pipec cache)
 
 Any optimisation compiles the equivalent one-stage .pipe (cached, as pipec run does) and runs it;
 without one the model runs directly.
@@ -109,7 +109,7 @@ async function generate(args: string[], io: CliIO): Promise<number> {
   const output: Output = { textual: values.tokenizer !== undefined, json: values.json ?? false };
   const threads = parsePositiveInt("--threads", values.threads);
   const optimised = values.kv !== undefined || values.attention !== undefined || values.speculate !== undefined || values["draft-model"] !== undefined;
-  if (optimised) return generateCompiled(flags, prompt, { threads, cacheDir: values["cache-dir"] ?? join(dirname(modelPath), ".pipec-cache") }, output, io);
+  if (optimised) return generateCompiled(flags, prompt, { threads, cacheDir: values["cache-dir"] }, output, io);
   return generateDirect(flags, prompt, { threads, sampling: sampling?.config }, output, io);
 }
 
@@ -133,7 +133,7 @@ async function generateDirect(flags: GenerateFlags, prompt: string | number[], o
 }
 
 /** Optimisations asked for: the flags' pipeline is compiled (or found in the cache) and its driver runs. */
-async function generateCompiled(flags: GenerateFlags, prompt: string | number[], opts: { threads?: number; cacheDir: string }, output: Output, io: CliIO): Promise<number> {
+async function generateCompiled(flags: GenerateFlags, prompt: string | number[], opts: { threads?: number; cacheDir?: string }, output: Output, io: CliIO): Promise<number> {
   const { pipeline, file, prepared } = await prepareFlagsRun(flags, opts.cacheDir);
   const { diagnostics } = prepared.compile;
   if (diagnostics.length) io.err(`${formatFlagDiagnostics(diagnostics, pipeline, file)}\n`);

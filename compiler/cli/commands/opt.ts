@@ -1,5 +1,5 @@
 import { optimize, type OptimizeReport } from "../../api.ts";
-import { onePositional, parseCommandArgs, parseNonNegativeInt, UsageError } from "../args.ts";
+import { externalFilesFlag, onePositional, parseCommandArgs, parseNonNegativeInt, UsageError } from "../args.ts";
 import type { Command } from "../command.ts";
 import { formatBytes, formatTable } from "../format.ts";
 import type { CliIO } from "../io.ts";
@@ -11,7 +11,7 @@ export const optCommand: Command = {
 
 Loads the model, puts its nodes in topological order (a cycle is reported), runs the passes and
 saves the result. Without --passes the model is loaded and saved unchanged. Nothing is written
-when any step fails. The output may not be the input.
+when any step fails. The output may not be the input, lie inside it, or be a folder.
 
   -o, --output FILE             where to write the model (required)
   --passes PIPELINE             comma-separated passes, with options: 'dce,cse,name(key=value)'
@@ -19,6 +19,9 @@ when any step fails. The output may not be the input.
   --external-data LOCATION      write weights of at least --external-threshold bytes to this file,
                                 relative to the output's folder (default: keep weights where they are)
   --external-threshold N        bytes (default 1024)
+  --external-files MODE         how unchanged external data files reach an output in another folder:
+                                clone (default: copy-on-write where the filesystem can, else a copy)
+                                or copy; never a hard link. Beside the input they are shared
   --print-ir-after PASS         print the IR after PASS (repeatable, or comma-separated), to stderr
   --print-ir-after-all          print the IR after every pass
   --print-ir-after-change       print the IR after every pass that changed it
@@ -32,6 +35,7 @@ when any step fails. The output may not be the input.
       passes: { type: "string" },
       "external-data": { type: "string" },
       "external-threshold": { type: "string" },
+      "external-files": { type: "string" },
       "print-ir-after": { type: "string", multiple: true },
       "print-ir-after-all": { type: "boolean" },
       "print-ir-after-change": { type: "boolean" },
@@ -53,6 +57,7 @@ when any step fails. The output may not be the input.
       output: values.output,
       passes: values.passes,
       externalData: location === undefined ? undefined : { location, ...(threshold !== undefined && { threshold: parseNonNegativeInt("--external-threshold", threshold) }) },
+      externalFiles: externalFilesFlag(values["external-files"]),
       instrumentation: {
         printIrAfter: values["print-ir-after"]?.flatMap((p) => p.split(",")).map((p) => p.trim()),
         printIrAfterAll: values["print-ir-after-all"],

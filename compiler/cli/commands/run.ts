@@ -22,7 +22,8 @@ tokenizer is raw ids).
   --json             print {tokens, text, stats} at the end instead of streaming
   --max-tokens N     override the pipeline's max_tokens
   --device D         override the pipeline's device (auto, cpu, cuda, webgpu)
-  --cache-dir DIR    where compiled pipelines are kept (default: .pipec-cache beside the file)
+  --cache-dir DIR    where compiled pipelines are kept (default: PIPEC_CACHE_DIR, else
+                     $XDG_CACHE_HOME/pipec, else ~/.cache/pipec; see pipec cache)
 `,
   async run(args: string[], io: CliIO): Promise<number> {
     const { values, positionals } = parseCommandArgs("run", args, {
