@@ -1,0 +1,81 @@
+// Interrupting pipec: SIGINT or SIGTERM during a compile removes its temporary folder; the
+// temporary folder of a process killed outright (SIGKILL) is removed by the next run.
+import { spawn } from "node:child_process";
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { beforeAll, describe, expect, it } from "vitest";
+import { pipec } from "./helpers/run-cli.ts";
+import { tempDir } from "./helpers/tmp.ts";
+
+const BIN = resolve(import.meta.dirname, "../bin/pipec.mjs");
+const dir = tempDir("pipec-interrupt-");
+const PIPE = join(dir, "p.pipe");
+
+beforeAll(async () => {
+  // Eight layers with external weights: lifting, rewriting and saving them takes long enough to
+  // interrupt in the middle.
+  const zoo = await pipec("zoo", "llama", "-o", join(dir, "m"), "--external-data", "--layers", "8", "--hidden", "256", "--intermediate", "704", "--vocab", "4096");
+  expect(zoo.code, zoo.err).toBe(0);
+  writeFileSync(PIPE, 'pipeline p {\n  model llm = onnx("m/model.onnx")\n  tokenizer tok = ids\n  stage decode = generate(llm, tok) {\n    kv: streaming(sinks: 4, window: 60)\n    max_tokens: 4\n  }\n}\n');
+});
+
+/** pipec's temporary outputs in `parent`. */
+function temps(parent: string): string[] {
+  return readdirSync(parent).filter((n) => n.includes(".pipec-"));
+}
+
+/** Starts `pipec compile` into `out` and sends `signal` as soon as its temporary folder exists. */
+async function compileAndSignal(out: string, signal: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null; err: string; sawTemp: boolean }> {
+  const parent = resolve(out, "..");
+  mkdirSync(parent, { recursive: true });
+  const child = spawn(process.execPath, [BIN, "compile", PIPE, "-o", out], { stdio: ["ignore", "ignore", "pipe"] });
+  let err = "";
+  child.stderr.on("data", (d) => void (err += d));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((done) => child.on("exit", (code, sig) => done({ code, signal: sig })));
+  let sawTemp = false;
+  const poll = setInterval(() => {
+    if (sawTemp || !temps(parent).some((n) => n.includes(`.pipec-${child.pid}-`))) return;
+    sawTemp = true;
+    child.kill(signal);
+  }, 5);
+  const result = await exited;
+  clearInterval(poll);
+  return { ...result, err, sawTemp };
+}
+
+describe("interrupting pipec compile", () => {
+  it.each([
+    ["SIGINT", 130],
+    ["SIGTERM", 143],
+  ] as const)("%s removes the temporary folder and leaves no output", async (signal, exitCode) => {
+    const parent = join(dir, signal);
+    const out = join(parent, "out");
+    const r = await compileAndSignal(out, signal);
+    expect(r.sawTemp, r.err).toBe(true);
+    expect(r, r.err).toMatchObject({ code: exitCode });
+    expect(temps(parent)).toEqual([]);
+    expect(existsSync(out)).toBe(false);
+  });
+
+  it("SIGKILL leaves the temporary folder; the next compile there removes it and succeeds", async () => {
+    const parent = join(dir, "killed");
+    const out = join(parent, "out");
+    const r = await compileAndSignal(out, "SIGKILL");
+    expect(r.sawTemp, r.err).toBe(true);
+    expect(r.signal).toBe("SIGKILL");
+    const left = temps(parent);
+    expect(left.length).toBe(1);
+    const again = await pipec("compile", PIPE, "-o", out);
+    expect(again.code, again.err).toBe(0);
+    expect(temps(parent)).toEqual([]);
+    expect(existsSync(join(out, "driver.ts"))).toBe(true);
+  });
+
+  it("a temporary folder of a process that is still running is left alone", async () => {
+    const parent = join(dir, "alive");
+    mkdirSync(join(parent, `.out.pipec-${process.ppid}-abc123`), { recursive: true });
+    const r = await pipec("compile", PIPE, "-o", join(parent, "out"));
+    expect(r.code, r.err).toBe(0);
+    expect(temps(parent)).toEqual([`.out.pipec-${process.ppid}-abc123`]);
+  });
+});
