@@ -36,12 +36,12 @@ describe("pipec opt round trip", () => {
     await expectRoundTrip(input, "built");
   });
 
-  it("the same model with external data: the data file is linked, not rewritten", async () => {
+  it("the same model with external data: the data file is cloned or copied whole, not rewritten", async () => {
     const input = join(dir, "external", "model.onnx");
     saveModel(matmulIfModel(), input, { weights: { location: "model.weights", threshold: 0 } });
     await expectRoundTrip(input, "external");
     const r = await pipec("opt", input, "-o", join(dir, "external-out", "m.onnx"));
-    expect(r.out).toMatch(/external data model\.weights: (linked|copied) \(/);
+    expect(r.out).toMatch(/external data model\.weights: (cloned|copied) \(/);
   });
 
   it("moves weights to a new external file with --external-data, computing the same outputs", async () => {

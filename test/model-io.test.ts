@@ -101,14 +101,17 @@ describe("external data", () => {
     expect(report.externalFiles.map((f) => f.location)).toEqual(["w.bin", "w.bin.1"]);
   });
 
-  it("reuses, hard-links or inlines unchanged external files without rewriting them", async () => {
+  it("reuses, clones or copies, or inlines unchanged external files, never hard-linking them", async () => {
     const src = join(dir, "keep", "model.onnx");
     saveModel(mlp(), src, { weights: { threshold: 1024 } });
     const same = saveModel(loadModel(src), join(dir, "keep", "copy.onnx"));
     expect(same.externalFiles).toEqual([{ location: "model.onnx.data", bytes: statSync(join(dir, "keep", "model.onnx.data")).size, how: "reused" }]);
     const elsewhere = saveModel(loadModel(src), join(dir, "keep2", "model.onnx"));
-    expect(elsewhere.externalFiles[0]!.how).toBe("linked");
-    expect(statSync(join(dir, "keep2", "model.onnx.data")).ino).toBe(statSync(join(dir, "keep", "model.onnx.data")).ino);
+    expect(["cloned", "copied"]).toContain(elsewhere.externalFiles[0]!.how);
+    expect(statSync(join(dir, "keep2", "model.onnx.data")).ino).not.toBe(statSync(join(dir, "keep", "model.onnx.data")).ino);
+    expect(readFileSync(join(dir, "keep2", "model.onnx.data")).equals(readFileSync(join(dir, "keep", "model.onnx.data")))).toBe(true);
+    const copied = saveModel(loadModel(src), join(dir, "keep4", "model.onnx"), { externalFiles: "copy" });
+    expect(copied.externalFiles[0]!.how).toBe("copied");
     const inlined = join(dir, "keep3", "model.onnx");
     expect(saveModel(loadModel(src), inlined, { weights: "inline" }).externalFiles).toEqual([]);
     expect(existsSync(join(dir, "keep3", "model.onnx.data"))).toBe(false);

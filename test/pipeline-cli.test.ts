@@ -2,6 +2,7 @@ import { readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { main } from "../compiler/cli/main.ts";
+import { entryFor } from "../compiler/pipeline/cache-dir.ts";
 import { tempDir } from "./helpers/tmp.ts";
 
 const ROOT = resolve(import.meta.dirname, "..");
@@ -70,8 +71,9 @@ describe("pipec check / fmt / compile / ir on .pipe files", () => {
     const file = join(tmp, "cached.pipe");
     const model = JSON.stringify(join(ROOT, "test/fixtures/reference/llama-dynamo/model.onnx"));
     const write = (maxTokens: number) => writeFileSync(file, `pipeline cached {\n  model llm = onnx(${model})\n  tokenizer tok = ids\n  stage decode = generate(llm, tok) {\n    max_tokens: ${maxTokens}\n  }\n}\n`);
-    const run = async () => JSON.parse((await pipec("run", file, "--ids", "1,5,9,23", "--json", "--device", "cpu")).out) as { tokens: number[] };
-    const driver = join(tmp, ".pipec-cache/cached/driver.ts");
+    const cache = join(tmp, "cache");
+    const run = async () => JSON.parse((await pipec("run", file, "--ids", "1,5,9,23", "--json", "--device", "cpu", "--cache-dir", cache)).out) as { tokens: number[] };
+    const driver = join(entryFor(cache, file), "driver.ts");
     write(3);
     expect((await run()).tokens).toHaveLength(3);
     const compiledAt = statSync(driver).mtimeMs;

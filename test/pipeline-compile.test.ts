@@ -33,7 +33,7 @@ describe("pipec compile", () => {
     expect((await compileFile(HELLO, { outDir: a })).outDir).toBe(a);
     expect((await compileFile(HELLO, { outDir: b })).outDir).toBe(b);
     const files = snapshot(a);
-    expect(Object.keys(files).sort()).toEqual(["driver.ts", "manifest.json", "models/llm/model.onnx", "package.json", "pipeline.ir"]);
+    expect(Object.keys(files).sort()).toEqual([".pipec-output", "driver.ts", "manifest.json", "models/llm/model.onnx", "package.json", "pipeline.ir"]);
     expect(snapshot(b)).toEqual(files);
   });
 
