@@ -38,7 +38,7 @@ interface Variant {
   model: string;
 }
 
-/** The model rewritten by the kv-append-only pass, next to the original (weights hard-linked). */
+/** The model rewritten by the kv-append-only pass, in a folder next to the original's (weights cloned or copied). */
 function appendOnlyVariant(modelPath: string, splitAttention: boolean): string {
   const dir = `${dirname(modelPath)}-kv-append${splitAttention ? "-split" : ""}`;
   const target = join(dir, "model.onnx");

@@ -3,7 +3,7 @@ import { basename, dirname, isAbsolute, relative, resolve } from "node:path";
 import { clone, create, toBinary } from "@bufbuild/protobuf";
 import { PipecError } from "../errors.ts";
 import { makeDirs } from "../output-guard.ts";
-import { tempPathFor, trackTemp, untrackTemp } from "../temp-outputs.ts";
+import { sweepStaleTemps, tempPathFor, trackTemp, untrackTemp } from "../temp-outputs.ts";
 import type { Model } from "../ir/model.ts";
 import type { Tensor } from "../ir/tensor.ts";
 import { modelToParts } from "../ir/to-proto.ts";
@@ -77,6 +77,7 @@ export function saveModel(model: Model, path: string, opts: SaveOptions = {}): S
   const outPath = resolve(path);
   const outDir = dirname(outPath);
   makeDirs(outDir, path);
+  sweepStaleTemps(outDir);
   const mode = opts.weights ?? "preserve";
   const parts = modelToParts(model);
   const files = new ExternalFiles(outDir, basename(outPath), mode, hasExternal(parts.initializers));
