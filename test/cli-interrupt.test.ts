@@ -25,10 +25,14 @@ function temps(parent: string): string[] {
 }
 
 /** Starts `pipec compile` into `out` and sends `signal` as soon as its temporary folder exists. */
-async function compileAndSignal(out: string, signal: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null; err: string; sawTemp: boolean }> {
-  const parent = resolve(out, "..");
+function compileAndSignal(out: string, signal: NodeJS.Signals) {
+  return runAndSignal(["compile", PIPE, "-o", out], resolve(out, ".."), signal);
+}
+
+/** Starts `pipec <args>` and sends `signal` as soon as a temporary folder of it appears in `parent`. */
+async function runAndSignal(args: string[], parent: string, signal: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null; err: string; sawTemp: boolean }> {
   mkdirSync(parent, { recursive: true });
-  const child = spawn(process.execPath, [BIN, "compile", PIPE, "-o", out], { stdio: ["ignore", "ignore", "pipe"] });
+  const child = spawn(process.execPath, [BIN, ...args], { stdio: ["ignore", "ignore", "pipe"] });
   let err = "";
   child.stderr.on("data", (d) => void (err += d));
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((done) => child.on("exit", (code, sig) => done({ code, signal: sig })));
@@ -55,6 +59,18 @@ describe("interrupting pipec compile", () => {
     expect(r, r.err).toMatchObject({ code: exitCode });
     expect(temps(parent)).toEqual([]);
     expect(existsSync(out)).toBe(false);
+  });
+
+  it.each([
+    ["run", () => ["run", PIPE, "--ids", "1,2,3"]],
+    ["generate --kv", () => ["generate", join(dir, "m", "model.onnx"), "--ids", "1,2,3", "--kv", "streaming(sinks: 4, window: 60)"]],
+  ])("SIGINT while %s compiles into the cache removes the temporary folder there", async (_, args) => {
+    const cache = join(dir, `cache-${args()[0]}`);
+    const r = await runAndSignal([...args(), "--cache-dir", cache], cache, "SIGINT");
+    expect(r.sawTemp, r.err).toBe(true);
+    expect(r, r.err).toMatchObject({ code: 130 });
+    expect(temps(cache)).toEqual([]);
+    expect(readdirSync(cache).filter((n) => !n.endsWith(".pipe"))).toEqual([]);
   });
 
   it("SIGKILL leaves the temporary folder; the next compile there removes it and succeeds", async () => {
