@@ -2,6 +2,7 @@ import { join } from "node:path";
 import type * as ort from "onnxruntime-node";
 import { describe, expect, it } from "vitest";
 import { main } from "../compiler/cli/main.ts";
+import { entryFor } from "../compiler/pipeline/cache-dir.ts";
 import { Builder } from "../compiler/ir/builder.ts";
 import { loadModel, saveModel } from "../compiler/onnx/index.ts";
 import { buildZooModel, ENCODINGS, gpt2Config, llamaConfig, type ZooConfig } from "../compiler/zoo/index.ts";
@@ -234,7 +235,7 @@ describe("examples/sparse-streaming.pipe", () => {
     // llama reference export: 2 layers x (K, V) x 2 KV heads x 16 lanes x 4 bytes per row; 4 sinks + 60 window + 1 new.
     expect(result.stats.peakKvBytes).toBe((4 + 60 + 1) * 2 * 2 * 2 * 16 * 4);
     // kv.streaming compiles to the append-only contract: the model outputs the new rows only.
-    const compiled = await loadModel(join(cache, "sparse-streaming/models/llm/model.onnx"));
+    const compiled = await loadModel(join(entryFor(cache, example), "models/llm/model.onnx"));
     expect(compiled.graph.outputs.map((o) => o.name).filter((n) => n.startsWith("present"))).toEqual(["present_new.0.key", "present_new.0.value", "present_new.1.key", "present_new.1.value"]);
   });
 });
