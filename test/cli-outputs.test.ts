@@ -189,14 +189,18 @@ for path in sys.argv[1:]:
 `;
 
 describe.skipIf(!PYTHON_TOOLS)(`outputs and inputs load in onnx, onnx.checker, onnx-ir and onnxruntime${PYTHON_TOOLS ? "" : " (skipped: python3 lacks onnx, onnx_ir or onnxruntime)"}`, () => {
-  it("after opt and compile, both the outputs and the user's model", async () => {
+  it("after opt and compile (plain and rewritten), both the outputs and the user's model", async () => {
     const p = project();
+    writeFileSync(join(p, "streaming.pipe"), PIPE_TEXT.replace("max_tokens: 4", "kv: streaming(sinks: 4, window: 60)\n    max_tokens: 4"));
     const before = snapshot(p);
     const optOut = join(dir, "py-opt", "model.onnx");
     expect((await pipec("opt", join(p, "model.onnx"), "-o", optOut)).code).toBe(0);
     const compileOut = join(dir, "py-compile");
     expect((await pipec("compile", join(p, "p.pipe"), "-o", compileOut)).code).toBe(0);
-    const paths = [join(p, "model.onnx"), optOut, join(compileOut, "models", "llm", "model.onnx")];
+    const streamingOut = join(dir, "py-compile-streaming");
+    const streaming = await pipec("compile", join(p, "streaming.pipe"), "-o", streamingOut);
+    expect(streaming.code, streaming.err).toBe(0);
+    const paths = [join(p, "model.onnx"), optOut, join(compileOut, "models", "llm", "model.onnx"), join(streamingOut, "models", "llm", "model.onnx")];
     const r = spawnSync("python3", ["-c", CHECK_PY, ...paths], { encoding: "utf8", env: { ...process.env, OMP_NUM_THREADS: "1" } });
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout.trim().split("\n")).toEqual(paths.map((path) => `ok ${path}`));
