@@ -73,6 +73,25 @@ describe("interrupting pipec compile", () => {
     expect(readdirSync(cache).filter((n) => !n.endsWith(".pipe"))).toEqual([]);
   });
 
+  it("SIGINT once generate is generating stops the generation: what it has is printed, exit 0, nothing left behind", async () => {
+    const cache = join(dir, "cache-generating");
+    const args = ["generate", join(dir, "m", "model.onnx"), "--ids", "1,2,3", "--max-tokens", "100000", "--device", "cpu", "--kv", "streaming(sinks: 4, window: 60)", "--cache-dir", cache];
+    const child = spawn(process.execPath, [BIN, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    let [out, err, sent] = ["", "", false];
+    child.stdout.on("data", (d) => {
+      out += d;
+      if (sent || out.split(",").length <= 5) return;
+      sent = true;
+      child.kill("SIGINT");
+    });
+    child.stderr.on("data", (d) => void (err += d));
+    const code = await new Promise<number | null>((done) => child.on("exit", (c) => done(c)));
+    expect(code, err).toBe(0);
+    expect(err).toMatch(/stopped: /);
+    expect(out.trim().split(",").length).toBeGreaterThan(5);
+    expect(temps(cache)).toEqual([]);
+  });
+
   it("SIGKILL leaves the temporary folder; the next compile there removes it and succeeds", async () => {
     const parent = join(dir, "killed");
     const out = join(parent, "out");
