@@ -16,7 +16,7 @@ export function writeOutputMarker(dir: string): void {
 }
 
 /** The path with symlinks resolved as far as it exists (the rest appended as given). */
-export function realPathOf(path: string): string {
+function realPathOf(path: string): string {
   const abs = resolve(path);
   if (existsSync(abs)) return realpathSync(abs);
   const parent = dirname(abs);

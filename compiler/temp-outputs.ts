@@ -29,7 +29,7 @@ export function untrackTemp(path: string): void {
 }
 
 /** Removes every temporary output this process still holds. */
-export function removeLiveTemps(): void {
+function removeLiveTemps(): void {
   for (const path of live) rmSync(path, { recursive: true, force: true });
   live.clear();
 }
