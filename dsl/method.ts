@@ -14,6 +14,8 @@ export interface MethodUse {
   span?: Span;
   /** Spans of given parameter values, for checks against the model. */
   paramSpans: Record<string, Span>;
+  /** Written with `?`: where the model cannot take it, a warning and nothing applied, instead of an error. */
+  optional?: boolean;
 }
 
 export function defaultMethod(slot: string): MethodUse {

@@ -9,7 +9,7 @@ import { DataType } from "../compiler/ir/dtype.ts";
 import { Tensor } from "../compiler/ir/tensor.ts";
 import { attendTwoBlocks, cacheConcat } from "./kv-split-attention.ts";
 import { appendOnlyWhereAllowed } from "./sparse-attention/append-only.ts";
-import { denseCanonicalNodes } from "./sparse-attention/layers.ts";
+import { denseCanonicalNodes, NO_ATTENTION_LEFT } from "./sparse-attention/layers.ts";
 import { SparseSite } from "./sparse-attention/site.ts";
 import { MS_DOMAIN } from "./streaming-llm/fused-rotary.ts";
 import { PositionFlow, type Rotation } from "./streaming-llm/rotation.ts";
@@ -69,7 +69,7 @@ export function createStreamingLlm(options: Partial<StreamingLlmOptions> = {}): 
       const refusal = opts.appendOnly ? appendOnlyRefusal(model) : undefined;
       if (refusal) ctx.note(`kv_append_only: not applied, ${refusal}`);
       const { layers, rotated } = streamingLlmLayers(model, { ...opts, appendOnly: opts.appendOnly && !refusal });
-      if (layers === 0) ctx.note("no canonical attention nodes: run lift-attention first");
+      if (layers === 0) ctx.note(NO_ATTENTION_LEFT);
       const appendOnly = opts.appendOnly === true && !refusal && layers > 0 && appendOnlyWhereAllowed(model, ctx);
       return { changed: layers > 0, stats: { layers, rotated, "kv-append-only": appendOnly ? 1 : 0 } };
     },

@@ -5,7 +5,7 @@ import type { Pass, PassContext, PassResult } from "../compiler/pass-manager/pas
 import { readCanonical } from "./attention/canonical-node.ts";
 import { appendOnlyWhereAllowed } from "./sparse-attention/append-only.ts";
 import { budgetTokens, formatBudget, type Budget } from "./sparse-attention/budget.ts";
-import { denseCanonicalNodes } from "./sparse-attention/layers.ts";
+import { denseCanonicalNodes, NO_ATTENTION_LEFT } from "./sparse-attention/layers.ts";
 import { SparseSite, type PerHeadSelection } from "./sparse-attention/site.ts";
 
 export const TIDAL_DECODE = "tidal";
@@ -55,7 +55,8 @@ export function createTidalDecode(options: Partial<TidalDecodeOptions> = {}): Pa
     lossy: true,
     run(model: Model, ctx: PassContext): PassResult {
       const stats = tidalDecode(model, opts);
-      if (stats.selection + stats.sparse === 0) ctx.note("no canonical attention layer past full_layers: run lift-attention first, or the model is too shallow");
+      if (stats.layers === 0) ctx.note(NO_ATTENTION_LEFT);
+      else if (stats.sparse === 0) ctx.note(`of the model's ${stats.layers} attention layers, ${Math.min(opts.fullLayers, stats.layers)} keep full attention (full_layers) and ${stats.selection} select (select_layers [${stats.selectLayers.join(", ")}]), so none would attend sparsely`);
       else ctx.note(`selection layers ${stats.selectLayers.join(", ")}; ${stats.sparse} sparse layers`);
       const appendOnly = opts.appendOnly === true && stats.sparse > 0 && appendOnlyWhereAllowed(model, ctx);
       return { changed: stats.sparse > 0, stats: { selection: stats.selection, sparse: stats.sparse, "kv-append-only": appendOnly ? 1 : 0 } };
@@ -64,6 +65,8 @@ export function createTidalDecode(options: Partial<TidalDecodeOptions> = {}): Pa
 }
 
 export interface TidalStats {
+  /** Attention layers found (dense canonical nodes). */
+  layers: number;
   selectLayers: number[];
   selection: number;
   sparse: number;
@@ -79,7 +82,7 @@ export function tidalDecode(model: Model, opts: TidalDecodeOptions): TidalStats 
   }
   if (nodes.length > 0 && (model.opset("") ?? 1) < 11) throw new PipecError("unsupported-opset", `${TIDAL_DECODE}: needs default-domain opset 11 (TopK with a dynamic k, GatherElements); the model imports ${model.opset("")}`);
 
-  const stats: TidalStats = { selectLayers, selection: 0, sparse: 0 };
+  const stats: TidalStats = { layers: layerCount, selectLayers, selection: 0, sparse: 0 };
   let selection: PerHeadSelection | undefined;
   nodes.forEach((node, i) => {
     const layer = layerOf(i);

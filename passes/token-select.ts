@@ -8,7 +8,7 @@ import { attendTwoBlocks } from "./kv-split-attention.ts";
 import { appendOnlyWhereAllowed } from "./sparse-attention/append-only.ts";
 import { cachedSelection, type FingerprintQuery, type FingerprintSource } from "./sparse-attention/selection-cache.ts";
 import { budgetTokens, formatBudget, type Budget } from "./sparse-attention/budget.ts";
-import { denseCanonicalNodes } from "./sparse-attention/layers.ts";
+import { denseCanonicalNodes, NO_ATTENTION_LEFT } from "./sparse-attention/layers.ts";
 import { SparseSite } from "./sparse-attention/site.ts";
 
 export const TOKEN_SELECT = "tokenselect";
@@ -61,7 +61,7 @@ export function createTokenSelect(options: Partial<TokenSelectOptions> = {}): Pa
         fingerprints[source.kind]++;
         if (source.kind === "rotated") ctx.note(`layer ${layer}: the selection-cache fingerprint is the rotated query (${source.reason})`);
       });
-      if (layers === 0) ctx.note("no canonical attention nodes: run lift-attention first");
+      if (layers === 0) ctx.note(NO_ATTENTION_LEFT);
       const appendOnly = opts.appendOnly === true && layers > 0 && appendOnlyWhereAllowed(model, ctx);
       const cacheStats: Record<string, number> = opts.selectionCache
         ? { "fingerprint-unrotated": fingerprints.unrotated, "fingerprint-no-rotary": fingerprints["no-rotary"], "fingerprint-rotated": fingerprints.rotated }
