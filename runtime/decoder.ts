@@ -264,7 +264,7 @@ export class DecoderSequence {
     this.cache.prepare(S, feeds, fetches, this.model.bindOutputs);
     this.recurrent.prepare(feeds, fetches);
     const pastRows = this.cache.length;
-    this.selection.prepare(pastRows, feeds, fetches);
+    this.selection.prepare(feeds, fetches);
     if (contract.maskType) {
       const mask = this.cache.mask(S);
       feeds.attention_mask = new ort.Tensor(contract.maskType, mask, [1, mask.length]);
@@ -278,7 +278,7 @@ export class DecoderSequence {
     this.cache.accept(outputs, S);
     this.recurrent.accept(outputs);
     this.lengthBeforeLast = pastRows;
-    this.selection.accept(outputs, pastRows, S);
+    this.selection.accept(outputs, S);
     this.nextPosition += S;
     return outputs;
   }
