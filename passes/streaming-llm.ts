@@ -175,6 +175,7 @@ function attendRepositioned(site: SparseSite, newKeys: Value, keyRotation: Rotat
   }
   const bias = site.bias();
   const keptBias = bias ? b.op.Add(bias, dropped_111N) : dropped_111N;
+  site.reportAttendedKeys([{ mask: keptBias, keys_1: site.N_1 }]);
 
   // Keys each query sees (the kept ones it is not masked from): its position in the paper is one less.
   const seen_T = b.op.Expand(visibleCounts(site, keptBias), site.T_1);

@@ -51,6 +51,9 @@ describe("tidal layer roles", () => {
     expect(defaultSelectLayers(32, 2)).toEqual([2, 13]);
     expect(defaultSelectLayers(16, 2)).toEqual([2, 7]);
     expect(defaultSelectLayers(5, 2)).toEqual([2]);
+    // A shallow model keeps its sparse layers: a re-selection needs one before and one after it.
+    expect(defaultSelectLayers(2, 0)).toEqual([0]);
+    expect(defaultSelectLayers(4, 0)).toEqual([0, 2]);
   });
 
   it("keeps full attention below full_layers and in the selection layers; the rest gather per head", () => {

@@ -28,11 +28,12 @@ const PAPER_RESELECT_LAYER = 13;
 
 /**
  * The paper selects at the first sparse layer and re-selects at layer 13 of 32: the same depth
- * fraction (13/32, rounded) in an L-layer model; one selection layer when that is not deeper.
+ * fraction (13/32, rounded) in an L-layer model, where a sparse layer lies before and after it;
+ * else one selection layer (a shallow model keeps its few sparse layers).
  */
 export function defaultSelectLayers(layers: number, fullLayers: number): number[] {
   const reselect = Math.round((PAPER_RESELECT_LAYER * layers) / PAPER_LAYERS);
-  return reselect > fullLayers && reselect < layers ? [fullLayers, reselect] : [fullLayers];
+  return reselect > fullLayers + 1 && reselect < layers - 1 ? [fullLayers, reselect] : [fullLayers];
 }
 
 /**

@@ -230,6 +230,7 @@ function attendScored(site: SparseSite, keep_K: Value, keptScores_BHkvGTK: Value
   const rows = (x: Value) => b.op.Slice(x, cache.P_1, b.int64([Number.MAX_SAFE_INTEGER]), b.int64([3]));
   const mask = bias && b.op.Concat(b.op.Gather(past(bias), keep_K, { axis: 3 }), rows(bias), { axis: 3 });
   const kept = { value: b.op.Gather(cache.value.past, keep_K, { axis: 2 }), heads: site.attrs.kv_num_heads };
+  site.reportAttendedKeys([{ mask, keys_1: b.op.Add(site.ops.dim(keep_K, 0), site.ops.dim(cache.value.rows, 2)) }]);
   const out = attendTwoBlocks(b, site.query_BHTD, kept, { key: cache.key.rows, value: cache.value.rows }, { ...site.attrs, bias: mask, firstScores: keptScores_BHkvGTK });
   site.node.output(0).replaceAllUsesWith(out);
   site.node.graph!.remove(site.node);

@@ -95,6 +95,14 @@ describe("tokenselect's selection cache on the trained sotu-tiny", () => {
     expect(agreement).toBeGreaterThanOrEqual(0.5);
   });
 
+  it("a reused selection attends as many keys as a fresh one: the budget holds however long it is reused", async () => {
+    const sequence = (await compile({ ...SMALL, selectionCache: { threshold: 0 } })).newSequence();
+    await greedy(sequence, STEPS);
+    expect(sequence.selection.reused).toBeGreaterThan(STEPS);
+    // What the graph attended (its attended_keys outputs), every layer and decode step: 24 keys.
+    expect(sequence.attended.stats()).toEqual({ tokenselect: { layers: LAYERS, steps: STEPS, mean: 24, min: 24, max: 24 } });
+  });
+
   it("forgets its selections on truncate: the rows they indexed may be gone", async () => {
     const sequence = (await compile({ ...SMALL, selectionCache: { threshold: 0 } })).newSequence();
     await greedy(sequence, 4);
