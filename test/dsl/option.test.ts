@@ -11,6 +11,12 @@ describe("parseMethodOption", () => {
     expect(parseMethodOption("draft(model: small, k: adaptive(max: 8))", "speculate").use?.params).toEqual({ model: "small", k: { adaptive: { threshold: 0.3, min: 2, max: 8 } } });
   });
 
+  it("takes a trailing '?' as a .pipe setting does: the request is optional", () => {
+    expect(parseMethodOption("streaming(sinks: 4)?", "kv").use).toMatchObject({ method: "streaming", params: { sinks: 4 }, optional: true });
+    expect(parseMethodOption("streaming(sinks: 4)", "kv").use?.optional).toBeUndefined();
+    expect(parseMethodOption("streaming(sinks: 4)??", "kv").message).toMatch(/^--kv:1:20: error: /);
+  });
+
   it("reports mistakes with the option as the file and a caret", () => {
     expect(parseMethodOption("streaming(sinks: 4, windw: 60)", "kv").message).toBe(
       ["--kv:1:21: error: kv: streaming has no parameter 'windw' (did you mean 'window'?)", "  streaming(sinks: 4, windw: 60)", "                      ^~~~~"].join("\n"),
