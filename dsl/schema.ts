@@ -75,11 +75,11 @@ export const SLOTS: Readonly<Record<string, SlotSpec>> = {
         lossy: true,
         params: {
           top_k: { type: { kind: "budget" }, default: 256, doc: "tokens attended to by sparse layers" },
-          full_layers: { type: int(0), default: 2, doc: "leading layers that keep full attention" },
+          full_layers: { type: { kind: "auto-or-int", min: 0 }, default: "auto", doc: "leading layers that keep full attention; auto: the paper's 2, fewer in a model of under 4 layers" },
           select_layers: { type: { kind: "layers", auto: true }, default: "auto", doc: "layers whose full attention re-selects the tokens; auto: the first sparse layer and the paper's depth 13/32 of the model" },
         },
         check: (p) => {
-          if (p["select_layers"] === "auto") return undefined;
+          if (p["select_layers"] === "auto" || p["full_layers"] === "auto") return undefined;
           const below = (p["select_layers"] as number[]).filter((l) => l < (p["full_layers"] as number));
           return below.length ? `select_layers [${below.join(", ")}] must not be below full_layers (${p["full_layers"]}): those layers attend fully already` : undefined;
         },

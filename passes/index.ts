@@ -48,14 +48,14 @@ export function defaultRegistry(): PassRegistry {
       name: TIDAL_DECODE,
       options: {
         top_k: { type: "string", description: "keys per query head in sparse layers: a count or a share (12.5%)", default: "256" },
-        full_layers: { type: "int", description: "leading layers that keep full attention", default: TIDAL_DEFAULTS.fullLayers },
+        full_layers: { type: "string", description: "leading layers that keep full attention; auto: the paper's 2, fewer in a model of under 4 layers", default: String(TIDAL_DEFAULTS.fullLayers) },
         select_layers: { type: "string", description: "token-selection layers ([2, 13]); auto: the paper's 13/32 depth", default: "auto" },
         kv_append_only: { type: "boolean", description: "then rewrite to the append-only KV contract (kv-append-only) where the model allows: sparse layers read only the selected past rows, no cache Concat", default: false },
       },
       create: (o) =>
         createTidalDecode({
           topK: parseBudget(String(o["top_k"]), `${TIDAL_DECODE}: top_k`),
-          fullLayers: o["full_layers"] as number,
+          fullLayers: parseAutoCount(String(o["full_layers"]), `${TIDAL_DECODE}: full_layers`),
           selectLayers: parseLayers(String(o["select_layers"]), `${TIDAL_DECODE}: select_layers`),
           appendOnly: o["kv_append_only"] === true,
         }),

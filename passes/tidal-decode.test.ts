@@ -60,7 +60,7 @@ describe("tidal layer roles", () => {
     const model = buildZooModel(llamaConfig({ layers: 16 }));
     liftAttention(model);
     const stats = tidalDecode(model, { topK: { tokens: 8 }, fullLayers: 2 });
-    expect(stats).toEqual({ layers: 16, selectLayers: [2, 7], selection: 2, sparse: 12 });
+    expect(stats).toEqual({ layers: 16, fullLayers: 2, selectLayers: [2, 7], selection: 2, sparse: 12 });
     const sparseLayers = [3, 4, 5, 6, 8, 9, 10, 11, 12, 13, 14, 15];
     // The full layers stay canonical; the selection layers attend densely over past and new rows
     // as two blocks, their past keys read once (by the attention's scores, which the top-k reuses).

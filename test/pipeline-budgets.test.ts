@@ -49,8 +49,8 @@ describe("one budget meaning across methods, measured from what the layers atten
     expect(stats.attendedKeys?.["tokenselect"]).toMatchObject({ min: Math.ceil(41 / 4), max: Math.ceil((40 + MAX_TOKENS - 1) / 4) });
   });
 
-  it("tidal(top_k: 8, full_layers: 0) on a 2-layer model: the default selection layer fits, the sparse layer attends 8", async () => {
-    const stats = await statsOf("attention: tidal(top_k: 8, full_layers: 0)", join(tmp, "tidal"));
+  it("tidal(top_k: 8) on a 2-layer model: the default full and selection layers fit it (layer 0 selects), the sparse layer attends 8", async () => {
+    const stats = await statsOf("attention: tidal(top_k: 8)", join(tmp, "tidal"));
     expect(stats.attendedKeys).toEqual({ tidal: { layers: 1, steps: MAX_TOKENS - 1, mean: 8, min: 8, max: 8 } });
   });
 

@@ -6,6 +6,7 @@ import { compileFile, compileSource } from "../compiler/pipeline/compile.ts";
 import { analyzeFile, analyzeSource } from "../compiler/pipeline/frontend.ts";
 import { prepareRun, runCompiled } from "../compiler/pipeline/run.ts";
 import { writeOpaqueDecoder } from "./helpers/opaque-decoder.ts";
+import { pipec as pipecCli } from "./helpers/run-cli.ts";
 import { tempDir } from "./helpers/tmp.ts";
 
 const ROOT = resolve(import.meta.dirname, "..");
@@ -44,6 +45,28 @@ describe("a request the model cannot take is never silently dropped or half-appl
     expect(lines(compiled.diagnostics)).toEqual(lines(checked.diagnostics.sorted()));
     expect(compiled.outDir).toBeUndefined();
     expect(existsSync(out)).toBe(false);
+  });
+
+  it.each(REQUESTS)("%s? (optional): a warning, and neither the model nor the driver gets anything of it", async (request) => {
+    const out = join(tmp, `optional-${REQUESTS.indexOf(request)}`);
+    const result = await compileSource(pipe(opaque, `${request}?`), file, { outDir: out });
+    expect(lines(result.diagnostics)).toEqual([`5:${request.indexOf(":") + 7}: warning: ${request.slice(0, request.search(/\(|$/))} is skipped, it cannot be applied: pipec recognises no attention layer in model 'llm' (it is optional)`]);
+    const manifest = JSON.parse(readFileSync(join(out, "manifest.json"), "utf8"));
+    // Only the stage's own model is written (no self-draft model), untouched.
+    expect(Object.keys(manifest.outputs.models)).toEqual(["llm"]);
+    expect(manifest.passes).toEqual([]);
+    const driver = readFileSync(join(out, "driver.ts"), "utf8");
+    expect(driver).not.toMatch(/streaming:|speculate:|draftModel/);
+  });
+
+  it("pipec check exits 1 on a request the model cannot take, with the error compile gives", async () => {
+    const path = join(tmp, "check.pipe");
+    writeFileSync(path, pipe(opaque, "attention: tokenselect(top_k: 4)"));
+    const checked = await pipecCli("check", path);
+    expect(checked.code).toBe(1);
+    expect(checked.err).toContain(`${path}:5:16: error: attention: tokenselect cannot be applied: pipec recognises no attention layer in model 'llm'`);
+    writeFileSync(path, pipe(opaque, "attention: tokenselect(top_k: 4)?"));
+    expect(await pipecCli("check", path)).toMatchObject({ code: 0, out: `${path}: ok\n` });
   });
 
   it("an optional request (`?`) the model cannot take is a warning, and nothing of it reaches the model or the runtime", async () => {

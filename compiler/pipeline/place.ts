@@ -86,7 +86,7 @@ function placeModel(node: ModelNode, ir: PipelineIR, registry: PassRegistry): Pl
   const passes = registry.resolve(steps.map((p) => ({ name: p.pass, options: p.options })));
   const runs: PlacedModel["runs"] = [];
   const notes = new Map<string, string>();
-  const instr = { emit: (line: string) => { const m = /^note: ([^:]+): (.*)\n?$/s.exec(line); if (m) notes.set(m[1]!, m[2]!); } };
+  const instr = { emit: (line: string) => { const m = /^note: ([^:]+): (.*)$/s.exec(line.trimEnd()); if (m) notes.set(m[1]!, m[2]!); } };
   const onAttention = steps.filter((s) => s.onAttention);
   const userModel = (request: string) => stageOf(ir, request)?.model ?? node.name;
   let from = 0;
