@@ -43,7 +43,8 @@ export function placeRequests(ir: PipelineIR, registry: PassRegistry): Placement
   const diagnostics: Diagnostic[] = [];
   const placed: PlacedModel[] = [];
   let current = ir;
-  for (let attempt = 0; ; attempt++) {
+  // Each round drops at least one request, so this ends.
+  for (;;) {
     placed.length = 0;
     const unplaced: Unplaced[] = [];
     for (const node of current.models) {
@@ -55,7 +56,7 @@ export function placeRequests(ir: PipelineIR, registry: PassRegistry): Placement
     if (distinct.length === 0) return { ir: current, models: placed, diagnostics };
     const optional = distinct.filter((u) => requestOf(current, u.request)?.use.optional);
     for (const u of distinct) diagnostics.push(unplacedDiagnostic(current, u, optional.includes(u)));
-    if (optional.length < distinct.length || attempt > 8) return { ir: current, models: [], diagnostics };
+    if (optional.length < distinct.length) return { ir: current, models: [], diagnostics };
     current = withoutRequests(current, new Set(optional.map((u) => u.request)), registry);
   }
 }
