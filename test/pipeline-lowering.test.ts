@@ -91,5 +91,13 @@ describe("lowering optimisation requests to graph passes", () => {
     expect(manifest.passes.map((p: { pass: string }) => p.pass)).toEqual(["lift-attention", "streaming-llm", "lower-attention"]);
     expect(manifest.lossy).toEqual(["decode.kv: streaming"]);
     expect(await tokens(out, input_ids)).toEqual(greedy);
+    // An optional request gives way to a required one that takes the same layers, whichever runs first.
+    const reversed = await compileSource(source("streaming(sinks: 4, window: 60)?", tidal), PIPE, { outDir: join(tmp, "both-reversed") });
+    expect(reversed.diagnostics.map((d) => `${d.span?.line}:${d.span?.column}: ${d.severity}: ${d.message}`)).toEqual([
+      "5:9: warning: kv: streaming is skipped, it cannot be applied: attention: tidal rewrites the same attention layers of model 'llm', and the two do not combine (it is optional)",
+    ]);
+    const placed = JSON.parse(readFileSync(join(tmp, "both-reversed", "manifest.json"), "utf8"));
+    expect(placed.passes.map((p: { pass: string; changed: boolean }) => [p.pass, p.changed])).toEqual([["lift-attention", true], ["tidal", true], ["lower-attention", false]]);
+    expect(readFileSync(join(tmp, "both-reversed", "driver.ts"), "utf8")).not.toContain("streaming");
   });
 });

@@ -111,13 +111,16 @@ function placeModel(node: ModelNode, ir: PipelineIR, registry: PassRegistry): Pl
   }
   records.forEach((record, i) => runs.push({ step: steps[from + i]!, record }));
   const idle = runs.filter(({ step, record }) => step.onAttention && !record.changed);
-  const why = (step: GraphPassStep): string => {
+  const optional = (step: GraphPassStep) => requestOf(ir, requestKey(step.origin))?.use.optional === true;
+  const problem = (step: GraphPassStep): Unplaced => {
     const request = requestKey(step.origin);
     const earlier = runs.slice(0, runs.findIndex((r) => r.step === step)).find((r) => r.step.onAttention && r.record.changed && !isBracket(r.step) && requestKey(r.step.origin) !== request);
-    if (earlier) return `${unplaced(earlier.step, "").what} already rewrote the attention layers of model '${userModel(request)}' it would rewrite, and the two do not combine`;
-    return notes.get(step.pass) ?? `it found nothing to rewrite in model '${userModel(request)}'`;
+    // Of two requests that take the same layers, an optional one gives way to a required one.
+    if (earlier && optional(earlier.step) && !optional(step)) return unplaced(earlier.step, `${unplaced(step, "").what} rewrites the same attention layers of model '${userModel(request)}', and the two do not combine`);
+    if (earlier) return unplaced(step, `${unplaced(earlier.step, "").what} already rewrote the attention layers of model '${userModel(request)}' it would rewrite, and the two do not combine`);
+    return unplaced(step, notes.get(step.pass) ?? `it found nothing to rewrite in model '${userModel(request)}'`);
   };
-  if (idle.length) return { unplaced: idle.map(({ step }) => unplaced(step, why(step))) };
+  if (idle.length) return { unplaced: idle.map(({ step }) => problem(step)) };
   return { node, model, runs };
 }
 
