@@ -44,8 +44,9 @@ export const TOKEN_SELECT_DEFAULTS: TokenSelectOptions = { topK: { tokens: PAPER
  * TokenSelect (Wu, Pan et al., EMNLP 2025): per layer and decode step, each query head scores
  * the middle keys (between the sinks and the window) by q.k, normalises its scores with its own
  * softmax, and the heads' probabilities are summed into one vote per key (soft voting); the
- * top-k voted keys plus the sinks and the window form ONE index set per layer, gathered for every
- * head. When the budget covers the context every key is kept (the paper's "attend to all").
+ * sinks, the window and the top voted keys form ONE index set per layer of top_k keys in all
+ * (budgetShares), gathered for every head. When the budget covers the context every key is kept
+ * (the paper's "attend to all").
  * Decode-only here: a multi-query step (prefill) keeps every key. The votes are summed over
  * the batch too, as the runtime decodes one sequence. With a KV cache the index set is among the
  * past rows (the new rows close the window) and the cache's Concat is never read.

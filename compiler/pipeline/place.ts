@@ -86,8 +86,14 @@ function placeModel(node: ModelNode, ir: PipelineIR, registry: PassRegistry): Pl
   const steps = node.passes;
   const passes = registry.resolve(steps.map((p) => ({ name: p.pass, options: p.options })));
   const runs: PlacedModel["runs"] = [];
+  // A pass's last note says why it changed nothing, in its words about the model.
   const notes = new Map<string, string>();
-  const instr = { emit: (line: string) => { const m = /^note: ([^:]+): (.*)$/s.exec(line.trimEnd()); if (m) notes.set(m[1]!, m[2]!); } };
+  const instr = {
+    emit: (line: string) => {
+      const m = /^note: ([^:]+): (.*)$/s.exec(line.trimEnd());
+      if (m) notes.set(m[1]!, m[2]!);
+    },
+  };
   const onAttention = steps.filter((s) => s.onAttention);
   const userModel = (request: string) => stageOf(ir, request)?.model ?? node.name;
   let from = 0;
