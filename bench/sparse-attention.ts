@@ -82,7 +82,8 @@ function sparsify(model: Model, method: Method, budget: number | string, selecti
   if (method === "tidal") tidalDecode(model, { topK: share ?? { tokens: tokens! }, fullLayers: 2 });
   if (method === "tokenselect") {
     const window = tokens !== undefined ? Math.floor(tokens / 4) : 16;
-    tokenSelect(model, { sinks: 4, window, topK: share ?? { tokens: tokens! - 4 - window }, kernelSize: -1, selectionCache });
+    // top_k counts every key a step attends, the sinks and the window included.
+    tokenSelect(model, { sinks: 4, window, topK: share ?? { tokens: tokens! }, kernelSize: -1, selectionCache });
   }
   lowerAttention(model);
   return model;

@@ -66,6 +66,8 @@ export interface Setting {
   key: string;
   keySpan: Span;
   value: Value;
+  /** The `?` after the value: the request is applied where the model allows it, and only warned about where not. */
+  optional?: Span;
 }
 
 /** `model llm = onnx("...")`, `stage decode = generate(llm, tok) { ... }` */

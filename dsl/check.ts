@@ -253,8 +253,12 @@ class PipelineChecker {
         this.diags.error(`unknown setting '${s.key}'${hint}`, s.keySpan);
       } else if (s.key in SLOTS) {
         const use = checkMethod(s.key, s.value, this.diags);
+        if (use && s.optional) use.optional = true;
         if (use) stage.methods[s.key] = use;
-      } else this.plainSetting(stage, s);
+      } else {
+        if (s.optional) this.diags.error(`'?' marks an optimisation request optional (${Object.keys(SLOTS).join(", ")}); ${s.key} is a plain setting`, s.optional);
+        this.plainSetting(stage, s);
+      }
     }
     for (const slot of spec.settings) if (slot in SLOTS && !stage.methods[slot]) stage.methods[slot] = defaultMethod(slot);
     const tok = stage.refs["tokenizer"] !== undefined ? this.tokenizers.get(stage.refs["tokenizer"]) : undefined;

@@ -54,7 +54,7 @@ class Formatter {
 
   private setting(s: Setting, indent: string): void {
     this.commentsBefore(s.keySpan.offset, indent);
-    this.write(`${s.key}: ${printValue(s.value)}`, indent, s.keySpan.offset, valueEnd(s.value));
+    this.write(`${s.key}: ${printValue(s.value)}${s.optional ? "?" : ""}`, indent, s.keySpan.offset, s.optional ? s.optional.offset : valueEnd(s.value));
   }
 
   private commentsBefore(offset: number, indent: string): void {

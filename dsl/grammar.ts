@@ -9,6 +9,7 @@ import {
   LParen,
   NumberLiteral,
   Percent,
+  Question,
   RBracket,
   RCurly,
   RParen,
@@ -55,7 +56,7 @@ function ruleDescription(rule: string): string {
  *   pipeline := NAME NAME '{' item* '}'
  *   item     := NAME ':' value                      a setting
  *             | NAME NAME '=' value block?          a declaration: model, tokenizer, stage
- *   block    := '{' (NAME ':' value)* '}'
+ *   block    := '{' (NAME ':' value '?'?)* '}'      '?': an optional request
  *   value    := NAME ('(' args? ')')? | NUMBER | PERCENT | STRING | '[' (value (',' value)*)? ']'
  *   args     := arg (',' arg)*
  *   arg      := NAME ':' value | value
@@ -108,6 +109,7 @@ export class PipeGrammar extends CstParser {
     this.CONSUME(Identifier, { LABEL: "key" });
     this.CONSUME(Colon);
     this.SUBRULE(this.value);
+    this.OPTION(() => this.CONSUME(Question, { LABEL: "optional" }));
   });
 
   value = this.RULE("value", () => {

@@ -23,6 +23,8 @@ export const RBracket = createToken({ name: "RBracket", pattern: "]", label: "']
 export const Comma = createToken({ name: "Comma", pattern: ",", label: "','" });
 export const Colon = createToken({ name: "Colon", pattern: ":", label: "':'" });
 export const Equals = createToken({ name: "Equals", pattern: "=", label: "'='" });
+/** After a stage's optimisation request: apply it where the model allows, warn where it does not. */
+export const Question = createToken({ name: "Question", pattern: "?", label: "'?'" });
 
 export const allTokens: TokenType[] = [
   WhiteSpace,
@@ -41,6 +43,7 @@ export const allTokens: TokenType[] = [
   Comma,
   Colon,
   Equals,
+  Question,
 ];
 
 export const pipeLexer = new Lexer(allTokens, { positionTracking: "full", ensureOptimizations: false });

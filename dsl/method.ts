@@ -14,6 +14,8 @@ export interface MethodUse {
   span?: Span;
   /** Spans of given parameter values, for checks against the model. */
   paramSpans: Record<string, Span>;
+  /** Written with `?`: where the model cannot take it, a warning and nothing applied, instead of an error. */
+  optional?: boolean;
 }
 
 export function defaultMethod(slot: string): MethodUse {
@@ -105,7 +107,8 @@ export function checkParam(what: string, type: ParamType, v: Value, diags: Diagn
       if (v.kind !== "number" || !Number.isInteger(v.value)) return fail(`must be a token count or a percentage (256, 12.5%), got ${show(v)}`);
       return v.value > 0 ? v.value : fail(`must be positive, got ${v.text}`);
     case "layers": {
-      if (v.kind !== "list") return fail(`must be a list of layer indices ([2, 13]), got ${show(v)}`);
+      if (type.auto && v.kind === "name" && v.name === "auto") return "auto";
+      if (v.kind !== "list") return fail(`must be ${type.auto ? "auto or " : ""}a list of layer indices ([2, 13]), got ${show(v)}`);
       const out: number[] = [];
       for (const item of v.items) {
         if (item.kind !== "number" || !Number.isInteger(item.value) || item.value < 0) {
@@ -118,10 +121,12 @@ export function checkParam(what: string, type: ParamType, v: Value, diags: Diagn
     }
     case "model":
       return v.kind === "name" ? v.name : fail(`must name a declared model, got ${show(v)}`);
-    case "auto-or-int":
+    case "auto-or-int": {
       if (v.kind === "name" && v.name === "auto") return "auto";
-      if (v.kind === "number" && Number.isInteger(v.value) && v.value > 0) return v.value;
-      return fail(`must be auto or a positive integer, got ${show(v)}`);
+      const min = type.min ?? 1;
+      if (v.kind === "number" && Number.isInteger(v.value) && v.value >= min) return v.value;
+      return fail(`must be auto or ${min === 1 ? "a positive integer" : `an integer of at least ${min}`}, got ${show(v)}`);
+    }
     case "draft-length":
       return checkDraftLength(what, v, diags);
   }

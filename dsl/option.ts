@@ -14,8 +14,8 @@ export interface MethodOption {
 
 /**
  * Parses one method expression given on a command line, e.g. `--kv 'streaming(sinks: 4, window: 60)'`,
- * with the same parser, schema and messages as a .pipe file. `slot` is kv, attention, speculate,
- * sampling or prune. Checks against a model (layer ranges, draft vocabulary) are the caller's.
+ * with the same parser, schema and messages as a .pipe file (a trailing `?` marks it optional).
+ * `slot` is kv, attention, speculate, sampling or prune. Checks against a model (layer ranges, draft vocabulary) are the caller's.
  */
 export function parseMethodOption(text: string, slot: string): MethodOption {
   const diags = new Diagnostics();
@@ -24,8 +24,11 @@ export function parseMethodOption(text: string, slot: string): MethodOption {
     diags.error(`unknown option slot '${slot}'${suggestion(slot, Object.keys(SLOTS))}`);
     return { diagnostics: diags.items, message: formatDiagnostics(diags.items, origin, text) };
   }
-  const parsed = parseValue(text);
+  // A trailing '?' marks the request optional, as after a .pipe setting (`--kv 'streaming?'`).
+  const optional = /\?\s*$/.test(text);
+  const parsed = parseValue(optional ? text.replace(/\?\s*$/, "") : text);
   const use = parsed.ast ? checkMethod(slot, parsed.ast, diags) : undefined;
+  if (use && optional) use.optional = true;
   const all = [...parsed.diagnostics.items, ...diags.items];
   if (all.some((d) => d.severity === "error")) return { diagnostics: all, message: formatDiagnostics(all, origin, text) };
   return { use, diagnostics: all, message: formatDiagnostics(all, origin, text) };

@@ -140,7 +140,8 @@ function toItem(node: CstNode): Item | undefined {
 function toSetting(node: CstNode): Setting | undefined {
   const key = tokens(node, "key")[0];
   const value = toValue(children(node, "value")[0]);
-  return key && value ? { kind: "setting", key: key.image, keySpan: spanOf(key), value } : undefined;
+  const optional = tokens(node, "optional")[0];
+  return key && value ? { kind: "setting", key: key.image, keySpan: spanOf(key), value, ...(optional && { optional: spanOf(optional) }) } : undefined;
 }
 
 function toValue(node: CstNode | undefined): Value | undefined {

@@ -13,7 +13,7 @@ export function printParam(v: ParamValue): string {
   return String(v);
 }
 
-/** `tidal(top_k: 256, full_layers: 2, select_layers: [2, 13])`, in the schema's parameter order; `greedy` alone. */
+/** `tidal(top_k: 256, full_layers: 2, select_layers: auto)`, in the schema's parameter order; `greedy` alone. */
 export function printMethod(use: MethodUse, only: "all" | "given" = "all"): string {
   const order = Object.keys(SLOTS[use.slot]!.methods[use.method]!.params);
   const keys = order.filter((k) => k in use.params && (only === "all" || use.given.includes(k)));

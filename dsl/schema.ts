@@ -10,14 +10,14 @@ export type ParamType =
   | { kind: "bool" }
   /** A positive token count or a percentage of the context (`256`, `12.5%`). */
   | { kind: "budget" }
-  /** Layer indices, checked against the model's layer count. */
-  | { kind: "layers" }
+  /** Layer indices, checked against the model's layer count; with `auto`, also the name `auto` (the pass chooses for the model). */
+  | { kind: "layers"; auto?: true }
   /** The name of a model declared in the pipeline. */
   | { kind: "model" }
   /** A fixed draft length or `adaptive(threshold, min, max)`. */
   | { kind: "draft-length" }
-  /** `auto` or a positive count. */
-  | { kind: "auto-or-int" };
+  /** `auto` or a count of at least `min` (default 1). */
+  | { kind: "auto-or-int"; min?: number };
 
 /** A checked parameter value, as the pipeline IR and manifest carry it. */
 export type ParamValue = number | boolean | string | number[] | { percent: number } | { adaptive: { threshold: number; min: number; max: number } };
@@ -75,10 +75,11 @@ export const SLOTS: Readonly<Record<string, SlotSpec>> = {
         lossy: true,
         params: {
           top_k: { type: { kind: "budget" }, default: 256, doc: "tokens attended to by sparse layers" },
-          full_layers: { type: int(0), default: 2, doc: "leading layers that keep full attention" },
-          select_layers: { type: { kind: "layers" }, default: [2, 13], doc: "layers whose full attention re-selects the tokens" },
+          full_layers: { type: { kind: "auto-or-int", min: 0 }, default: "auto", doc: "leading layers that keep full attention; auto: the paper's 2, fewer in a model of under 4 layers" },
+          select_layers: { type: { kind: "layers", auto: true }, default: "auto", doc: "layers whose full attention re-selects the tokens; auto: the first sparse layer and the paper's depth 13/32 of the model" },
         },
         check: (p) => {
+          if (p["select_layers"] === "auto" || p["full_layers"] === "auto") return undefined;
           const below = (p["select_layers"] as number[]).filter((l) => l < (p["full_layers"] as number));
           return below.length ? `select_layers [${below.join(", ")}] must not be below full_layers (${p["full_layers"]}): those layers attend fully already` : undefined;
         },
@@ -87,12 +88,19 @@ export const SLOTS: Readonly<Record<string, SlotSpec>> = {
         doc: "TokenSelect: per-head query-key dot products pick the top-k cached tokens for each step",
         lossy: true,
         params: {
-          top_k: { type: { kind: "budget" }, default: 2048, doc: "selected tokens per step" },
-          sinks: { type: int(0), default: 128, doc: "leading tokens always attended to" },
-          window: { type: int(0), default: 512, doc: "most recent tokens always attended to" },
+          top_k: { type: { kind: "budget" }, default: 2688, doc: "keys attended per step: the sinks, the window and the selected keys together" },
+          sinks: { type: { kind: "auto-or-int", min: 0 }, default: "auto", doc: "leading tokens always attended to; auto: the paper's 128 of 2688 keys, scaled down to top_k" },
+          window: { type: { kind: "auto-or-int", min: 0 }, default: "auto", doc: "most recent tokens always attended to (the new one included); auto: the paper's 512 of 2688 keys, scaled down to top_k" },
           kernel_size: { type: int(-1), default: -1, doc: "pooling kernel over token scores; -1 disables pooling" },
           selection_cache: { type: { kind: "bool" }, default: false, doc: "reuse the previous selection when consecutive queries are similar" },
           cache_threshold: { type: { kind: "number", min: 0, max: 1 }, default: 0.9, doc: "query cosine similarity above which the selection is reused" },
+        },
+        check: (p) => {
+          const [topK, sinks, window] = [p["top_k"], p["sinks"], p["window"]];
+          if (typeof topK !== "number") return undefined;
+          const fixed = (typeof sinks === "number" ? sinks : 0) + Math.max(typeof window === "number" ? window : 0, 1);
+          if (fixed <= topK) return undefined;
+          return `sinks and window take ${fixed} keys, more than top_k (${topK}): top_k counts every key a step attends, the sinks, the window (the new token included) and the selected keys`;
         },
       },
     },

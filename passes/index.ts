@@ -5,8 +5,8 @@ import { createCse } from "./cse.ts";
 import { createDce } from "./dce.ts";
 import { createLogitsTopk } from "./logits-topk.ts";
 import { createSelfDraft } from "./self-draft.ts";
-import { parseBudget } from "./sparse-attention/budget.ts";
-import { parseLayers } from "./sparse-attention/options.ts";
+import { formatBudget, parseBudget } from "./sparse-attention/budget.ts";
+import { parseAutoCount, parseLayers } from "./sparse-attention/options.ts";
 import { createStreamingLlm, STREAMING_LLM, STREAMING_LLM_DEFAULTS } from "./streaming-llm.ts";
 import { createTidalDecode, TIDAL_DECODE, TIDAL_DEFAULTS } from "./tidal-decode.ts";
 import { createTokenSelect, TOKEN_SELECT, TOKEN_SELECT_DEFAULTS } from "./token-select.ts";
@@ -48,14 +48,14 @@ export function defaultRegistry(): PassRegistry {
       name: TIDAL_DECODE,
       options: {
         top_k: { type: "string", description: "keys per query head in sparse layers: a count or a share (12.5%)", default: "256" },
-        full_layers: { type: "int", description: "leading layers that keep full attention", default: TIDAL_DEFAULTS.fullLayers },
+        full_layers: { type: "string", description: "leading layers that keep full attention; auto: the paper's 2, fewer in a model of under 4 layers", default: String(TIDAL_DEFAULTS.fullLayers) },
         select_layers: { type: "string", description: "token-selection layers ([2, 13]); auto: the paper's 13/32 depth", default: "auto" },
         kv_append_only: { type: "boolean", description: "then rewrite to the append-only KV contract (kv-append-only) where the model allows: sparse layers read only the selected past rows, no cache Concat", default: false },
       },
       create: (o) =>
         createTidalDecode({
           topK: parseBudget(String(o["top_k"]), `${TIDAL_DECODE}: top_k`),
-          fullLayers: o["full_layers"] as number,
+          fullLayers: parseAutoCount(String(o["full_layers"]), `${TIDAL_DECODE}: full_layers`),
           selectLayers: parseLayers(String(o["select_layers"]), `${TIDAL_DECODE}: select_layers`),
           appendOnly: o["kv_append_only"] === true,
         }),
@@ -63,9 +63,9 @@ export function defaultRegistry(): PassRegistry {
     .register({
       name: TOKEN_SELECT,
       options: {
-        top_k: { type: "string", description: "middle keys selected per step: a count or a share (12.5%)", default: "2048" },
-        sinks: { type: "int", description: "leading tokens always attended to", default: TOKEN_SELECT_DEFAULTS.sinks },
-        window: { type: "int", description: "most recent tokens always attended to", default: TOKEN_SELECT_DEFAULTS.window },
+        top_k: { type: "string", description: "keys attended per step (sinks, window and selected together): a count or a share (12.5%)", default: formatBudget(TOKEN_SELECT_DEFAULTS.topK) },
+        sinks: { type: "string", description: "leading tokens always attended to; auto: the paper's share of top_k", default: String(TOKEN_SELECT_DEFAULTS.sinks) },
+        window: { type: "string", description: "most recent tokens always attended to; auto: the paper's share of top_k", default: String(TOKEN_SELECT_DEFAULTS.window) },
         kernel_size: { type: "int", description: "max-pooling width over the votes; -1: none", default: TOKEN_SELECT_DEFAULTS.kernelSize },
         selection_cache: { type: "boolean", description: "reuse the selection while consecutive queries are similar (the runtime carries it)", default: false },
         cache_threshold: { type: "number", description: "query cosine similarity above which the selection is reused", default: 0.9 },
@@ -74,8 +74,8 @@ export function defaultRegistry(): PassRegistry {
       create: (o) =>
         createTokenSelect({
           topK: parseBudget(String(o["top_k"]), `${TOKEN_SELECT}: top_k`),
-          sinks: o["sinks"] as number,
-          window: o["window"] as number,
+          sinks: parseAutoCount(String(o["sinks"]), `${TOKEN_SELECT}: sinks`),
+          window: parseAutoCount(String(o["window"]), `${TOKEN_SELECT}: window`),
           kernelSize: o["kernel_size"] as number,
           selectionCache: o["selection_cache"] === true ? { threshold: o["cache_threshold"] as number } : undefined,
           appendOnly: o["kv_append_only"] === true,

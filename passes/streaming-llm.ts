@@ -9,7 +9,7 @@ import { DataType } from "../compiler/ir/dtype.ts";
 import { Tensor } from "../compiler/ir/tensor.ts";
 import { attendTwoBlocks, cacheConcat } from "./kv-split-attention.ts";
 import { appendOnlyWhereAllowed } from "./sparse-attention/append-only.ts";
-import { denseCanonicalNodes } from "./sparse-attention/layers.ts";
+import { denseCanonicalNodes, NO_ATTENTION_LEFT } from "./sparse-attention/layers.ts";
 import { SparseSite } from "./sparse-attention/site.ts";
 import { MS_DOMAIN } from "./streaming-llm/fused-rotary.ts";
 import { PositionFlow, type Rotation } from "./streaming-llm/rotation.ts";
@@ -69,7 +69,7 @@ export function createStreamingLlm(options: Partial<StreamingLlmOptions> = {}): 
       const refusal = opts.appendOnly ? appendOnlyRefusal(model) : undefined;
       if (refusal) ctx.note(`kv_append_only: not applied, ${refusal}`);
       const { layers, rotated } = streamingLlmLayers(model, { ...opts, appendOnly: opts.appendOnly && !refusal });
-      if (layers === 0) ctx.note("no canonical attention nodes: run lift-attention first");
+      if (layers === 0) ctx.note(NO_ATTENTION_LEFT);
       const appendOnly = opts.appendOnly === true && !refusal && layers > 0 && appendOnlyWhereAllowed(model, ctx);
       return { changed: layers > 0, stats: { layers, rotated, "kv-append-only": appendOnly ? 1 : 0 } };
     },
@@ -175,6 +175,7 @@ function attendRepositioned(site: SparseSite, newKeys: Value, keyRotation: Rotat
   }
   const bias = site.bias();
   const keptBias = bias ? b.op.Add(bias, dropped_111N) : dropped_111N;
+  site.reportAttendedKeys([{ mask: keptBias, keys_1: site.N_1 }]);
 
   // Keys each query sees (the kept ones it is not masked from): its position in the paper is one less.
   const seen_T = b.op.Expand(visibleCounts(site, keptBias), site.T_1);

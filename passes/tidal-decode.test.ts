@@ -51,13 +51,16 @@ describe("tidal layer roles", () => {
     expect(defaultSelectLayers(32, 2)).toEqual([2, 13]);
     expect(defaultSelectLayers(16, 2)).toEqual([2, 7]);
     expect(defaultSelectLayers(5, 2)).toEqual([2]);
+    // A shallow model keeps its sparse layers: a re-selection needs one before and one after it.
+    expect(defaultSelectLayers(2, 0)).toEqual([0]);
+    expect(defaultSelectLayers(4, 0)).toEqual([0, 2]);
   });
 
   it("keeps full attention below full_layers and in the selection layers; the rest gather per head", () => {
     const model = buildZooModel(llamaConfig({ layers: 16 }));
     liftAttention(model);
     const stats = tidalDecode(model, { topK: { tokens: 8 }, fullLayers: 2 });
-    expect(stats).toEqual({ selectLayers: [2, 7], selection: 2, sparse: 12 });
+    expect(stats).toEqual({ layers: 16, fullLayers: 2, selectLayers: [2, 7], selection: 2, sparse: 12 });
     const sparseLayers = [3, 4, 5, 6, 8, 9, 10, 11, 12, 13, 14, 15];
     // The full layers stay canonical; the selection layers attend densely over past and new rows
     // as two blocks, their past keys read once (by the attention's scores, which the top-k reuses).

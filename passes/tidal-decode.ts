@@ -5,7 +5,7 @@ import type { Pass, PassContext, PassResult } from "../compiler/pass-manager/pas
 import { readCanonical } from "./attention/canonical-node.ts";
 import { appendOnlyWhereAllowed } from "./sparse-attention/append-only.ts";
 import { budgetTokens, formatBudget, type Budget } from "./sparse-attention/budget.ts";
-import { denseCanonicalNodes } from "./sparse-attention/layers.ts";
+import { denseCanonicalNodes, NO_ATTENTION_LEFT } from "./sparse-attention/layers.ts";
 import { SparseSite, type PerHeadSelection } from "./sparse-attention/site.ts";
 
 export const TIDAL_DECODE = "tidal";
@@ -13,8 +13,8 @@ export const TIDAL_DECODE = "tidal";
 export interface TidalDecodeOptions {
   /** Keys each sparse layer's query heads attend to. */
   topK: Budget;
-  /** Layers below this keep full attention. */
-  fullLayers: number;
+  /** Layers below this keep full attention; "auto": the paper's 2, fewer where the model would keep no sparse layer (see defaultFullLayers). */
+  fullLayers: number | "auto";
   /** Token-selection layers (full attention + a fresh top-k); undefined: scaled from the paper, see `defaultSelectLayers`. */
   selectLayers?: readonly number[];
   /** Then rewrite to the append-only KV contract where the model allows (see appendOnlyWhereAllowed). */
@@ -22,17 +22,24 @@ export interface TidalDecodeOptions {
 }
 
 /** The paper's settings (algorithms.md §2): sparse from layer 2, re-selection at 13 of Llama-3-8B's 32 layers, 256 tokens. */
-export const TIDAL_DEFAULTS: TidalDecodeOptions = { topK: { tokens: 256 }, fullLayers: 2 };
+export const TIDAL_DEFAULTS: TidalDecodeOptions = { topK: { tokens: 256 }, fullLayers: "auto" };
 const PAPER_LAYERS = 32;
+const PAPER_FULL_LAYERS = 2;
 const PAPER_RESELECT_LAYER = 13;
+
+/** The paper's 2 full layers, fewer in a model of under 4 layers: a selection layer and a sparse one remain. */
+export function defaultFullLayers(layers: number): number {
+  return Math.max(0, Math.min(PAPER_FULL_LAYERS, layers - 2));
+}
 
 /**
  * The paper selects at the first sparse layer and re-selects at layer 13 of 32: the same depth
- * fraction (13/32, rounded) in an L-layer model; one selection layer when that is not deeper.
+ * fraction (13/32, rounded) in an L-layer model, where a sparse layer lies before and after it;
+ * else one selection layer (a shallow model keeps its few sparse layers).
  */
 export function defaultSelectLayers(layers: number, fullLayers: number): number[] {
   const reselect = Math.round((PAPER_RESELECT_LAYER * layers) / PAPER_LAYERS);
-  return reselect > fullLayers && reselect < layers ? [fullLayers, reselect] : [fullLayers];
+  return reselect > fullLayers + 1 && reselect < layers - 1 ? [fullLayers, reselect] : [fullLayers];
 }
 
 /**
@@ -55,7 +62,8 @@ export function createTidalDecode(options: Partial<TidalDecodeOptions> = {}): Pa
     lossy: true,
     run(model: Model, ctx: PassContext): PassResult {
       const stats = tidalDecode(model, opts);
-      if (stats.selection + stats.sparse === 0) ctx.note("no canonical attention layer past full_layers: run lift-attention first, or the model is too shallow");
+      if (stats.layers === 0) ctx.note(NO_ATTENTION_LEFT);
+      else if (stats.sparse === 0) ctx.note(stats.fullLayers >= stats.layers ? `full_layers (${stats.fullLayers}) keeps all of the model's ${stats.layers} attention layers dense` : `the attention layers after full_layers (${stats.fullLayers}) are all selection layers (select_layers [${stats.selectLayers.join(", ")}]), which attend fully, so none would attend sparsely`);
       else ctx.note(`selection layers ${stats.selectLayers.join(", ")}; ${stats.sparse} sparse layers`);
       const appendOnly = opts.appendOnly === true && stats.sparse > 0 && appendOnlyWhereAllowed(model, ctx);
       return { changed: stats.sparse > 0, stats: { selection: stats.selection, sparse: stats.sparse, "kv-append-only": appendOnly ? 1 : 0 } };
@@ -64,6 +72,9 @@ export function createTidalDecode(options: Partial<TidalDecodeOptions> = {}): Pa
 }
 
 export interface TidalStats {
+  /** Attention layers found (dense canonical nodes). */
+  layers: number;
+  fullLayers: number;
   selectLayers: number[];
   selection: number;
   sparse: number;
@@ -73,17 +84,18 @@ export function tidalDecode(model: Model, opts: TidalDecodeOptions): TidalStats 
   const nodes = denseCanonicalNodes(model);
   const layerOf = (i: number) => readCanonical(nodes[i]!).layer;
   const layerCount = nodes.length === 0 ? 0 : Math.max(...nodes.map((_, i) => layerOf(i))) + 1;
-  const selectLayers = [...(opts.selectLayers ?? defaultSelectLayers(layerCount, opts.fullLayers))].sort((a, b) => a - b);
-  if (selectLayers.some((l) => l < opts.fullLayers)) {
-    throw new PipecError("pass-option", `${TIDAL_DECODE}: select_layers [${selectLayers.join(", ")}] must not be below full_layers (${opts.fullLayers})`);
+  const fullLayers = opts.fullLayers === "auto" ? defaultFullLayers(layerCount) : opts.fullLayers;
+  const selectLayers = [...(opts.selectLayers ?? defaultSelectLayers(layerCount, fullLayers))].sort((a, b) => a - b);
+  if (selectLayers.some((l) => l < fullLayers)) {
+    throw new PipecError("pass-option", `${TIDAL_DECODE}: select_layers [${selectLayers.join(", ")}] must not be below full_layers (${fullLayers})`);
   }
   if (nodes.length > 0 && (model.opset("") ?? 1) < 11) throw new PipecError("unsupported-opset", `${TIDAL_DECODE}: needs default-domain opset 11 (TopK with a dynamic k, GatherElements); the model imports ${model.opset("")}`);
 
-  const stats: TidalStats = { selectLayers, selection: 0, sparse: 0 };
+  const stats: TidalStats = { layers: layerCount, fullLayers, selectLayers, selection: 0, sparse: 0 };
   let selection: PerHeadSelection | undefined;
   nodes.forEach((node, i) => {
     const layer = layerOf(i);
-    if (layer < opts.fullLayers) return;
+    if (layer < fullLayers) return;
     if (selectLayers.includes(layer)) {
       selection = { keep_BHK: selectTopK(new SparseSite(model, node, TIDAL_DECODE, { splitCache: true }), opts.topK), masks: new Map() };
       stats.selection++;

@@ -42,8 +42,9 @@ describe.skipIf(!HAVE_SHARED)(`tokenselect on the shared fixtures (${HAVE_SHARED
 });
 
 describe("tokenselect keeps one index set per layer: sinks, the top-voted middle, the window", () => {
-  const [sinks, window, topK, past] = [3, 4, 5, 30];
-  const options: TokenSelectOptions = { topK: { tokens: topK }, sinks, window, kernelSize: -1 };
+  const [sinks, window, selected, past] = [3, 4, 5, 30];
+  // top_k counts every key attended: the sinks, the window (the new row included) and the selected.
+  const options: TokenSelectOptions = { topK: { tokens: sinks + window + selected }, sinks, window, kernelSize: -1 };
 
   it("equals the dense model fed just the selected rows, and the selection is the top of the votes", async () => {
     const config = llamaConfig({ layers: 1 });
@@ -70,7 +71,7 @@ describe("tokenselect keeps one index set per layer: sinks, the top-voted middle
     // One vote per middle key (key m's at m - sinks).
     expect(voteValues.length).toBe(middle.length);
     const vote = (m: number) => voteValues[m - sinks]!;
-    const topVoted = [...middle].sort((a, b) => vote(b) - vote(a)).slice(0, topK).sort((a, b) => a - b);
+    const topVoted = [...middle].sort((a, b) => vote(b) - vote(a)).slice(0, selected).sort((a, b) => a - b);
     expect(kept).toEqual([0, 1, 2, ...topVoted, past - 3, past - 2, past - 1]);
     // Per-head softmax over the middle, summed over heads: the votes add up to the head count.
     expect(middle.reduce((s, m) => s + vote(m), 0)).toBeCloseTo(config.heads, 4);
@@ -99,9 +100,9 @@ describe("tokenselect keeps one index set per layer: sinks, the top-voted middle
     expect(() => createTokenSelect({ kernelSize: 4 })).toThrow(/kernel_size must be -1 \(no pooling\) or an odd width, got 4/);
     const [{ pass }] = defaultRegistry().resolve([{ name: TOKEN_SELECT, options: {} }]);
     expect(pass.lossy).toBe(true);
-    expect(pass.description).toBe("TokenSelect: 128 sinks + 512 recent + top-2048 by per-head soft voting (lossy)");
+    expect(pass.description).toBe("TokenSelect: 2688 keys a step (auto sinks, auto recent, the rest by per-head soft voting) (lossy)");
     const [{ pass: cached }] = defaultRegistry().resolve([{ name: TOKEN_SELECT, options: { selection_cache: "true", cache_threshold: "0.8" } }]);
-    expect(cached.description).toBe("TokenSelect: 128 sinks + 512 recent + top-2048 by per-head soft voting, selection cache at cosine 0.8 (lossy)");
+    expect(cached.description).toBe("TokenSelect: 2688 keys a step (auto sinks, auto recent, the rest by per-head soft voting), selection cache at cosine 0.8 (lossy)");
   });
 });
 

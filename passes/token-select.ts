@@ -8,18 +8,18 @@ import { attendTwoBlocks } from "./kv-split-attention.ts";
 import { appendOnlyWhereAllowed } from "./sparse-attention/append-only.ts";
 import { cachedSelection, type FingerprintQuery, type FingerprintSource } from "./sparse-attention/selection-cache.ts";
 import { budgetTokens, formatBudget, type Budget } from "./sparse-attention/budget.ts";
-import { denseCanonicalNodes } from "./sparse-attention/layers.ts";
+import { denseCanonicalNodes, NO_ATTENTION_LEFT } from "./sparse-attention/layers.ts";
 import { SparseSite } from "./sparse-attention/site.ts";
 
 export const TOKEN_SELECT = "tokenselect";
 
 export interface TokenSelectOptions {
-  /** Middle keys selected per step, besides the sinks and the window. */
+  /** Keys a layer attends per step: the sinks, the window (the new row included) and the selected middle keys together. */
   topK: Budget;
-  /** Leading keys always attended to. */
-  sinks: number;
-  /** Most recent keys always attended to. */
-  window: number;
+  /** Leading keys always attended to; "auto": the paper's share of the budget (see budgetShares). */
+  sinks: number | "auto";
+  /** Most recent keys always attended to, the step's new row included; "auto": the paper's share of the budget. */
+  window: number | "auto";
   /** Max-pooling width over the votes (odd; -1: none). */
   kernelSize: number;
   /**
@@ -33,15 +33,20 @@ export interface TokenSelectOptions {
   appendOnly?: boolean;
 }
 
-/** The released configuration (algorithms.md §1): n_init 128, n_local 512, top_k 2048, no pooling. */
-export const TOKEN_SELECT_DEFAULTS: TokenSelectOptions = { topK: { tokens: 2048 }, sinks: 128, window: 512, kernelSize: -1 };
+/** The released configuration (algorithms.md §1): n_init 128 sinks, n_local 512 recent keys, top_k 2048 selected. */
+export const TOKEN_SELECT_PAPER = { sinks: 128, window: 512, selected: 2048 } as const;
+const PAPER_BUDGET = TOKEN_SELECT_PAPER.sinks + TOKEN_SELECT_PAPER.window + TOKEN_SELECT_PAPER.selected;
+
+/** The paper's 2688 keys a step, shared as it shares them, no pooling. */
+export const TOKEN_SELECT_DEFAULTS: TokenSelectOptions = { topK: { tokens: PAPER_BUDGET }, sinks: "auto", window: "auto", kernelSize: -1 };
 
 /**
  * TokenSelect (Wu, Pan et al., EMNLP 2025): per layer and decode step, each query head scores
  * the middle keys (between the sinks and the window) by q.k, normalises its scores with its own
  * softmax, and the heads' probabilities are summed into one vote per key (soft voting); the
- * top-k voted keys plus the sinks and the window form ONE index set per layer, gathered for every
- * head. When the budget covers the context every key is kept (the paper's "attend to all").
+ * sinks, the window and the top voted keys form ONE index set per layer of top_k keys in all
+ * (budgetShares), gathered for every head. When the budget covers the context every key is kept
+ * (the paper's "attend to all").
  * Decode-only here: a multi-query step (prefill) keeps every key. The votes are summed over
  * the batch too, as the runtime decodes one sequence. With a KV cache the index set is among the
  * past rows (the new rows close the window) and the cache's Concat is never read.
@@ -53,7 +58,7 @@ export function createTokenSelect(options: Partial<TokenSelectOptions> = {}): Pa
   }
   return {
     name: TOKEN_SELECT,
-    description: `TokenSelect: ${opts.sinks} sinks + ${opts.window} recent + top-${formatBudget(opts.topK)} by per-head soft voting${opts.selectionCache ? `, selection cache at cosine ${opts.selectionCache.threshold}` : ""} (lossy)`,
+    description: `TokenSelect: ${formatBudget(opts.topK)} keys a step (${opts.sinks} sinks, ${opts.window} recent, the rest by per-head soft voting)${opts.selectionCache ? `, selection cache at cosine ${opts.selectionCache.threshold}` : ""} (lossy)`,
     lossy: true,
     run(model: Model, ctx: PassContext): PassResult {
       const fingerprints = { unrotated: 0, "no-rotary": 0, rotated: 0 };
@@ -61,7 +66,7 @@ export function createTokenSelect(options: Partial<TokenSelectOptions> = {}): Pa
         fingerprints[source.kind]++;
         if (source.kind === "rotated") ctx.note(`layer ${layer}: the selection-cache fingerprint is the rotated query (${source.reason})`);
       });
-      if (layers === 0) ctx.note("no canonical attention nodes: run lift-attention first");
+      if (layers === 0) ctx.note(NO_ATTENTION_LEFT);
       const appendOnly = opts.appendOnly === true && layers > 0 && appendOnlyWhereAllowed(model, ctx);
       const cacheStats: Record<string, number> = opts.selectionCache
         ? { "fingerprint-unrotated": fingerprints.unrotated, "fingerprint-no-rotary": fingerprints["no-rotary"], "fingerprint-rotated": fingerprints.rotated }
@@ -84,18 +89,21 @@ export function tokenSelect(model: Model, opts: TokenSelectOptions, onFingerprin
     // Float32 with a cache: the kept rows' scores come from the vote (no K rows gathered).
     const scored = dtypeOf(site.query_BHTD) === DataType.FLOAT && site.cache !== undefined;
     const cache = opts.selectionCache;
+    const around = (chosen_C: Value) => site.b.op.Concat(regions.sinks_S, chosen_C, regions.window_W, { axis: 0 });
     if (!cache) {
       const scores_BHkvGTM = voteScores(site);
-      const keep_K = selectKeys(site, opts, regions, scores_BHkvGTM);
+      const keep_K = around(chooseMiddle(site, opts, regions, scores_BHkvGTM));
       return scored ? attendScored(site, keep_K, b.op.Gather(scores_BHkvGTM, keep_K, { axis: 3 })) : site.attendShared(keep_K);
     }
     const fresh = () => {
       const scores_BHkvGTM = voteScores(site);
-      const keep_K = selectKeys(site, opts, regions, scores_BHkvGTM);
-      return { keep_K, scores: scored ? site.b.op.Gather(scores_BHkvGTM, keep_K, { axis: 3 }) : undefined };
+      const chosen_C = chooseMiddle(site, opts, regions, scores_BHkvGTM);
+      const keep_K = around(chosen_C);
+      return { chosen_C, keep_K, scores: scored ? site.b.op.Gather(scores_BHkvGTM, keep_K, { axis: 3 }) : undefined };
     };
     const scoresOf = (keep_K: Value) => queryKeyScores(site, site.b.op.Gather(site.cache!.key.past, keep_K, { axis: 2 }));
-    const selected = cachedSelection(model, site, layer, cache, { fresh, scoresOf: scored ? scoresOf : undefined });
+    // A budget covering the middle keeps every key: reusing would drop the rows that left the window since.
+    const selected = cachedSelection(model, site, layer, cache, { fresh, around, scoresOf: scored ? scoresOf : undefined, reusable_1: b.op.Not(regions.covered_1) });
     onFingerprint?.(layer, selected.source);
     if (selected.scores) attendScored(site, selected.keep_K, selected.scores);
     else site.attendShared(selected.keep_K);
@@ -109,6 +117,8 @@ interface KeyRegions {
   windowStart_1: Value;
   /** Middle keys to choose. */
   chosen_1: Value;
+  /** bool [1]: the budget covers every middle key (all are chosen). */
+  covered_1: Value;
   /** int64 [S] and [W]: the sinks' and the window's indices, always kept. */
   sinks_S: Value;
   window_W: Value;
@@ -139,13 +149,31 @@ function keyRegions(site: SparseSite, opts: TokenSelectOptions): KeyRegions {
   // The window ends at the last visible selectable row: an append-only cache's buffer holds its
   // rows as a prefix and masks the spare rows after them.
   const filled_1 = site.min(b.op.Sub(site.visible_1(), newRows_1), M_1);
-  const pastWindow_1 = b.op.Sub(b.int64([opts.window]), site.min(newRows_1, b.int64([opts.window])));
-  const sinks_1 = site.min(b.int64([opts.sinks]), filled_1);
+  const shares = budgetShares(site, opts);
+  const pastWindow_1 = b.op.Sub(shares.window_1, site.min(newRows_1, shares.window_1));
+  const sinks_1 = site.min(shares.sinks_1, filled_1);
   const window_1 = site.min(pastWindow_1, b.op.Sub(filled_1, sinks_1));
   const windowStart_1 = b.op.Sub(filled_1, window_1);
   const middle_1 = b.op.Sub(windowStart_1, sinks_1);
-  const chosen_1 = site.decodeOnly(site.min(budgetTokens(site, opts.topK), middle_1), middle_1);
-  return { sinks_1, windowStart_1, chosen_1, sinks_S: site.range(b.int64([0]), sinks_1), window_W: site.range(windowStart_1, filled_1) };
+  const chosen_1 = site.decodeOnly(site.min(shares.selected_1, middle_1), middle_1);
+  return { sinks_1, windowStart_1, chosen_1, covered_1: b.op.Not(b.op.Less(chosen_1, middle_1)), sinks_S: site.range(b.int64([0]), sinks_1), window_W: site.range(windowStart_1, filled_1) };
+}
+
+/**
+ * int64 [1] each: how the step's budget of B keys (everything a layer attends) is shared between
+ * the sinks, the window (the new row included, so at least 1) and the middle keys selected.
+ * "auto" sinks and window take the paper's shares of its budget (128 and 512 of 2688, never more
+ * than those), so the paper's budget gives its configuration and a smaller one shrinks them.
+ */
+function budgetShares(site: SparseSite, opts: TokenSelectOptions): { sinks_1: Value; window_1: Value; selected_1: Value } {
+  const b = site.b;
+  const B_1 = budgetTokens(site, opts.topK);
+  const one = b.int64([1]);
+  const share = (paper: number) => site.min(b.int64([paper]), b.op.Div(b.op.Mul(B_1, b.int64([paper])), b.int64([PAPER_BUDGET])));
+  const sinks_1 = site.min(opts.sinks === "auto" ? share(TOKEN_SELECT_PAPER.sinks) : b.int64([opts.sinks]), b.op.Sub(B_1, one));
+  const window_1 = site.min(opts.window === "auto" ? share(TOKEN_SELECT_PAPER.window) : b.int64([opts.window]), b.op.Sub(B_1, sinks_1));
+  const windowWithNewRow_1 = b.op.Where(b.op.Less(window_1, one), one, window_1);
+  return { sinks_1, window_1, selected_1: b.op.Sub(b.op.Sub(B_1, sinks_1), windowWithNewRow_1) };
 }
 
 /**
@@ -172,11 +200,12 @@ function queryKeyScores(site: SparseSite, key_BHkvMD: Value): Value {
 }
 
 /**
- * int64 [K]: the sinks, the top-k voted middle keys, the window, as indices among the selectable
- * keys. The vote reads the step's last query's scores over the middle keys only (one Slice of
- * the scores: no mask over every key), normalises each head's with its own softmax and sums them.
+ * int64 [C]: the top voted middle keys (between the sinks and the window), ascending, as indices
+ * among the selectable keys. The vote reads the step's last query's scores over the middle keys
+ * only (one Slice of the scores: no mask over every key), normalises each head's with its own
+ * softmax and sums them.
  */
-function selectKeys(site: SparseSite, opts: TokenSelectOptions, { sinks_1, windowStart_1, chosen_1, sinks_S, window_W }: KeyRegions, scores_BHkvGTM: Value): Value {
+function chooseMiddle(site: SparseSite, opts: TokenSelectOptions, { sinks_1, windowStart_1, chosen_1 }: KeyRegions, scores_BHkvGTM: Value): Value {
   const b = site.b;
   // [B, H, T, M]; explicit because -1 is ambiguous when M = 0 (a first step's empty past).
   const scores_BHTM = site.groups > 1 ? b.op.Reshape(scores_BHkvGTM, b.op.Concat(b.int64([0, site.attrs.num_heads]), site.T_1, site.selectable_1, { axis: 0 })) : scores_BHkvGTM;
@@ -185,8 +214,7 @@ function selectKeys(site: SparseSite, opts: TokenSelectOptions, { sinks_1, windo
   const perHead_BH1C = b.op.Softmax(b.op.Mul(criticality_BH1C, b.float32(site.attrs.scale)), { axis: -1 });
   let votes_C = reduceSum(site, perHead_BH1C, [0, 1, 2]);
   if (opts.kernelSize > 0) votes_C = maxPool(site, votes_C, opts.kernelSize, b.op.Sub(windowStart_1, sinks_1));
-  const chosen_K = b.op.Add(site.topKAscending(votes_C, chosen_1), sinks_1);
-  return b.op.Concat(sinks_S, chosen_K, window_W, { axis: 0 });
+  return b.op.Add(site.topKAscending(votes_C, chosen_1), sinks_1);
 }
 
 /**
@@ -203,6 +231,7 @@ function attendScored(site: SparseSite, keep_K: Value, keptScores_BHkvGTK: Value
   const rows = (x: Value) => b.op.Slice(x, cache.P_1, b.int64([Number.MAX_SAFE_INTEGER]), b.int64([3]));
   const mask = bias && b.op.Concat(b.op.Gather(past(bias), keep_K, { axis: 3 }), rows(bias), { axis: 3 });
   const kept = { value: b.op.Gather(cache.value.past, keep_K, { axis: 2 }), heads: site.attrs.kv_num_heads };
+  site.reportAttendedKeys([{ mask, keys_1: b.op.Add(site.ops.dim(keep_K, 0), site.ops.dim(cache.value.rows, 2)) }]);
   const out = attendTwoBlocks(b, site.query_BHTD, kept, { key: cache.key.rows, value: cache.value.rows }, { ...site.attrs, bias: mask, firstScores: keptScores_BHkvGTK });
   site.node.output(0).replaceAllUsesWith(out);
   site.node.graph!.remove(site.node);

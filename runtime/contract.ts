@@ -8,6 +8,7 @@
 //   selection cache:   tokenselect_cached_fingerprint.{i} [F], tokenselect_cached_indices.{i} [K]
 //                      -> tokenselect_fingerprint.{i}, tokenselect_indices.{i}, tokenselect_reused.{i}
 //                      (TokenSelect with selection_cache; see cache/selection-cache.ts)
+import { ATTENDED_KEYS_OUTPUT, type AttendedKeysSlot } from "./attended-keys.ts";
 import type * as ort from "onnxruntime-node";
 import { RuntimeError } from "./errors.ts";
 import { TREE_MASK_INPUT } from "./tree-attention.ts";
@@ -48,6 +49,8 @@ export interface DecoderContract {
   recurrent: StateSlot[];
   /** Layers compiled with TokenSelect's selection cache, each with its fingerprint size F. */
   selectionCache: SelectionCacheSlot[];
+  /** Sparse layers that report the keys they attended (attended-keys.ts). */
+  attendedKeys: AttendedKeysSlot[];
 }
 
 export interface SelectionCacheSlot {
@@ -100,11 +103,16 @@ export function readContract(session: ort.InferenceSession): DecoderContract {
     kv: [],
     recurrent: [],
     selectionCache: [],
+    attendedKeys: [],
   };
   const logitsShape = tensorMeta(session.outputMetadata, "logits").shape;
   const V = logitsShape[logitsShape.length - 1];
   if (typeof V === "number") contract.vocabSize = V;
   readTopOutputs(session, contract);
+  for (const output of session.outputNames) {
+    const m = ATTENDED_KEYS_OUTPUT.exec(output);
+    if (m) contract.attendedKeys.push({ method: m[1]!, layer: Number(m[2]), output });
+  }
 
   const modes = new Set<KvMode>();
   for (const name of session.inputNames) {

@@ -10,6 +10,7 @@ import { createKvCache, type KvCache, type KvCacheOptions } from "./cache/kv-cac
 import type { StreamingConfig } from "./cache/streaming.ts";
 import { RecurrentState, type RecurrentSnapshot } from "./cache/recurrent-state.ts";
 import { SelectionCache } from "./cache/selection-cache.ts";
+import { AttendedKeys } from "./attended-keys.ts";
 import { readContract, type DecoderContract } from "./contract.ts";
 import { openSession, type ResolvedDevice, type SessionOptions } from "./device.ts";
 import { RuntimeError } from "./errors.ts";
@@ -137,6 +138,8 @@ export class DecoderSequence {
   private lengthBeforeLast?: number;
   /** TokenSelect's per-layer selections (models compiled with selection_cache; empty otherwise). */
   readonly selection: SelectionCache;
+  /** What the sparse layers attended, per method (models compiled with sparse attention or StreamingLLM). */
+  readonly attended: AttendedKeys;
   /**
    * StreamingLLM's sinks and window, set once the prompt is in (the prompt attends densely, as
    * without speculation): a model with a tree_attention_mask input then gets a mask per step
@@ -152,6 +155,7 @@ export class DecoderSequence {
   ) {
     const { idsType, positionType, vocabSize } = model.contract;
     this.selection = new SelectionCache(model.contract.selectionCache);
+    this.attended = new AttendedKeys(model.contract.attendedKeys);
     const ids = allocInt(idsType, 1);
     this.single = { ids, idsTensor: new ort.Tensor(idsType, ids, [1, 1]) };
     if (positionType) {
@@ -264,7 +268,8 @@ export class DecoderSequence {
     this.cache.prepare(S, feeds, fetches, this.model.bindOutputs);
     this.recurrent.prepare(feeds, fetches);
     const pastRows = this.cache.length;
-    this.selection.prepare(pastRows, feeds, fetches);
+    this.selection.prepare(feeds, fetches);
+    this.attended.prepare(fetches);
     if (contract.maskType) {
       const mask = this.cache.mask(S);
       feeds.attention_mask = new ort.Tensor(contract.maskType, mask, [1, mask.length]);
@@ -278,7 +283,8 @@ export class DecoderSequence {
     this.cache.accept(outputs, S);
     this.recurrent.accept(outputs);
     this.lengthBeforeLast = pastRows;
-    this.selection.accept(outputs, pastRows, S);
+    this.selection.accept(outputs, S);
+    this.attended.accept(outputs, S);
     this.nextPosition += S;
     return outputs;
   }

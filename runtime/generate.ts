@@ -198,6 +198,7 @@ export class Generator {
           peakKvBytes: sequence.cache.peakBytes,
         }),
         ...(speculator && { speculative: speculator.stats(generated.length) }),
+        ...(sequence.attended.stats() && { attendedKeys: sequence.attended.stats() }),
       },
     };
   }

@@ -8,6 +8,7 @@ export { Generator, type EndEvent, type FinishReason, type GenerateOptions, type
 export type { GenerationStats } from "./metrics.ts";
 export { Speculator, type DraftModelSpeculation, type LookupSpeculation, type SpeculateOptions } from "./speculative/speculator.ts";
 export type { SpeculativeStats } from "./speculative/stats.ts";
+export type { AttendedKeysStats } from "./attended-keys.ts";
 export { TokenRecycling, type RecycleOptions, type RecycleSpeculation } from "./speculative/token-recycling.ts";
 export { composeProcessors, repetitionPenalty, temperature, topK, topP, type LogitsProcessor, type ProcessorContext } from "./sampling/processors.ts";
 export { argmax, createSampler, parseSampling, sampleSoftmax, type Sampler, type SamplingConfig } from "./sampling/sampler.ts";

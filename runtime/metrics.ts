@@ -1,5 +1,6 @@
 // Per-run measurements. "Session" time is spent inside onnxruntime's session.run; "host"
 // time is everything else the runtime does (feeds, cache bookkeeping, sampling, decoding text).
+import type { AttendedKeysStats } from "./attended-keys.ts";
 import type { SpeculativeStats } from "./speculative/stats.ts";
 
 export interface GenerationStats {
@@ -19,6 +20,8 @@ export interface GenerationStats {
   peakKvBytes: number;
   /** Present when the run decoded speculatively. */
   speculative?: SpeculativeStats;
+  /** Keys a sparse layer attended per one-query step, by method (tidal, tokenselect, streaming-llm), as the graph reported them. */
+  attendedKeys?: Record<string, AttendedKeysStats>;
 }
 
 export class RunClock {

@@ -76,11 +76,28 @@ describe("lowering optimisation requests to graph passes", () => {
     expect(sparse).not.toEqual(greedy);
   });
 
-  it("warns at the request when its pass changes nothing", async () => {
+  it("refuses a request whose pass would change nothing, and skips it with a warning when it is optional", async () => {
     // streaming-llm replaces the attention tidal would rewrite: tidal finds nothing to do.
-    const result = await compileSource(source("streaming(sinks: 4, window: 60)", "tidal(top_k: 64, full_layers: 0, select_layers: [0])"), PIPE, { outDir: join(tmp, "both") });
-    expect(result.diagnostics.map((d) => `${d.span?.line}:${d.span?.column}: ${d.severity}: ${d.message}`)).toEqual([
-      "6:16: warning: attention: tidal: pass 'tidal' changed nothing in model 'llm'; its output is the model without it",
+    const tidal = "tidal(top_k: 64, full_layers: 0, select_layers: [0])";
+    const refused = await compileSource(source("streaming(sinks: 4, window: 60)", tidal), PIPE, { outDir: join(tmp, "both") });
+    expect(refused.diagnostics.map((d) => `${d.span?.line}:${d.span?.column}: ${d.severity}: ${d.message}`)).toEqual([
+      "6:16: error: attention: tidal cannot be applied: kv: streaming already rewrote the attention layers of model 'llm' it would rewrite, and the two do not combine",
     ]);
+    expect(refused.outDir).toBeUndefined();
+    const out = join(tmp, "both-optional");
+    const skipped = await compileSource(source("streaming(sinks: 4, window: 60)", `${tidal}?`), PIPE, { outDir: out });
+    expect(skipped.diagnostics.map((d) => `${d.span?.line}:${d.span?.column}: ${d.severity}`)).toEqual(["6:16: warning"]);
+    const manifest = JSON.parse(readFileSync(join(out, "manifest.json"), "utf8"));
+    expect(manifest.passes.map((p: { pass: string }) => p.pass)).toEqual(["lift-attention", "streaming-llm", "lower-attention"]);
+    expect(manifest.lossy).toEqual(["decode.kv: streaming"]);
+    expect(await tokens(out, input_ids)).toEqual(greedy);
+    // An optional request gives way to a required one that takes the same layers, whichever runs first.
+    const reversed = await compileSource(source("streaming(sinks: 4, window: 60)?", tidal), PIPE, { outDir: join(tmp, "both-reversed") });
+    expect(reversed.diagnostics.map((d) => `${d.span?.line}:${d.span?.column}: ${d.severity}: ${d.message}`)).toEqual([
+      "5:9: warning: kv: streaming is skipped, it cannot be applied: attention: tidal rewrites the same attention layers of model 'llm', and the two do not combine (it is optional)",
+    ]);
+    const placed = JSON.parse(readFileSync(join(tmp, "both-reversed", "manifest.json"), "utf8"));
+    expect(placed.passes.map((p: { pass: string; changed: boolean }) => [p.pass, p.changed])).toEqual([["lift-attention", true], ["tidal", true], ["lower-attention", false]]);
+    expect(readFileSync(join(tmp, "both-reversed", "driver.ts"), "utf8")).not.toContain("streaming");
   });
 });

@@ -2,19 +2,17 @@ import { createHash } from "node:crypto";
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { basename, dirname, join, relative, resolve, sep } from "node:path";
 import type { Diagnostic } from "../../dsl/diagnostics.ts";
-import { defaultRegistry } from "../../passes/index.ts";
-import { loadModel, saveModel, type ExternalFileMode } from "../onnx/index.ts";
+import { saveModel, type ExternalFileMode } from "../onnx/index.ts";
 import { checkOutputFolder, refuseOverlap, writeOutputMarker } from "../output-guard.ts";
 import { signalCheckpoint } from "../temp-outputs.ts";
-import { isPipecError, type PipecError } from "../errors.ts";
 import { PACKAGE_ROOT, PIPEC_VERSION } from "../paths.ts";
-import { runPipeline, type PassRecord } from "../pass-manager/manager.ts";
 import type { PassRegistry } from "../pass-manager/registry.ts";
 import { writeDirAtomically } from "./atomic-dir.ts";
 import { generateDriver } from "./driver.ts";
 import { dumpPipeline } from "./dump.ts";
 import { analyzeFile, analyzeSource, type FrontendResult } from "./frontend.ts";
-import { lossyRequests, type GraphPassStep, type PipelineIR } from "./ir.ts";
+import { lossyRequests, type PipelineIR } from "./ir.ts";
+import type { Placement } from "./place.ts";
 import { stableJson } from "./stable-json.ts";
 
 export interface CompileOptions {
@@ -46,29 +44,25 @@ const RUNTIME_INDEX = resolve(PACKAGE_ROOT, "runtime/index.ts");
 
 /** Compiles a .pipe file into `outDir`; on any error `outDir` is left as it was. */
 export async function compileFile(file: string, opts: CompileOptions): Promise<CompileResult> {
-  return compileAnalyzed(analyzeFile(file, { registry: opts.registry }), opts);
+  return compileAnalyzed(analyzeFile(file, { registry: opts.registry, place: true }), opts);
 }
 
 /** Compiles .pipe source text; `file` says where it lives (paths in it are relative to its folder). */
 export async function compileSource(source: string, file: string, opts: CompileOptions): Promise<CompileResult> {
-  return compileAnalyzed(analyzeSource(source, file, { registry: opts.registry }), opts);
+  return compileAnalyzed(analyzeSource(source, file, { registry: opts.registry, place: true }), opts);
 }
 
 async function compileAnalyzed(front: FrontendResult, opts: CompileOptions): Promise<CompileResult> {
-  const result: CompileResult = { file: front.file, source: front.source, diagnostics: front.diagnostics.sorted() };
-  const ir = front.ir;
-  if (!ir || front.diagnostics.hasErrors) return result;
+  const diagnostics = front.diagnostics.sorted();
+  const result: CompileResult = { file: front.file, source: front.source, diagnostics };
+  const { ir, placement } = front;
+  if (!ir || !placement || front.diagnostics.hasErrors) return result;
   const outDir = resolve(opts.outDir);
   refuseOverlap(outDir, opts.outDir, compileInputs(front.file, ir));
   checkOutputFolder(outDir, opts.outDir, opts.force ?? false);
-  let unchanged: (GraphPassStep & { model: string })[];
-  try {
-    unchanged = await writeDirAtomically(outDir, (dir) => writeOutputs(ir, front, dir, outDir, opts));
-  } catch (e) {
-    if (!(e instanceof RequestedPassRefusal)) throw e;
-    return { ...result, diagnostics: [...result.diagnostics, refusalError(ir, e)] };
-  }
-  return { ...result, diagnostics: [...result.diagnostics, ...unchanged.map((step) => idleRequestWarning(ir, step))], outDir, ir };
+  await signalCheckpoint();
+  await writeDirAtomically(outDir, (dir) => writeOutputs(placement, front, dir, outDir, opts, diagnostics));
+  return { ...result, outDir, ir };
 }
 
 /** Every file a compile reads: the output may not be, hold or lie inside any of them. */
@@ -80,73 +74,18 @@ function compileInputs(file: string, ir: PipelineIR): { path: string; role: stri
   ];
 }
 
-/** A pass a .pipe request added refused the model (e.g. a combination the model's encoding cannot honour). */
-class RequestedPassRefusal extends Error {
-  constructor(
-    readonly step: GraphPassStep,
-    readonly refusal: PipecError,
-  ) {
-    super(refusal.message);
-  }
-}
-
-/** Where in the .pipe the request that added `origin`'s pass was written. */
-function requestSpan(ir: PipelineIR, origin: string) {
-  const [stageName, slot] = origin.split(/[.:]/);
-  const stage = ir.stages.find((s) => s.name === stageName);
-  return stage && [stage.kv, stage.attention, stage.speculate, stage.sampling].find((l) => l.use.slot === slot)?.use.span;
-}
-
-/** The refusal as an error at the request that asked for the pass, as the language's own checks report. */
-function refusalError(ir: PipelineIR, e: RequestedPassRefusal): Diagnostic {
-  const span = requestSpan(ir, e.step.origin);
-  return { severity: "error", message: `${e.step.origin.slice(e.step.origin.indexOf(".") + 1)}: ${e.refusal.message.replace(/^pass '[^']*': /, "")}`, ...(span && { span }) };
-}
-
-/**
- * A requested method whose pass changed nothing (it found nothing it rewrites, e.g. attention an
- * earlier pass already replaced) is reported where it was requested: the output would silently
- * be the model without it.
- */
-function idleRequestWarning(ir: PipelineIR, step: GraphPassStep & { model: string }): Diagnostic {
-  const span = requestSpan(ir, step.origin);
-  const message = `${step.origin.slice(step.origin.indexOf(".") + 1)}: pass '${step.pass}' changed nothing in model '${step.model}'; its output is the model without it`;
-  return { severity: "warning", message, ...(span && { span }) };
-}
-
-/** Runs a model's passes; a pass's refusal names the request that added it. */
-function runRequestedPasses(model: Parameters<typeof runPipeline>[0], passes: Parameters<typeof runPipeline>[1], steps: readonly GraphPassStep[]): PassRecord[] {
-  try {
-    return runPipeline(model, passes);
-  } catch (e) {
-    const step = isPipecError(e) && steps.find((p) => e.message.startsWith(`pass '${p.pass}': `));
-    if (!step) throw e;
-    throw new RequestedPassRefusal(step, e as PipecError);
-  }
-}
-
-/** Writes every output into `dir`; returns the requested passes that changed nothing. */
-async function writeOutputs(ir: PipelineIR, front: FrontendResult, dir: string, finalDir: string, opts: CompileOptions): Promise<(GraphPassStep & { model: string })[]> {
-  const unchanged: (GraphPassStep & { model: string })[] = [];
-  const registry = opts.registry ?? defaultRegistry();
+/** Writes every output into `dir`: the placed models, the driver, the IR dump and the manifest. */
+async function writeOutputs(placement: Placement, front: FrontendResult, dir: string, finalDir: string, opts: CompileOptions, diagnostics: readonly Diagnostic[]): Promise<void> {
+  const ir = placement.ir;
   const pipeDir = dirname(front.file);
   const rel = (p: string) => relative(pipeDir, p).split(sep).join("/");
   const modelFiles: Record<string, string> = {};
   const tokenizerFiles: Record<string, string> = {};
   const passRuns: Record<string, unknown>[] = [];
   const inputs: Record<string, unknown>[] = [{ role: "pipeline", path: basename(front.file), sha256: sha256(front.source) }];
-  for (const m of ir.models) {
+  for (const { node: m, model, runs } of placement.models) {
     const target = `models/${m.name}/model.onnx`;
-    const model = loadModel(m.path);
-    await signalCheckpoint();
-    const passes = registry.resolve(m.passes.map((p) => ({ name: p.pass, options: p.options })));
-    const records: PassRecord[] = runRequestedPasses(model, passes, m.passes);
-    records.forEach((r, i) => {
-      const step = m.passes[i]!;
-      passRuns.push({ model: m.name, pass: r.name, options: step.options, origin: step.origin, lossy: step.lossy, changed: r.changed, stats: r.stats });
-      if (!r.changed && step.lossy) unchanged.push({ ...step, model: m.name });
-    });
-    await signalCheckpoint();
+    for (const { step, record: r } of runs) passRuns.push({ model: m.name, pass: r.name, options: step.options, origin: step.origin, lossy: step.lossy, changed: r.changed, stats: r.stats });
     mkdirSync(join(dir, "models", m.name), { recursive: true });
     saveModel(model, join(dir, target), { weights: "preserve", externalFiles: opts.externalFiles });
     await signalCheckpoint();
@@ -183,18 +122,19 @@ async function writeOutputs(ir: PipelineIR, front: FrontendResult, dir: string, 
       name: s.name,
       model: s.model,
       tokenizer: s.tokenizer,
-      ...Object.fromEntries([s.kv, s.attention, s.speculate, s.sampling].map((l) => [l.use.slot, { method: l.use.method, params: l.use.params, lossy: l.use.lossy, level: l.level }])),
+      ...Object.fromEntries([s.kv, s.attention, s.speculate, s.sampling].map((l) => [l.use.slot, { method: l.use.method, params: l.use.params, lossy: l.use.lossy, level: l.level, ...(l.use.optional && { optional: true }), ...(l.unplaced && { unplaced: true }) }])),
       maxTokens: s.maxTokens,
       stop: s.stop,
       device: s.device,
     })),
     lossy: lossyRequests(ir),
+    // Kept so that a cached run shows them again (run.ts).
+    warnings: diagnostics.filter((d) => d.severity === "warning").map((d) => ({ message: d.message, ...(d.span && { span: d.span }) })),
     outputs: { driver: "driver.ts", ir: "pipeline.ir", models: modelFiles, tokenizers: tokenizerFiles },
     versions: { pipec: PIPEC_VERSION, onnxruntimeNode: dependencyVersion("onnxruntime-node"), chevrotain: dependencyVersion("chevrotain"), tsMorph: dependencyVersion("ts-morph") },
   };
   writeFileSync(join(dir, "manifest.json"), stableJson(manifest));
   writeOutputMarker(dir);
-  return unchanged;
 }
 
 function relativeImport(fromDir: string, file: string): string {

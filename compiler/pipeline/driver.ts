@@ -103,11 +103,13 @@ function literal(value: object, replace: Record<string, string> = {}): string {
 
 function body(stage: GenerateNode, layout: DriverLayout, hasTokenizer: boolean): WriterFunction {
   const modelFile = layout.modelFiles[stage.model]!;
-  const speculation = runtimeSpeculation(stage.speculate.use);
+  // Runtime settings follow what was placed: an optional request the model could not take (level none) gets none.
+  const speculation = stage.speculate.level !== "none" ? runtimeSpeculation(stage.speculate.use) : undefined;
   const draft = speculation?.kind === "draft" ? layout.modelFiles[speculation.model] : undefined;
   // The draft model is opened by the driver and passed in place of its name.
   const speculate = speculation && literal(speculation, { model: "draftModel" });
-  const streaming = runtimeStreaming(stage.kv.use);
+  // The runtime evicts only where the graph's streaming-llm attends to the same rows.
+  const streaming = stage.kv.level === "graph" ? runtimeStreaming(stage.kv.use) : undefined;
   return (w) => {
     w.writeLine(`const file = (path: string) => fileURLToPath(new URL(path, import.meta.url));`);
     w.writeLine(`const session = { device: options.device ?? settings.device, threads: options.threads };`);

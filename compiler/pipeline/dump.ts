@@ -43,8 +43,8 @@ function factLines(f: ModelFacts): [string, string][] {
 function dumpGenerate(s: GenerateNode): string[] {
   const args = [`model: ${s.model}`, `tokenizer: ${s.tokenizer}`, ...(s.input !== undefined ? [`input: ${s.input}`] : [])];
   const method = (l: Lowered) => {
-    const notes = [l.level === "none" ? "nothing to do" : `${l.level}`, ...(l.use.lossy ? ["lossy"] : [])];
-    return `    ${l.use.slot}: ${printMethod(l.use)}  # ${notes.join(", ")}`;
+    const notes = l.unplaced ? ["not applied: the model cannot take it"] : [l.level === "none" ? "nothing to do" : `${l.level}`, ...(l.use.lossy ? ["lossy"] : [])];
+    return `    ${l.use.slot}: ${printMethod(l.use)}${l.use.optional ? "?" : ""}  # ${notes.join(", ")}`;
   };
   return [
     `  stage ${s.name} = generate(${args.join(", ")}) {`,

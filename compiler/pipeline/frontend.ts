@@ -10,12 +10,18 @@ import type { PassRegistry } from "../pass-manager/registry.ts";
 import type { PipelineIR } from "./ir.ts";
 import { lowerPipeline } from "./lower.ts";
 import { fileFactsProvider } from "./model-facts.ts";
+import { placeRequests, type Placement } from "./place.ts";
 
 export interface FrontendOptions {
   registry?: PassRegistry;
   facts?: FactsProvider;
   /** Stop after the checks (no lowering): what `pipec check` needs when methods are not implemented yet. */
   lower?: boolean;
+  /**
+   * Also run the models' passes (nothing is written) and report requests a model cannot take,
+   * as compile does: what `pipec check` and compile need. Off, the models are only read for facts.
+   */
+  place?: boolean;
 }
 
 export interface FrontendResult {
@@ -24,7 +30,10 @@ export interface FrontendResult {
   source: string;
   diagnostics: Diagnostics;
   checked?: CheckedPipeline;
+  /** As placed when `place` was asked for (unplaceable optional requests dropped). */
   ir?: PipelineIR;
+  /** The models after their passes, when `place` was asked for and nothing failed. */
+  placement?: Placement;
 }
 
 /** Parse, check against the models, lower: every problem of the file is collected, none thrown. */
@@ -36,8 +45,15 @@ export function analyzeSource(source: string, file: string, opts: FrontendOption
   dropCascades(diagnostics);
   const result: FrontendResult = { file: abs, source, diagnostics, checked };
   if (checked && !diagnostics.hasErrors && opts.lower !== false) {
-    const ir = lowerPipeline(checked, opts.registry ?? defaultRegistry(), diagnostics);
+    const registry = opts.registry ?? defaultRegistry();
+    const ir = lowerPipeline(checked, registry, diagnostics);
     if (ir) result.ir = ir;
+    if (ir && opts.place) {
+      const placement = placeRequests(ir, registry);
+      diagnostics.items.push(...placement.diagnostics);
+      if (diagnostics.hasErrors) delete result.ir;
+      else Object.assign(result, { ir: placement.ir, placement });
+    }
   }
   return result;
 }

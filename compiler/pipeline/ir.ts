@@ -63,9 +63,11 @@ export interface Lowered {
   use: MethodUse;
   /** graph: by passes on a model; runtime: by the runtime from the driver's options; none: nothing to do. */
   level: "graph" | "runtime" | "none";
+  /** An optional request (`?`) the model could not take: nothing carries it out (compile warned). */
+  unplaced?: true;
 }
 
 /** Every lossy request of the pipeline, as `stage.slot: method` lines for the dump and the manifest. */
 export function lossyRequests(ir: PipelineIR): string[] {
-  return ir.stages.flatMap((s) => [s.kv, s.attention, s.speculate, s.sampling].filter((l) => l.use.lossy).map((l) => `${s.name}.${l.use.slot}: ${l.use.method}`));
+  return ir.stages.flatMap((s) => [s.kv, s.attention, s.speculate, s.sampling].filter((l) => l.use.lossy && !l.unplaced).map((l) => `${s.name}.${l.use.slot}: ${l.use.method}`));
 }

@@ -79,7 +79,7 @@ function selfDraftAsDraftModel(use: MethodUse, target: ModelNode, s: CheckedStag
 }
 
 /** Passes on canonical attention run together between one lift-attention and one lower-attention. */
-function bracketAttentionPasses(passes: GraphPassStep[], registry: PassRegistry): GraphPassStep[] {
+export function bracketAttentionPasses(passes: GraphPassStep[], registry: PassRegistry): GraphPassStep[] {
   const onAttention = passes.filter((p) => p.onAttention);
   if (onAttention.length === 0) return passes;
   const bracket = (pass: string): GraphPassStep => ({ pass, options: {}, origin: onAttention.map((p) => p.origin).join(", "), lossy: false });

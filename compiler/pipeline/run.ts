@@ -3,6 +3,8 @@ import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { tsImport } from "tsx/esm/api";
+import type { Span } from "../../dsl/ast.ts";
+import type { Diagnostic } from "../../dsl/diagnostics.ts";
 import type { GenerationEvent } from "../../runtime/index.ts";
 import { compilerIdentity } from "../paths.ts";
 import { cacheLimitBytes, cacheRoot, entryFor, evictToLimit, keyFileOf, touchEntry } from "./cache-dir.ts";
@@ -49,7 +51,7 @@ export async function prepareRun(file: string, opts: RunOptions = {}): Promise<P
   const key = cacheKey(front.source, [...front.ir.models.map((m) => m.path), ...front.ir.tokenizers.flatMap((t) => (t.kind === "hf" ? [t.path] : []))]);
   if (existsSync(keyFile) && existsSync(join(outDir, "driver.ts")) && readFileSync(keyFile, "utf8") === key) {
     touchEntry(outDir);
-    return { compile: { file: front.file, source: front.source, diagnostics: front.diagnostics.sorted(), ir: front.ir, outDir }, outDir };
+    return { compile: { file: front.file, source: front.source, diagnostics: storedWarnings(outDir), ir: front.ir, outDir }, outDir };
   }
   // The entry is the cache's own: an older layout's folder there may be replaced.
   const compile = await compileFile(file, { outDir, force: true });
@@ -67,6 +69,12 @@ export async function* runCompiled(outDir: string, prompt: string | readonly num
   } finally {
     await pipeline.close();
   }
+}
+
+/** The warnings the compile gave (manifest.json keeps them), so every cached run shows them as the first did. */
+function storedWarnings(outDir: string): Diagnostic[] {
+  const manifest = JSON.parse(readFileSync(join(outDir, "manifest.json"), "utf8")) as { warnings?: { message: string; span?: Span }[] };
+  return (manifest.warnings ?? []).map((w) => ({ severity: "warning", message: w.message, ...(w.span && { span: w.span }) }));
 }
 
 function cacheKey(source: string, files: string[]): string {

@@ -23,7 +23,8 @@ export interface ShowResult {
 
 /** `pipec ir file.pipe`: the pipeline-level IR, and the model graphs around the passes it plans. */
 export function showPipelineIr(file: string, opts: ShowOptions = {}): ShowResult {
-  const front = analyzeFile(file);
+  // Placed, so the IR says what compile would do: an optional request the model cannot take shows as not applied.
+  const front = analyzeFile(file, { place: true });
   const result: ShowResult = { source: front.source, diagnostics: front.diagnostics.sorted() };
   if (!front.ir) return result;
   const parts = [dumpPipeline(front.ir)];

@@ -12,3 +12,6 @@ export function denseCanonicalNodes(model: Model): Node[] {
   inferShapes(model);
   return model.graph.nodeArray().filter((n) => isCanonical(n) && !isSparse(n));
 }
+
+/** Why a sparse pass changed nothing though attention was lifted: the reason compile reports at the request. */
+export const NO_ATTENTION_LEFT = "no dense attention layer is left to rewrite (none was lifted to canonical form, or an earlier rewrite took them all)";

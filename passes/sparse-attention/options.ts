@@ -10,3 +10,11 @@ export function parseLayers(text: string, where: string): number[] | undefined {
   }
   return layers;
 }
+
+/** Reads a count that may be `auto` (the pass chooses): `128`, `auto`. */
+export function parseAutoCount(text: string, where: string): number | "auto" {
+  if (text.trim() === "auto") return "auto";
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 0) throw new PipecError("pass-option", `${where}: '${text}' is neither a count (>= 0) nor auto`);
+  return n;
+}

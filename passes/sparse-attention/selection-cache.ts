@@ -11,13 +11,15 @@ import type { SparseSite } from "./site.ts";
 /**
  * The selection cache's contract (runtime/contract.ts reads the same names), per layer {i}:
  *   input  tokenselect_cached_fingerprint.{i}  float32 [H*D]  the fingerprint the indices were chosen for (zeros: none)
- *   input  tokenselect_cached_indices.{i}      int64 [K]      those indices, followed by every past row added since
+ *   input  tokenselect_cached_indices.{i}      int64 [C]      the middle rows chosen then (past rows, not the sinks or the window)
  *   output tokenselect_fingerprint.{i}         float32 [H*D]  the fingerprint to keep (the cached one when reused)
- *   output tokenselect_indices.{i}             int64 [K]      the past rows this step attended (to keep)
+ *   output tokenselect_indices.{i}             int64 [C]      the middle rows this step attended (to keep)
  *   output tokenselect_reused.{i}              bool [1]       whether the cached indices were used
  * The model decides reuse itself (cosine >= threshold, one query, a cached fingerprint), so the
  * threshold is compiled in and the runtime only carries state. The vote runs in an If branch
- * taken only when the cache is not used: skipping it is the point.
+ * taken only when the cache is not used: skipping it is the point. A reused step attends the
+ * cached middle rows with its own sinks and window, so it attends as many keys as a fresh one
+ * (the budget holds however long a selection is reused).
  */
 export const SELECTION_CACHE_NAMES = {
   cachedFingerprint: "tokenselect_cached_fingerprint",
@@ -49,16 +51,22 @@ export type FingerprintSource = { kind: "unrotated" | "no-rotary" } | { kind: "r
  * vote, the reuse branch computes them for the cached rows, so a miss gathers no K rows.
  */
 export interface Selection {
-  fresh: () => { keep_K: Value; scores?: Value };
+  /** The middle rows chosen, the rows attended (those with the sinks and the window), and their scores. */
+  fresh: () => { chosen_C: Value; keep_K: Value; scores?: Value };
+  /** The rows attended around chosen middle rows: the step's sinks and window added. */
+  around: (chosen_C: Value) => Value;
   scoresOf?: (keep_K: Value) => Value;
+  /** bool [1]: whether reuse may happen at all this step (beside the fingerprint's similarity). */
+  reusable_1?: Value;
 }
 
 /**
  * int64 [K]: the selectable rows to attend, `fresh()`'s (built in the recompute branch) unless the
  * step's query fingerprint (mean over T of the query, [H*D]; see FingerprintQuery) is within
- * `threshold` cosine of the cached one; with their scores when the selection gives them. The
- * cached indices stay valid as the cache grows: they index past rows, which an append never moves
- * (the runtime drops them on truncate or gather).
+ * `threshold` cosine of the cached one, when the cached middle rows are attended with the step's
+ * sinks and window; with their scores when the selection gives them. The cached indices stay
+ * valid as the cache grows: they index past rows, which an append never moves (the runtime drops
+ * them on truncate or gather).
  */
 export function cachedSelection(
   model: Model,
@@ -86,27 +94,32 @@ export function cachedSelection(
   const dot_1 = sum(b.op.Mul(fingerprint_F, cachedFingerprint_F));
   const norms_1 = b.op.Mul(sum(b.op.Mul(fingerprint_F, fingerprint_F)), sum(b.op.Mul(cachedFingerprint_F, cachedFingerprint_F)));
   const similar_1 = b.op.And(b.op.Greater(dot_1, b.float32(0)), b.op.Not(b.op.Less(b.op.Mul(dot_1, dot_1), b.op.Mul(norms_1, b.float32(options.threshold * options.threshold)))));
-  const reused_1 = b.op.And(similar_1, b.op.Equal(site.T_1, b.int64([1])));
+  const oneQuery_1 = b.op.And(similar_1, b.op.Equal(site.T_1, b.int64([1])));
+  const reused_1 = selection.reusable_1 ? b.op.And(oneQuery_1, selection.reusable_1) : oneQuery_1;
 
   const parent = site.node.graph!;
   const reuse = new Graph(`tokenselect_reuse_${layer}`, { parent });
   const { scoresOf } = selection;
   site.buildIn(reuse, () => {
-    const keep_K = typed(site.b.op.Identity(cachedIndices_K));
+    const chosen_C = typed(site.b.op.Identity(cachedIndices_K));
+    const keep_K = typed(selection.around(chosen_C));
+    reuse.addOutput(chosen_C);
     reuse.addOutput(keep_K);
     if (scoresOf) reuse.addOutput(typedScores(scoresOf(keep_K)));
   });
   const recompute = new Graph(`tokenselect_recompute_${layer}`, { parent });
   site.buildIn(recompute, () => {
-    const { keep_K, scores } = selection.fresh();
+    const { chosen_C, keep_K, scores } = selection.fresh();
+    recompute.addOutput(typed(chosen_C));
     recompute.addOutput(typed(keep_K));
     if (scoresOf) recompute.addOutput(typedScores(scores!));
   });
-  const chosen = b.node("If", [reused_1], { outputs: scoresOf ? 2 : 1, attributes: { then_branch: reuse, else_branch: recompute } });
-  const keep_K = typed(chosen.output(0));
-  const scores = scoresOf ? typedScores(chosen.output(1)) : undefined;
+  const chosen = b.node("If", [reused_1], { outputs: scoresOf ? 3 : 2, attributes: { then_branch: reuse, else_branch: recompute } });
+  const chosen_C = typed(chosen.output(0));
+  const keep_K = typed(chosen.output(1));
+  const scores = scoresOf ? typedScores(chosen.output(2)) : undefined;
 
-  b.output(keep_K, `${names.indices}.${layer}`);
+  b.output(chosen_C, `${names.indices}.${layer}`);
   b.output(b.op.Where(reused_1, cachedFingerprint_F, fingerprint_F), `${names.fingerprint}.${layer}`, tensorType(DataType.FLOAT, [H * D]));
   b.output(b.op.Identity(reused_1), `${names.reused}.${layer}`, tensorType(DataType.BOOL, [1]));
   return { keep_K, scores, source };

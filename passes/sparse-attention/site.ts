@@ -7,6 +7,7 @@ import type { Value } from "../../compiler/ir/value.ts";
 import type { CanonicalAttentionAttrs } from "../attention/canonical.ts";
 import { emitCanonical, readCanonical } from "../attention/canonical-node.ts";
 import { dtypeOf, lowestOf, OpsetOps } from "../attention/ops.ts";
+import { tensorType } from "../../compiler/ir/types.ts";
 import { attendTwoBlocks, cacheConcat, type CacheRows } from "../kv-split-attention.ts";
 
 /**
@@ -238,6 +239,25 @@ export class SparseSite {
     return bias && this.cache ? this.b.op.Slice(bias, this.cache.P_1, this.b.int64([Number.MAX_SAFE_INTEGER]), this.b.int64([3])) : undefined;
   }
 
+  /**
+   * Adds the output `attended_keys.<pass>.<layer>`, int64 [1]: how many keys the replacement
+   * attends the step's last query to (batch 0, head 0), summed over blocks of `keys_1` keys, each
+   * read off its additive bias `mask_BHTK` (undefined: all visible). The runtime reports it per
+   * method, so a budget is measured from what the graph attends, not recomputed from the options.
+   */
+  reportAttendedKeys(blocks: readonly { mask?: Value; keys_1: Value }[]): void {
+    const b = this.b;
+    const visible = ({ mask, keys_1 }: { mask?: Value; keys_1: Value }): Value => {
+      if (!mask) return keys_1;
+      const first = (x: Value, axis: number) => b.op.Slice(x, b.int64([0]), b.int64([1]), b.int64([axis]));
+      const last_K = b.op.Slice(first(first(mask, 0), 1), b.int64([-1]), b.int64([Number.MAX_SAFE_INTEGER]), b.int64([2]));
+      const seen = b.op.Cast(b.op.Not(b.op.Less(last_K, b.float32(0))), { to: DataType.FLOAT });
+      return b.op.Reshape(b.op.Cast(b.op.ReduceSum(seen, { keepdims: 0 }), { to: DataType.INT64 }), b.int64([1]));
+    };
+    const count_1 = blocks.map(visible).reduce((sum, n) => b.op.Add(sum, n));
+    b.output(b.op.Identity(count_1), `${ATTENDED_KEYS_OUTPUT}.${this.pass}.${this.attrs.layer}`, tensorType(DataType.INT64, [1]));
+  }
+
   /** Replaces the node by attention over selectable keys `keep_K` (one index set for every head), plus the new rows with a cache. */
   attendShared(keep_K: Value): void {
     const b = this.b;
@@ -329,6 +349,7 @@ export class SparseSite {
   private replace(sel: { key: Value; value: Value; mask?: Value; kvHeads: number }, rows?: { key: Value; value: Value; mask?: Value }): void {
     const b = this.b;
     const mask = sel.mask && rows?.mask ? b.op.Concat(sel.mask, rows.mask, { axis: 3 }) : sel.mask;
+    this.reportAttendedKeys([{ mask: sel.mask, keys_1: this.ops.dim(sel.key, 2) }, ...(rows ? [{ mask: rows.mask, keys_1: this.ops.dim(rows.key, 2) }] : [])]);
     let out: Value;
     if (rows && dtypeOf(this.query_BHTD) === DataType.FLOAT) {
       const first = { key: sel.key, value: sel.value, heads: sel.kvHeads };
@@ -347,6 +368,9 @@ export class SparseSite {
     this.node.graph!.remove(this.node);
   }
 }
+
+/** The graph output a sparse layer reports the keys it attended on, per pass and layer (runtime/contract.ts reads the same names). */
+export const ATTENDED_KEYS_OUTPUT = "attended_keys";
 
 /**
  * One per-head selection and what the sparse layers after it share: the chosen keys, and what

@@ -6,9 +6,8 @@ import type { SelectionCacheSlot } from "../contract.ts";
 
 interface LayerSelection {
   fingerprint: ort.Tensor;
+  /** The middle rows chosen (the model adds the sinks and its window of the step). */
   indices: BigInt64Array;
-  /** Past rows when the indices were chosen: rows after them have been appended since. */
-  rows: number;
 }
 
 export class SelectionCache {
@@ -22,21 +21,12 @@ export class SelectionCache {
     for (const s of slots) this.none.set(s.layer, new ort.Tensor("float32", new Float32Array(s.fingerprintSize), [s.fingerprintSize]));
   }
 
-  /**
-   * Feeds each layer's fingerprint and indices, followed by every row appended since they were
-   * chosen: a row the window held then stays attended (and with a budget covering the context,
-   * reuse still attends everything). Zeros and no indices where nothing is kept.
-   */
-  prepare(pastRows: number, feeds: Record<string, ort.Tensor>, fetches: Record<string, ort.Tensor | null>): void {
+  /** Feeds each layer's fingerprint and chosen middle rows; zeros and no rows where nothing is kept. */
+  prepare(feeds: Record<string, ort.Tensor>, fetches: Record<string, ort.Tensor | null>): void {
     for (const { layer } of this.slots) {
       for (const output of ["fingerprint", "indices", "reused"]) fetches[`tokenselect_${output}.${layer}`] = null;
       const kept = this.kept.get(layer);
-      let indices = new BigInt64Array(0);
-      if (kept) {
-        indices = new BigInt64Array(kept.indices.length + pastRows - kept.rows);
-        indices.set(kept.indices);
-        for (let r = kept.rows, i = kept.indices.length; r < pastRows; r++, i++) indices[i] = BigInt(r);
-      }
+      const indices = kept?.indices ?? new BigInt64Array(0);
       feeds[`tokenselect_cached_fingerprint.${layer}`] = kept?.fingerprint ?? this.none.get(layer)!;
       feeds[`tokenselect_cached_indices.${layer}`] = new ort.Tensor("int64", indices, [indices.length]);
     }
@@ -46,14 +36,14 @@ export class SelectionCache {
    * Keeps what a one-query step attended. A multi-query step (prefill, verification) attends
    * every key, so it leaves nothing to reuse: the next decode step chooses afresh.
    */
-  accept(outputs: Record<string, ort.Tensor>, pastRows: number, queries: number): void {
+  accept(outputs: Record<string, ort.Tensor>, queries: number): void {
     if (queries !== 1) return this.reset();
     for (const { layer } of this.slots) {
       const reused = Boolean((outputs[`tokenselect_reused.${layer}`]!.data as ArrayLike<unknown>)[0]);
       if (reused) this.reused++;
       else this.recomputed++;
       const indices = outputs[`tokenselect_indices.${layer}`]!.data as BigInt64Array;
-      this.kept.set(layer, { fingerprint: outputs[`tokenselect_fingerprint.${layer}`]!, indices: indices.slice(), rows: pastRows });
+      this.kept.set(layer, { fingerprint: outputs[`tokenselect_fingerprint.${layer}`]!, indices: indices.slice() });
     }
   }
 

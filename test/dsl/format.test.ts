@@ -43,6 +43,11 @@ pipeline chat {  # on the pipeline line
 `;
 
 describe("formatPipe", () => {
+  it("keeps an optional request's '?' right after its value, and a comment after it", () => {
+    const source = `pipeline p {\n  stage s = generate(llm, tok) {\n    kv:   streaming( sinks: 4 ) ?   # optional\n  }\n}\n`;
+    expect(fmt(source)).toBe(`pipeline p {\n  stage s = generate(llm, tok) {\n    kv: streaming(sinks: 4)?  # optional\n  }\n}\n`);
+  });
+
   it("normalises spacing and line breaks and keeps every comment", () => {
     expect(fmt(MESSY)).toBe(CANONICAL);
   });

@@ -7,8 +7,14 @@ describe("parseMethodOption", () => {
     expect(message).toBe("");
     expect(use).toMatchObject({ slot: "kv", method: "streaming", params: { sinks: 4, window: 60 }, given: ["sinks", "window"], lossy: true });
     expect(parseMethodOption("lookup(ngram: 2)", "speculate").use?.params).toEqual({ ngram: 2, max_draft: 10 });
-    expect(parseMethodOption("tidal", "attention").use?.params).toEqual({ top_k: 256, full_layers: 2, select_layers: [2, 13] });
+    expect(parseMethodOption("tidal", "attention").use?.params).toEqual({ top_k: 256, full_layers: "auto", select_layers: "auto" });
     expect(parseMethodOption("draft(model: small, k: adaptive(max: 8))", "speculate").use?.params).toEqual({ model: "small", k: { adaptive: { threshold: 0.3, min: 2, max: 8 } } });
+  });
+
+  it("takes a trailing '?' as a .pipe setting does: the request is optional", () => {
+    expect(parseMethodOption("streaming(sinks: 4)?", "kv").use).toMatchObject({ method: "streaming", params: { sinks: 4 }, optional: true });
+    expect(parseMethodOption("streaming(sinks: 4)", "kv").use?.optional).toBeUndefined();
+    expect(parseMethodOption("streaming(sinks: 4)??", "kv").message).toMatch(/^--kv:1:20: error: /);
   });
 
   it("reports mistakes with the option as the file and a caret", () => {

@@ -9,7 +9,8 @@ export const checkCommand: Command = {
   help: `usage: pipec check <file.pipe>
 
 Parses the file, checks every name, method and parameter against the language and the models it
-names (layer ranges, vocabularies, files), and reports every error and warning as
+names (layer ranges, vocabularies, files), runs the models' passes without writing anything (so a
+request a model cannot take is reported as compile would), and reports every error and warning as
 file:line:col with the source line. Exit code 0 when clean, 1 on errors, 2 on usage errors.
 `,
   run(args, io) {
@@ -19,7 +20,7 @@ file:line:col with the source line. Exit code 0 when clean, 1 on errors, 2 on us
       return 0;
     }
     const file = onePositional("check", positionals, "a .pipe file");
-    const result = analyzeFile(file);
+    const result = analyzeFile(file, { place: true });
     const items = result.diagnostics.sorted();
     if (items.length) io.err(formatDiagnostics(items, file, result.source) + "\n");
     const errors = items.filter((d) => d.severity === "error").length;

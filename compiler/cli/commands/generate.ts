@@ -196,6 +196,7 @@ function samplingMethod(config: SamplingConfig): string {
 
 function formatStats(s: GenerationStats): string {
   const kib = (s.peakKvBytes / 1024).toFixed(1);
-  return `${s.promptTokens} prompt + ${s.generatedTokens} generated tokens on ${s.device}: prefill ${s.prefillMs.toFixed(1)} ms, first token ${s.timeToFirstTokenMs.toFixed(1)} ms, decode ${s.decodeTokensPerSecond.toFixed(1)} tok/s, session ${s.sessionRunMs.toFixed(1)} ms / host ${s.hostMs.toFixed(1)} ms, peak KV ${kib} KiB`;
+  const attended = Object.entries(s.attendedKeys ?? {}).map(([method, a]) => `, ${method} attended ${a.min === a.max ? a.min : `${a.min}..${a.max}`} keys a step`).join("");
+  return `${s.promptTokens} prompt + ${s.generatedTokens} generated tokens on ${s.device}: prefill ${s.prefillMs.toFixed(1)} ms, first token ${s.timeToFirstTokenMs.toFixed(1)} ms, decode ${s.decodeTokensPerSecond.toFixed(1)} tok/s, session ${s.sessionRunMs.toFixed(1)} ms / host ${s.hostMs.toFixed(1)} ms, peak KV ${kib} KiB${attended}`;
 }
 

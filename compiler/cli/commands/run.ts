@@ -74,7 +74,7 @@ tokenizer is raw ids).
 
 function statsLine(stats: GenerationStats, finish: string): string {
   return `[${finish}] ${Object.entries(stats)
-    .map(([k, v]) => `${k}=${typeof v === "number" && !Number.isInteger(v) ? v.toFixed(1) : String(v)}`)
+    .map(([k, v]) => `${k}=${typeof v === "number" && !Number.isInteger(v) ? v.toFixed(1) : typeof v === "object" ? JSON.stringify(v) : String(v)}`)
     .join(" ")}`;
 }
 
