@@ -1,7 +1,7 @@
 import type { Builder } from "../../compiler/ir/builder.ts";
 import { DataType } from "../../compiler/ir/dtype.ts";
 import type { Value } from "../../compiler/ir/value.ts";
-import type { Match, Rule, RuleContext } from "../../compiler/rewrite/index.ts";
+import type { Match, PatternBuilder, PatternValue, Rule, RuleContext } from "../../compiler/rewrite/index.ts";
 import { emitCanonical } from "./canonical-node.ts";
 import { kvNames } from "./kv-names.ts";
 import { accept, planOf, type LiftPlan } from "./plan.ts";
@@ -27,7 +27,7 @@ const lastAxis = (axis: unknown) => axis === -1 || axis === 3 || `Softmax over a
 /**
  * Spelled-out attention, rooted at the probabilities x V MatMul:
  *   MatMul(guard(Softmax(scores)), V)
- * guard: none, Where(IsNaN(p), 0, p) or float Casts. The check takes the rest apart by what it
+ * guard: none, Where(IsNaN(p), 0, p), float Casts, or a Cast then the IsNaN guard. The check takes the rest apart by what it
  * computes (scores.ts, peel.ts): scores are MatMul(Q, K^T) with scales, float casts and one mask
  * (Add, or Where with a large negative fill) in any order; the scale may sit on Q, on K before or
  * after its transpose, or on the scores; K and V may be repeated for GQA.
@@ -38,7 +38,8 @@ export const decomposedAttentionRule: Rule = {
   pattern: (p) => {
     const softmax = p.op.Softmax(p.var("scores"), { axis: lastAxis }).as("probs");
     const probs = p.oneOf("guard", {
-      isnan: p.op.Where(p.op.IsNaN(softmax), p.constant("zero"), softmax),
+      isnan: guardNaN(p, softmax),
+      castIsnan: guardNaN(p, p.op.Cast(softmax)),
       cast2: p.op.Cast(p.op.Cast(softmax)),
       cast: p.op.Cast(softmax),
       none: softmax,
@@ -60,6 +61,11 @@ export const decomposedAttentionRule: Rule = {
   },
 };
 
+/** Where(IsNaN(p), 0, p): a guard against rows with no visible key. */
+function guardNaN(p: PatternBuilder, probs: PatternValue): PatternValue {
+  return p.op.Where(p.op.IsNaN(probs), p.constant("zero"), probs);
+}
+
 /** The canonical mask: true attends, or added after the scale (a scale applied after the mask scales it too). */
 function canonicalMask(b: Builder, mask: NonNullable<DecomposedPlan["mask"]>): Value {
   if (mask.kind === "whereInverted") return b.op.Not(mask.value);
@@ -74,7 +80,7 @@ function mergeHeads(ops: OpsetOps, out_BHTD: Value): Value {
 }
 
 function analyse(m: Match, opset: number): DecomposedPlan | string {
-  if (m.tags.guard === "isnan" && scalarConstant(m.values.zero) !== 0) return "the IsNaN guard does not replace NaN by 0";
+  if (m.tags.guard?.endsWith("snan") && scalarConstant(m.values.zero) !== 0) return "the IsNaN guard does not replace NaN by 0";
   const scores = peelScores(m.values.scores!);
   if (typeof scores === "string") return scores;
   const [queryIn, keyT] = scores.qk.inputs as [Value, Value];

@@ -86,13 +86,14 @@ function analyse(ctx: RuleContext, m: Match): OnnxAttentionPlan | string {
   let kvHeads: number | undefined;
   let headDim: number | undefined;
   let [key, value] = [m.values.k!, m.values.v!];
+  // Without its own past inputs or present outputs the op reads a cache grown outside it.
+  const growsCache = node.inputs[4] !== undefined || [node.outputs[1], node.outputs[2]].some((o) => o && !o.unused);
   if (packedHeads) {
     heads = node.attrInt("q_num_heads");
     kvHeads = node.attrInt("kv_num_heads");
     const hidden = shape?.[2];
     headDim = typeof hidden === "number" && heads ? hidden / heads : undefined;
   } else {
-    const growsCache = node.inputs[4] !== undefined || [node.outputs[1], node.outputs[2]].some((o) => o && !o.unused);
     const unrepeated = unrepeatedKv(growsCache, m.values.k!, m.values.v!);
     if (typeof unrepeated === "string") return unrepeated;
     [key, value] = unrepeated;
@@ -115,7 +116,7 @@ function analyse(ctx: RuleContext, m: Match): OnnxAttentionPlan | string {
     is_causal: causal,
     mask_kind: mask ? (dtypeOf(mask) === DataType.BOOL ? ("boolean" as const) : ("additive" as const)) : node.inputs[6] ? ("boolean" as const) : undefined,
     source_form: ONNX_ATTENTION_FORM,
-    ...(key !== m.values.k
+    ...(!growsCache
       ? kvNames(key, value)
       : fusedKvNames({ pastKey: node.inputs[4], pastValue: node.inputs[5], presentKey: node.outputs[1], presentValue: node.outputs[2] })),
   };

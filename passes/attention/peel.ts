@@ -129,6 +129,11 @@ export function peelKey(keyT: Value): PeeledKey | string {
         continue;
       }
     }
+    // [B, N, H, D] that is itself a Transpose of [B, H, N, D]: back to the heads-first K.
+    if (layout === "BNHD" && v.producer?.op === "Transpose" && v.producer.attrInts("perm")?.join(",") === "0,2,1,3") {
+      [v, layout] = [v.producer.inputs[0]!, "BHND"];
+      continue;
+    }
     // A repeat over axis 1 of K^T [B, H, D, N] or K [B, H, N, D] repeats heads; of [B, N, H, D] it would not.
     if (!repeated && layout !== "BNHD" && rank(v) === 4) {
       const base = peelRepeatKv(v);
@@ -202,9 +207,11 @@ export function peelRepeatKv(v: Value): Value | string {
   if (!withUnitAxis) return v;
   const spread = withUnitAxis.producer;
   if (spread?.op === "Reshape" && rank(spread.inputs[0]!) === 4) {
+    const [x, x5] = [shapeOf(spread.inputs[0])!, shapeOf(withUnitAxis)];
+    if (x5?.length === 5 && x5[2] === 1 && sameDims([x[0], x[1], x[2], x[3]], [x5[0], x5[1], x5[3], x5[4]])) return spread.inputs[0]!;
     const target = constantTensor(spread.inputs[1]!)?.toArray();
     if (target?.length === 5 && Number(target[2]) === 1) return spread.inputs[0]!;
-    return `repeat-KV reshapes to [${target ? [...target].join(", ") : "?"}], not [B, Hkv, 1, N, D]`;
+    return `repeat-KV reshapes to [${target ? [...target].join(", ") : (x5?.join(", ") ?? "?")}], not [B, Hkv, 1, N, D]`;
   }
   if (spread?.op !== "Unsqueeze") return `repeat-KV ${grow!.describe()} reads neither an Unsqueeze nor a 5-D Reshape`;
   const axes = spread.attrInts("axes") ?? constantTensor(spread.inputs[1]!)?.toArray();
