@@ -31,9 +31,24 @@ interface Expected {
   exporter: string;
   optimiser?: string | null;
   expected_attention_layers: number;
-  config: { heads: number; kv_heads: number; head_dim: number; position_embedding?: string; attention_scale?: number | null };
+  config: {
+    model_type: string;
+    heads: number;
+    kv_heads: number;
+    head_dim: number;
+    position_embedding?: string;
+    query_pre_attn_scalar?: number | null;
+    attn_logit_softcapping?: number | null;
+  };
   max_new_tokens: number;
   prompts: { input_ids: number[]; greedy: number[] }[];
+}
+
+/** transformers' Gemma2Config.query_pre_attn_scalar default (the scale is its -1/2 power), for fixtures that do not record it. */
+const GEMMA2_QUERY_PRE_ATTN_SCALAR = 256;
+
+function expectedScale(c: Expected["config"]): number {
+  return (c.query_pre_attn_scalar ?? (c.model_type === "gemma2" ? GEMMA2_QUERY_PRE_ATTN_SCALAR : c.head_dim)) ** -0.5;
 }
 
 /** Logits of lift + lower against the original, over a prefill and a decode step (float32 exports). */
@@ -72,10 +87,11 @@ describe.skipIf(!HAVE_MATRIX)(`attention recognition on the export matrix (${HAV
       row.found = report.layers.length;
       expect(report.unrecognised.map((u) => `${u.node}: ${u.reason}`)).toEqual([]);
       expect(report.layers.length).toBe(expected.expected_attention_layers);
-      const scale = c.attention_scale ?? 1 / Math.sqrt(c.head_dim);
+      const scale = expectedScale(c);
       report.layers.forEach((l, i) => {
         expect({ layer: l.layer, heads: l.num_heads, kvHeads: l.kv_num_heads }).toEqual({ layer: i, heads: c.heads, kvHeads: c.kv_heads });
         expect(l.scale).toBeCloseTo(scale, 6);
+        expect(l.softcap ?? null).toBe(c.attn_logit_softcapping ?? null);
         expect([l.past_key, l.past_value, l.present_key, l.present_value]).toEqual([`past_key_values.${i}.key`, `past_key_values.${i}.value`, `present.${i}.key`, `present.${i}.value`]);
       });
 

@@ -111,6 +111,7 @@ function analyse(m: Match, opset: number): DecomposedPlan | string {
     scale,
     num_heads: heads,
     kv_num_heads: kvHeads,
+    softcap: scores.softcap,
     is_causal: 0,
     mask_kind: !scores.mask ? undefined : scores.mask.kind === "add" ? ("additive" as const) : ("boolean" as const),
     source_form: DECOMPOSED_FORM,

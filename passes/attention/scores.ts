@@ -13,6 +13,8 @@ export interface ScoreChain {
   qk: Node;
   /** Product of every scale on the scores. */
   factor: number;
+  /** cap * tanh(scores / cap) between the scale and the mask (Gemma 2). */
+  softcap?: number;
   mask?: {
     value: Value;
     kind: ScoreMaskKind;
@@ -30,17 +32,25 @@ const MASKING_FILL = -1e4;
  * The scores before Softmax, taken apart whatever order the exporter wrote them in: scales (Mul
  * or Div by a constant scalar, on either side of the mask), float casts (a float16 model's
  * float32 Softmax), one mask (Add, either operand order; Where with a large negative fill, either
- * branch), down to MatMul(Q, K^T).
+ * branch), a soft cap before the mask, down to MatMul(Q, K^T).
  */
 export function peelScores(logits: Value): ScoreChain | string {
   let v = logits;
   let factor = 1;
   let factorAfter = 1;
   let mask: ScoreChain["mask"];
+  let softcap: number | undefined;
   for (let step = 0; step < 32; step++) {
     const p = v.producer;
     if (!p || p.domain !== "") break;
-    if (p.op === "MatMul") return { qk: p, factor, mask: mask && { ...mask, factorAfter } };
+    if (p.op === "MatMul") return { qk: p, factor, softcap, mask: mask && { ...mask, factorAfter } };
+    const capped = cappedScores(p);
+    if (capped) {
+      if (softcap !== undefined) return "the scores are capped twice";
+      if (factor !== 1) return "the capped scores are scaled again";
+      [v, softcap] = [capped.scores, capped.cap];
+      continue;
+    }
     if ((p.op === "Cast" || p.op === "Identity") && isFloat(p.inputs[0]) && isFloat(v)) {
       v = p.inputs[0]!;
       continue;
@@ -55,6 +65,7 @@ export function peelScores(logits: Value): ScoreChain | string {
     }
     if (p.op === "Add" || p.op === "Where") {
       if (mask) return `a second mask (${p.describe()}) on the scores`;
+      if (softcap !== undefined) return "the scores are masked before they are capped";
       const found = p.op === "Add" ? additiveMask(p) : booleanMask(p);
       if (typeof found === "string") return found;
       mask = { value: found.mask, kind: found.kind, factorAfter: 1 };
@@ -65,6 +76,16 @@ export function peelScores(logits: Value): ScoreChain | string {
   }
   const p = v.producer;
   return `the scores before Softmax come from ${p ? p.describe() : `input ${v.name}`}, not MatMul(Q, K^T)`;
+}
+
+/** Mul(Tanh(scores / cap), cap), either operand order, the division spelled as any scale by 1/cap. */
+function cappedScores(mul: Node): { scores: Value; cap: number } | undefined {
+  if (mul.op !== "Mul") return undefined;
+  const [a, b] = mul.inputs as [Value, Value];
+  const [tanh, cap] = a.producer?.op === "Tanh" ? [a.producer, scalarValue(b)] : b.producer?.op === "Tanh" ? [b.producer, scalarValue(a)] : [undefined, undefined];
+  if (!tanh || cap === undefined || !(cap > 0)) return undefined;
+  const inner = peelScale(tanh.inputs[0]!);
+  return Math.abs(inner.factor * cap - 1) < 1e-6 ? { scores: inner.base, cap } : undefined;
 }
 
 /** Add(scores, mask) or Add(mask, scores): the side that leads on to a MatMul is the scores. */
