@@ -91,7 +91,8 @@ describe.skipIf(!HAVE_MATRIX)(`attention recognition on the export matrix (${HAV
       report.layers.forEach((l, i) => {
         expect({ layer: l.layer, heads: l.num_heads, kvHeads: l.kv_num_heads }).toEqual({ layer: i, heads: c.heads, kvHeads: c.kv_heads });
         expect(l.scale).toBeCloseTo(scale, 6);
-        expect(l.softcap ?? null).toBe(c.attn_logit_softcapping ?? null);
+        // Eager attention always caps; transformers' sdpa path may drop the cap, so the graph holds none.
+        if (expected.impl === "eager" || l.softcap !== undefined) expect(l.softcap ?? null).toBe(c.attn_logit_softcapping ?? null);
         expect([l.past_key, l.past_value, l.present_key, l.present_value]).toEqual([`past_key_values.${i}.key`, `past_key_values.${i}.value`, `present.${i}.key`, `present.${i}.value`]);
       });
 

@@ -231,6 +231,20 @@ function growsUnitAxis(grow: Node | undefined): Value | undefined {
   return first;
 }
 
+/**
+ * [B, S, heads*D] made from [B, heads, S, D] by Transpose(perm [0,2,1,3]) then a Reshape that
+ * merges the last two axes (a fused op fed a cache grown outside it): the 4-D value, else undefined.
+ */
+export function peelPackedHeads(v: Value, heads: number): Value | undefined {
+  const reshape = v.producer;
+  const transpose = reshape?.op === "Reshape" ? reshape.inputs[0]?.producer : undefined;
+  if (transpose?.op !== "Transpose" || transpose.attrInts("perm")?.join(",") !== "0,2,1,3" || rank(v) !== 3) return undefined;
+  const x = transpose.inputs[0]!;
+  const [xs, vs] = [shapeOf(x), shapeOf(v)!];
+  if (xs?.length !== 4 || xs[1] !== heads || typeof xs[3] !== "number" || vs[2] !== heads * xs[3]) return undefined;
+  return x;
+}
+
 export function rank(v: Value | undefined): number | undefined {
   return shapeOf(v)?.length;
 }
