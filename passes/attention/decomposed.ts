@@ -1,5 +1,6 @@
 import type { Builder } from "../../compiler/ir/builder.ts";
 import { DataType } from "../../compiler/ir/dtype.ts";
+import type { Node } from "../../compiler/ir/node.ts";
 import type { Value } from "../../compiler/ir/value.ts";
 import type { Match, PatternBuilder, PatternValue, Rule, RuleContext } from "../../compiler/rewrite/index.ts";
 import { emitCanonical } from "./canonical-node.ts";
@@ -7,12 +8,15 @@ import { kvNames } from "./kv-names.ts";
 import { accept, planOf, type LiftPlan } from "./plan.ts";
 import { dtypeOf, OpsetOps, shapeOf } from "./ops.ts";
 import { type KeyLayout, peelHeadMerge, peelKey, peelNoOp, peelRepeatKv, peelScaleAndCasts, rank, scalarConstant } from "./peel.ts";
+import { replayLayout } from "./rotary-embedding.ts";
 import { peelScores, type ScoreMaskKind } from "./scores.ts";
 
 export const DECOMPOSED_FORM = "decomposed";
 
 interface DecomposedPlan extends LiftPlan {
   query_BHTD: Value;
+  /** Layout steps (source side first) a scale on Q sat behind: Q is rebuilt as them applied to query_BHTD. */
+  queryLayout: Node[];
   key: Value;
   keyLayout: KeyLayout;
   value_BHkvND: Value;
@@ -53,7 +57,8 @@ export const decomposedAttentionRule: Rule = {
   rewrite: (b: Builder, m: Match) => {
     const plan = planOf<DecomposedPlan>(m);
     const key_BHkvND = plan.keyLayout === "BNHD" ? b.op.Transpose(plan.key, { perm: [0, 2, 1, 3] }) : plan.key;
-    const out_BHTD = emitCanonical(b, { query_BHTD: plan.query_BHTD, key_BHkvND, value_BHkvND: plan.value_BHkvND, mask: plan.mask && canonicalMask(b, plan.mask) }, plan.attrs);
+    const query_BHTD = plan.queryLayout.length > 0 ? replayLayout(b, plan.query_BHTD, plan.queryLayout) : plan.query_BHTD;
+    const out_BHTD = emitCanonical(b, { query_BHTD, key_BHkvND, value_BHkvND: plan.value_BHkvND, mask: plan.mask && canonicalMask(b, plan.mask) }, plan.attrs);
     const out = plan.headsMerged ? mergeHeads(new OpsetOps(b, plan.opset), out_BHTD) : out_BHTD;
     // The block's output keeps its dtype where the exporter computed the probabilities in another precision.
     const outDtype = dtypeOf(m.root.outputs[0]);
@@ -97,15 +102,15 @@ function analyse(m: Match, opset: number): DecomposedPlan | string {
   if (typeof value === "string") return value;
   const scale = scores.factor * q.factor * k.factor;
 
-  if (rank(q.base) !== 4) return `Q has rank ${rank(q.base) ?? "unknown"}, not 4 ([B, H, T, D])`;
-  const heads = shapeOf(q.base)![1];
+  if (rank(q.query) !== 4) return `Q has rank ${rank(q.query) ?? "unknown"}, not 4 ([B, H, T, D])`;
+  const heads = shapeOf(q.query)![1];
   if (typeof heads !== "number") return "the number of query heads (dim 1 of Q) is not known";
   if (rank(value) !== 4) return "V is not 4-D";
   const kvHeads = shapeOf(k.key)![k.layout === "BHND" ? 1 : 2];
   const valueHeads = shapeOf(value)![1];
   if (typeof kvHeads !== "number" || heads % kvHeads !== 0) return `K has ${String(kvHeads)} heads, not a divisor of ${heads}`;
   if (valueHeads !== kvHeads) return `V has ${String(valueHeads)} heads where K has ${kvHeads}`;
-  const dtypes = new Set([dtypeOf(q.base), dtypeOf(k.key), dtypeOf(value)]);
+  const dtypes = new Set([dtypeOf(q.query), dtypeOf(k.key), dtypeOf(value)]);
   if (dtypes.size !== 1) return "Q, K and V differ in dtype";
   const attrs = {
     scale,
@@ -117,20 +122,50 @@ function analyse(m: Match, opset: number): DecomposedPlan | string {
     source_form: DECOMPOSED_FORM,
     ...kvNames(k.key, value),
   };
-  return { attrs, query_BHTD: q.base, key: k.key, keyLayout: k.layout, value_BHkvND: value, mask: scores.mask, headsMerged, opset };
+  return { attrs, query_BHTD: q.base, queryLayout: q.layout, key: k.key, keyLayout: k.layout, value_BHkvND: value, mask: scores.mask, headsMerged, opset };
 }
 
-/** Q [B, H, T, D] under scales, no-op casts and a head merge. */
-function peelQuery(queryIn: Value): { base: Value; factor: number } | string {
+/**
+ * Q [B, H, T, D] under scales, no-op casts and a head merge; a scale further down, behind layout
+ * steps (Q scaled as [B, T, H*D] before its head split), is peeled too, the steps to be replayed
+ * on the unscaled value. `query` is Q as the block reads it (scales aside), for its shape.
+ */
+function peelQuery(queryIn: Value): { query: Value; base: Value; factor: number; layout: Node[] } | string {
   let factor = 1;
   let v = queryIn;
   for (;;) {
     const plain = peelScaleAndCasts(v);
     factor *= plain.factor;
     const merged = rank(plain.base) === 3 ? peelHeadMerge(plain.base) : undefined;
-    if (!merged) return rank(queryIn) === 3 && rank(plain.base) === 3 ? "Q is 3-D but not a reshape of a 4-D [B, H, T, D] value" : { base: plain.base, factor };
-    v = merged;
+    if (merged) {
+      v = merged;
+      continue;
+    }
+    if (rank(queryIn) === 3 && rank(plain.base) === 3) return "Q is 3-D but not a reshape of a 4-D [B, H, T, D] value";
+    const deeper = scaleBehindLayout(plain.base);
+    return { query: plain.base, base: deeper?.base ?? plain.base, factor: factor * (deeper?.factor ?? 1), layout: deeper?.layout ?? [] };
   }
+}
+
+const LAYOUT_OPS = new Set(["Transpose", "Reshape", "Squeeze", "Unsqueeze", "Identity"]);
+
+/** The scales under layout-only steps below `v`: the value under the deepest one, their product and the steps above it (source side first). */
+function scaleBehindLayout(v: Value): { base: Value; factor: number; layout: Node[] } | undefined {
+  const steps: Node[] = [];
+  let factor = 1;
+  let found: { base: Value; factor: number; layout: Node[] } | undefined;
+  for (let depth = 0; depth < 16; depth++) {
+    const p = v.producer;
+    if (!p || p.domain !== "" || !LAYOUT_OPS.has(p.op)) break;
+    steps.push(p);
+    const plain = peelScaleAndCasts(p.inputs[0]!);
+    if (plain.factor !== 1) {
+      factor *= plain.factor;
+      found = { base: plain.base, factor, layout: [...steps].reverse() };
+    }
+    v = plain.base;
+  }
+  return found;
 }
 
 /** V [B, Hkv, N, D] under no-op casts, a head merge and repeat-KV. */

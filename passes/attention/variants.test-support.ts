@@ -19,7 +19,8 @@ import { shapeOf } from "./ops.ts";
  * how it is spelled (Mul either order, Div by the reciprocal, Mul by Reciprocal), the mask (Add
  * either order with 0 / -big from Where, Where with a large negative fill, inverted Where), K^T
  * (Transpose, flatten / swap / unflatten, through [B, N, H, D]), repeat-KV (Expand, Tile,
- * self-Concat, a 5-D Reshape then Expand; before or after the transpose), no-op casts, Softmax in
+ * self-Concat, a 5-D Reshape then Expand; before or after the transpose), Q merged to [B, T, H*D]
+ * and split back (scaled in between or not), no-op casts, Softmax in
  * float64 between casts, the IsNaN guard, or the standard Attention op with K/V repeated before it.
  */
 
@@ -77,7 +78,7 @@ function respell(b: Builder, node: Node, pick: Pick, say: (s: string) => void): 
   const headDim = shapeOf(key)?.[3];
   if (typeof headDim !== "number") throw new Error(`the head size of ${node.describe()} is not known`);
   const noOpCast = (x: Value, where: string) => {
-    if (pick([false, false, true])) return x;
+    if (!pick([false, false, true])) return x;
     say(`no-op Cast on ${where}`);
     return b.op.Cast(x, { to: DataType.FLOAT });
   };
@@ -96,8 +97,12 @@ function respell(b: Builder, node: Node, pick: Pick, say: (s: string) => void): 
   const part = attrs.scale ** (1 / places.length);
   const scaled = (x: Value, place: string, where = place) => (places.includes(place) ? scale(b, x, part, pick, (s) => say(`scale ${part.toPrecision(4)} on ${where} by ${s}`)) : x);
 
-  // Q side.
-  const q = noOpCast(scaled(query, "Q"), "Q");
+  // Q side, possibly merged to [B, T, H*D] and split again around the scale.
+  const roundTrip = pick([false, false, true]);
+  if (roundTrip) say("Q merged to [B, T, H*D] and split back (Transpose/Reshape both ways)");
+  const split = (x: Value) => (roundTrip ? b.op.Transpose(b.op.Reshape(x, b.int64([0, 0, heads, headDim])), { perm: [0, 2, 1, 3] }) : x);
+  const merged = roundTrip ? b.op.Reshape(b.op.Transpose(query, { perm: [0, 2, 1, 3] }), b.int64([0, 0, -1])) : query;
+  const q = noOpCast(split(scaled(merged, "Q")), "Q");
 
   // K side: the transpose, the repeat, the scale and a cast in a drawn order.
   const transposeKind = pick(["Transpose", "flatten / swap / unflatten", "via [B, N, H, D]"] as const);
