@@ -14,7 +14,7 @@ import type { Model } from "../compiler/ir/model.ts";
 import type { Node } from "../compiler/ir/node.ts";
 import type { Value } from "../compiler/ir/value.ts";
 import { isCanonical, liftAttention, lowerAttention, readCanonical } from "./attention/index.ts";
-import { dtypeOf, lowestOf } from "./attention/ops.ts";
+import { capScores, dtypeOf, lowestOf } from "./attention/ops.ts";
 
 /**
  * Lifts attention, splits every block that reads Concat(past input, new rows) for both K and V,
@@ -93,7 +93,7 @@ export function attendTwoBlocks(
   query_BHTD: Value,
   first: KeyBlock,
   rows: { key: Value; value: Value },
-  attrs: { num_heads: number; kv_num_heads: number; scale: number; bias?: Value; firstScores?: Value },
+  attrs: { num_heads: number; kv_num_heads: number; scale: number; softcap?: number; bias?: Value; firstScores?: Value },
 ): Value {
   const H = attrs.num_heads;
   const L = first.heads;
@@ -111,6 +111,7 @@ export function attendTwoBlocks(
   const scores_BLgN = b.op.Concat(firstScores_BLgM, toBlockHeads(rowScores_BHTS, L), { axis: -1 });
   let scores_BHTN = toHeads(scores_BLgN, L);
   if (attrs.scale !== 1) scores_BHTN = b.op.Mul(scores_BHTN, b.float32(attrs.scale));
+  if (attrs.softcap) scores_BHTN = capScores(b, scores_BHTN, attrs.softcap);
   if (attrs.bias) scores_BHTN = b.op.Add(scores_BHTN, attrs.bias);
   const probs_BLgN = toBlockHeads(b.op.Softmax(scores_BHTN, { axis: -1 }), L);
 

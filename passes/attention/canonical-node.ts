@@ -21,7 +21,7 @@ export function emitCanonical(b: Builder, operands: CanonicalOperands, attrs: Ca
   const inputs = mask ? [query_BHTD, key_BHkvND, value_BHkvND, mask] : [query_BHTD, key_BHkvND, value_BHkvND];
   return b.node(CANONICAL_OP, inputs, {
     domain: CANONICAL_DOMAIN,
-    attributes: { ...attrs, scale: float(attrs.scale), mask_kind: mask ? attrs.mask_kind : undefined },
+    attributes: { ...attrs, scale: float(attrs.scale), softcap: attrs.softcap ? float(attrs.softcap) : undefined, mask_kind: mask ? attrs.mask_kind : undefined },
   }).output(0);
 }
 
@@ -37,6 +37,7 @@ export function readCanonical(node: Node): CanonicalAttentionAttrs {
     scale: node.attrFloat("scale")!,
     num_heads: node.attrInt("num_heads")!,
     kv_num_heads: node.attrInt("kv_num_heads")!,
+    softcap: node.attrFloat("softcap") || undefined,
     is_causal: node.attrInt("is_causal", 0)!,
     mask_kind: maskKind === "boolean" || maskKind === "additive" ? maskKind : undefined,
     layer: node.attrInt("layer", UNKNOWN_LAYER)!,

@@ -5,7 +5,7 @@
  * passes rewrite this one form; `lower-attention` turns what is left back into standard ops that
  * stock onnxruntime runs. A model holding canonical nodes is not runnable until lowered.
  *
- *   O = pipec::Attention(Q, K, V, mask?)
+ *   O = pipec::Attention(Q, K, V, mask?) = softmax(mask(cap(scale * Q.K^T))) V, cap only with softcap
  *     Q    [B, H,   T, D]  queries, rotary already applied
  *     K    [B, Hkv, N, D]  all keys of the context (past and new), rotary applied, NOT repeated to H
  *     V    [B, Hkv, N, D]
@@ -24,6 +24,8 @@ export interface CanonicalAttentionAttrs {
   scale: number;
   num_heads: number;
   kv_num_heads: number;
+  /** Caps the scaled scores before the mask: softcap * tanh(scores / softcap) (Gemma 2). Absent or 0: none. */
+  softcap?: number;
   /** 1: keys after the query's own position are masked, aligned bottom-right (query t sees keys <= N - T + t). */
   is_causal: number;
   /** Kind of input 3, when present: "additive" or "boolean". */

@@ -44,7 +44,17 @@ const repeatByReshape5 = (b: Builder, x: Value, groups: number) =>
   b.op.Reshape(b.op.Expand(b.op.Reshape(x, b.int64([1, H / groups, 1, N, D])), b.int64([1, 1, groups, 1, 1])), b.int64([1, H, N, D]));
 const softmax = (b: Builder, x: Value) => b.op.Softmax(x, { axis: -1 });
 
-const SPELLINGS: Record<string, Spelling & { scale: number }> = {
+const SPELLINGS: Record<string, Spelling & { scale: number; softcap?: number }> = {
+  "soft cap between the scale and the mask (Gemma 2), scale split over Q and the scores": {
+    kvHeads: 2,
+    scale: 0.0625,
+    softcap: 0.0625, // small enough that tanh saturates: leaving the cap out would change the outputs
+    attend: (b, x) => {
+      const scores = b.op.Mul(b.op.MatMul(b.op.Mul(x.query, b.float32(0.25)), transposeK(b, repeatByExpand(b, x.key, 2))), b.float32(0.25));
+      const capped = b.op.Mul(b.float32(0.0625), b.op.Tanh(b.op.Mul(scores, b.float32(16))));
+      return b.op.MatMul(softmax(b, b.op.Add(capped, x.mask)), repeatByExpand(b, x.value, 2));
+    },
+  },
   "Mul on the scores, additive mask, GQA repeat by Expand": {
     kvHeads: 2,
     scale: 0.125,
@@ -121,6 +131,7 @@ describe("lift-decomposed-attention", () => {
       const attrs = readCanonical(node!);
       expect({ heads: attrs.num_heads, kvHeads: attrs.kv_num_heads }).toEqual({ heads: H, kvHeads: spelling.kvHeads });
       expect(attrs.scale).toBeCloseTo(spelling.scale, 6);
+      expect(attrs.softcap).toBe(spelling.softcap);
       // Nothing of the old chain survives: the canonical node reads the un-repeated K and V.
       expect(model.graph.nodeArray().filter((n) => n.op === "Softmax" || n.op === "Expand" || n.op === "Tile")).toEqual([]);
       expect(node!.inputs[1]!.name).toBe("key");

@@ -10,7 +10,7 @@ import type { Pass, PassResult } from "../../compiler/pass-manager/pass.ts";
 import { applyRules, type Match, type Rule } from "../../compiler/rewrite/index.ts";
 import { CANONICAL_DOMAIN, CANONICAL_OP } from "./canonical.ts";
 import { readCanonical } from "./canonical-node.ts";
-import { dtypeOf, lowestOf, OpsetOps, shapeOf } from "./ops.ts";
+import { capScores, dtypeOf, lowestOf, OpsetOps, shapeOf } from "./ops.ts";
 
 export const LOWER_ATTENTION = "lower-attention";
 
@@ -62,6 +62,7 @@ function lowerOne(ops: OpsetOps, node: Node): Value {
 
   let scores_BHTN = b.op.MatMul(query_BHTD, b.op.Transpose(key_BHND, { perm: [0, 1, 3, 2] }));
   if (attrs.scale !== 1) scores_BHTN = b.op.Mul(scores_BHTN, b.float32(attrs.scale));
+  if (attrs.softcap) scores_BHTN = capScores(b, scores_BHTN, attrs.softcap);
   const lowest = () => b.float32(lowestOf(dtype));
   if (mask && attrs.mask_kind === "boolean") scores_BHTN = b.op.Where(mask, scores_BHTN, lowest());
   else if (mask) scores_BHTN = b.op.Add(scores_BHTN, half ? b.op.Cast(mask, { to: DataType.FLOAT }) : mask);

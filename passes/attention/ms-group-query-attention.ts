@@ -17,10 +17,13 @@ interface GqaPlan extends LiftPlan {
   interleaved: boolean;
   /** The past is a fixed-length buffer (its sequence dim is a number): new rows are written into it. */
   buffered: boolean;
+  /** D when query packs Q, K and V ([B, S, (H + 2*Hkv)*D], key and value omitted). */
+  packedHeadDim: number | undefined;
 }
 
 /**
- * com.microsoft GroupQueryAttention: query [B, S, H*D], key/value [B, S, Hkv*D], the past
+ * com.microsoft GroupQueryAttention: query [B, S, H*D], key/value [B, S, Hkv*D] (or all three
+ * packed in query, key and value omitted), the past
  * [B, Hkv, P, D] either growing (P symbolic: present = Concat) or a fixed-length buffer (P a
  * number: new rows written in place), seqlens_k (valid keys - 1 per row), optionally rotary.
  * Lifted with rotary at the positions onnxruntime derives (row b, token s: s + max(0,
@@ -28,11 +31,8 @@ interface GqaPlan extends LiftPlan {
  */
 export const msGroupQueryAttentionRule: Rule = {
   name: "lift-ms-group-query-attention",
-  pattern: (p) =>
-    p.node("GroupQueryAttention", [p.var("query"), p.var("key"), p.var("value"), p.var("pastKey"), p.var("pastValue"), p.var("seqlensK")], {
-      domain: "com.microsoft",
-      otherInputs: true,
-    }).outputs[0]!,
+  // key and value are omitted when query packs Q, K and V; the rest is read off the node.
+  pattern: (p) => p.node("GroupQueryAttention", [p.var("query")], { domain: "com.microsoft", otherInputs: true }).outputs[0]!,
   check: (ctx: RuleContext, m: Match) => {
     const plan = analyse(ctx, m);
     return typeof plan === "string" ? plan : accept(m, plan);
@@ -40,12 +40,16 @@ export const msGroupQueryAttentionRule: Rule = {
   rewrite: (b: Builder, m: Match) => {
     const plan = planOf<GqaPlan>(m);
     const ops = new OpsetOps(b, plan.opset);
-    const v = m.values;
     const { num_heads: heads, kv_num_heads: kvHeads } = plan.attrs;
-    const validKeys_B = b.op.Add(b.op.Cast(v.seqlensK!, { to: DataType.INT64 }), b.int64(1));
+    const [packed, separateKey, separateValue, pastKey, pastValue, seqlensK] = m.root.inputs as Value[];
+    const [query, key, value] = plan.packedHeadDim
+      ? ops.split(packed!, 2, [heads * plan.packedHeadDim, kvHeads * plan.packedHeadDim, kvHeads * plan.packedHeadDim])
+      : [packed!, separateKey!, separateValue!];
+    const v = { query, pastKey, pastValue };
+    const validKeys_B = b.op.Add(b.op.Cast(seqlensK!, { to: DataType.INT64 }), b.int64(1));
     const offset_B = pastLengths(ops, v.query!, validKeys_B);
     let query_BHSD = ops.toHeads(v.query!, heads);
-    let newKey_BHkvSD = ops.toHeads(v.key!, kvHeads);
+    let newKey_BHkvSD = ops.toHeads(key!, kvHeads);
     if (plan.rotaryHalfDim !== undefined) {
       const positions_BS = b.op.Add(ops.unsqueeze(offset_B, [1]), ops.unsqueeze(tokenIndices(ops, v.query!), [0]));
       const [cosCache, sinCache] = [m.root.inputs[7]!, m.root.inputs[8]!];
@@ -59,7 +63,7 @@ export const msGroupQueryAttentionRule: Rule = {
       {
         query_BHSD,
         newKey_BHkvSD,
-        newValue_BHkvSD: ops.toHeads(v.value!, kvHeads),
+        newValue_BHkvSD: ops.toHeads(value!, kvHeads),
         pastKey_BHkvPD: v.pastKey,
         pastValue_BHkvPD: v.pastValue,
         writeCache: plan.buffered ? (past, now) => writeAtOffsets(ops, past, now, offset_B, v.query!) : undefined,
@@ -118,12 +122,17 @@ function analyse(ctx: RuleContext, m: Match): GqaPlan | string {
   if ((node.attrInt("local_window_size") ?? -1) !== -1) return `${node.describe()} uses a local window`;
   if ((node.attrFloat("softcap") ?? 0) !== 0) return `${node.describe()} caps the scores (softcap)`;
   if (node.attrInt("smooth_softmax", 0)) return `${node.describe()} uses smooth softmax`;
-  if (shapeOf(m.values.query)?.length !== 3) return `${node.describe()} query is not [B, S, H*D] (packed QKV is not modelled)`;
+  const [query, key, value, pastKey, pastValue, seqlensK] = node.inputs;
+  if (!pastKey || !pastValue || !seqlensK) return `${node.describe()} has no past_key, past_value or seqlens_k`;
+  if (!key !== !value) return `${node.describe()} has only one of key and value`;
+  if (shapeOf(query)?.length !== 3) return `${node.describe()} query is not [B, S, H*D] or packed [B, S, (H + 2*Hkv)*D]`;
   const heads = node.attrInt("num_heads")!;
   const kvHeads = node.attrInt("kv_num_heads")!;
-  const hidden = shapeOf(m.values.query)![2];
+  const hidden = shapeOf(query)![2];
   const cosWidth = shapeOf(node.inputs[7])?.[1];
-  const headDim = typeof hidden === "number" ? hidden / heads : typeof cosWidth === "number" ? cosWidth * 2 : undefined;
+  const packed = !key;
+  const headDim = typeof hidden === "number" ? hidden / (packed ? heads + 2 * kvHeads : heads) : typeof cosWidth === "number" ? cosWidth * 2 : undefined;
+  if (packed && (headDim === undefined || !Number.isInteger(headDim))) return `${node.describe()} packs Q, K and V but its head size is not known`;
   const doRotary = node.attrInt("do_rotary", 0) === 1;
   if (doRotary && (typeof cosWidth !== "number" || !node.inputs[8])) return `${node.describe()} rotates but its cos/sin cache shape is not known`;
   if (doRotary && headDim !== undefined && cosWidth !== headDim / 2) return `${node.describe()} rotates only part of each head (partial rotary is not modelled)`;
@@ -131,7 +140,7 @@ function analyse(ctx: RuleContext, m: Match): GqaPlan | string {
   if (scale === undefined) return `${node.describe()} has no scale and its head size is not known`;
   // A growing cache puts the new tokens last, where canonical causality expects them; in a
   // fixed-length buffer they sit mid-buffer, so causality goes into the mask instead.
-  const buffered = typeof shapeOf(m.values.pastKey)?.[2] === "number";
+  const buffered = typeof shapeOf(pastKey)?.[2] === "number";
   const attrs = {
     scale,
     num_heads: heads,
@@ -147,5 +156,6 @@ function analyse(ctx: RuleContext, m: Match): GqaPlan | string {
     rotaryHalfDim: doRotary ? (cosWidth as number) : undefined,
     interleaved: node.attrInt("rotary_interleaved", 0) === 1,
     buffered,
+    packedHeadDim: packed ? headDim : undefined,
   };
 }

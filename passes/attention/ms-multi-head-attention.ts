@@ -1,7 +1,10 @@
 import type { Builder } from "../../compiler/ir/builder.ts";
 import type { Match, Rule, RuleContext } from "../../compiler/rewrite/index.ts";
 import { extraInputs, liftFused } from "./fused.ts";
-import { fusedKvNames } from "./kv-names.ts";
+import type { Node } from "../../compiler/ir/node.ts";
+import type { Value } from "../../compiler/ir/value.ts";
+import { fusedKvNames, kvNames } from "./kv-names.ts";
+import { peelPackedHeads } from "./peel.ts";
 import { OpsetOps, shapeOf } from "./ops.ts";
 import { accept, planOf, type LiftPlan } from "./plan.ts";
 
@@ -9,11 +12,14 @@ export const MS_MULTI_HEAD_ATTENTION_FORM = "com.microsoft.MultiHeadAttention";
 
 interface MhaPlan extends LiftPlan {
   opset: number;
+  /** K and V [B, H, N, D] when the op reads a cache grown outside it, packed to [B, N, H*D]. */
+  cache?: { key: Value; value: Value };
 }
 
 /**
  * com.microsoft MultiHeadAttention in its self-attention form: query/key/value [B, S, H*D],
- * an additive attention_bias, past_key/past_value [B, H, P, D] grown along the sequence.
+ * an additive attention_bias, past_key/past_value [B, H, P, D] grown along the sequence (or a
+ * cache grown outside the op, packed to [B, N, H*D] for it: lifted as that cache).
  */
 export const msMultiHeadAttentionRule: Rule = {
   name: "lift-ms-multi-head-attention",
@@ -31,8 +37,8 @@ export const msMultiHeadAttentionRule: Rule = {
       ops,
       {
         query_BHSD: ops.toHeads(m.values.query!, heads),
-        newKey_BHkvSD: ops.toHeads(m.values.key!, heads),
-        newValue_BHkvSD: ops.toHeads(m.values.value!, heads),
+        newKey_BHkvSD: plan.cache?.key ?? ops.toHeads(m.values.key!, heads),
+        newValue_BHkvSD: plan.cache?.value ?? ops.toHeads(m.values.value!, heads),
         pastKey_BHkvPD: pastKey,
         pastValue_BHkvPD: pastValue,
         mask: attentionBias,
@@ -55,6 +61,7 @@ function analyse(ctx: RuleContext, m: Match): MhaPlan | string {
   const hidden = shapeOf(m.values.query)![2];
   const scale = node.attrFloat("scale") ?? (typeof hidden === "number" ? 1 / Math.sqrt(hidden / heads) : undefined);
   if (scale === undefined) return `${node.describe()} has no scale and its head size is not known`;
+  const cache = outsideCache(node, m.values.key!, m.values.value!, heads);
   const attrs = {
     scale,
     num_heads: heads,
@@ -62,7 +69,16 @@ function analyse(ctx: RuleContext, m: Match): MhaPlan | string {
     is_causal: node.attrInt("unidirectional", 0),
     mask_kind: node.inputs[5] ? ("additive" as const) : undefined,
     source_form: MS_MULTI_HEAD_ATTENTION_FORM,
-    ...fusedKvNames({ pastKey: node.inputs[6], pastValue: node.inputs[7], presentKey: node.outputs[1], presentValue: node.outputs[2] }),
+    ...(cache
+      ? kvNames(cache.key, cache.value)
+      : fusedKvNames({ pastKey: node.inputs[6], pastValue: node.inputs[7], presentKey: node.outputs[1], presentValue: node.outputs[2] })),
   };
-  return { attrs, opset: ctx.model?.opset("") ?? 21 };
+  return { attrs, opset: ctx.model?.opset("") ?? 21, cache };
+}
+
+/** An op without cache I/O of its own whose K and V are a [B, H, N, D] cache packed for it: that cache. */
+function outsideCache(node: Node, key: Value, value: Value, heads: number): { key: Value; value: Value } | undefined {
+  if (node.inputs[6] || node.inputs[7] || [node.outputs[1], node.outputs[2]].some((o) => o && !o.unused)) return undefined;
+  const [k, v] = [peelPackedHeads(key, heads), peelPackedHeads(value, heads)];
+  return k && v ? { key: k, value: v } : undefined;
 }

@@ -3,7 +3,8 @@ import { DataType } from "../../compiler/ir/dtype.ts";
 import type { Value } from "../../compiler/ir/value.ts";
 import type { Match, Rule, RuleContext } from "../../compiler/rewrite/index.ts";
 import { keysBelow, liftFused } from "./fused.ts";
-import { fusedKvNames } from "./kv-names.ts";
+import { fusedKvNames, kvNames } from "./kv-names.ts";
+import { peelRepeatKv } from "./peel.ts";
 import { dtypeOf, lowestOf, OpsetOps, shapeOf } from "./ops.ts";
 import { accept, planOf, type LiftPlan } from "./plan.ts";
 
@@ -12,6 +13,9 @@ export const ONNX_ATTENTION_FORM = "ai.onnx.Attention";
 interface OnnxAttentionPlan extends LiftPlan {
   /** Q/K/V are [B, S, heads*D] (else [B, heads, S, D]). */
   packedHeads: boolean;
+  /** K and V before the repeat to the query heads that the exporter put in front of the op. */
+  key: Value;
+  value: Value;
   opset: number;
 }
 
@@ -37,8 +41,8 @@ export const onnxAttentionRule: Rule = {
       ops,
       {
         query_BHSD: heads(m.values.q, plan.attrs.num_heads),
-        newKey_BHkvSD: heads(m.values.k, plan.attrs.kv_num_heads),
-        newValue_BHkvSD: heads(m.values.v, plan.attrs.kv_num_heads),
+        newKey_BHkvSD: heads(plan.key, plan.attrs.kv_num_heads),
+        newValue_BHkvSD: heads(plan.value, plan.attrs.kv_num_heads),
         pastKey_BHkvPD: pastKey,
         pastValue_BHkvPD: pastValue,
         mask: nonpadKvSeqlen ? (key_BHkvND) => withNonpadKeys(ops, mask, keysBelow(ops, key_BHkvND, nonpadKvSeqlen)) : mask,
@@ -59,6 +63,19 @@ function withNonpadKeys(ops: OpsetOps, mask: Value | undefined, nonpad_B11N: Val
   return b.op.Add(mask, dtype === DataType.FLOAT ? hide : b.op.Cast(hide, { to: dtype }));
 }
 
+/**
+ * K and V as the cache holds them: an exporter that grows the cache itself (no past inputs) may
+ * repeat K/V to the query heads before the op (the dynamo exporter for GQA); the op then sees H
+ * KV heads, but the cache, and the canonical form, has Hkv.
+ */
+function unrepeatedKv(growsCache: boolean, k: Value, v: Value): [Value, Value] | string {
+  if (growsCache) return [k, v];
+  const [key, value] = [peelRepeatKv(k), peelRepeatKv(v)];
+  if (typeof key === "string") return key;
+  if (typeof value === "string") return value;
+  return (key === k) === (value === v) ? [key, value] : "only one of K and V is repeated to the query heads";
+}
+
 function analyse(ctx: RuleContext, m: Match): OnnxAttentionPlan | string {
   const node = m.root;
   if (node.outputs[3] && !node.outputs[3].unused) return `${node.describe()} exposes qk_matmul_output`;
@@ -68,13 +85,19 @@ function analyse(ctx: RuleContext, m: Match): OnnxAttentionPlan | string {
   let heads: number | undefined;
   let kvHeads: number | undefined;
   let headDim: number | undefined;
+  let [key, value] = [m.values.k!, m.values.v!];
+  // Without its own past inputs or present outputs the op reads a cache grown outside it.
+  const growsCache = node.inputs[4] !== undefined || [node.outputs[1], node.outputs[2]].some((o) => o && !o.unused);
   if (packedHeads) {
     heads = node.attrInt("q_num_heads");
     kvHeads = node.attrInt("kv_num_heads");
     const hidden = shape?.[2];
     headDim = typeof hidden === "number" && heads ? hidden / heads : undefined;
   } else {
-    const kShape = shapeOf(m.values.k);
+    const unrepeated = unrepeatedKv(growsCache, m.values.k!, m.values.v!);
+    if (typeof unrepeated === "string") return unrepeated;
+    [key, value] = unrepeated;
+    const kShape = shapeOf(key);
     heads = typeof shape?.[1] === "number" ? shape[1] : undefined;
     kvHeads = typeof kShape?.[1] === "number" ? kShape[1] : undefined;
     headDim = typeof shape?.[3] === "number" ? shape[3] : undefined;
@@ -93,7 +116,9 @@ function analyse(ctx: RuleContext, m: Match): OnnxAttentionPlan | string {
     is_causal: causal,
     mask_kind: mask ? (dtypeOf(mask) === DataType.BOOL ? ("boolean" as const) : ("additive" as const)) : node.inputs[6] ? ("boolean" as const) : undefined,
     source_form: ONNX_ATTENTION_FORM,
-    ...fusedKvNames({ pastKey: node.inputs[4], pastValue: node.inputs[5], presentKey: node.outputs[1], presentValue: node.outputs[2] }),
+    ...(!growsCache
+      ? kvNames(key, value)
+      : fusedKvNames({ pastKey: node.inputs[4], pastValue: node.inputs[5], presentKey: node.outputs[1], presentValue: node.outputs[2] })),
   };
-  return { attrs, packedHeads, opset: ctx.model?.opset("") ?? 23 };
+  return { attrs, packedHeads, key, value, opset: ctx.model?.opset("") ?? 23 };
 }

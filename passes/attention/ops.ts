@@ -54,6 +54,11 @@ export function dtypeOf(v: Value | undefined): number | undefined {
   return v?.type?.kind === "tensor" ? v.type.dtype : undefined;
 }
 
+/** softcap * tanh(scores / softcap): float32 scores kept within (-softcap, softcap), as Gemma 2 does. */
+export function capScores(b: Builder, scores: Value, softcap: number): Value {
+  return b.op.Mul(b.op.Tanh(b.op.Div(scores, b.float32(softcap))), b.float32(softcap));
+}
+
 /** The most negative finite value of a float dtype: the fill for masked scores. */
 export function lowestOf(dtype: number): number {
   return dtype === DataType.FLOAT16 ? -65504 : -3.4028234663852886e38;

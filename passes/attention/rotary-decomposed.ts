@@ -39,9 +39,11 @@ export function decomposedSource(v: Value): Value | undefined {
   if (products.length < 2) return undefined;
   const chains = new Map<Value, Set<Value>>();
   const chainOf = (x: Value) => chains.get(x) ?? chains.set(x, new Set(laneChain(x))).get(x)!;
-  // x is the nearest value every product reads lanes of through exactly one operand.
+  // x is the nearest value every product reads lanes of through exactly one operand, and every
+  // pass-through term takes lanes of (a partial rotary may rotate a Slice of x and pass the rest).
   const [first, ...rest] = products;
-  const candidates = first!.inputs.flatMap((operand) => (operand ? [...chainOf(operand)].filter((c) => rest.every((m) => m.inputs.filter((o) => o && chainOf(o).has(c)).length === 1)).slice(0, 1) : []));
+  const shared = (c: Value) => rest.every((m) => m.inputs.filter((o) => o && chainOf(o).has(c)).length === 1) && passThrough.every((t) => chainOf(t).has(c));
+  const candidates = first!.inputs.flatMap((operand) => (operand ? [...chainOf(operand)].filter(shared).slice(0, 1) : []));
   if (candidates.length !== 1) return undefined;
   const x = candidates[0]!;
   if (constantTensor(x) || x.isGraphInput) return undefined;
@@ -50,7 +52,6 @@ export function decomposedSource(v: Value): Value | undefined {
     const factor = m.inputs.find((o) => o && !chainOf(o).has(x));
     if (!factor || dependsOn(factor, x)) return undefined;
   }
-  if (!passThrough.every((t) => chainOf(t).has(x))) return undefined;
   return sameShape(shapeOf(v), shapeOf(x)) ? x : undefined;
 }
 

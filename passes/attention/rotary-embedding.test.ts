@@ -1,7 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { Builder } from "../../compiler/ir/builder.ts";
 import { DataType } from "../../compiler/ir/dtype.ts";
-import type { Model } from "../../compiler/ir/model.ts";
+import { Model } from "../../compiler/ir/model.ts";
+import { inferShapes } from "../../compiler/ir/shape-inference/index.ts";
 import type { Value } from "../../compiler/ir/value.ts";
 import { buildZooModel, llamaConfig } from "../../compiler/zoo/index.ts";
 import { projectExactnessCases } from "../../test/helpers/sparse-parity.ts";
@@ -52,6 +53,31 @@ describe("traceRotary finds each layer's query before rotary", () => {
     const model = buildZooModel(llamaConfig({ rotary: "interleaved" }), { encoding: "decomposed" });
     liftAttention(model);
     for (const node of denseCanonicalNodes(model)) expect(traceRotary(node.inputs[0]!)).toMatchObject({ rotary: "decomposed" });
+  });
+});
+
+describe("partial rotary: a fused RotaryEmbedding of the first lanes, the rest passed through (GPT-NeoX)", () => {
+  /** x [1, 2, 3, 8]; RotaryEmbedding of lanes [0, 4), Concat with lanes [tailStart, end). */
+  function partial(tailStart: number): { x: Value; rotated: Value } {
+    const model = new Model({ opsets: { "": 23 } });
+    const b = new Builder(model.graph);
+    const x = b.input("x", DataType.FLOAT, [1, 2, 3, 8]);
+    const positions = b.input("position_ids", DataType.INT64, [1, 3]);
+    const table = b.float32(Array(16 * 2).fill(0.5), [16, 2]);
+    const lanes = (start: number, end: number) => b.op.Slice(x, b.int64([start]), b.int64([end]), b.int64([-1]), b.int64([1]));
+    const head = b.op.RotaryEmbedding(lanes(0, 4), table, table, positions);
+    const rotated = b.typed(b.op.Concat(head, lanes(tailStart, 2 ** 62), { axis: -1 }), DataType.FLOAT, [1, 2, 3, 12 - tailStart]);
+    inferShapes(model);
+    return { x, rotated };
+  }
+
+  it("traces to x, form 'partial'", () => {
+    const { x, rotated } = partial(4);
+    expect(traceRotary(rotated)).toMatchObject({ source: x, rotary: "partial" });
+  });
+
+  it("is not taken for a rotary of x when the lanes do not add up", () => {
+    expect(traceRotary(partial(5).rotated)).toEqual({ reason: expect.stringMatching(/no rotary form was recognised at Concat/) });
   });
 });
 

@@ -1,6 +1,8 @@
 import type { Builder } from "../../compiler/ir/builder.ts";
 import type { Node } from "../../compiler/ir/node.ts";
 import type { Value } from "../../compiler/ir/value.ts";
+import { constantInts } from "../../compiler/rewrite/index.ts";
+import { shapeOf } from "./ops.ts";
 import { scalarConstant } from "./peel.ts";
 import { decomposedSource } from "./rotary-decomposed.ts";
 
@@ -18,11 +20,14 @@ import { decomposedSource } from "./rotary-decomposed.ts";
  *     GPT-J's every-two pairing as torch.onnx / dynamo / the zoo export them, and the standard-op
  *     rotary the lifter writes out for GroupQueryAttention's do_rotary (passes/attention/rotary.ts);
  *     a partial rotary's pass-through lanes (a Slice of x concatenated unrotated) are allowed.
+ *   - "partial": Concat(rotary(Slice(x, 0, k)), Slice(x, k, end)) on the last axis with the first
+ *     a fused op (GPT-NeoX's rotary_pct as the exporters and fusers write it): x is the source, but
+ *     no single op re-rotates it.
  * Between the rotary and `value` only layout steps may sit (Transpose, Reshape, Squeeze,
  * Unsqueeze, Identity, Cast, Mul/Div by a scalar constant); `replayLayout` applies them to the
  * source, so the result has `value`'s shape and layout.
  */
-export type RotaryForm = FusedRotaryForm | "decomposed";
+export type RotaryForm = FusedRotaryForm | "decomposed" | "partial";
 export type FusedRotaryForm = "RotaryEmbedding" | "com.microsoft.RotaryEmbedding";
 
 /**
@@ -34,7 +39,7 @@ export type FusedRotaryForm = "RotaryEmbedding" | "com.microsoft.RotaryEmbedding
  */
 export type RotaryTrace =
   | FusedRotaryTrace
-  | { source: Value; rotary: "decomposed"; layout: Node[] }
+  | { source: Value; rotary: "decomposed" | "partial"; layout: Node[] }
   | { source: Value; rotary?: undefined }
   | { reason: string };
 
@@ -101,7 +106,46 @@ function rotaryAt(v: Value, layout: Node[]): RotaryTrace | undefined {
     return { source: p.inputs[0]!, rotary: p.domain === "com.microsoft" ? "com.microsoft.RotaryEmbedding" : "RotaryEmbedding", layout, op: p };
   }
   const source = decomposedSource(v);
-  return source && { source, rotary: "decomposed", layout };
+  if (source) return { source, rotary: "decomposed", layout };
+  const partial = partialSource(v);
+  return partial && { source: partial, rotary: "partial", layout };
+}
+
+/** x when `v` is Concat(fused rotary of x's first lanes, x's remaining lanes) on the last axis. */
+function partialSource(v: Value): Value | undefined {
+  const concat = v.producer;
+  const rank = shapeOf(v)?.length;
+  if (concat?.op !== "Concat" || concat.inputs.length !== 2 || (concat.attrInt("axis") !== -1 && concat.attrInt("axis") !== (rank ?? 0) - 1)) return undefined;
+  const rotated = rotaryAt(concat.inputs[0]!, []);
+  if (!rotated || !("op" in rotated)) return undefined;
+  const [head, tail] = [rotated.source.producer, concat.inputs[1]!.producer];
+  if (head?.op !== "Slice" || tail?.op !== "Slice" || head.inputs[0] !== tail.inputs[0]) return undefined;
+  const x = head.inputs[0]!;
+  const lastAxis = (n: Node) => {
+    const axes = constantInts(n.inputs[3]);
+    const steps = n.inputs[4] ? constantInts(n.inputs[4]) : [1];
+    return axes?.length === 1 && (axes[0] === -1 || axes[0] === (rank ?? 0) - 1) && steps?.[0] === 1;
+  };
+  const width = shapeOf(x)?.at(-1);
+  const tailEnd = constantInts(tail.inputs[2])?.[0];
+  if (!lastAxis(head) || !lastAxis(tail) || constantInts(head.inputs[1])?.[0] !== 0) return undefined;
+  // The two slices cover all of x's lanes only if the tail runs to the end and the widths add up.
+  if (tailEnd === undefined || !(typeof width === "number" ? tailEnd >= width : tailEnd >= 2 ** 31 - 1)) return undefined;
+  const [outShape, xShape] = [shapeOf(v), shapeOf(x)];
+  const sameLanes = typeof outShape?.at(-1) === "number" && outShape.length === xShape?.length && outShape.every((d, i) => d === xShape[i]);
+  return sameLanes || sameComputation(head.inputs[2], tail.inputs[1]) ? x : undefined;
+}
+
+/** Whether a and b are the same value, equal constants, or the same ops applied to such (a few levels deep). */
+function sameComputation(a: Value | undefined, b: Value | undefined, depth = 4): boolean {
+  if (a === b) return a !== undefined;
+  if (!a || !b || depth === 0) return false;
+  const [ca, cb] = [constantInts(a), constantInts(b)];
+  if (ca || cb) return !!ca && !!cb && ca.join() === cb.join();
+  const [pa, pb] = [a.producer, b.producer];
+  if (!pa || !pb || pa.qualifiedOp !== pb.qualifiedOp || pa.inputs.length !== pb.inputs.length || pa.outputs.indexOf(a) !== pb.outputs.indexOf(b)) return false;
+  if (JSON.stringify([...pa.attributes.values()]) !== JSON.stringify([...pb.attributes.values()])) return false;
+  return pa.inputs.every((x, i) => sameComputation(x, pb.inputs[i], depth - 1));
 }
 
 const PROJECTIONS = new Set(["MatMul", "Gemm", "MatMulInteger", "MatMulNBits", "QLinearMatMul", "FusedMatMul", "DynamicQuantizeMatMul"]);
