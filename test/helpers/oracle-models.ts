@@ -1,0 +1,85 @@
+// The models the sparse-attention oracles run on: MHA and GQA decoders with decomposed attention
+// (the oracle reads each layer's Q, K, V from the unrewritten model, so they must be values of
+// it). Matrix fixtures join the list by name; a listed one that is absent is skipped with a reason.
+import { existsSync } from "node:fs";
+import { resolve } from "node:path";
+import * as ort from "onnxruntime-node";
+import type { Model } from "../../compiler/ir/model.ts";
+import { loadModel } from "../../compiler/onnx/index.ts";
+import { buildZooModel, gpt2Config, llamaConfig } from "../../compiler/zoo/index.ts";
+import { maxDiff, type OracleLayer, type OracleRun, exposeAttentionOutputs } from "./attention-oracle.ts";
+import { modelBytes } from "./ort-parity.ts";
+import { sparsify } from "./sparse-parity.ts";
+
+export interface OracleCase {
+  name: string;
+  /** Query heads share KV heads. */
+  gqa: boolean;
+  /** Decoder layers (the layer-role methods need some). */
+  layers: number;
+  /** Why the case cannot run here (a matrix fixture not present), or undefined. */
+  skip?: string;
+  load(): Model | Promise<Model>;
+}
+
+const REFERENCE_DIR = resolve(import.meta.dirname, "../fixtures/reference");
+/** The export matrix's fixtures (test/fixtures/export-matrix/<name>/model.onnx), when present. */
+const MATRIX_DIR = resolve(import.meta.dirname, "../fixtures/export-matrix");
+/** Matrix fixtures with decomposed (eager) attention to run the oracles on: [folder, gqa, layers]. */
+const MATRIX_MODELS: readonly [string, boolean, number][] = [];
+
+function reference(dir: string, gqa: boolean): OracleCase {
+  return { name: `reference ${dir}`, gqa, layers: 2, load: () => loadModel(resolve(REFERENCE_DIR, dir, "model.onnx")) };
+}
+
+function matrix([dir, gqa, layers]: [string, boolean, number]): OracleCase {
+  const path = resolve(MATRIX_DIR, dir, "model.onnx");
+  const skip = existsSync(path) ? undefined : `${path} not found (the export matrix is not generated here)`;
+  return { name: `matrix ${dir}`, gqa, layers, skip, load: () => loadModel(path) };
+}
+
+/** Reference exports (GPT-2: MHA; Llama, Qwen2: 4 query heads on 2 KV heads), 5-layer zoo decoders, the matrix's. */
+export function oracleCases(): OracleCase[] {
+  return [
+    reference("gpt2-torchscript", false),
+    reference("gpt2-dynamo", false),
+    reference("llama-dynamo", true),
+    reference("llama-torchscript", true),
+    reference("qwen2-torchscript", true),
+    reference("qwen2-dynamo", true),
+    { name: "zoo llama (GQA, 5 layers)", gqa: true, layers: 5, load: () => buildZooModel(llamaConfig({ layers: 5 })) },
+    { name: "zoo gpt2 (MHA, 5 layers)", gqa: false, layers: 5, load: () => buildZooModel(gpt2Config({ layers: 5 })) },
+    ...MATRIX_MODELS.map(matrix),
+  ];
+}
+
+/** What the rewritten graph computed in one step: its logits and each layer's attention output [H*D]. */
+export interface RewrittenRun {
+  logits: Float32Array;
+  attention: Float32Array[];
+}
+
+/** Lifts, rewrites with `pass` and lowers a fresh copy, then runs it on `feeds` (any extra inputs from `extraFeeds`). */
+export async function runRewritten(
+  c: OracleCase,
+  layers: readonly OracleLayer[],
+  pass: (m: Model) => number,
+  feeds: Record<string, ort.Tensor>,
+  extraFeeds: (session: ort.InferenceSession) => Record<string, ort.Tensor> = () => ({}),
+): Promise<RewrittenRun & { rewritten: number; outputs: Record<string, ort.Tensor> }> {
+  const model = await c.load();
+  const { rewritten } = sparsify(model, pass);
+  const names = exposeAttentionOutputs(model, layers);
+  const session = await ort.InferenceSession.create(modelBytes(model));
+  try {
+    const outputs = await session.run({ ...feeds, ...extraFeeds(session) });
+    return { rewritten, outputs, logits: outputs.logits!.data as Float32Array, attention: names.map((n) => outputs[n]!.data as Float32Array) };
+  } finally {
+    await session.release();
+  }
+}
+
+/** Largest difference per layer and in the logits between the oracle and the rewritten graph. */
+export function agreement(oracle: OracleRun, rewritten: RewrittenRun): { layers: number[]; logits: number } {
+  return { layers: oracle.attention.map((a, l) => maxDiff(a, rewritten.attention[l]!)), logits: maxDiff(oracle.logits, rewritten.logits) };
+}
