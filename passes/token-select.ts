@@ -182,7 +182,9 @@ function selectKeys(site: SparseSite, opts: TokenSelectOptions, { sinks_1, windo
   const scores_BHTM = site.groups > 1 ? b.op.Reshape(scores_BHkvGTM, b.op.Concat(b.int64([0, site.attrs.num_heads]), site.T_1, site.selectable_1, { axis: 0 })) : scores_BHkvGTM;
   const lastQuery_1 = b.op.Sub(site.T_1, b.int64([1]));
   const criticality_BH1C = b.op.Slice(scores_BHTM, b.op.Concat(lastQuery_1, sinks_1, { axis: 0 }), b.op.Concat(site.T_1, windowStart_1, { axis: 0 }), b.int64([2, 3]));
-  const perHead_BH1C = b.op.Softmax(b.op.Mul(criticality_BH1C, b.float32(site.attrs.scale)), { axis: -1 });
+  // Unscaled, as the reference's vote (get_topk_tokens: softmax of the raw q.k): the attention's
+  // scale would sharpen or flatten each head's distribution, and so change the sum over heads.
+  const perHead_BH1C = b.op.Softmax(criticality_BH1C, { axis: -1 });
   let votes_C = reduceSum(site, perHead_BH1C, [0, 1, 2]);
   if (opts.kernelSize > 0) votes_C = maxPool(site, votes_C, opts.kernelSize, b.op.Sub(windowStart_1, sinks_1));
   const chosen_K = b.op.Add(site.topKAscending(votes_C, chosen_1), sinks_1);
