@@ -18,26 +18,30 @@ const MATTERS = 1e-3;
 const CLEAR_MARGIN = 1e-5;
 
 /**
- * algorithms.md §2 as the pass documents it: layers below fullLayers and the selection layers
- * attend to every key; a selection layer picks, per query head, the past rows with the highest
- * scaled scores (the step's new row is always attended and counts in the budget, so topK - 1 of
- * them); the layers after it attend to those rows and the new row, until the next selection.
- * `kvHeadOf` scores each query head against a KV head (the model's mapping unless a test breaks it).
+ * algorithms.md §2: layers below fullLayers and the selection layers attend to every key; a
+ * selection layer picks, per query head, the topK keys with the highest scaled scores; the layers
+ * after it attend to those, until the next selection. Where the attention reads the model's KV
+ * cache as Concat(past, new) the pass documents one deviation, kept here: the step's new row is
+ * always attended and counts in the budget, so topK - 1 past rows are ranked (the paper ranks
+ * the new row with the rest, as the pass does where it cannot see the cache: a K repeated to H
+ * heads before the attention). `kvHeadOf` scores each query head against a KV head (the model's
+ * mapping unless a test breaks it).
  */
 function tidalPolicy(opts: { topK: number; fullLayers: number; selectLayers: number[] }, margins: number[], kvHeadOf: KvHeadOf = groupedKvHead): Policy {
   let selection: number[][] | undefined;
   return (step) => {
-    const past = Array.from({ length: step.N - 1 }, (_, n) => n);
+    const ranked = Array.from({ length: step.keyIsPresent ? step.N - 1 : step.N }, (_, n) => n);
+    const always = step.keyIsPresent ? [step.N - 1] : [];
     if (step.layer < opts.fullLayers) return dense(step);
     if (opts.selectLayers.includes(step.layer)) {
       selection = Array.from({ length: step.heads }, (_, h) => {
-        const chosen = topK(scores(step, h, kvHeadOf(step, h), past), Math.min(opts.topK - 1, past.length));
+        const chosen = topK(scores(step, h, kvHeadOf(step, h), ranked), Math.min(opts.topK - always.length, ranked.length));
         margins.push(chosen.margin);
-        return chosen.indices;
+        return [...chosen.indices, ...always];
       });
       return dense(step);
     }
-    return selection ? selection.map((rows) => [...rows, step.N - 1]) : dense(step);
+    return selection ?? dense(step);
   };
 }
 
@@ -65,7 +69,7 @@ describe("tidal agrees with a TypeScript oracle on the unrewritten model's Q and
           for (const d of got.layers) expect(d).toBeLessThanOrEqual(AGREE);
           expect(got.logits).toBeLessThanOrEqual(AGREE);
           expect(maxDiff(want.logits, denseRun.logits)).toBeGreaterThan(MATTERS);
-          if (c.gqa) {
+          if (oracle.layers.some((l) => l.heads > l.kvHeads)) {
             // A selection scored against the wrong KV head (h mod Hkv, the SGLang layout) is told apart.
             const wrong = await oracle.run(feeds, tidalPolicy(opts, [], (s, h) => h % s.kvHeads));
             expect(wrong.attended).not.toEqual(want.attended);

@@ -30,6 +30,8 @@ export interface OracleLayer {
   query: string;
   /** [B, Hkv, N, D]: every key of the step (past and new), rotary applied, not repeated. */
   key: string;
+  /** The key is the model's present output, Concat(past, new): a pass sees the cache's rows apart. */
+  keyIsPresent: boolean;
   value: string;
   /** [B, H, T, D]: the attention's result, as the layer's next op reads it. */
   output: string;
@@ -58,7 +60,8 @@ export function oracleLayers(original: Model, lifted: Model): OracleLayer[] {
     const shape = node.inputs[0]!.type?.kind === "tensor" ? node.inputs[0]!.type.shape : undefined;
     const headDim = shape?.[3];
     if (typeof headDim !== "number") throw new Error(`layer ${attrs.layer}: the query's head dimension is not known`);
-    return { layer: attrs.layer, heads: attrs.num_heads, kvHeads: attrs.kv_num_heads, scale: attrs.scale, headDim, query: query!, key: key!, value: value!, output, reader: { output: readerOutput, input: use.index } };
+    const keyIsPresent = original.graph.lookup(key!)!.isGraphOutput;
+    return { layer: attrs.layer, heads: attrs.num_heads, kvHeads: attrs.kv_num_heads, scale: attrs.scale, headDim, query: query!, key: key!, keyIsPresent, value: value!, output, reader: { output: readerOutput, input: use.index } };
   });
   return layers.sort((a, b) => a.layer - b.layer);
 }
@@ -96,6 +99,8 @@ export function exposeAttentionOutputs(rewritten: Model, layers: readonly Oracle
 /** Layer l's operands for one decode step (batch 1, one query), as float32 arrays. */
 export interface LayerStep {
   layer: number;
+  /** See OracleLayer.keyIsPresent. */
+  keyIsPresent: boolean;
   heads: number;
   kvHeads: number;
   scale: number;
@@ -247,7 +252,7 @@ function layerStep(l: OracleLayer, out: Record<string, ort.Tensor>): LayerStep {
   if (B !== 1 || T !== 1 || H !== l.heads || Hkv !== l.kvHeads) throw new Error(`layer ${l.layer}: query ${q.dims} / key ${k.dims}: the oracle replays one-token steps of batch 1`);
   const [qd, kd, vd] = [q.data as Float32Array, k.data as Float32Array, v.data as Float32Array];
   return {
-    layer: l.layer, heads: H!, kvHeads: Hkv!, scale: l.scale, N: N!, D: D!,
+    layer: l.layer, keyIsPresent: l.keyIsPresent, heads: H!, kvHeads: Hkv!, scale: l.scale, N: N!, D: D!,
     q: (h) => qd.subarray(h * D!, (h + 1) * D!),
     k: (j, n) => kd.subarray((j * N! + n) * D!, (j * N! + n + 1) * D!),
     v: (j, n) => vd.subarray((j * N! + n) * D!, (j * N! + n + 1) * D!),

@@ -13,7 +13,7 @@ import { sparsify } from "./sparse-parity.ts";
 
 export interface OracleCase {
   name: string;
-  /** Query heads share KV heads. */
+  /** The model's query heads share KV heads (the attention may still see K repeated to H heads). */
   gqa: boolean;
   /** Decoder layers (the layer-role methods need some). */
   layers: number;
@@ -25,8 +25,19 @@ export interface OracleCase {
 const REFERENCE_DIR = resolve(import.meta.dirname, "../fixtures/reference");
 /** The export matrix's fixtures (test/fixtures/export-matrix/<name>/model.onnx), when present. */
 const MATRIX_DIR = resolve(import.meta.dirname, "../fixtures/export-matrix");
-/** Matrix fixtures with decomposed (eager) attention to run the oracles on: [folder, gqa, layers]. */
-const MATRIX_MODELS: readonly [string, boolean, number][] = [];
+/**
+ * Matrix fixtures to run the oracles on, [folder, gqa, layers]: ones whose Q, K, V are values of
+ * the model (decomposed attention, or the standard Attention op); a fused com.microsoft op hides them.
+ */
+const MATRIX_MODELS: readonly [string, boolean, number][] = [
+  ["llama-eager-dynamo-opset20", true, 2],
+  ["mistral-eager-torchscript-opset17", true, 2],
+  ["qwen2-eager-dynamo-opset23", true, 2],
+  // The standard Attention op, K repeated to H heads before it: lifted as MHA, its cache Concat unseen.
+  ["llama-sdpa-dynamo-opset23", true, 2],
+  ["gpt2-eager-torchscript-opset17", false, 2],
+  ["gpt_neox-eager-dynamo-opset20", false, 2],
+];
 
 function reference(dir: string, gqa: boolean): OracleCase {
   return { name: `reference ${dir}`, gqa, layers: 2, load: () => loadModel(resolve(REFERENCE_DIR, dir, "model.onnx")) };
