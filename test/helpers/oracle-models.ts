@@ -17,36 +17,42 @@ export interface OracleCase {
   gqa: boolean;
   /** Decoder layers (the layer-role methods need some). */
   layers: number;
+  /** Rotary positions (rotate-half, base theta, on the first `dims` lanes of each head); undefined: learned absolute positions. */
+  rotary?: { theta: number; dims: number };
   /** Why the case cannot run here (a matrix fixture not present), or undefined. */
   skip?: string;
   load(): Model | Promise<Model>;
 }
 
 const REFERENCE_DIR = resolve(import.meta.dirname, "../fixtures/reference");
+/** transformers' default rotary base, over the whole 16-lane head of these fixtures. */
+const ROTARY = { theta: 10000, dims: 16 };
+
 /** The export matrix's fixtures (test/fixtures/export-matrix/<name>/model.onnx), when present. */
 const MATRIX_DIR = resolve(import.meta.dirname, "../fixtures/export-matrix");
 /**
- * Matrix fixtures to run the oracles on, [folder, gqa, layers]: ones whose Q, K, V are values of
+ * Matrix fixtures to run the oracles on, [folder, gqa, layers, rotary]: ones whose Q, K, V are values of
  * the model (decomposed attention, or the standard Attention op); a fused com.microsoft op hides them.
  */
-const MATRIX_MODELS: readonly [string, boolean, number][] = [
-  ["llama-eager-dynamo-opset20", true, 2],
-  ["mistral-eager-torchscript-opset17", true, 2],
-  ["qwen2-eager-dynamo-opset23", true, 2],
+const MATRIX_MODELS: readonly [string, boolean, number, OracleCase["rotary"]][] = [
+  ["llama-eager-dynamo-opset20", true, 2, ROTARY],
+  ["mistral-eager-torchscript-opset17", true, 2, ROTARY],
+  ["qwen2-eager-dynamo-opset23", true, 2, ROTARY],
   // The standard Attention op, K repeated to H heads before it: lifted as MHA, its cache Concat unseen.
-  ["llama-sdpa-dynamo-opset23", true, 2],
-  ["gpt2-eager-torchscript-opset17", false, 2],
-  ["gpt_neox-eager-dynamo-opset20", false, 2],
+  ["llama-sdpa-dynamo-opset23", true, 2, ROTARY],
+  ["gpt2-eager-torchscript-opset17", false, 2, undefined],
+  // Partial rotary: a quarter of the head.
+  ["gpt_neox-eager-dynamo-opset20", false, 2, { theta: 10000, dims: 4 }],
 ];
 
 function reference(dir: string, gqa: boolean): OracleCase {
-  return { name: `reference ${dir}`, gqa, layers: 2, load: () => loadModel(resolve(REFERENCE_DIR, dir, "model.onnx")) };
+  return { name: `reference ${dir}`, gqa, layers: 2, rotary: dir.startsWith("gpt2") ? undefined : ROTARY, load: () => loadModel(resolve(REFERENCE_DIR, dir, "model.onnx")) };
 }
 
-function matrix([dir, gqa, layers]: [string, boolean, number]): OracleCase {
+function matrix([dir, gqa, layers, rotary]: [string, boolean, number, OracleCase["rotary"]]): OracleCase {
   const path = resolve(MATRIX_DIR, dir, "model.onnx");
   const skip = existsSync(path) ? undefined : `${path} not found (the export matrix is not generated here)`;
-  return { name: `matrix ${dir}`, gqa, layers, skip, load: () => loadModel(path) };
+  return { name: `matrix ${dir}`, gqa, layers, rotary, skip, load: () => loadModel(path) };
 }
 
 /** Reference exports (GPT-2: MHA; Llama, Qwen2: 4 query heads on 2 KV heads), 5-layer zoo decoders, the matrix's. */
@@ -58,7 +64,7 @@ export function oracleCases(): OracleCase[] {
     reference("llama-torchscript", true),
     reference("qwen2-torchscript", true),
     reference("qwen2-dynamo", true),
-    { name: "zoo llama (GQA, 5 layers)", gqa: true, layers: 5, load: () => buildZooModel(llamaConfig({ layers: 5 })) },
+    { name: "zoo llama (GQA, 5 layers)", gqa: true, layers: 5, rotary: { theta: llamaConfig().ropeTheta, dims: 16 }, load: () => buildZooModel(llamaConfig({ layers: 5 })) },
     { name: "zoo gpt2 (MHA, 5 layers)", gqa: false, layers: 5, load: () => buildZooModel(gpt2Config({ layers: 5 })) },
     ...MATRIX_MODELS.map(matrix),
   ];
