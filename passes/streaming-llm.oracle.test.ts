@@ -65,6 +65,7 @@ function compacted(feeds: Record<string, ort.Tensor>, kept: readonly number[], p
  */
 const REFUSED: Record<string, string> = {
   "matrix llama-sdpa-dynamo-opset23": "K is repeated to H heads before the Attention op, so the pass cannot trace the keys' rotation and refuses the layer",
+  "matrix phi3-eager-torchscript-opset17": "the pass finds the keys' rotary embedding mixing several operands (Phi-3's fused qkv_proj) and refuses the layer",
 };
 
 const range = (start: number, end: number) => Array.from({ length: Math.max(0, end - start) }, (_, i) => start + i);

@@ -1,7 +1,7 @@
 // The models the sparse-attention oracles run on: MHA and GQA decoders with decomposed attention
 // (the oracle reads each layer's Q, K, V from the unrewritten model, so they must be values of
 // it). Matrix fixtures join the list by name; a listed one that is absent is skipped with a reason.
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import * as ort from "onnxruntime-node";
 import type { Model } from "../../compiler/ir/model.ts";
@@ -25,34 +25,48 @@ export interface OracleCase {
 }
 
 const REFERENCE_DIR = resolve(import.meta.dirname, "../fixtures/reference");
-/** transformers' default rotary base, over the whole 16-lane head of these fixtures. */
+/** transformers' default rotary base, over the whole 16-lane head of the reference exports. */
 const ROTARY = { theta: 10000, dims: 16 };
 
 /** The export matrix's fixtures (test/fixtures/export-matrix/<name>/model.onnx), when present. */
 const MATRIX_DIR = resolve(import.meta.dirname, "../fixtures/export-matrix");
 /**
- * Matrix fixtures to run the oracles on, [folder, gqa, layers, rotary]: ones whose Q, K, V are values of
- * the model (decomposed attention, or the standard Attention op); a fused com.microsoft op hides them.
+ * Matrix fixtures to run the oracles on: ones whose Q, K, V are values of the model (decomposed
+ * attention, or the standard Attention op; a fused com.microsoft op hides them) and whose decode
+ * step sees every key (not Gemma 2's sliding window). Their sizes and rotary come from expected.json.
  */
-const MATRIX_MODELS: readonly [string, boolean, number, OracleCase["rotary"]][] = [
-  ["llama-eager-dynamo-opset20", true, 2, ROTARY],
-  ["mistral-eager-torchscript-opset17", true, 2, ROTARY],
-  ["qwen2-eager-dynamo-opset23", true, 2, ROTARY],
-  // The standard Attention op, K repeated to H heads before it: lifted as MHA, its cache Concat unseen.
-  ["llama-sdpa-dynamo-opset23", true, 2, ROTARY],
-  ["gpt2-eager-torchscript-opset17", false, 2, undefined],
+const MATRIX_MODELS = [
+  "gpt2-eager-torchscript-opset17",
   // Partial rotary: a quarter of the head.
-  ["gpt_neox-eager-dynamo-opset20", false, 2, { theta: 10000, dims: 4 }],
+  "gpt_neox-eager-dynamo-opset20",
+  "llama-eager-dynamo-opset20",
+  "mistral-eager-torchscript-opset17",
+  "qwen2-eager-dynamo-opset23",
+  "qwen3-eager-dynamo-opset20",
+  "phi3-eager-torchscript-opset17",
+  // The standard Attention op, K repeated to H heads before it: lifted as MHA, its cache Concat unseen.
+  "llama-sdpa-dynamo-opset23",
 ];
 
 function reference(dir: string, gqa: boolean): OracleCase {
   return { name: `reference ${dir}`, gqa, layers: 2, rotary: dir.startsWith("gpt2") ? undefined : ROTARY, load: () => loadModel(resolve(REFERENCE_DIR, dir, "model.onnx")) };
 }
 
-function matrix([dir, gqa, layers, rotary]: [string, boolean, number, OracleCase["rotary"]]): OracleCase {
+function matrix(dir: string): OracleCase {
   const path = resolve(MATRIX_DIR, dir, "model.onnx");
-  const skip = existsSync(path) ? undefined : `${path} not found (the export matrix is not generated here)`;
-  return { name: `matrix ${dir}`, gqa, layers, rotary, skip, load: () => loadModel(path) };
+  if (!existsSync(path)) return { name: `matrix ${dir}`, gqa: false, layers: 0, skip: `${path} not found (the export matrix is not generated here)`, load: () => loadModel(path) };
+  const { config } = JSON.parse(readFileSync(resolve(MATRIX_DIR, dir, "expected.json"), "utf8")) as { config: MatrixConfig };
+  const rotary = config.rotary ? { theta: config.rotary.theta, dims: Math.round(config.rotary.fraction * config.head_dim) } : undefined;
+  return { name: `matrix ${dir}`, gqa: config.kv_heads < config.heads, layers: config.layers, rotary, load: () => loadModel(path) };
+}
+
+/** What the oracles read of a matrix fixture's expected.json. */
+interface MatrixConfig {
+  layers: number;
+  heads: number;
+  kv_heads: number;
+  head_dim: number;
+  rotary: { kind: "rotate_half"; fraction: number; theta: number } | null;
 }
 
 /** Reference exports (GPT-2: MHA; Llama, Qwen2: 4 query heads on 2 KV heads), 5-layer zoo decoders, the matrix's. */
