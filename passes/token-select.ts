@@ -109,7 +109,7 @@ interface KeyRegions {
   windowStart_1: Value;
   /** Middle keys to choose. */
   chosen_1: Value;
-  /** int64 [S] and [W]: the sinks' and the window's indices, always kept. */
+  /** int64 [S] and [W]: the sinks' and the window's indices (the new rows' too without a cache), always kept. */
   sinks_S: Value;
   window_W: Value;
 }
@@ -130,22 +130,28 @@ function regionsKey(site: SparseSite): string | undefined {
 /**
  * Built outside any branch: the lengths read the bias, which the attention after the selection
  * reads too. With a KV cache the selectable keys are the past rows: the step's new rows are the
- * window's most recent rows, attended anyway, so the past holds the rest of the window.
+ * window's most recent rows, attended anyway, so the past holds the rest of the window. Without
+ * one (the cache's Concat is not what the node reads, e.g. K repeated to H heads before it) every
+ * key is selectable and the new rows are the last T: kept with the window, and the past's part of
+ * the window ends at its last visible row, since an append-only buffer masks spare rows between
+ * the past and the new rows.
  */
 function keyRegions(site: SparseSite, opts: TokenSelectOptions): KeyRegions {
   const b = site.b;
-  const M_1 = site.selectable_1;
-  const newRows_1 = b.op.Sub(site.N_1, M_1);
-  // The window ends at the last visible selectable row: an append-only cache's buffer holds its
-  // rows as a prefix and masks the spare rows after them.
-  const filled_1 = site.min(b.op.Sub(site.visible_1(), newRows_1), M_1);
+  const newRows_1 = site.cache ? b.op.Sub(site.N_1, site.selectable_1) : site.T_1;
+  const past_1 = site.cache ? site.selectable_1 : b.op.Sub(site.N_1, site.T_1);
+  // The window ends at the last visible past row: an append-only cache's buffer holds its rows as
+  // a prefix and masks the spare rows after them.
+  const filled_1 = site.min(b.op.Sub(site.visible_1(), newRows_1), past_1);
   const pastWindow_1 = b.op.Sub(b.int64([opts.window]), site.min(newRows_1, b.int64([opts.window])));
   const sinks_1 = site.min(b.int64([opts.sinks]), filled_1);
   const window_1 = site.min(pastWindow_1, b.op.Sub(filled_1, sinks_1));
   const windowStart_1 = b.op.Sub(filled_1, window_1);
   const middle_1 = b.op.Sub(windowStart_1, sinks_1);
   const chosen_1 = site.decodeOnly(site.min(budgetTokens(site, opts.topK), middle_1), middle_1);
-  return { sinks_1, windowStart_1, chosen_1, sinks_S: site.range(b.int64([0]), sinks_1), window_W: site.range(windowStart_1, filled_1) };
+  const pastWindow_W = site.range(windowStart_1, filled_1);
+  const window_W = site.cache ? pastWindow_W : b.op.Concat(pastWindow_W, site.range(past_1, site.N_1), { axis: 0 });
+  return { sinks_1, windowStart_1, chosen_1, sinks_S: site.range(b.int64([0]), sinks_1), window_W };
 }
 
 /**
