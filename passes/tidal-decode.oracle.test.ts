@@ -4,8 +4,8 @@
 // chosen keys is computed there too; the rewritten graph's attention outputs and logits must match.
 import { describe, expect, it } from "vitest";
 import { AttentionOracle, dense, groupedKvHead, maxDiff, scores, topK, type KvHeadOf, type Policy } from "../test/helpers/attention-oracle.ts";
-import { agreement, oracleCases, runRewritten } from "../test/helpers/oracle-models.ts";
-import { tidalDecode, type TidalDecodeOptions } from "./tidal-decode.ts";
+import { agreement, bufferedFeeds, oracleCases, runRewritten } from "../test/helpers/oracle-models.ts";
+import { createTidalDecode, tidalDecode, type TidalDecodeOptions } from "./tidal-decode.ts";
 
 /** Within float32 rounding of the same attention (measured ~5e-6 on the logits for dense replays). */
 const AGREE = 5e-5;
@@ -80,5 +80,36 @@ describe("tidal agrees with a TypeScript oracle on the unrewritten model's Q and
         }
       });
     }
+  }
+});
+
+describe("tidal on an append-only buffer (as a .pipe compiles it) agrees with the oracle on the exact cache", () => {
+  for (const c of oracleCases()) {
+    const roles = c.layers >= 5 ? { fullLayers: 1, selectLayers: [1, 3] } : { fullLayers: 0, selectLayers: [0] };
+    it.skipIf(c.skip !== undefined)(`${c.name}${c.skip ? ` (skipped: ${c.skip})` : ""}`, async () => {
+      const opts = { topK: 6, ...roles };
+      const oracle = await AttentionOracle.create(c.load);
+      try {
+        const feeds = oracle.feeds(PAST, 29);
+        const margins: number[] = [];
+        const want = await oracle.run(feeds, tidalPolicy(opts, margins));
+        expect(Math.min(...margins)).toBeGreaterThan(CLEAR_MARGIN);
+        let appendOnly = false;
+        const pass = createTidalDecode({ topK: { tokens: opts.topK }, fullLayers: opts.fullLayers, selectLayers: opts.selectLayers, appendOnly: true });
+        const rewrite = (m: Parameters<typeof tidalDecode>[0]) => {
+          const stats = pass.run(m, { options: {}, note: () => {} }).stats!;
+          appendOnly = stats["kv-append-only"] === 1;
+          return stats["sparse"]!;
+        };
+        // The graph reads a buffer with spare rows after the cache's, hidden by the mask.
+        const sparse = await runRewritten(c, oracle.layers, rewrite, feeds, () => bufferedFeeds(feeds, 9, 31));
+        expect(appendOnly).toBe(true);
+        const got = agreement(want, sparse);
+        for (const d of got.layers) expect(d).toBeLessThanOrEqual(AGREE);
+        expect(got.logits).toBeLessThanOrEqual(AGREE);
+      } finally {
+        await oracle.release();
+      }
+    });
   }
 });

@@ -6,9 +6,9 @@
 import * as ort from "onnxruntime-node";
 import { describe, expect, it } from "vitest";
 import { AttentionOracle, dense, groupedKvHead, maxDiff, topK, type KvHeadOf, type Policy } from "../test/helpers/attention-oracle.ts";
-import { agreement, oracleCases, runRewritten } from "../test/helpers/oracle-models.ts";
+import { agreement, bufferedFeeds, oracleCases, runRewritten } from "../test/helpers/oracle-models.ts";
 import { SELECTION_CACHE_NAMES } from "./sparse-attention/selection-cache.ts";
-import { tokenSelect, type TokenSelectOptions } from "./token-select.ts";
+import { createTokenSelect, tokenSelect, type TokenSelectOptions } from "./token-select.ts";
 
 /** Within float32 rounding of the same attention (measured ~5e-6 on the logits for dense replays). */
 const AGREE = 5e-5;
@@ -129,6 +129,36 @@ describe("tokenselect's selection-cache contract reports the oracle's kept rows"
           expect(Array.from(sparse.outputs[`${SELECTION_CACHE_NAMES.reused}.${l.layer}`]!.data as Uint8Array)).toEqual([0]);
         });
         expect(agreement(want, sparse).logits).toBeLessThanOrEqual(AGREE);
+      } finally {
+        await oracle.release();
+      }
+    });
+  }
+});
+
+describe("tokenselect on an append-only buffer (as a .pipe compiles it) agrees with the oracle on the exact cache", () => {
+  const s = SETTINGS[1]!;
+  for (const c of oracleCases()) {
+    it.skipIf(c.skip !== undefined)(`${c.name}${c.skip ? ` (skipped: ${c.skip})` : ""}`, async () => {
+      const oracle = await AttentionOracle.create(c.load);
+      try {
+        const feeds = oracle.feeds(PAST, 37);
+        const margins: number[] = [];
+        const want = await oracle.run(feeds, tokenSelectPolicy(s, margins));
+        expect(Math.min(...margins)).toBeGreaterThan(CLEAR_MARGIN);
+        let appendOnly = false;
+        const pass = createTokenSelect({ ...passOptions(s), appendOnly: true });
+        const rewrite = (m: Parameters<typeof tokenSelect>[0]) => {
+          const stats = pass.run(m, { options: {}, note: () => {} }).stats!;
+          appendOnly = stats["kv-append-only"] === 1;
+          return stats["layers"]!;
+        };
+        // The graph reads a buffer with spare rows after the cache's, hidden by the mask.
+        const sparse = await runRewritten(c, oracle.layers, rewrite, feeds, () => bufferedFeeds(feeds, 9, 41));
+        expect(appendOnly).toBe(true);
+        const got = agreement(want, sparse);
+        for (const d of got.layers) expect(d).toBeLessThanOrEqual(AGREE);
+        expect(got.logits).toBeLessThanOrEqual(AGREE);
       } finally {
         await oracle.release();
       }

@@ -8,6 +8,7 @@ import type { Model } from "../../compiler/ir/model.ts";
 import { loadModel } from "../../compiler/onnx/index.ts";
 import { buildZooModel, gpt2Config, llamaConfig } from "../../compiler/zoo/index.ts";
 import { maxDiff, type OracleLayer, type OracleRun, exposeAttentionOutputs } from "./attention-oracle.ts";
+import { rng } from "./ort-inputs.ts";
 import { modelBytes } from "./ort-parity.ts";
 import { sparsify } from "./sparse-parity.ts";
 
@@ -113,4 +114,27 @@ export async function runRewritten(
 /** Largest difference per layer and in the logits between the oracle and the rewritten graph. */
 export function agreement(oracle: OracleRun, rewritten: RewrittenRun): { layers: number[]; logits: number } {
   return { layers: oracle.attention.map((a, l) => maxDiff(a, rewritten.attention[l]!)), logits: maxDiff(oracle.logits, rewritten.logits) };
+}
+
+/**
+ * A decode step's feeds as an append-only cache holds them: each past buffer has `spare` rows of
+ * noise after its P rows, which the attention mask hides (a buffer reserved ahead). Any method
+ * must give the step it gives on `feeds`: spare rows are neither context nor candidates.
+ */
+export function bufferedFeeds(feeds: Record<string, ort.Tensor>, spare: number, seed: number): Record<string, ort.Tensor> {
+  const next = rng(seed);
+  const out: Record<string, ort.Tensor> = { ...feeds };
+  let past = 0;
+  for (const [name, t] of Object.entries(feeds)) {
+    if (!/past/.test(name)) continue;
+    const [B, H, P, D] = t.dims as number[];
+    past = P!;
+    const data = Float32Array.from({ length: B! * H! * (P! + spare) * D! }, () => next() * 4 - 2);
+    for (let o = 0; o < B! * H!; o++) data.set((t.data as Float32Array).subarray(o * P! * D!, (o + 1) * P! * D!), o * (P! + spare) * D!);
+    out[name] = new ort.Tensor("float32", data, [B!, H!, P! + spare, D!]);
+  }
+  const mask = new BigInt64Array(past + spare + 1).fill(1n);
+  mask.fill(0n, past, past + spare);
+  out.attention_mask = new ort.Tensor("int64", mask, [1, mask.length]);
+  return out;
 }
