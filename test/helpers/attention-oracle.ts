@@ -28,7 +28,7 @@ export interface OracleLayer {
   headDim: number;
   /** [B, H, T, D], rotary applied. */
   query: string;
-  /** [B, Hkv, N, D]: every key of the step (past and new), rotary applied, not repeated. */
+  /** [B, Hkv, N, D]: every key of the step (past and new), rotary applied, as the attention reads it (Hkv = H where the model repeats K before the op). */
   key: string;
   /** The key is the model's present output, Concat(past, new): a pass sees the cache's rows apart. */
   keyIsPresent: boolean;

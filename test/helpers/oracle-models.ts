@@ -1,6 +1,8 @@
-// The models the sparse-attention oracles run on: MHA and GQA decoders with decomposed attention
-// (the oracle reads each layer's Q, K, V from the unrewritten model, so they must be values of
-// it). Matrix fixtures join the list by name; a listed one that is absent is skipped with a reason.
+// The models the sparse-attention oracles run on: MHA and GQA decoders whose attention is
+// decomposed or the standard Attention op (the oracle reads each layer's Q, K, V from the
+// unrewritten model, so they must be values of it), and what the oracle tests share: running a
+// rewritten copy, comparing it, feeding an append-only buffer. Matrix fixtures join the list by
+// name; a listed one that is absent is skipped with a reason.
 import { existsSync, readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import * as ort from "onnxruntime-node";
