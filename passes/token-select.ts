@@ -119,7 +119,7 @@ interface KeyRegions {
   chosen_1: Value;
   /** bool [1]: the budget covers every middle key (all are chosen). */
   covered_1: Value;
-  /** int64 [S] and [W]: the sinks' and the window's indices, always kept. */
+  /** int64 [S] and [W]: the sinks' and the window's indices (the new rows' too without a cache), always kept. */
   sinks_S: Value;
   window_W: Value;
 }
@@ -140,15 +140,19 @@ function regionsKey(site: SparseSite): string | undefined {
 /**
  * Built outside any branch: the lengths read the bias, which the attention after the selection
  * reads too. With a KV cache the selectable keys are the past rows: the step's new rows are the
- * window's most recent rows, attended anyway, so the past holds the rest of the window.
+ * window's most recent rows, attended anyway, so the past holds the rest of the window. Without
+ * one (the cache's Concat is not what the node reads, e.g. K repeated to H heads before it) every
+ * key is selectable and the new rows are the last T: kept with the window, and the past's part of
+ * the window ends at its last visible row, since an append-only buffer masks spare rows between
+ * the past and the new rows.
  */
 function keyRegions(site: SparseSite, opts: TokenSelectOptions): KeyRegions {
   const b = site.b;
-  const M_1 = site.selectable_1;
-  const newRows_1 = b.op.Sub(site.N_1, M_1);
-  // The window ends at the last visible selectable row: an append-only cache's buffer holds its
-  // rows as a prefix and masks the spare rows after them.
-  const filled_1 = site.min(b.op.Sub(site.visible_1(), newRows_1), M_1);
+  const newRows_1 = site.cache ? b.op.Sub(site.N_1, site.selectable_1) : site.T_1;
+  const past_1 = site.cache ? site.selectable_1 : b.op.Sub(site.N_1, site.T_1);
+  // The window ends at the last visible past row: an append-only cache's buffer holds its rows as
+  // a prefix and masks the spare rows after them.
+  const filled_1 = site.min(b.op.Sub(site.visible_1(), newRows_1), past_1);
   const shares = budgetShares(site, opts);
   const pastWindow_1 = b.op.Sub(shares.window_1, site.min(newRows_1, shares.window_1));
   const sinks_1 = site.min(shares.sinks_1, filled_1);
@@ -156,7 +160,9 @@ function keyRegions(site: SparseSite, opts: TokenSelectOptions): KeyRegions {
   const windowStart_1 = b.op.Sub(filled_1, window_1);
   const middle_1 = b.op.Sub(windowStart_1, sinks_1);
   const chosen_1 = site.decodeOnly(site.min(shares.selected_1, middle_1), middle_1);
-  return { sinks_1, windowStart_1, chosen_1, covered_1: b.op.Not(b.op.Less(chosen_1, middle_1)), sinks_S: site.range(b.int64([0]), sinks_1), window_W: site.range(windowStart_1, filled_1) };
+  const pastWindow_W = site.range(windowStart_1, filled_1);
+  const window_W = site.cache ? pastWindow_W : b.op.Concat(pastWindow_W, site.range(past_1, site.N_1), { axis: 0 });
+  return { sinks_1, windowStart_1, chosen_1, covered_1: b.op.Not(b.op.Less(chosen_1, middle_1)), sinks_S: site.range(b.int64([0]), sinks_1), window_W };
 }
 
 /**
@@ -211,7 +217,9 @@ function chooseMiddle(site: SparseSite, opts: TokenSelectOptions, { sinks_1, win
   const scores_BHTM = site.groups > 1 ? b.op.Reshape(scores_BHkvGTM, b.op.Concat(b.int64([0, site.attrs.num_heads]), site.T_1, site.selectable_1, { axis: 0 })) : scores_BHkvGTM;
   const lastQuery_1 = b.op.Sub(site.T_1, b.int64([1]));
   const criticality_BH1C = b.op.Slice(scores_BHTM, b.op.Concat(lastQuery_1, sinks_1, { axis: 0 }), b.op.Concat(site.T_1, windowStart_1, { axis: 0 }), b.int64([2, 3]));
-  const perHead_BH1C = b.op.Softmax(b.op.Mul(criticality_BH1C, b.float32(site.attrs.scale)), { axis: -1 });
+  // Unscaled, as the reference's vote (get_topk_tokens: softmax of the raw q.k): the attention's
+  // scale would sharpen or flatten each head's distribution, and so change the sum over heads.
+  const perHead_BH1C = b.op.Softmax(criticality_BH1C, { axis: -1 });
   let votes_C = reduceSum(site, perHead_BH1C, [0, 1, 2]);
   if (opts.kernelSize > 0) votes_C = maxPool(site, votes_C, opts.kernelSize, b.op.Sub(windowStart_1, sinks_1));
   return b.op.Add(site.topKAscending(votes_C, chosen_1), sinks_1);
