@@ -131,7 +131,7 @@ def make_config(arch: str, impl: str):
     if arch == "llama":
         return T.LlamaConfig(**llama_like), T.LlamaForCausalLM
     if arch == "mistral":
-        return T.MistralConfig(head_dim=16, **llama_like), T.MistralForCausalLM
+        return T.MistralConfig(**llama_like), T.MistralForCausalLM
     if arch == "qwen2":
         return T.Qwen2Config(**llama_like), T.Qwen2ForCausalLM
     if arch == "qwen3":
