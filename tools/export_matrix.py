@@ -115,6 +115,18 @@ COMMON_SETTINGS = {
     "torch.onnx.export(dynamo=False, dynamic_axes=...) / dynamo=True dynamic_shapes=...":
         "dynamic batch/sequence/past axes, as Optimum exports have",
     "dynamo per-node metadata_props stripped": "debug text, ~40% of the file, no semantics",
+    "opset_version 17 (TorchScript), 20 and 23 (dynamo); both default to 18":
+        "the matrix's axis: 20 is what users of the issue exported with, 23 is the first with Attention",
+    "seed: the first from 1234 whose eager and sdpa greedy paths keep a top-1/top-2 gap >= 1e-3":
+        "robust greedy argmax (config.seed)",
+}
+# Architecture-specific settings, and why.
+ARCH_SETTINGS = {
+    "qwen3": {"Qwen3Config(head_dim=16)": "the default is a fixed 128, not hidden / heads"},
+    "gemma2": {
+        "Gemma2Config(head_dim=16)": "the default is a fixed 256, not hidden / heads",
+        "Gemma2Config(sliding_window=16)": "the default 4096 would never slide on these prompts",
+    },
 }
 
 
@@ -240,21 +252,30 @@ def op_counts(m: onnx.ModelProto) -> dict:
 ROTARY_CACHES = ("cos_cache", "sin_cache")
 
 
-def optimise_ort_transformers(src: Path, dst: Path, arch: str, max_positions: int):
+def optimise_ort_transformers(src: Path, dst: Path, arch: str, max_positions: int) -> dict:
     from onnxruntime.transformers.optimizer import optimize_model
     m = optimize_model(str(src), model_type=ORT_MODEL_TYPE.get(arch, "gpt2"))
-    truncate_rotary_caches(m.model, max_positions)
+    settings = {
+        f"optimize_model(model_type='{ORT_MODEL_TYPE.get(arch, 'gpt2')}')": "the default model_type is 'bert', an encoder",
+    }
+    if truncate_rotary_caches(m.model, max_positions):
+        settings[f"com.microsoft.RotaryEmbedding cos_cache/sin_cache cut to {max_positions} rows"] = \
+            "the fusion writes 131072 rows (MBs of constants); rows past max_position_embeddings are never read"
     m.save_model_to_file(str(dst), use_external_data_format=False)
+    return settings
 
 
-def truncate_rotary_caches(m: onnx.ModelProto, max_positions: int) -> None:
-    """The qwen3 fusion's com.microsoft.RotaryEmbedding caches hold 131072 rows
-    (8 MB); rows past the model's max_position_embeddings are never read."""
+def truncate_rotary_caches(m: onnx.ModelProto, max_positions: int) -> bool:
+    """Cut the rotary caches of a fused com.microsoft.RotaryEmbedding to the
+    model's max_position_embeddings rows; says whether there were any to cut."""
     from onnx import numpy_helper
+    cut = False
     for i, init in enumerate(m.graph.initializer):
         if init.name in ROTARY_CACHES and init.dims[0] > max_positions:
             rows = numpy_helper.to_array(init)[:max_positions]
             m.graph.initializer[i].CopyFrom(numpy_helper.from_array(rows, init.name))
+            cut = True
+    return cut
 
 
 def optimise_for_ort(src: Path, dst: Path, arch: str, max_positions: int):
@@ -263,19 +284,10 @@ def optimise_for_ort(src: Path, dst: Path, arch: str, max_positions: int):
     model = ir.load(str(src))
     model, _stats = optimize_for_ort(model)
     ir.save(model, str(dst))
+    return {}
 
 
 OPTIMISER_FNS = {"ort-transformers": optimise_ort_transformers, "optimize-for-ort": optimise_for_ort}
-OPTIMISER_SETTINGS = {
-    "none": {},
-    "ort-transformers": {
-        f"optimize_model(model_type=...) ('gpt2', or the family's own type for {sorted(ORT_MODEL_TYPE)})":
-            "the default model_type is 'bert', an encoder",
-        "com.microsoft.RotaryEmbedding cos_cache/sin_cache longer than max_position_embeddings cut to it":
-            "the qwen3 fusion writes 131072 rows (8 MB); later rows are never read",
-    },
-    "optimize-for-ort": {},
-}
 
 
 def verify(path: Path, dims: dict, ref, optimiser: str) -> float:
@@ -306,7 +318,7 @@ def finalise(path: Path, check: bool = True) -> onnx.ModelProto:
     return m
 
 
-def write_fixture(name, arch, impl, exporter, optimiser, dims, ref, tmp_path, model_class) -> dict:
+def write_fixture(name, arch, impl, exporter, optimiser, dims, ref, tmp_path, model_class, extra_settings) -> dict:
     max_err = verify(tmp_path, dims, ref, optimiser)
     m = onnx.load(str(tmp_path))
     out = OUT_DIR / name
@@ -316,9 +328,8 @@ def write_fixture(name, arch, impl, exporter, optimiser, dims, ref, tmp_path, mo
     shutil.copy(tmp_path, out / "model.onnx")
     check_logits = ref[LOGITS_CHECK_PROMPT][1][0]
     settings = dict(COMMON_SETTINGS)
-    settings.update(OPTIMISER_SETTINGS[optimiser])
-    if arch == "gemma2":
-        settings["Gemma2Config(sliding_window=16)"] = "default 4096 would never slide on these prompts"
+    settings.update(extra_settings)
+    settings.update(ARCH_SETTINGS.get(arch, {}))
     expected = {
         "arch": arch,
         "model_class": model_class,
@@ -396,7 +407,7 @@ def build_arch(arch: str, only: set[str] | None) -> None:
                     finalise(path)
                     exported[exporter] = path
                     if wanted_here:
-                        exp = write_fixture(name, arch, impl, exporter, "none", dims, ref, path, model_class)
+                        exp = write_fixture(name, arch, impl, exporter, "none", dims, ref, path, model_class, {})
                         record(name, written_entry(name, exp))
                 except Exception as e:
                     traceback.print_exc()
@@ -414,9 +425,9 @@ def build_arch(arch: str, only: set[str] | None) -> None:
                 path = Path(tmp) / f"{base}-{optimiser}" / "model.onnx"
                 path.parent.mkdir()
                 try:
-                    OPTIMISER_FNS[optimiser](exported[base], path, arch, dims["max_positions"])
+                    settings = OPTIMISER_FNS[optimiser](exported[base], path, arch, dims["max_positions"])
                     finalise(path, check=False)
-                    exp = write_fixture(name, arch, impl, base, optimiser, dims, ref, path, model_class)
+                    exp = write_fixture(name, arch, impl, base, optimiser, dims, ref, path, model_class, settings)
                     record(name, written_entry(name, exp))
                 except Exception as e:
                     traceback.print_exc()
