@@ -201,6 +201,9 @@ def model_dims(model: nn.Module, seed: int) -> dict:
         sliding_window=sliding,
         layer_types=getattr(c, "layer_types", None),
         attn_logit_softcapping=getattr(c, "attn_logit_softcapping", None),
+        # transformers applies it in its eager attention function only; sdpa drops it.
+        attn_logit_softcapping_in_graph=getattr(c, "attn_logit_softcapping", None) is not None
+        and c._attn_implementation == "eager",
         final_logit_softcapping=getattr(c, "final_logit_softcapping", None),
         tie_word_embeddings=getattr(c, "tie_word_embeddings", None),
         init_std=INIT_STD, seed=seed,
