@@ -28,7 +28,9 @@ interface Settings {
 
 /**
  * algorithms.md §1 (retrieval_indices / get_topk_tokens), for a one-query step over N keys (the
- * new one last): all of them when sinks + top_k + window >= N; else each head scores the middle
+ * new one last), with the budget B = top_k counting every key attended (docs/language.md): the
+ * sinks take at most B - 1 of it, the window (the new key included) at least 1 and at most what
+ * is left, the vote chooses the rest. All N keys when B >= N; else each head scores the middle
  * keys (after the sinks, before the window) by q.k, unscaled, normalises them with a softmax of
  * its own, the heads' probabilities are summed into one vote per key, max-pooled over
  * `kernelSize` keys when > 0, and the top_k voted keys with the sinks and the window are ONE set
@@ -37,9 +39,12 @@ interface Settings {
 function tokenSelectPolicy(s: Settings, margins: number[], kvHeadOf: KvHeadOf = groupedKvHead): Policy {
   return (step) => {
     const N = step.N;
-    const k = "tokens" in s.topK ? s.topK.tokens : Math.ceil((N * s.topK.percent) / 100);
-    if (s.sinks + k + s.window >= N) return dense(step);
-    const middle = Array.from({ length: N - s.window - s.sinks }, (_, i) => s.sinks + i);
+    const budget = "tokens" in s.topK ? s.topK.tokens : Math.ceil((N * s.topK.percent) / 100);
+    if (budget >= N) return dense(step);
+    const sinks = Math.min(s.sinks, budget - 1);
+    const window = Math.max(1, Math.min(s.window, budget - sinks));
+    const k = budget - sinks - window;
+    const middle = Array.from({ length: N - window - sinks }, (_, i) => sinks + i);
     const votes = new Float64Array(middle.length);
     for (let h = 0; h < step.heads; h++) {
       const q = step.q(h);
@@ -58,17 +63,18 @@ function tokenSelectPolicy(s: Settings, margins: number[], kvHeadOf: KvHeadOf = 
     const pooled = s.kernelSize > 0 ? Array.from(votes, (_, i) => Math.max(...votes.subarray(Math.max(0, i - half), i + half + 1))) : Array.from(votes);
     const chosen = topK(pooled, k);
     margins.push(chosen.margin);
-    const kept = [...Array.from({ length: s.sinks }, (_, i) => i), ...chosen.indices.map((i) => middle[i]!), ...Array.from({ length: s.window }, (_, i) => N - s.window + i)];
+    const kept = [...Array.from({ length: sinks }, (_, i) => i), ...chosen.indices.map((i) => middle[i]!), ...Array.from({ length: window }, (_, i) => N - window + i)];
     return Array.from({ length: step.heads }, () => kept);
   };
 }
 
 const PAST = 56;
 const SETTINGS: Settings[] = [
-  { topK: { tokens: 4 }, sinks: 2, window: 4, kernelSize: -1 },
-  { topK: { tokens: 10 }, sinks: 4, window: 8, kernelSize: -1 },
-  { topK: { tokens: 6 }, sinks: 3, window: 5, kernelSize: 3 },
+  { topK: { tokens: 10 }, sinks: 2, window: 4, kernelSize: -1 },
+  { topK: { tokens: 22 }, sinks: 4, window: 8, kernelSize: -1 },
+  { topK: { tokens: 14 }, sinks: 3, window: 5, kernelSize: 3 },
   { topK: { percent: 12.5 }, sinks: 2, window: 4, kernelSize: -1 },
+  { topK: { percent: 25 }, sinks: 2, window: 4, kernelSize: -1 },
 ];
 const passOptions = (s: Settings): TokenSelectOptions => ({ topK: s.topK, sinks: s.sinks, window: s.window, kernelSize: s.kernelSize });
 
@@ -126,10 +132,11 @@ describe("tokenselect's selection-cache contract reports the oracle's kept rows"
         const options = { ...passOptions(s), selectionCache: { threshold: 0.9 } };
         const sparse = await runRewritten(c, oracle.layers, (m) => tokenSelect(m, options), feeds, noCache);
         oracle.layers.forEach((l, i) => {
-          // The graph reports the past rows it attended; the new row (the window's last) is attended besides.
+          // The graph reports the middle rows the vote chose; the sinks and the window (this budget
+          // holds both whole) are attended besides.
           const reported = Array.from(sparse.outputs[`${SELECTION_CACHE_NAMES.indices}.${l.layer}`]!.data as BigInt64Array, Number);
-          const pastRows = want.attended[i]![0]!.filter((n) => n < PAST);
-          expect(reported).toEqual(pastRows);
+          const chosenRows = want.attended[i]![0]!.filter((n) => n >= s.sinks && n < PAST + 1 - s.window);
+          expect(reported).toEqual(chosenRows);
           expect(Array.from(sparse.outputs[`${SELECTION_CACHE_NAMES.reused}.${l.layer}`]!.data as Uint8Array)).toEqual([0]);
         });
         expect(agreement(want, sparse).logits).toBeLessThanOrEqual(AGREE);
