@@ -3,7 +3,7 @@ import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { tsImport } from "tsx/esm/api";
-import type { GenerationEvent } from "../../runtime/index.ts";
+import type { GenerationEvent, SamplingConfig } from "../../runtime/index.ts";
 import { compilerIdentity } from "../paths.ts";
 import { compileFile, type CompileResult } from "./compile.ts";
 import { analyzeFile } from "./frontend.ts";
@@ -12,12 +12,18 @@ export interface RunOptions {
   /** Where compiled pipelines are kept; default `.pipec-cache` beside the .pipe file. */
   cacheDir?: string;
   device?: "auto" | "cpu" | "cuda" | "webgpu";
+  threads?: number;
+  /** Receives the line saying `auto` found no GPU. */
+  onNotice?: (line: string) => void;
   maxTokens?: number;
+  stop?: readonly string[];
+  sampling?: SamplingConfig;
+  signal?: AbortSignal;
 }
 
 /** A compiled pipeline, as its driver.ts creates it. */
 export interface CompiledPipeline {
-  generate(prompt: string | readonly number[], options?: { maxTokens?: number; stop?: readonly string[]; signal?: AbortSignal }): AsyncGenerator<GenerationEvent>;
+  generate(prompt: string | readonly number[], options?: { maxTokens?: number; stop?: readonly string[]; sampling?: SamplingConfig; signal?: AbortSignal }): AsyncGenerator<GenerationEvent>;
   close(): Promise<void>;
 }
 
@@ -25,7 +31,7 @@ export interface CompiledPipeline {
  * Loads a folder written by compile: imports its driver.ts and creates the pipeline. The import
  * goes through tsx, since driver.ts is TypeScript and the bundled CLI runs on plain Node.
  */
-export async function loadCompiled(outDir: string, options: { device?: RunOptions["device"]; threads?: number } = {}): Promise<CompiledPipeline> {
+export async function loadCompiled(outDir: string, options: Pick<RunOptions, "device" | "threads" | "onNotice"> = {}): Promise<CompiledPipeline> {
   const driver = (await tsImport(pathToFileURL(join(resolve(outDir), "driver.ts")).href, import.meta.url)) as { createPipeline(o: typeof options): Promise<CompiledPipeline> };
   return driver.createPipeline(options);
 }
@@ -54,9 +60,10 @@ export async function prepareRun(file: string, opts: RunOptions = {}): Promise<P
 
 /** Runs a compiled pipeline folder's driver on one prompt, yielding its events. */
 export async function* runCompiled(outDir: string, prompt: string | readonly number[], opts: RunOptions = {}): AsyncGenerator<GenerationEvent> {
-  const pipeline = await loadCompiled(outDir, opts.device ? { device: opts.device } : {});
+  const { device, threads, onNotice, maxTokens, stop, sampling, signal } = opts;
+  const pipeline = await loadCompiled(outDir, { device, threads, onNotice });
   try {
-    yield* pipeline.generate(prompt, opts.maxTokens !== undefined ? { maxTokens: opts.maxTokens } : {});
+    yield* pipeline.generate(prompt, { maxTokens, stop, sampling, signal });
   } finally {
     await pipeline.close();
   }

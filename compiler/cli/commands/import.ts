@@ -2,6 +2,7 @@ import { importLlama2c } from "../../importers/llama2c.ts";
 import { ENCODINGS, parameterCount, type AttentionEncoding } from "../../zoo/index.ts";
 import { UsageError, parseCommandArgs } from "../args.ts";
 import type { Command } from "../command.ts";
+import { checkDestination } from "../destination.ts";
 
 const FORMATS = ["llama2c"];
 
@@ -35,6 +36,7 @@ vocab, max positions, rope theta, bos/eos ids).
     if (file === undefined) throw new UsageError(`pipec import ${format} needs a checkpoint file (see pipec import --help)`);
     if (extra.length > 0) throw new UsageError(`pipec import ${format} takes one checkpoint file, got also: ${extra.join(" ")}`);
     if (values.output === undefined) throw new UsageError(`pipec import ${format} needs -o <dir>`);
+    checkDestination(values.output, "folder");
     const result = importLlama2c(file, values.output, { encoding: parseEncoding(values.encoding) });
     const c = result.config;
     io.out(

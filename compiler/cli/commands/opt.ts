@@ -2,6 +2,7 @@ import { optimize, type OptimizeReport } from "../../api.ts";
 import { onePositional, parseCommandArgs, parseNonNegativeInt, UsageError } from "../args.ts";
 import type { Command } from "../command.ts";
 import { formatBytes, formatTable } from "../format.ts";
+import { checkDestination } from "../destination.ts";
 import type { CliIO } from "../io.ts";
 
 export const optCommand: Command = {
@@ -25,6 +26,7 @@ when any step fails. The output may not be the input.
   --dump-dir DIR                write 00-input.txt, 01-<pass>.txt, ... there
   --verify-each                 verify the input and the model after every pass
   --timing                      print a table of passes: time, changed, statistics
+  --json                        print {output, bytes, sorted, externalFiles, loadMs, saveMs, passes} instead
 `,
   run(args, io) {
     const { values, positionals } = parseCommandArgs("opt", args, {
@@ -38,6 +40,7 @@ when any step fails. The output may not be the input.
       "dump-dir": { type: "string" },
       "verify-each": { type: "boolean" },
       timing: { type: "boolean" },
+      json: { type: "boolean" },
     });
     if (values.help) {
       io.out(this.help);
@@ -48,6 +51,8 @@ when any step fails. The output may not be the input.
     const threshold = values["external-threshold"];
     if (threshold !== undefined && !values["external-data"]) throw new UsageError("--external-threshold needs --external-data");
     const location = values["external-data"];
+    checkDestination(values.output, "file");
+    if (values["dump-dir"] !== undefined) checkDestination(values["dump-dir"], "folder");
     const report = optimize({
       input,
       output: values.output,
@@ -62,7 +67,8 @@ when any step fails. The output may not be the input.
         emit: (text) => io.err(text),
       },
     });
-    printReport(report, values.timing ?? false, io);
+    if (values.json) io.out(`${JSON.stringify(optReportJson(report), null, 2)}\n`);
+    else printReport(report, values.timing ?? false, io);
     return 0;
   },
 };
@@ -78,4 +84,17 @@ function printReport(r: OptimizeReport, timing: boolean, io: CliIO): void {
     ["save", ms(r.saveMs), "", ""],
   ];
   io.out(formatTable(["pass", "ms", "changed", "stats"], rows));
+}
+
+/** The --json form of the report (documented in docs/cli.md). */
+function optReportJson(r: OptimizeReport) {
+  return {
+    output: r.save.path,
+    bytes: r.save.modelBytes,
+    sorted: r.sorted,
+    externalFiles: r.save.externalFiles.map((f) => ({ location: f.location, how: f.how, bytes: f.bytes })),
+    loadMs: r.loadMs,
+    saveMs: r.saveMs,
+    passes: r.passes.map((p) => ({ name: p.name, ms: p.ms, changed: p.changed, stats: p.stats })),
+  };
 }

@@ -1,6 +1,7 @@
 import { gpt2Config, llamaConfig, parameterCount, writeZooModel, type ZooConfig } from "../../zoo/index.ts";
-import { UsageError, onePositional, parseCommandArgs } from "../args.ts";
+import { UsageError, onePositional, parseCommandArgs, parseNonNegativeInt } from "../args.ts";
 import type { Command } from "../command.ts";
+import { checkDestination } from "../destination.ts";
 import { parseEncoding } from "./import.ts";
 
 const SIZE_OPTIONS = ["layers", "hidden", "heads", "kv-heads", "intermediate", "vocab", "max-positions", "seed"] as const;
@@ -40,11 +41,11 @@ options and seed always give the same bytes.
     for (const option of SIZE_OPTIONS) {
       const text = (values as Record<string, unknown>)[option] as string | undefined;
       if (text === undefined) continue;
-      if (!/^\d+$/.test(text)) throw new UsageError(`--${option} needs a whole number, got '${text}'`);
-      sizes[option.replace(/-(\w)/g, (_, ch: string) => ch.toUpperCase())] = Number(text);
+      sizes[option.replace(/-(\w)/g, (_, ch: string) => ch.toUpperCase())] = parseNonNegativeInt(`--${option}`, text);
     }
     const { vocab, ...rest } = sizes;
     const overrides = { ...rest, ...(vocab !== undefined ? { vocabSize: vocab } : {}) };
+    checkDestination(values.output, "folder");
     const config = configFor(family, overrides, values.rotary, values.tied ?? false);
     const { modelPath } = writeZooModel(config, values.output, { encoding: parseEncoding(values.encoding), externalData: values["external-data"] });
     io.out(`${modelPath}: ${family}, ${config.layers} layers, hidden ${config.hidden}, ${parameterCount(config)} parameters\n`);
