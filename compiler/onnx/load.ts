@@ -50,6 +50,10 @@ function loadFromSource(source: ByteSource, baseDir: string | undefined, opts: L
     raw: t.raw,
   }));
   if (model.irVersion === undefined || model.irVersion <= 0n) throw new PipecError("invalid-model", "not an ONNX model: ir_version is missing");
+  // The IR holds versions as numbers; past 2^53 they would not survive the round trip.
+  if (model.irVersion > BigInt(Number.MAX_SAFE_INTEGER)) throw new PipecError("invalid-model", `not an ONNX model: ir_version ${model.irVersion} is no version of ONNX`);
+  const opset = model.opsetImport.find((o) => o.version < 0n || o.version > BigInt(Number.MAX_SAFE_INTEGER));
+  if (opset) throw new PipecError("invalid-model", `opset import '${opset.domain || "ai.onnx"}' has version ${opset.version}, which no operator set has`);
   return modelFromParts({ model, graph, initializers }, baseDir);
 }
 
