@@ -1,6 +1,6 @@
 // Every user mistake of issue 14 is a user error: one line, exit 1 or 2, never "a bug in pipec";
 // and run and generate speak one command-line language.
-import { copyFileSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { gpt2Config, writeZooModel } from "../compiler/zoo/index.ts";
@@ -66,6 +66,16 @@ describe("user mistakes are user errors", () => {
     const r = await pipec("generate", BARE, "--ids", ids(10), "--max-tokens", "30", "--device", "cpu", "--json");
     expect(JSON.parse(r.out)).toMatchObject({ finishReason: "context-full", tokens: expect.any(Array) });
     expect(JSON.parse(r.out).tokens).toHaveLength(7);
+  });
+
+  it("a compiled pipeline carries the graph's limit into its driver", async () => {
+    const pipe = join(dir, "bare.pipe");
+    writeFileSync(pipe, readFileSync(PIPE, "utf8").replace(JSON.stringify(MODEL), JSON.stringify(BARE)));
+    const out = join(dir, "bare-compiled");
+    expect((await pipec("compile", pipe, "-o", out)).code).toBe(0);
+    expect(readFileSync(join(out, "driver.ts"), "utf8")).toContain("maxPositions: 16");
+    expect(readFileSync(join(out, "pipeline.ir"), "utf8")).toContain("positions: 16");
+    expectOneLine(await pipec("run", pipe, "--ids", ids(20)), 1, /prompt of 20 tokens exceeds the model's 16 positions/);
   });
 
   it("an empty model file: 'the file is empty' from generate as from inspect", async () => {
