@@ -26,10 +26,12 @@ export function generationHelp(defaults: { maxTokens: string; device: string; sa
   return `  --prompt TEXT       the prompt as text (needs a tokenizer)
   --ids LIST          the prompt as comma-separated token ids
   --max-tokens N      most tokens to generate (${defaults.maxTokens})
-  --device D          auto (a GPU if one loads, else cpu), cpu, cuda or webgpu (${defaults.device})
+  --device D          auto (a GPU if one loads, else cpu), cpu, cuda or webgpu
+                      (${defaults.device})
   --threads N         onnxruntime intra-op threads
   --sampling S        greedy, a .pipe method (sample(temperature: 0.8, top_k: 40, seed: 1)),
-                      or temperature=0.8,top_k=40,top_p=0.9,repetition_penalty=1.1,seed=1 (${defaults.sampling})
+                      or temperature=0.8,top_k=40,top_p=0.9,repetition_penalty=1.1,seed=1
+                      (${defaults.sampling})
   --stop STR          stop before this text (repeatable; needs a tokenizer)
   --json              print {tokens, text, finishReason, stats} at the end instead of streaming
   --cache-dir DIR     where compiled pipelines are kept (${defaults.cacheDir})

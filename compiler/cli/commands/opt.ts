@@ -26,7 +26,8 @@ when any step fails. The output may not be the input.
   --dump-dir DIR                write 00-input.txt, 01-<pass>.txt, ... there
   --verify-each                 verify the input and the model after every pass
   --timing                      print a table of passes: time, changed, statistics
-  --json                        print {output, bytes, sorted, externalFiles, loadMs, saveMs, passes} instead
+  --json                        print the report as JSON instead: {output, bytes, sorted,
+                                externalFiles, loadMs, saveMs, passes} (docs/cli.md)
 `,
   run(args, io) {
     const { values, positionals } = parseCommandArgs("opt", args, {
