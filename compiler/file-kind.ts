@@ -28,6 +28,9 @@ function trimPartialCharacter(bytes: Uint8Array): Uint8Array {
   return bytes.subarray(0, end);
 }
 
+/** Pipelines are a few kilobytes; past this a file is some other text, and checking it would take long. */
+export const MAX_PIPE_BYTES = 256 * 1024;
+
 /**
  * The text of a .pipe file, or a one-line error before any parsing when the file is of another
  * kind: a model given where a pipeline is expected would otherwise be lexed into thousands of errors.
@@ -42,5 +45,6 @@ export function readPipeText(file: string): string {
   }
   if (file.endsWith(".onnx")) throw new PipecError("not-a-pipe-file", `${file}: not a .pipe file (an ONNX model; name it in a .pipe's model line, or use pipec inspect / generate)`);
   if (!looksLikeText(bytes)) throw new PipecError("not-a-pipe-file", `${file}: not a .pipe file (binary data, not text)`);
+  if (bytes.length > MAX_PIPE_BYTES) throw new PipecError("not-a-pipe-file", `${file}: not a .pipe file (${(bytes.length / 1024).toFixed(0)} KiB of text; a pipeline is at most ${MAX_PIPE_BYTES / 1024} KiB)`);
   return bytes.toString("utf8");
 }

@@ -12,7 +12,7 @@ import { RecurrentState, type RecurrentSnapshot } from "./cache/recurrent-state.
 import { SelectionCache } from "./cache/selection-cache.ts";
 import { readContract, type DecoderContract } from "./contract.ts";
 import { openSession, type ResolvedDevice, type SessionOptions } from "./device.ts";
-import { RuntimeError } from "./errors.ts";
+import { isRuntimeError, RuntimeError } from "./errors.ts";
 import { cleanOrtMessage } from "./ort-message.ts";
 import { MIN_LOGITS_FOR_IDS } from "./ids-or-logits.ts";
 import { chainParents, TREE_MASK_INPUT, treeDepths, TreeMasks } from "./tree-attention.ts";
@@ -84,6 +84,8 @@ export class DecoderModel {
       return new DecoderModel(modelPath, session, device, contract, options.maxPositions ?? declared.maxPositions, declared.eosTokenIds, options.kvCache ?? {}, options.bindOutputs ?? false, minLogitsForIds);
     } catch (e) {
       await session.release();
+      // The contract's reasons name a model input; the file they are about comes first.
+      if (isRuntimeError(e)) throw new RuntimeError(e.code, `${modelPath}: ${e.message}`);
       throw e;
     }
   }
