@@ -3,7 +3,11 @@
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { DataType } from "../compiler/ir/dtype.ts";
+import { AttributeProto_AttributeType, AttributeProtoSchema, ModelProtoSchema, TensorProtoSchema } from "../compiler/onnx/generated/onnx_pb.ts";
 import { gpt2Config, writeZooModel } from "../compiler/zoo/index.ts";
+import { handmadeModel } from "./helpers/handmade-models.ts";
 import { pipec, type CliResult } from "./helpers/run-cli.ts";
 import { tempDir } from "./helpers/tmp.ts";
 
@@ -15,6 +19,7 @@ mkdirSync(join(dir, "bare"));
 copyFileSync(MODEL, BARE);
 const PIPE = join(dir, "ids.pipe");
 writeFileSync(PIPE, `pipeline ids {\n  model llm = onnx(${JSON.stringify(MODEL)})\n  tokenizer tok = ids\n  stage decode = generate(llm, tok) {\n    max_tokens: 3\n    device: cpu\n  }\n}\n`);
+const fromBinaryModel = (bytes: Uint8Array) => fromBinary(ModelProtoSchema, bytes);
 const ids = (n: number) => Array.from({ length: n }, (_, i) => i % 50).join(",");
 
 /** One line on stderr, starting `pipec: `, no stack, nothing on stdout. */
@@ -99,6 +104,53 @@ describe("user mistakes are user errors", () => {
     expectOneLine(await pipec("compile", PIPE, "-o", join(blocker, "out")), 1, /a-file\/out: cannot be created, .*a-file is not a folder$/);
     expectOneLine(await pipec("zoo", "gpt2", "-o", blocker), 1, /a-file: cannot write a folder here, a file of that name exists$/);
     expectOneLine(await pipec("run", PIPE, "--ids", "1", "--cache-dir", join(blocker, "cache")), 1, /cannot be created/);
+  });
+});
+
+describe("what the fuzzer found, as user errors", () => {
+  const model = (name: string, bytes: Uint8Array) => {
+    const path = join(dir, name);
+    writeFileSync(path, bytes);
+    return path;
+  };
+
+  it("brackets nested past 64 levels: one error, not a stack overflow", async () => {
+    const deep = join(dir, "deep.pipe");
+    writeFileSync(deep, `pipeline x {\n  stage s = generate(llm, tok) {\n    kv: streaming${"(".repeat(5000)}\n  }\n}\n`);
+    const r = await pipec("check", deep);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/^\S+deep\.pipe:3:\d+: error: brackets nest deeper than 64 levels$/m);
+    expect(r.err).not.toMatch(/bug in pipec/);
+  });
+
+  it("a .pipe file past 256 KiB is no pipeline", async () => {
+    const big = join(dir, "big.pipe");
+    writeFileSync(big, `# ${"x".repeat(300 * 1024)}\n`);
+    expectOneLine(await pipec("check", big), 1, /big\.pipe: not a \.pipe file \(300 KiB of text; a pipeline is at most 256 KiB\)$/);
+  });
+
+  it("a node that reads its own output: inspect reports the cycle", async () => {
+    const loop = model("self-loop.onnx", handmadeModel([["loop", "Add", ["x", "a"], ["a"]], ["out", "Identity", ["a"], ["y"]]]));
+    expectOneLine(await pipec("inspect", loop), 1, /self-loop\.onnx: graph 'handmade' has a cycle: 'loop' \(Add\) -> 'loop' \(Add\)$/);
+  });
+
+  it("tensor data that does not fit its dims, a graph attribute without a graph, an ir_version past 2^53", async () => {
+    const short = create(TensorProtoSchema, { name: "w", dataType: DataType.FLOAT, dims: [2n], floatData: [1] });
+    expectOneLine(await pipec("ir", model("short.onnx", handmadeModel([["add", "Add", ["x", "w"], ["y"]]], { initializers: [short] }))), 1, /tensor 'w' has 2 elements \(float\[2\]\) but its data holds 1$/);
+    const ifModel = (bytes: Uint8Array) => {
+      const m = fromBinaryModel(bytes);
+      m.graph!.node[0]!.attribute.push(create(AttributeProtoSchema, { name: "then_branch", type: AttributeProto_AttributeType.GRAPH }));
+      return toBinary(ModelProtoSchema, m);
+    };
+    expectOneLine(await pipec("ir", model("no-graph.onnx", ifModel(handmadeModel([["if", "If", ["x"], ["y"]]])))), 1, /attribute 'then_branch' is of type GRAPH but holds no graph$/);
+    const future = fromBinaryModel(handmadeModel([["r", "Relu", ["x"], ["y"]]]));
+    future.irVersion = 2n ** 63n - 1n;
+    expectOneLine(await pipec("opt", model("future.onnx", toBinary(ModelProtoSchema, future)), "-o", join(dir, "future-out.onnx")), 1, /ir_version 9223372036854775807 is no version of ONNX$/);
+  });
+
+  it("a name with a newline in it keeps the error on one line", async () => {
+    const r = await pipec("inspect", model("newline.onnx", handmadeModel([["r", "Relu", ["no\nwhere"], ["y"]]])));
+    expectOneLine(r, 1, /reads 'no\\nwhere', which no node, graph input or initializer defines$/);
   });
 });
 
