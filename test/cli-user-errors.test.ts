@@ -188,7 +188,7 @@ describe("one command-line language for run and generate", () => {
     expect(first).toBeLessThanOrEqual(1);
   });
 
-  it("--json on check, compile, passes and opt", async () => {
+  it("--json on check, compile, passes, zoo and opt", async () => {
     const check = await pipec("check", PIPE, "--json");
     expect(JSON.parse(check.out)).toEqual({ file: PIPE, ok: true, errors: 0, warnings: 0, diagnostics: [] });
     const bad = join(dir, "bad.pipe");
@@ -199,6 +199,8 @@ describe("one command-line language for run and generate", () => {
     expect(compiled).toMatchObject({ file: PIPE, ok: true, outDir: join(dir, "compiled"), diagnostics: [] });
     const passes = JSON.parse((await pipec("passes", "--json")).out) as { name: string; description: string; options: Record<string, string> }[];
     expect(passes.find((p) => p.name === "lift-attention")).toMatchObject({ options: { trace: "boolean" } });
+    const zoo = JSON.parse((await pipec("zoo", "gpt2", "-o", join(dir, "zoo-json"), "--layers", "1", "--hidden", "16", "--heads", "2", "--vocab", "32", "--json")).out);
+    expect(zoo).toMatchObject({ model: join(dir, "zoo-json", "model.onnx"), family: "gpt2", layers: 1, hidden: 16, parameters: expect.any(Number) });
     const opt = JSON.parse((await pipec("opt", MODEL, "-o", join(dir, "opt.onnx"), "--passes", "dce", "--json")).out);
     expect(opt).toMatchObject({ output: join(dir, "opt.onnx"), sorted: false, passes: [{ name: "dce", changed: expect.any(Boolean) }] });
   });

@@ -19,11 +19,13 @@ vocab, max positions, rope theta, bos/eos ids).
   -o, --output <dir>   the folder to write (created if needed)
   --encoding <e>       how attention is spelled: decomposed (as Optimum exports it, default),
                        ms (com.microsoft GroupQueryAttention), standard (ONNX Attention-23)
+  --json               print {model, family, layers, hidden, heads, kvHeads, vocab, parameters}
 `,
   run(args, io) {
     const { values, positionals } = parseCommandArgs("import", args, {
       output: { type: "string", short: "o" },
       encoding: { type: "string" },
+      json: { type: "boolean" },
     });
     if (values.help) {
       io.out(this.help);
@@ -39,6 +41,11 @@ vocab, max positions, rope theta, bos/eos ids).
     checkDestination(values.output, "folder");
     const result = importLlama2c(file, values.output, { encoding: parseEncoding(values.encoding) });
     const c = result.config;
+    if (values.json) {
+      const report = { model: result.modelPath, family: "llama", layers: c.layers, hidden: c.hidden, heads: c.heads, kvHeads: c.kvHeads, vocab: c.vocabSize, parameters: parameterCount(c) };
+      io.out(`${JSON.stringify(report, null, 2)}\n`);
+      return 0;
+    }
     io.out(
       `${result.modelPath}: llama, ${c.layers} layers, hidden ${c.hidden}, ${c.heads} heads / ${c.kvHeads} kv heads, vocab ${c.vocabSize}, ${parameterCount(c)} parameters\n`,
     );

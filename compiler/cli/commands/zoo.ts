@@ -21,6 +21,7 @@ options and seed always give the same bytes.
   --external-data          weights in model.onnx.data (default above 256 MiB)
   --layers N  --hidden N  --heads N  --kv-heads N  --intermediate N  --vocab N
   --max-positions N  --seed N
+  --json                   print {model, family, layers, hidden, parameters}
 `,
   run(args, io) {
     const { values, positionals } = parseCommandArgs("zoo", args, {
@@ -29,6 +30,7 @@ options and seed always give the same bytes.
       rotary: { type: "string" },
       tied: { type: "boolean" },
       "external-data": { type: "boolean" },
+      json: { type: "boolean" },
       ...Object.fromEntries(SIZE_OPTIONS.map((o) => [o, { type: "string" as const }])),
     });
     if (values.help) {
@@ -48,7 +50,8 @@ options and seed always give the same bytes.
     checkDestination(values.output, "folder");
     const config = configFor(family, overrides, values.rotary, values.tied ?? false);
     const { modelPath } = writeZooModel(config, values.output, { encoding: parseEncoding(values.encoding), externalData: values["external-data"] });
-    io.out(`${modelPath}: ${family}, ${config.layers} layers, hidden ${config.hidden}, ${parameterCount(config)} parameters\n`);
+    const report = { model: modelPath, family, layers: config.layers, hidden: config.hidden, parameters: parameterCount(config) };
+    io.out(values.json ? `${JSON.stringify(report, null, 2)}\n` : `${modelPath}: ${family}, ${config.layers} layers, hidden ${config.hidden}, ${report.parameters} parameters\n`);
     return 0;
   },
 };
