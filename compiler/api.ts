@@ -12,7 +12,7 @@ import { toposortModel } from "./ir/toposort.ts";
 import type { Value } from "./ir/value.ts";
 import { loadModel } from "./onnx/load.ts";
 import { saveModel, type ExternalDataOptions, type ExternalFileMode, type SaveReport } from "./onnx/save.ts";
-import { checkOutputFile, refuseOverlap } from "./output-guard.ts";
+import { checkDestination, checkOutputFile, refuseOverlap } from "./output-guard.ts";
 import { runPipeline, type Instrumentation, type PassRecord } from "./pass-manager/manager.ts";
 import { parsePipeline } from "./pass-manager/pipeline.ts";
 import { TOPOLOGICALLY_SORTED } from "./pass-manager/properties.ts";
@@ -147,6 +147,7 @@ export function optimize(opts: OptimizeOptions): OptimizeReport {
   const passes = registry.resolve(parsePipeline(opts.passes ?? ""));
   refuseOverlap(opts.output, opts.output, [{ path: opts.input, role: "input" }]);
   checkOutputFile(opts.output, opts.output);
+  checkDestination(opts.output, "file");
   if (opts.externalData?.location !== undefined) refuseEscapingLocation(opts.externalData.location);
 
   let start = performance.now();

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readdirSync, realpathSync, statSync, writeFileSync } from "node:fs";
+import { accessSync, constants, existsSync, mkdirSync, readdirSync, realpathSync, statSync, writeFileSync } from "node:fs";
 import { basename, dirname, isAbsolute, join, relative, resolve } from "node:path";
 import { PipecError } from "./errors.ts";
 
@@ -62,6 +62,26 @@ export function checkOutputFile(output: string, given: string): void {
   const out = resolve(output);
   if (existsSync(out) && statSync(out).isDirectory()) throw usage(`refusing to write '${given}': it is a folder; give -o a file path`);
   nearestFolder(dirname(out), given);
+}
+
+/**
+ * Fails at once, before any work, when `path` cannot be created as a `kind`: a file stands where a
+ * folder is needed (or the other way round), or the nearest existing folder above it is a file or
+ * not writable. Without this a compile could run for minutes and then fail at its last step.
+ */
+export function checkDestination(path: string, kind: "file" | "folder"): void {
+  const target = resolve(path);
+  if (existsSync(target)) {
+    const isFolder = statSync(target).isDirectory();
+    if (kind === "folder" && !isFolder) throw new PipecError("io", `cannot write '${path}': a file of that name exists`);
+    if (kind === "file" && isFolder) throw new PipecError("io", `cannot write '${path}': it is a folder`);
+  }
+  const { existing } = nearestFolder(dirname(target), path);
+  try {
+    accessSync(existing, constants.W_OK);
+  } catch {
+    throw new PipecError("io", `cannot write '${path}': '${existing}' is not writable`);
+  }
 }
 
 /** The deepest part of `dir` that exists, which must be a folder; and the parts missing below it. */

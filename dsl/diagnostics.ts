@@ -51,6 +51,12 @@ export function formatDiagnostic(d: Diagnostic, file: string, source: string): s
   return `${file}:${line}:${column}: ${d.severity}: ${d.message}\n  ${text}\n  ${pad}${underline}`;
 }
 
-export function formatDiagnostics(items: readonly Diagnostic[], file: string, source: string): string {
-  return items.map((d) => formatDiagnostic(d, file, source)).join("\n");
+/** Diagnostics shown in full; past these, one line counts the rest (a wrong file can give thousands). */
+export const SHOWN_DIAGNOSTICS = 20;
+
+export function formatDiagnostics(items: readonly Diagnostic[], file: string, source: string, limit = SHOWN_DIAGNOSTICS): string {
+  const shown = items.slice(0, limit).map((d) => formatDiagnostic(d, file, source));
+  const rest = items.length - limit;
+  if (rest > 0) shown.push(`${file}: and ${rest} more problem${rest > 1 ? "s" : ""}`);
+  return shown.join("\n");
 }

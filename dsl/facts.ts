@@ -10,6 +10,8 @@ export interface ModelFacts {
   headDim?: number;
   /** Last dimension of the logits, when fixed. */
   vocabSize?: number;
+  /** Longest sequence the model addresses: from its config, else its position tables; absent when unknown. */
+  maxPositions?: number;
   kvInputs: string[];
   kvOutputs: string[];
 }

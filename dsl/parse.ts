@@ -2,7 +2,10 @@ import type { CstNode, IRecognitionException, IToken } from "chevrotain";
 import type { Argument, Comment, Declaration, Item, PipeFile, PipelineDecl, Setting, Span, Value } from "./ast.ts";
 import { Diagnostics } from "./diagnostics.ts";
 import { PipeGrammar } from "./grammar.ts";
-import { InvalidString, LCurly, RCurly, pipeLexer } from "./lexer.ts";
+import { InvalidString, LBracket, LCurly, LParen, RBracket, RCurly, RParen, pipeLexer } from "./lexer.ts";
+
+/** Brackets a value may nest; deeper input is refused before the recursive-descent parser sees it. */
+export const MAX_NESTING = 64;
 
 const grammar = new PipeGrammar();
 
@@ -37,7 +40,9 @@ function runRule(source: string, diagnostics: Diagnostics, rule: () => CstNode):
     diagnostics.syntaxError(message, { line: e.line ?? 1, column: e.column ?? 1, offset: e.offset, length: e.length });
   }
   for (const t of lexed.tokens) if (t.tokenType === InvalidString) reportInvalidString(t, diagnostics);
-  grammar.input = lexed.tokens;
+  const tooDeep = nestingPastLimit(lexed.tokens);
+  if (tooDeep) diagnostics.syntaxError(`brackets nest deeper than ${MAX_NESTING} levels`, spanOf(tooDeep));
+  grammar.input = tooDeep ? [] : lexed.tokens;
   const cst = rule();
   // Chevrotain sets previousToken on every recognition exception; its typings omit it.
   for (const e of grammar.errors as (IRecognitionException & { previousToken?: IToken })[]) {
@@ -48,6 +53,17 @@ function runRule(source: string, diagnostics: Diagnostics, rule: () => CstNode):
     diagnostics.syntaxError(message, missing ? afterToken(e.previousToken, source) : spanOf(e.token));
   }
   return cst;
+}
+
+/** The first opening bracket past MAX_NESTING, if any. */
+function nestingPastLimit(tokens: readonly IToken[]): IToken | undefined {
+  let depth = 0;
+  for (const t of tokens) {
+    if (t.tokenType === LCurly || t.tokenType === LParen || t.tokenType === LBracket) {
+      if (++depth > MAX_NESTING) return t;
+    } else if (t.tokenType === RCurly || t.tokenType === RParen || t.tokenType === RBracket) depth = Math.max(0, depth - 1);
+  }
+  return undefined;
 }
 
 /** The innermost '{' left open at the end of the input. */

@@ -129,6 +129,7 @@ export function readContract(session: ort.InferenceSession): DecoderContract {
       const type = asFloatType(name, meta.type);
       if (KV_INPUT.test(name)) {
         const combined = name.startsWith("past_") && !name.startsWith("past_key_values");
+        if (meta.shape.length < 3) throw new RuntimeError("unsupported-model", `model input ${name} has rank ${meta.shape.length}; a KV cache input has a batch, a sequence and a head-size axis at least ([B, Hkv, P, D])`);
         const seqAxis = meta.shape.length - 2;
         contract.kv.push({ input: name, output: pair.output, type, seqAxis, dims: stateDims(name, meta.shape, combined ? 1 : 0, seqAxis) });
         modes.add(pair.mode);

@@ -3,7 +3,7 @@
 // S tokens" into feeds for whatever contract the model has. At S = 1 (decode) the inputs
 // are preallocated and reused (the logits output too, when binding is asked for): the host
 // loop allocates nothing that grows with the context.
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import * as ort from "onnxruntime-node";
 import { createKvCache, type KvCache, type KvCacheOptions } from "./cache/kv-cache.ts";
@@ -13,7 +13,8 @@ import { SelectionCache } from "./cache/selection-cache.ts";
 import { AttendedKeys } from "./attended-keys.ts";
 import { readContract, type DecoderContract } from "./contract.ts";
 import { openSession, type ResolvedDevice, type SessionOptions } from "./device.ts";
-import { RuntimeError } from "./errors.ts";
+import { isRuntimeError, RuntimeError } from "./errors.ts";
+import { cleanOrtMessage } from "./ort-message.ts";
 import { MIN_LOGITS_FOR_IDS } from "./ids-or-logits.ts";
 import { chainParents, TREE_MASK_INPUT, treeDepths, TreeMasks } from "./tree-attention.ts";
 import { allocInt, setInt, type IntArray, type IntType } from "./tensors.ts";
@@ -59,6 +60,8 @@ export class DecoderModel {
   logitsFetches = 0;
 
   private constructor(
+    /** The model file, named in errors. */
+    readonly path: string,
     readonly session: ort.InferenceSession,
     readonly device: ResolvedDevice,
     readonly contract: DecoderContract,
@@ -72,15 +75,18 @@ export class DecoderModel {
 
   static async open(modelPath: string, options: DecoderOptions = {}): Promise<DecoderModel> {
     if (!existsSync(modelPath)) throw new RuntimeError("model-not-found", `model file ${modelPath} does not exist`);
+    if (statSync(modelPath).size === 0) throw new RuntimeError("invalid-model", `${modelPath}: the file is empty, not an ONNX model`);
     const { minLogitsForIds = MIN_LOGITS_FOR_IDS } = options;
     if (!(minLogitsForIds >= 0)) throw new RuntimeError("bad-option", `minLogitsForIds must be a number >= 0, got ${minLogitsForIds}`);
     const { session, device } = await openSession(modelPath, options);
     try {
       const contract = readContract(session);
       const declared = readDeclaredConfig(modelPath);
-      return new DecoderModel(session, device, contract, options.maxPositions ?? declared.maxPositions, declared.eosTokenIds, options.kvCache ?? {}, options.bindOutputs ?? false, minLogitsForIds);
+      return new DecoderModel(modelPath, session, device, contract, options.maxPositions ?? declared.maxPositions, declared.eosTokenIds, options.kvCache ?? {}, options.bindOutputs ?? false, minLogitsForIds);
     } catch (e) {
       await session.release();
+      // The contract's reasons name a model input; the file they are about comes first.
+      if (isRuntimeError(e)) throw new RuntimeError(e.code, `${modelPath}: ${e.message}`);
       throw e;
     }
   }
@@ -277,7 +283,9 @@ export class DecoderSequence {
     Object.assign(fetches, wanted);
 
     const t0 = performance.now();
-    const outputs = await session.run(feeds, fetches);
+    const outputs = await session.run(feeds, fetches).catch((e: unknown) => {
+      throw new RuntimeError("model-run-failed", `${this.model.path}: onnxruntime failed to run the model: ${cleanOrtMessage(e)}`);
+    });
     this.runMs += performance.now() - t0;
 
     this.cache.accept(outputs, S);

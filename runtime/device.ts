@@ -7,6 +7,7 @@ import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import * as ort from "onnxruntime-node";
 import { RuntimeError } from "./errors.ts";
+import { cleanOrtMessage } from "./ort-message.ts";
 
 export type Device = "cpu" | "cuda" | "webgpu" | "auto";
 export type ResolvedDevice = Exclude<Device, "auto">;
@@ -17,7 +18,7 @@ export interface SessionOptions {
   /** Intra-op threads; onnxruntime's default (all cores) when absent. */
   threads?: number;
   graphOptimizationLevel?: GraphOptimizationLevel;
-  /** Where the one-line fallback notice goes (default: stderr). */
+  /** Receives the one-line notice that `auto` found no GPU (default: none; library code prints nothing). */
   onNotice?: (line: string) => void;
 }
 
@@ -61,14 +62,10 @@ function ortOptions(device: ResolvedDevice, options: SessionOptions): ort.Infere
     executionProviders: [device],
     graphOptimizationLevel: options.graphOptimizationLevel ?? "all",
     ...(options.threads !== undefined ? { intraOpNumThreads: options.threads, interOpNumThreads: 1 } : {}),
-    // Provider failures are reported by us in one line; keep onnxruntime's native error log quiet.
-    logSeverityLevel: device === "cpu" ? 2 : 4,
+    // Load and run failures are reported by us in one line (ort-message.ts); onnxruntime's own
+    // logger would print them again, coloured, before the program could catch them.
+    logSeverityLevel: 4,
   };
-}
-
-function firstLine(e: unknown): string {
-  const text = e instanceof Error ? e.message : String(e);
-  return text.split("\n").find((l) => l.trim())?.trim() ?? "unknown error";
 }
 
 async function tryOpen(model: string | Uint8Array, device: ResolvedDevice, options: SessionOptions): Promise<ort.InferenceSession | string> {
@@ -79,7 +76,7 @@ async function tryOpen(model: string | Uint8Array, device: ResolvedDevice, optio
       ? await ort.InferenceSession.create(model, ortOptions(device, options))
       : await ort.InferenceSession.create(model, ortOptions(device, options));
   } catch (e) {
-    return firstLine(e);
+    return cleanOrtMessage(e);
   }
 }
 
@@ -92,7 +89,7 @@ export async function openSession(model: string | Uint8Array, options: SessionOp
       if (typeof opened !== "string") return { session: opened, device };
       reasons.push(`${device}: ${opened}`);
     }
-    (options.onNotice ?? ((line) => process.stderr.write(line + "\n")))(`pipec: no GPU provider loaded (${reasons.join("; ")}); running on cpu`);
+    options.onNotice?.(`pipec: no GPU provider loaded (${reasons.join("; ")}); running on cpu`);
     return { session: await openOrThrow(model, "cpu", options), device: "cpu" };
   }
   return { session: await openOrThrow(model, requested, options), device: requested };
@@ -102,6 +99,6 @@ async function openOrThrow(model: string | Uint8Array, device: ResolvedDevice, o
   const opened = await tryOpen(model, device, options);
   if (typeof opened !== "string") return opened;
   const label = typeof model === "string" ? model : "model";
-  if (device === "cpu") throw new RuntimeError("model-load-failed", `cannot load ${label}: ${opened}`);
+  if (device === "cpu") throw new RuntimeError("model-load-failed", `${label}: onnxruntime cannot load the model: ${opened}`);
   throw new RuntimeError("device-unavailable", `device ${device} is unavailable: ${opened}; to use it, ${HOW_TO_GET[device]} (or pass --device cpu / auto)`);
 }

@@ -13,6 +13,10 @@ export class RuntimeError extends Error {
   }
 }
 
+/**
+ * By name and code, not `instanceof`: a compiled driver is imported through tsx and brings its
+ * own copy of the runtime, whose RuntimeError is another class than the CLI's.
+ */
 export function isRuntimeError(e: unknown): e is RuntimeError {
-  return e instanceof RuntimeError;
+  return e instanceof Error && e.name === "RuntimeError" && typeof (e as { code?: unknown }).code === "string";
 }

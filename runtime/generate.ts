@@ -212,6 +212,11 @@ export class Generator {
       ids = [...prompt];
     }
     if (ids.length === 0) throw new RuntimeError("empty-prompt", "the prompt is empty: give at least one token");
+    const V = this.model.contract.vocabSize;
+    const outside = ids.find((id) => !Number.isInteger(id) || id < 0 || (V !== undefined && id >= V));
+    if (outside !== undefined) {
+      throw new RuntimeError("token-out-of-vocabulary", `token id ${outside} is outside the model's vocabulary (${V === undefined ? "ids are >= 0" : `ids 0 to ${V - 1}`})`);
+    }
     const limit = this.model.maxPositions;
     if (limit !== undefined && ids.length > limit) {
       if (overflow === "error") {

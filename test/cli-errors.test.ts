@@ -33,7 +33,7 @@ const hostileExternal = handmadeModel([["add", "Add", ["x", "w"], ["y"]]], {
 
 const cases: [string, () => string[], number, RegExp][] = [
   ["a truncated protobuf", () => [file("truncated.onnx", readFileSync(GOOD).subarray(0, 100_000))], 1, /truncated\.onnx: not a valid ONNX protobuf: truncated: a field of \d+ bytes runs past the end/],
-  ["a text file", () => [file("notes.onnx", "these are my notes, not a model\n")], 1, /notes\.onnx: not a valid ONNX protobuf/],
+  ["a text file", () => [file("notes.onnx", "these are my notes, not a model\n")], 1, /notes\.onnx: not an ONNX model \(a text file; a \.pipe file goes to pipec check \/ compile \/ run\)$/],
   ["a graph with a cycle", () => [file("cycle.onnx", handmadeModel(cycle))], 1, /cycle\.onnx: graph 'handmade' has a cycle: 'add' \(Add\) -> 'relu' \(Relu\) -> 'add' \(Add\)$/],
   ["an undefined input", () => [file("undef.onnx", handmadeModel([["r", "Relu", ["nowhere"], ["y"]]]))], 1, /undef\.onnx: node 'r' \(Relu\) reads 'nowhere', which no node, graph input or initializer defines$/],
   ["an external data location ../../x in the model", () => [file("hostile.onnx", hostileExternal)], 1, /hostile\.onnx: tensor 'w': external data location '\.\.\/\.\.\/x' escapes the model's folder; refused$/],
@@ -66,7 +66,7 @@ describe("pipec opt on bad input", () => {
 
   it("inspect and ir report bad input the same way", async () => {
     const text = file("text.onnx", "not a model");
-    expectOneLine(await pipec("inspect", text), 1, /text\.onnx: not a valid ONNX protobuf/);
+    expectOneLine(await pipec("inspect", text), 1, /text\.onnx: not an ONNX model \(a text file/);
     expectOneLine(await pipec("ir", join(dir, "gone.onnx")), 1, /gone\.onnx: no such file$/);
   });
 
@@ -77,9 +77,10 @@ describe("pipec opt on bad input", () => {
     expectOneLine(await pipec("inspect", GOOD, GOOD), 2, /^pipec: pipec inspect takes a model file, got 2 arguments: /);
   });
 
-  it("an output that cannot be written: one line naming it", async () => {
+  it("an output that cannot be created: one line naming it, before any work", async () => {
     const blocker = file("plain-file", "in the way");
-    expectOneLine(await pipec("opt", GOOD, "-o", join(blocker, "out.onnx")), 1, /^pipec: cannot write '.*plain-file\/out\.onnx': '.*plain-file' is a file, not a folder/);
+    expectOneLine(await pipec("opt", GOOD, "-o", join(blocker, "out.onnx")), 1, /^pipec: cannot write '.*plain-file\/out\.onnx': '.*plain-file' is a file, not a folder$/);
+    expectOneLine(await pipec("opt", GOOD, "-o", dir), 2, /^pipec: refusing to write '.*': it is a folder; give -o a file path$/);
   });
 
   it("an internal error asks for a report, with the stack only under --debug", () => {

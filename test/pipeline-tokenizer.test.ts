@@ -32,6 +32,7 @@ describe.skipIf(!AVAILABLE)(`a .pipe on a genai export with an hf tokenizer ${AV
       kvHeads: 4,
       headDim: 8,
       vocabSize: 1000,
+      maxPositions: 512,
       kvInputs: ["past_0", "past_1", "past_2", "past_3", "past_4"],
       kvOutputs: ["present_0", "present_1", "present_2", "present_3", "present_4"],
     });

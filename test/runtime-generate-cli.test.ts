@@ -43,9 +43,9 @@ describe("pipec generate", () => {
   it("streams ids and writes one stats line on stderr; auto falls back with one line", async () => {
     const { code, out, err } = await run([MODEL, "--ids", "5,6,7", "--max-tokens", "4", "--sampling", "temperature=0.7,top_k=20,seed=4"]);
     expect(code).toBe(0);
-    expect(out).toMatch(/^\d+,\d+,\d+,\d+\n$/);
+    expect(out).toMatch(/^\d+ \d+ \d+ \d+\n$/);
     const lines = err.trim().split("\n");
-    expect(lines.at(-1)).toMatch(/^3 prompt \+ 4 generated tokens on cpu: .* stopped: max-tokens$/);
+    expect(lines.at(-1)).toMatch(/^3 prompt \+ 4 generated tokens on cpu: .*; stopped: max-tokens$/);
     expect(lines.length).toBeLessThanOrEqual(2); // the stats, and on a machine without a GPU the fallback line
   });
 

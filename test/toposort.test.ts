@@ -59,6 +59,11 @@ describe("toposort", () => {
     expect(() => toposortGraph(model.graph)).toThrow("graph 'handmade' has a cycle: 'add' (Add) -> 'relu' (Relu) -> 'add' (Add)");
   });
 
+  it("a node that reads its own output is a cycle of one", () => {
+    const model = loadModelFromBytes(handmadeModel([["loop", "Add", ["x", "a"], ["a"]], ["out", "Identity", ["a"], ["y"]]]));
+    expect(() => toposortGraph(model.graph)).toThrow("graph 'handmade' has a cycle: 'loop' (Add) -> 'loop' (Add)");
+  });
+
   it("orders a node after the producers of values its subgraphs read", () => {
     const model = new Model();
     const g = model.graph;

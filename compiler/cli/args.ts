@@ -16,7 +16,7 @@ type Options = NonNullable<ParseArgsConfig["options"]>;
  */
 export function parseCommandArgs<O extends Options>(command: string, args: string[], options: O) {
   try {
-    return parseArgs({ args, options: { ...options, help: { type: "boolean", short: "h" } }, allowPositionals: true, strict: true });
+    return parseArgs({ args: joinNegativeValues(args, options), options: { ...options, help: { type: "boolean", short: "h" } }, allowPositionals: true, strict: true });
   } catch (e) {
     const err = e as Error & { code?: string };
     const option = /'(-[^']*)'/.exec(err.message)?.[1];
@@ -31,6 +31,24 @@ export function parseCommandArgs<O extends Options>(command: string, args: strin
   }
 }
 
+/**
+ * `--max-tokens -2` as `--max-tokens=-2`: parseArgs takes a value that starts with a dash for an
+ * option, and would report the number as a missing value; joined, the number is judged as one.
+ */
+function joinNegativeValues(args: string[], options: Options): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    const name = arg.startsWith("--") ? arg.slice(2) : undefined;
+    const next = args[i + 1];
+    if (name !== undefined && options[name]?.type === "string" && next !== undefined && /^-\d/.test(next)) {
+      out.push(`${arg}=${next}`);
+      i++;
+    } else out.push(arg);
+  }
+  return out;
+}
+
 /** The single positional argument a command takes, or a usage error saying what is missing. */
 export function onePositional(command: string, positionals: string[], what: string): string {
   if (positionals.length === 0) throw new UsageError(`pipec ${command} needs ${what} (see pipec ${command} --help)`);
@@ -38,22 +56,28 @@ export function onePositional(command: string, positionals: string[], what: stri
   return positionals[0]!;
 }
 
-export function parseNonNegativeInt(option: string, text: string): number {
-  if (!/^\d+$/.test(text)) throw new UsageError(`${option} needs a whole number of bytes, got '${text}'`);
+/** A whole number option of at least `min`: a negative or zero one says the bound, anything else asks for a number. */
+export function parseWholeNumber(option: string, text: string, min: number): number {
+  if (/^-?\d+$/.test(text) && Number(text) < min) throw new UsageError(`${option} must be >= ${min}, got ${text}`);
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(Number(text))) throw new UsageError(`${option} needs a whole number, got '${text}'`);
   return Number(text);
+}
+
+export function parseNonNegativeInt(option: string, text: string): number {
+  return parseWholeNumber(option, text, 0);
 }
 
 /** A positive whole number option (`--max-tokens`, `--threads`); undefined when not given. */
 export function parsePositiveInt(option: string, text: string | undefined): number | undefined {
-  if (text === undefined) return undefined;
-  if (!/^[1-9]\d*$/.test(text)) throw new UsageError(`${option} needs a positive whole number, got '${text}'`);
-  return Number(text);
+  return text === undefined ? undefined : parseWholeNumber(option, text, 1);
 }
 
 /** `--ids 1,5,9`: a prompt given as token ids. */
 export function parseIds(text: string): number[] {
   const parts = text.split(",").map((p) => p.trim());
-  if (parts.some((p) => !/^\d+$/.test(p))) throw new UsageError(`--ids needs comma-separated token ids, got '${text}'`);
+  const negative = parts.find((p) => /^-\d+$/.test(p));
+  if (negative !== undefined) throw new UsageError(`--ids: a token id must be >= 0, got ${negative}`);
+  if (parts.some((p) => !/^\d+$/.test(p) || !Number.isSafeInteger(Number(p)))) throw new UsageError(`--ids needs comma-separated token ids, got '${text}'`);
   return parts.map(Number);
 }
 

@@ -12,3 +12,16 @@ export function formatTable(header: string[], rows: string[][]): string {
   const line = (cells: string[]) => cells.map((cell, c) => cell.padEnd(widths[c]!)).join("  ").trimEnd();
   return [line(header), ...rows.map(line)].join("\n") + "\n";
 }
+
+/** Text broken into lines of at most `width` characters at spaces (a longer word keeps its own line). */
+export function wrapText(text: string, width: number): string[] {
+  const lines: string[] = [];
+  let line = "";
+  for (const word of text.split(/\s+/).filter(Boolean)) {
+    if (line && line.length + 1 + word.length > width) {
+      lines.push(line);
+      line = word;
+    } else line = line ? `${line} ${word}` : word;
+  }
+  return line ? [...lines, line] : [""];
+}

@@ -81,18 +81,24 @@ export async function main(argv: string[], io: CliIO = processIO): Promise<numbe
 /** Prints an error the way its kind deserves and returns the exit code. */
 export function reportError(e: unknown, debug: boolean, io: CliIO): number {
   if (e instanceof UsageError || (isPipecError(e) && e.code === "usage")) {
-    io.err(`pipec: ${e.message}\n`);
+    io.err(`pipec: ${oneLine(e.message)}\n`);
     return EXIT.usage;
   }
   if (isPipecError(e)) {
-    io.err(`pipec: ${e.format()}\n`);
+    io.err(`pipec: ${oneLine(e.format())}\n`);
     return EXIT.badInput;
   }
-  const message = e instanceof Error ? e.message : String(e);
+  const message = oneLine(e instanceof Error ? e.message : String(e));
   const what = e instanceof PassFailure ? message : `internal error: ${message}`;
   io.err(`pipec: ${what} (this is a bug in pipec: please report it${debug ? "" : "; --debug shows the stack"})\n`);
   if (debug) io.err(`${stackOf(e)}\n`);
   return EXIT.internal;
+}
+
+/** Control characters a message quotes from a file (a name with a newline in it) written as escapes, so the error stays one line. */
+function oneLine(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/[\x00-\x08\x0a-\x1f\x7f]/g, (ch) => (ch === "\n" ? "\\n" : `\\x${ch.charCodeAt(0).toString(16).padStart(2, "0")}`));
 }
 
 function stackOf(e: unknown): string {

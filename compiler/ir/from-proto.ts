@@ -66,6 +66,8 @@ class Context {
       return new Tensor(proto, range, { location, resolvedPath: path });
     }
     if (raw) checkDataLength(proto, raw.length, "raw_data");
+    else if (proto.rawData.byteLength > 0) checkDataLength(proto, proto.rawData.byteLength, "raw_data");
+    else checkTypedDataLength(proto);
     return new Tensor(proto, raw);
   }
 
@@ -161,6 +163,10 @@ class Context {
 
   private attribute(graph: Graph, ap: AttributeProto): Attribute {
     const proto = ap;
+    // In a function body an attribute may stand for the caller's (ref_attr_name) and hold no value.
+    if (!ap.refAttrName && ((ap.type === AT.GRAPH && !ap.g) || (ap.type === AT.TENSOR && !ap.t))) {
+      throw new PipecError("invalid-model", `attribute '${ap.name}' is of type ${AT[ap.type]} but holds no ${ap.type === AT.GRAPH ? "graph" : "tensor"}`);
+    }
     const subgraphs = ap.type === AT.GRAPH && ap.g ? [ap.g] : ap.type === AT.GRAPHS ? ap.graphs : [];
     const t = ap.t;
     proto.g = undefined;
@@ -198,6 +204,19 @@ function checkDataLength(proto: TensorProto, length: number, where: string): voi
   const expected = byteSize(proto.dataType, proto.dims.reduce((n, d) => n * Number(d), 1));
   if (length !== expected) {
     throw new PipecError("invalid-model", `tensor '${proto.name}' needs ${expected} bytes (${dtypeName(proto.dataType)}[${proto.dims.join(",")}]) but its ${where} holds ${length}`);
+  }
+}
+
+/** Element types whose typed-field data (float_data, int32_data, ...) holds one entry per element. */
+const ONE_ENTRY_PER_ELEMENT = new Set<number>([DataType.FLOAT, DataType.DOUBLE, DataType.INT32, DataType.INT64, DataType.UINT64, DataType.UINT32, DataType.INT8, DataType.UINT8, DataType.INT16, DataType.UINT16, DataType.BOOL, DataType.FLOAT16, DataType.BFLOAT16]);
+
+/** Data in the typed fields must have one entry per element, as raw_data must have the bytes. */
+function checkTypedDataLength(proto: TensorProto): void {
+  if (!ONE_ENTRY_PER_ELEMENT.has(proto.dataType)) return;
+  const entries = proto.floatData.length || proto.int32Data.length || proto.int64Data.length || proto.doubleData.length || proto.uint64Data.length;
+  const elements = proto.dims.reduce((n, d) => n * Number(d), 1);
+  if (entries !== elements) {
+    throw new PipecError("invalid-model", `tensor '${proto.name}' has ${elements} elements (${dtypeName(proto.dataType)}[${proto.dims.join(",")}]) but its data holds ${entries}`);
   }
 }
 

@@ -22,7 +22,7 @@ export function predecessors(graph: Graph, node: Node): Node[] {
     }
   };
   visit(node);
-  deps.delete(node);
+  // A node that reads its own output stays among its predecessors: that is a cycle of one.
   return [...deps];
 }
 

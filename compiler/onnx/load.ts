@@ -1,6 +1,7 @@
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { fromBinary } from "@bufbuild/protobuf";
+import { looksLikeText } from "../file-kind.ts";
 import { PipecError } from "../errors.ts";
 import { modelFromParts } from "../ir/from-proto.ts";
 import type { Model } from "../ir/model.ts";
@@ -32,6 +33,7 @@ export function loadModelFromBytes(bytes: Uint8Array, baseDir?: string, opts: Lo
 
 function loadFromSource(source: ByteSource, baseDir: string | undefined, opts: LoadOptions): Model {
   if (source.size === 0) throw new PipecError("invalid-model", "the file is empty, not an ONNX model");
+  if (looksLikeText(source.read(0, Math.min(source.size, 4096)))) throw new PipecError("invalid-model", "not an ONNX model (a text file; a .pipe file goes to pipec check / compile / run)");
   const scanned = scanModel(source, opts.lazyMinBytes ?? 1024);
   if (!scanned.graph) throw new PipecError("invalid-model", "not an ONNX model: it has no graph");
   const decode = <T>(what: string, f: () => T): T => {
@@ -48,6 +50,10 @@ function loadFromSource(source: ByteSource, baseDir: string | undefined, opts: L
     raw: t.raw,
   }));
   if (model.irVersion === undefined || model.irVersion <= 0n) throw new PipecError("invalid-model", "not an ONNX model: ir_version is missing");
+  // The IR holds versions as numbers; past 2^53 they would not survive the round trip.
+  if (model.irVersion > BigInt(Number.MAX_SAFE_INTEGER)) throw new PipecError("invalid-model", `not an ONNX model: ir_version ${model.irVersion} is no version of ONNX`);
+  const opset = model.opsetImport.find((o) => o.version < 0n || o.version > BigInt(Number.MAX_SAFE_INTEGER));
+  if (opset) throw new PipecError("invalid-model", `opset import '${opset.domain || "ai.onnx"}' has version ${opset.version}, which no operator set has`);
   return modelFromParts({ model, graph, initializers }, baseDir);
 }
 

@@ -3,7 +3,7 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from
 import { basename, dirname, join, relative, resolve, sep } from "node:path";
 import type { Diagnostic } from "../../dsl/diagnostics.ts";
 import { saveModel, type ExternalFileMode } from "../onnx/index.ts";
-import { checkOutputFolder, refuseOverlap, writeOutputMarker } from "../output-guard.ts";
+import { checkDestination, checkOutputFolder, refuseOverlap, writeOutputMarker } from "../output-guard.ts";
 import { signalCheckpoint } from "../temp-outputs.ts";
 import { PACKAGE_ROOT, PIPEC_VERSION } from "../paths.ts";
 import type { PassRegistry } from "../pass-manager/registry.ts";
@@ -44,6 +44,8 @@ const RUNTIME_INDEX = resolve(PACKAGE_ROOT, "runtime/index.ts");
 
 /** Compiles a .pipe file into `outDir`; on any error `outDir` is left as it was. */
 export async function compileFile(file: string, opts: CompileOptions): Promise<CompileResult> {
+  // The destination is checked before the passes run: they may take a while on a large model.
+  refuseDestination(analyzeFile(file, { registry: opts.registry }), opts);
   return compileAnalyzed(analyzeFile(file, { registry: opts.registry, place: true }), opts);
 }
 
@@ -58,11 +60,19 @@ async function compileAnalyzed(front: FrontendResult, opts: CompileOptions): Pro
   const { ir, placement } = front;
   if (!ir || !placement || front.diagnostics.hasErrors) return result;
   const outDir = resolve(opts.outDir);
-  refuseOverlap(outDir, opts.outDir, compileInputs(front.file, ir));
-  checkOutputFolder(outDir, opts.outDir, opts.force ?? false);
+  refuseDestination(front, opts);
   await signalCheckpoint();
   await writeDirAtomically(outDir, (dir) => writeOutputs(placement, front, dir, outDir, opts, diagnostics));
   return { ...result, outDir, ir };
+}
+
+/** Throws when `opts.outDir` would replace or lie inside an input, replace what pipec did not write, or cannot be created. */
+function refuseDestination(front: FrontendResult, opts: CompileOptions): void {
+  if (!front.ir || front.diagnostics.hasErrors) return;
+  const outDir = resolve(opts.outDir);
+  refuseOverlap(outDir, opts.outDir, compileInputs(front.file, front.ir));
+  checkOutputFolder(outDir, opts.outDir, opts.force ?? false);
+  checkDestination(opts.outDir, "folder");
 }
 
 /** Every file a compile reads: the output may not be, hold or lie inside any of them. */

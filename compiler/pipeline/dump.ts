@@ -35,6 +35,7 @@ function factLines(f: ModelFacts): [string, string][] {
   if (f.kvHeads !== undefined) lines.push(["kv_heads", String(f.kvHeads)]);
   if (f.headDim !== undefined) lines.push(["head_dim", String(f.headDim)]);
   lines.push(["vocab", f.vocabSize !== undefined ? String(f.vocabSize) : "unknown"]);
+  lines.push(["positions", f.maxPositions !== undefined ? String(f.maxPositions) : "unknown"]);
   lines.push(["kv_inputs", JSON.stringify(f.kvInputs).replaceAll(",", ", ")]);
   lines.push(["kv_outputs", JSON.stringify(f.kvOutputs).replaceAll(",", ", ")]);
   return lines;

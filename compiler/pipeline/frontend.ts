@@ -1,11 +1,10 @@
-import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { checkPipe, type CheckedPipeline } from "../../dsl/check.ts";
 import { Diagnostics } from "../../dsl/diagnostics.ts";
 import type { FactsProvider } from "../../dsl/facts.ts";
 import { parsePipe } from "../../dsl/parse.ts";
 import { defaultRegistry } from "../../passes/index.ts";
-import { PipecError } from "../errors.ts";
+import { readPipeText } from "../file-kind.ts";
 import type { PassRegistry } from "../pass-manager/registry.ts";
 import type { PipelineIR } from "./ir.ts";
 import { lowerPipeline } from "./lower.ts";
@@ -69,11 +68,5 @@ function dropCascades(diagnostics: Diagnostics): void {
 }
 
 export function analyzeFile(file: string, opts: FrontendOptions = {}): FrontendResult {
-  let source: string;
-  try {
-    source = readFileSync(file, "utf8");
-  } catch {
-    throw new PipecError("not-found", `${file}: cannot read the file`);
-  }
-  return analyzeSource(source, file, opts);
+  return analyzeSource(readPipeText(file), file, opts);
 }

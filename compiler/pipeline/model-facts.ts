@@ -4,6 +4,7 @@ import type { FactsProvider, ModelFacts } from "../../dsl/facts.ts";
 import { isPipecError } from "../errors.ts";
 import type { Model } from "../ir/model.ts";
 import { loadModel } from "../onnx/index.ts";
+import { graphPositionLimit } from "./position-limit.ts";
 
 // Optimum: past_key_values.{i}.key -> present.{i}.key; genai GPT-2: past_{i} -> present_{i}.
 const KV_INPUT = /^past_key_values\.(\d+)\.(key|value)$|^past_(\d+)$/;
@@ -32,8 +33,11 @@ export function readModelFacts(model: Model, configDir?: string): ModelFacts {
     facts.kvHeads ??= num("num_key_value_heads", "kvHeads");
     facts.headDim ??= num("head_dim", "head_size", "headDim");
     facts.vocabSize ??= num("vocab_size", "vocabSize");
+    facts.maxPositions = num("max_position_embeddings", "n_positions", "context_length", "maxPositions");
     if (facts.heads === undefined) delete facts.heads;
   }
+  facts.maxPositions ??= graphPositionLimit(model);
+  if (facts.maxPositions === undefined) delete facts.maxPositions;
   return facts;
 }
 

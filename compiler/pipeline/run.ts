@@ -5,7 +5,7 @@ import { pathToFileURL } from "node:url";
 import { tsImport } from "tsx/esm/api";
 import type { Span } from "../../dsl/ast.ts";
 import type { Diagnostic } from "../../dsl/diagnostics.ts";
-import type { GenerationEvent } from "../../runtime/index.ts";
+import type { GenerationEvent, SamplingConfig } from "../../runtime/index.ts";
 import { compilerIdentity } from "../paths.ts";
 import { cacheLimitBytes, cacheRoot, entryFor, evictToLimit, keyFileOf, touchEntry } from "./cache-dir.ts";
 import { compileFile, type CompileResult } from "./compile.ts";
@@ -17,12 +17,18 @@ export interface RunOptions {
   /** The entry folder inside the cache; default one named after the .pipe file and a hash of its path. */
   cacheEntry?: string;
   device?: "auto" | "cpu" | "cuda" | "webgpu";
+  threads?: number;
+  /** Receives the line saying `auto` found no GPU. */
+  onNotice?: (line: string) => void;
   maxTokens?: number;
+  stop?: readonly string[];
+  sampling?: SamplingConfig;
+  signal?: AbortSignal;
 }
 
 /** A compiled pipeline, as its driver.ts creates it. */
 export interface CompiledPipeline {
-  generate(prompt: string | readonly number[], options?: { maxTokens?: number; stop?: readonly string[]; signal?: AbortSignal }): AsyncGenerator<GenerationEvent>;
+  generate(prompt: string | readonly number[], options?: { maxTokens?: number; stop?: readonly string[]; sampling?: SamplingConfig; signal?: AbortSignal }): AsyncGenerator<GenerationEvent>;
   close(): Promise<void>;
 }
 
@@ -30,7 +36,7 @@ export interface CompiledPipeline {
  * Loads a folder written by compile: imports its driver.ts and creates the pipeline. The import
  * goes through tsx, since driver.ts is TypeScript and the bundled CLI runs on plain Node.
  */
-export async function loadCompiled(outDir: string, options: { device?: RunOptions["device"]; threads?: number } = {}): Promise<CompiledPipeline> {
+export async function loadCompiled(outDir: string, options: Pick<RunOptions, "device" | "threads" | "onNotice"> = {}): Promise<CompiledPipeline> {
   const driver = (await tsImport(pathToFileURL(join(resolve(outDir), "driver.ts")).href, import.meta.url)) as { createPipeline(o: typeof options): Promise<CompiledPipeline> };
   return driver.createPipeline(options);
 }
@@ -63,9 +69,10 @@ export async function prepareRun(file: string, opts: RunOptions = {}): Promise<P
 
 /** Runs a compiled pipeline folder's driver on one prompt, yielding its events. */
 export async function* runCompiled(outDir: string, prompt: string | readonly number[], opts: RunOptions = {}): AsyncGenerator<GenerationEvent> {
-  const pipeline = await loadCompiled(outDir, opts.device ? { device: opts.device } : {});
+  const { device, threads, onNotice, maxTokens, stop, sampling, signal } = opts;
+  const pipeline = await loadCompiled(outDir, { device, threads, onNotice });
   try {
-    yield* pipeline.generate(prompt, opts.maxTokens !== undefined ? { maxTokens: opts.maxTokens } : {});
+    yield* pipeline.generate(prompt, { maxTokens, stop, sampling, signal });
   } finally {
     await pipeline.close();
   }

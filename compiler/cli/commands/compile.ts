@@ -2,12 +2,13 @@ import { formatDiagnostics } from "../../../dsl/diagnostics.ts";
 import { compileFile } from "../../pipeline/compile.ts";
 import { externalFilesFlag, onePositional, parseCommandArgs, UsageError } from "../args.ts";
 import type { CliIO } from "../io.ts";
+import { diagnosticsJson } from "../report.ts";
 
 /** `pipec compile`: async, since it awaits the atomic output folder. */
 export const compileCommand = {
   name: "compile",
   summary: "compile a .pipe file into optimised models, driver.ts, pipeline.ir and manifest.json",
-  help: `usage: pipec compile <file.pipe> -o <outdir> [--force] [--external-files MODE] [--runtime-import SPEC]
+  help: `usage: pipec compile <file.pipe> -o <outdir> [--force] [--external-files MODE] [--runtime-import SPEC] [--json]
 
 Writes into <outdir>: models/<name>/model.onnx (rewritten; weights kept or copied as they are),
 tokenizers/<name>/tokenizer.json, driver.ts (exports createPipeline()), pipeline.ir (the pipeline
@@ -23,6 +24,7 @@ rewrites, versions). The same input gives the same bytes. On any error <outdir> 
                           copy) or copy; never a hard link
   --runtime-import SPEC   how driver.ts imports the runtime: "relative" (default, a path to this
                           checkout's runtime/index.ts) or a module name such as pipec/runtime
+  --json                  print {file, ok, outDir, diagnostics: [{severity, message, line, column}]}
 `,
   async run(args: string[], io: CliIO): Promise<number> {
     const { values, positionals } = parseCommandArgs("compile", args, {
@@ -30,6 +32,7 @@ rewrites, versions). The same input gives the same bytes. On any error <outdir> 
       "runtime-import": { type: "string" },
       force: { type: "boolean" },
       "external-files": { type: "string" },
+      json: { type: "boolean" },
     });
     if (values.help) {
       io.out(this.help);
@@ -43,6 +46,10 @@ rewrites, versions). The same input gives the same bytes. On any error <outdir> 
       force: values.force,
       externalFiles: externalFilesFlag(values["external-files"]),
     });
+    if (values.json) {
+      io.out(`${JSON.stringify({ file, ok: result.outDir !== undefined, outDir: result.outDir ?? null, diagnostics: diagnosticsJson(result.diagnostics) }, null, 2)}\n`);
+      return result.outDir ? 0 : 1;
+    }
     if (result.diagnostics.length) io.err(formatDiagnostics(result.diagnostics, file, result.source) + "\n");
     if (!result.outDir) {
       io.err(`${file}: not compiled; ${values.out} is unchanged\n`);

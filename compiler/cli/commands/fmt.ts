@@ -1,8 +1,8 @@
-import { readFileSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { formatDiagnostics } from "../../../dsl/diagnostics.ts";
 import { formatPipe } from "../../../dsl/format.ts";
 import { parsePipe } from "../../../dsl/parse.ts";
-import { PipecError } from "../../errors.ts";
+import { readPipeText } from "../../file-kind.ts";
 import { parseCommandArgs, UsageError } from "../args.ts";
 import type { Command } from "../command.ts";
 
@@ -25,12 +25,7 @@ formatted and exits 1 if there are any. A file with syntax errors is reported an
     if (values.write && values.check) throw new UsageError("pipec fmt: --write and --check exclude each other");
     let status = 0;
     for (const file of positionals) {
-      let source: string;
-      try {
-        source = readFileSync(file, "utf8");
-      } catch {
-        throw new PipecError("not-found", `${file}: cannot read the file`);
-      }
+      const source = readPipeText(file);
       const parsed = parsePipe(source);
       if (parsed.diagnostics.hasErrors) {
         io.err(formatDiagnostics(parsed.diagnostics.sorted(), file, source) + "\n");

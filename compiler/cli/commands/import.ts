@@ -2,6 +2,7 @@ import { importLlama2c } from "../../importers/llama2c.ts";
 import { ENCODINGS, parameterCount, type AttentionEncoding } from "../../zoo/index.ts";
 import { UsageError, parseCommandArgs } from "../args.ts";
 import type { Command } from "../command.ts";
+import { checkDestination } from "../../output-guard.ts";
 
 const FORMATS = ["llama2c"];
 
@@ -18,11 +19,13 @@ vocab, max positions, rope theta, bos/eos ids).
   -o, --output <dir>   the folder to write (created if needed)
   --encoding <e>       how attention is spelled: decomposed (as Optimum exports it, default),
                        ms (com.microsoft GroupQueryAttention), standard (ONNX Attention-23)
+  --json               print {model, family, layers, hidden, heads, kvHeads, vocab, parameters}
 `,
   run(args, io) {
     const { values, positionals } = parseCommandArgs("import", args, {
       output: { type: "string", short: "o" },
       encoding: { type: "string" },
+      json: { type: "boolean" },
     });
     if (values.help) {
       io.out(this.help);
@@ -35,8 +38,14 @@ vocab, max positions, rope theta, bos/eos ids).
     if (file === undefined) throw new UsageError(`pipec import ${format} needs a checkpoint file (see pipec import --help)`);
     if (extra.length > 0) throw new UsageError(`pipec import ${format} takes one checkpoint file, got also: ${extra.join(" ")}`);
     if (values.output === undefined) throw new UsageError(`pipec import ${format} needs -o <dir>`);
+    checkDestination(values.output, "folder");
     const result = importLlama2c(file, values.output, { encoding: parseEncoding(values.encoding) });
     const c = result.config;
+    if (values.json) {
+      const report = { model: result.modelPath, family: "llama", layers: c.layers, hidden: c.hidden, heads: c.heads, kvHeads: c.kvHeads, vocab: c.vocabSize, parameters: parameterCount(c) };
+      io.out(`${JSON.stringify(report, null, 2)}\n`);
+      return 0;
+    }
     io.out(
       `${result.modelPath}: llama, ${c.layers} layers, hidden ${c.hidden}, ${c.heads} heads / ${c.kvHeads} kv heads, vocab ${c.vocabSize}, ${parameterCount(c)} parameters\n`,
     );

@@ -1,4 +1,7 @@
 import { inspectModel, type ModelSummary, type ValueSummary } from "../../api.ts";
+import { PipecError } from "../../errors.ts";
+import type { Model } from "../../ir/model.ts";
+import { describeCycle, findCycle } from "../../ir/toposort.ts";
 import { loadModel } from "../../onnx/index.ts";
 import { attentionSummary, formatAttentionSummary } from "../../../passes/attention/summary.ts";
 import { onePositional, parseCommandArgs } from "../args.ts";
@@ -24,11 +27,18 @@ reason). Weights are not read.
       return 0;
     }
     const path = onePositional("inspect", positionals, "a model file");
-    const summary = { ...inspectModel(path), attention: attentionSummary(loadModel(path)) };
+    const summary = { ...inspectModel(path), attention: attentionSummary(acyclic(loadModel(path), path)) };
     io.out(values.json ? `${JSON.stringify(summary, null, 2)}\n` : formatSummary(summary) + `${formatAttentionSummary(summary.attention).join("\n")}\n`);
     return 0;
   },
 };
+
+/** The attention matcher follows producers upward: on a cycle it would never stop, so a cycle is reported as opt reports it. */
+function acyclic(model: Model, path: string): Model {
+  const cycle = findCycle(model.graph);
+  if (cycle) throw new PipecError("invalid-model", `${path}: graph '${model.graph.name}' has a cycle: ${describeCycle(cycle)}`);
+  return model;
+}
 
 function formatSummary(s: ModelSummary): string {
   const value = (v: ValueSummary) => `    ${v.name}  ${v.dtype ?? "?"}${v.shape ? `[${v.shape.map((d) => d ?? "?").join(",")}]` : ""}`;

@@ -2,6 +2,7 @@ import { optimize, type OptimizeReport } from "../../api.ts";
 import { externalFilesFlag, onePositional, parseCommandArgs, parseNonNegativeInt, UsageError } from "../args.ts";
 import type { Command } from "../command.ts";
 import { formatBytes, formatTable } from "../format.ts";
+import { checkDestination } from "../../output-guard.ts";
 import type { CliIO } from "../io.ts";
 
 export const optCommand: Command = {
@@ -28,6 +29,8 @@ when any step fails. The output may not be the input, lie inside it, or be a fol
   --dump-dir DIR                write 00-input.txt, 01-<pass>.txt, ... there
   --verify-each                 verify the input and the model after every pass
   --timing                      print a table of passes: time, changed, statistics
+  --json                        print the report as JSON instead: {output, bytes, sorted,
+                                externalFiles, loadMs, saveMs, passes} (docs/cli.md)
 `,
   run(args, io) {
     const { values, positionals } = parseCommandArgs("opt", args, {
@@ -42,6 +45,7 @@ when any step fails. The output may not be the input, lie inside it, or be a fol
       "dump-dir": { type: "string" },
       "verify-each": { type: "boolean" },
       timing: { type: "boolean" },
+      json: { type: "boolean" },
     });
     if (values.help) {
       io.out(this.help);
@@ -52,6 +56,7 @@ when any step fails. The output may not be the input, lie inside it, or be a fol
     const threshold = values["external-threshold"];
     if (threshold !== undefined && !values["external-data"]) throw new UsageError("--external-threshold needs --external-data");
     const location = values["external-data"];
+    if (values["dump-dir"] !== undefined) checkDestination(values["dump-dir"], "folder");
     const report = optimize({
       input,
       output: values.output,
@@ -67,7 +72,8 @@ when any step fails. The output may not be the input, lie inside it, or be a fol
         emit: (text) => io.err(text),
       },
     });
-    printReport(report, values.timing ?? false, io);
+    if (values.json) io.out(`${JSON.stringify(optReportJson(report), null, 2)}\n`);
+    else printReport(report, values.timing ?? false, io);
     return 0;
   },
 };
@@ -83,4 +89,17 @@ function printReport(r: OptimizeReport, timing: boolean, io: CliIO): void {
     ["save", ms(r.saveMs), "", ""],
   ];
   io.out(formatTable(["pass", "ms", "changed", "stats"], rows));
+}
+
+/** The --json form of the report (documented in docs/cli.md). */
+function optReportJson(r: OptimizeReport) {
+  return {
+    output: r.save.path,
+    bytes: r.save.modelBytes,
+    sorted: r.sorted,
+    externalFiles: r.save.externalFiles.map((f) => ({ location: f.location, how: f.how, bytes: f.bytes })),
+    loadMs: r.loadMs,
+    saveMs: r.saveMs,
+    passes: r.passes.map((p) => ({ name: p.name, ms: p.ms, changed: p.changed, stats: p.stats })),
+  };
 }

@@ -1,51 +1,35 @@
 import { formatDiagnostics } from "../../../dsl/diagnostics.ts";
-import { isRuntimeError, type GenerationStats } from "../../../runtime/index.ts";
+import { isRuntimeError } from "../../../runtime/index.ts";
 import { PipecError } from "../../errors.ts";
 import { prepareRun, runCompiled } from "../../pipeline/run.ts";
-import { onePositional, parseCommandArgs, parseIds, parsePositiveInt, UsageError } from "../args.ts";
+import { onePositional, parseCommandArgs, UsageError } from "../args.ts";
+import { checkDestination } from "../../output-guard.ts";
+import { deviceNotice, GENERATION_OPTIONS, generationHelp, parseGenerationFlags, printGeneration, promptOf, withInterrupt } from "../generation-flags.ts";
 import type { CliIO } from "../io.ts";
-
-const DEVICES = ["auto", "cpu", "cuda", "webgpu"] as const;
 
 /** `pipec run`: compile into the cache when stale, then run the compiled driver. */
 export const runCommand = {
   name: "run",
   summary: "compile a .pipe file (cached) and run it on a prompt",
-  help: `usage: pipec run <file.pipe> (--prompt TEXT | --ids 1,2,3) [--json] [options]
+  help: `usage: pipec run <file.pipe> (--prompt TEXT | --ids 1,2,3) [options]
 
 Compiles the pipeline into a cache folder when it is stale (the .pipe or a file it reads changed),
 then runs the compiled driver.ts, streaming the generated text to stdout (ids when the pipeline's
-tokenizer is raw ids).
+tokenizer is raw ids), then one line of stats on stderr. Flags override the pipeline's settings.
 
-  --prompt TEXT      the prompt (needs a tokenizer in the pipeline)
-  --ids LIST         the prompt as comma-separated token ids
-  --json             print {tokens, text, stats} at the end instead of streaming
-  --max-tokens N     override the pipeline's max_tokens
-  --device D         override the pipeline's device (auto, cpu, cuda, webgpu)
-  --cache-dir DIR    where compiled pipelines are kept (default: PIPEC_CACHE_DIR, else
-                     $XDG_CACHE_HOME/pipec, else ~/.cache/pipec; see pipec cache)
-`,
+${generationHelp({ maxTokens: "default: the pipeline's max_tokens", device: "default: the pipeline's", sampling: "default: the pipeline's", cacheDir: "default: PIPEC_CACHE_DIR, else $XDG_CACHE_HOME/pipec, else ~/.cache/pipec; see pipec cache" })}`,
   async run(args: string[], io: CliIO): Promise<number> {
-    const { values, positionals } = parseCommandArgs("run", args, {
-      prompt: { type: "string" },
-      ids: { type: "string" },
-      json: { type: "boolean" },
-      "max-tokens": { type: "string" },
-      device: { type: "string" },
-      "cache-dir": { type: "string" },
-    });
+    const { values, positionals } = parseCommandArgs("run", args, GENERATION_OPTIONS);
     if (values.help) {
       io.out(this.help);
       return 0;
     }
     const file = onePositional("run", positionals, "a .pipe file");
-    if ((values.prompt === undefined) === (values.ids === undefined)) throw new UsageError("pipec run needs exactly one of --prompt or --ids");
-    const device = values.device as (typeof DEVICES)[number] | undefined;
-    if (device !== undefined && !DEVICES.includes(device)) throw new UsageError(`--device must be one of ${DEVICES.join(", ")}, got '${device}'`);
-    const maxTokens = parsePositiveInt("--max-tokens", values["max-tokens"]);
-    const prompt = values.prompt ?? parseIds(values.ids!);
+    const gen = parseGenerationFlags("run", values);
+    const prompt = promptOf("run", gen);
+    if (gen.cacheDir !== undefined) checkDestination(gen.cacheDir, "folder");
 
-    const prepared = await prepareRun(file, { cacheDir: values["cache-dir"] });
+    const prepared = await prepareRun(file, { cacheDir: gen.cacheDir });
     const { diagnostics, source } = prepared.compile;
     if (diagnostics.length) io.err(formatDiagnostics(diagnostics, file, source) + "\n");
     if (!prepared.outDir) return 1;
@@ -53,17 +37,11 @@ tokenizer is raw ids).
     const stage = ir.stages[0]!;
     const textual = ir.tokenizers.find((t) => t.name === stage.tokenizer)?.kind === "hf";
     if (typeof prompt === "string" && !textual) throw new UsageError(`the pipeline's tokenizer '${stage.tokenizer}' is raw ids: give the prompt with --ids`);
+    if (gen.stop && !textual) throw new UsageError(`--stop needs a tokenizer, and the pipeline's tokenizer '${stage.tokenizer}' is raw ids`);
     try {
-      for await (const event of runCompiled(prepared.outDir, prompt, { device, maxTokens })) {
-        if (event.kind === "token" && !values.json) io.out(textual ? event.text : `${event.token} `);
-        if (event.kind === "end") {
-          if (values.json) io.out(JSON.stringify({ tokens: event.tokens, text: event.text, stats: event.stats }) + "\n");
-          else {
-            if (!textual || !event.text.endsWith("\n")) io.out("\n");
-            io.err(statsLine(event.stats, event.finishReason) + "\n");
-          }
-        }
-      }
+      const { device, threads, maxTokens, stop } = gen;
+      const run = (signal: AbortSignal) => runCompiled(prepared.outDir, prompt, { device, threads, maxTokens, stop, sampling: gen.sampling?.config, signal, onNotice: deviceNotice(io) });
+      await withInterrupt((signal) => printGeneration(run(signal), { textual, json: gen.json }, io));
     } catch (e) {
       if (isRuntimeError(e)) throw new PipecError(e.code, e.message);
       throw e;
@@ -71,10 +49,3 @@ tokenizer is raw ids).
     return 0;
   },
 };
-
-function statsLine(stats: GenerationStats, finish: string): string {
-  return `[${finish}] ${Object.entries(stats)
-    .map(([k, v]) => `${k}=${typeof v === "number" && !Number.isInteger(v) ? v.toFixed(1) : typeof v === "object" ? JSON.stringify(v) : String(v)}`)
-    .join(" ")}`;
-}
-

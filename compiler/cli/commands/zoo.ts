@@ -1,6 +1,7 @@
 import { gpt2Config, llamaConfig, parameterCount, writeZooModel, type ZooConfig } from "../../zoo/index.ts";
-import { UsageError, onePositional, parseCommandArgs } from "../args.ts";
+import { UsageError, onePositional, parseCommandArgs, parseNonNegativeInt } from "../args.ts";
 import type { Command } from "../command.ts";
+import { checkDestination } from "../../output-guard.ts";
 import { parseEncoding } from "./import.ts";
 
 const SIZE_OPTIONS = ["layers", "hidden", "heads", "kv-heads", "intermediate", "vocab", "max-positions", "seed"] as const;
@@ -20,6 +21,7 @@ options and seed always give the same bytes.
   --external-data          weights in model.onnx.data (default above 256 MiB)
   --layers N  --hidden N  --heads N  --kv-heads N  --intermediate N  --vocab N
   --max-positions N  --seed N
+  --json                   print {model, family, layers, hidden, parameters}
 `,
   run(args, io) {
     const { values, positionals } = parseCommandArgs("zoo", args, {
@@ -28,6 +30,7 @@ options and seed always give the same bytes.
       rotary: { type: "string" },
       tied: { type: "boolean" },
       "external-data": { type: "boolean" },
+      json: { type: "boolean" },
       ...Object.fromEntries(SIZE_OPTIONS.map((o) => [o, { type: "string" as const }])),
     });
     if (values.help) {
@@ -40,14 +43,15 @@ options and seed always give the same bytes.
     for (const option of SIZE_OPTIONS) {
       const text = (values as Record<string, unknown>)[option] as string | undefined;
       if (text === undefined) continue;
-      if (!/^\d+$/.test(text)) throw new UsageError(`--${option} needs a whole number, got '${text}'`);
-      sizes[option.replace(/-(\w)/g, (_, ch: string) => ch.toUpperCase())] = Number(text);
+      sizes[option.replace(/-(\w)/g, (_, ch: string) => ch.toUpperCase())] = parseNonNegativeInt(`--${option}`, text);
     }
     const { vocab, ...rest } = sizes;
     const overrides = { ...rest, ...(vocab !== undefined ? { vocabSize: vocab } : {}) };
+    checkDestination(values.output, "folder");
     const config = configFor(family, overrides, values.rotary, values.tied ?? false);
     const { modelPath } = writeZooModel(config, values.output, { encoding: parseEncoding(values.encoding), externalData: values["external-data"] });
-    io.out(`${modelPath}: ${family}, ${config.layers} layers, hidden ${config.hidden}, ${parameterCount(config)} parameters\n`);
+    const report = { model: modelPath, family, layers: config.layers, hidden: config.hidden, parameters: parameterCount(config) };
+    io.out(values.json ? `${JSON.stringify(report, null, 2)}\n` : `${modelPath}: ${family}, ${config.layers} layers, hidden ${config.hidden}, ${report.parameters} parameters\n`);
     return 0;
   },
 };
