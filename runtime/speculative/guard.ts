@@ -73,6 +73,9 @@ class MsPerToken {
 /** What the next step does: draft as the length policy says, a plain step, or a short probe draft. */
 export type StepPlan = "draft" | "plain" | "probe";
 
+/** What a step's outcome made the guard do: turn drafting on (a probe won) or off (drafting lost). */
+export type GuardSwitch = "on" | "off" | undefined;
+
 export class SpeculationGuard {
   private readonly drafting = new MsPerToken();
   private readonly plain = new MsPerToken();
@@ -96,12 +99,12 @@ export class SpeculationGuard {
    * it verified a draft; `plan` is what `next()` planned for it (a probe that found nothing to
    * draft, as lookup may, stays pending).
    */
-  record(plan: StepPlan, drafted: boolean, ms: number, tokens: number): void {
+  record(plan: StepPlan, drafted: boolean, ms: number, tokens: number): GuardSwitch {
     if (!drafted) {
       this.plain.record(this.plain.steps >= REFERENCE_STEPS ? Math.min(ms, PLAIN_SPIKE * this.plain.value * tokens) : ms, tokens);
       this.sincePlain = 0;
       if (!this.on && plan !== "probe") this.waited++;
-      return;
+      return undefined;
     }
     this.sincePlain++;
     if (plan === "probe") {
@@ -112,10 +115,10 @@ export class SpeculationGuard {
         this.on = true;
         this.run = { ms, tokens };
         this.drafting.restart(ms, tokens);
-      } else {
-        this.gap = this.waitAfter(ms, tokens);
+        return "on";
       }
-      return;
+      this.gap = this.waitAfter(ms, tokens);
+      return undefined;
     }
     this.drafting.record(ms, tokens);
     this.run.ms += ms;
@@ -126,7 +129,9 @@ export class SpeculationGuard {
       // A run that paid as a whole (a copied passage ran out) asks again soon; one that lost
       // as a whole (a probe won by noise) waits until its loss is paid back, as a losing probe does.
       this.gap = this.waitAfter(this.run.ms, this.run.tokens);
+      return "off";
     }
+    return undefined;
   }
 
   /**

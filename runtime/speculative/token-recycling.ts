@@ -326,7 +326,7 @@ export class TokenRecycling {
     if (path.every((node, i) => node === i)) this.sequence.truncate(start + path.length);
     else this.sequence.gather([...range(start), ...path.map((i) => start + i)], position + path.length);
     this.tally.record(nodes.length - 1, path.length - 1, performance.now() - t1);
-    if (this.plan) this.learned.guard.record(this.plan, nodes.length > 1, performance.now() - t0, path.length);
+    if (this.plan) this.tally.decided(this.plan, this.learned.guard.record(this.plan, true, performance.now() - t0, path.length));
     this.learn(nodes, parents, path);
     return [...path.slice(1).map((i) => ids[i]!), greedy[path[path.length - 1]!]!];
   }
@@ -343,7 +343,7 @@ export class TokenRecycling {
     const next = "ids" in output ? this.recycleIds(output, [token])[0]! : this.plan === "plain" ? this.argmaxOf(output) : this.recycle(output, [token])[0]!;
     const t2 = performance.now();
     this.tally.record(0, 0, t2 - t1);
-    if (this.plan) this.learned.guard.record(this.plan, false, t2 - t0, 1);
+    if (this.plan) this.tally.decided("plain", this.learned.guard.record(this.plan, false, t2 - t0, 1));
     return next;
   }
 
