@@ -13,6 +13,7 @@ import { DraftModel } from "./draft-model.ts";
 import { refuseTreeOnRecurrent } from "./recurrent-rollback.ts";
 import { buildTrie, verifyTrie, type DraftTrie } from "./spectr.ts";
 import { SpeculativeTally, type SpeculativeStats } from "./stats.ts";
+import { keepPath } from "./token-recycling.ts";
 import { createWarp, softmaxInPlace, type Warp } from "./warp.ts";
 
 /** `speculate: { kind: "spectr", model }` in the generator's options. */
@@ -30,6 +31,8 @@ export class SpecTrDecoding {
   readonly name = "spectr";
   private readonly tally = new SpeculativeTally();
   private readonly row: Float32Array;
+  /** Draft tokens sampled (k per position; the trie verifies each distinct prefix once). */
+  sampledTokens = 0;
 
   private constructor(
     private readonly sequence: DecoderSequence,
@@ -62,6 +65,7 @@ export class SpecTrDecoding {
     const length = Math.min(this.draftLength, limit);
     const drafts = [];
     if (length >= 1) for (let i = 0; i < this.drafts; i++) drafts.push(await this.source.propose(context, length));
+    this.sampledTokens += drafts.reduce((n, d) => n + d.tokens.length, 0);
     const trie = buildTrie(token, drafts.map((d) => ({ tokens: d.tokens, probs: d.probs! })));
     const [start, position] = [this.sequence.length, this.sequence.position];
     const t0 = performance.now();
@@ -70,8 +74,7 @@ export class SpecTrDecoding {
     if (V !== this.vocabSize) throw new RuntimeError("vocabulary-changed", `the target's logits cover ${V} token ids, not the ${this.vocabSize} its first call returned`);
     const data = floatData(logits);
     const { path, next } = verifyTrie(trie, (node) => this.targetProbs(data, V, node, trie, context), this.rng);
-    if (path.every((node, i) => node === i)) this.sequence.truncate(start + path.length);
-    else this.sequence.gather([...Array.from({ length: start }, (_, i) => i), ...path.map((i) => start + i)], position + path.length);
+    keepPath(this.sequence, start, position, path);
     this.tally.record(trie.tokens.length - 1, path.length - 1, performance.now() - t0);
     return [...path.slice(1).map((n) => trie.tokens[n]!), next];
   }
