@@ -49,8 +49,8 @@ const REFERENCE_STEPS = 2;
 
 /** A fading average of milliseconds per generated token. */
 class MsPerToken {
-  private ms = 0;
-  private tokens = 0;
+  ms = 0;
+  tokens = 0;
   steps = 0;
 
   record(ms: number, tokens: number): void {
@@ -87,6 +87,28 @@ export class SpeculationGuard {
   private run = { ms: 0, tokens: 0 };
   /** Milliseconds drafting saved against plain steps and not yet lost again (at most BANK_STEPS plain steps). */
   private bank = 0;
+
+  /** Everything the guard has learned, as plain data (warm-state.ts persists it with the compiled pipeline). */
+  snapshot(): GuardSnapshot {
+    const average = (a: MsPerToken) => ({ ms: a.ms, tokens: a.tokens, steps: a.steps });
+    return { drafting: average(this.drafting), plain: average(this.plain), on: this.on, gap: this.gap, waited: this.waited, sincePlain: this.sincePlain, run: { ...this.run }, bank: this.bank };
+  }
+
+  /** A guard that goes on from `snapshot` (a malformed one is refused with a RangeError: the caller starts cold instead). */
+  static restore(snapshot: GuardSnapshot): SpeculationGuard {
+    const numbers = [snapshot.drafting.ms, snapshot.drafting.tokens, snapshot.drafting.steps, snapshot.plain.ms, snapshot.plain.tokens, snapshot.plain.steps, snapshot.gap, snapshot.waited, snapshot.sincePlain, snapshot.run.ms, snapshot.run.tokens, snapshot.bank];
+    if (!numbers.every((n) => typeof n === "number" && Number.isFinite(n) && n >= 0) || typeof snapshot.on !== "boolean") throw new RangeError("not a guard snapshot");
+    const guard = new SpeculationGuard();
+    Object.assign(guard.drafting, snapshot.drafting);
+    Object.assign(guard.plain, snapshot.plain);
+    guard.on = snapshot.on;
+    guard.gap = snapshot.gap;
+    guard.waited = snapshot.waited;
+    guard.sincePlain = snapshot.sincePlain;
+    guard.run = { ...snapshot.run };
+    guard.bank = snapshot.bank;
+    return guard;
+  }
 
   /** Drafting starts on (after two plain reference steps): the first steps show whether it pays, and a source that wins from the start loses nothing to finding out. */
   plan(): StepPlan {
@@ -153,7 +175,31 @@ export class SpeculationGuard {
   }
 }
 
+/** A guard's state as plain data. */
+export interface GuardSnapshot {
+  drafting: { ms: number; tokens: number; steps: number };
+  plain: { ms: number; tokens: number; steps: number };
+  on: boolean;
+  gap: number;
+  waited: number;
+  sincePlain: number;
+  run: { ms: number; tokens: number };
+  bank: number;
+}
+
 const guards = new WeakMap<object, Map<unknown, SpeculationGuard>>();
+
+/** The guards of `target` by source, if any exist yet. */
+export function guardsOf(target: object): ReadonlyMap<unknown, SpeculationGuard> | undefined {
+  return guards.get(target);
+}
+
+/** Makes `guard` the one `guardFor(target, source)` gives (a restored one). */
+export function installGuard(target: object, source: unknown, guard: SpeculationGuard): void {
+  let bySource = guards.get(target);
+  if (!bySource) guards.set(target, (bySource = new Map()));
+  bySource.set(source, guard);
+}
 
 /** The guard of `target` drafting with `source` (a draft model, or a key naming a context source). */
 export function guardFor(target: object, source: unknown): SpeculationGuard {

@@ -120,6 +120,11 @@ export class AdjacencyMatrix {
     return (this.probabilities ??= new Float32Array(this.vocabSize * this.k));
   }
 
+  /** The probabilities if a grown tree ever recorded any (warm-state.ts persists only what exists). */
+  get recordedProbs(): Float32Array | undefined {
+    return this.probabilities;
+  }
+
   get(token: number, rank: number): number {
     return this.successors[token * this.k + rank]!;
   }
@@ -162,7 +167,7 @@ export interface CallCost {
  * a shared machine other work only adds time); measured once per model.
  */
 export class MeasuredCost implements CallCost {
-  constructor(private readonly samples: readonly { tokens: number; ms: number }[]) {}
+  constructor(readonly samples: readonly { tokens: number; ms: number }[]) {}
 
   callMs(tokens: number): number {
     const s = this.samples;
@@ -206,7 +211,7 @@ const costs = new WeakMap<DecoderModel, CallCost>();
 const matrices = new WeakMap<DecoderModel, AdjacencyMatrix>();
 
 /** What the policy learns about a model (per-node acceptance, whether trees pay); kept across requests like the matrix. */
-interface Learned {
+export interface Learned {
   acceptance: NodeAcceptance;
   guard: SpeculationGuard;
 }
@@ -217,8 +222,26 @@ const learnedForGrownTrees = new WeakMap<DecoderModel, Learned>();
 /** The paper's tree, built once: every request uses it, and on a tiny model building it per request shows. */
 let paperTemplate: TreeTemplate | undefined;
 
-function freshLearned(template: TreeTemplate): Learned {
+export function freshLearned(template: TreeTemplate): Learned {
   return { acceptance: new NodeAcceptance(template), guard: new SpeculationGuard() };
+}
+
+/** What Token Recycling has measured and learned for `model` in this process (warm-state.ts persists it). */
+export function recyclingState(model: DecoderModel): { cost?: CallCost; matrix?: AdjacencyMatrix; template?: Learned; grown?: Learned } {
+  return { cost: costs.get(model), matrix: matrices.get(model), template: learnedForPaperTree.get(model), grown: learnedForGrownTrees.get(model) };
+}
+
+/** Restores what `recyclingState` gave (from a warm-state file): the next request on `model` starts from it. */
+export function restoreRecyclingState(model: DecoderModel, state: { cost?: CallCost; matrix?: AdjacencyMatrix; template?: Learned; grown?: Learned }): void {
+  if (state.cost) costs.set(model, state.cost);
+  if (state.matrix) matrices.set(model, state.matrix);
+  if (state.template) learnedForPaperTree.set(model, state.template);
+  if (state.grown) learnedForGrownTrees.set(model, state.grown);
+}
+
+/** The paper's template, shared by every request that uses it. */
+export function paperTreeTemplate(): TreeTemplate {
+  return (paperTemplate ??= new TreeTemplate(PAPER_TREE));
 }
 
 /** The model's adjacency matrix, made on first use and kept for every later request ("hot start"). */
@@ -229,9 +252,9 @@ export function adjacencyFor(model: DecoderModel, vocabSize: number, k = RECYCLE
 }
 
 /** Per template node: how often it matched the target, given its parent was on the accepted path. */
-class NodeAcceptance {
-  private readonly hits: Float64Array;
-  private readonly trials: Float64Array;
+export class NodeAcceptance {
+  readonly hits: Float64Array;
+  readonly trials: Float64Array;
 
   constructor(template: TreeTemplate) {
     // Prior: a likelier successor (lower rank) is likelier to be right; two pseudo-trials.
@@ -298,7 +321,7 @@ export class TokenRecycling {
     if (!contract.hasTreeMask) throw new RuntimeError("no-tree-attention", "Token Recycling verifies a token tree in one call: compile the target with the tree-attention-mask pass");
     const tree = options.tree ?? "auto";
     if (tree !== "auto" && !(Number.isInteger(tree) && tree >= 0)) throw new RuntimeError("bad-speculation", `recycle: tree must be a non-negative integer or "auto", got ${tree}`);
-    this.template = options.template ? new TreeTemplate(options.template) : (paperTemplate ??= new TreeTemplate(PAPER_TREE));
+    this.template = options.template ? new TreeTemplate(options.template) : paperTreeTemplate();
     if (options.grow !== undefined && options.grow !== "template" && options.grow !== "dyspec") throw new RuntimeError("bad-speculation", `recycle: grow must be "template" or "dyspec", got ${options.grow}`);
     if (options.template) this.learned = freshLearned(this.template);
     else {
@@ -344,9 +367,7 @@ export class TokenRecycling {
     const output = await this.sequence.forwardIdsOrLogits(ids, this.matrix.k, parents);
     const greedy = "ids" in output ? this.recycleIds(output, ids) : this.recycle(output, ids);
     const path = longestAgreeingPath(ids, parents, greedy);
-    // A path along the call's first rows (the root alone, or a chain BFS put first) needs no copy.
-    if (path.every((node, i) => node === i)) this.sequence.truncate(start + path.length);
-    else this.sequence.gather([...range(start), ...path.map((i) => start + i)], position + path.length);
+    keepPath(this.sequence, start, position, path);
     this.tally.record(nodes.length - 1, path.length - 1, performance.now() - t1);
     if (this.plan) this.tally.decided(this.plan, this.learned.guard.record(this.plan, true, performance.now() - t0, path.length));
     if (!grown) this.learn(nodes, parents, path);
@@ -536,8 +557,18 @@ export class TokenRecycling {
   }
 }
 
+/**
+ * After a tree call at cache row `start` and position `position`, keeps the rows of the accepted
+ * `path` (node indices into the call, root first) packed after the context.
+ */
+export function keepPath(sequence: DecoderSequence, start: number, position: number, path: readonly number[]): void {
+  // A path along the call's first rows (the root alone, or a chain BFS put first) needs no copy.
+  if (path.every((node, i) => node === i)) sequence.truncate(start + path.length);
+  else sequence.gather([...range(start), ...path.map((i) => start + i)], position + path.length);
+}
+
 /** The softmax probability of each of `ids` in the logits `row` (written into `out`). */
-function successorProbabilities(row: Float32Array, ids: Int32Array, out: Float32Array): void {
+export function successorProbabilities(row: Float32Array, ids: Int32Array, out: Float32Array): void {
   const max = row[ids[0]!]!;
   let total = 0;
   for (let v = 0; v < row.length; v++) total += Math.exp(row[v]! - max);
