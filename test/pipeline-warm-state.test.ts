@@ -2,7 +2,8 @@
 // beside its driver: written after a request, read by the next process (here: a second
 // createPipeline, whose model objects are new), dropped by resetWarmState. Output stays the
 // greedy tokens.
-import { existsSync, readFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { compileSource } from "../compiler/pipeline/compile.ts";
@@ -28,8 +29,15 @@ describe("warm state of a compiled pipeline", () => {
     const compiled = await compileSource(source, join(tmp, "warm.pipe"), { outDir: out });
     expect(compiled.diagnostics).toEqual([]);
     const driver = readFileSync(join(out, "driver.ts"), "utf8");
-    expect(driver).toContain('const speculate = { kind: "lookup", maxNgram: 3, draftLength: "adaptive", adaptive: { threshold: 0.3, min: 2, max: 20 } };');
+    expect(driver).toContain('const speculate = { kind: "lookup", maxNgram: 3, draftLength: "adaptive", adaptive: { threshold: 0.3, min: 2, max: 20 } } as const;');
     expect(driver).toContain('WarmState.open(file("./warm-state.json")');
+    // The driver type-checks (its speculation settings are one constant, shared by the warm state and every request).
+    const tsconfig = {
+      compilerOptions: { target: "ES2023", module: "nodenext", moduleResolution: "nodenext", strict: true, noEmit: true, allowImportingTsExtensions: true, skipLibCheck: true, types: ["node"], typeRoots: [join(ROOT, "node_modules/@types")] },
+      files: ["driver.ts"],
+    };
+    writeFileSync(join(out, "tsconfig.json"), JSON.stringify(tsconfig));
+    expect(() => execFileSync(join(ROOT, "node_modules/.bin/tsc"), ["-p", join(out, "tsconfig.json")], { encoding: "utf8" })).not.toThrow();
     const file = join(out, "warm-state.json");
     const { input_ids, greedy } = EXPECTED.prompts[1]!;
     const run = async (options: { resetWarmState?: boolean } = {}) => {

@@ -118,7 +118,7 @@ function body(stage: GenerateNode, layout: DriverLayout, hasTokenizer: boolean):
     if (draft) w.writeLine(`const draftModel = await DecoderModel.open(file(${JSON.stringify(`./${draft}`)}), session);`);
     if (speculate) {
       // What speculation measures and learns persists beside the pipeline: a fresh process starts warm, and no request measures.
-      w.writeLine(`const speculate = ${speculate};`);
+      w.writeLine(`const speculate = ${speculate} as const;`);
       const warmDraft = draft ? `draft: { model: draftModel, path: file(${JSON.stringify(`./${draft}`)}) }, ` : "";
       w.writeLine(
         `const warm = await WarmState.open(file("./warm-state.json"), { model, path: file(${JSON.stringify(`./${modelFile}`)}) }, { ${warmDraft}speculate, argmaxOnly: settings.sampling === undefined, device: session.device, threads: session.threads, reset: options.resetWarmState });`,
