@@ -86,6 +86,10 @@ async function expectLossless(originalPath: string, treePath: string, count: num
         for (let run = 0; run < 2; run++) {
           const recycled = await recycleGenerate(tree, prompt, NEW_TOKENS, options);
           expect(recycled.tokens, `tree ${options.tree ?? "auto"}, run ${run}, prompt ${prompt.join(" ")}`).toEqual(plain.tokens);
+          // An auto tree's every step is the guard's decision, and the stats say which; a fixed tree has none.
+          const { policy, guard, targetCalls } = recycled.stats;
+          expect(policy).toBe((options.tree ?? "auto") === "auto" ? "adaptive" : "fixed");
+          expect(guard.draftSteps + guard.plainSteps + guard.probes).toBe(policy === "adaptive" ? targetCalls : 0);
           stats.push(recycled.stats);
         }
       }
