@@ -10,8 +10,15 @@
  * SpecTr's k drafts of L tokens with one draft of k x L tokens (and of L tokens: the same depth).
  * Acceptance does not depend on timing; the runs are seeded.
  *
- * Usage: npx tsx bench/spectr-acceptance.ts [--tokens 48] [--prompts 4] [--seeds 3] [--only <target name part>]
+ * `--skip "[4]"` drafts with the self-draft that skips those layers instead (on stories260K,
+ * skipping the last of its 5 layers leaves a draft that is right about half the time).
+ *
+ * Usage: npx tsx bench/spectr-acceptance.ts [--tokens 48] [--prompts 4] [--seeds 3] [--skip "[4]"] [--only <target name part>]
  */
+import { join } from "node:path";
+import { loadModel, saveModel } from "../compiler/onnx/index.ts";
+import { createLiftAttention, createLowerAttention } from "../passes/attention/index.ts";
+import { createSelfDraft } from "../passes/self-draft.ts";
 import { DecoderModel, SpecTrDecoding, Speculator, type SpeculativeStats } from "../runtime/index.ts";
 import { benchTargets, openSpeculationModels, promptSets } from "./speculative-setup.ts";
 import { Generator } from "../runtime/index.ts";
@@ -22,7 +29,17 @@ const TOKENS = Number(option("--tokens", "48"));
 const PROMPTS = Number(option("--prompts", "4"));
 const SEEDS = Number(option("--seeds", "3"));
 const ONLY = option("--only", "");
+const SKIP = option("--skip", "");
 const LENGTH = 4;
+
+/** The self-draft of `target` skipping SKIP's layers, saved beside the bench's models. */
+function skipDraft(target: string, name: string): string {
+  const model = loadModel(target);
+  for (const [pass, options] of [[createLiftAttention(), {}], [createSelfDraft(), { skip: SKIP }], [createLowerAttention(), {}]] as const) pass.run(model, { options, note: () => {} });
+  const path = join(import.meta.dirname, "models", "derived", `${name.replace(/\W+/g, "-")}-skip-${SKIP.replace(/\W+/g, "-")}.onnx`);
+  saveModel(model, path);
+  return path;
+}
 
 interface Stepper {
   step(token: number, context: readonly number[], limit: number): Promise<number[]>;
@@ -58,10 +75,11 @@ async function decode(target: DecoderModel, prompt: readonly number[], make: (se
 
 for (const target of benchTargets(ONLY, false)) {
   const models = await openSpeculationModels(target, 1);
-  const [tree, draft] = [models.tree[0]!, models.layerSkip[0]!];
+  const tree = models.tree[0]!;
+  const draft = SKIP ? await DecoderModel.open(skipDraft(target.path, target.name), { device: "cpu", threads: 1 }) : models.layerSkip[0]!;
   const V = models.vocabSize;
   const prompts = (await promptSets(new Generator(models.original[0]!), V, PROMPTS, TOKENS)).open;
-  console.log(`\n${target.name}: ${PROMPTS} open prompts x ${SEEDS} seeds, ${TOKENS} sampled tokens each; draft: layer-skipped self-draft`);
+  console.log(`\n${target.name}: ${PROMPTS} open prompts x ${SEEDS} seeds, ${TOKENS} sampled tokens each; draft: ${SKIP ? `the self-draft skipping layers ${SKIP}` : "the layer-skipped self-draft (every other layer)"}`);
   console.log("| T | configuration | sampled / call | verified / call | accepted / call | acceptance (accepted / sampled) | tokens / call |");
   console.log("|---|---|---|---|---|---|---|");
   for (const temperature of [0.6, 1.0]) {

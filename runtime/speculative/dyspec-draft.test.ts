@@ -20,7 +20,7 @@ import { DecoderModel } from "../decoder.ts";
 import { isRuntimeError } from "../errors.ts";
 import { Generator } from "../generate.ts";
 import { HAVE_SHARED, NO_SHARED, SHARED_FIXTURES } from "../testing/models.ts";
-import type { DySpecSpeculation } from "./dyspec-draft.ts";
+import { AcceptanceByProbability, type DySpecSpeculation } from "./dyspec-draft.ts";
 import { losslessPrompts } from "./lossless.test-support.ts";
 import type { SpeculativeStats } from "./stats.ts";
 
@@ -59,6 +59,19 @@ async function expectLossless(originalPath: string, treePath: string, draftPath:
 }
 
 const perCall = (stats: readonly SpeculativeStats[]) => stats.reduce((s, x) => s + x.acceptedTokens, 0) / stats.reduce((s, x) => s + x.callsWithDraft, 0);
+
+describe("acceptance by draft probability", () => {
+  it("starts at the draft's word (the bucket's midpoint) and moves to what verification shows", () => {
+    const calibration = new AcceptanceByProbability();
+    expect(calibration.rate(0.93)).toBeCloseTo(0.95, 10);
+    expect(calibration.rate(0.12)).toBeCloseTo(0.15, 10);
+    // An overconfident draft: its 0.9-1.0 tokens are accepted one time in four.
+    for (let i = 0; i < 200; i++) calibration.record(0.95, i % 4 === 0);
+    expect(calibration.rate(0.99)).toBeGreaterThan(0.24);
+    expect(calibration.rate(0.99)).toBeLessThan(0.27);
+    expect(calibration.rate(0.12)).toBeCloseTo(0.15, 10); // other buckets untouched
+  });
+});
 
 describe("DySpec with a draft model on the zoo", () => {
   const dir = tempDir("pipec-dyspec-zoo-");

@@ -28,6 +28,44 @@ export interface DySpecSpeculation {
   grow?: "dyspec" | "template";
 }
 
+/**
+ * Observed acceptance by draft probability: DySpec's value assumes the draft's probability is the
+ * chance its token is accepted, which holds for a calibrated draft and not for an overconfident
+ * one (a layer-skipped self-draft). Each verified node whose parent was accepted is a trial in the
+ * bucket of its draft probability; a bucket starts at its midpoint (two pseudo-trials), so an
+ * unseen draft is taken at its word. Kept per target and draft across requests.
+ */
+export class AcceptanceByProbability {
+  private static readonly BUCKETS = 10;
+  private readonly hits = Float64Array.from({ length: AcceptanceByProbability.BUCKETS }, (_, b) => (2 * (b + 0.5)) / AcceptanceByProbability.BUCKETS);
+  private readonly trials = new Float64Array(AcceptanceByProbability.BUCKETS).fill(2);
+
+  private bucket(q: number): number {
+    return Math.min(AcceptanceByProbability.BUCKETS - 1, Math.max(0, Math.floor(q * AcceptanceByProbability.BUCKETS)));
+  }
+
+  rate(q: number): number {
+    const b = this.bucket(q);
+    return this.hits[b]! / this.trials[b]!;
+  }
+
+  record(q: number, accepted: boolean): void {
+    const b = this.bucket(q);
+    this.trials[b]! += 1;
+    if (accepted) this.hits[b]! += 1;
+  }
+}
+
+const calibrations = new WeakMap<DecoderModel, WeakMap<DecoderModel, AcceptanceByProbability>>();
+
+function calibrationFor(target: DecoderModel, draft: DecoderModel): AcceptanceByProbability {
+  let byDraft = calibrations.get(target);
+  if (!byDraft) calibrations.set(target, (byDraft = new WeakMap()));
+  let calibration = byDraft.get(draft);
+  if (!calibration) byDraft.set(draft, (calibration = new AcceptanceByProbability()));
+  return calibration;
+}
+
 export class DySpecDraft {
   readonly name: string;
   private readonly tally = new SpeculativeTally();
@@ -38,6 +76,7 @@ export class DySpecDraft {
   private draftMs = 0;
   /** Draft model calls, one per node whose successors were needed. */
   draftCalls = 0;
+  private readonly calibration: AcceptanceByProbability;
 
   private constructor(
     private readonly sequence: DecoderSequence,
@@ -48,6 +87,7 @@ export class DySpecDraft {
   ) {
     this.name = grow === "dyspec" ? "dyspec" : "draft tree template";
     this.draft = draftModel.newSequence();
+    this.calibration = calibrationFor(sequence.model, draftModel);
     this.row = new Float32Array(vocabSize);
   }
 
@@ -72,8 +112,14 @@ export class DySpecDraft {
     const room = maxPositions === undefined ? Infinity : maxPositions - this.sequence.length - 1;
     const budget = Math.min(this.budget, room);
     const t0 = performance.now();
-    const successors = (tree: GrownTree, node: number) => this.successors(context, tree, node);
-    const tree = this.grow === "dyspec" ? await growTree(token, budget, limit, successors) : await this.templateTree(token, budget, limit, successors);
+    // Each node's successors as the draft gave them; the grown tree ranks them by observed acceptance.
+    const fetched = new Map<number, Successors>();
+    const successors = async (tree: GrownTree, node: number) => {
+      const next = await this.successors(context, tree, node);
+      fetched.set(node, next);
+      return next;
+    };
+    const tree = this.grow === "dyspec" ? await growTree(token, budget, limit, async (t, n) => this.calibrated(await successors(t, n))) : await this.templateTree(token, budget, limit, successors);
     this.draftMs += performance.now() - t0;
     const [start, position] = [this.sequence.length, this.sequence.position];
     const t1 = performance.now();
@@ -81,8 +127,28 @@ export class DySpecDraft {
     const greedy = tree.tokens.map((_, i) => this.argmaxOf(output, i));
     const path = longestAgreeingPath(tree.tokens, tree.parents, greedy);
     keepPath(this.sequence, start, position, path);
+    this.learn(tree, fetched, path);
     this.tally.record(tree.tokens.length - 1, path.length - 1, performance.now() - t1);
     return [...path.slice(1).map((i) => tree.tokens[i]!), greedy[path[path.length - 1]!]!];
+  }
+
+  /** Successors reordered and valued by the acceptance observed at their draft probabilities. */
+  private calibrated(next: Successors): Successors {
+    const order = Array.from(next.ids, (_, r) => r).map((r) => ({ id: next.ids[r]!, value: this.calibration.rate(next.probs[r]!) }));
+    order.sort((a, b) => b.value - a.value);
+    return { ids: order.map((o) => o.id), probs: order.map((o) => o.value) };
+  }
+
+  /** Every verified node whose parent was accepted is one trial at its draft probability. */
+  private learn(tree: GrownTree, fetched: ReadonlyMap<number, Successors>, path: readonly number[]): void {
+    const onPath = new Set(path);
+    for (let n = 1; n < tree.tokens.length; n++) {
+      const parent = tree.parents[n]!;
+      const next = fetched.get(parent);
+      if (!onPath.has(parent) || !next) continue;
+      const rank = Array.prototype.indexOf.call(next.ids, tree.tokens[n]!);
+      if (rank >= 0) this.calibration.record(next.probs[rank]!, onPath.has(n));
+    }
   }
 
   /** The static template's first `budget` nodes within `limit` levels, each its parent's successor of the node's rank. */
