@@ -2,6 +2,7 @@
 // it and restored into fresh model objects (a new process's: every per-model table is keyed by the
 // DecoderModel object), so the first request of a fresh process measures nothing and starts from
 // the learned table. Stale, damaged or reset state is measured again when the pipeline opens.
+import { createHash } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
@@ -80,9 +81,11 @@ describe("warm state", () => {
     expect(guardsOf(fresh)!.get("lookup 3")!.snapshot()).toEqual(guard);
 
     // Another model file (other weights): its entry is not this one's.
-    const saved = JSON.parse(readFileSync(file, "utf8")) as { entries: Record<string, unknown> };
+    const saved = JSON.parse(readFileSync(file, "utf8")) as { entries: Record<string, unknown>; hashes: Record<string, { sha256: string }> };
     expect(Object.keys(saved.entries)).toHaveLength(1);
-    expect(Object.keys(saved.entries)[0]).toMatch(/ \| [0-9a-f]{64}$/);
+    // Keyed by the file's SHA-256, remembered with its size and mtime so the next open need not read it.
+    expect(Object.keys(saved.entries)[0]).toMatch(new RegExp(` \\| ${saved.hashes[modelPath]!.sha256}$`));
+    expect(saved.hashes[modelPath]!.sha256).toBe(createHash("sha256").update(readFileSync(modelPath)).digest("hex"));
 
     writeFileSync(file, "{ not json");
     const damaged = await DecoderModel.open(modelPath, OPEN);

@@ -9,7 +9,7 @@
 // measures again); `reset` deletes it first.
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { arch, cpus } from "node:os";
 import { dirname } from "node:path";
 import type { DecoderModel } from "../decoder.ts";
@@ -47,6 +47,8 @@ interface LearnedEntry {
 interface WarmFile {
   version: number;
   entries: Record<string, ModelEntry>;
+  /** Model files hashed before, by path: a file with the same size and mtime is not read again (a large model takes seconds). */
+  hashes?: Record<string, { size: number; mtimeMs: number; sha256: string }>;
 }
 
 /** A model of the pipeline and its file. */
@@ -74,10 +76,16 @@ export function machineKey(device = "cpu", threads?: number): string {
   return `${cpu[0]?.model.trim() ?? "unknown CPU"} x${cpu.length} ${arch} ${device} threads=${threads ?? "default"}`;
 }
 
-async function fileHash(path: string): Promise<string> {
+/** The SHA-256 of the file at `path`, from `known` when its size and mtime still match (recorded there when not). */
+async function fileHash(path: string, known: WarmFile): Promise<string> {
+  const { size, mtimeMs } = await stat(path);
+  const seen = known.hashes?.[path];
+  if (seen && seen.size === size && seen.mtimeMs === mtimeMs && /^[0-9a-f]{64}$/.test(seen.sha256)) return seen.sha256;
   const hash = createHash("sha256");
   for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
-  return hash.digest("hex");
+  const sha256 = hash.digest("hex");
+  (known.hashes ??= {})[path] = { size, mtimeMs, sha256 };
+  return sha256;
 }
 
 export class WarmState {
@@ -85,7 +93,7 @@ export class WarmState {
     private readonly file: string,
     private readonly models: { warm: WarmModel; key: string }[],
     private readonly draft: DecoderModel | undefined,
-    private contents: WarmFile,
+    private readonly contents: WarmFile,
   ) {}
 
   /**
@@ -95,9 +103,10 @@ export class WarmState {
   static async open(file: string, target: WarmModel, options: WarmStateOptions = {}): Promise<WarmState> {
     if (options.reset) await rm(file, { force: true });
     const machine = machineKey(options.device, options.threads);
-    const models = [{ warm: target, key: `${machine} | ${await fileHash(target.path)}` }];
-    if (options.draft) models.push({ warm: options.draft, key: `${machine} | ${await fileHash(options.draft.path)}` });
-    const state = new WarmState(file, models, options.draft?.model, await readWarmFile(file));
+    const contents = await readWarmFile(file);
+    const models = [{ warm: target, key: `${machine} | ${await fileHash(target.path, contents)}` }];
+    if (options.draft) models.push({ warm: options.draft, key: `${machine} | ${await fileHash(options.draft.path, contents)}` });
+    const state = new WarmState(file, models, options.draft?.model, contents);
     for (const { warm, key } of models) state.restore(warm.model, state.contents.entries[key]);
     await warmUp(target.model, options);
     return state;
@@ -232,7 +241,10 @@ async function warmUp(target: DecoderModel, options: WarmStateOptions): Promise<
 async function readWarmFile(file: string): Promise<WarmFile> {
   try {
     const parsed = JSON.parse(await readFile(file, "utf8")) as WarmFile;
-    if (parsed && parsed.version === VERSION && typeof parsed.entries === "object" && parsed.entries !== null) return parsed;
+    if (parsed && parsed.version === VERSION && typeof parsed.entries === "object" && parsed.entries !== null) {
+      if (typeof parsed.hashes !== "object" || parsed.hashes === null) delete parsed.hashes;
+      return parsed;
+    }
   } catch {
     // Absent or unreadable: start cold.
   }
