@@ -115,7 +115,7 @@ export const SLOTS: Readonly<Record<string, SlotSpec>> = {
         lossy: false,
         params: {
           ngram: { type: int(1), default: 3, doc: "n-gram length matched against the context" },
-          max_draft: { type: int(1), default: 10, doc: "most tokens drafted per step" },
+          max_draft: { type: { kind: "draft-length" }, default: { adaptive: ADAPTIVE_DEFAULTS }, doc: "tokens drafted per step, or adaptive(threshold, min, max): the runtime's guard and cost model decide" },
         },
       },
       draft: {
@@ -123,7 +123,7 @@ export const SLOTS: Readonly<Record<string, SlotSpec>> = {
         lossy: false,
         params: {
           model: { type: { kind: "model" }, doc: "the draft model, declared with `model`" },
-          k: { type: { kind: "draft-length" }, default: 5, doc: "tokens drafted per step, or adaptive(threshold, min, max) (SpecDec++)" },
+          k: { type: { kind: "draft-length" }, default: { adaptive: ADAPTIVE_DEFAULTS }, doc: "tokens drafted per step, or adaptive(threshold, min, max) (SpecDec++ with the runtime's guard)" },
         },
       },
       self: {
@@ -131,7 +131,7 @@ export const SLOTS: Readonly<Record<string, SlotSpec>> = {
         lossy: false,
         params: {
           skip: { type: { kind: "layers" }, doc: "layers skipped while drafting" },
-          k: { type: { kind: "draft-length" }, default: 5, doc: "tokens drafted per step, or adaptive(threshold, min, max)" },
+          k: { type: { kind: "draft-length" }, default: { adaptive: ADAPTIVE_DEFAULTS }, doc: "tokens drafted per step, or adaptive(threshold, min, max)" },
         },
       },
       recycle: {

@@ -7,6 +7,8 @@ import { RuntimeError } from "./errors.ts";
 import { evictStreaming, streamingRows, type StreamingConfig } from "./cache/streaming.ts";
 import { RunClock, type GenerationStats } from "./metrics.ts";
 import { Speculator, type SpeculateOptions } from "./speculative/speculator.ts";
+import { DySpecDraft, type DySpecSpeculation } from "./speculative/dyspec-draft.ts";
+import { SpecTrDecoding, type SpecTrSpeculation } from "./speculative/spectr-decoding.ts";
 import { RECYCLE_TOP_K, TokenRecycling, type PromptStep, type RecycleSpeculation } from "./speculative/token-recycling.ts";
 import type { LogitsProcessor } from "./sampling/processors.ts";
 import { createSampler, type SamplingConfig } from "./sampling/sampler.ts";
@@ -34,7 +36,7 @@ export interface GenerateOptions {
    */
   promptOverflow?: "error" | "truncate-left";
   /** Speculative decoding: draft several tokens and verify them in one call; the output is the same as without it. */
-  speculate?: SpeculateOptions | RecycleSpeculation;
+  speculate?: SpeculateOptions | RecycleSpeculation | SpecTrSpeculation | DySpecSpeculation;
   /** StreamingLLM: after every step keep only the sink rows and the recent window of the KV cache (the model needs the streaming-llm pass). */
   streaming?: StreamingConfig;
 }
@@ -106,7 +108,7 @@ export class Generator {
     let finishReason: FinishReason = "max-tokens";
     let logits: Float32Array | undefined;
     let sample: ReturnType<typeof createSampler> | undefined;
-    let speculator: Speculator | TokenRecycling | undefined;
+    let speculator: Speculator | TokenRecycling | SpecTrDecoding | DySpecDraft | undefined;
     /** Tokens a speculative step verified, handed out one per event. */
     const decided: number[] = [];
 
@@ -143,7 +145,9 @@ export class Generator {
           const recycling = TokenRecycling.create(sequence, V, recycle, options.sampling, options.processors);
           recycling.seed(promptSteps);
           speculator = recycling;
-        } else if (options.speculate && options.speculate.kind !== "recycle") speculator = Speculator.create(sequence, V, options.speculate, options.sampling, options.processors);
+        } else if (options.speculate?.kind === "spectr") speculator = SpecTrDecoding.create(sequence, V, options.speculate, options.sampling, options.processors);
+        else if (options.speculate?.kind === "dyspec") speculator = DySpecDraft.create(sequence, V, options.speculate, options.sampling, options.processors);
+        else if (options.speculate && options.speculate.kind !== "recycle") speculator = Speculator.create(sequence, V, options.speculate, options.sampling, options.processors);
       }
       let token = decided.shift();
       if (token === undefined) {

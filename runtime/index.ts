@@ -7,8 +7,11 @@ export { evictStreaming, streamingKeep, type StreamingConfig } from "./cache/str
 export { Generator, type EndEvent, type FinishReason, type GenerateOptions, type GenerationEvent, type GenerationResult, type TokenEvent } from "./generate.ts";
 export type { GenerationStats } from "./metrics.ts";
 export { Speculator, type DraftModelSpeculation, type LookupSpeculation, type SpeculateOptions } from "./speculative/speculator.ts";
+export { DySpecDraft, type DySpecSpeculation } from "./speculative/dyspec-draft.ts";
+export { SpecTrDecoding, type SpecTrSpeculation } from "./speculative/spectr-decoding.ts";
 export type { SpeculativeStats } from "./speculative/stats.ts";
 export type { AttendedKeysStats } from "./attended-keys.ts";
+export { machineKey, WarmState, type WarmStateOptions } from "./speculative/warm-state.ts";
 export { TokenRecycling, type RecycleOptions, type RecycleSpeculation } from "./speculative/token-recycling.ts";
 export { composeProcessors, repetitionPenalty, temperature, topK, topP, type LogitsProcessor, type ProcessorContext } from "./sampling/processors.ts";
 export { argmax, createSampler, parseSampling, sampleSoftmax, type Sampler, type SamplingConfig } from "./sampling/sampler.ts";

@@ -60,7 +60,7 @@ await pipeline.close();
     const specOut = join(tmp, "spec");
     const compiled = await compileSource(source, join(tmp, "spec.pipe"), { outDir: specOut });
     expect(compiled.diagnostics).toEqual([]);
-    expect(readFileSync(join(specOut, "driver.ts"), "utf8")).toContain('speculate: { kind: "draft", model: draftModel, draftLength: 3 },');
+    expect(readFileSync(join(specOut, "driver.ts"), "utf8")).toContain('const speculate = { kind: "draft", model: draftModel, draftLength: 3 } as const;');
     let end: { tokens: number[]; stats: { speculative?: { source: string } } } | undefined;
     for await (const event of runCompiled(specOut, input_ids, { device: "cpu" })) if (event.kind === "end") end = event;
     expect(end!.tokens).toEqual(greedy);

@@ -28,7 +28,7 @@ export function generateDriver(ir: PipelineIR, layout: DriverLayout): string {
   file.addImportDeclaration({ moduleSpecifier: "node:url", namedImports: ["fileURLToPath"] });
   file.addImportDeclaration({
     moduleSpecifier: layout.runtimeImport,
-    namedImports: ["DecoderModel", "Generator", ...(hasTokenizer ? ["loadTokenizer"] : []), { name: "Device", isTypeOnly: true }, { name: "GenerationEvent", isTypeOnly: true }, { name: "SamplingConfig", isTypeOnly: true }],
+    namedImports: ["DecoderModel", "Generator", ...(hasTokenizer ? ["loadTokenizer"] : []), ...(stage.speculate.use.method !== "none" ? ["WarmState"] : []), { name: "Device", isTypeOnly: true }, { name: "GenerationEvent", isTypeOnly: true }, { name: "SamplingConfig", isTypeOnly: true }],
   });
   file.addInterface({
     name: "PipelineOptions",
@@ -37,6 +37,9 @@ export function generateDriver(ir: PipelineIR, layout: DriverLayout): string {
       { name: "device", type: "Device", hasQuestionToken: true, docs: [`Where the model runs; the pipeline says \`${stage.device}\`.`] },
       { name: "threads", type: "number", hasQuestionToken: true, docs: ["onnxruntime intra-op threads."] },
       { name: "onNotice", type: "(line: string) => void", hasQuestionToken: true, docs: ["Receives the line saying which device `auto` fell back to."] },
+      ...(stage.speculate.use.method !== "none"
+        ? [{ name: "resetWarmState", type: "boolean", hasQuestionToken: true, docs: ["Drop what speculation measured and learned in earlier processes (warm-state.json beside this file) and measure again."] }]
+        : []),
     ],
   });
   file.addInterface({
@@ -118,19 +121,27 @@ function body(stage: GenerateNode, layout: DriverLayout, hasTokenizer: boolean, 
     w.writeLine(`const session = { device: options.device ?? settings.device, threads: options.threads, onNotice: options.onNotice${maxPositions === undefined ? "" : `, maxPositions: ${maxPositions}`} };`);
     w.writeLine(`const model = await DecoderModel.open(file(${JSON.stringify(`./${modelFile}`)}), session);`);
     if (draft) w.writeLine(`const draftModel = await DecoderModel.open(file(${JSON.stringify(`./${draft}`)}), session);`);
+    if (speculate) {
+      // What speculation measures and learns persists beside the pipeline: a fresh process starts warm, and no request measures.
+      w.writeLine(`const speculate = ${speculate} as const;`);
+      const warmDraft = draft ? `draft: { model: draftModel, path: file(${JSON.stringify(`./${draft}`)}) }, ` : "";
+      w.writeLine(
+        `const warm = await WarmState.open(file("./warm-state.json"), { model, path: file(${JSON.stringify(`./${modelFile}`)}) }, { ${warmDraft}speculate, argmaxOnly: settings.sampling === undefined, device: session.device, threads: session.threads, reset: options.resetWarmState });`,
+      );
+    }
     if (hasTokenizer) w.writeLine(`const generator = new Generator(model, loadTokenizer(file(${JSON.stringify(`./${layout.tokenizerFiles[stage.tokenizer]!}`)})));`);
     else w.writeLine("const generator = new Generator(model);");
     w.write("return ").inlineBlock(() => {
       w.write("generate(prompt, generateOptions = {}) ").inlineBlock(() => {
-        w.write("return generator.stream(prompt, ").inlineBlock(() => {
+        w.write(speculate ? "return warm.after(generator.stream(prompt, " : "return generator.stream(prompt, ").inlineBlock(() => {
           w.writeLine("maxTokens: generateOptions.maxTokens ?? settings.maxTokens,");
           w.writeLine("stopStrings: generateOptions.stop ?? settings.stop,");
           w.writeLine("sampling: generateOptions.sampling ?? settings.sampling,");
-          if (speculate) w.writeLine(`speculate: ${speculate},`);
+          if (speculate) w.writeLine("speculate,");
           if (streaming) w.writeLine(`streaming: ${literal(streaming)},`);
           w.writeLine("signal: generateOptions.signal,");
         });
-        w.write(");").newLine();
+        w.write(speculate ? "));" : ");").newLine();
       });
       w.write(",").newLine();
       w.write("async close() ").inlineBlock(() => {

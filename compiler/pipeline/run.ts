@@ -36,7 +36,10 @@ export interface CompiledPipeline {
  * Loads a folder written by compile: imports its driver.ts and creates the pipeline. The import
  * goes through tsx, since driver.ts is TypeScript and the bundled CLI runs on plain Node.
  */
-export async function loadCompiled(outDir: string, options: Pick<RunOptions, "device" | "threads" | "onNotice"> = {}): Promise<CompiledPipeline> {
+export async function loadCompiled(
+  outDir: string,
+  options: Pick<RunOptions, "device" | "threads" | "onNotice"> & { /** Drop the pipeline's warm-state.json (speculation measures and learns again). */ resetWarmState?: boolean } = {},
+): Promise<CompiledPipeline> {
   const driver = (await tsImport(pathToFileURL(join(resolve(outDir), "driver.ts")).href, import.meta.url)) as { createPipeline(o: typeof options): Promise<CompiledPipeline> };
   return driver.createPipeline(options);
 }

@@ -1,4 +1,5 @@
 import type { MethodUse } from "../../dsl/method.ts";
+import type { ParamValue } from "../../dsl/schema.ts";
 import type { LookupSpeculation, RecycleSpeculation, SamplingConfig, StreamingConfig } from "../../runtime/index.ts";
 
 /**
@@ -30,11 +31,15 @@ export interface DraftSettings {
 /** `speculate:` as the runtime's options: a lookup or recycle speculation, draft settings, or undefined for none. */
 export function runtimeSpeculation(use: MethodUse): LookupSpeculation | ({ kind: "draft" } & DraftSettings) | RecycleSpeculation | undefined {
   const p = use.params;
-  if (use.method === "lookup") return { kind: "lookup", maxNgram: p["ngram"] as number, draftLength: p["max_draft"] as number };
+  if (use.method === "lookup") return { kind: "lookup", maxNgram: p["ngram"] as number, ...draftLength(p["max_draft"]!) };
   if (use.method === "recycle") return { kind: "recycle", topK: p["top_k"] as number, tree: p["tree"] as number | "auto" };
   if (use.method !== "draft") return undefined;
-  const k = p["k"] as number | { adaptive: { threshold: number; min: number; max: number } };
-  return typeof k === "number" ? { kind: "draft", model: p["model"] as string, draftLength: k } : { kind: "draft", model: p["model"] as string, draftLength: "adaptive", adaptive: k.adaptive };
+  return { kind: "draft", model: p["model"] as string, ...draftLength(p["k"]!) };
+}
+
+/** A checked `draft-length` parameter as the runtime's `draftLength` (and `adaptive` bounds). */
+function draftLength(value: ParamValue): { draftLength: number | "adaptive"; adaptive?: { threshold: number; min: number; max: number } } {
+  return typeof value === "number" ? { draftLength: value } : { draftLength: "adaptive", adaptive: (value as { adaptive: { threshold: number; min: number; max: number } }).adaptive };
 }
 
 /** `kv: streaming(...)` as the runtime's eviction settings (the model's streaming-llm pass attends to the same rows); undefined otherwise. */

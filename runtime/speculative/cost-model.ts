@@ -43,6 +43,16 @@ export const NOMINAL_DRAFT_TOKEN = 0.1;
 
 const measured = new WeakMap<DecoderModel, CostModel>();
 
+/** The cost line measured for `model` in this process or restored from a warm-state file (warm-state.ts); undefined before either. */
+export function knownCost(model: DecoderModel): CostModel | undefined {
+  return measured.get(model);
+}
+
+/** Takes `cost` as `model`'s measurement (warm-state.ts restores a persisted one): no request measures it again. */
+export function rememberCost(model: DecoderModel, cost: CostModel): void {
+  measured.set(model, cost);
+}
+
 /**
  * Times calls of 1 .. maxTokens tokens on `sequence` (rolled back after each) and fits the line;
  * once per model, so later requests reuse it. The fastest of a few runs per size counts: on a

@@ -49,8 +49,8 @@ const REFERENCE_STEPS = 2;
 
 /** A fading average of milliseconds per generated token. */
 class MsPerToken {
-  private ms = 0;
-  private tokens = 0;
+  ms = 0;
+  tokens = 0;
   steps = 0;
 
   record(ms: number, tokens: number): void {
@@ -73,6 +73,9 @@ class MsPerToken {
 /** What the next step does: draft as the length policy says, a plain step, or a short probe draft. */
 export type StepPlan = "draft" | "plain" | "probe";
 
+/** What a step's outcome made the guard do: turn drafting on (a probe won) or off (drafting lost). */
+export type GuardSwitch = "on" | "off" | undefined;
+
 export class SpeculationGuard {
   private readonly drafting = new MsPerToken();
   private readonly plain = new MsPerToken();
@@ -85,6 +88,28 @@ export class SpeculationGuard {
   /** Milliseconds drafting saved against plain steps and not yet lost again (at most BANK_STEPS plain steps). */
   private bank = 0;
 
+  /** Everything the guard has learned, as plain data (warm-state.ts persists it with the compiled pipeline). */
+  snapshot(): GuardSnapshot {
+    const average = (a: MsPerToken) => ({ ms: a.ms, tokens: a.tokens, steps: a.steps });
+    return { drafting: average(this.drafting), plain: average(this.plain), on: this.on, gap: this.gap, waited: this.waited, sincePlain: this.sincePlain, run: { ...this.run }, bank: this.bank };
+  }
+
+  /** A guard that goes on from `snapshot` (a malformed one is refused with a RangeError: the caller starts cold instead). */
+  static restore(snapshot: GuardSnapshot): SpeculationGuard {
+    const numbers = [snapshot.drafting.ms, snapshot.drafting.tokens, snapshot.drafting.steps, snapshot.plain.ms, snapshot.plain.tokens, snapshot.plain.steps, snapshot.gap, snapshot.waited, snapshot.sincePlain, snapshot.run.ms, snapshot.run.tokens, snapshot.bank];
+    if (!numbers.every((n) => typeof n === "number" && Number.isFinite(n) && n >= 0) || typeof snapshot.on !== "boolean") throw new RangeError("not a guard snapshot");
+    const guard = new SpeculationGuard();
+    Object.assign(guard.drafting, snapshot.drafting);
+    Object.assign(guard.plain, snapshot.plain);
+    guard.on = snapshot.on;
+    guard.gap = snapshot.gap;
+    guard.waited = snapshot.waited;
+    guard.sincePlain = snapshot.sincePlain;
+    guard.run = { ...snapshot.run };
+    guard.bank = snapshot.bank;
+    return guard;
+  }
+
   /** Drafting starts on (after two plain reference steps): the first steps show whether it pays, and a source that wins from the start loses nothing to finding out. */
   plan(): StepPlan {
     if (this.on) return this.plain.steps < REFERENCE_STEPS || this.sincePlain >= PLAIN_REFRESH ? "plain" : "draft";
@@ -96,12 +121,12 @@ export class SpeculationGuard {
    * it verified a draft; `plan` is what `next()` planned for it (a probe that found nothing to
    * draft, as lookup may, stays pending).
    */
-  record(plan: StepPlan, drafted: boolean, ms: number, tokens: number): void {
+  record(plan: StepPlan, drafted: boolean, ms: number, tokens: number): GuardSwitch {
     if (!drafted) {
       this.plain.record(this.plain.steps >= REFERENCE_STEPS ? Math.min(ms, PLAIN_SPIKE * this.plain.value * tokens) : ms, tokens);
       this.sincePlain = 0;
       if (!this.on && plan !== "probe") this.waited++;
-      return;
+      return undefined;
     }
     this.sincePlain++;
     if (plan === "probe") {
@@ -112,10 +137,10 @@ export class SpeculationGuard {
         this.on = true;
         this.run = { ms, tokens };
         this.drafting.restart(ms, tokens);
-      } else {
-        this.gap = this.waitAfter(ms, tokens);
+        return "on";
       }
-      return;
+      this.gap = this.waitAfter(ms, tokens);
+      return undefined;
     }
     this.drafting.record(ms, tokens);
     this.run.ms += ms;
@@ -126,7 +151,9 @@ export class SpeculationGuard {
       // A run that paid as a whole (a copied passage ran out) asks again soon; one that lost
       // as a whole (a probe won by noise) waits until its loss is paid back, as a losing probe does.
       this.gap = this.waitAfter(this.run.ms, this.run.tokens);
+      return "off";
     }
+    return undefined;
   }
 
   /**
@@ -148,7 +175,31 @@ export class SpeculationGuard {
   }
 }
 
+/** A guard's state as plain data. */
+export interface GuardSnapshot {
+  drafting: { ms: number; tokens: number; steps: number };
+  plain: { ms: number; tokens: number; steps: number };
+  on: boolean;
+  gap: number;
+  waited: number;
+  sincePlain: number;
+  run: { ms: number; tokens: number };
+  bank: number;
+}
+
 const guards = new WeakMap<object, Map<unknown, SpeculationGuard>>();
+
+/** The guards of `target` by source, if any exist yet. */
+export function guardsOf(target: object): ReadonlyMap<unknown, SpeculationGuard> | undefined {
+  return guards.get(target);
+}
+
+/** Makes `guard` the one `guardFor(target, source)` gives (a restored one). */
+export function installGuard(target: object, source: unknown, guard: SpeculationGuard): void {
+  let bySource = guards.get(target);
+  if (!bySource) guards.set(target, (bySource = new Map()));
+  bySource.set(source, guard);
+}
 
 /** The guard of `target` drafting with `source` (a draft model, or a key naming a context source). */
 export function guardFor(target: object, source: unknown): SpeculationGuard {

@@ -29,7 +29,7 @@ describe("lossless greedy on the reference exports", () => {
 
   it("has the six exports", () => expect(names).toHaveLength(6));
   names.forEach((name, i) => {
-    it(`${name}: 6 prompts x 5 sources equal plain decoding`, async () => {
+    it(`${name}: 6 prompts x 6 sources equal plain decoding`, async () => {
       const draft = models.get(names[(i + 1) % names.length])!; // another family, same 384-token vocabulary
       const stats = await expectLossless(models.get(name)!, draft, 6);
       lookupAccepted += total(stats.get("lookup k=4")!, "acceptedTokens");
@@ -48,7 +48,7 @@ describe("lossless greedy on the reference exports", () => {
 describe("lossless greedy on zoo models", () => {
   const dir = tempDir("pipec-speculative-zoo-");
   for (const encoding of ENCODINGS) {
-    it(`llama target, gpt2 draft (${encoding}): 3 prompts x 5 sources`, async () => {
+    it(`llama target, gpt2 draft (${encoding}): 3 prompts x 6 sources`, async () => {
       const target = await DecoderModel.open(writeZooModel(llamaConfig({ seed: 5 }), join(dir, `llama-${encoding}`), { encoding }).modelPath, { device: "cpu", threads: 1 });
       const draft = await DecoderModel.open(writeZooModel(gpt2Config({ seed: 6 }), join(dir, `gpt2-${encoding}`), { encoding }).modelPath, { device: "cpu", threads: 1 });
       try {
@@ -93,7 +93,7 @@ describe.skipIf(!HAVE_SHARED)(`lossless greedy on the shared genai fixtures${HAV
 });
 
 describe.skipIf(!HAVE_SHARED || !existsSync(CHECKPOINT))(`lossless greedy on the trained stories260K${HAVE_SHARED ? "" : ` (${NO_SHARED})`}`, () => {
-  it("8 prompts x 5 sources, a random 512-token zoo llama as draft; lookup's and the self-draft's drafts accepted", async () => {
+  it("8 prompts x 6 sources, a random 512-token zoo llama as draft; lookup's and the self-draft's drafts accepted", async () => {
     const dir = tempDir("pipec-speculative-stories-");
     importLlama2c(CHECKPOINT, dir, { encoding: "decomposed" });
     const target = await DecoderModel.open(join(dir, "model.onnx"), { device: "cpu", threads: 1 });

@@ -17,6 +17,7 @@ function sources(draft: DecoderModel, self: DecoderModel): Record<string, Specul
     "draft k=3": { kind: "draft", model: draft, draftLength: 3 },
     "draft adaptive": { kind: "draft", model: draft },
     "self-draft k=5": { kind: "draft", model: self, draftLength: 5 },
+    "self-draft adaptive": { kind: "draft", model: self },
   };
 }
 
@@ -41,6 +42,10 @@ export async function expectLossless(target: DecoderModel, draft: DecoderModel, 
       const result = await generator.run(prompt, { maxTokens: NEW_TOKENS, eosTokenIds: [], speculate });
       expect(result.tokens, `${name}, prompt ${prompt.join(" ")}`).toEqual(plain.tokens);
       expect(result.finishReason).toBe("max-tokens");
+      const { policy, guard, targetCalls, replayCalls } = result.stats.speculative!;
+      // The adaptive guard decides every step (and says so); a fixed length leaves it out.
+      expect(policy).toBe(speculate.draftLength === undefined ? "adaptive" : "fixed");
+      expect(guard.draftSteps + guard.plainSteps + guard.probes).toBe(policy === "adaptive" ? targetCalls - replayCalls : 0);
       byName.set(name, [...(byName.get(name) ?? []), result.stats.speculative!]);
     }
   }

@@ -90,7 +90,7 @@ describe.skipIf(!HAVE_SHARED)(`speculation with recurrent state (LFM2)${HAVE_SHA
   });
 
   for (const [name, target, draft] of [["the shared fixture (Identity conv)", () => fixture, () => conv], ["the variant with a working conv", () => conv, () => fixture]] as const) {
-    it(`${name}: 6 prompts x 5 chain sources equal plain decoding; drafts accepted, partial acceptances replayed`, async () => {
+    it(`${name}: 6 prompts x 6 chain sources equal plain decoding; drafts accepted, partial acceptances replayed`, async () => {
       const stats = await expectLossless(target(), draft(), 6);
       const lookup = stats.get("lookup k=4")!;
       expect(total(lookup, "acceptedTokens")).toBeGreaterThan(0);

@@ -58,8 +58,8 @@ export class DraftRewind {
 }
 
 /** Token Recycling verifies a tree in one call; a recurrent state cannot branch, so such models are refused. */
-export function refuseTreeOnRecurrent(model: DecoderModel): void {
+export function refuseTreeOnRecurrent(model: DecoderModel, method = "Token Recycling"): void {
   if (model.contract.recurrent.length) {
-    throw new RuntimeError("cannot-speculate", `Token Recycling verifies a tree of drafts in one call, but this model carries recurrent state (${model.contract.recurrent.map((s) => s.input).join(", ")}) that runs tokens as one chain and cannot branch; use lookup or draft speculation`);
+    throw new RuntimeError("cannot-speculate", `${method} verifies a tree of drafts in one call, but this model carries recurrent state (${model.contract.recurrent.map((s) => s.input).join(", ")}) that runs tokens as one chain and cannot branch; use lookup or draft speculation`);
   }
 }

@@ -136,7 +136,7 @@ export class Speculator {
       const next = await this.plainStep(token, context);
       const ms = performance.now() - t0;
       this.tally.record(0, 0, ms);
-      this.guard?.record(plan, false, this.price ? this.price({ drafted: 0, decided: 1, ms }) : ms, 1);
+      if (this.guard) this.tally.decided("plain", this.guard.record(plan, false, this.price ? this.price({ drafted: 0, decided: 1, ms }) : ms, 1));
       return [next];
     }
     const start = this.sequence.length;
@@ -147,7 +147,7 @@ export class Speculator {
     this.tally.record(k, verdict.accepted, performance.now() - t1, replayed);
     this.acceptance.record(k, verdict.accepted);
     const ms = performance.now() - t0;
-    this.guard?.record(plan, true, this.price ? this.price({ drafted: k, decided: verdict.accepted + 1, ms }) : ms, verdict.accepted + 1);
+    if (this.guard) this.tally.decided(plan, this.guard.record(plan, true, this.price ? this.price({ drafted: k, decided: verdict.accepted + 1, ms }) : ms, verdict.accepted + 1));
     return [...draft.tokens.slice(0, verdict.accepted), verdict.next];
   }
 

@@ -18,6 +18,23 @@ export interface SpeculativeStats {
   targetCallsPerToken: number;
   draftMs: number;
   verifyMs: number;
+  /** "adaptive": the guard chose which steps draft and the cost model how much; "fixed": every step drafted the set length. */
+  policy: "adaptive" | "fixed";
+  /** The adaptive guard's decisions in this request (all zero under a fixed length). */
+  guard: GuardDecisions;
+}
+
+export interface GuardDecisions {
+  /** Steps the guard let draft at full length. */
+  draftSteps: number;
+  /** Steps it kept plain (drafting off, a plain reference step, or a source with nothing to draft). */
+  plainSteps: number;
+  /** Short probe drafts while drafting was off. */
+  probes: number;
+  /** Times a probe won and drafting turned back on. */
+  turnedOn: number;
+  /** Times drafting lost to plain steps and turned off. */
+  turnedOff: number;
 }
 
 export class SpeculativeTally {
@@ -27,6 +44,8 @@ export class SpeculativeTally {
   draftedTokens = 0;
   acceptedTokens = 0;
   verifyMs = 0;
+  readonly guard: GuardDecisions = { draftSteps: 0, plainSteps: 0, probes: 0, turnedOn: 0, turnedOff: 0 };
+  policy: "adaptive" | "fixed" = "fixed";
 
   /** One verification call; `replayed`: it was followed by a replay call (recurrent state, partial acceptance). */
   record(drafted: number, accepted: number, ms: number, replayed = false): void {
@@ -36,6 +55,16 @@ export class SpeculativeTally {
     this.draftedTokens += drafted;
     this.acceptedTokens += accepted;
     this.verifyMs += ms;
+  }
+
+  /** One step the adaptive guard planned (`plan`), and the switch its outcome made. */
+  decided(plan: "draft" | "plain" | "probe", switched: "on" | "off" | undefined): void {
+    this.policy = "adaptive";
+    if (plan === "draft") this.guard.draftSteps++;
+    else if (plan === "plain") this.guard.plainSteps++;
+    else this.guard.probes++;
+    if (switched === "on") this.guard.turnedOn++;
+    if (switched === "off") this.guard.turnedOff++;
   }
 
   summary(source: string, draftMs: number, generatedTokens: number): SpeculativeStats {
@@ -52,6 +81,8 @@ export class SpeculativeTally {
       targetCallsPerToken: generatedTokens ? this.targetCalls / generatedTokens : 0,
       draftMs,
       verifyMs: this.verifyMs,
+      policy: this.policy,
+      guard: { ...this.guard },
     };
   }
 }

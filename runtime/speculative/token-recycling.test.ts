@@ -86,6 +86,10 @@ async function expectLossless(originalPath: string, treePath: string, count: num
         for (let run = 0; run < 2; run++) {
           const recycled = await recycleGenerate(tree, prompt, NEW_TOKENS, options);
           expect(recycled.tokens, `tree ${options.tree ?? "auto"}, run ${run}, prompt ${prompt.join(" ")}`).toEqual(plain.tokens);
+          // An auto tree's every step is the guard's decision, and the stats say which; a fixed tree has none.
+          const { policy, guard, targetCalls } = recycled.stats;
+          expect(policy).toBe((options.tree ?? "auto") === "auto" ? "adaptive" : "fixed");
+          expect(guard.draftSteps + guard.plainSteps + guard.probes).toBe(policy === "adaptive" ? targetCalls : 0);
           stats.push(recycled.stats);
         }
       }
@@ -102,11 +106,12 @@ describe("Token Recycling is lossless on the zoo", () => {
   const dir = tempDir("pipec-recycle-zoo-");
   for (const encoding of ENCODINGS) {
     for (const [family, config] of [["llama", llamaConfig({ seed: 5 })], ["gpt2", gpt2Config({ seed: 6 })]] as const) {
-      it(`${family}, ${encoding}: 4 prompts, auto and 80-node trees, cold and hot matrix`, async () => {
+      it(`${family}, ${encoding}: 4 prompts, auto and 80-node trees, template and grown (DySpec), cold and hot matrix`, async () => {
         const { modelPath } = writeZooModel(config, join(dir, `${family}-${encoding}`), { encoding });
-        const stats = await expectLossless(modelPath, compileTree(modelPath), 4);
-        // The full tree is verified every step, so the matrix's guesses are tested and some accepted.
-        expect(accepted(stats.filter((_, i) => i % 4 >= 2))).toBeGreaterThan(0);
+        const stats = await expectLossless(modelPath, compileTree(modelPath), 4, [{}, { tree: 80 }, { grow: "dyspec" }, { grow: "dyspec", tree: 24 }]);
+        // The full trees are verified every step, so the matrix's guesses are tested and some accepted.
+        expect(accepted(stats.filter((_, i) => i % 8 >= 2 && i % 8 < 4))).toBeGreaterThan(0);
+        expect(accepted(stats.filter((_, i) => i % 8 >= 6))).toBeGreaterThan(0);
       });
     }
   }
@@ -120,7 +125,7 @@ describe("Token Recycling at the end of the context", () => {
     try {
       for (const prompt of [[1, 2, 3, 4, 5, 6], [1, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9]]) {
         const plain = await new Generator(original).run(prompt, { maxTokens: 30, eosTokenIds: [] });
-        for (const options of [{}, { tree: 80 }]) {
+        for (const options of [{}, { tree: 80 }, { grow: "dyspec" as const, tree: 80 }]) {
           const recycled = await new Generator(tree).run(prompt, { maxTokens: 30, eosTokenIds: [], speculate: { kind: "recycle", ...options } });
           expect(recycled.tokens).toEqual(plain.tokens);
           expect(recycled.finishReason).toBe(plain.finishReason);
@@ -189,6 +194,19 @@ describe.skipIf(!HAVE_SHARED || !existsSync(CHECKPOINT))(`Token Recycling on the
     const hot = stats.filter((_, i) => i % 4 === 3);
     expect(accepted(hot)).toBeGreaterThan(0);
     expect(hot.reduce((s, x) => s + x.targetCalls, 0)).toBeLessThan(hot.length * NEW_TOKENS);
+  });
+
+  it("DySpec: lossless, and more accepted tokens per target call than the template at the same node budget", async () => {
+    const modelPath = join(dir, "model.onnx");
+    const treePath = join(dir, "tree.onnx");
+    const perCall: Record<string, number> = {};
+    for (const [name, options] of [["template", { tree: 16 }], ["dyspec", { grow: "dyspec", tree: 16 }]] as const) {
+      // Each policy on its own model object: the matrix is kept per model, and each must learn its own.
+      const runs = await expectLossless(modelPath, treePath, 12, [options]);
+      const hot = runs.filter((_, i) => i % 2 === 1);
+      perCall[name] = accepted(hot) / hot.reduce((s, x) => s + x.callsWithDraft, 0);
+    }
+    expect(perCall["dyspec"]!, JSON.stringify(perCall)).toBeGreaterThan(perCall["template"]!);
   });
 
   it("a model without tree_attention_mask, or sampling, is refused in one line", async () => {

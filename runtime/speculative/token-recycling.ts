@@ -23,6 +23,7 @@ import { RuntimeError } from "../errors.ts";
 import type { LogitsProcessor } from "../sampling/processors.ts";
 import { argmax, type SamplingConfig } from "../sampling/sampler.ts";
 import { floatData, readFloatRow, type FloatArray } from "../tensors.ts";
+import { growTree, treePrefix, type GrownTree } from "./dyspec.ts";
 import { PROBE_TOKENS, SpeculationGuard, type StepPlan } from "./guard.ts";
 import { refuseTreeOnRecurrent } from "./recurrent-rollback.ts";
 import type { SpeculativeStats } from "./stats.ts";
@@ -101,12 +102,27 @@ export class TreeTemplate {
 /** Adj [V, k]: each token's k likeliest successors as last seen by the target; zeros at first, as in the paper. */
 export class AdjacencyMatrix {
   readonly successors: Int32Array;
+  /**
+   * [V, k] the target's probability of each successor when it was recorded, for trees grown by
+   * probability (DySpec): 0 for a row never seen, NaN for one recorded from ids alone (no logits).
+   * Made on first use: the static template never reads it.
+   */
+  private probabilities?: Float32Array;
 
   constructor(
     readonly vocabSize: number,
     readonly k = RECYCLE_TOP_K,
   ) {
     this.successors = new Int32Array(vocabSize * k);
+  }
+
+  get probs(): Float32Array {
+    return (this.probabilities ??= new Float32Array(this.vocabSize * this.k));
+  }
+
+  /** The probabilities if a grown tree ever recorded any (warm-state.ts persists only what exists). */
+  get recordedProbs(): Float32Array | undefined {
+    return this.probabilities;
   }
 
   get(token: number, rank: number): number {
@@ -151,7 +167,7 @@ export interface CallCost {
  * a shared machine other work only adds time); measured once per model.
  */
 export class MeasuredCost implements CallCost {
-  constructor(private readonly samples: readonly { tokens: number; ms: number }[]) {}
+  constructor(readonly samples: readonly { tokens: number; ms: number }[]) {}
 
   callMs(tokens: number): number {
     const s = this.samples;
@@ -195,17 +211,37 @@ const costs = new WeakMap<DecoderModel, CallCost>();
 const matrices = new WeakMap<DecoderModel, AdjacencyMatrix>();
 
 /** What the policy learns about a model (per-node acceptance, whether trees pay); kept across requests like the matrix. */
-interface Learned {
+export interface Learned {
   acceptance: NodeAcceptance;
   guard: SpeculationGuard;
 }
 
 const learnedForPaperTree = new WeakMap<DecoderModel, Learned>();
+/** Grown trees have a guard of their own: whether they pay is a different question from whether the template does. */
+const learnedForGrownTrees = new WeakMap<DecoderModel, Learned>();
 /** The paper's tree, built once: every request uses it, and on a tiny model building it per request shows. */
 let paperTemplate: TreeTemplate | undefined;
 
-function freshLearned(template: TreeTemplate): Learned {
+export function freshLearned(template: TreeTemplate): Learned {
   return { acceptance: new NodeAcceptance(template), guard: new SpeculationGuard() };
+}
+
+/** What Token Recycling has measured and learned for `model` in this process (warm-state.ts persists it). */
+export function recyclingState(model: DecoderModel): { cost?: CallCost; matrix?: AdjacencyMatrix; template?: Learned; grown?: Learned } {
+  return { cost: costs.get(model), matrix: matrices.get(model), template: learnedForPaperTree.get(model), grown: learnedForGrownTrees.get(model) };
+}
+
+/** Restores what `recyclingState` gave (from a warm-state file): the next request on `model` starts from it. */
+export function restoreRecyclingState(model: DecoderModel, state: { cost?: CallCost; matrix?: AdjacencyMatrix; template?: Learned; grown?: Learned }): void {
+  if (state.cost) costs.set(model, state.cost);
+  if (state.matrix) matrices.set(model, state.matrix);
+  if (state.template) learnedForPaperTree.set(model, state.template);
+  if (state.grown) learnedForGrownTrees.set(model, state.grown);
+}
+
+/** The paper's template, shared by every request that uses it. */
+export function paperTreeTemplate(): TreeTemplate {
+  return (paperTemplate ??= new TreeTemplate(PAPER_TREE));
 }
 
 /** The model's adjacency matrix, made on first use and kept for every later request ("hot start"). */
@@ -216,9 +252,9 @@ export function adjacencyFor(model: DecoderModel, vocabSize: number, k = RECYCLE
 }
 
 /** Per template node: how often it matched the target, given its parent was on the accepted path. */
-class NodeAcceptance {
-  private readonly hits: Float64Array;
-  private readonly trials: Float64Array;
+export class NodeAcceptance {
+  readonly hits: Float64Array;
+  readonly trials: Float64Array;
 
   constructor(template: TreeTemplate) {
     // Prior: a likelier successor (lower rank) is likelier to be right; two pseudo-trials.
@@ -245,6 +281,12 @@ export interface RecycleOptions {
   template?: readonly (readonly number[])[];
   /** What a target call costs; measured on this machine at the first step when absent. */
   cost?: CallCost;
+  /**
+   * How the tree is shaped: "template" fills the static template (the paper's); "dyspec" grows it
+   * by the recorded successor probabilities (dyspec.ts), `tree` nodes at most ("auto": the most
+   * expected tokens per millisecond of the template's size at most).
+   */
+  grow?: "template" | "dyspec";
 }
 
 /** `speculate: { kind: "recycle" }` in the generator's options. */
@@ -279,12 +321,13 @@ export class TokenRecycling {
     if (!contract.hasTreeMask) throw new RuntimeError("no-tree-attention", "Token Recycling verifies a token tree in one call: compile the target with the tree-attention-mask pass");
     const tree = options.tree ?? "auto";
     if (tree !== "auto" && !(Number.isInteger(tree) && tree >= 0)) throw new RuntimeError("bad-speculation", `recycle: tree must be a non-negative integer or "auto", got ${tree}`);
-    this.template = options.template ? new TreeTemplate(options.template) : (paperTemplate ??= new TreeTemplate(PAPER_TREE));
+    this.template = options.template ? new TreeTemplate(options.template) : paperTreeTemplate();
+    if (options.grow !== undefined && options.grow !== "template" && options.grow !== "dyspec") throw new RuntimeError("bad-speculation", `recycle: grow must be "template" or "dyspec", got ${options.grow}`);
     if (options.template) this.learned = freshLearned(this.template);
     else {
-      const known = learnedForPaperTree.get(sequence.model);
-      this.learned = known ?? freshLearned(this.template);
-      learnedForPaperTree.set(sequence.model, this.learned);
+      const kept = options.grow === "dyspec" ? learnedForGrownTrees : learnedForPaperTree;
+      this.learned = kept.get(sequence.model) ?? freshLearned(this.template);
+      kept.set(sequence.model, this.learned);
     }
     this.matrix = adjacencyFor(sequence.model, vocabSize, options.topK ?? RECYCLE_TOP_K);
     if (Math.max(...this.template.ranks) >= this.matrix.k) throw new RuntimeError("bad-speculation", `recycle: the tree uses successor rank ${Math.max(...this.template.ranks)} but only ${this.matrix.k} are stored`);
@@ -313,21 +356,21 @@ export class TokenRecycling {
     const nodes = this.chooseNodes(limit);
     if (this.plan !== "plain") this.recyclePrompt();
     if (nodes.length === 1) return [await this.rootStep(token, t0)];
-    const ids = this.fill(token, nodes);
+    const grown = this.options.grow === "dyspec" ? await this.grow(token, this.growBudget(nodes.length - 1), limit) : undefined;
+    if (grown?.tokens.length === 1) return [await this.rootStep(token, t0)];
+    const ids = grown?.tokens ?? this.fill(token, nodes);
     this.draftMs += performance.now() - t0;
 
     const [start, position] = [this.sequence.length, this.sequence.position];
-    const parents = nodes.map((n) => nodes.indexOf(this.template.parents[n]!));
+    const parents = grown?.parents ?? nodes.map((n) => nodes.indexOf(this.template.parents[n]!));
     const t1 = performance.now();
     const output = await this.sequence.forwardIdsOrLogits(ids, this.matrix.k, parents);
     const greedy = "ids" in output ? this.recycleIds(output, ids) : this.recycle(output, ids);
     const path = longestAgreeingPath(ids, parents, greedy);
-    // A path along the call's first rows (the root alone, or a chain BFS put first) needs no copy.
-    if (path.every((node, i) => node === i)) this.sequence.truncate(start + path.length);
-    else this.sequence.gather([...range(start), ...path.map((i) => start + i)], position + path.length);
+    keepPath(this.sequence, start, position, path);
     this.tally.record(nodes.length - 1, path.length - 1, performance.now() - t1);
-    if (this.plan) this.learned.guard.record(this.plan, nodes.length > 1, performance.now() - t0, path.length);
-    this.learn(nodes, parents, path);
+    if (this.plan) this.tally.decided(this.plan, this.learned.guard.record(this.plan, true, performance.now() - t0, path.length));
+    if (!grown) this.learn(nodes, parents, path);
     return [...path.slice(1).map((i) => ids[i]!), greedy[path[path.length - 1]!]!];
   }
 
@@ -343,7 +386,7 @@ export class TokenRecycling {
     const next = "ids" in output ? this.recycleIds(output, [token])[0]! : this.plan === "plain" ? this.argmaxOf(output) : this.recycle(output, [token])[0]!;
     const t2 = performance.now();
     this.tally.record(0, 0, t2 - t1);
-    if (this.plan) this.learned.guard.record(this.plan, false, t2 - t0, 1);
+    if (this.plan) this.tally.decided("plain", this.learned.guard.record(this.plan, false, t2 - t0, 1));
     return next;
   }
 
@@ -429,6 +472,38 @@ export class TokenRecycling {
     return ranked.slice(0, best).sort((a, b) => a - b);
   }
 
+  /** Nodes a grown tree may have: a fixed tree's size, a probe's, or on a drafting step the template's (cut by cost afterwards). */
+  private growBudget(templateNodes: number): number {
+    const tree = this.options.tree ?? "auto";
+    if (tree !== "auto") return Math.min(tree, this.room());
+    return this.plan === "draft" ? Math.min(this.template.size - 1, this.room()) : templateNodes;
+  }
+
+  /**
+   * DySpec: the tree grown by recorded successor probabilities, at most `budget` nodes and
+   * `limit` levels; under "auto" (a drafting step) cut to the prefix with the most expected
+   * tokens per millisecond, the nodes' values being their paths' chances.
+   */
+  private async grow(root: number, budget: number, limit: number): Promise<GrownTree> {
+    const k = this.matrix.k;
+    const ids = this.matrix.successors;
+    const probs = this.matrix.probs;
+    const tree = await growTree(root, budget, limit, (t, node) => {
+      const token = t.tokens[node]!;
+      const row = probs.subarray(token * k, (token + 1) * k);
+      // A row recorded from ids alone has no probabilities: its ranks' prior stands in (the template's, 1/(r+1) halved).
+      return { ids: ids.subarray(token * k, (token + 1) * k), probs: Number.isNaN(row[0]!) ? row.map((_, r) => 0.5 / (r + 1)) : row };
+    });
+    if (this.plan !== "draft" || !this.cost) return tree;
+    let [best, bestRate, expected] = [0, 1 / this.cost.callMs(1), 1];
+    for (let n = 1; n < tree.tokens.length; n++) {
+      expected += tree.values[n]!;
+      const rate = expected / this.cost.callMs(n + 1);
+      if (rate > bestRate) [best, bestRate] = [n, rate];
+    }
+    return treePrefix(tree, Math.max(best, Math.min(PROBE_TOKENS, tree.tokens.length - 1)));
+  }
+
   /** Breadth-first fill: each node is its parent token's successor of the node's rank. */
   private fill(root: number, nodes: readonly number[]): number[] {
     const token = new Map<number, number>([[0, root]]);
@@ -439,11 +514,13 @@ export class TokenRecycling {
   /** The target's argmax per tree position; every position's top-k goes back into the matrix. */
   private recycle(logits: ort.Tensor, ids: readonly number[]): number[] {
     const [data, V] = this.rows(logits);
-    const successors = new Int32Array(this.matrix.k);
+    const k = this.matrix.k;
+    const successors = new Int32Array(k);
     return ids.map((id, i) => {
       readFloatRow(data, i * V, this.row);
-      topK(this.row, this.matrix.k, successors);
-      this.matrix.successors.set(successors, id * this.matrix.k);
+      topK(this.row, k, successors);
+      this.matrix.successors.set(successors, id * k);
+      if (this.options.grow === "dyspec") successorProbabilities(this.row, successors, this.matrix.probs.subarray(id * k, (id + 1) * k));
       return successors[0]!;
     });
   }
@@ -466,6 +543,7 @@ export class TokenRecycling {
     const k = this.matrix.k;
     return ids.map((id, i) => {
       this.matrix.successors.set(top.ids.subarray(i * top.k, i * top.k + k), id * k);
+      if (this.options.grow === "dyspec") this.matrix.probs.fill(NaN, id * k, (id + 1) * k);
       return top.ids[i * top.k]!;
     });
   }
@@ -477,6 +555,24 @@ export class TokenRecycling {
       if (i > 0 && onPath.has(parents[i]!)) this.learned.acceptance.record(n, onPath.has(i));
     });
   }
+}
+
+/**
+ * After a tree call at cache row `start` and position `position`, keeps the rows of the accepted
+ * `path` (node indices into the call, root first) packed after the context.
+ */
+export function keepPath(sequence: DecoderSequence, start: number, position: number, path: readonly number[]): void {
+  // A path along the call's first rows (the root alone, or a chain BFS put first) needs no copy.
+  if (path.every((node, i) => node === i)) sequence.truncate(start + path.length);
+  else sequence.gather([...range(start), ...path.map((i) => start + i)], position + path.length);
+}
+
+/** The softmax probability of each of `ids` in the logits `row` (written into `out`). */
+export function successorProbabilities(row: Float32Array, ids: Int32Array, out: Float32Array): void {
+  const max = row[ids[0]!]!;
+  let total = 0;
+  for (let v = 0; v < row.length; v++) total += Math.exp(row[v]! - max);
+  for (let r = 0; r < ids.length; r++) out[r] = Math.exp(row[ids[r]!]! - max) / total;
 }
 
 /**

@@ -6,8 +6,10 @@ describe("parseMethodOption", () => {
     const { use, message } = parseMethodOption("streaming(sinks: 4, window: 60)", "kv");
     expect(message).toBe("");
     expect(use).toMatchObject({ slot: "kv", method: "streaming", params: { sinks: 4, window: 60 }, given: ["sinks", "window"], lossy: true });
-    expect(parseMethodOption("lookup(ngram: 2)", "speculate").use?.params).toEqual({ ngram: 2, max_draft: 10 });
+    expect(parseMethodOption("lookup(ngram: 2)", "speculate").use?.params).toEqual({ ngram: 2, max_draft: { adaptive: { threshold: 0.3, min: 2, max: 20 } } });
     expect(parseMethodOption("tidal", "attention").use?.params).toEqual({ top_k: 256, full_layers: "auto", select_layers: "auto" });
+    expect(parseMethodOption("lookup(max_draft: adaptive(max: 6))", "speculate").use?.params).toEqual({ ngram: 3, max_draft: { adaptive: { threshold: 0.3, min: 2, max: 6 } } });
+    expect(parseMethodOption("lookup(max_draft: 8)", "speculate").use?.params).toEqual({ ngram: 3, max_draft: 8 });
     expect(parseMethodOption("draft(model: small, k: adaptive(max: 8))", "speculate").use?.params).toEqual({ model: "small", k: { adaptive: { threshold: 0.3, min: 2, max: 8 } } });
   });
 
