@@ -10,6 +10,7 @@ import { runPipeline, type PassRecord } from "../pass-manager/manager.ts";
 import type { PassRegistry } from "../pass-manager/registry.ts";
 import { writeDirAtomically } from "./atomic-dir.ts";
 import { generateDriver } from "./driver.ts";
+import { copyVisionCompanions } from "./vision-files.ts";
 import { dumpPipeline } from "./dump.ts";
 import { analyzeFile, analyzeSource, type FrontendResult } from "./frontend.ts";
 import { lossyRequests, type GraphPassStep, type PipelineIR } from "./ir.ts";
@@ -135,6 +136,7 @@ function writeOutputs(ir: PipelineIR, front: FrontendResult, dir: string, finalD
       const from = join(dirname(m.path), config);
       if (existsSync(from)) copyFileSync(from, join(dir, "models", m.name, config));
     }
+    copyVisionCompanions(m, join(dir, "models", m.name));
     modelFiles[m.name] = target;
     inputs.push({ role: "model", name: m.name, path: rel(m.path), sha256: sha256File(m.path) });
   }
@@ -168,6 +170,7 @@ function writeOutputs(ir: PipelineIR, front: FrontendResult, dir: string, finalD
       stop: s.stop,
       device: s.device,
     })),
+    ...(ir.encoders && { encoders: ir.encoders.map((e) => ({ name: e.name, model: e.model, prune: { method: e.prune.use.method, params: e.prune.use.params, lossy: e.prune.use.lossy, level: e.prune.level }, device: e.device })) }),
     lossy: lossyRequests(ir),
     outputs: { driver: "driver.ts", ir: "pipeline.ir", models: modelFiles, tokenizers: tokenizerFiles },
     versions: { pipec: PIPEC_VERSION, onnxruntimeNode: dependencyVersion("onnxruntime-node"), chevrotain: dependencyVersion("chevrotain"), tsMorph: dependencyVersion("ts-morph") },

@@ -7,17 +7,20 @@ import type { GenerationEvent } from "../../runtime/index.ts";
 import { compilerIdentity } from "../paths.ts";
 import { compileFile, type CompileResult } from "./compile.ts";
 import { analyzeFile } from "./frontend.ts";
+import { visionCompanions } from "./vision-files.ts";
 
 export interface RunOptions {
   /** Where compiled pipelines are kept; default `.pipec-cache` beside the .pipe file. */
   cacheDir?: string;
   device?: "auto" | "cpu" | "cuda" | "webgpu";
   maxTokens?: number;
+  /** The image of a pipeline with an encode stage (a PNG or JPEG file). */
+  image?: string;
 }
 
 /** A compiled pipeline, as its driver.ts creates it. */
 export interface CompiledPipeline {
-  generate(prompt: string | readonly number[], options?: { maxTokens?: number; stop?: readonly string[]; signal?: AbortSignal }): AsyncGenerator<GenerationEvent>;
+  generate(prompt: string | readonly number[], options?: { maxTokens?: number; stop?: readonly string[]; signal?: AbortSignal; image?: string }): AsyncGenerator<GenerationEvent>;
   close(): Promise<void>;
 }
 
@@ -42,7 +45,7 @@ export async function prepareRun(file: string, opts: RunOptions = {}): Promise<P
   const outDir = join(cacheRoot, basename(file, ".pipe"));
   const keyFile = `${outDir}.key`;
   if (!front.ir || front.diagnostics.hasErrors) return { compile: { file: front.file, source: front.source, diagnostics: front.diagnostics.sorted() } };
-  const key = cacheKey(front.source, [...front.ir.models.map((m) => m.path), ...front.ir.tokenizers.flatMap((t) => (t.kind === "hf" ? [t.path] : []))]);
+  const key = cacheKey(front.source, [...front.ir.models.flatMap((m) => [m.path, ...visionCompanions(m.facts).map((c) => join(dirname(m.path), c))]), ...front.ir.tokenizers.flatMap((t) => (t.kind === "hf" ? [t.path] : []))]);
   if (existsSync(keyFile) && existsSync(join(outDir, "driver.ts")) && readFileSync(keyFile, "utf8") === key) {
     return { compile: { file: front.file, source: front.source, diagnostics: front.diagnostics.sorted(), ir: front.ir, outDir }, outDir };
   }
@@ -56,7 +59,7 @@ export async function prepareRun(file: string, opts: RunOptions = {}): Promise<P
 export async function* runCompiled(outDir: string, prompt: string | readonly number[], opts: RunOptions = {}): AsyncGenerator<GenerationEvent> {
   const pipeline = await loadCompiled(outDir, opts.device ? { device: opts.device } : {});
   try {
-    yield* pipeline.generate(prompt, opts.maxTokens !== undefined ? { maxTokens: opts.maxTokens } : {});
+    yield* pipeline.generate(prompt, { ...(opts.maxTokens !== undefined && { maxTokens: opts.maxTokens }), ...(opts.image !== undefined && { image: opts.image }) });
   } finally {
     await pipeline.close();
   }

@@ -11,7 +11,7 @@ const DEVICES = ["auto", "cpu", "cuda", "webgpu"] as const;
 export const runCommand = {
   name: "run",
   summary: "compile a .pipe file (cached) and run it on a prompt",
-  help: `usage: pipec run <file.pipe> (--prompt TEXT | --ids 1,2,3) [--json] [options]
+  help: `usage: pipec run <file.pipe> (--prompt TEXT | --ids 1,2,3) [--image FILE] [--json] [options]
 
 Compiles the pipeline into a cache folder when it is stale (the .pipe or a file it reads changed),
 then runs the compiled driver.ts, streaming the generated text to stdout (ids when the pipeline's
@@ -19,6 +19,7 @@ tokenizer is raw ids).
 
   --prompt TEXT      the prompt (needs a tokenizer in the pipeline)
   --ids LIST         the prompt as comma-separated token ids
+  --image FILE       the image (PNG or JPEG) for a pipeline with an encode stage
   --json             print {tokens, text, stats} at the end instead of streaming
   --max-tokens N     override the pipeline's max_tokens
   --device D         override the pipeline's device (auto, cpu, cuda, webgpu)
@@ -28,6 +29,7 @@ tokenizer is raw ids).
     const { values, positionals } = parseCommandArgs("run", args, {
       prompt: { type: "string" },
       ids: { type: "string" },
+      image: { type: "string" },
       json: { type: "boolean" },
       "max-tokens": { type: "string" },
       device: { type: "string" },
@@ -50,10 +52,13 @@ tokenizer is raw ids).
     if (!prepared.outDir) return 1;
     const ir = prepared.compile.ir!;
     const stage = ir.stages[0]!;
+    const needsImage = ir.encoders?.some((e) => e.name === stage.input) ?? false;
+    if (needsImage && values.image === undefined) throw new UsageError(`pipeline '${ir.name}' answers about an image: give it with --image FILE`);
+    if (!needsImage && values.image !== undefined) throw new UsageError(`pipeline '${ir.name}' has no encode stage to take --image`);
     const textual = ir.tokenizers.find((t) => t.name === stage.tokenizer)?.kind === "hf";
     if (typeof prompt === "string" && !textual) throw new UsageError(`the pipeline's tokenizer '${stage.tokenizer}' is raw ids: give the prompt with --ids`);
     try {
-      for await (const event of runCompiled(prepared.outDir, prompt, { device, maxTokens })) {
+      for await (const event of runCompiled(prepared.outDir, prompt, { device, maxTokens, ...(values.image !== undefined && { image: values.image }) })) {
         if (event.kind === "token" && !values.json) io.out(textual ? event.text : `${event.token} `);
         if (event.kind === "end") {
           if (values.json) io.out(JSON.stringify({ tokens: event.tokens, text: event.text, stats: event.stats }) + "\n");

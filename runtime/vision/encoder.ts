@@ -1,0 +1,66 @@
+// A vision encoder with its projector: pixel_values [B, 3, H, W] -> visual tokens [B, Nv, C] in
+// the decoder's embedding space (LLaVA's image features after the multi-modal projector).
+// An optional second output [B, Nv] carries the last layer's [CLS] -> patch attention, which
+// importance-guided pruning (ToDRE's seed, GlobalCom2's scores) reads.
+import { dirname, join } from "node:path";
+import * as ort from "onnxruntime-node";
+import { openSession, type ResolvedDevice, type SessionOptions } from "../device.ts";
+import { RuntimeError } from "../errors.ts";
+import type { RgbImage } from "./image.ts";
+import { preprocess, readPreprocessorConfig, type PreprocessorConfig } from "./preprocess.ts";
+
+export const CLS_ATTENTION_OUTPUT = "cls_attention";
+
+export interface VisualTokens {
+  /** [tokens * dim], row-major. */
+  features: Float32Array;
+  tokens: number;
+  dim: number;
+  /** [tokens]: how much the encoder's [CLS] attends to each patch (when the encoder outputs it). */
+  clsAttention?: Float32Array;
+}
+
+export class VisionEncoder {
+  /** Milliseconds spent inside session.run. */
+  runMs = 0;
+
+  private constructor(
+    private readonly session: ort.InferenceSession,
+    readonly preprocessor: PreprocessorConfig,
+    /** Where it runs; the pipeline's other models are opened there too. */
+    readonly device: ResolvedDevice,
+    /** C of its visual tokens. */
+    readonly dim: number,
+    private readonly featuresOutput: string,
+  ) {}
+
+  /** Opens the encoder and the preprocessor_config.json beside it. */
+  static async open(path: string, options: SessionOptions = {}): Promise<VisionEncoder> {
+    const preprocessor = readPreprocessorConfig(join(dirname(path), "preprocessor_config.json"));
+    const { session, device } = await openSession(path, options);
+    const features = session.outputMetadata.find((m) => m.name !== CLS_ATTENTION_OUTPUT);
+    const C = features?.isTensor && features.shape.length === 3 ? features.shape[2] : undefined;
+    if (!session.inputNames.includes("pixel_values") || !features || typeof C !== "number") {
+      await session.release();
+      throw new RuntimeError("unsupported-model", `${path} is not a vision encoder (pixel_values [B, 3, H, W] -> visual tokens [B, Nv, C])`);
+    }
+    return new VisionEncoder(session, preprocessor, device, C, features.name);
+  }
+
+  async encode(image: RgbImage): Promise<VisualTokens> {
+    const pixels = preprocess(image, this.preprocessor);
+    const feeds = { pixel_values: new ort.Tensor("float32", pixels.data, [1, 3, pixels.height, pixels.width]) };
+    const t0 = performance.now();
+    const out = await this.session.run(feeds);
+    this.runMs += performance.now() - t0;
+    const features = out[this.featuresOutput]!;
+    const tokens: VisualTokens = { features: features.data as Float32Array, tokens: features.dims[1]!, dim: features.dims[2]! };
+    const cls = out[CLS_ATTENTION_OUTPUT];
+    if (cls) tokens.clsAttention = cls.data as Float32Array;
+    return tokens;
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}

@@ -1,0 +1,28 @@
+// Visual token pruning between the projector and the decoder: a method picks which of the
+// encoder's visual tokens the decoder sees. Every method but `none` is lossy.
+import { RuntimeError } from "../../errors.ts";
+import type { VisualTokens } from "../encoder.ts";
+import { keptCount, type KeepBudget } from "./budget.ts";
+import { divPrune } from "./divprune.ts";
+
+export type PruneConfig = { method: "none" } | { method: "divprune"; keep: KeepBudget };
+
+/** Indices (ascending) of the visual tokens `config` keeps. */
+export function selectVisualTokens(tokens: VisualTokens, config: PruneConfig): number[] {
+  switch (config.method) {
+    case "none":
+      return Array.from({ length: tokens.tokens }, (_, i) => i);
+    case "divprune":
+      return divPrune(tokens.features, tokens.tokens, tokens.dim, keptCount(config.keep, tokens.tokens));
+    default:
+      throw new RuntimeError("bad-option", `unknown visual token pruning method '${(config as { method: string }).method}'`);
+  }
+}
+
+/** The rows of `tokens` at `kept`, [kept.length * dim]. */
+export function gatherTokens(tokens: VisualTokens, kept: readonly number[]): Float32Array {
+  if (kept.length === tokens.tokens) return tokens.features;
+  const out = new Float32Array(kept.length * tokens.dim);
+  kept.forEach((k, i) => out.set(tokens.features.subarray(k * tokens.dim, (k + 1) * tokens.dim), i * tokens.dim));
+  return out;
+}
