@@ -164,6 +164,11 @@ export const SLOTS: Readonly<Record<string, SlotSpec>> = {
         lossy: true,
         params: { keep: { type: { kind: "budget" }, default: { percent: 10 }, doc: "visual tokens kept" } },
       },
+      todre: {
+        doc: "ToDRE: diversity selection seeded at the encoder's most attended token; the visual tokens leave the KV cache once the prompt is in",
+        lossy: true,
+        params: { keep: { type: { kind: "budget" }, default: { percent: 10 }, doc: "visual tokens kept" } },
+      },
     },
   },
 };

@@ -13,7 +13,7 @@ import { createSampler, type SamplingConfig } from "./sampling/sampler.ts";
 import { floatData, readFloatRow } from "./tensors.ts";
 import { TextStream } from "./text-stream.ts";
 import type { TextTokenizer } from "./tokenizer.ts";
-import { imagePromptRows, type ImagePrompt } from "./vision/splice.ts";
+import { imagePromptRows, textRows, type ImagePrompt } from "./vision/splice.ts";
 
 export interface GenerateOptions {
   /** Most tokens to generate (default 128). */
@@ -128,6 +128,7 @@ export class Generator {
     if (options.image) {
       const rows = await imagePromptRows(promptIds, options.image, this.model.embedder!);
       last = await sequence.forwardEmbeds(rows.embeds, rows.positions);
+      if (options.image.dropAfterPrompt) sequence.gather(textRows(promptIds, options.image), sequence.position);
     }
     for (let at = 0; at < promptIds.length && !options.image && !options.signal?.aborted; at += chunk) {
       const ids = promptIds.slice(at, at + chunk);

@@ -66,6 +66,7 @@ export const IMPLEMENTATIONS: Readonly<Record<string, Implementation>> = {
   "sampling.sample": { level: "runtime" },
   // Visual token pruning runs in the runtime between the vision encoder and the decoder (runtime/vision/prune/).
   "prune.divprune": { level: "runtime" },
+  "prune.todre": { level: "runtime" },
   // Speculation is the runtime's Speculator; the driver passes it the stage's settings.
   "speculate.lookup": { level: "runtime" },
   "speculate.draft": { level: "runtime" },

@@ -22,7 +22,7 @@ export function lowerPipeline(p: CheckedPipeline, registry: PassRegistry, diags:
   const encoders: EncodeNode[] = [];
   for (const s of p.stages) {
     if (s.kind === "encode") {
-      const node = lowerEncode(s, models.get(s.refs["model"]!), diags, (use) => lowerMethod(use, s, undefined, registry, diags));
+      const node = lowerEncode(s, models.get(s.refs["model"]!), registry, diags, (use) => lowerMethod(use, s, undefined, registry, diags));
       if (node) encoders.push(node);
       continue;
     }

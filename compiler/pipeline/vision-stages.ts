@@ -5,12 +5,16 @@ import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { EncodeNode, GenerateNode, Lowered, ModelNode } from "./ir.ts";
 import { visionCompanions } from "./vision-files.ts";
+import type { PassRegistry } from "../pass-manager/registry.ts";
+
+const VISUAL_TOKEN_DISTANCES = "visual-token-distances";
+const DIVERSITY_METHODS = new Set(["divprune", "todre"]);
 
 /**
  * An encode stage: a vision encoder (with its projector) whose visual tokens, after the stage's
  * `prune`, replace the image token in the prompt of the generate stage that reads it.
  */
-export function lowerEncode(s: CheckedStage, model: ModelNode | undefined, diags: Diagnostics, lowerMethod: (use: MethodUse) => Lowered | undefined): EncodeNode | undefined {
+export function lowerEncode(s: CheckedStage, model: ModelNode | undefined, registry: PassRegistry, diags: Diagnostics, lowerMethod: (use: MethodUse) => Lowered | undefined): EncodeNode | undefined {
   if (model && !model.facts.vision) {
     diags.error(`model '${model.name}' is not a vision encoder: an encode stage needs pixel_values in and visual tokens [B, Nv, C] out`, s.span);
     return undefined;
@@ -18,6 +22,10 @@ export function lowerEncode(s: CheckedStage, model: ModelNode | undefined, diags
   if (model && !companionsPresent(model, s, diags)) return undefined;
   const prune = lowerMethod(s.methods["prune"]!);
   if (!model || !prune) return undefined;
+  // The greedy diversity selection reads the tokens' pairwise distances, computed in the encoder's graph.
+  if (DIVERSITY_METHODS.has(prune.use.method) && registry.names.includes(VISUAL_TOKEN_DISTANCES)) {
+    model.passes.push({ pass: VISUAL_TOKEN_DISTANCES, options: {}, origin: `${s.name}.prune: ${prune.use.method}`, lossy: false });
+  }
   return { kind: "encode", name: s.name, model: model.name, prune, device: s.device };
 }
 

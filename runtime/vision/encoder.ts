@@ -10,6 +10,8 @@ import type { RgbImage } from "./image.ts";
 import { preprocess, readPreprocessorConfig, type PreprocessorConfig } from "./preprocess.ts";
 
 export const CLS_ATTENTION_OUTPUT = "cls_attention";
+/** Added by the compiler's visual-token-distances pass: cosine distances between the tokens [B, Nv, Nv]. */
+export const DISTANCES_OUTPUT = "visual_token_distances";
 
 export interface VisualTokens {
   /** [tokens * dim], row-major. */
@@ -18,6 +20,8 @@ export interface VisualTokens {
   dim: number;
   /** [tokens]: how much the encoder's [CLS] attends to each patch (when the encoder outputs it). */
   clsAttention?: Float32Array;
+  /** [tokens * tokens]: cosine distances between the tokens (when the encoder was compiled to output them). */
+  distances?: Float32Array;
 }
 
 export class VisionEncoder {
@@ -38,7 +42,7 @@ export class VisionEncoder {
   static async open(path: string, options: SessionOptions = {}): Promise<VisionEncoder> {
     const preprocessor = readPreprocessorConfig(join(dirname(path), "preprocessor_config.json"));
     const { session, device } = await openSession(path, options);
-    const features = session.outputMetadata.find((m) => m.name !== CLS_ATTENTION_OUTPUT);
+    const features = session.outputMetadata.find((m) => m.name !== CLS_ATTENTION_OUTPUT && m.name !== DISTANCES_OUTPUT);
     const C = features?.isTensor && features.shape.length === 3 ? features.shape[2] : undefined;
     if (!session.inputNames.includes("pixel_values") || !features || typeof C !== "number") {
       await session.release();
@@ -57,6 +61,8 @@ export class VisionEncoder {
     const tokens: VisualTokens = { features: features.data as Float32Array, tokens: features.dims[1]!, dim: features.dims[2]! };
     const cls = out[CLS_ATTENTION_OUTPUT];
     if (cls) tokens.clsAttention = cls.data as Float32Array;
+    const distances = out[DISTANCES_OUTPUT];
+    if (distances) tokens.distances = distances.data as Float32Array;
     return tokens;
   }
 

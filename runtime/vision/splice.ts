@@ -14,6 +14,15 @@ export interface ImagePrompt {
   tokens: number;
   /** The prompt token the image replaces. */
   tokenId: number;
+  /** Drop the visual rows from the KV cache once the prompt is in (ToDRE's information migration). */
+  dropAfterPrompt?: boolean;
+}
+
+/** Rows of the prompt's cache that are not visual tokens: what stays when an image's rows are dropped after the prompt. */
+export function textRows(promptIds: readonly number[], image: ImagePrompt): number[] {
+  const at = promptIds.indexOf(image.tokenId);
+  const rows = promptIds.length - 1 + image.kept.length;
+  return Array.from({ length: rows }, (_, r) => r).filter((r) => r < at || r >= at + image.kept.length);
 }
 
 export async function imagePromptRows(promptIds: readonly number[], image: ImagePrompt, embedder: TokenEmbedder): Promise<{ embeds: Float32Array; positions: number[] }> {

@@ -10,7 +10,7 @@ import type { GenerationStats } from "../metrics.ts";
 import { loadTokenizer } from "../tokenizer.ts";
 import { VisionEncoder } from "./encoder.ts";
 import { loadImage, type RgbImage } from "./image.ts";
-import { gatherTokens, selectVisualTokens, type PruneConfig } from "./prune/index.ts";
+import { dropsVisualRowsAfterPrompt, gatherTokens, selectVisualTokens, type PruneConfig } from "./prune/index.ts";
 
 export interface VisionLanguageFiles {
   visionEncoder: string;
@@ -69,12 +69,13 @@ export class VisionLanguageModel {
     const pixels = typeof image === "string" ? loadImage(image) : image;
     const tokens = await this.encoder.encode(pixels);
     const encoded = performance.now();
-    const kept = selectVisualTokens(tokens, options.prune ?? { method: "none" });
+    const prune = options.prune ?? { method: "none" };
+    const kept = selectVisualTokens(tokens, prune);
     const features = gatherTokens(tokens, kept);
     const pruned = performance.now();
     const { prune: _, ...generate } = options;
     let firstToken: number | undefined;
-    for await (const event of this.generator.stream(this.withImageToken(prompt), { ...generate, image: { features, kept, tokens: tokens.tokens, tokenId: this.imageTokenId } })) {
+    for await (const event of this.generator.stream(this.withImageToken(prompt), { ...generate, image: { features, kept, tokens: tokens.tokens, tokenId: this.imageTokenId, dropAfterPrompt: dropsVisualRowsAfterPrompt(prune) } })) {
       if (event.kind === "token") {
         firstToken ??= performance.now();
         yield event;

@@ -8,13 +8,18 @@
 // tokens), where it would pick a token twice.
 import { cosineDistances } from "./cosine.ts";
 
-/** Indices (ascending) of the `keep` tokens DivPrune keeps among the `n` rows of `x` ([n * dim]). */
-export function divPrune(x: Float32Array, n: number, dim: number, keep: number): number[] {
-  return divPruneOrder(cosineDistances(x, n, dim), n, keep).sort((a, b) => a - b);
+/**
+ * Indices (ascending) of the `keep` tokens DivPrune keeps among the `n` rows of `x` ([n * dim]);
+ * `distances` ([n * n]) when the vision encoder computed them (the visual-token-distances pass).
+ */
+export function divPrune(x: Float32Array, n: number, dim: number, keep: number, distances: Distances = cosineDistances(x, n, dim)): number[] {
+  return divPruneOrder(distances, n, keep).sort((a, b) => a - b);
 }
 
+export type Distances = Float32Array | Float64Array;
+
 /** Greedy max-min picks on a distance matrix, in pick order; `first` overrides DivPrune's seed (ToDRE seeds with the most important token). */
-export function divPruneOrder(d: Float64Array, n: number, keep: number, first = farthestFromNearest(d, n)): number[] {
+export function divPruneOrder(d: Distances, n: number, keep: number, first = farthestFromNearest(d, n)): number[] {
   if (keep >= n) return Array.from({ length: n }, (_, i) => i);
   const picked = [first];
   const taken = new Uint8Array(n);
@@ -31,7 +36,7 @@ export function divPruneOrder(d: Float64Array, n: number, keep: number, first = 
 }
 
 /** The token whose second-smallest distance (the smallest is its own, 0) is largest; the first such on ties. */
-function farthestFromNearest(d: Float64Array, n: number): number {
+function farthestFromNearest(d: Distances, n: number): number {
   let best = 0;
   let bestScore = -Infinity;
   for (let j = 0; j < n; j++) {

@@ -4,8 +4,14 @@ import { RuntimeError } from "../../errors.ts";
 import type { VisualTokens } from "../encoder.ts";
 import { keptCount, type KeepBudget } from "./budget.ts";
 import { divPrune } from "./divprune.ts";
+import { toDreDiversity } from "./todre.ts";
 
-export type PruneConfig = { method: "none" } | { method: "divprune"; keep: KeepBudget };
+export type PruneConfig = { method: "none" } | { method: "divprune" | "todre"; keep: KeepBudget };
+
+/** Whether the method's visual tokens leave the decoder's cache once the prompt is in (ToDRE's second stage). */
+export function dropsVisualRowsAfterPrompt(config: PruneConfig): boolean {
+  return config.method === "todre";
+}
 
 /** Indices (ascending) of the visual tokens `config` keeps. */
 export function selectVisualTokens(tokens: VisualTokens, config: PruneConfig): number[] {
@@ -13,7 +19,9 @@ export function selectVisualTokens(tokens: VisualTokens, config: PruneConfig): n
     case "none":
       return Array.from({ length: tokens.tokens }, (_, i) => i);
     case "divprune":
-      return divPrune(tokens.features, tokens.tokens, tokens.dim, keptCount(config.keep, tokens.tokens));
+      return divPrune(tokens.features, tokens.tokens, tokens.dim, keptCount(config.keep, tokens.tokens), tokens.distances);
+    case "todre":
+      return toDreDiversity(tokens.features, tokens.tokens, tokens.dim, keptCount(config.keep, tokens.tokens), tokens.clsAttention, tokens.distances);
     default:
       throw new RuntimeError("bad-option", `unknown visual token pruning method '${(config as { method: string }).method}'`);
   }
