@@ -67,6 +67,7 @@ export const IMPLEMENTATIONS: Readonly<Record<string, Implementation>> = {
   // Visual token pruning runs in the runtime between the vision encoder and the decoder (runtime/vision/prune/).
   "prune.divprune": { level: "runtime" },
   "prune.todre": { level: "runtime" },
+  "prune.globalcom2": { level: "runtime" },
   // Speculation is the runtime's Speculator; the driver passes it the stage's settings.
   "speculate.lookup": { level: "runtime" },
   "speculate.draft": { level: "runtime" },

@@ -10,7 +10,8 @@ export function runtimePrune(use: MethodUse): PruneConfig {
   if (use.method === "none") return { method: "none" };
   const keep = use.params["keep"] as number | { percent: number };
   const budget = typeof keep === "number" ? { count: keep } : keep;
-  return { method: use.method as Exclude<PruneConfig["method"], "none">, keep: budget };
+  if (use.method === "globalcom2") return { method: "globalcom2", keep: budget, grid: use.params["grid"] as number };
+  return { method: use.method as "divprune" | "todre", keep: budget };
 }
 
 /**

@@ -12,7 +12,7 @@ import { writeZooVlm } from "./vlm.ts";
 import { GeneratedWeights } from "./weights.ts";
 
 const dir = tempDir("pipec-zoo-vlm-");
-const decoder = llamaConfig({ hidden: 64, heads: 4, kvHeads: 2, intermediate: 128, layers: 2, vocabSize: 64, seed: 3 });
+const decoder = llamaConfig({ hidden: 64, heads: 4, kvHeads: 2, intermediate: 128, layers: 2, vocabSize: 64, seed: 3, maxPositions: 2048 });
 const config = { vision: visionConfig({ projection: 64 }), decoder, imageTokenId: 4 };
 const files = writeZooVlm(config, dir);
 const ids = (v: number[]) => new ort.Tensor("int64", BigInt64Array.from(v, BigInt), [1, v.length]);
@@ -64,6 +64,14 @@ describe("writeZooVlm", () => {
       expect(result.tokens.length).toBe(3);
       expect(result.stats.keptTokens).toBe(64);
       expect(result.stats.promptTokens).toBe(3 - 1 + 1 + 64); // the image token inserted after BOS, replaced by 64 rows
+
+      // GlobalCom2 on a thumbnail and 2 x 2 crops: 5 x 256 visual tokens, a quarter kept by per-crop budgets.
+      const multi = await vlm.run(image, [1, 5, 6], { maxTokens: 2, eosTokenIds: [], prune: { method: "globalcom2", keep: { percent: 25 }, grid: 2 } });
+      expect(multi.stats.visualTokens).toBe(5 * 256);
+      expect(multi.stats.keptTokens).toBeGreaterThan(5 * 50);
+      expect(multi.stats.keptTokens).toBeLessThan(5 * 80);
+      const all = await vlm.run(image, [1, 5, 6], { maxTokens: 2, eosTokenIds: [], prune: { method: "globalcom2", keep: { percent: 100 }, grid: 2 } });
+      expect(all.stats.keptTokens).toBe(5 * 256);
     } finally {
       await vlm.release();
     }

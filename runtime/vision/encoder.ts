@@ -7,7 +7,7 @@ import * as ort from "onnxruntime-node";
 import { openSession, type ResolvedDevice, type SessionOptions } from "../device.ts";
 import { RuntimeError } from "../errors.ts";
 import type { RgbImage } from "./image.ts";
-import { preprocess, readPreprocessorConfig, type PreprocessorConfig } from "./preprocess.ts";
+import { preprocess, readPreprocessorConfig, resizeBilinear, type PreprocessorConfig } from "./preprocess.ts";
 
 export const CLS_ATTENTION_OUTPUT = "cls_attention";
 /** Added by the compiler's visual-token-distances pass: cosine distances between the tokens [B, Nv, Nv]. */
@@ -22,6 +22,8 @@ export interface VisualTokens {
   clsAttention?: Float32Array;
   /** [tokens * tokens]: cosine distances between the tokens (when the encoder was compiled to output them). */
   distances?: Float32Array;
+  /** Multi-crop input: a thumbnail then grid x grid crops, tokens / (1 + grid^2) tokens each, concatenated. */
+  grid?: number;
 }
 
 export class VisionEncoder {
@@ -63,6 +65,31 @@ export class VisionEncoder {
     if (cls) tokens.clsAttention = cls.data as Float32Array;
     const distances = out[DISTANCES_OUTPUT];
     if (distances) tokens.distances = distances.data as Float32Array;
+    return tokens;
+  }
+
+  /**
+   * LLaVA-NeXT-style multi-crop encoding: a thumbnail of the whole image (the preprocessor's
+   * size), then the image at `grid` times that size cut into grid x grid crops, row-major, each
+   * encoded on its own; their tokens (and [CLS] attention) concatenated in that order.
+   */
+  async encodeCrops(image: RgbImage, grid: number): Promise<VisualTokens> {
+    const views = [await this.encode(image)];
+    const { height, width } = "height" in this.preprocessor.size ? this.preprocessor.size : { height: this.preprocessor.size.shortestEdge, width: this.preprocessor.size.shortestEdge };
+    const large = resizeBilinear(image, width * grid, height * grid);
+    for (let cy = 0; cy < grid; cy++) {
+      for (let cx = 0; cx < grid; cx++) {
+        const rgb = new Uint8Array(width * height * 3);
+        for (let y = 0; y < height; y++) {
+          for (let x = 0; x < width * 3; x++) rgb[y * width * 3 + x] = Math.round(large[((cy * height + y) * width * grid + cx * width) * 3 + x]!);
+        }
+        views.push(await this.encode({ width, height, rgb }));
+      }
+    }
+    const concat = (parts: (Float32Array | undefined)[]) => (parts.every((p) => p) ? Float32Array.from(parts.flatMap((p) => Array.from(p!))) : undefined);
+    const tokens: VisualTokens = { features: concat(views.map((v) => v.features))!, tokens: views.reduce((a, v) => a + v.tokens, 0), dim: this.dim, grid };
+    const cls = concat(views.map((v) => v.clsAttention));
+    if (cls) tokens.clsAttention = cls;
     return tokens;
   }
 

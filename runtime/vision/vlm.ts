@@ -10,7 +10,7 @@ import type { GenerationStats } from "../metrics.ts";
 import { loadTokenizer } from "../tokenizer.ts";
 import { VisionEncoder } from "./encoder.ts";
 import { loadImage, type RgbImage } from "./image.ts";
-import { dropsVisualRowsAfterPrompt, gatherTokens, selectVisualTokens, type PruneConfig } from "./prune/index.ts";
+import { cropGrid, dropsVisualRowsAfterPrompt, gatherTokens, selectVisualTokens, type PruneConfig } from "./prune/index.ts";
 
 export interface VisionLanguageFiles {
   visionEncoder: string;
@@ -67,9 +67,10 @@ export class VisionLanguageModel {
   async *stream(image: string | RgbImage, prompt: string | readonly number[], options: VisionGenerateOptions = {}): AsyncGenerator<VisionGenerationEvent> {
     const start = performance.now();
     const pixels = typeof image === "string" ? loadImage(image) : image;
-    const tokens = await this.encoder.encode(pixels);
-    const encoded = performance.now();
     const prune = options.prune ?? { method: "none" };
+    const grid = cropGrid(prune);
+    const tokens = grid > 1 ? await this.encoder.encodeCrops(pixels, grid) : await this.encoder.encode(pixels);
+    const encoded = performance.now();
     const kept = selectVisualTokens(tokens, prune);
     const features = gatherTokens(tokens, kept);
     const pruned = performance.now();

@@ -4,9 +4,15 @@ import { RuntimeError } from "../../errors.ts";
 import type { VisualTokens } from "../encoder.ts";
 import { keptCount, type KeepBudget } from "./budget.ts";
 import { divPrune } from "./divprune.ts";
+import { globalCom2 } from "./globalcom2.ts";
 import { toDreDiversity } from "./todre.ts";
 
-export type PruneConfig = { method: "none" } | { method: "divprune" | "todre"; keep: KeepBudget };
+export type PruneConfig = { method: "none" } | { method: "divprune" | "todre"; keep: KeepBudget } | { method: "globalcom2"; keep: KeepBudget; grid: number };
+
+/** How many crops per side the method's vision input is cut into (1: the image as one view). */
+export function cropGrid(config: PruneConfig): number {
+  return config.method === "globalcom2" ? config.grid : 1;
+}
 
 /** Whether the method's visual tokens leave the decoder's cache once the prompt is in (ToDRE's second stage). */
 export function dropsVisualRowsAfterPrompt(config: PruneConfig): boolean {
@@ -20,6 +26,15 @@ export function selectVisualTokens(tokens: VisualTokens, config: PruneConfig): n
       return Array.from({ length: tokens.tokens }, (_, i) => i);
     case "divprune":
       return divPrune(tokens.features, tokens.tokens, tokens.dim, keptCount(config.keep, tokens.tokens), tokens.distances);
+    case "globalcom2": {
+      const grid = tokens.grid ?? 1;
+      const perView = tokens.tokens / (1 + grid * grid);
+      const side = Math.round(Math.sqrt(perView));
+      if (grid < 2 || side * side !== perView) throw new RuntimeError("bad-option", "prune: globalcom2 needs multi-crop visual tokens on a square patch grid");
+      if (!tokens.clsAttention) throw new RuntimeError("unsupported-model", "prune: globalcom2 needs the vision encoder's [CLS] attention (a cls_attention output)");
+      const views = Array.from({ length: 1 + grid * grid }, (_, v) => ({ clsAttention: tokens.clsAttention!.subarray(v * perView, (v + 1) * perView) }));
+      return globalCom2(views, side, grid, keptCount(config.keep, tokens.tokens) / tokens.tokens);
+    }
     case "todre":
       return toDreDiversity(tokens.features, tokens.tokens, tokens.dim, keptCount(config.keep, tokens.tokens), tokens.clsAttention, tokens.distances);
     default:
