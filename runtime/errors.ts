@@ -13,6 +13,10 @@ export class RuntimeError extends Error {
   }
 }
 
+/**
+ * By shape, not only by class: a compiled driver is imported through tsx (compiler/pipeline/run.ts),
+ * which loads its own copy of the runtime, so its errors are not instances of this module's class.
+ */
 export function isRuntimeError(e: unknown): e is RuntimeError {
-  return e instanceof RuntimeError;
+  return e instanceof RuntimeError || (e instanceof Error && e.name === "RuntimeError" && typeof (e as { code?: unknown }).code === "string");
 }
