@@ -74,7 +74,7 @@ interface Sample {
   keptTokens: number;
 }
 
-const { values } = parseArgs({ options: { questions: { type: "string", default: "200" }, "zoo-questions": { type: "string", default: "40" }, threads: { type: "string", default: "1" } } });
+const { values } = parseArgs({ options: { questions: { type: "string", default: "100" }, "zoo-questions": { type: "string", default: "30" }, threads: { type: "string", default: "1" } } });
 const threads = Number(values.threads);
 const started = performance.now();
 
