@@ -14,6 +14,10 @@ export interface ModelFacts {
   maxPositions?: number;
   kvInputs: string[];
   kvOutputs: string[];
+  /** A decoder fed inputs_embeds [B, S, C] (vision-language): C. */
+  embedsDim?: number;
+  /** A vision encoder (pixel_values in, visual tokens [B, Nv, C] out; layers is 0). */
+  vision?: { tokens?: number; dim: number };
 }
 
 /** Facts of the model at an absolute path, or a one-line reason it could not be read. */

@@ -172,6 +172,19 @@ export const SLOTS: Readonly<Record<string, SlotSpec>> = {
         lossy: true,
         params: { keep: { type: { kind: "budget" }, default: { percent: 10 }, doc: "visual tokens kept" } },
       },
+      globalcom2: {
+        doc: "GlobalCom2: a thumbnail and grid x grid crops are encoded; the thumbnail's [CLS] attention sets each crop's budget and guides which tokens stay",
+        lossy: true,
+        params: {
+          keep: { type: { kind: "budget" }, default: { percent: 25 }, doc: "visual tokens kept (the retention ratio)" },
+          grid: { type: int(2), default: 2, doc: "crops per image side" },
+        },
+      },
+      todre: {
+        doc: "ToDRE: diversity selection seeded at the encoder's most attended token; the visual tokens leave the KV cache once the prompt is in",
+        lossy: true,
+        params: { keep: { type: { kind: "budget" }, default: { percent: 10 }, doc: "visual tokens kept" } },
+      },
     },
   },
 };

@@ -4,6 +4,7 @@ import { createAllPositionLogits } from "./all-position-logits.ts";
 import { createCse } from "./cse.ts";
 import { createDce } from "./dce.ts";
 import { createLogitsTopk } from "./logits-topk.ts";
+import { createVisualTokenDistances } from "./visual-token-distances.ts";
 import { createSelfDraft } from "./self-draft.ts";
 import { formatBudget, parseBudget } from "./sparse-attention/budget.ts";
 import { parseAutoCount, parseLayers } from "./sparse-attention/options.ts";
@@ -92,6 +93,7 @@ export function defaultRegistry(): PassRegistry {
       create: createLogitsTopk,
     })
     .register({ name: "tree-attention-mask", create: createTreeAttentionMask })
+    .register({ name: "visual-token-distances", create: createVisualTokenDistances })
     .register({
       name: "self-draft",
       options: {

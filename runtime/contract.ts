@@ -30,7 +30,10 @@ export interface KvSlot extends StateSlot {
 }
 
 export interface DecoderContract {
+  /** Type of input_ids; for a model fed inputs_embeds, of the ids its token embedder takes (int64). */
   idsType: IntType;
+  /** The model takes inputs_embeds [B, S, C] instead of input_ids (vision-language decoders): C. */
+  embedsDim?: number;
   maskType?: IntType;
   positionType?: IntType;
   /** Merged with/without-past exports pick their branch with this flag. */
@@ -92,11 +95,12 @@ function presentNameFor(input: string, outputs: Set<string>): { output: string; 
 export function readContract(session: ort.InferenceSession): DecoderContract {
   const inputs = session.inputMetadata;
   const outputNames = new Set(session.outputNames);
-  if (!session.inputNames.includes("input_ids")) throw new RuntimeError("unsupported-model", `model has no input_ids input (inputs: ${session.inputNames.join(", ")})`);
+  const embeds = session.inputNames.includes("inputs_embeds");
+  if (!session.inputNames.includes("input_ids") && !embeds) throw new RuntimeError("unsupported-model", `model has neither an input_ids nor an inputs_embeds input (inputs: ${session.inputNames.join(", ")})`);
   if (!outputNames.has("logits")) throw new RuntimeError("unsupported-model", `model has no logits output (outputs: ${session.outputNames.join(", ")})`);
 
   const contract: DecoderContract = {
-    idsType: asIntType("input_ids", tensorMeta(inputs, "input_ids").type),
+    idsType: embeds ? "int64" : asIntType("input_ids", tensorMeta(inputs, "input_ids").type),
     hasCacheBranchFlag: false,
     logits: "logits",
     kvMode: "present",
@@ -113,10 +117,11 @@ export function readContract(session: ort.InferenceSession): DecoderContract {
     const m = ATTENDED_KEYS_OUTPUT.exec(output);
     if (m) contract.attendedKeys.push({ method: m[1]!, layer: Number(m[2]), output });
   }
+  if (embeds) contract.embedsDim = embedsDim(tensorMeta(inputs, "inputs_embeds"));
 
   const modes = new Set<KvMode>();
   for (const name of session.inputNames) {
-    if (name === "input_ids") continue;
+    if (name === "input_ids" || name === "inputs_embeds") continue;
     if (name === "attention_mask") contract.maskType = asIntType(name, tensorMeta(inputs, name).type);
     else if (name === "position_ids") contract.positionType = asIntType(name, tensorMeta(inputs, name).type);
     else if (name === "use_cache_branch") contract.hasCacheBranchFlag = true;
@@ -149,6 +154,14 @@ export function readContract(session: ort.InferenceSession): DecoderContract {
     if (contract.hasTreeMask) throw new RuntimeError("unsupported-model", "a tree_attention_mask covers past + new rows, but an append-only model attends over its whole buffer; compile tree attention without kv-append-only");
   }
   return contract;
+}
+
+function embedsDim(meta: ort.InferenceSession.TensorValueMetadata): number {
+  const C = meta.shape[meta.shape.length - 1];
+  if (meta.type !== "float32" || meta.shape.length !== 3 || typeof C !== "number") {
+    throw new RuntimeError("unsupported-model", `model input inputs_embeds must be float32 [B, S, C] with a fixed C, got ${meta.type} [${meta.shape.join(", ")}]`);
+  }
+  return C;
 }
 
 /** Output names the logits-topk pass gives its results (the runtime reads names, it imports no pass). */

@@ -12,6 +12,7 @@ import { RecurrentState, type RecurrentSnapshot } from "./cache/recurrent-state.
 import { SelectionCache } from "./cache/selection-cache.ts";
 import { AttendedKeys } from "./attended-keys.ts";
 import { readContract, type DecoderContract } from "./contract.ts";
+import { TokenEmbedder } from "./token-embedder.ts";
 import { openSession, type ResolvedDevice, type SessionOptions } from "./device.ts";
 import { isRuntimeError, RuntimeError } from "./errors.ts";
 import { cleanOrtMessage } from "./ort-message.ts";
@@ -35,6 +36,8 @@ export interface DecoderOptions extends SessionOptions {
    * and chooses on the host. Default MIN_LOGITS_FOR_IDS.
    */
   minLogitsForIds?: number;
+  /** A decoder fed inputs_embeds: its token embedding model; default embed_tokens.onnx beside it. */
+  embedTokens?: string;
 }
 
 /** What exporters write next to the model: genai_config.json, a transformers config.json, or pipec's zoo config.json. */
@@ -71,6 +74,8 @@ export class DecoderModel {
     private readonly cacheOptions: KvCacheOptions,
     readonly bindOutputs: boolean,
     private readonly minLogitsForIds: number,
+    /** Turns token ids into inputs_embeds, for a decoder that takes those (contract.embedsDim). */
+    readonly embedder?: TokenEmbedder,
   ) {}
 
   static async open(modelPath: string, options: DecoderOptions = {}): Promise<DecoderModel> {
@@ -82,7 +87,8 @@ export class DecoderModel {
     try {
       const contract = readContract(session);
       const declared = readDeclaredConfig(modelPath);
-      return new DecoderModel(modelPath, session, device, contract, options.maxPositions ?? declared.maxPositions, declared.eosTokenIds, options.kvCache ?? {}, options.bindOutputs ?? false, minLogitsForIds);
+      const embedder = contract.embedsDim === undefined ? undefined : await openEmbedder(modelPath, contract.embedsDim, { ...options, device });
+      return new DecoderModel(modelPath, session, device, contract, options.maxPositions ?? declared.maxPositions, declared.eosTokenIds, options.kvCache ?? {}, options.bindOutputs ?? false, minLogitsForIds, embedder);
     } catch (e) {
       await session.release();
       // The contract's reasons name a model input; the file they are about comes first.
@@ -108,7 +114,17 @@ export class DecoderModel {
 
   async release(): Promise<void> {
     await this.session.release();
+    await this.embedder?.release();
   }
+}
+
+async function openEmbedder(modelPath: string, dim: number, options: DecoderOptions): Promise<TokenEmbedder> {
+  const embedder = await TokenEmbedder.open(modelPath, options, options.embedTokens);
+  if (embedder.dim !== dim) {
+    await embedder.release();
+    throw new RuntimeError("unsupported-model", `the token embedding model gives ${embedder.dim}-wide embeddings but the decoder's inputs_embeds is ${dim} wide`);
+  }
+  return embedder;
 }
 
 /** Per row of one step, the model's likeliest token ids, likeliest first (ties: the lower id): row r's are ids[r * k ..]. */
@@ -230,6 +246,20 @@ export class DecoderSequence {
     return this.model.fetchesTop(k, tokens.length) ? this.forwardTop(tokens, k, treeParents) : this.forward(tokens, treeParents);
   }
 
+  /**
+   * Runs rows given as embeddings ([S * C], the decoder's inputs_embeds) at explicit positions,
+   * which may leave gaps (visual tokens pruned at their original positions); the next position
+   * follows the last. Returns logits [1, S, V].
+   */
+  async forwardEmbeds(embeds: Float32Array, positions: readonly number[]): Promise<ort.Tensor> {
+    const C = this.model.contract.embedsDim;
+    if (C === undefined) throw new RuntimeError("no-embeds-input", "the model takes input_ids, not inputs_embeds");
+    if (embeds.length !== positions.length * C) throw new RangeError(`${positions.length} positions but ${embeds.length / C} embedding rows`);
+    const { logits } = this.model.contract;
+    this.model.logitsFetches++;
+    return (await this.run({ embeds: new ort.Tensor("float32", embeds, [1, positions.length, C]), positions }, undefined, { [logits]: null }))[logits]!;
+  }
+
   /** Runs `tokens` for their effect on the caches alone, fetching no logits (replaying accepted tokens). */
   async advance(tokens: readonly number[]): Promise<void> {
     await this.run(tokens, undefined, {});
@@ -249,21 +279,28 @@ export class DecoderSequence {
     this.lengthBeforeLast = undefined;
   }
 
-  private async run(tokens: readonly number[], treeParents: readonly number[] | undefined, wanted: Record<string, ort.Tensor | null>): Promise<ort.InferenceSession.ReturnType> {
-    const S = tokens.length;
+  private async run(input: readonly number[] | GivenRows, treeParents: readonly number[] | undefined, wanted: Record<string, ort.Tensor | null>): Promise<ort.InferenceSession.ReturnType> {
+    const given = "embeds" in input ? input : undefined;
+    const tokens = given ? [] : (input as readonly number[]);
+    const S = given ? given.positions.length : tokens.length;
     const start = this.nextPosition;
+    const end = given ? Math.max(start - 1, ...given.positions) + 1 : start + S;
     const { contract, maxPositions, session } = this.model;
     if (S === 0) throw new RangeError("forward needs at least one token");
-    if (maxPositions !== undefined && start + S > maxPositions) {
-      throw new RuntimeError("context-overflow", `sequence of ${start + S} tokens exceeds the model's ${maxPositions} positions`);
+    if (maxPositions !== undefined && end > maxPositions) {
+      throw new RuntimeError("context-overflow", `sequence of ${end} tokens exceeds the model's ${maxPositions} positions`);
     }
     const feeds: Record<string, ort.Tensor> = {};
     const fetches: Record<string, ort.Tensor | null> = {};
-    feeds.input_ids = S === 1 ? this.singleIds(tokens[0]) : intTensor(contract.idsType, tokens, [1, S]);
+    if (given) feeds.inputs_embeds = given.embeds;
+    else if (this.model.embedder) feeds.inputs_embeds = new ort.Tensor("float32", await this.model.embedder.embed(tokens), [1, S, this.model.embedder.dim]);
+    else feeds.input_ids = S === 1 ? this.singleIds(tokens[0]) : intTensor(contract.idsType, tokens, [1, S]);
     if (treeParents && !contract.hasTreeMask) throw new RuntimeError("no-tree-attention", "a token tree needs a model compiled with the tree-attention-mask pass (it has no tree_attention_mask input)");
     if (treeParents && treeParents.length !== S) throw new RangeError(`${S} tokens but ${treeParents.length} tree parents`);
+    if (given && !contract.positionType) throw new RuntimeError("no-position-ids", "rows at explicit positions need a model with a position_ids input");
     if (contract.positionType) {
-      if (S === 1) feeds.position_ids = this.singlePosition(start);
+      if (given) feeds.position_ids = intTensor(contract.positionType, given.positions, [1, S]);
+      else if (S === 1) feeds.position_ids = this.singlePosition(start);
       else {
         const offsets = treeParents ? treeDepths(treeParents) : undefined;
         feeds.position_ids = intTensor(contract.positionType, Array.from({ length: S }, (_, j) => start + (offsets ? offsets[j] : j)), [1, S]);
@@ -293,7 +330,7 @@ export class DecoderSequence {
     this.lengthBeforeLast = pastRows;
     this.selection.accept(outputs, S);
     this.attended.accept(outputs, S);
-    this.nextPosition += S;
+    this.nextPosition = end;
     return outputs;
   }
 
@@ -343,6 +380,12 @@ export class DecoderSequence {
     setInt(this.single.positions!, 0, position);
     return this.single.positionsTensor!;
   }
+}
+
+/** Rows given as embeddings at explicit positions (DecoderSequence.forwardEmbeds). */
+interface GivenRows {
+  embeds: ort.Tensor;
+  positions: readonly number[];
 }
 
 function intTensor(type: IntType, values: readonly number[], dims: number[]): ort.Tensor {

@@ -15,6 +15,7 @@ import { createSampler, type SamplingConfig } from "./sampling/sampler.ts";
 import { floatData, readFloatRow } from "./tensors.ts";
 import { TextStream } from "./text-stream.ts";
 import type { TextTokenizer } from "./tokenizer.ts";
+import { imagePromptRows, textRows, type ImagePrompt } from "./vision/splice.ts";
 
 export interface GenerateOptions {
   /** Most tokens to generate (default 128). */
@@ -39,6 +40,8 @@ export interface GenerateOptions {
   speculate?: SpeculateOptions | RecycleSpeculation | SpecTrSpeculation | DySpecSpeculation;
   /** StreamingLLM: after every step keep only the sink rows and the recent window of the KV cache (the model needs the streaming-llm pass). */
   streaming?: StreamingConfig;
+  /** Visual tokens that replace the prompt's image token (a decoder fed inputs_embeds); the prompt then runs in one call. */
+  image?: ImagePrompt;
 }
 
 export type FinishReason = "eos" | "stop-string" | "max-tokens" | "context-full" | "aborted";
@@ -102,7 +105,9 @@ export class Generator {
     const sequence = this.model.newSequence();
     const evict = () => options.streaming && evictStreaming(sequence, options.streaming);
     const chunk = options.prefillChunkSize ?? promptIds.length;
-    sequence.reserve(options.streaming ? streamingRows(promptIds.length, chunk, maxTokens, options.streaming) : promptIds.length + maxTokens);
+    const imageRows = options.image ? options.image.kept.length - 1 : 0;
+    if (options.image) checkImageOptions(options, this.model);
+    sequence.reserve(options.streaming ? streamingRows(promptIds.length, chunk, maxTokens, options.streaming) : promptIds.length + imageRows + maxTokens);
     const tokens = [...promptIds];
     const generated: number[] = [];
     let finishReason: FinishReason = "max-tokens";
@@ -122,7 +127,12 @@ export class Generator {
     const prefillStart = clock.now();
     let last: ort.Tensor | TopTokens | undefined;
     const promptSteps: PromptStep[] = [];
-    for (let at = 0; at < promptIds.length && !options.signal?.aborted; at += chunk) {
+    if (options.image) {
+      const rows = await imagePromptRows(promptIds, options.image, this.model.embedder!);
+      last = await sequence.forwardEmbeds(rows.embeds, rows.positions);
+      if (options.image.dropAfterPrompt) sequence.gather(textRows(promptIds, options.image), sequence.position);
+    }
+    for (let at = 0; at < promptIds.length && !options.image && !options.signal?.aborted; at += chunk) {
       const ids = promptIds.slice(at, at + chunk);
       last = idsSuffice ? await sequence.forwardIdsOrLogits(ids, promptTop) : await sequence.forward(ids);
       if (recycle) promptSteps.push({ tokens: ids, output: last });
@@ -196,7 +206,7 @@ export class Generator {
       stats: {
         ...clock.finish({
           device: this.model.device,
-          promptTokens: promptIds.length,
+          promptTokens: promptIds.length + imageRows,
           generatedTokens: generated.length,
           sessionRunMs: sequence.runMs,
           peakKvBytes: sequence.cache.peakBytes,
@@ -229,6 +239,14 @@ export class Generator {
       ids = ids.slice(ids.length - Math.max(1, limit - maxTokens));
     }
     return ids;
+  }
+}
+
+/** An image goes into one prefill call of a decoder fed inputs_embeds; what would split or replay that prompt is refused. */
+function checkImageOptions(options: GenerateOptions, model: DecoderModel): void {
+  if (!model.embedder) throw new RuntimeError("no-embeds-input", "an image needs a decoder that takes inputs_embeds");
+  for (const [given, what] of [[options.prefillChunkSize, "prefillChunkSize"], [options.speculate, "speculate"], [options.streaming, "streaming"]] as const) {
+    if (given !== undefined) throw new RuntimeError("bad-option", `${what} is not supported with an image prompt`);
   }
 }
 

@@ -9,6 +9,7 @@ import { PACKAGE_ROOT, PIPEC_VERSION } from "../paths.ts";
 import type { PassRegistry } from "../pass-manager/registry.ts";
 import { writeDirAtomically } from "./atomic-dir.ts";
 import { generateDriver } from "./driver.ts";
+import { copyVisionCompanions } from "./vision-files.ts";
 import { dumpPipeline } from "./dump.ts";
 import { analyzeFile, analyzeSource, type FrontendResult } from "./frontend.ts";
 import { lossyRequests, type PipelineIR } from "./ir.ts";
@@ -104,6 +105,7 @@ async function writeOutputs(placement: Placement, front: FrontendResult, dir: st
       const from = join(dirname(m.path), config);
       if (existsSync(from)) copyFileSync(from, join(dir, "models", m.name, config));
     }
+    copyVisionCompanions(m, join(dir, "models", m.name));
     modelFiles[m.name] = target;
     inputs.push({ role: "model", name: m.name, path: rel(m.path), sha256: sha256File(m.path) });
   }
@@ -137,6 +139,7 @@ async function writeOutputs(placement: Placement, front: FrontendResult, dir: st
       stop: s.stop,
       device: s.device,
     })),
+    ...(ir.encoders && { encoders: ir.encoders.map((e) => ({ name: e.name, model: e.model, prune: { method: e.prune.use.method, params: e.prune.use.params, lossy: e.prune.use.lossy, level: e.prune.level }, device: e.device })) }),
     lossy: lossyRequests(ir),
     // Kept so that a cached run shows them again (run.ts).
     warnings: diagnostics.filter((d) => d.severity === "warning").map((d) => ({ message: d.message, ...(d.span && { span: d.span }) })),

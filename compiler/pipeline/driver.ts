@@ -1,6 +1,7 @@
 import { IndentationText, Project, QuoteKind, VariableDeclarationKind, type WriterFunction } from "ts-morph";
 import type { GenerateNode, PipelineIR } from "./ir.ts";
 import { runtimeSampling, runtimeSpeculation, runtimeStreaming } from "./runtime-options.ts";
+import { generateVisionDriver } from "./vision-driver.ts";
 
 export interface DriverLayout {
   /** Module specifier of the runtime: `pipec/runtime`, or a relative path to runtime/index.ts. */
@@ -20,6 +21,8 @@ export interface DriverLayout {
 export function generateDriver(ir: PipelineIR, layout: DriverLayout): string {
   const stage = ir.stages.find((s) => s.kind === "generate");
   if (!stage) throw new Error("a pipeline IR without a generate stage reached the driver generator");
+  const encoder = ir.encoders?.find((e) => e.name === stage.input);
+  if (encoder) return generateVisionDriver(ir, stage, encoder, layout);
   const project = new Project({ useInMemoryFileSystem: true, manipulationSettings: { indentationText: IndentationText.TwoSpaces, quoteKind: QuoteKind.Double } });
   const file = project.createSourceFile("driver.ts");
   const tokenizer = ir.tokenizers.find((t) => t.name === stage.tokenizer);

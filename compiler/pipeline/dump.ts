@@ -1,6 +1,6 @@
 import type { ModelFacts } from "../../dsl/facts.ts";
 import { printMethod } from "../../dsl/print.ts";
-import { lossyRequests, type GenerateNode, type Lowered, type ModelNode, type PipelineIR } from "./ir.ts";
+import { lossyRequests, type EncodeNode, type GenerateNode, type Lowered, type ModelNode, type PipelineIR } from "./ir.ts";
 
 /**
  * The pipeline IR as text that reads like the .pipe it came from, with everything explicit:
@@ -13,6 +13,7 @@ export function dumpPipeline(ir: PipelineIR, paths: (p: string) => string = (p) 
   out.push(`pipeline ${ir.name} {`, `  device: ${ir.device}`);
   for (const m of ir.models) out.push(...dumpModel(m, paths));
   for (const t of ir.tokenizers) out.push(`  tokenizer ${t.name} = ${t.kind === "hf" ? `hf(${JSON.stringify(paths(t.path))})` : "ids"}`);
+  for (const e of ir.encoders ?? []) out.push(...dumpEncode(e));
   for (const s of ir.stages) out.push(...dumpGenerate(s));
   out.push("}");
   return out.join("\n") + "\n";
@@ -30,7 +31,9 @@ function dumpModel(m: ModelNode, paths: (p: string) => string): string[] {
 }
 
 function factLines(f: ModelFacts): [string, string][] {
+  if (f.vision) return [["visual_tokens", f.vision.tokens !== undefined ? String(f.vision.tokens) : "dynamic"], ["visual_dim", String(f.vision.dim)]];
   const lines: [string, string][] = [["layers", String(f.layers)]];
+  if (f.embedsDim !== undefined) lines.push(["inputs_embeds_dim", String(f.embedsDim)]);
   if (f.heads !== undefined) lines.push(["heads", String(f.heads)]);
   if (f.kvHeads !== undefined) lines.push(["kv_heads", String(f.kvHeads)]);
   if (f.headDim !== undefined) lines.push(["head_dim", String(f.headDim)]);
@@ -41,12 +44,17 @@ function factLines(f: ModelFacts): [string, string][] {
   return lines;
 }
 
+function method(l: Lowered): string {
+  const notes = l.unplaced ? ["not applied: the model cannot take it"] : [l.level === "none" ? "nothing to do" : `${l.level}`, ...(l.use.lossy ? ["lossy"] : [])];
+  return `    ${l.use.slot}: ${printMethod(l.use)}${l.use.optional ? "?" : ""}  # ${notes.join(", ")}`;
+}
+
+function dumpEncode(e: EncodeNode): string[] {
+  return [`  stage ${e.name} = encode(model: ${e.model}) {`, method(e.prune), `    device: ${e.device}`, "  }"];
+}
+
 function dumpGenerate(s: GenerateNode): string[] {
   const args = [`model: ${s.model}`, `tokenizer: ${s.tokenizer}`, ...(s.input !== undefined ? [`input: ${s.input}`] : [])];
-  const method = (l: Lowered) => {
-    const notes = l.unplaced ? ["not applied: the model cannot take it"] : [l.level === "none" ? "nothing to do" : `${l.level}`, ...(l.use.lossy ? ["lossy"] : [])];
-    return `    ${l.use.slot}: ${printMethod(l.use)}${l.use.optional ? "?" : ""}  # ${notes.join(", ")}`;
-  };
   return [
     `  stage ${s.name} = generate(${args.join(", ")}) {`,
     method(s.kv),

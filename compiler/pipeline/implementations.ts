@@ -64,6 +64,10 @@ export const IMPLEMENTATIONS: Readonly<Record<string, Implementation>> = {
   "prune.none": { level: "none" },
   "sampling.greedy": { level: "runtime" },
   "sampling.sample": { level: "runtime" },
+  // Visual token pruning runs in the runtime between the vision encoder and the decoder (runtime/vision/prune/).
+  "prune.divprune": { level: "runtime" },
+  "prune.todre": { level: "runtime" },
+  "prune.globalcom2": { level: "runtime" },
   // Speculation is the runtime's Speculator; the driver passes it the stage's settings.
   "speculate.lookup": { level: "runtime" },
   "speculate.draft": { level: "runtime" },

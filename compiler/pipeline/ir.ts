@@ -15,6 +15,8 @@ export interface PipelineIR {
   tokenizers: TokenizerNode[];
   /** In dataflow order. */
   stages: StageNode[];
+  /** Vision encoder stages, each feeding the generate stage whose `input` names it (absent in text-only pipelines). */
+  encoders?: EncodeNode[];
 }
 
 export interface ModelNode {
@@ -58,6 +60,15 @@ export interface GenerateNode {
   device: Device;
 }
 
+/** A vision encoder and projector: image in, visual tokens (after `prune`) out to the generate stage reading it. */
+export interface EncodeNode {
+  kind: "encode";
+  name: string;
+  model: string;
+  prune: Lowered;
+  device: Device;
+}
+
 /** A method request and how it is carried out. */
 export interface Lowered {
   use: MethodUse;
@@ -69,5 +80,6 @@ export interface Lowered {
 
 /** Every lossy request of the pipeline, as `stage.slot: method` lines for the dump and the manifest. */
 export function lossyRequests(ir: PipelineIR): string[] {
-  return ir.stages.flatMap((s) => [s.kv, s.attention, s.speculate, s.sampling].filter((l) => l.use.lossy && !l.unplaced).map((l) => `${s.name}.${l.use.slot}: ${l.use.method}`));
+  const encoders = (ir.encoders ?? []).filter((e) => e.prune.use.lossy).map((e) => `${e.name}.prune: ${e.prune.use.method}`);
+  return [...encoders, ...ir.stages.flatMap((s) => [s.kv, s.attention, s.speculate, s.sampling].filter((l) => l.use.lossy && !l.unplaced).map((l) => `${s.name}.${l.use.slot}: ${l.use.method}`))];
 }

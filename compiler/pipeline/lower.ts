@@ -5,8 +5,9 @@ import { isPipecError } from "../errors.ts";
 import type { PassRegistry } from "../pass-manager/registry.ts";
 import { printParam } from "../../dsl/print.ts";
 import { IMPLEMENTATIONS, LIFT_ATTENTION, LOGITS_TOPK, LOWER_ATTENTION, SELF_DRAFT, speculationIds } from "./implementations.ts";
-import type { GenerateNode, GraphPassStep, Lowered, ModelNode, PipelineIR, TokenizerNode } from "./ir.ts";
+import type { EncodeNode, GenerateNode, GraphPassStep, Lowered, ModelNode, PipelineIR, TokenizerNode } from "./ir.ts";
 import { composeSparseWithSpeculation } from "./method-compatibility.ts";
+import { checkImageInput, lowerEncode } from "./vision-stages.ts";
 
 /**
  * Turns a checked pipeline into the pipeline IR: each requested method becomes graph passes on
@@ -18,9 +19,11 @@ export function lowerPipeline(p: CheckedPipeline, registry: PassRegistry, diags:
   for (const m of p.models) if (m.facts) models.set(m.name, { name: m.name, path: m.path, facts: m.facts, passes: [] });
   const tokenizers: TokenizerNode[] = p.tokenizers.map((t) => (t.kind === "hf" ? { name: t.name, kind: "hf", path: t.path! } : { name: t.name, kind: "ids" }));
   const stages: GenerateNode[] = [];
+  const encoders: EncodeNode[] = [];
   for (const s of p.stages) {
-    if (s.kind !== "generate") {
-      diags.error(`not supported yet: ${s.kind} stages (vision encoders) cannot be compiled by this build`, s.span);
+    if (s.kind === "encode") {
+      const node = lowerEncode(s, models.get(s.refs["model"]!), registry, diags, (use) => lowerMethod(use, s, undefined, registry, diags));
+      if (node) encoders.push(node);
       continue;
     }
     const generates = p.stages.filter((x) => x.kind === "generate");
@@ -30,15 +33,16 @@ export function lowerPipeline(p: CheckedPipeline, registry: PassRegistry, diags:
     }
     const node = lowerGenerate(s, models.get(s.refs["model"]!), registry, diags, models);
     if (node) stages.push(node);
+    if (node) checkImageInput(s, node, p.stages, models, diags);
   }
   if (diags.hasErrors) return undefined;
   for (const m of models.values()) m.passes = bracketAttentionPasses(m.passes, registry);
-  return { name: p.name, source: p.file, device: p.device, models: [...models.values()], tokenizers, stages };
+  return { name: p.name, source: p.file, device: p.device, models: [...models.values()], tokenizers, stages, ...(encoders.length && { encoders }) };
 }
 
 function lowerGenerate(s: CheckedStage, model: ModelNode | undefined, registry: PassRegistry, diags: Diagnostics, models: Map<string, ModelNode>): GenerateNode | undefined {
   const prune = s.methods["prune"];
-  if (prune && prune.method !== "none") diags.error(`not supported yet: prune: ${prune.method} needs a vision encoder stage feeding '${s.name}', and this build has none`, prune.span ?? s.span);
+  if (prune && prune.method !== "none") diags.error(`prune: ${prune.method} acts on visual tokens: set it in the encode stage that feeds '${s.name}'`, prune.span ?? s.span);
   const lower = (slot: string): Lowered | undefined => {
     let use = s.methods[slot]!;
     if (use.method === "self" && slot === "speculate" && model) use = selfDraftAsDraftModel(use, model, s, models);

@@ -15,7 +15,7 @@ export function readModelFacts(model: Model, configDir?: string): ModelFacts {
   const inputs = model.graph.inputs.map((v) => v.name).filter((n) => KV_INPUT.test(n)).sort(naturalOrder);
   const outputs = model.graph.outputs.map((v) => v.name).filter((n) => KV_OUTPUT.test(n)).sort(naturalOrder);
   const layerIds = new Set(inputs.map((n) => { const m = KV_INPUT.exec(n)!; return m[1] ?? m[3]; }));
-  const facts: ModelFacts = { layers: layerIds.size, kvInputs: inputs, kvOutputs: outputs };
+  const facts: ModelFacts = { layers: layerIds.size, kvInputs: inputs, kvOutputs: outputs, ...visionFacts(model) };
   // [B, Hkv, P, D] (Optimum) or [2, B, H, P, D] (stacked): Hkv and D are the axes before and after P.
   const kvType = model.graph.inputs.find((v) => v.name === inputs[0])?.type;
   if (kvType?.kind === "tensor" && kvType.shape && kvType.shape.length >= 4) {
@@ -68,7 +68,7 @@ export function fileFactsProvider(cache = new Map<string, ModelFacts | { error: 
     if (!facts) {
       try {
         facts = readModelFacts(loadModel(path), dirname(path));
-        if (facts.layers === 0) facts = { error: "not a decoder with a KV cache: no past_key_values.* inputs" };
+        if (facts.layers === 0 && !facts.vision) facts = { error: "not a decoder with a KV cache (no past_key_values.* inputs) nor a vision encoder (no pixel_values input)" };
       } catch (e) {
         if (!isPipecError(e)) throw e;
         // loadModel names the file; the diagnostic already points at the path in the .pipe.
@@ -78,4 +78,20 @@ export function fileFactsProvider(cache = new Map<string, ModelFacts | { error: 
     }
     return facts;
   };
+}
+
+/** What a multimodal pipeline needs of a model: a vision encoder's visual tokens, a decoder's inputs_embeds width. */
+function visionFacts(model: Model): Pick<ModelFacts, "embedsDim" | "vision"> {
+  const shape = (list: readonly { name: string; type?: Model["graph"]["inputs"][number]["type"] }[], name?: string) => {
+    const v = name === undefined ? list[0] : list.find((x) => x.name === name);
+    return v?.type?.kind === "tensor" ? v.type.shape : undefined;
+  };
+  const embeds = shape(model.graph.inputs, "inputs_embeds")?.at(-1);
+  if (typeof embeds === "number") return { embedsDim: embeds };
+  if (!model.graph.inputs.some((v) => v.name === "pixel_values")) return {};
+  // The visual tokens are the first output other than the [CLS] attention map.
+  const tokens = shape(model.graph.outputs.filter((v) => v.name !== "cls_attention"));
+  const [n, dim] = [tokens?.[1], tokens?.[2]];
+  if (tokens?.length !== 3 || typeof dim !== "number") return {};
+  return { vision: { dim, ...(typeof n === "number" && { tokens: n }) } };
 }

@@ -10,6 +10,7 @@ import { compilerIdentity } from "../paths.ts";
 import { cacheLimitBytes, cacheRoot, entryFor, evictToLimit, keyFileOf, touchEntry } from "./cache-dir.ts";
 import { compileFile, type CompileResult } from "./compile.ts";
 import { analyzeFile } from "./frontend.ts";
+import { visionCompanions } from "./vision-files.ts";
 
 export interface RunOptions {
   /** Where compiled pipelines are kept; default the user's cache folder (see cache-dir.ts). */
@@ -24,11 +25,13 @@ export interface RunOptions {
   stop?: readonly string[];
   sampling?: SamplingConfig;
   signal?: AbortSignal;
+  /** The image of a pipeline with an encode stage (a PNG or JPEG file). */
+  image?: string;
 }
 
 /** A compiled pipeline, as its driver.ts creates it. */
 export interface CompiledPipeline {
-  generate(prompt: string | readonly number[], options?: { maxTokens?: number; stop?: readonly string[]; sampling?: SamplingConfig; signal?: AbortSignal }): AsyncGenerator<GenerationEvent>;
+  generate(prompt: string | readonly number[], options?: { maxTokens?: number; stop?: readonly string[]; sampling?: SamplingConfig; signal?: AbortSignal; image?: string }): AsyncGenerator<GenerationEvent>;
   close(): Promise<void>;
 }
 
@@ -57,7 +60,7 @@ export async function prepareRun(file: string, opts: RunOptions = {}): Promise<P
   const outDir = resolve(opts.cacheEntry ?? entryFor(root, file));
   const keyFile = keyFileOf(outDir);
   if (!front.ir || front.diagnostics.hasErrors) return { compile: { file: front.file, source: front.source, diagnostics: front.diagnostics.sorted() } };
-  const key = cacheKey(front.source, [...front.ir.models.map((m) => m.path), ...front.ir.tokenizers.flatMap((t) => (t.kind === "hf" ? [t.path] : []))]);
+  const key = cacheKey(front.source, [...front.ir.models.flatMap((m) => [m.path, ...visionCompanions(m.facts).map((c) => join(dirname(m.path), c))]), ...front.ir.tokenizers.flatMap((t) => (t.kind === "hf" ? [t.path] : []))]);
   if (existsSync(keyFile) && existsSync(join(outDir, "driver.ts")) && readFileSync(keyFile, "utf8") === key) {
     touchEntry(outDir);
     return { compile: { file: front.file, source: front.source, diagnostics: storedWarnings(outDir), ir: front.ir, outDir }, outDir };
@@ -75,7 +78,7 @@ export async function* runCompiled(outDir: string, prompt: string | readonly num
   const { device, threads, onNotice, maxTokens, stop, sampling, signal } = opts;
   const pipeline = await loadCompiled(outDir, { device, threads, onNotice });
   try {
-    yield* pipeline.generate(prompt, { maxTokens, stop, sampling, signal });
+    yield* pipeline.generate(prompt, { maxTokens, stop, sampling, signal, ...(opts.image !== undefined && { image: opts.image }) });
   } finally {
     await pipeline.close();
   }

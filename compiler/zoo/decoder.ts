@@ -26,10 +26,12 @@ export interface DecoderShape {
   vocabSize: number;
   attention: AttentionSpec;
   encoding: AttentionEncoding;
+  /** Take inputs_embeds [B, S, width] instead of input_ids (a vision-language decoder). */
+  embedsWidth?: number;
 }
 
 /**
- * The Optimum-convention shell every family shares: inputs input_ids / attention_mask /
+ * The Optimum-convention shell every family shares: inputs input_ids (or inputs_embeds) / attention_mask /
  * position_ids / past_key_values.{i}.key|value, outputs logits and present.{i}.key|value.
  * `body` maps the inputs to logits [B, S, V] using `ctx`.
  */
@@ -38,7 +40,7 @@ export function buildDecoder(shape: DecoderShape, weights: WeightSource, body: (
   const b = new Builder(model.graph);
   const { kvHeads, headDim } = shape.attention;
   const inputs: DecoderInputs = {
-    inputIds: b.input("input_ids", DataType.INT64, [B, S]),
+    ...(shape.embedsWidth === undefined ? { inputIds: b.input("input_ids", DataType.INT64, [B, S]) } : { inputsEmbeds: b.input("inputs_embeds", DataType.FLOAT, [B, S, shape.embedsWidth]) }),
     attentionMask: b.input("attention_mask", DataType.INT64, [B, T]),
     positionIds: b.input("position_ids", DataType.INT64, [B, S]),
   };

@@ -16,7 +16,7 @@ export function buildGpt2(c: Gpt2Config, encoding: AttentionEncoding, weights: W
     const std = 1 / Math.sqrt(c.hidden);
     const tokens = ctx.weight("transformer.wte.weight", [c.vocabSize, c.hidden], { kind: "uniform", std });
     const positions = ctx.weight("transformer.wpe.weight", [c.maxPositions, c.hidden], { kind: "uniform", std });
-    let h = b.op.Add(b.op.Gather(tokens, ctx.inputs.inputIds), b.op.Gather(positions, ctx.inputs.positionIds));
+    let h = b.op.Add(b.op.Gather(tokens, ctx.inputs.inputIds!), b.op.Gather(positions, ctx.inputs.positionIds));
     for (let i = 0; i < c.layers; i++) h = block(ctx, c, i, h);
     const normed = norm(ctx, c, "transformer.ln_f", h);
     return b.op.MatMul(normed, b.op.Transpose(tokens, { perm: [1, 0] }));

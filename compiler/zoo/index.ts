@@ -16,3 +16,5 @@ export {
 } from "./config.ts";
 export { modelFacts, type ModelFacts } from "./facts.ts";
 export { GeneratedWeights, inlineSink, type TensorSink, type WeightInit, type WeightSource } from "./weights.ts";
+export { buildVisionEncoder, visionConfig, visualTokens, type VisionConfig } from "./vision.ts";
+export { buildEmbedTokens, writeZooVlm, type VlmConfig } from "./vlm.ts";

@@ -9,7 +9,7 @@ import type { WeightSource } from "./weights.ts";
  * A Llama-family decoder (Llama 2/3, Qwen2 with qkvBias): RMSNorm, rotary, GQA, SwiGLU.
  * Matrices are [in, out] initializers named after Hugging Face's parameters.
  */
-export function buildLlama(c: LlamaConfig, encoding: AttentionEncoding, weights: WeightSource): Model {
+export function buildLlama(c: LlamaConfig, encoding: AttentionEncoding, weights: WeightSource, inputsEmbeds = false): Model {
   const D = headDim(c);
   const attention = {
     heads: c.heads,
@@ -18,18 +18,22 @@ export function buildLlama(c: LlamaConfig, encoding: AttentionEncoding, weights:
     rotary: { layout: c.rotary, theta: c.ropeTheta, maxPositions: c.maxPositions },
     scaleOp: "mul" as const,
   };
-  return buildDecoder({ layers: c.layers, vocabSize: c.vocabSize, attention, encoding }, weights, (ctx) => {
+  return buildDecoder({ layers: c.layers, vocabSize: c.vocabSize, attention, encoding, ...(inputsEmbeds && { embedsWidth: c.hidden }) }, weights, (ctx) => {
     const { b } = ctx;
-    const embedding = ctx.weight("model.embed_tokens.weight", [c.vocabSize, c.hidden], { kind: "uniform", std: 1 / Math.sqrt(c.hidden) });
-    let h = b.op.Gather(embedding, ctx.inputs.inputIds); // [B, S, hidden]
+    // A decoder fed inputs_embeds holds the token embedding only as a tied classifier.
+    const embedding = inputsEmbeds && !c.tiedEmbeddings ? undefined : ctx.weight(EMBED_TOKENS_WEIGHT, [c.vocabSize, c.hidden], EMBED_TOKENS_INIT(c));
+    let h = ctx.inputs.inputsEmbeds ?? b.op.Gather(embedding!, ctx.inputs.inputIds!); // [B, S, hidden]
     for (let i = 0; i < c.layers; i++) h = layer(ctx, c, encoding, i, h);
     const normed = rmsNorm(b, encoding, h, ctx.weight("model.norm.weight", [c.hidden], { kind: "gain" }), c.rmsEps);
     const head = c.tiedEmbeddings
-      ? b.op.Transpose(embedding, { perm: [1, 0] })
+      ? b.op.Transpose(embedding!, { perm: [1, 0] })
       : ctx.weight("lm_head.weight", [c.hidden, c.vocabSize], { kind: "uniform", std: 1 / Math.sqrt(c.hidden) });
     return b.op.MatMul(normed, head);
   });
 }
+
+export const EMBED_TOKENS_WEIGHT = "model.embed_tokens.weight";
+export const EMBED_TOKENS_INIT = (c: LlamaConfig) => ({ kind: "uniform", std: 1 / Math.sqrt(c.hidden) }) as const;
 
 function layer(ctx: DecoderContext, c: LlamaConfig, encoding: AttentionEncoding, i: number, h: Value): Value {
   const { b } = ctx;

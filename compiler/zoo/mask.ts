@@ -4,7 +4,10 @@ import type { Value } from "../ir/value.ts";
 
 /** The external inputs every decoder reads, in the Optimum convention. */
 export interface DecoderInputs {
-  inputIds: Value; // int64 [B, S]
+  /** int64 [B, S]; absent in a decoder fed inputsEmbeds instead. */
+  inputIds?: Value;
+  /** float [B, S, hidden]: a vision-language decoder's input (its token embedding is a separate model). */
+  inputsEmbeds?: Value;
   attentionMask: Value; // int64 [B, T], T = P + S
   positionIds: Value; // int64 [B, S]
 }
@@ -21,14 +24,14 @@ export function dimOf(b: Builder, x: Value, axis: number): Value {
  */
 export function visibilityMask(b: Builder, inputs: DecoderInputs): Value {
   const T = dimOf(b, inputs.attentionMask, 1);
-  const S = dimOf(b, inputs.inputIds, 1);
+  const S = dimOf(b, inputs.inputIds ?? inputs.inputsEmbeds!, 1);
   const P = b.op.Sub(T, S);
   const one = b.int64(1);
   const keyIndex = b.op.Unsqueeze(b.op.Range(b.int64(0), T, one), b.int64([0])); // [1, T]
   const queryPosition = b.op.Unsqueeze(b.op.Range(P, T, one), b.int64([1])); // [S, 1]
   const causal = b.op.Unsqueeze(b.op.LessOrEqual(keyIndex, queryPosition), b.int64([0, 1])); // [1, 1, S, T]
   const padding = b.op.Unsqueeze(b.op.Cast(inputs.attentionMask, { to: DataType.BOOL }), b.int64([1, 2])); // [B, 1, 1, T]
-  const B = dimOf(b, inputs.inputIds, 0);
+  const B = dimOf(b, inputs.inputIds ?? inputs.inputsEmbeds!, 0);
   const shape = b.op.Concat(b.op.Unsqueeze(B, b.int64([0])), b.int64([1]), b.op.Unsqueeze(S, b.int64([0])), b.op.Unsqueeze(T, b.int64([0])), { axis: 0 });
   return b.op.Expand(b.op.And(causal, padding), shape);
 }
