@@ -180,13 +180,15 @@ describe.skipIf(!HAVE_SHARED)(`tree-attention-mask on the shared fixtures${HAVE_
   });
 });
 
-// optimize_for_ort computes com.microsoft.RotaryEmbedding's cos/sin caches for positions
-// 0..max(position_ids) only, and onnxruntime refuses a step longer than the caches: a wide tree
-// (7 tokens at 2 distinct positions after a 3-token context) is longer than its positions.
+// optimize_for_ort computes the cos/sin caches for positions 0..max(position_ids) only: a wide
+// tree (7 tokens at 2 distinct positions after a 3-token context) is longer than its positions.
 describe("tree-attention-mask on caches computed up to the largest position", () => {
   const WIDE_TREE = { tokens: [4, 9, 6, 11, 5, 8, 2], parents: [-1, 0, 0, 0, 0, 0, 0] };
-  it("gpt_neox-sdpa-dynamo-opset20-optimize-for-ort: the caches are padded, a wide tree step gives each path's logits", async () => {
-    const load = () => loadModel(resolve(import.meta.dirname, "../test/fixtures/export-matrix/gpt_neox-sdpa-dynamo-opset20-optimize-for-ort/model.onnx"));
-    await expectTreeVerification(load, 2, 1e-4, 0, { tree: WIDE_TREE, rotaryCachesPadded: 2 });
+  const matrix = (name: string) => () => loadModel(resolve(import.meta.dirname, "../test/fixtures/export-matrix", name, "model.onnx"));
+  it("gpt_neox-sdpa-dynamo-opset20-optimize-for-ort: com.microsoft.RotaryEmbedding's caches are padded to the step (onnxruntime requires it)", async () => {
+    await expectTreeVerification(matrix("gpt_neox-sdpa-dynamo-opset20-optimize-for-ort"), 2, 1e-4, 0, { tree: WIDE_TREE, rotaryCachesPadded: 2 });
+  });
+  it("llama-sdpa-dynamo-opset20-optimize-for-ort: GroupQueryAttention's lifted rotary gathers the computed caches at position_ids, not at chain positions past them", async () => {
+    await expectTreeVerification(matrix("llama-sdpa-dynamo-opset20-optimize-for-ort"), 2, 1e-4, 4, { tree: WIDE_TREE });
   });
 });

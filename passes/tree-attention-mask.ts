@@ -134,10 +134,28 @@ function padComputedRotaryCaches(graph: Graph): number {
   return padded.size;
 }
 
-/** A cos or sin cache: a constant float table [maxPositions, D/2]. */
+/**
+ * A cos or sin cache: a float table [positions, D/2], constant or computed from position_ids
+ * alone (optimize_for_ort computes it for positions 0..max(position_ids), which covers a tree's).
+ */
 function isRotaryTable(v: Value | undefined): boolean {
   const dtype = dtypeOf(v);
-  return isConstantTable(v) && shapeOf(v)?.length === 2 && (dtype === DataType.FLOAT || dtype === DataType.FLOAT16);
+  return !!v && (isConstantTable(v) || readsOnlyPositions(v)) && shapeOf(v)?.length === 2 && (dtype === DataType.FLOAT || dtype === DataType.FLOAT16);
+}
+
+/** Computed, and from no graph input but position_ids. */
+function readsOnlyPositions(v: Value): boolean {
+  if (!v.producer) return false;
+  const seen = new Set<Value>();
+  const work = [v];
+  while (work.length) {
+    const x = work.pop()!;
+    if (seen.has(x)) continue;
+    seen.add(x);
+    if (x.isGraphInput && x.name !== POSITION_IDS_INPUT) return false;
+    for (const i of x.producer?.inputs ?? []) if (i) work.push(i);
+  }
+  return true;
 }
 
 function isConstantTable(v: Value | undefined): boolean {
