@@ -3,6 +3,7 @@ import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { isPipecError } from "../compiler/errors.ts";
 import type { Model } from "../compiler/ir/model.ts";
+import { Builder } from "../compiler/ir/builder.ts";
 import { loadModel } from "../compiler/onnx/index.ts";
 import { buildZooModel, gpt2Config, llamaConfig, type AttentionEncoding, type WeightSource, type ZooConfig } from "../compiler/zoo/index.ts";
 import { HAVE_SHARED, SHARED_FIXTURES, SKIP_SHARED_REASON } from "../test/helpers/fixtures.ts";
@@ -96,6 +97,37 @@ describe("self-draft on the zoo", () => {
     }
   });
 });
+
+// A parallel residual layer adds both branches in one join: skipping it is the target with the
+// layer's output projections (attention dense, MLP dense_4h_to_h) zeroed, weights and biases.
+describe("self-draft on parallel residuals (GPT-NeoX: x + attn(ln1 x) + mlp(ln2 x))", () => {
+  const root = resolve(import.meta.dirname, "../test/fixtures/export-matrix");
+  for (const dir of ["gpt_neox-eager-torchscript-opset17", "gpt_neox-sdpa-dynamo-opset20", "gpt_neox-sdpa-dynamo-opset20-optimize-for-ort"]) {
+    for (const layer of [0, 1]) {
+      it(`${dir}: skip [${layer}] is the target whose layer ${layer} adds nothing`, async () => {
+        const load = () => loadModel(join(root, dir, "model.onnx"));
+        const draft = load();
+        expect(selfDraft(draft, { skip: `[${layer}]` }).stats).toEqual({ "layers-skipped": 1, "kv-inputs-dropped": 2 });
+        const silenced = load();
+        expect(zeroProjections(silenced, new RegExp(`^model\\.gpt_neox\\.layers\\.${layer}\\.(attention\\.dense|mlp\\.dense_4h_to_h)\\.bias$`))).toBe(2);
+        const [expected, got] = [await decode(silenced), await decode(draft)];
+        expect(maxAbsDiff(got, expected)).toBeLessThanOrEqual(1e-4);
+        // Not vacuous: the layer did contribute.
+        expect(maxAbsDiff(await decode(load()), expected)).toBeGreaterThan(1e-2);
+      });
+    }
+  }
+});
+
+/** Zeroes the projections whose bias matches `bias`: the Add of (MatMul output, bias) adds zeros times the MatMul output and zero bias. */
+function zeroProjections(model: Model, bias: RegExp): number {
+  const adds = model.graph.nodeArray().filter((n) => n.op === "Add" && n.inputs.some((i) => i?.isInitializer && bias.test(i.name)));
+  for (const add of adds) {
+    const b = new Builder(model.graph, { before: add });
+    add.inputs.forEach((input, slot) => add.setInput(slot, b.op.Mul(input!, b.float32(0))));
+  }
+  return adds.length;
+}
 
 describe("self-draft on the reference exports", () => {
   const root = resolve(import.meta.dirname, "../test/fixtures/reference");

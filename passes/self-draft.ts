@@ -47,6 +47,8 @@ export function createSelfDraft(): Pass {
         const attention = layers[index]!;
         const attentionJoin = findJoin(graph, attention.output(0), residualCandidates(attention));
         if (!attentionJoin) throw new PipecError("self-draft-unrecognised", `self-draft: layer ${index}'s attention output does not rejoin a residual stream (Add or SkipLayerNormalization) that pipec recognises`);
+        // A parallel residual (GPT-NeoX, GPT-J: x + attn(ln1 x) + mlp(ln2 x)) joins both branches at once.
+        if (joinsParallelBranch(attention.output(0), attentionJoin)) return { attention, joins: [attentionJoin] };
         const mlpStart = SKIP_NORMS.has(attentionJoin.node.op) ? attentionJoin.node.output(0) : attentionJoin.stream!;
         const mlpJoin = attentionJoin.stream ? findMlpJoin(graph, attentionJoin.stream, mlpStart, attentionJoin.node) : undefined;
         if (!mlpJoin) throw new PipecError("self-draft-unrecognised", `self-draft: layer ${index}'s MLP does not rejoin the residual stream in a form pipec recognises`);
@@ -115,6 +117,27 @@ function findJoin(graph: Graph, branch: Value, residuals: ReadonlySet<Value>): R
     return { node, branchSlot: slot, stream: node.op === "Add" ? node.output(0) : node.outputs[3] };
   }
   return undefined;
+}
+
+/**
+ * Whether the branch `join` adds to the residual also carries a sibling branch computed from the
+ * same residual (the MLP of a parallel layer): on the way from `attentionOutput` to the join, an
+ * Add's other operand is read from the residual rather than from the attention (a bias is neither).
+ */
+function joinsParallelBranch(attentionOutput: Value, join: ResidualJoin): boolean {
+  const fromAttention = downstreamOf(attentionOutput);
+  const fromResidual = downstreamOf(join.node.input(1 - join.branchSlot)!);
+  const seen = new Set<Value>();
+  const work = [join.node.input(join.branchSlot)!];
+  while (work.length) {
+    const v = work.pop()!;
+    if (seen.has(v) || v === attentionOutput || !fromAttention.has(v)) continue;
+    seen.add(v);
+    const p = v.producer!;
+    if (p.op === "Add" && p.inputs.some((i) => i && !fromAttention.has(i) && fromResidual.has(i))) return true;
+    for (const i of p.inputs) if (i) work.push(i);
+  }
+  return false;
 }
 
 /**

@@ -151,8 +151,8 @@ function keyRegions(site: SparseSite, opts: TokenSelectOptions): KeyRegions {
   const newRows_1 = site.cache ? b.op.Sub(site.N_1, site.selectable_1) : site.T_1;
   const past_1 = site.cache ? site.selectable_1 : b.op.Sub(site.N_1, site.T_1);
   // The window ends at the last visible past row: an append-only cache's buffer holds its rows as
-  // a prefix and masks the spare rows after them.
-  const filled_1 = site.min(b.op.Sub(site.visible_1(), newRows_1), past_1);
+  // a prefix and masks the spare rows after them (a sliding-window layer masks its oldest rows).
+  const filled_1 = site.visibleEnd_1(past_1);
   const shares = budgetShares(site, opts);
   const pastWindow_1 = b.op.Sub(shares.window_1, site.min(newRows_1, shares.window_1));
   const sinks_1 = site.min(shares.sinks_1, filled_1);

@@ -17,7 +17,7 @@ const CONTEXT = [1, 7, 3];
  * A token tree after the context, in breadth-first order: parent index (-1 = the context's next
  * token, the root). Node 2 is node 1's sibling; node 4 hangs under node 2.
  */
-const TREE = { tokens: [4, 9, 6, 11, 5], parents: [-1, 0, 0, 1, 2] };
+const DEFAULT_TREE = { tokens: [4, 9, 6, 11, 5], parents: [-1, 0, 0, 1, 2] };
 
 type Outputs = Record<string, ort.Tensor>;
 
@@ -102,12 +102,12 @@ const open = (model: Model) => ort.InferenceSession.create(modelBytes(model));
  * a causal chain mask reproduces a prefill's every output; a tree step after that prefill gives,
  * at each node, the logits the original gives at the end of the context plus that node's path.
  */
-async function expectTreeVerification(load: () => Model, layers: number, tolerance: number, rotaryGathersRewired = 0): Promise<void> {
+async function expectTreeVerification(load: () => Model, layers: number, tolerance: number, rotaryGathersRewired = 0, { tree: tokenTree = DEFAULT_TREE, rotaryCachesPadded = 0 } = {}): Promise<void> {
   const original = await open(load());
   const model = load();
   liftAttention(model);
   const result = createTreeAttentionMask().run(model, { options: {}, note: () => {} });
-  expect(result.stats).toEqual({ "masks-replaced": layers, "rotary-positions-rewired": rotaryGathersRewired });
+  expect(result.stats).toEqual({ "masks-replaced": layers, "rotary-positions-rewired": rotaryGathersRewired, "rotary-caches-padded": rotaryCachesPadded });
   // Nothing reads attention_mask once every attention reads the tree mask: the input is dropped.
   expect(load().graph.lookup("attention_mask")?.isGraphInput).toBe(true);
   expect(model.graph.inputs.map((v) => v.name)).not.toContain("attention_mask");
@@ -121,10 +121,10 @@ async function expectTreeVerification(load: () => Model, layers: number, toleran
     for (const [name, t] of Object.entries(ordinary)) expect(maxDiff(floats(chained[name]!), floats(t)), name).toBeLessThanOrEqual(tolerance);
 
     const P = CONTEXT.length;
-    const treeLogits = floats((await tree.step(TREE.tokens, depths(TREE.parents).map((d) => P + d), { tree_attention_mask: treeMask(P, TREE.parents) })).logits!);
-    const V = treeLogits.length / TREE.tokens.length;
-    for (let i = 0; i < TREE.tokens.length; i++) {
-      const sequence = [...CONTEXT, ...pathTo(TREE.parents, i).map((j) => TREE.tokens[j]!)];
+    const treeLogits = floats((await tree.step(tokenTree.tokens, depths(tokenTree.parents).map((d) => P + d), { tree_attention_mask: treeMask(P, tokenTree.parents) })).logits!);
+    const V = treeLogits.length / tokenTree.tokens.length;
+    for (let i = 0; i < tokenTree.tokens.length; i++) {
+      const sequence = [...CONTEXT, ...pathTo(tokenTree.parents, i).map((j) => tokenTree.tokens[j]!)];
       const full = floats((await new Stepper(original).step(sequence, sequence.map((_, j) => j))).logits!);
       expect(maxDiff(treeLogits.subarray(i * V, (i + 1) * V), full.subarray(full.length - V)), `tree node ${i}`).toBeLessThanOrEqual(tolerance);
     }
@@ -177,5 +177,18 @@ describe.skipIf(!HAVE_SHARED)(`tree-attention-mask on the shared fixtures${HAVE_
   });
   it("qwen35 (GroupQueryAttention with a seqlens mask, no rotary, no position_ids)", async () => {
     await expectTreeVerification(() => loadModel(join(SHARED_FIXTURES, "genai-tiny-qwen35/decoder.onnx")), 2, 2e-2);
+  });
+});
+
+// optimize_for_ort computes the cos/sin caches for positions 0..max(position_ids) only: a wide
+// tree (7 tokens at 2 distinct positions after a 3-token context) is longer than its positions.
+describe("tree-attention-mask on caches computed up to the largest position", () => {
+  const WIDE_TREE = { tokens: [4, 9, 6, 11, 5, 8, 2], parents: [-1, 0, 0, 0, 0, 0, 0] };
+  const matrix = (name: string) => () => loadModel(resolve(import.meta.dirname, "../test/fixtures/export-matrix", name, "model.onnx"));
+  it("gpt_neox-sdpa-dynamo-opset20-optimize-for-ort: com.microsoft.RotaryEmbedding's caches are padded to the step (onnxruntime requires it)", async () => {
+    await expectTreeVerification(matrix("gpt_neox-sdpa-dynamo-opset20-optimize-for-ort"), 2, 1e-4, 0, { tree: WIDE_TREE, rotaryCachesPadded: 2 });
+  });
+  it("llama-sdpa-dynamo-opset20-optimize-for-ort: GroupQueryAttention's lifted rotary gathers the computed caches at position_ids, not at chain positions past them", async () => {
+    await expectTreeVerification(matrix("llama-sdpa-dynamo-opset20-optimize-for-ort"), 2, 1e-4, 4, { tree: WIDE_TREE });
   });
 });

@@ -44,7 +44,7 @@ export function createTreeAttentionMask(): Pass {
       if (attention.length === 0) {
         throw new PipecError("no-canonical-attention", "tree-attention-mask rewrites pipec::Attention nodes, and this model has none: run lift-attention first (or the model's attention is not recognised)");
       }
-      if (hasTreeMask(model)) return { changed: false, stats: { "masks-replaced": 0, "rotary-positions-rewired": 0 } };
+      if (hasTreeMask(model)) return { changed: false, stats: { "masks-replaced": 0, "rotary-positions-rewired": 0, "rotary-caches-padded": 0 } };
 
       const mask = graph.addInput(TREE_MASK_INPUT, DataType.FLOAT, ["batch_size", 1, "sequence_length", "total_sequence_length"]);
       const maskByDtype = new Map<number, Value>([[DataType.FLOAT, mask]]);
@@ -64,13 +64,14 @@ export function createTreeAttentionMask(): Pass {
 
       const positions = explicitPositions(graph);
       const rewired = attention.some((n) => readCanonical(n).source_form === MS_GROUP_QUERY_ATTENTION_FORM) ? rewireDerivedRotaryPositions(graph, positions) : 0;
+      const padded = padComputedRotaryCaches(graph);
       // The model's own mask construction is unread now.
       createDce().run(model, { options: {}, note: () => {} });
       // And so, usually, is attention_mask: dropping it spares the runtime feeding a [B, P + S]
       // tensor on every step that nothing reads.
       const unreadMask = graph.lookup(ATTENTION_MASK_INPUT);
       if (unreadMask?.isGraphInput && unreadMask.unused) graph.removeInput(unreadMask);
-      return { changed: true, stats: { "masks-replaced": attention.length, "rotary-positions-rewired": rewired } };
+      return { changed: true, stats: { "masks-replaced": attention.length, "rotary-positions-rewired": rewired, "rotary-caches-padded": padded } };
     },
   };
 }
@@ -101,10 +102,60 @@ function rewireDerivedRotaryPositions(graph: Graph, positions: Value): number {
   return gathers.length;
 }
 
-/** A cos or sin cache: a constant float table [maxPositions, D/2]. */
+/**
+ * onnxruntime's com.microsoft.RotaryEmbedding refuses a step longer than its cos/sin caches
+ * ("Updating cos_cache and sin_cache ... is not currently supported"). An exporter may compute
+ * the caches for positions 0..max(position_ids) only (optimize_for_ort's fusion does): enough
+ * for a chain of positions, but a tree's S tokens sit at fewer than S distinct positions. Each
+ * such computed cache is padded with zero rows to at least S rows; the rotation reads rows at the
+ * step's positions only, all below the computed rows, so the outputs are unchanged.
+ */
+function padComputedRotaryCaches(graph: Graph): number {
+  const fused = graph.nodeArray().filter((n) => n.op === "RotaryEmbedding" && n.domain === "com.microsoft" && n.inputs.length >= 4);
+  const padded = new Map<Value, Value>();
+  for (const node of fused) {
+    const positions = node.input(1)!;
+    // A scalar position offset (the other position_ids form) never reaches a tree step.
+    if (shapeOf(positions)?.length !== 2) continue;
+    for (const slot of [2, 3]) {
+      const cache = node.input(slot)!;
+      if (isConstantTable(cache)) continue;
+      let rows = padded.get(cache);
+      if (!rows) {
+        const b = new Builder(graph, { before: node, provenance: "tree-attention-mask" });
+        // position_ids [B, S]: S rows are needed; the cache [rows, D/2] gets max(S - rows, 0) more.
+        const missing = b.op.Max(b.op.Sub(b.op.Shape(positions, { start: 1, end: 2 }), b.op.Shape(cache, { start: 0, end: 1 })), b.int64([0]));
+        rows = b.op.Pad(cache, b.op.Concat(b.int64([0, 0]), missing, b.int64([0]), { axis: 0 }));
+        padded.set(cache, rows);
+      }
+      node.setInput(slot, rows);
+    }
+  }
+  return padded.size;
+}
+
+/**
+ * A cos or sin cache: a float table [positions, D/2], constant or computed from position_ids
+ * alone (optimize_for_ort computes it for positions 0..max(position_ids), which covers a tree's).
+ */
 function isRotaryTable(v: Value | undefined): boolean {
   const dtype = dtypeOf(v);
-  return isConstantTable(v) && shapeOf(v)?.length === 2 && (dtype === DataType.FLOAT || dtype === DataType.FLOAT16);
+  return !!v && (isConstantTable(v) || readsOnlyPositions(v)) && shapeOf(v)?.length === 2 && (dtype === DataType.FLOAT || dtype === DataType.FLOAT16);
+}
+
+/** Computed, and from no graph input but position_ids. */
+function readsOnlyPositions(v: Value): boolean {
+  if (!v.producer) return false;
+  const seen = new Set<Value>();
+  const work = [v];
+  while (work.length) {
+    const x = work.pop()!;
+    if (seen.has(x)) continue;
+    seen.add(x);
+    if (x.isGraphInput && x.name !== POSITION_IDS_INPUT) return false;
+    for (const i of x.producer?.inputs ?? []) if (i) work.push(i);
+  }
+  return true;
 }
 
 function isConstantTable(v: Value | undefined): boolean {

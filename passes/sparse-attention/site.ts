@@ -199,6 +199,27 @@ export class SparseSite {
   }
 
   /**
+   * int64 [1]: one past the last of the first `end_1` keys that the step's last query sees (0 when
+   * it sees none). An append-only buffer holds its rows as a prefix and masks the spare rows after
+   * them; a sliding-window layer masks the oldest rows instead, so a count of the visible keys
+   * (visible_1) is not where the rows end.
+   */
+  visibleEnd_1(end_1: Value): Value {
+    const bias = this.bias();
+    if (!bias) return end_1;
+    const b = this.b;
+    const row = b.op.Gather(bias, this.scalar(b.op.Sub(this.T_1, b.int64([1]))), { axis: 2 });
+    const first = b.op.Slice(row, b.int64([0]), end_1, b.int64([-1]));
+    const seen = b.op.Cast(b.op.Not(b.op.Less(first, b.float32(0))), { to: DataType.FLOAT });
+    const ordinals = b.op.Cast(this.range(b.int64([1]), b.op.Add(end_1, b.int64([1]))), { to: DataType.FLOAT });
+    // A 0 joins the products so that an empty past (a first step) reduces to 0.
+    const ends = b.op.Concat(b.op.Reshape(b.op.Mul(seen, ordinals), b.int64([-1])), b.float32([0]), { axis: 0 });
+    const last = this.ops.opset >= 18 ? b.op.ReduceMax(ends, b.int64([0]), { keepdims: 0 }) : b.op.ReduceMax(ends, { axes: [0], keepdims: 0 });
+    return b.op.Reshape(b.op.Cast(last, { to: DataType.INT64 }), b.int64([1]));
+  }
+
+
+  /**
    * With a cache in float32: replaces the node by dense attention over the past and new rows as
    * two blocks (as kv-append-only's split would) and returns what `select` makes of the
    * selectable scores [B, H, M] of the step's last query, taken from that attention's own

@@ -91,10 +91,24 @@ export class PositionFlow {
    */
   private fusedRotation(b: Builder, trace: FusedRotaryTrace, what: string): Rotation {
     const rotary = trace.op;
-    if (trace.rotary !== "RotaryEmbedding") throw new PipecError("streaming-positions", `${what}: ${rotary.describe()} (${rotary.domain}) is not re-rotated at in-cache positions; only ONNX's RotaryEmbedding and rotary spelled in standard ops are`);
+    const unrotated = replayLayout(b, trace.source, trace.layout);
+    if (trace.rotary === "com.microsoft.RotaryEmbedding") {
+      // (input, position_ids, cos_cache, sin_cache): caches computed from the positions (optimize_for_ort
+      // computes them for 0..max(position_ids)) are computed at the new ones; num_heads stays, which a
+      // partial rotary_embedding_dim needs.
+      const [, positions, cos, sin] = rotary.inputs;
+      if (!positions || !this.positional(positions)) throw new PipecError("streaming-positions", `${what}: ${rotary.describe()} does not read position_ids; cannot re-rotate it at in-cache positions`);
+      return {
+        unrotated,
+        at: (b, rows, positions_1R) => {
+          const cache = (x: Value) => (this.positional(x) ? this.anglesAt(b, x, positions_1R, what) : x);
+          return cloneNode(b, rotary, [rows, asIndexType(b, positions_1R, positions), cache(cos!), cache(sin!)])[0]!;
+        },
+      };
+    }
     const [, cos, sin, positions] = rotary.inputs;
     return {
-      unrotated: replayLayout(b, trace.source, trace.layout),
+      unrotated,
       at: (b, rows, positions_1R) => {
         const angles = (x: Value) => this.anglesAt(b, x, positions_1R, "RotaryEmbedding");
         const inputs = positions ? [rows, cos, sin, asIndexType(b, positions_1R, positions)] : [rows, angles(cos!), angles(sin!)];

@@ -55,7 +55,8 @@ function reference(dir: string, gqa: boolean): OracleCase {
   return { name: `reference ${dir}`, gqa, layers: 2, rotary: dir.startsWith("gpt2") ? undefined : ROTARY, load: () => loadModel(resolve(REFERENCE_DIR, dir, "model.onnx")) };
 }
 
-function matrix(dir: string): OracleCase {
+/** An export-matrix fixture as an oracle case (skipped with the reason when the matrix is absent). */
+export function matrix(dir: string): OracleCase {
   const path = resolve(MATRIX_DIR, dir, "model.onnx");
   if (!existsSync(path)) return { name: `matrix ${dir}`, gqa: false, layers: 0, skip: `${path} not found (the export matrix is not generated here)`, load: () => loadModel(path) };
   const { config } = JSON.parse(readFileSync(resolve(MATRIX_DIR, dir, "expected.json"), "utf8")) as { config: MatrixConfig };
