@@ -63,10 +63,6 @@ function compacted(feeds: Record<string, ort.Tensor>, kept: readonly number[], p
  * Cases the pass refuses, with why: there the rotation of the keys is not traced, so they cannot
  * be re-positioned (they join the others once recognition sees through the repeat).
  */
-const REFUSED: Record<string, string> = {
-  "matrix llama-sdpa-dynamo-opset23": "K is repeated to H heads before the Attention op, so the pass cannot trace the keys' rotation and refuses the layer",
-  "matrix phi3-eager-torchscript-opset17": "the pass finds the keys' rotary embedding mixing several operands (Phi-3's fused qkv_proj) and refuses the layer",
-};
 
 /**
  * Keys rotated by com.microsoft.RotaryEmbedding, re-rotated by the same op: caches computed for
@@ -88,7 +84,7 @@ describe("streaming-llm agrees with the unrewritten model run on the kept rows a
       // 40 cached rows (the middle ones dropped by the graph's mask) and the runtime's steady state (sinks + window - 1 after an eviction).
       for (const past of [40, sinks + window - 1]) {
         const label = `${c.name}: ${sinks} sinks, window ${window}, ${past} past rows`;
-        const skip = c.skip ?? REFUSED[c.name];
+        const skip = c.skip;
         it.skipIf(skip !== undefined)(`${label}${skip ? ` (skipped: ${skip})` : ""}`, async () => {
           const sparse = await c.load();
           expect(sparsify(sparse, (m) => streamingLlm(m, { sinks, window })).rewritten).toBe(c.layers);
@@ -120,7 +116,7 @@ describe("streaming-llm on an append-only buffer (as kv.streaming compiles it) a
   const { sinks, window } = SETTINGS[0]!;
   const past = 40;
   for (const c of cases()) {
-    const skip = c.skip ?? REFUSED[c.name];
+    const skip = c.skip;
     it.skipIf(skip !== undefined)(`${c.name}${skip ? ` (skipped: ${skip})` : ""}`, async () => {
       const sparse = await c.load();
       let appendOnly = false;
