@@ -211,7 +211,7 @@ function writeReproducer(opts: OptimizeOptions, pipeline: string): string {
 }
 
 // ---- pipelines (.pipe) --------------------------------------------------------------------
-// Loaded only when called: compiling pulls in ts-morph and running onnxruntime, which inspect,
+// Loaded only when called: running pulls in onnxruntime and tsx, which inspect,
 // ir and opt should not pay for.
 
 export type { CompileOptions, CompileResult, CompiledPipeline, GenerateFlags, PreparedRun, RunOptions };
