@@ -26,6 +26,35 @@ describe("the generated driver.ts", () => {
     expect(() => execFileSync(BIN("tsc"), ["-p", join(out, "tsconfig.json")], { encoding: "utf8" })).not.toThrow();
   });
 
+  it("type-checks with every optional part: a tokenizer, a draft model of adaptive length, sampling, stop strings, eviction", async () => {
+    // Each optional part the generator can emit must type-check together with the others.
+    const sotu = join(ROOT, "examples/models/sotu-tiny");
+    const source = `pipeline every_part {
+  model llm = onnx(${JSON.stringify(join(sotu, "model.onnx"))})
+  model small = onnx(${JSON.stringify(join(sotu, "model.onnx"))})
+  tokenizer tok = hf(${JSON.stringify(join(sotu, "tokenizer.json"))})
+  stage decode = generate(llm, tok) {
+    speculate: draft(model: small, k: adaptive(threshold: 0.5, min: 1, max: 6))
+    sampling: sample(temperature: 0.7, top_p: 0.9, repetition_penalty: 1.2, seed: 3)
+    stop: ["a\\"b", "\\n"]
+    max_tokens: 24
+  }
+}
+`;
+    const dirs = { every: join(tmp, "every-part"), streaming: join(tmp, "streaming-lookup") };
+    expect((await compileSource(source, join(tmp, "every-part.pipe"), { outDir: dirs.every })).diagnostics).toEqual([]);
+    expect((await compileFile(join(ROOT, "examples/story-streaming-lookup.pipe"), { outDir: dirs.streaming })).diagnostics).toEqual([]);
+    const every = readFileSync(join(dirs.every, "driver.ts"), "utf8");
+    for (const part of ['stop: ["a\\"b", "\\n"]', "repetitionPenalty: 1.2", 'draftLength: "adaptive"', "draftModel.release()"]) expect(every).toContain(part);
+    expect(readFileSync(join(dirs.streaming, "driver.ts"), "utf8")).toContain("streaming: { sinks: 4, window: 32 }");
+    const tsconfig = {
+      compilerOptions: { target: "ES2023", module: "nodenext", moduleResolution: "nodenext", strict: true, noEmit: true, allowImportingTsExtensions: true, skipLibCheck: true, types: ["node"], typeRoots: [join(ROOT, "node_modules/@types")] },
+      files: [join(dirs.every, "driver.ts"), join(dirs.streaming, "driver.ts")],
+    };
+    writeFileSync(join(tmp, "tsconfig.every.json"), JSON.stringify(tsconfig));
+    expect(() => execFileSync(BIN("tsc"), ["-p", join(tmp, "tsconfig.every.json")], { encoding: "utf8" })).not.toThrow();
+  });
+
   it("run with tsx gives the same tokens as pipec run and as onnxruntime in Python", async () => {
     const runner = join(tmp, "runner.mts");
     writeFileSync(

@@ -13,6 +13,7 @@ import { copyVisionCompanions } from "./vision-files.ts";
 import { dumpPipeline } from "./dump.ts";
 import { analyzeFile, analyzeSource, type FrontendResult } from "./frontend.ts";
 import { lossyRequests, type PipelineIR } from "./ir.ts";
+import { ModelFiles } from "./model-facts.ts";
 import type { Placement } from "./place.ts";
 import { stableJson } from "./stable-json.ts";
 
@@ -46,8 +47,10 @@ const RUNTIME_INDEX = resolve(PACKAGE_ROOT, "runtime/index.ts");
 /** Compiles a .pipe file into `outDir`; on any error `outDir` is left as it was. */
 export async function compileFile(file: string, opts: CompileOptions): Promise<CompileResult> {
   // The destination is checked before the passes run: they may take a while on a large model.
-  refuseDestination(analyzeFile(file, { registry: opts.registry }), opts);
-  return compileAnalyzed(analyzeFile(file, { registry: opts.registry, place: true }), opts);
+  // Both analyses share the model files: each model is read once, for its facts and its passes.
+  const models = new ModelFiles();
+  refuseDestination(analyzeFile(file, { registry: opts.registry, models }), opts);
+  return compileAnalyzed(analyzeFile(file, { registry: opts.registry, place: true, models }), opts);
 }
 
 /** Compiles .pipe source text; `file` says where it lives (paths in it are relative to its folder). */

@@ -8,12 +8,14 @@ import { readPipeText } from "../file-kind.ts";
 import type { PassRegistry } from "../pass-manager/registry.ts";
 import type { PipelineIR } from "./ir.ts";
 import { lowerPipeline } from "./lower.ts";
-import { fileFactsProvider } from "./model-facts.ts";
+import { ModelFiles } from "./model-facts.ts";
 import { placeRequests, type Placement } from "./place.ts";
 
 export interface FrontendOptions {
   registry?: PassRegistry;
   facts?: FactsProvider;
+  /** Where the models are read (facts, unless `facts` is given, and placement): share one to read each file once across analyses. */
+  models?: ModelFiles;
   /** Stop after the checks (no lowering): what `pipec check` needs when methods are not implemented yet. */
   lower?: boolean;
   /**
@@ -40,7 +42,8 @@ export function analyzeSource(source: string, file: string, opts: FrontendOption
   const abs = resolve(file);
   const parsed = parsePipe(source);
   const diagnostics = parsed.diagnostics;
-  const checked = checkPipe(parsed.ast, { file: abs, facts: opts.facts ?? fileFactsProvider() }, diagnostics);
+  const models = opts.models ?? new ModelFiles();
+  const checked = checkPipe(parsed.ast, { file: abs, facts: opts.facts ?? models.provider }, diagnostics);
   dropCascades(diagnostics);
   const result: FrontendResult = { file: abs, source, diagnostics, checked };
   if (checked && !diagnostics.hasErrors && opts.lower !== false) {
@@ -48,7 +51,7 @@ export function analyzeSource(source: string, file: string, opts: FrontendOption
     const ir = lowerPipeline(checked, registry, diagnostics);
     if (ir) result.ir = ir;
     if (ir && opts.place) {
-      const placement = placeRequests(ir, registry);
+      const placement = placeRequests(ir, registry, (path) => models.take(path));
       diagnostics.items.push(...placement.diagnostics);
       if (diagnostics.hasErrors) delete result.ir;
       else Object.assign(result, { ir: placement.ir, placement });

@@ -61,23 +61,39 @@ function naturalOrder(a: string, b: string): number {
   return a.localeCompare(b, "en", { numeric: true });
 }
 
-/** A FactsProvider over model files; each file is loaded once. */
-export function fileFactsProvider(cache = new Map<string, ModelFacts | { error: string }>()): FactsProvider {
-  return (path) => {
-    let facts = cache.get(path);
+/**
+ * Model files, each read once: its facts for the checks, and the model itself, kept for the first
+ * placement that takes it (placement runs passes on it, so later takers get a fresh load).
+ */
+export class ModelFiles {
+  private readonly facts = new Map<string, ModelFacts | { error: string }>();
+  private readonly loaded = new Map<string, Model>();
+
+  readonly provider: FactsProvider = (path) => {
+    let facts = this.facts.get(path);
     if (!facts) {
       try {
-        facts = readModelFacts(loadModel(path), dirname(path));
+        const model = loadModel(path);
+        facts = readModelFacts(model, dirname(path));
         if (facts.layers === 0 && !facts.vision) facts = { error: "not a decoder with a KV cache (no past_key_values.* inputs) nor a vision encoder (no pixel_values input)" };
+        else this.loaded.set(path, model);
       } catch (e) {
         if (!isPipecError(e)) throw e;
         // loadModel names the file; the diagnostic already points at the path in the .pipe.
         facts = { error: e.message.startsWith(`${path}: `) ? e.message.slice(path.length + 2) : e.message };
       }
-      cache.set(path, facts);
+      this.facts.set(path, facts);
     }
     return facts;
   };
+
+  /** The model read for its facts, handed out once; a fresh load after that. */
+  take(path: string): Model {
+    const model = this.loaded.get(path);
+    if (!model) return loadModel(path);
+    this.loaded.delete(path);
+    return model;
+  }
 }
 
 /** What a multimodal pipeline needs of a model: a vision encoder's visual tokens, a decoder's inputs_embeds width. */

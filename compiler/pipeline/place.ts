@@ -37,9 +37,10 @@ interface Unplaced {
  * every layer it concerns: a pass that refused the model, changed nothing, or attention pipec does
  * not recognise in some layer make the request unplaceable. A required request is then an error at
  * its line; an optional one (`kv: streaming?`) a warning, and it is dropped from the IR, so the
- * passes run again without it and the driver gets no runtime settings for it.
+ * passes run again without it and the driver gets no runtime settings for it. `load` reads a
+ * model file (a compile hands over the model its checks already read).
  */
-export function placeRequests(ir: PipelineIR, registry: PassRegistry): Placement {
+export function placeRequests(ir: PipelineIR, registry: PassRegistry, load: (path: string) => Model = loadModel): Placement {
   const diagnostics: Diagnostic[] = [];
   const placed: PlacedModel[] = [];
   let current = ir;
@@ -48,7 +49,7 @@ export function placeRequests(ir: PipelineIR, registry: PassRegistry): Placement
     placed.length = 0;
     const unplaced: Unplaced[] = [];
     for (const node of current.models) {
-      const result = placeModel(node, current, registry);
+      const result = placeModel(node, current, registry, load);
       if ("unplaced" in result) unplaced.push(...result.unplaced);
       else placed.push(result);
     }
@@ -81,8 +82,8 @@ function requestOf(ir: PipelineIR, request: string): Lowered | undefined {
   return s && ([s.kv, s.attention, s.speculate, s.sampling].find((l) => l.use.slot === slot) ?? undefined);
 }
 
-function placeModel(node: ModelNode, ir: PipelineIR, registry: PassRegistry): PlacedModel | { unplaced: Unplaced[] } {
-  const model = loadModel(node.path);
+function placeModel(node: ModelNode, ir: PipelineIR, registry: PassRegistry, load: (path: string) => Model): PlacedModel | { unplaced: Unplaced[] } {
+  const model = load(node.path);
   const steps = node.passes;
   const passes = registry.resolve(steps.map((p) => ({ name: p.pass, options: p.options })));
   const runs: PlacedModel["runs"] = [];
