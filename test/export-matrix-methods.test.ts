@@ -6,7 +6,7 @@
 // the self-draft pass are compiled from a generated .pipe per fixture and run like a user's.
 // Prints the table architecture x implementation x exporter x optimiser -> layers found /
 // expected and each method's result; PIPEC_WRITE_MATRIX_TABLE=1 also writes it into the README.
-import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { PipecError } from "../compiler/errors.ts";
@@ -24,26 +24,12 @@ import { DecoderModel } from "../runtime/decoder.ts";
 import { Generator } from "../runtime/generate.ts";
 import { expectLossless, losslessPrompts, total } from "../runtime/speculative/lossless.test-support.ts";
 import { exactness, type ExactnessCase } from "./helpers/sparse-parity.ts";
+import { HAVE_MATRIX, MATRIX_DIR, matrixFixtures, type MatrixExpected } from "./helpers/export-matrix.ts";
 import { tempDir } from "./helpers/tmp.ts";
 
-const MATRIX_DIR = join(import.meta.dirname, "fixtures", "export-matrix");
-const HAVE_MATRIX = existsSync(MATRIX_DIR);
-const fixtures = HAVE_MATRIX
-  ? readdirSync(MATRIX_DIR, { withFileTypes: true })
-      .filter((e) => e.isDirectory() && existsSync(join(MATRIX_DIR, e.name, "model.onnx")) && existsSync(join(MATRIX_DIR, e.name, "expected.json")))
-      .map((e) => e.name)
-      .sort()
-  : [];
+const fixtures = matrixFixtures();
 
-interface Expected {
-  arch: string;
-  impl: string;
-  exporter: string;
-  optimiser?: string | null;
-  expected_attention_layers: number;
-}
-
-const expectedOf = (fixture: string) => JSON.parse(readFileSync(join(MATRIX_DIR, fixture, "expected.json"), "utf8")) as Expected;
+const expectedOf = (fixture: string) => JSON.parse(readFileSync(join(MATRIX_DIR, fixture, "expected.json"), "utf8")) as MatrixExpected;
 
 /** Logits of lift + method + lower against lift + lower at a covering budget (float32 exports). */
 const EXACT = 1e-4;
@@ -65,7 +51,7 @@ type Method = (typeof METHODS)[number];
 const EXPECTED_REFUSALS: { fixture: RegExp; method: Method; why: string; message: RegExp }[] = [];
 
 interface Row {
-  expected: Expected;
+  expected: MatrixExpected;
   found?: number;
   results: Partial<Record<Method, string>>;
 }

@@ -4,7 +4,7 @@
 // behind Q and the new keys where the model has it, and lift-attention + lower-attention leaves
 // outputs unchanged (logits of a prefill and a decode step, greedy tokens of the reference loop).
 // Prints the table architecture x implementation x exporter x optimiser -> found / expected.
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -14,23 +14,12 @@ import { findAttentionBlocks, isCanonical, liftAttention, lowerAttention, readCa
 import { traceRotary } from "../passes/attention/rotary-embedding.ts";
 import { maxDifference, prefillAndDecode } from "../passes/attention/two-step-parity.test-support.ts";
 import { modelBytes } from "./helpers/ort-parity.ts";
+import { HAVE_MATRIX, MATRIX_DIR, matrixFixtures, type MatrixExpected } from "./helpers/export-matrix.ts";
 import { greedyReference } from "./helpers/reference-loop.ts";
 
-const MATRIX_DIR = join(import.meta.dirname, "fixtures", "export-matrix");
-const HAVE_MATRIX = existsSync(MATRIX_DIR);
-const fixtures = HAVE_MATRIX
-  ? readdirSync(MATRIX_DIR, { withFileTypes: true })
-      .filter((e) => e.isDirectory() && existsSync(join(MATRIX_DIR, e.name, "model.onnx")) && existsSync(join(MATRIX_DIR, e.name, "expected.json")))
-      .map((e) => e.name)
-      .sort()
-  : [];
+const fixtures = matrixFixtures();
 
-interface Expected {
-  arch: string;
-  impl: string;
-  exporter: string;
-  optimiser?: string | null;
-  expected_attention_layers: number;
+interface Expected extends MatrixExpected {
   config: {
     model_type: string;
     heads: number;
