@@ -8,15 +8,10 @@
 import * as ort from "onnxruntime-node";
 import { describe, expect, it } from "vitest";
 import { decodeFeeds, maxDiff } from "../test/helpers/attention-oracle.ts";
-import { bufferedFeeds, matrix, oracleCases, type OracleCase } from "../test/helpers/oracle-models.ts";
+import { AGREE, MATTERS, bufferedFeeds, matrix, oracleCases, type OracleCase } from "../test/helpers/oracle-models.ts";
 import { modelBytes } from "../test/helpers/ort-parity.ts";
 import { keepRows, sparsify } from "../test/helpers/sparse-parity.ts";
 import { createStreamingLlm, streamingLlm } from "./streaming-llm.ts";
-
-/** Within float32 rounding (a fused re-rotation rounds differently from the model's own: ~1e-6 of the largest logit). */
-const AGREE = 5e-5;
-/** The window must change the step by far more than rounding, or the comparison proves nothing. */
-const MATTERS = 1e-3;
 
 type Rotary = NonNullable<OracleCase["rotary"]>;
 

@@ -4,14 +4,10 @@
 // chosen keys is computed there too; the rewritten graph's attention outputs and logits must match.
 import { describe, expect, it } from "vitest";
 import { AttentionOracle, dense, groupedKvHead, maxDiff, scores, topK, type KvHeadOf, type Policy } from "../test/helpers/attention-oracle.ts";
-import { agreement, bufferedFeeds, oracleCases, runRewritten } from "../test/helpers/oracle-models.ts";
+import { MATTERS, bufferedFeeds, expectAgreement, expectWrongKvHeadCaught, oracleCases, runRewritten } from "../test/helpers/oracle-models.ts";
 import { formatBudget, type Budget } from "./sparse-attention/budget.ts";
 import { createTidalDecode, tidalDecode, type TidalDecodeOptions } from "./tidal-decode.ts";
 
-/** Within float32 rounding of the same attention (measured ~5e-6 on the logits for dense replays). */
-const AGREE = 5e-5;
-/** A selection must change the step by far more than rounding, or the comparison proves nothing. */
-const MATTERS = 1e-3;
 /**
  * Top-k boundaries closer than this could fall either way between float64 here and float32 there
  * (scores of ~1 over 16-dimensional heads: float32 rounding is ~1e-6).
@@ -68,16 +64,9 @@ describe("tidal agrees with a TypeScript oracle on the unrewritten model's Q and
           const passOptions: TidalDecodeOptions = { topK: budget, fullLayers: opts.fullLayers, selectLayers: opts.selectLayers };
           const sparse = await runRewritten(c, oracle.layers, (m) => tidalDecode(m, passOptions).sparse, feeds);
           expect(sparse.rewritten).toBe(c.layers - opts.fullLayers - opts.selectLayers.length);
-          const got = agreement(want, sparse);
-          for (const d of got.layers) expect(d).toBeLessThanOrEqual(AGREE);
-          expect(got.logits).toBeLessThanOrEqual(AGREE);
+          expectAgreement(want, sparse);
           expect(maxDiff(want.logits, denseRun.logits)).toBeGreaterThan(MATTERS);
-          if (oracle.layers.some((l) => l.heads > l.kvHeads)) {
-            // A selection scored against the wrong KV head (h mod Hkv, the SGLang layout) is told apart.
-            const wrong = await oracle.run(feeds, tidalPolicy(opts, [], (s, h) => h % s.kvHeads));
-            expect(wrong.attended).not.toEqual(want.attended);
-            expect(maxDiff(wrong.logits, sparse.logits)).toBeGreaterThan(MATTERS);
-          }
+          await expectWrongKvHeadCaught(oracle, feeds, tidalPolicy(opts, [], (s, h) => h % s.kvHeads), want, sparse);
         } finally {
           await oracle.release();
         }
@@ -107,9 +96,7 @@ describe("tidal on an append-only buffer (as a .pipe compiles it) agrees with th
         // The graph reads a buffer with spare rows after the cache's, hidden by the mask.
         const sparse = await runRewritten(c, oracle.layers, rewrite, feeds, () => bufferedFeeds(feeds, 9, 31));
         expect(appendOnly).toBe(true);
-        const got = agreement(want, sparse);
-        for (const d of got.layers) expect(d).toBeLessThanOrEqual(AGREE);
-        expect(got.logits).toBeLessThanOrEqual(AGREE);
+        expectAgreement(want, sparse);
       } finally {
         await oracle.release();
       }

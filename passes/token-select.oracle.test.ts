@@ -6,15 +6,11 @@
 import * as ort from "onnxruntime-node";
 import { describe, expect, it } from "vitest";
 import { AttentionOracle, dense, groupedKvHead, maxDiff, topK, type KvHeadOf, type Policy } from "../test/helpers/attention-oracle.ts";
-import { agreement, bufferedFeeds, oracleCases, runRewritten } from "../test/helpers/oracle-models.ts";
+import { AGREE, MATTERS, agreement, bufferedFeeds, expectAgreement, expectWrongKvHeadCaught, oracleCases, runRewritten } from "../test/helpers/oracle-models.ts";
 import { SELECTION_CACHE_NAMES } from "./sparse-attention/selection-cache.ts";
 import { formatBudget, type Budget } from "./sparse-attention/budget.ts";
 import { createTokenSelect, tokenSelect, type TokenSelectOptions } from "./token-select.ts";
 
-/** Within float32 rounding of the same attention (measured ~5e-6 on the logits for dense replays). */
-const AGREE = 5e-5;
-/** A selection must change the step by far more than rounding, or the comparison proves nothing. */
-const MATTERS = 1e-3;
 /** Votes closer than this at the top-k boundary could fall either way between float64 here and float32 there. */
 const CLEAR_MARGIN = 1e-6;
 
@@ -91,16 +87,9 @@ describe("tokenselect agrees with a TypeScript oracle on the unrewritten model's
           expect(Math.min(...margins)).toBeGreaterThan(CLEAR_MARGIN);
           const sparse = await runRewritten(c, oracle.layers, (m) => tokenSelect(m, passOptions(s)), feeds);
           expect(sparse.rewritten).toBe(c.layers);
-          const got = agreement(want, sparse);
-          for (const d of got.layers) expect(d).toBeLessThanOrEqual(AGREE);
-          expect(got.logits).toBeLessThanOrEqual(AGREE);
+          expectAgreement(want, sparse);
           expect(maxDiff(want.logits, (await oracle.run(feeds, dense)).logits)).toBeGreaterThan(MATTERS);
-          if (oracle.layers.some((l) => l.heads > l.kvHeads)) {
-            // A vote scored against the wrong KV head (h mod Hkv, the SGLang layout) is told apart.
-            const wrong = await oracle.run(feeds, tokenSelectPolicy(s, [], (st, h) => h % st.kvHeads));
-            expect(wrong.attended).not.toEqual(want.attended);
-            expect(maxDiff(wrong.logits, sparse.logits)).toBeGreaterThan(MATTERS);
-          }
+          await expectWrongKvHeadCaught(oracle, feeds, tokenSelectPolicy(s, [], (st, h) => h % st.kvHeads), want, sparse);
         } finally {
           await oracle.release();
         }
@@ -167,9 +156,7 @@ describe("tokenselect on an append-only buffer (as a .pipe compiles it) agrees w
         // The graph reads a buffer with spare rows after the cache's, hidden by the mask.
         const sparse = await runRewritten(c, oracle.layers, rewrite, feeds, () => bufferedFeeds(feeds, 9, 41));
         expect(appendOnly).toBe(true);
-        const got = agreement(want, sparse);
-        for (const d of got.layers) expect(d).toBeLessThanOrEqual(AGREE);
-        expect(got.logits).toBeLessThanOrEqual(AGREE);
+        expectAgreement(want, sparse);
       } finally {
         await oracle.release();
       }

@@ -4,11 +4,9 @@
 import * as ort from "onnxruntime-node";
 import { describe, expect, it } from "vitest";
 import { AttentionOracle, dense, maxDiff, topK } from "./helpers/attention-oracle.ts";
-import { oracleCases } from "./helpers/oracle-models.ts";
+import { AGREE, oracleCases } from "./helpers/oracle-models.ts";
 import { modelBytes } from "./helpers/ort-parity.ts";
 
-/** Float32 attention against float64 here: measured ~5e-6 on the logits. */
-const AGREE = 5e-5;
 
 describe("the attention oracle replays the unrewritten model", () => {
   for (const c of oracleCases()) {

@@ -6,10 +6,11 @@
 import { existsSync, readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import * as ort from "onnxruntime-node";
+import { expect } from "vitest";
 import type { Model } from "../../compiler/ir/model.ts";
 import { loadModel } from "../../compiler/onnx/index.ts";
 import { buildZooModel, gpt2Config, llamaConfig } from "../../compiler/zoo/index.ts";
-import { maxDiff, type OracleLayer, type OracleRun, exposeAttentionOutputs } from "./attention-oracle.ts";
+import { maxDiff, type AttentionOracle, type OracleLayer, type OracleRun, type Policy, exposeAttentionOutputs } from "./attention-oracle.ts";
 import { rng } from "./ort-inputs.ts";
 import { modelBytes } from "./ort-parity.ts";
 import { sparsify } from "./sparse-parity.ts";
@@ -114,9 +115,33 @@ export async function runRewritten(
   }
 }
 
+/** Within float32 rounding of the same attention (measured ~5e-6 on the logits for dense replays). */
+export const AGREE = 5e-5;
+/** A selection must change the step by far more than rounding, or the comparison proves nothing. */
+export const MATTERS = 1e-3;
+
 /** Largest difference per layer and in the logits between the oracle and the rewritten graph. */
 export function agreement(oracle: OracleRun, rewritten: RewrittenRun): { layers: number[]; logits: number } {
   return { layers: oracle.attention.map((a, l) => maxDiff(a, rewritten.attention[l]!)), logits: maxDiff(oracle.logits, rewritten.logits) };
+}
+
+/** The rewritten graph attends what the oracle chose: every layer's attention output and the logits within AGREE. */
+export function expectAgreement(oracle: OracleRun, rewritten: RewrittenRun): void {
+  const got = agreement(oracle, rewritten);
+  for (const d of got.layers) expect(d).toBeLessThanOrEqual(AGREE);
+  expect(got.logits).toBeLessThanOrEqual(AGREE);
+}
+
+/**
+ * On a GQA model, the same selection scored against the wrong KV head (`wrong`: h mod Hkv, the
+ * SGLang layout) attends other keys and is told apart from the graph's: a query-to-KV-head
+ * mapping bug cannot pass. Nothing to check on MHA.
+ */
+export async function expectWrongKvHeadCaught(oracle: AttentionOracle, feeds: Record<string, ort.Tensor>, wrong: Policy, want: OracleRun, rewritten: RewrittenRun): Promise<void> {
+  if (!oracle.layers.some((l) => l.heads > l.kvHeads)) return;
+  const run = await oracle.run(feeds, wrong);
+  expect(run.attended).not.toEqual(want.attended);
+  expect(maxDiff(run.logits, rewritten.logits)).toBeGreaterThan(MATTERS);
 }
 
 /**
