@@ -5,6 +5,7 @@
 // must fail the same test, or the test could not tell.
 import { describe, expect, it } from "vitest";
 import { createRng, type Rng } from "../sampling/rng.ts";
+import { prefixDistribution } from "../testing/prefix-distribution.ts";
 import { goodnessOfFit } from "../testing/chi-square.ts";
 import { buildTrie, kSeqBeta, kSeqRho, kSeqSelect, verifyTrie, type DraftTrie } from "./spectr.ts";
 import { sampleProbabilities } from "./verify.ts";
@@ -13,15 +14,7 @@ const V = 8;
 const SAMPLES = 30_000;
 const LENGTH = 2;
 
-/** A distribution over V tokens that depends on the whole prefix (a hash seeds its weights). */
-function distribution(prefix: readonly number[], salt: number, sharpness: number): Float32Array {
-  let h = 2166136261 ^ salt;
-  for (const t of prefix) h = Math.imul(h ^ (t + 1), 16777619);
-  const rng = createRng(h >>> 0);
-  const p = Float32Array.from({ length: V }, () => Math.exp(sharpness * rng()));
-  const total = p.reduce((a, b) => a + b);
-  return p.map((x) => x / total);
-}
+const distribution = (prefix: readonly number[], salt: number, sharpness: number) => prefixDistribution(prefix, V, salt, sharpness);
 
 const target = (prefix: readonly number[]) => distribution(prefix, 1, 3);
 const draftModel = (prefix: readonly number[]) => distribution(prefix, 2, 3);
