@@ -17,11 +17,10 @@ import { lowerAttention } from "../../passes/attention/lower.ts";
 import { createTreeAttentionMask } from "../../passes/tree-attention-mask.ts";
 import { tempDir } from "../../test/helpers/tmp.ts";
 import { DecoderModel } from "../decoder.ts";
-import { isRuntimeError } from "../errors.ts";
 import { Generator } from "../generate.ts";
 import { HAVE_SHARED, NO_SHARED, SHARED_FIXTURES } from "../testing/models.ts";
 import { AcceptanceByProbability, type DySpecSpeculation } from "./dyspec-draft.ts";
-import { losslessPrompts } from "./lossless.test-support.ts";
+import { losslessPrompts, refusalCode } from "./lossless.test-support.ts";
 import type { SpeculativeStats } from "./stats.ts";
 
 const OPEN = { device: "cpu" as const, threads: 1 };
@@ -92,14 +91,7 @@ describe("DySpec with a draft model on the zoo", () => {
 
   it("refuses sampling and a target without the tree mask, in one line", async () => {
     const [plain, tree] = await Promise.all([targetPath, treePath].map((p) => DecoderModel.open(p, OPEN)));
-    const refusal = async (model: DecoderModel, temperature?: number) => {
-      try {
-        await new Generator(model).run([1, 2], { maxTokens: 4, sampling: { temperature }, speculate: { kind: "dyspec", model: plain } });
-      } catch (e) {
-        expect(String((e as Error).message)).not.toContain("\n");
-        return isRuntimeError(e) && e.code;
-      }
-    };
+    const refusal = (model: DecoderModel, temperature?: number) => refusalCode(model, { kind: "dyspec", model: plain }, temperature);
     try {
       expect(await refusal(plain)).toBe("no-tree-attention");
       expect(await refusal(tree, 0.8)).toBe("bad-speculation");

@@ -3,7 +3,8 @@
 // grounded prompts (token-recycling.test.ts uses the same prompts).
 import { expect } from "vitest";
 import type { DecoderModel } from "../decoder.ts";
-import { Generator } from "../generate.ts";
+import { isRuntimeError } from "../errors.ts";
+import { Generator, type GenerateOptions } from "../generate.ts";
 import type { SpeculateOptions } from "./speculator.ts";
 import type { SpeculativeStats } from "./stats.ts";
 
@@ -55,4 +56,16 @@ export async function expectLossless(target: DecoderModel, draft: DecoderModel, 
 /** A counter summed over runs. */
 export function total(stats: readonly SpeculativeStats[], key: "acceptedTokens" | "draftedTokens" | "replayCalls" | "targetCalls"): number {
   return stats.reduce((s, x) => s + x[key], 0);
+}
+
+/** A short generation that must be refused: the RuntimeError's code, its message checked to be one line. */
+export async function refusalCode(model: DecoderModel, speculate: GenerateOptions["speculate"], temperature?: number): Promise<string | undefined> {
+  try {
+    await new Generator(model).run([1, 2], { maxTokens: 4, sampling: { temperature }, speculate });
+  } catch (e) {
+    expect(String((e as Error).message)).not.toContain("\n");
+    if (isRuntimeError(e)) return e.code;
+    throw e;
+  }
+  return undefined;
 }

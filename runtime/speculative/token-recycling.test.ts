@@ -14,10 +14,9 @@ import { lowerAttention } from "../../passes/attention/lower.ts";
 import { createTreeAttentionMask } from "../../passes/tree-attention-mask.ts";
 import { tempDir } from "../../test/helpers/tmp.ts";
 import { DecoderModel } from "../decoder.ts";
-import { isRuntimeError } from "../errors.ts";
 import { Generator } from "../generate.ts";
 import { HAVE_SHARED, NO_SHARED, REFERENCE_DIR, SHARED_DECODERS, SHARED_FIXTURES, referenceExports } from "../testing/models.ts";
-import { losslessPrompts } from "./lossless.test-support.ts";
+import { losslessPrompts, refusalCode } from "./lossless.test-support.ts";
 import type { SpeculativeStats } from "./stats.ts";
 import { AdjacencyMatrix, longestAgreeingPath, PAPER_TREE, topK, TreeTemplate, type RecycleOptions } from "./token-recycling.ts";
 
@@ -211,14 +210,7 @@ describe.skipIf(!HAVE_SHARED || !existsSync(CHECKPOINT))(`Token Recycling on the
 
   it("a model without tree_attention_mask, or sampling, is refused in one line", async () => {
     const [plain, tree] = await Promise.all([DecoderModel.open(join(dir, "model.onnx"), OPEN), DecoderModel.open(join(dir, "tree.onnx"), OPEN)]);
-    const refusal = async (model: DecoderModel, temperature?: number) => {
-      try {
-        await new Generator(model).run([1, 2], { maxTokens: 4, sampling: { temperature }, speculate: { kind: "recycle" } });
-      } catch (e) {
-        expect(String((e as Error).message)).not.toContain("\n");
-        return isRuntimeError(e) && e.code;
-      }
-    };
+    const refusal = (model: DecoderModel, temperature?: number) => refusalCode(model, { kind: "recycle" }, temperature);
     try {
       expect(await refusal(plain)).toBe("no-tree-attention");
       expect(await refusal(tree, 0.8)).toBe("bad-speculation");
