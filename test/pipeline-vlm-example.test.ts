@@ -29,6 +29,20 @@ describe("examples/shapes-vlm.pipe", () => {
     expect(correct).toBeGreaterThanOrEqual(5);
   });
 
+  it("--sampling reaches the vision pipeline: seeded draws replay, and differ from greedy", async () => {
+    const ask = async (...flags: string[]) => {
+      const { code, stdout, stderr } = await cli(["run", PIPE, "--image", join(HELDOUT, "000.png"), "--prompt", "what shape is it ?", "--json", "--device", "cpu", "--cache-dir", cache, "--max-tokens", "8", ...flags]);
+      expect(code, stderr).toBe(0);
+      return (JSON.parse(stdout) as { tokens: number[] }).tokens;
+    };
+    const sampled = (seed: number) => ask("--sampling", `sample(temperature: 8, seed: ${seed})`);
+    const greedy = await ask();
+    const [first, again, other] = [await sampled(1), await sampled(1), await sampled(2)];
+    expect(again).toEqual(first);
+    expect(first).not.toEqual(greedy);
+    expect(other).not.toEqual(first);
+  });
+
   it("needs --image, and refuses one for a text-only pipeline", async () => {
     const missing = await cli(["run", PIPE, "--prompt", "what shape is it ?", "--device", "cpu", "--cache-dir", cache]);
     expect(missing.code).toBe(2);

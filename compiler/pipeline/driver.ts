@@ -1,4 +1,5 @@
 import { IndentationText, Project, QuoteKind, VariableDeclarationKind, type WriterFunction } from "ts-morph";
+import { addDriverInterfaces } from "./driver-interfaces.ts";
 import type { GenerateNode, PipelineIR } from "./ir.ts";
 import { runtimeSampling, runtimeSpeculation, runtimeStreaming } from "./runtime-options.ts";
 import { generateVisionDriver } from "./vision-driver.ts";
@@ -33,43 +34,15 @@ export function generateDriver(ir: PipelineIR, layout: DriverLayout): string {
     moduleSpecifier: layout.runtimeImport,
     namedImports: ["DecoderModel", "Generator", ...(hasTokenizer ? ["loadTokenizer"] : []), ...(stage.speculate.use.method !== "none" ? ["WarmState"] : []), { name: "Device", isTypeOnly: true }, { name: "GenerationEvent", isTypeOnly: true }, { name: "SamplingConfig", isTypeOnly: true }],
   });
-  file.addInterface({
-    name: "PipelineOptions",
-    isExported: true,
-    properties: [
-      { name: "device", type: "Device", hasQuestionToken: true, docs: [`Where the model runs; the pipeline says \`${stage.device}\`.`] },
-      { name: "threads", type: "number", hasQuestionToken: true, docs: ["onnxruntime intra-op threads."] },
-      { name: "onNotice", type: "(line: string) => void", hasQuestionToken: true, docs: ["Receives the line saying which device `auto` fell back to."] },
-      ...(stage.speculate.use.method !== "none"
+  addDriverInterfaces(file, stage, {
+    hasTokenizer,
+    severalModels: false,
+    pipelineOptions:
+      stage.speculate.use.method !== "none"
         ? [{ name: "resetWarmState", type: "boolean", hasQuestionToken: true, docs: ["Drop what speculation measured and learned in earlier processes (warm-state.json beside this file) and measure again."] }]
-        : []),
-    ],
-  });
-  file.addInterface({
-    name: "GenerateOptions",
-    isExported: true,
-    properties: [
-      { name: "maxTokens", type: "number", hasQuestionToken: true, docs: [`Most tokens to generate; the pipeline says ${stage.maxTokens}.`] },
-      { name: "stop", type: "readonly string[]", hasQuestionToken: true, docs: ["Stop strings, replacing the pipeline's."] },
-      { name: "sampling", type: "SamplingConfig", hasQuestionToken: true, docs: ["Sampling, replacing the pipeline's."] },
-      { name: "signal", type: "AbortSignal", hasQuestionToken: true },
-    ],
-  });
-  file.addInterface({
-    name: "Pipeline",
-    isExported: true,
-    methods: [
-      {
-        name: "generate",
-        parameters: [
-          { name: "prompt", type: hasTokenizer ? "string | readonly number[]" : "readonly number[]" },
-          { name: "options", type: "GenerateOptions", hasQuestionToken: true },
-        ],
-        returnType: "AsyncGenerator<GenerationEvent>",
-        docs: ["Token events as they are generated, then one `end` event with all tokens, the text and stats."],
-      },
-      { name: "close", returnType: "Promise<void>", docs: ["Releases the model's session."] },
-    ],
+        : [],
+    event: "GenerationEvent",
+    eventDocs: "Token events as they are generated, then one `end` event with all tokens, the text and stats.",
   });
   file.addVariableStatement({
     declarationKind: VariableDeclarationKind.Const,

@@ -1,6 +1,7 @@
 import { IndentationText, Project, QuoteKind, VariableDeclarationKind } from "ts-morph";
 import type { MethodUse } from "../../dsl/method.ts";
 import type { PruneConfig } from "../../runtime/index.ts";
+import { addDriverInterfaces } from "./driver-interfaces.ts";
 import type { DriverLayout } from "./driver.ts";
 import type { EncodeNode, GenerateNode, PipelineIR } from "./ir.ts";
 import { runtimeSampling } from "./runtime-options.ts";
@@ -32,39 +33,12 @@ export function generateVisionDriver(ir: PipelineIR, stage: GenerateNode, encode
     moduleSpecifier: layout.runtimeImport,
     namedImports: ["RuntimeError", "VisionLanguageModel", ...["Device", "PruneConfig", "RgbImage", "SamplingConfig", "VisionGenerationEvent"].map((name) => ({ name, isTypeOnly: true }))],
   });
-  file.addInterface({
-    name: "PipelineOptions",
-    isExported: true,
-    properties: [
-      { name: "device", type: "Device", hasQuestionToken: true, docs: [`Where the models run; the pipeline says \`${stage.device}\`.`] },
-      { name: "threads", type: "number", hasQuestionToken: true, docs: ["onnxruntime intra-op threads."] },
-    ],
-  });
-  file.addInterface({
-    name: "GenerateOptions",
-    isExported: true,
-    properties: [
-      { name: "image", type: "string | RgbImage", hasQuestionToken: true, docs: ["The image the prompt asks about: a PNG or JPEG path, or decoded pixels. Required."] },
-      { name: "maxTokens", type: "number", hasQuestionToken: true, docs: [`Most tokens to generate; the pipeline says ${stage.maxTokens}.`] },
-      { name: "stop", type: "readonly string[]", hasQuestionToken: true, docs: ["Stop strings, replacing the pipeline's."] },
-      { name: "signal", type: "AbortSignal", hasQuestionToken: true },
-    ],
-  });
-  file.addInterface({
-    name: "Pipeline",
-    isExported: true,
-    methods: [
-      {
-        name: "generate",
-        parameters: [
-          { name: "prompt", type: tokenizerFile ? "string | readonly number[]" : "readonly number[]" },
-          { name: "options", type: "GenerateOptions", hasQuestionToken: true },
-        ],
-        returnType: "AsyncGenerator<VisionGenerationEvent>",
-        docs: ["Token events of the answer, then one `end` event with all tokens, the text and stats (the vision encoder's and pruning's included)."],
-      },
-      { name: "close", returnType: "Promise<void>", docs: ["Releases the models' sessions."] },
-    ],
+  addDriverInterfaces(file, stage, {
+    hasTokenizer: tokenizerFile !== undefined,
+    severalModels: true,
+    generateOptions: [{ name: "image", type: "string | RgbImage", hasQuestionToken: true, docs: ["The image the prompt asks about: a PNG or JPEG path, or decoded pixels. Required."] }],
+    event: "VisionGenerationEvent",
+    eventDocs: "Token events of the answer, then one `end` event with all tokens, the text and stats (the vision encoder's and pruning's included).",
   });
   file.addVariableStatement({
     declarationKind: VariableDeclarationKind.Const,
@@ -86,7 +60,7 @@ export function generateVisionDriver(ir: PipelineIR, stage: GenerateNode, encode
     returnType: "Promise<Pipeline>",
     statements: [
       "const file = (path: string) => fileURLToPath(new URL(path, import.meta.url));",
-      "const session = { device: options.device ?? settings.device, threads: options.threads };",
+      "const session = { device: options.device ?? settings.device, threads: options.threads, onNotice: options.onNotice };",
       `const model = await VisionLanguageModel.open({ visionEncoder: ${path(layout.modelFiles[encoder.model]!)}, decoder: ${path(layout.modelFiles[stage.model]!)}${tokenizerFile ? `, tokenizer: ${path(tokenizerFile)}` : ""} }, session);`,
       `return {
         generate(prompt, generateOptions = {}) {
@@ -94,7 +68,7 @@ export function generateVisionDriver(ir: PipelineIR, stage: GenerateNode, encode
           return model.stream(generateOptions.image, prompt, {
             maxTokens: generateOptions.maxTokens ?? settings.maxTokens,
             stopStrings: generateOptions.stop ?? settings.stop,
-            sampling: settings.sampling,
+            sampling: generateOptions.sampling ?? settings.sampling,
             prune: settings.prune,
             signal: generateOptions.signal,
           });
