@@ -8,7 +8,7 @@ process.env.PIPEC_CACHE_DIR = mkdtempSync(join(tmpdir(), "pipec-test-cache-"));
 
 export default defineConfig({
   test: {
-    include: ["test/**/*.test.ts", "passes/**/*.test.ts", "compiler/**/*.test.ts", "runtime/**/*.test.ts", "dsl/**/*.test.ts"],
+    include: ["test/**/*.test.ts", "passes/**/*.test.ts", "compiler/**/*.test.ts", "graph/**/*.test.ts", "runtime/**/*.test.ts", "dsl/**/*.test.ts"],
     globalSetup: ["./test/support/test-cache.ts"],
     reporters: ["default", "./test/support/summary-reporter.ts"],
     testTimeout: 120_000,

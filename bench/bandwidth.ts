@@ -7,8 +7,8 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import * as ort from "onnxruntime-node";
-import { Builder, DataType, Model, Tensor } from "../compiler/ir/index.ts";
-import { loadModel, saveModel } from "../compiler/onnx/index.ts";
+import { Builder, DataType, Model, Tensor } from "../graph/ir/index.ts";
+import { loadModel, saveModel } from "../graph/onnx/index.ts";
 
 const K = 8192;
 const N = 8192; // 256 MiB of float32 weights

@@ -13,9 +13,9 @@
  * Usage: npx tsx bench/dyspec.ts [--tokens 48] [--prompts 6] [--only <target name part>]
  */
 import { join } from "node:path";
-import { loadModel, saveModel } from "../compiler/onnx/index.ts";
+import { loadModel, saveModel } from "../graph/onnx/index.ts";
 import { createLiftAttention, createLowerAttention } from "../passes/attention/index.ts";
-import { createTreeAttentionMask } from "../passes/tree-attention-mask.ts";
+import { createTreeAttentionMask } from "../passes/speculative/tree-attention-mask.ts";
 import { DecoderModel, Generator, type DySpecSpeculation, type RecycleSpeculation } from "../runtime/index.ts";
 import { benchTargets, openSpeculationModels, promptSets } from "./speculative-setup.ts";
 

@@ -3,7 +3,7 @@
  * per-process figure, so every measurement gets its own process.
  * Usage: tsx bench/measure-child.ts <load|save> <in.onnx> [out.onnx]
  */
-import { loadModel, saveModel } from "../compiler/onnx/index.ts";
+import { loadModel, saveModel } from "../graph/onnx/index.ts";
 
 const [mode, input, output] = process.argv.slice(2);
 const start = performance.now();

@@ -4,7 +4,7 @@
  * Usage: tsx bench/opt-child.ts <in.onnx> <out.onnx> [passes]
  */
 import { optimize } from "../compiler/api.ts";
-import { loadModel } from "../compiler/onnx/index.ts";
+import { loadModel } from "../graph/onnx/index.ts";
 
 const [input, output, passes = ""] = process.argv.slice(2);
 const start = performance.now();

@@ -10,7 +10,7 @@
  *   encoder costs about as much as its 2-layer decoder, so pruning, which only shortens the
  *   decoder's prompt, can speed up the time to first token only so far.
  * - zoo: the same vision tower and projector shape in front of a larger decoder (4 layers,
- *   hidden 256; random weights from compiler/zoo/vlm.ts, built into bench/models/ on first use),
+ *   hidden 256; random weights from graph/zoo/vlm.ts, built into bench/models/ on first use),
  *   the proportions of a real VLM, where the decoder dominates. Speed only; and the same model
  *   on multi-crop input (a thumbnail and 2 x 2 crops, 1280 visual tokens) under GlobalCom2,
  *   against that multi-crop input unpruned.
@@ -32,7 +32,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { compileSource } from "../compiler/pipeline/compile.ts";
 import { loadCompiled, type CompiledPipeline } from "../compiler/pipeline/run.ts";
-import { llamaConfig, visionConfig, writeZooVlm } from "../compiler/zoo/index.ts";
+import { llamaConfig, visionConfig, writeZooVlm } from "../graph/zoo/index.ts";
 import { DecoderModel, loadImage, selectVisualTokens, VisionEncoder, type GenerationStats, type PruneConfig } from "../runtime/index.ts";
 import { cropGrid, gatherTokens } from "../runtime/vision/prune/index.ts";
 import { imagePromptRows } from "../runtime/vision/splice.ts";

@@ -39,17 +39,17 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import * as ort from "onnxruntime-node";
-import { importLlama2c } from "../compiler/importers/llama2c.ts";
-import type { Model } from "../compiler/ir/model.ts";
-import { loadModel, saveModel } from "../compiler/onnx/index.ts";
-import { buildZooModel, llamaConfig, type ZooConfig } from "../compiler/zoo/index.ts";
+import { importLlama2c } from "../graph/importers/llama2c.ts";
+import type { Model } from "../graph/ir/model.ts";
+import { loadModel, saveModel } from "../graph/onnx/index.ts";
+import { buildZooModel, llamaConfig, type ZooConfig } from "../graph/zoo/index.ts";
 import { liftAttention } from "../passes/attention/lift.ts";
 import { lowerAttention } from "../passes/attention/lower.ts";
-import { createKvAppendOnly } from "../passes/kv-append-only.ts";
+import { createKvAppendOnly } from "../passes/kv/kv-append-only.ts";
 import type { FingerprintQuery } from "../passes/sparse-attention/selection-cache.ts";
-import { streamingLlm } from "../passes/streaming-llm.ts";
-import { tidalDecode } from "../passes/tidal-decode.ts";
-import { tokenSelect } from "../passes/token-select.ts";
+import { streamingLlm } from "../passes/kv/streaming-llm.ts";
+import { tidalDecode } from "../passes/sparse-attention/tidal-decode.ts";
+import { tokenSelect } from "../passes/sparse-attention/token-select.ts";
 import { argmax, createRng, DecoderModel, loadTokenizer, sampleSoftmax } from "../runtime/index.ts";
 
 const args = process.argv.slice(2);

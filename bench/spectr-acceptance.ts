@@ -16,9 +16,9 @@
  * Usage: npx tsx bench/spectr-acceptance.ts [--tokens 48] [--prompts 4] [--seeds 3] [--skip "[4]"] [--only <target name part>]
  */
 import { join } from "node:path";
-import { loadModel, saveModel } from "../compiler/onnx/index.ts";
+import { loadModel, saveModel } from "../graph/onnx/index.ts";
 import { createLiftAttention, createLowerAttention } from "../passes/attention/index.ts";
-import { createSelfDraft } from "../passes/self-draft.ts";
+import { createSelfDraft } from "../passes/speculative/self-draft.ts";
 import { DecoderModel, SpecTrDecoding, Speculator, type SpeculativeStats } from "../runtime/index.ts";
 import { benchTargets, openSpeculationModels, promptSets } from "./speculative-setup.ts";
 import { Generator } from "../runtime/index.ts";

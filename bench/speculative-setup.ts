@@ -2,13 +2,13 @@
 // .pipe compiles for speculation, the draft models, the prompt sets, sessions in slots, medians.
 import { existsSync, readdirSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
-import { importLlama2c } from "../compiler/importers/llama2c.ts";
-import { loadModel, saveModel } from "../compiler/onnx/index.ts";
-import type { Pass } from "../compiler/pass-manager/pass.ts";
+import { importLlama2c } from "../graph/importers/llama2c.ts";
+import { loadModel, saveModel } from "../graph/onnx/index.ts";
+import type { Pass } from "../graph/pass-manager/pass.ts";
 import { compileSource } from "../compiler/pipeline/compile.ts";
-import { llamaConfig, writeZooModel } from "../compiler/zoo/index.ts";
+import { llamaConfig, writeZooModel } from "../graph/zoo/index.ts";
 import { createLiftAttention, createLowerAttention } from "../passes/attention/index.ts";
-import { createSelfDraft } from "../passes/self-draft.ts";
+import { createSelfDraft } from "../passes/speculative/self-draft.ts";
 import { DecoderModel, Generator } from "../runtime/index.ts";
 import { ensureBenchModel } from "./zoo.ts";
 

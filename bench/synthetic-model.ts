@@ -1,10 +1,10 @@
 import { closeSync, ftruncateSync, mkdirSync, openSync } from "node:fs";
 import { basename, dirname } from "node:path";
 import { create } from "@bufbuild/protobuf";
-import { Builder, DataType, Model, Tensor } from "../compiler/ir/index.ts";
-import { StringStringEntryProtoSchema, TensorProto_DataLocation, TensorProtoSchema } from "../compiler/onnx/generated/onnx_pb.ts";
-import { FileSource } from "../compiler/onnx/byte-source.ts";
-import { saveModel } from "../compiler/onnx/index.ts";
+import { Builder, DataType, Model, Tensor } from "../graph/ir/index.ts";
+import { StringStringEntryProtoSchema, TensorProto_DataLocation, TensorProtoSchema } from "../graph/onnx/generated/onnx_pb.ts";
+import { FileSource } from "../graph/onnx/byte-source.ts";
+import { saveModel } from "../graph/onnx/index.ts";
 
 export interface SyntheticSpec {
   /** Total weight bytes, spread over `weights` float32 tensors. */

@@ -8,7 +8,7 @@
  */
 import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { ENCODINGS, llamaConfig, parameterCount, writeZooModel, type AttentionEncoding, type LlamaConfig } from "../compiler/zoo/index.ts";
+import { ENCODINGS, llamaConfig, parameterCount, writeZooModel, type AttentionEncoding, type LlamaConfig } from "../graph/zoo/index.ts";
 
 const MODELS_DIR = join(import.meta.dirname, "models");
 

@@ -3,7 +3,7 @@
 // TypeScript sources through tsx's loader, so the repository works without (or after) a build.
 import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { newestSourceMtime } from "./source-stamp.mjs";
+import { newestSourceMtime } from "../compiler/source-stamp.mjs";
 
 const root = join(import.meta.dirname, "..");
 const built = join(root, "dist", "BUILT");

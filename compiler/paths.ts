@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { newestSourceMtime } from "../bin/source-stamp.mjs";
+import { newestSourceMtime } from "./source-stamp.mjs";
 
 /**
  * The folder holding pipec's package.json. Found by walking up from this module so the answer is

@@ -1,19 +1,19 @@
-import { PassRegistry } from "../compiler/pass-manager/registry.ts";
+import { PassRegistry } from "../graph/pass-manager/registry.ts";
 import { createLiftAttention, createLowerAttention } from "./attention/index.ts";
-import { createAllPositionLogits } from "./all-position-logits.ts";
-import { createCse } from "./cse.ts";
-import { createDce } from "./dce.ts";
-import { createLogitsTopk } from "./logits-topk.ts";
-import { createVisualTokenDistances } from "./visual-token-distances.ts";
-import { createSelfDraft } from "./self-draft.ts";
+import { createAllPositionLogits } from "./speculative/all-position-logits.ts";
+import { createCse } from "./cleanup/cse.ts";
+import { createDce } from "./cleanup/dce.ts";
+import { createLogitsTopk } from "./speculative/logits-topk.ts";
+import { createVisualTokenDistances } from "./vision/visual-token-distances.ts";
+import { createSelfDraft } from "./speculative/self-draft.ts";
 import { formatBudget, parseBudget } from "./sparse-attention/budget.ts";
 import { parseAutoCount, parseLayers } from "./sparse-attention/options.ts";
-import { createStreamingLlm, STREAMING_LLM, STREAMING_LLM_DEFAULTS } from "./streaming-llm.ts";
-import { createTidalDecode, TIDAL_DECODE, TIDAL_DEFAULTS } from "./tidal-decode.ts";
-import { createTokenSelect, TOKEN_SELECT, TOKEN_SELECT_DEFAULTS } from "./token-select.ts";
-import { createKvAppendOnly } from "./kv-append-only.ts";
-import { createToposort } from "./toposort.ts";
-import { createTreeAttentionMask } from "./tree-attention-mask.ts";
+import { createStreamingLlm, STREAMING_LLM, STREAMING_LLM_DEFAULTS } from "./kv/streaming-llm.ts";
+import { createTidalDecode, TIDAL_DECODE, TIDAL_DEFAULTS } from "./sparse-attention/tidal-decode.ts";
+import { createTokenSelect, TOKEN_SELECT, TOKEN_SELECT_DEFAULTS } from "./sparse-attention/token-select.ts";
+import { createKvAppendOnly } from "./kv/kv-append-only.ts";
+import { createToposort } from "./cleanup/toposort.ts";
+import { createTreeAttentionMask } from "./speculative/tree-attention-mask.ts";
 
 /**
  * Every pass the command line and .pipe files can name. Add a pass here with its options; the

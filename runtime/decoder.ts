@@ -6,7 +6,8 @@
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import * as ort from "onnxruntime-node";
-import { createKvCache, type KvCache, type KvCacheOptions } from "./cache/kv-cache.ts";
+import { createKvCache, type KvCacheOptions } from "./cache/create-kv-cache.ts";
+import type { KvCache } from "./cache/kv-cache.ts";
 import type { StreamingConfig } from "./cache/streaming.ts";
 import { RecurrentState, type RecurrentSnapshot } from "./cache/recurrent-state.ts";
 import { SelectionCache } from "./cache/selection-cache.ts";

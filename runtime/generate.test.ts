@@ -1,9 +1,9 @@
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { saveModel } from "../compiler/onnx/index.ts";
-import { buildZooModel, llamaConfig } from "../compiler/zoo/index.ts";
-import { streamingLlm } from "../passes/streaming-llm.ts";
-import { createTreeAttentionMask } from "../passes/tree-attention-mask.ts";
+import { saveModel } from "../graph/onnx/index.ts";
+import { buildZooModel, llamaConfig } from "../graph/zoo/index.ts";
+import { streamingLlm } from "../passes/kv/streaming-llm.ts";
+import { createTreeAttentionMask } from "../passes/speculative/tree-attention-mask.ts";
 import { sparsify } from "../test/helpers/sparse-parity.ts";
 import { tempDir } from "../test/helpers/tmp.ts";
 import { DecoderModel } from "./decoder.ts";

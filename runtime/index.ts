@@ -2,7 +2,8 @@
 export { openSession, missingRequirement, type Device, type GraphOptimizationLevel, type OpenedSession, type ResolvedDevice, type SessionOptions } from "./device.ts";
 export { readContract, type DecoderContract, type KvMode, type KvSlot, type StateSlot } from "./contract.ts";
 export { DecoderModel, DecoderSequence, readDeclaredConfig, type DecoderOptions, type DeclaredConfig } from "./decoder.ts";
-export { createKvCache, type KvCache, type KvCacheOptions } from "./cache/kv-cache.ts";
+export { createKvCache, type KvCacheOptions } from "./cache/create-kv-cache.ts";
+export type { KvCache } from "./cache/kv-cache.ts";
 export { evictStreaming, streamingKeep, type StreamingConfig } from "./cache/streaming.ts";
 export { Generator, type EndEvent, type FinishReason, type GenerateOptions, type GenerationEvent, type GenerationResult, type TokenEvent } from "./generate.ts";
 export type { GenerationStats } from "./metrics.ts";

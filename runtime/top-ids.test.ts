@@ -5,12 +5,12 @@
 import { join } from "node:path";
 import * as ort from "onnxruntime-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { loadModel, saveModel } from "../compiler/onnx/index.ts";
-import { llamaConfig, writeZooModel } from "../compiler/zoo/index.ts";
+import { loadModel, saveModel } from "../graph/onnx/index.ts";
+import { llamaConfig, writeZooModel } from "../graph/zoo/index.ts";
 import { liftAttention } from "../passes/attention/lift.ts";
 import { lowerAttention } from "../passes/attention/lower.ts";
-import { createLogitsTopk } from "../passes/logits-topk.ts";
-import { createTreeAttentionMask } from "../passes/tree-attention-mask.ts";
+import { createLogitsTopk } from "../passes/speculative/logits-topk.ts";
+import { createTreeAttentionMask } from "../passes/speculative/tree-attention-mask.ts";
 import { tempDir } from "../test/helpers/tmp.ts";
 import { DecoderModel } from "./decoder.ts";
 import { MIN_LOGITS_FOR_IDS } from "./ids-or-logits.ts";

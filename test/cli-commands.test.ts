@@ -1,9 +1,9 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { printModel } from "../compiler/ir/text/printer.ts";
-import { loadModel } from "../compiler/onnx/load.ts";
-import { saveModel } from "../compiler/onnx/save.ts";
+import { printModel } from "../graph/ir/text/printer.ts";
+import { loadModel } from "../graph/onnx/load.ts";
+import { saveModel } from "../graph/onnx/save.ts";
 import { matmulIfModel } from "./helpers/handmade-models.ts";
 import { pipec } from "./helpers/run-cli.ts";
 import { tempDir } from "./helpers/tmp.ts";

@@ -4,9 +4,9 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { DataType } from "../compiler/ir/dtype.ts";
-import { AttributeProto_AttributeType, AttributeProtoSchema, ModelProtoSchema, TensorProtoSchema } from "../compiler/onnx/generated/onnx_pb.ts";
-import { gpt2Config, writeZooModel } from "../compiler/zoo/index.ts";
+import { DataType } from "../graph/ir/dtype.ts";
+import { AttributeProto_AttributeType, AttributeProtoSchema, ModelProtoSchema, TensorProtoSchema } from "../graph/onnx/generated/onnx_pb.ts";
+import { gpt2Config, writeZooModel } from "../graph/zoo/index.ts";
 import { handmadeModel } from "./helpers/handmade-models.ts";
 import { pipec, type CliResult } from "./helpers/run-cli.ts";
 import { tempDir } from "./helpers/tmp.ts";

@@ -5,11 +5,11 @@ import { fileURLToPath } from "node:url";
 import { toBinary } from "@bufbuild/protobuf";
 import * as ort from "onnxruntime-node";
 import { describe, expect, it } from "vitest";
-import { isPipecError, PipecError } from "../compiler/errors.ts";
-import { Builder, DataType, float, Graph, Model, ModelFunction, modelToProto, Tensor } from "../compiler/ir/index.ts";
-import { ElidedTensor, parseModel, printGraph, printModel } from "../compiler/ir/text/index.ts";
-import { loadModel, saveModel } from "../compiler/onnx/index.ts";
-import { ModelProtoSchema } from "../compiler/onnx/generated/onnx_pb.ts";
+import { isPipecError, PipecError } from "../graph/errors.ts";
+import { Builder, DataType, float, Graph, Model, ModelFunction, modelToProto, Tensor } from "../graph/ir/index.ts";
+import { ElidedTensor, parseModel, printGraph, printModel } from "../graph/ir/text/index.ts";
+import { loadModel, saveModel } from "../graph/onnx/index.ts";
+import { ModelProtoSchema } from "../graph/onnx/generated/onnx_pb.ts";
 import { seededFeeds } from "./helpers/ort-inputs.ts";
 
 const HERE = dirname(fileURLToPath(import.meta.url));

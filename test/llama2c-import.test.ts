@@ -6,9 +6,9 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { PipecError } from "../compiler/errors.ts";
-import { importLlama2c } from "../compiler/importers/llama2c.ts";
-import { ENCODINGS } from "../compiler/zoo/index.ts";
+import { PipecError } from "../graph/errors.ts";
+import { importLlama2c } from "../graph/importers/llama2c.ts";
+import { ENCODINGS } from "../graph/zoo/index.ts";
 import { Llama2cForward } from "./helpers/llama2c-forward.ts";
 import { argmax, CachedDecoder, maxAbsDiff } from "./helpers/zoo-decode.ts";
 

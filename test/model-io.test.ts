@@ -2,10 +2,10 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync
 import { join } from "node:path";
 import { create, equals, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
-import { PipecError } from "../compiler/errors.ts";
-import { Builder, DataType, Model } from "../compiler/ir/index.ts";
-import { ModelProtoSchema, NodeProtoSchema, StringStringEntryProtoSchema, TensorProto_DataLocation } from "../compiler/onnx/generated/onnx_pb.ts";
-import { loadModel, loadModelFromBytes, saveModel } from "../compiler/onnx/index.ts";
+import { PipecError } from "../graph/errors.ts";
+import { Builder, DataType, Model } from "../graph/ir/index.ts";
+import { ModelProtoSchema, NodeProtoSchema, StringStringEntryProtoSchema, TensorProto_DataLocation } from "../graph/onnx/generated/onnx_pb.ts";
+import { loadModel, loadModelFromBytes, saveModel } from "../graph/onnx/index.ts";
 import { HAVE_SHARED, SHARED_FIXTURES, SKIP_SHARED_REASON, sharedOnnxFiles } from "./helpers/fixtures.ts";
 import { runSeeded } from "./helpers/ort-inputs.ts";
 import { tempDir } from "./helpers/tmp.ts";

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
-import { PassRegistry } from "../compiler/pass-manager/registry.ts";
+import { PassRegistry } from "../graph/pass-manager/registry.ts";
 import { compileSource } from "../compiler/pipeline/compile.ts";
 import { analyzeSource } from "../compiler/pipeline/frontend.ts";
 import { runCompiled } from "../compiler/pipeline/run.ts";

@@ -1,15 +1,15 @@
 import { writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { describe, expect, it, vi } from "vitest";
-import * as onnx from "../compiler/onnx/index.ts";
+import * as onnx from "../graph/onnx/index.ts";
 import { compileFile } from "../compiler/pipeline/compile.ts";
 import { analyzeSource } from "../compiler/pipeline/frontend.ts";
 import { ModelFiles } from "../compiler/pipeline/model-facts.ts";
 import { tempDir } from "./helpers/tmp.ts";
 
 // The real loadModel, counted: a compile's cost on a large model starts with reading its graph.
-vi.mock("../compiler/onnx/index.ts", async (importOriginal) => {
-  const real = await importOriginal<typeof import("../compiler/onnx/index.ts")>();
+vi.mock("../graph/onnx/index.ts", async (importOriginal) => {
+  const real = await importOriginal<typeof import("../graph/onnx/index.ts")>();
   return { ...real, loadModel: vi.fn(real.loadModel) };
 });
 

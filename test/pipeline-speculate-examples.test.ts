@@ -9,7 +9,7 @@ import { compileSource } from "../compiler/pipeline/compile.ts";
 import { runCompiled } from "../compiler/pipeline/run.ts";
 import { DecoderModel } from "../runtime/decoder.ts";
 import { Generator } from "../runtime/generate.ts";
-import { llamaConfig, writeZooModel } from "../compiler/zoo/index.ts";
+import { llamaConfig, writeZooModel } from "../graph/zoo/index.ts";
 import { tempDir } from "./helpers/tmp.ts";
 
 const ROOT = resolve(import.meta.dirname, "..");

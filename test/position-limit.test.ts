@@ -1,9 +1,9 @@
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { loadModel } from "../compiler/onnx/index.ts";
-import { gpt2Config, llamaConfig, writeZooModel } from "../compiler/zoo/index.ts";
+import { loadModel } from "../graph/onnx/index.ts";
+import { gpt2Config, llamaConfig, writeZooModel } from "../graph/zoo/index.ts";
 import { cycle, handmadeModel } from "./helpers/handmade-models.ts";
-import { loadModelFromBytes } from "../compiler/onnx/load.ts";
+import { loadModelFromBytes } from "../graph/onnx/load.ts";
 import { tempDir } from "./helpers/tmp.ts";
 import { graphPositionLimit } from "../compiler/pipeline/position-limit.ts";
 

@@ -3,9 +3,9 @@
 import { toBinary } from "@bufbuild/protobuf";
 import * as ort from "onnxruntime-node";
 import { describe, expect, it } from "vitest";
-import { Builder, DataType, Graph, Model, PROVENANCE_KEY, modelToProto, tensorType } from "../compiler/ir/index.ts";
-import { ModelProtoSchema } from "../compiler/onnx/generated/onnx_pb.ts";
-import { applyRules, formatStats, rulesPass, type Rule } from "../compiler/rewrite/index.ts";
+import { Builder, DataType, Graph, Model, PROVENANCE_KEY, modelToProto, tensorType } from "../graph/ir/index.ts";
+import { ModelProtoSchema } from "../graph/onnx/generated/onnx_pb.ts";
+import { applyRules, formatStats, rulesPass, type Rule } from "../graph/rewrite/index.ts";
 
 const F = DataType.FLOAT;
 

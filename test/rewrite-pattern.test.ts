@@ -1,8 +1,8 @@
 // The pattern language: what each construct matches and binds, checked with match-only queries.
 import { describe, expect, it } from "vitest";
-import { PipecError } from "../compiler/errors.ts";
-import { Builder, DataType, Graph, Tensor, float, type Value } from "../compiler/ir/index.ts";
-import { findMatches, type PatternFn } from "../compiler/rewrite/index.ts";
+import { PipecError } from "../graph/errors.ts";
+import { Builder, DataType, Graph, Tensor, float, type Value } from "../graph/ir/index.ts";
+import { findMatches, type PatternFn } from "../graph/rewrite/index.ts";
 
 const F = DataType.FLOAT;
 

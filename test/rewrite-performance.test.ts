@@ -1,9 +1,9 @@
 // Applying a rule set must scale linearly with the graph: one op-indexed sweep per iteration,
 // work per candidate bounded by the pattern size.
 import { describe, expect, it } from "vitest";
-import { Builder, DataType, Graph } from "../compiler/ir/index.ts";
-import { applyRules, type Rule } from "../compiler/rewrite/index.ts";
-import { matmulAddToGemm } from "../passes/rules/matmul-add-to-gemm.ts";
+import { Builder, DataType, Graph } from "../graph/ir/index.ts";
+import { applyRules, type Rule } from "../graph/rewrite/index.ts";
+import { matmulAddToGemm } from "../passes/cleanup/rules/matmul-add-to-gemm.ts";
 
 const F = DataType.FLOAT;
 

@@ -5,10 +5,10 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { loadModel, saveModel } from "../compiler/onnx/index.ts";
-import { PROVENANCE_KEY } from "../compiler/ir/index.ts";
-import { applyRules, findMatches, traceRule, type Rule } from "../compiler/rewrite/index.ts";
-import { matmulAddToGemm } from "../passes/rules/matmul-add-to-gemm.ts";
+import { loadModel, saveModel } from "../graph/onnx/index.ts";
+import { PROVENANCE_KEY } from "../graph/ir/index.ts";
+import { applyRules, findMatches, traceRule, type Rule } from "../graph/rewrite/index.ts";
+import { matmulAddToGemm } from "../passes/cleanup/rules/matmul-add-to-gemm.ts";
 import { greedyReference } from "./helpers/reference-loop.ts";
 
 const REFERENCE_DIR = join(import.meta.dirname, "fixtures", "reference");

@@ -1,7 +1,7 @@
 // "Why doesn't it match?": the tracer reports the candidate that got furthest and what stopped it.
 import { describe, expect, it } from "vitest";
-import { Builder, DataType, Graph } from "../compiler/ir/index.ts";
-import { applyRules, traceRule, type Rule } from "../compiler/rewrite/index.ts";
+import { Builder, DataType, Graph } from "../graph/ir/index.ts";
+import { applyRules, traceRule, type Rule } from "../graph/rewrite/index.ts";
 
 const F = DataType.FLOAT;
 

@@ -5,8 +5,8 @@
 // the original, roll it back, and copy nothing proportional to the context per step.
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { loadModel, saveModel } from "../compiler/onnx/index.ts";
-import { createKvAppendOnly } from "../passes/kv-append-only.ts";
+import { loadModel, saveModel } from "../graph/onnx/index.ts";
+import { createKvAppendOnly } from "../passes/kv/kv-append-only.ts";
 import { DecoderModel } from "../runtime/decoder.ts";
 import { Generator } from "../runtime/generate.ts";
 import { REFERENCE_DIR } from "../runtime/testing/models.ts";

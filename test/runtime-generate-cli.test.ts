@@ -2,7 +2,7 @@
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { generateCommand } from "../compiler/cli/commands/generate.ts";
-import { isPipecError } from "../compiler/errors.ts";
+import { isPipecError } from "../graph/errors.ts";
 import { DecoderModel } from "../runtime/decoder.ts";
 import { Generator } from "../runtime/generate.ts";
 import { GPT2_TOKENIZER, HAVE_SHARED, NO_SHARED, REFERENCE_DIR } from "../runtime/testing/models.ts";

@@ -9,9 +9,9 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { loadModel, saveModel } from "../compiler/onnx/index.ts";
-import { llamaConfig, writeZooModel } from "../compiler/zoo/index.ts";
-import { createKvAppendOnly } from "../passes/kv-append-only.ts";
+import { loadModel, saveModel } from "../graph/onnx/index.ts";
+import { llamaConfig, writeZooModel } from "../graph/zoo/index.ts";
+import { createKvAppendOnly } from "../passes/kv/kv-append-only.ts";
 import { DecoderModel } from "../runtime/decoder.ts";
 import { Generator } from "../runtime/generate.ts";
 import { greedyReference } from "./helpers/reference-loop.ts";

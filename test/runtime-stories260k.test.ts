@@ -4,8 +4,8 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { importLlama2c } from "../compiler/importers/llama2c.ts";
-import { ENCODINGS } from "../compiler/zoo/index.ts";
+import { importLlama2c } from "../graph/importers/llama2c.ts";
+import { ENCODINGS } from "../graph/zoo/index.ts";
 import { DecoderModel } from "../runtime/decoder.ts";
 import { Generator } from "../runtime/generate.ts";
 import { HAVE_SHARED, NO_SHARED, SHARED_FIXTURES } from "../runtime/testing/models.ts";

@@ -2,7 +2,7 @@
 // family) exactly like the plain reference loop does.
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { ENCODINGS, gpt2Config, llamaConfig, writeZooModel } from "../compiler/zoo/index.ts";
+import { ENCODINGS, gpt2Config, llamaConfig, writeZooModel } from "../graph/zoo/index.ts";
 import { DecoderModel } from "../runtime/decoder.ts";
 import { Generator } from "../runtime/generate.ts";
 import { greedyReference } from "./helpers/reference-loop.ts";

@@ -3,9 +3,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as ort from "onnxruntime-node";
 import { describe, expect, it } from "vitest";
-import { Builder, DataType, Graph, Model, type TensorType, type Value } from "../compiler/ir/index.ts";
-import { inferShapes } from "../compiler/ir/shape-inference/index.ts";
-import { saveModel } from "../compiler/onnx/index.ts";
+import { Builder, DataType, Graph, Model, type TensorType, type Value } from "../graph/ir/index.ts";
+import { inferShapes } from "../graph/ir/shape-inference/index.ts";
+import { saveModel } from "../graph/onnx/index.ts";
 
 const shapeOf = (v: Value) => (v.type as TensorType).shape;
 

@@ -8,10 +8,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as ort from "onnxruntime-node";
 import { describe, expect, it } from "vitest";
-import { DataType, type Model, type TensorType } from "../compiler/ir/index.ts";
-import { inferShapes } from "../compiler/ir/shape-inference/index.ts";
-import { evaluateDim } from "../compiler/ir/symbolic-dim.ts";
-import { loadModel, saveModel } from "../compiler/onnx/index.ts";
+import { DataType, type Model, type TensorType } from "../graph/ir/index.ts";
+import { inferShapes } from "../graph/ir/shape-inference/index.ts";
+import { evaluateDim } from "../graph/ir/symbolic-dim.ts";
+import { loadModel, saveModel } from "../graph/onnx/index.ts";
 
 const FIXTURES = join(import.meta.dirname, "..", "..", "shared", "fixtures");
 const REFERENCE = join(import.meta.dirname, "fixtures", "reference");

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { Builder, DataType, Graph, Model, tensorType, type TensorType, type Value } from "../compiler/ir/index.ts";
-import { inferShapes } from "../compiler/ir/shape-inference/index.ts";
+import { Builder, DataType, Graph, Model, tensorType, type TensorType, type Value } from "../graph/ir/index.ts";
+import { inferShapes } from "../graph/ir/shape-inference/index.ts";
 
 const shapeOf = (v: Value) => (v.type as TensorType).shape;
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { Builder, DataType, Graph, type TensorType } from "../compiler/ir/index.ts";
-import { inferShapes } from "../compiler/ir/shape-inference/index.ts";
+import { Builder, DataType, Graph, type TensorType } from "../graph/ir/index.ts";
+import { inferShapes } from "../graph/ir/shape-inference/index.ts";
 
 /** A chain of `blocks` x 4 nodes mixing broadcasting, shape values and reshapes over symbolic dims. */
 function chain(blocks: number): { graph: Graph; last: () => TensorType } {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { addDims, canonicalDim, dimSymbols, divDims, evaluateDim, isNonNegative, mulDims, productOfDims, sameDim, subDims } from "../compiler/ir/symbolic-dim.ts";
+import { addDims, canonicalDim, dimSymbols, divDims, evaluateDim, isNonNegative, mulDims, productOfDims, sameDim, subDims } from "../graph/ir/symbolic-dim.ts";
 
 describe("symbolic dims", () => {
   it("prints a sum in one canonical order whatever the operand order", () => {

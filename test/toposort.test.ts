@@ -1,13 +1,13 @@
 import { describe, expect, it } from "vitest";
-import { PipecError } from "../compiler/errors.ts";
-import { Builder } from "../compiler/ir/builder.ts";
-import { DataType } from "../compiler/ir/dtype.ts";
-import { Graph } from "../compiler/ir/graph.ts";
-import { Model } from "../compiler/ir/model.ts";
-import { isTopologicallySorted, toposortGraph } from "../compiler/ir/toposort.ts";
-import { tensorType } from "../compiler/ir/types.ts";
-import { verifyModel } from "../compiler/ir/verifier.ts";
-import { loadModelFromBytes } from "../compiler/onnx/load.ts";
+import { PipecError } from "../graph/errors.ts";
+import { Builder } from "../graph/ir/builder.ts";
+import { DataType } from "../graph/ir/dtype.ts";
+import { Graph } from "../graph/ir/graph.ts";
+import { Model } from "../graph/ir/model.ts";
+import { isTopologicallySorted, toposortGraph } from "../graph/ir/toposort.ts";
+import { tensorType } from "../graph/ir/types.ts";
+import { verifyModel } from "../graph/ir/verifier.ts";
+import { loadModelFromBytes } from "../graph/onnx/load.ts";
 import { cycle, handmadeModel, reversedChain } from "./helpers/handmade-models.ts";
 import { expectBitEqual, runOrt } from "./helpers/ort-parity.ts";
 

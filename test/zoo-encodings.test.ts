@@ -2,7 +2,7 @@
 // decode steps with the cache fed back agree with the decomposed encoding within 1e-4.
 
 import { describe, expect, it } from "vitest";
-import { buildZooModel, ENCODINGS, gpt2Config, llamaConfig, type ZooConfig } from "../compiler/zoo/index.ts";
+import { buildZooModel, ENCODINGS, gpt2Config, llamaConfig, type ZooConfig } from "../graph/zoo/index.ts";
 import { argmax, CachedDecoder, lastRow, maxAbsDiff, modelToBytes, type StepResult } from "./helpers/zoo-decode.ts";
 
 const CONFIGS: Record<string, ZooConfig> = {

@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { inspectModel } from "../compiler/api.ts";
-import { ENCODINGS, gpt2Config, llamaConfig, parameterCount, writeZooModel, type AttentionEncoding, type ZooConfig } from "../compiler/zoo/index.ts";
+import { ENCODINGS, gpt2Config, llamaConfig, parameterCount, writeZooModel, type AttentionEncoding, type ZooConfig } from "../graph/zoo/index.ts";
 import { CachedDecoder, maxAbsDiff } from "./helpers/zoo-decode.ts";
 
 const work = mkdtempSync(join(tmpdir(), "pipec-zoo-"));

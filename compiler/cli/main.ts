@@ -1,11 +1,11 @@
-import { isPipecError } from "../errors.ts";
+import { isPipecError } from "../../graph/errors.ts";
 import { PIPEC_VERSION } from "../paths.ts";
-import { PassFailure } from "../pass-manager/manager.ts";
-import { didYouMean } from "../pass-manager/suggest.ts";
+import { PassFailure } from "../../graph/pass-manager/manager.ts";
+import { didYouMean } from "../../graph/pass-manager/suggest.ts";
 import { UsageError } from "./args.ts";
 import type { Command } from "./command.ts";
 import { processIO, type CliIO } from "./io.ts";
-import { cleanUpOnSignals } from "../temp-outputs.ts";
+import { cleanUpOnSignals } from "../../graph/temp-outputs.ts";
 
 /**
  * The commands, each loaded only when run: some pull in heavy dependencies (ts-morph,

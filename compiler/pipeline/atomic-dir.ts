@@ -1,7 +1,7 @@
 import { existsSync, mkdtempSync, renameSync, rmSync } from "node:fs";
 import { dirname } from "node:path";
-import { makeDirs } from "../output-guard.ts";
-import { sweepStaleTemps, tempDirPrefixFor, tempPathFor, trackTemp, untrackTemp } from "../temp-outputs.ts";
+import { makeDirs } from "../../graph/output-guard.ts";
+import { sweepStaleTemps, tempDirPrefixFor, tempPathFor, trackTemp, untrackTemp } from "../../graph/temp-outputs.ts";
 
 /**
  * Builds a folder in a temporary sibling and renames it into place only when `build` succeeds,

@@ -2,9 +2,9 @@ import { createHash } from "node:crypto";
 import { existsSync, lstatSync, readdirSync, readFileSync, rmSync, statSync, utimesSync } from "node:fs";
 import { homedir } from "node:os";
 import { basename, isAbsolute, join, resolve } from "node:path";
-import { PipecError } from "../errors.ts";
-import { OUTPUT_MARKER } from "../output-guard.ts";
-import { sweepStaleTemps } from "../temp-outputs.ts";
+import { PipecError } from "../../graph/errors.ts";
+import { OUTPUT_MARKER } from "../../graph/output-guard.ts";
+import { sweepStaleTemps } from "../../graph/temp-outputs.ts";
 
 /**
  * The compile cache of `pipec run` and `pipec generate`: one entry per pipeline, in the user's

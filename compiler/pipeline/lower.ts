@@ -1,8 +1,8 @@
 import type { CheckedPipeline, CheckedStage } from "../../dsl/check.ts";
 import type { Diagnostics } from "../../dsl/diagnostics.ts";
 import type { MethodUse } from "../../dsl/method.ts";
-import { isPipecError } from "../errors.ts";
-import type { PassRegistry } from "../pass-manager/registry.ts";
+import { isPipecError } from "../../graph/errors.ts";
+import type { PassRegistry } from "../../graph/pass-manager/registry.ts";
 import { printParam } from "../../dsl/print.ts";
 import { IMPLEMENTATIONS, LIFT_ATTENTION, LOGITS_TOPK, LOWER_ATTENTION, SELF_DRAFT, speculationIds } from "./implementations.ts";
 import type { EncodeNode, GenerateNode, GraphPassStep, Lowered, ModelNode, PipelineIR, TokenizerNode } from "./ir.ts";

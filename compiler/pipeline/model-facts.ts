@@ -1,9 +1,9 @@
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { FactsProvider, ModelFacts } from "../../dsl/facts.ts";
-import { isPipecError } from "../errors.ts";
-import type { Model } from "../ir/model.ts";
-import { loadModel } from "../onnx/index.ts";
+import { isPipecError } from "../../graph/errors.ts";
+import type { Model } from "../../graph/ir/model.ts";
+import { loadModel } from "../../graph/onnx/index.ts";
 import { graphPositionLimit } from "./position-limit.ts";
 
 // Optimum: past_key_values.{i}.key -> present.{i}.key; genai GPT-2: past_{i} -> present_{i}.

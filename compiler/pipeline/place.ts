@@ -1,9 +1,9 @@
 import type { Diagnostic } from "../../dsl/diagnostics.ts";
-import { isPipecError } from "../errors.ts";
-import type { Model } from "../ir/model.ts";
-import { loadModel } from "../onnx/index.ts";
-import { runPipeline, type PassRecord } from "../pass-manager/manager.ts";
-import type { PassRegistry } from "../pass-manager/registry.ts";
+import { isPipecError } from "../../graph/errors.ts";
+import type { Model } from "../../graph/ir/model.ts";
+import { loadModel } from "../../graph/onnx/index.ts";
+import { runPipeline, type PassRecord } from "../../graph/pass-manager/manager.ts";
+import type { PassRegistry } from "../../graph/pass-manager/registry.ts";
 import { LIFT_ATTENTION, LOWER_ATTENTION } from "./implementations.ts";
 import type { GenerateNode, GraphPassStep, Lowered, ModelNode, PipelineIR } from "./ir.ts";
 import { bracketAttentionPasses } from "./lower.ts";

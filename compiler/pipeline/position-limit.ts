@@ -1,7 +1,7 @@
-import type { Graph } from "../ir/graph.ts";
-import type { Model } from "../ir/model.ts";
-import type { Node } from "../ir/node.ts";
-import type { Value } from "../ir/value.ts";
+import type { Graph } from "../../graph/ir/graph.ts";
+import type { Model } from "../../graph/ir/model.ts";
+import type { Node } from "../../graph/ir/node.ts";
+import type { Value } from "../../graph/ir/value.ts";
 
 /** Graph inputs a position index is computed from (exports without position_ids count the mask). */
 const POSITION_SOURCES = new Set(["position_ids", "attention_mask"]);

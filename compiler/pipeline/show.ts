@@ -1,8 +1,8 @@
 import type { Diagnostic } from "../../dsl/diagnostics.ts";
 import { defaultRegistry } from "../../passes/index.ts";
-import { printModel } from "../ir/text/printer.ts";
-import { loadModel } from "../onnx/index.ts";
-import { runPipeline } from "../pass-manager/manager.ts";
+import { printModel } from "../../graph/ir/text/printer.ts";
+import { loadModel } from "../../graph/onnx/index.ts";
+import { runPipeline } from "../../graph/pass-manager/manager.ts";
 import { dumpPipeline } from "./dump.ts";
 import { analyzeFile } from "./frontend.ts";
 

@@ -5,7 +5,7 @@ import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { EncodeNode, GenerateNode, Lowered, ModelNode } from "./ir.ts";
 import { visionCompanions } from "./vision-files.ts";
-import type { PassRegistry } from "../pass-manager/registry.ts";
+import type { PassRegistry } from "../../graph/pass-manager/registry.ts";
 
 const VISUAL_TOKEN_DISTANCES = "visual-token-distances";
 const DIVERSITY_METHODS = new Set(["divprune", "todre"]);

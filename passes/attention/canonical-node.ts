@@ -1,7 +1,7 @@
-import { float } from "../../compiler/ir/attribute.ts";
-import type { Builder } from "../../compiler/ir/builder.ts";
-import type { Node } from "../../compiler/ir/node.ts";
-import type { Value } from "../../compiler/ir/value.ts";
+import { float } from "../../graph/ir/attribute.ts";
+import type { Builder } from "../../graph/ir/builder.ts";
+import type { Node } from "../../graph/ir/node.ts";
+import type { Value } from "../../graph/ir/value.ts";
 import { CANONICAL_DOMAIN, CANONICAL_OP, type CanonicalAttentionAttrs } from "./canonical.ts";
 
 /** The operands of a canonical node, laid out as canonical.ts describes. */

@@ -1,10 +1,10 @@
 import * as ort from "onnxruntime-node";
 import { describe, expect, it } from "vitest";
-import { Builder } from "../../compiler/ir/builder.ts";
-import { DataType } from "../../compiler/ir/dtype.ts";
-import { Model } from "../../compiler/ir/model.ts";
-import { tensorType } from "../../compiler/ir/types.ts";
-import type { Value } from "../../compiler/ir/value.ts";
+import { Builder } from "../../graph/ir/builder.ts";
+import { DataType } from "../../graph/ir/dtype.ts";
+import { Model } from "../../graph/ir/model.ts";
+import { tensorType } from "../../graph/ir/types.ts";
+import type { Value } from "../../graph/ir/value.ts";
 import { modelBytes } from "../../test/helpers/ort-parity.ts";
 import { seededFeeds } from "../../test/helpers/ort-inputs.ts";
 import { isCanonical, readCanonical } from "./canonical-node.ts";

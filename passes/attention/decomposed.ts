@@ -1,8 +1,8 @@
-import type { Builder } from "../../compiler/ir/builder.ts";
-import { DataType } from "../../compiler/ir/dtype.ts";
-import type { Node } from "../../compiler/ir/node.ts";
-import type { Value } from "../../compiler/ir/value.ts";
-import type { Match, PatternBuilder, PatternValue, Rule, RuleContext } from "../../compiler/rewrite/index.ts";
+import type { Builder } from "../../graph/ir/builder.ts";
+import { DataType } from "../../graph/ir/dtype.ts";
+import type { Node } from "../../graph/ir/node.ts";
+import type { Value } from "../../graph/ir/value.ts";
+import type { Match, PatternBuilder, PatternValue, Rule, RuleContext } from "../../graph/rewrite/index.ts";
 import { emitCanonical } from "./canonical-node.ts";
 import { kvNames } from "./kv-names.ts";
 import { accept, planOf, type LiftPlan } from "./plan.ts";

@@ -1,5 +1,5 @@
-import type { Node } from "../../compiler/ir/node.ts";
-import type { Value } from "../../compiler/ir/value.ts";
+import type { Node } from "../../graph/ir/node.ts";
+import type { Value } from "../../graph/ir/value.ts";
 import type { CanonicalAttentionAttrs } from "./canonical.ts";
 import { emitCanonical } from "./canonical-node.ts";
 import type { OpsetOps } from "./ops.ts";

@@ -1,9 +1,9 @@
 import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
-import { float, makeAttribute } from "../../compiler/ir/attribute.ts";
-import { loadModel } from "../../compiler/onnx/index.ts";
-import { saveModel } from "../../compiler/onnx/save.ts";
-import { buildZooModel, llamaConfig } from "../../compiler/zoo/index.ts";
+import { float, makeAttribute } from "../../graph/ir/attribute.ts";
+import { loadModel } from "../../graph/onnx/index.ts";
+import { saveModel } from "../../graph/onnx/save.ts";
+import { buildZooModel, llamaConfig } from "../../graph/zoo/index.ts";
 import { pipec } from "../../test/helpers/run-cli.ts";
 import { tempDir } from "../../test/helpers/tmp.ts";
 import { findAttentionBlocks } from "./index.ts";

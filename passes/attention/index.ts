@@ -1,8 +1,8 @@
-import type { Model } from "../../compiler/ir/model.ts";
-import type { Node } from "../../compiler/ir/node.ts";
-import { inferShapes } from "../../compiler/ir/shape-inference/index.ts";
-import { findMatches, traceRule, type Match, type Rule } from "../../compiler/rewrite/index.ts";
-import { rulePattern } from "../../compiler/rewrite/rule.ts";
+import type { Model } from "../../graph/ir/model.ts";
+import type { Node } from "../../graph/ir/node.ts";
+import { inferShapes } from "../../graph/ir/shape-inference/index.ts";
+import { findMatches, traceRule, type Match, type Rule } from "../../graph/rewrite/index.ts";
+import { rulePattern } from "../../graph/rewrite/rule.ts";
 import type { CanonicalAttentionAttrs } from "./canonical.ts";
 import { UNKNOWN_LAYER } from "./canonical-node.ts";
 import { decomposedAttentionRule } from "./decomposed.ts";

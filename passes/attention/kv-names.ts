@@ -1,4 +1,4 @@
-import type { Value } from "../../compiler/ir/value.ts";
+import type { Value } from "../../graph/ir/value.ts";
 import { UNKNOWN_LAYER } from "./canonical-node.ts";
 
 /** The KV-cache graph inputs and outputs one layer reads and writes, and the layer they name. */

@@ -1,9 +1,9 @@
 import { readdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
-import type { Model } from "../../compiler/ir/model.ts";
-import { loadModel } from "../../compiler/onnx/index.ts";
-import { buildZooModel, gpt2Config, llamaConfig, type AttentionEncoding, type ZooConfig } from "../../compiler/zoo/index.ts";
+import type { Model } from "../../graph/ir/model.ts";
+import { loadModel } from "../../graph/onnx/index.ts";
+import { buildZooModel, gpt2Config, llamaConfig, type AttentionEncoding, type ZooConfig } from "../../graph/zoo/index.ts";
 import { HAVE_SHARED, SHARED_FIXTURES, sharedOnnxFiles, SKIP_SHARED_REASON } from "../../test/helpers/fixtures.ts";
 import { modelBytes } from "../../test/helpers/ort-parity.ts";
 import { CANONICAL_DOMAIN } from "./canonical.ts";

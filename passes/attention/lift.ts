@@ -1,10 +1,10 @@
-import { makeAttribute } from "../../compiler/ir/attribute.ts";
-import type { Model } from "../../compiler/ir/model.ts";
-import { inferShapes } from "../../compiler/ir/shape-inference/index.ts";
-import { TOPOLOGICALLY_SORTED } from "../../compiler/pass-manager/properties.ts";
-import type { Pass, PassContext, PassResult } from "../../compiler/pass-manager/pass.ts";
-import { applyRules, formatNearMiss, type RewriteStats } from "../../compiler/rewrite/index.ts";
-import { createDce } from "../dce.ts";
+import { makeAttribute } from "../../graph/ir/attribute.ts";
+import type { Model } from "../../graph/ir/model.ts";
+import { inferShapes } from "../../graph/ir/shape-inference/index.ts";
+import { TOPOLOGICALLY_SORTED } from "../../graph/pass-manager/properties.ts";
+import type { Pass, PassContext, PassResult } from "../../graph/pass-manager/pass.ts";
+import { applyRules, formatNearMiss, type RewriteStats } from "../../graph/rewrite/index.ts";
+import { createDce } from "../cleanup/dce.ts";
 import { CANONICAL_DOMAIN, CANONICAL_DOMAIN_VERSION } from "./canonical.ts";
 import { isCanonical, UNKNOWN_LAYER } from "./canonical-node.ts";
 import { ATTENTION_RULES } from "./recognize.ts";

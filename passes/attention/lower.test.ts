@@ -1,9 +1,9 @@
 import * as ort from "onnxruntime-node";
 import { describe, expect, it } from "vitest";
-import { Builder } from "../../compiler/ir/builder.ts";
-import { DataType } from "../../compiler/ir/dtype.ts";
-import { Model } from "../../compiler/ir/model.ts";
-import { tensorType, type Dim } from "../../compiler/ir/types.ts";
+import { Builder } from "../../graph/ir/builder.ts";
+import { DataType } from "../../graph/ir/dtype.ts";
+import { Model } from "../../graph/ir/model.ts";
+import { tensorType, type Dim } from "../../graph/ir/types.ts";
 import { rng } from "../../test/helpers/ort-inputs.ts";
 import { modelBytes } from "../../test/helpers/ort-parity.ts";
 import { CANONICAL_DOMAIN } from "./canonical.ts";

@@ -1,6 +1,6 @@
-import type { Builder } from "../../compiler/ir/builder.ts";
-import { DataType } from "../../compiler/ir/dtype.ts";
-import type { Match, Rule, RuleContext } from "../../compiler/rewrite/index.ts";
+import type { Builder } from "../../graph/ir/builder.ts";
+import { DataType } from "../../graph/ir/dtype.ts";
+import type { Match, Rule, RuleContext } from "../../graph/rewrite/index.ts";
 import { extraInputs, liftFused } from "./fused.ts";
 import { fusedKvNames } from "./kv-names.ts";
 import { OpsetOps, shapeOf } from "./ops.ts";

@@ -1,8 +1,8 @@
 import * as ort from "onnxruntime-node";
 import { describe, expect, it } from "vitest";
-import { DataType } from "../../compiler/ir/dtype.ts";
-import { tensorType } from "../../compiler/ir/types.ts";
-import { buildZooModel, llamaConfig } from "../../compiler/zoo/index.ts";
+import { DataType } from "../../graph/ir/dtype.ts";
+import { tensorType } from "../../graph/ir/types.ts";
+import { buildZooModel, llamaConfig } from "../../graph/zoo/index.ts";
 import { rng } from "../../test/helpers/ort-inputs.ts";
 import { modelBytes } from "../../test/helpers/ort-parity.ts";
 import { liftAttention } from "./lift.ts";

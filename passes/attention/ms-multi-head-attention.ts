@@ -1,8 +1,8 @@
-import type { Builder } from "../../compiler/ir/builder.ts";
-import type { Match, Rule, RuleContext } from "../../compiler/rewrite/index.ts";
+import type { Builder } from "../../graph/ir/builder.ts";
+import type { Match, Rule, RuleContext } from "../../graph/rewrite/index.ts";
 import { extraInputs, liftFused } from "./fused.ts";
-import type { Node } from "../../compiler/ir/node.ts";
-import type { Value } from "../../compiler/ir/value.ts";
+import type { Node } from "../../graph/ir/node.ts";
+import type { Value } from "../../graph/ir/value.ts";
 import { fusedKvNames, kvNames } from "./kv-names.ts";
 import { peelPackedHeads } from "./peel.ts";
 import { OpsetOps, shapeOf } from "./ops.ts";

@@ -1,12 +1,12 @@
 import * as ort from "onnxruntime-node";
 import { describe, expect, it } from "vitest";
-import { makeAttribute } from "../../compiler/ir/attribute.ts";
-import { Builder } from "../../compiler/ir/builder.ts";
-import { DataType } from "../../compiler/ir/dtype.ts";
-import { Model } from "../../compiler/ir/model.ts";
-import { tensorType } from "../../compiler/ir/types.ts";
+import { makeAttribute } from "../../graph/ir/attribute.ts";
+import { Builder } from "../../graph/ir/builder.ts";
+import { DataType } from "../../graph/ir/dtype.ts";
+import { Model } from "../../graph/ir/model.ts";
+import { tensorType } from "../../graph/ir/types.ts";
 import { rng } from "../../test/helpers/ort-inputs.ts";
-import { buildZooModel, gpt2Config, llamaConfig } from "../../compiler/zoo/index.ts";
+import { buildZooModel, gpt2Config, llamaConfig } from "../../graph/zoo/index.ts";
 import { modelBytes } from "../../test/helpers/ort-parity.ts";
 import { liftAttention } from "./lift.ts";
 import { lowerAttention } from "./lower.ts";

@@ -1,7 +1,7 @@
-import type { Builder } from "../../compiler/ir/builder.ts";
-import { DataType } from "../../compiler/ir/dtype.ts";
-import type { Value } from "../../compiler/ir/value.ts";
-import type { Match, Rule, RuleContext } from "../../compiler/rewrite/index.ts";
+import type { Builder } from "../../graph/ir/builder.ts";
+import { DataType } from "../../graph/ir/dtype.ts";
+import type { Value } from "../../graph/ir/value.ts";
+import type { Match, Rule, RuleContext } from "../../graph/rewrite/index.ts";
 import { keysBelow, liftFused } from "./fused.ts";
 import { fusedKvNames, kvNames } from "./kv-names.ts";
 import { peelRepeatKv } from "./peel.ts";

@@ -1,7 +1,7 @@
-import type { Builder } from "../../compiler/ir/builder.ts";
-import { DataType } from "../../compiler/ir/dtype.ts";
-import type { Dim } from "../../compiler/ir/types.ts";
-import type { Value } from "../../compiler/ir/value.ts";
+import type { Builder } from "../../graph/ir/builder.ts";
+import { DataType } from "../../graph/ir/dtype.ts";
+import type { Dim } from "../../graph/ir/types.ts";
+import type { Value } from "../../graph/ir/value.ts";
 
 /**
  * Standard-op building blocks shared by the lift and lower rewrites, in forms valid at the

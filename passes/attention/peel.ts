@@ -1,8 +1,8 @@
-import { constantTensor } from "../../compiler/rewrite/index.ts";
-import { DataType } from "../../compiler/ir/dtype.ts";
-import type { Node } from "../../compiler/ir/node.ts";
-import type { Dim } from "../../compiler/ir/types.ts";
-import type { Value } from "../../compiler/ir/value.ts";
+import { constantTensor } from "../../graph/rewrite/index.ts";
+import { DataType } from "../../graph/ir/dtype.ts";
+import type { Node } from "../../graph/ir/node.ts";
+import type { Dim } from "../../graph/ir/types.ts";
+import type { Value } from "../../graph/ir/value.ts";
 import { dtypeOf, shapeOf } from "./ops.ts";
 
 /**

@@ -1,4 +1,4 @@
-import type { Match } from "../../compiler/rewrite/index.ts";
+import type { Match } from "../../graph/rewrite/index.ts";
 import type { CanonicalAttentionAttrs } from "./canonical.ts";
 
 /**

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { buildZooModel } from "../../compiler/zoo/index.ts";
+import { buildZooModel } from "../../graph/zoo/index.ts";
 import { modelBytes } from "../../test/helpers/ort-parity.ts";
 import { findAttentionBlocks } from "./index.ts";
 import { liftAttention } from "./lift.ts";

@@ -1,4 +1,4 @@
-import type { Rule } from "../../compiler/rewrite/index.ts";
+import type { Rule } from "../../graph/rewrite/index.ts";
 import { decomposedAttentionRule } from "./decomposed.ts";
 import { msAttentionRule } from "./ms-attention.ts";
 import { msGroupQueryAttentionRule } from "./ms-group-query-attention.ts";

@@ -1,6 +1,6 @@
-import type { Node } from "../../compiler/ir/node.ts";
-import type { Value } from "../../compiler/ir/value.ts";
-import { constantTensor } from "../../compiler/rewrite/index.ts";
+import type { Node } from "../../graph/ir/node.ts";
+import type { Value } from "../../graph/ir/value.ts";
+import { constantTensor } from "../../graph/rewrite/index.ts";
 import { shapeOf } from "./ops.ts";
 
 /** Ops a rotary's sum is assembled with, and the inputs that carry its terms. */

@@ -1,15 +1,15 @@
 import { describe, expect, it } from "vitest";
-import { Builder } from "../../compiler/ir/builder.ts";
-import { DataType } from "../../compiler/ir/dtype.ts";
-import { Model } from "../../compiler/ir/model.ts";
-import { inferShapes } from "../../compiler/ir/shape-inference/index.ts";
-import type { Value } from "../../compiler/ir/value.ts";
-import { buildZooModel, llamaConfig } from "../../compiler/zoo/index.ts";
+import { Builder } from "../../graph/ir/builder.ts";
+import { DataType } from "../../graph/ir/dtype.ts";
+import { Model } from "../../graph/ir/model.ts";
+import { inferShapes } from "../../graph/ir/shape-inference/index.ts";
+import type { Value } from "../../graph/ir/value.ts";
+import { buildZooModel, llamaConfig } from "../../graph/zoo/index.ts";
 import { projectExactnessCases } from "../../test/helpers/sparse-parity.ts";
 import { denseCanonicalNodes } from "../sparse-attention/layers.ts";
-import { streamingLlmLayers } from "../streaming-llm.ts";
-import { PositionFlow } from "../streaming-llm/rotation.ts";
-import { createTokenSelect } from "../token-select.ts";
+import { streamingLlmLayers } from "../kv/streaming-llm.ts";
+import { PositionFlow } from "../kv/streaming-llm/rotation.ts";
+import { createTokenSelect } from "../sparse-attention/token-select.ts";
 import { liftAttention } from "./lift.ts";
 import { traceRotary, unrotatedSource, type RotaryForm } from "./rotary-embedding.ts";
 

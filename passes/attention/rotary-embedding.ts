@@ -1,7 +1,7 @@
-import type { Builder } from "../../compiler/ir/builder.ts";
-import type { Node } from "../../compiler/ir/node.ts";
-import type { Value } from "../../compiler/ir/value.ts";
-import { constantInts } from "../../compiler/rewrite/index.ts";
+import type { Builder } from "../../graph/ir/builder.ts";
+import type { Node } from "../../graph/ir/node.ts";
+import type { Value } from "../../graph/ir/value.ts";
+import { constantInts } from "../../graph/rewrite/index.ts";
 import { shapeOf } from "./ops.ts";
 import { scalarConstant } from "./peel.ts";
 import { decomposedSource } from "./rotary-decomposed.ts";
@@ -10,7 +10,7 @@ import { decomposedSource } from "./rotary-decomposed.ts";
  * Recognises the rotary position embedding behind a rotated Q or K (a canonical node's input, or
  * a new-rows value), for passes that compare queries or keys across positions (TokenSelect's
  * selection-cache fingerprint, the reference's QUERY_ROTATE) or re-rotate keys at new positions
- * (StreamingLLM, passes/streaming-llm/rotation.ts). Recognised by what the graph computes, not by
+ * (StreamingLLM, passes/kv/streaming-llm/rotation.ts). Recognised by what the graph computes, not by
  * exporter:
  *   - `RotaryEmbedding` (ONNX 23) and `com.microsoft.RotaryEmbedding`: their input 0, the op
  *     itself carrying the positions and tables;

@@ -1,4 +1,4 @@
-import type { Value } from "../../compiler/ir/value.ts";
+import type { Value } from "../../graph/ir/value.ts";
 import type { OpsetOps } from "./ops.ts";
 
 /**

@@ -1,6 +1,6 @@
-import { DataType } from "../../compiler/ir/dtype.ts";
-import type { Node } from "../../compiler/ir/node.ts";
-import type { Value } from "../../compiler/ir/value.ts";
+import { DataType } from "../../graph/ir/dtype.ts";
+import type { Node } from "../../graph/ir/node.ts";
+import type { Value } from "../../graph/ir/value.ts";
 import { dtypeOf } from "./ops.ts";
 import { peelScale, scalarValue } from "./peel.ts";
 

@@ -1,4 +1,4 @@
-import type { Model } from "../../compiler/ir/model.ts";
+import type { Model } from "../../graph/ir/model.ts";
 import { findAttentionBlocks } from "./index.ts";
 
 /** What `pipec inspect` reports about attention (docs/cli.md, field `attention`). */

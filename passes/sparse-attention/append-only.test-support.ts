@@ -2,9 +2,9 @@
 // append-only contract (split attention in the dense layers, present_new.* outputs).
 import * as ort from "onnxruntime-node";
 import { expect } from "vitest";
-import type { Model } from "../../compiler/ir/model.ts";
-import { createKvAppendOnly } from "../kv-append-only.ts";
-import { throughCopies } from "../kv-split-attention.ts";
+import type { Model } from "../../graph/ir/model.ts";
+import { createKvAppendOnly } from "../kv/kv-append-only.ts";
+import { throughCopies } from "../kv/kv-split-attention.ts";
 import { seededFeeds } from "../../test/helpers/ort-inputs.ts";
 import { modelBytes } from "../../test/helpers/ort-parity.ts";
 

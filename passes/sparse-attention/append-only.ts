@@ -1,7 +1,7 @@
-import { PipecError } from "../../compiler/errors.ts";
-import type { Model } from "../../compiler/ir/model.ts";
-import type { PassContext } from "../../compiler/pass-manager/pass.ts";
-import { rewriteAppendOnly } from "../kv-append-only.ts";
+import { PipecError } from "../../graph/errors.ts";
+import type { Model } from "../../graph/ir/model.ts";
+import type { PassContext } from "../../graph/pass-manager/pass.ts";
+import { rewriteAppendOnly } from "../kv/kv-append-only.ts";
 
 /**
  * After a sparse rewrite (option kv_append_only): the append-only KV contract where the model

@@ -1,5 +1,5 @@
-import { PipecError } from "../../compiler/errors.ts";
-import type { Value } from "../../compiler/ir/value.ts";
+import { PipecError } from "../../graph/errors.ts";
+import type { Value } from "../../graph/ir/value.ts";
 import type { SparseSite } from "./site.ts";
 
 /** How many keys a sparse layer attends to: a count, or a share of the context (`12.5%`). */

@@ -1,6 +1,6 @@
-import type { Model } from "../../compiler/ir/model.ts";
-import type { Node } from "../../compiler/ir/node.ts";
-import { inferShapes } from "../../compiler/ir/shape-inference/index.ts";
+import type { Model } from "../../graph/ir/model.ts";
+import type { Node } from "../../graph/ir/node.ts";
+import { inferShapes } from "../../graph/ir/shape-inference/index.ts";
 import { isCanonical } from "../attention/canonical-node.ts";
 import { isSparse } from "./site.ts";
 

@@ -1,4 +1,4 @@
-import { PipecError } from "../../compiler/errors.ts";
+import { PipecError } from "../../graph/errors.ts";
 
 /** Reads a layer list as a .pipe or --passes writes it: `[2, 13]`, `2,13`; `auto` gives undefined. */
 export function parseLayers(text: string, where: string): number[] | undefined {

@@ -1,9 +1,9 @@
-import { PipecError } from "../../compiler/errors.ts";
-import { DataType } from "../../compiler/ir/dtype.ts";
-import { Graph } from "../../compiler/ir/graph.ts";
-import type { Model } from "../../compiler/ir/model.ts";
-import { tensorType } from "../../compiler/ir/types.ts";
-import type { Value } from "../../compiler/ir/value.ts";
+import { PipecError } from "../../graph/errors.ts";
+import { DataType } from "../../graph/ir/dtype.ts";
+import { Graph } from "../../graph/ir/graph.ts";
+import type { Model } from "../../graph/ir/model.ts";
+import { tensorType } from "../../graph/ir/types.ts";
+import type { Value } from "../../graph/ir/value.ts";
 import { dtypeOf } from "../attention/ops.ts";
 import { unrotatedSource } from "../attention/rotary-embedding.ts";
 import type { SparseSite } from "./site.ts";

@@ -1,14 +1,14 @@
-import { Builder } from "../../compiler/ir/builder.ts";
-import { DataType } from "../../compiler/ir/dtype.ts";
-import type { Graph } from "../../compiler/ir/graph.ts";
-import type { Model } from "../../compiler/ir/model.ts";
-import type { Node } from "../../compiler/ir/node.ts";
-import type { Value } from "../../compiler/ir/value.ts";
+import { Builder } from "../../graph/ir/builder.ts";
+import { DataType } from "../../graph/ir/dtype.ts";
+import type { Graph } from "../../graph/ir/graph.ts";
+import type { Model } from "../../graph/ir/model.ts";
+import type { Node } from "../../graph/ir/node.ts";
+import type { Value } from "../../graph/ir/value.ts";
 import type { CanonicalAttentionAttrs } from "../attention/canonical.ts";
 import { emitCanonical, readCanonical } from "../attention/canonical-node.ts";
 import { dtypeOf, lowestOf, OpsetOps } from "../attention/ops.ts";
-import { tensorType } from "../../compiler/ir/types.ts";
-import { attendTwoBlocks, cacheConcat, type CacheRows } from "../kv-split-attention.ts";
+import { tensorType } from "../../graph/ir/types.ts";
+import { attendTwoBlocks, cacheConcat, type CacheRows } from "../kv/kv-split-attention.ts";
 
 /**
  * One canonical attention node a sparse pass rewrites. The selection subgraphs are built from

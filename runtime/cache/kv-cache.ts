@@ -4,10 +4,8 @@
 // Each slot is viewed as [outer, rows, inner]: outer = the axes before P (B·Hkv, or 2·B·H
 // for the stacked GPT-2 layout), inner = the axes after it (D).
 import type * as ort from "onnxruntime-node";
-import type { DecoderContract, KvSlot } from "../contract.ts";
+import type { KvSlot } from "../contract.ts";
 import { halfToFloat, type FloatArray, type IntArray } from "../tensors.ts";
-import { AppendKvCache } from "./append-kv-cache.ts";
-import { PresentKvCache } from "./present-kv-cache.ts";
 
 export interface KvCache {
   /** Rows (tokens) held. */
@@ -29,18 +27,6 @@ export interface KvCache {
   gather(indices: readonly number[]): void;
   /** A copy of row `index` of slot `slot` ([outer, inner] flattened), for inspection. */
   row(slot: number, index: number): Float32Array;
-}
-
-export interface KvCacheOptions {
-  /** Initial rows of an append-only cache's buffer (it doubles when full). */
-  initialCapacity?: number;
-}
-
-export function createKvCache(contract: DecoderContract, options: KvCacheOptions = {}): KvCache {
-  const maskType = contract.maskType ?? "int64";
-  return contract.kvMode === "append"
-    ? new AppendKvCache(contract.kv, maskType, options.initialCapacity ?? 64)
-    : new PresentKvCache(contract.kv, maskType);
 }
 
 export interface SlotGeometry {

@@ -7,8 +7,8 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { importLlama2c } from "../../compiler/importers/llama2c.ts";
-import { ENCODINGS, gpt2Config, llamaConfig, writeZooModel } from "../../compiler/zoo/index.ts";
+import { importLlama2c } from "../../graph/importers/llama2c.ts";
+import { ENCODINGS, gpt2Config, llamaConfig, writeZooModel } from "../../graph/zoo/index.ts";
 import { tempDir } from "../../test/helpers/tmp.ts";
 import { DecoderModel } from "../decoder.ts";
 import { HAVE_SHARED, NO_SHARED, REFERENCE_DIR, SHARED_DECODERS, SHARED_FIXTURES, referenceExports } from "../testing/models.ts";

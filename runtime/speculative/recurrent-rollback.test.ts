@@ -9,9 +9,9 @@
 // the state changes the next tokens.
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Builder } from "../../compiler/ir/builder.ts";
-import type { Model } from "../../compiler/ir/model.ts";
-import { loadModel, saveModel } from "../../compiler/onnx/index.ts";
+import { Builder } from "../../graph/ir/builder.ts";
+import type { Model } from "../../graph/ir/model.ts";
+import { loadModel, saveModel } from "../../graph/onnx/index.ts";
 import { tempDir } from "../../test/helpers/tmp.ts";
 import { DecoderModel } from "../decoder.ts";
 import { isRuntimeError } from "../errors.ts";

@@ -14,9 +14,9 @@
 // A rejected token left in either state, or a decided one missing, moves every later logit.
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Builder } from "../../compiler/ir/builder.ts";
-import type { Model } from "../../compiler/ir/model.ts";
-import { loadModel, saveModel } from "../../compiler/onnx/index.ts";
+import { Builder } from "../../graph/ir/builder.ts";
+import type { Model } from "../../graph/ir/model.ts";
+import { loadModel, saveModel } from "../../graph/onnx/index.ts";
 import { tempDir } from "../../test/helpers/tmp.ts";
 import { DecoderModel } from "../decoder.ts";
 import { Generator } from "../generate.ts";

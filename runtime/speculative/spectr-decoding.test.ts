@@ -7,11 +7,11 @@
 // the refusals are one line.
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { loadModel, saveModel } from "../../compiler/onnx/index.ts";
-import { llamaConfig, writeZooModel } from "../../compiler/zoo/index.ts";
+import { loadModel, saveModel } from "../../graph/onnx/index.ts";
+import { llamaConfig, writeZooModel } from "../../graph/zoo/index.ts";
 import { liftAttention } from "../../passes/attention/lift.ts";
 import { lowerAttention } from "../../passes/attention/lower.ts";
-import { createTreeAttentionMask } from "../../passes/tree-attention-mask.ts";
+import { createTreeAttentionMask } from "../../passes/speculative/tree-attention-mask.ts";
 import { tempDir } from "../../test/helpers/tmp.ts";
 import { DecoderModel } from "../decoder.ts";
 import { Generator } from "../generate.ts";

@@ -3,7 +3,7 @@
 // streaming stays one event per token, and misuse fails in one line.
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { llamaConfig, writeZooModel } from "../../compiler/zoo/index.ts";
+import { llamaConfig, writeZooModel } from "../../graph/zoo/index.ts";
 import { tempDir } from "../../test/helpers/tmp.ts";
 import { DecoderModel } from "../decoder.ts";
 import { isRuntimeError } from "../errors.ts";

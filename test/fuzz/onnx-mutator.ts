@@ -14,7 +14,7 @@ import {
   TensorProto_DataLocation,
   type GraphProto,
   type ModelProto,
-} from "../../compiler/onnx/generated/onnx_pb.ts";
+} from "../../graph/onnx/generated/onnx_pb.ts";
 import { Random } from "./random.ts";
 
 export interface OnnxSeed {

@@ -5,7 +5,7 @@ import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { main } from "../../compiler/cli/main.ts";
-import { loadModel } from "../../compiler/onnx/index.ts";
+import { loadModel } from "../../graph/onnx/index.ts";
 import { BESIDE_FILE, type OnnxCase } from "./onnx-mutator.ts";
 import type { PipeCase } from "./pipe-mutator.ts";
 

@@ -2,7 +2,7 @@
 // mutated copy elsewhere still names real models) and small decoders in each attention encoding.
 import { readdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { ENCODINGS, buildZooModel, gpt2Config, llamaConfig } from "../../compiler/zoo/index.ts";
+import { ENCODINGS, buildZooModel, gpt2Config, llamaConfig } from "../../graph/zoo/index.ts";
 import { matmulIfModel } from "../helpers/handmade-models.ts";
 import { modelToBytes } from "../helpers/zoo-decode.ts";
 import type { OnnxSeed } from "./onnx-mutator.ts";

@@ -10,9 +10,9 @@
 // query, key, value and attention output. Nothing the rewritten graph computes is read, and the
 // naming is checked: dense attention computed here must reproduce the unrewritten model.
 import * as ort from "onnxruntime-node";
-import { DataType } from "../../compiler/ir/dtype.ts";
-import type { Model } from "../../compiler/ir/model.ts";
-import { inferShapes } from "../../compiler/ir/shape-inference/index.ts";
+import { DataType } from "../../graph/ir/dtype.ts";
+import type { Model } from "../../graph/ir/model.ts";
+import { inferShapes } from "../../graph/ir/shape-inference/index.ts";
 import { isCanonical, readCanonical } from "../../passes/attention/canonical-node.ts";
 import { liftAttention } from "../../passes/attention/lift.ts";
 import { seededFeeds } from "./ort-inputs.ts";

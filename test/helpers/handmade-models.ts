@@ -1,10 +1,10 @@
 import { create, toBinary } from "@bufbuild/protobuf";
-import { Builder } from "../../compiler/ir/builder.ts";
-import { DataType } from "../../compiler/ir/dtype.ts";
-import { Graph } from "../../compiler/ir/graph.ts";
-import { Model } from "../../compiler/ir/model.ts";
-import { typeToProto } from "../../compiler/ir/to-proto.ts";
-import { tensorType } from "../../compiler/ir/types.ts";
+import { Builder } from "../../graph/ir/builder.ts";
+import { DataType } from "../../graph/ir/dtype.ts";
+import { Graph } from "../../graph/ir/graph.ts";
+import { Model } from "../../graph/ir/model.ts";
+import { typeToProto } from "../../graph/ir/to-proto.ts";
+import { tensorType } from "../../graph/ir/types.ts";
 import {
   GraphProtoSchema,
   ModelProtoSchema,
@@ -12,7 +12,7 @@ import {
   OperatorSetIdProtoSchema,
   ValueInfoProtoSchema,
   type TensorProto,
-} from "../../compiler/onnx/generated/onnx_pb.ts";
+} from "../../graph/onnx/generated/onnx_pb.ts";
 
 /** `[name, op, inputs, outputs]` */
 export type NodeSpec = [name: string, op: string, inputs: string[], outputs: string[]];

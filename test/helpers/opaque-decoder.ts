@@ -1,10 +1,10 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { Builder } from "../../compiler/ir/builder.ts";
-import { DataType } from "../../compiler/ir/dtype.ts";
-import { Model } from "../../compiler/ir/model.ts";
-import { tensorType } from "../../compiler/ir/types.ts";
-import { saveModel } from "../../compiler/onnx/index.ts";
+import { Builder } from "../../graph/ir/builder.ts";
+import { DataType } from "../../graph/ir/dtype.ts";
+import { Model } from "../../graph/ir/model.ts";
+import { tensorType } from "../../graph/ir/types.ts";
+import { saveModel } from "../../graph/onnx/index.ts";
 
 /**
  * A decoder with a KV cache in Optimum's convention whose layers mix the cache by a mean over its

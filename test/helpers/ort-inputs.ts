@@ -1,5 +1,5 @@
 import * as ort from "onnxruntime-node";
-import { mulberry32 } from "../../compiler/zoo/weights.ts";
+import { mulberry32 } from "../../graph/zoo/weights.ts";
 
 /** A small deterministic PRNG so seeded inputs are the same on every machine. */
 export const rng = mulberry32;

@@ -1,9 +1,9 @@
 import { toBinary } from "@bufbuild/protobuf";
 import * as ort from "onnxruntime-node";
 import { expect } from "vitest";
-import type { Model } from "../../compiler/ir/model.ts";
-import { modelToProto } from "../../compiler/ir/to-proto.ts";
-import { ModelProtoSchema } from "../../compiler/onnx/generated/onnx_pb.ts";
+import type { Model } from "../../graph/ir/model.ts";
+import { modelToProto } from "../../graph/ir/to-proto.ts";
+import { ModelProtoSchema } from "../../graph/onnx/generated/onnx_pb.ts";
 import { seededFeeds } from "./ort-inputs.ts";
 
 /** The model as one protobuf, weights inline: what onnxruntime loads from memory. */

@@ -4,8 +4,8 @@
 
 import { toBinary } from "@bufbuild/protobuf";
 import * as ort from "onnxruntime-node";
-import { modelToProto, type Model } from "../../compiler/ir/index.ts";
-import { ModelProtoSchema } from "../../compiler/onnx/generated/onnx_pb.ts";
+import { modelToProto, type Model } from "../../graph/ir/index.ts";
+import { ModelProtoSchema } from "../../graph/onnx/generated/onnx_pb.ts";
 
 export interface StepResult {
   /** Logits of every position of the step, [S, V] row-major. */

@@ -2,7 +2,7 @@ import { writeFileSync } from "node:fs";
 import { formatDiagnostics } from "../../../dsl/diagnostics.ts";
 import { formatPipe } from "../../../dsl/format.ts";
 import { parsePipe } from "../../../dsl/parse.ts";
-import { readPipeText } from "../../file-kind.ts";
+import { readPipeText } from "../../../graph/file-kind.ts";
 import { parseCommandArgs, UsageError } from "../args.ts";
 import type { Command } from "../command.ts";
 

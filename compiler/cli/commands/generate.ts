@@ -1,14 +1,14 @@
 import { existsSync } from "node:fs";
 import { dirname } from "node:path";
 import { Generator, isRuntimeError, loadTokenizer, DecoderModel } from "../../../runtime/index.ts";
-import { PipecError } from "../../errors.ts";
-import { loadModel } from "../../onnx/index.ts";
+import { PipecError } from "../../../graph/errors.ts";
+import { loadModel } from "../../../graph/onnx/index.ts";
 import { checkMethodFlags, formatFlagDiagnostics, pipelineFromFlags, prepareFlagsRun, type GenerateFlags } from "../../pipeline/from-flags.ts";
 import { readModelFacts } from "../../pipeline/model-facts.ts";
 import { loadCompiled } from "../../pipeline/run.ts";
 import { onePositional, parseCommandArgs, UsageError } from "../args.ts";
 import type { Command } from "../command.ts";
-import { checkDestination } from "../../output-guard.ts";
+import { checkDestination } from "../../../graph/output-guard.ts";
 import { deviceNotice, GENERATION_OPTIONS, generationHelp, parseGenerationFlags, printGeneration, promptOf, withInterrupt, type GenerationFlags } from "../generation-flags.ts";
 import type { CliIO } from "../io.ts";
 

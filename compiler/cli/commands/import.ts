@@ -1,8 +1,8 @@
-import { importLlama2c } from "../../importers/llama2c.ts";
-import { ENCODINGS, parameterCount, type AttentionEncoding } from "../../zoo/index.ts";
+import { importLlama2c } from "../../../graph/importers/llama2c.ts";
+import { ENCODINGS, parameterCount, type AttentionEncoding } from "../../../graph/zoo/index.ts";
 import { UsageError, parseCommandArgs } from "../args.ts";
 import type { Command } from "../command.ts";
-import { checkDestination } from "../../output-guard.ts";
+import { checkDestination } from "../../../graph/output-guard.ts";
 
 const FORMATS = ["llama2c"];
 

@@ -1,8 +1,8 @@
 import { inspectModel, type ModelSummary, type ValueSummary } from "../../api.ts";
-import { PipecError } from "../../errors.ts";
-import type { Model } from "../../ir/model.ts";
-import { describeCycle, findCycle } from "../../ir/toposort.ts";
-import { loadModel } from "../../onnx/index.ts";
+import { PipecError } from "../../../graph/errors.ts";
+import type { Model } from "../../../graph/ir/model.ts";
+import { describeCycle, findCycle } from "../../../graph/ir/toposort.ts";
+import { loadModel } from "../../../graph/onnx/index.ts";
 import { attentionSummary, formatAttentionSummary } from "../../../passes/attention/summary.ts";
 import { onePositional, parseCommandArgs } from "../args.ts";
 import type { Command } from "../command.ts";

@@ -1,5 +1,5 @@
 import { modelText } from "../../api.ts";
-import type { WeightsMode } from "../../ir/text/printer.ts";
+import type { WeightsMode } from "../../../graph/ir/text/printer.ts";
 import { onePositional, parseCommandArgs, UsageError } from "../args.ts";
 import type { Command } from "../command.ts";
 import { pipelineIrCommand } from "./pipeline-ir.ts";

@@ -2,7 +2,7 @@ import { optimize, type OptimizeReport } from "../../api.ts";
 import { externalFilesFlag, onePositional, parseCommandArgs, parseNonNegativeInt, UsageError } from "../args.ts";
 import type { Command } from "../command.ts";
 import { formatBytes, formatTable } from "../format.ts";
-import { checkDestination } from "../../output-guard.ts";
+import { checkDestination } from "../../../graph/output-guard.ts";
 import type { CliIO } from "../io.ts";
 
 export const optCommand: Command = {

@@ -1,9 +1,9 @@
 import { formatDiagnostics } from "../../../dsl/diagnostics.ts";
 import { isRuntimeError } from "../../../runtime/index.ts";
-import { PipecError } from "../../errors.ts";
+import { PipecError } from "../../../graph/errors.ts";
 import { prepareRun, runCompiled } from "../../pipeline/run.ts";
 import { onePositional, parseCommandArgs, UsageError } from "../args.ts";
-import { checkDestination } from "../../output-guard.ts";
+import { checkDestination } from "../../../graph/output-guard.ts";
 import { deviceNotice, GENERATION_OPTIONS, generationHelp, parseGenerationFlags, printGeneration, promptOf, withInterrupt } from "../generation-flags.ts";
 import type { CliIO } from "../io.ts";
 

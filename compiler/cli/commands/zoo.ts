@@ -1,7 +1,7 @@
-import { gpt2Config, llamaConfig, parameterCount, writeZooModel, type ZooConfig } from "../../zoo/index.ts";
+import { gpt2Config, llamaConfig, parameterCount, writeZooModel, type ZooConfig } from "../../../graph/zoo/index.ts";
 import { UsageError, onePositional, parseCommandArgs, parseNonNegativeInt } from "../args.ts";
 import type { Command } from "../command.ts";
-import { checkDestination } from "../../output-guard.ts";
+import { checkDestination } from "../../../graph/output-guard.ts";
 import { parseEncoding } from "./import.ts";
 
 const SIZE_OPTIONS = ["layers", "hidden", "heads", "kv-heads", "intermediate", "vocab", "max-positions", "seed"] as const;

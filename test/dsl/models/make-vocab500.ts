@@ -1,8 +1,8 @@
 // Writes vocab500.onnx: the I/O signature of a 2-layer decoder with a 500-token vocabulary (the
 // reference models have 384), so the corpus can test the draft-vocabulary check. It computes
 // nothing meaningful; only its declared inputs and outputs matter. Run: npx tsx test/dsl/models/make-vocab500.ts
-import { Builder, DataType, Model } from "../../../compiler/ir/index.ts";
-import { saveModel } from "../../../compiler/onnx/index.ts";
+import { Builder, DataType, Model } from "../../../graph/ir/index.ts";
+import { saveModel } from "../../../graph/onnx/index.ts";
 
 const model = new Model();
 const b = new Builder(model.graph);
