@@ -145,6 +145,30 @@ describe("source comments", () => {
   });
 });
 
+describe("imports in the docs' code", () => {
+  it("name what the module they import from exports", () => {
+    const wrong: string[] = [];
+    for (const doc of DOCS) {
+      readText(ROOT, doc)
+        .split("\n")
+        .forEach((line, i) => {
+          const m = /^import (?:type )?\{([^}]*)\} from "([^"]+)"/.exec(line);
+          // "../../../graph/rewrite/index.ts" from a folder the comment names: the path from the top folder on.
+          const path = m?.[2]!.replace(/^(\.\.?\/)+/, "");
+          if (!m || !TOP_FOLDERS.includes(path!.split("/")[0]!)) return;
+          if (!FILES.includes(path!)) return void wrong.push(`${doc}:${i + 1}: ${path}: no such file`);
+          const source = readText(ROOT, path!);
+          for (const name of m[1]!.split(",").map((n) => n.trim().replace(/^type /, "")).filter(Boolean)) {
+            const declared = new RegExp(`export\\s+(?:declare\\s+)?(?:async\\s+)?(?:function\\*?|const|let|class|interface|type|enum)\\s+${name}\\b`).test(source);
+            const listed = new RegExp(`export\\s+(?:type\\s+)?\\{[^}]*\\b${name}\\b[^}]*\\}`).test(source);
+            if (!declared && !listed) wrong.push(`${doc}:${i + 1}: ${path} exports no ${name}`);
+          }
+        });
+    }
+    expect(wrong).toEqual([]);
+  });
+});
+
 describe("npm scripts", () => {
   const scripts = (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { scripts: Record<string, string> }).scripts;
 
