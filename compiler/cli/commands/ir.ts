@@ -8,7 +8,7 @@ const WEIGHT_MODES: readonly WeightsMode[] = ["shape-only", "hash", "values"];
 
 export const irCommand: Command = {
   name: "ir",
-  summary: "print a model in ONNX's textual syntax",
+  summary: "print a model in ONNX's textual syntax, or a .pipe file's pipeline IR",
   help: `usage: pipec ir <model.onnx> [--weights shape-only|hash|values]
 
 Prints the model in the onnx.printer text syntax.
