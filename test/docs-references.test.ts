@@ -2,7 +2,7 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, posix, resolve } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { main } from "../compiler/cli/main.ts";
-import { codeSpans, linkTargets, markdownFiles, npmScripts, pipecCommandLines, readText, repositoryFiles, rootedPaths, type Mention } from "./helpers/markdown-references.ts";
+import { codeSpans, linkTargets, markdownFiles, npmScripts, pipecCommandLines, readText, repositoryFiles, rootedPaths, sectionFlags, type Mention } from "./helpers/markdown-references.ts";
 
 /**
  * The docs name files, scripts and command lines; each must exist as named, so that a move or a
@@ -254,6 +254,17 @@ describe("pipec commands and flags the docs name", () => {
         for (const flag of c.flags) if (!known.has(flag)) wrong.push(`${doc}:${c.line}: pipec ${c.command} ${flag}: not in pipec ${c.command} --help`);
       }
     }
+    expect(wrong).toEqual([]);
+  });
+
+  it("every flag a section on commands lists is in each of those commands' help", () => {
+    const wrong = DOCS.flatMap((doc) =>
+      sectionFlags(readText(ROOT, doc)).flatMap((m) =>
+        m.commands.flatMap((command) =>
+          !helps.has(command) ? [`${doc}:${m.line}: pipec ${command}: no such command`] : m.flags.filter((flag) => !flagsOf(command).has(flag)).map((flag) => `${doc}:${m.line}: ${flag}: not in pipec ${command} --help`),
+        ),
+      ),
+    );
     expect(wrong).toEqual([]);
   });
 

@@ -125,6 +125,31 @@ export function pipecCommandLines(markdown: string): (Mention & { command: strin
   );
 }
 
+/**
+ * Flags listed on their own in a table (`--max-tokens N`) in a section whose heading names
+ * commands (`## Generation flags: \`pipec run\` and \`pipec generate\``): flags of each of them.
+ * A heading of a lower level keeps the commands of the one above.
+ */
+export function sectionFlags(markdown: string): (Mention & { commands: string[]; flags: string[] })[] {
+  const out: (Mention & { commands: string[]; flags: string[] })[] = [];
+  let commands: string[] = [];
+  for (const l of lines(markdown)) {
+    if (l.fenced) continue;
+    const heading = /^(#+) (.*)$/.exec(l.text);
+    if (heading) {
+      const named = [...heading[2]!.matchAll(/`pipec ([a-z][\w-]*)`/g)].map((m) => m[1]!);
+      if (heading[1]!.length <= 2 || named.length) commands = named;
+      continue;
+    }
+    // Tables list a command's options; prose may mention another command's.
+    if (!commands.length || !l.text.trimStart().startsWith("|")) continue;
+    for (const span of codeSpans(l.text)) {
+      if (span.text.startsWith("-")) out.push({ ...span, line: l.line, block: l.block, scope: l.scope, commands, flags: flagsOf(stripQuoted(span.text)) });
+    }
+  }
+  return out;
+}
+
 /** Flags of a command line: `--name`, `--name=value`, `-o`, inside `[...]` and `(... | ...)` alike. */
 function flagsOf(text: string): string[] {
   return [...text.matchAll(/(?<![\w-])(--[a-z][\w-]*|-[a-zA-Z])(?![\w-])/g)].map((m) => m[1]!);
