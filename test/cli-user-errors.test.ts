@@ -98,6 +98,12 @@ describe("user mistakes are user errors", () => {
     expectOneLine(await pipec("generate", MODEL, "--ids", "1,-4"), 2, /--ids: a token id must be >= 0, got -4$/);
   });
 
+  it("an option left without its value says so, whether it ends the line or another option follows", async () => {
+    expectOneLine(await pipec("opt", MODEL, "-o", join(dir, "o.onnx"), "--passes"), 2, /^pipec: option '--passes' of 'pipec opt' needs a value$/);
+    expectOneLine(await pipec("opt", MODEL, "-o", join(dir, "o.onnx"), "--passes", "--timing"), 2, /^pipec: option '--passes' of 'pipec opt' needs a value$/);
+    expectOneLine(await pipec("opt", MODEL, "--timing=yes"), 2, /^pipec: option '--timing' of 'pipec opt' takes no value$/);
+  });
+
   it("a destination that cannot be created fails at once", async () => {
     const blocker = join(dir, "a-file");
     writeFileSync(blocker, "x");

@@ -19,12 +19,14 @@ export function parseCommandArgs<O extends Options>(command: string, args: strin
     return parseArgs({ args: joinNegativeValues(args, options), options: { ...options, help: { type: "boolean", short: "h" } }, allowPositionals: true, strict: true });
   } catch (e) {
     const err = e as Error & { code?: string };
-    const option = /'(-[^']*)'/.exec(err.message)?.[1];
+    const option = /'(-[^' ]*)/.exec(err.message)?.[1];
     switch (err.code) {
       case "ERR_PARSE_ARGS_UNKNOWN_OPTION":
         throw new UsageError(`unknown option '${option}' for 'pipec ${command}' (see pipec ${command} --help)`);
       case "ERR_PARSE_ARGS_INVALID_OPTION_VALUE":
-        throw new UsageError(`option '${option ?? "?"}' of 'pipec ${command}' ${err.message.includes("argument missing") ? "needs a value" : "takes no value"}`);
+        // Node says "argument missing" for `--passes` at the end and "argument is ambiguous" for
+        // `--passes --help` (the value would start with a dash): both are a value the user left out.
+        throw new UsageError(`option '${option ?? "?"}' of 'pipec ${command}' ${/argument missing|argument is ambiguous/.test(err.message) ? "needs a value" : "takes no value"}`);
       default:
         throw new UsageError(`pipec ${command}: ${err.message}`);
     }
