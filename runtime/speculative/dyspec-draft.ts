@@ -15,7 +15,9 @@ import { floatData, readFloatRow } from "../tensors.ts";
 import { growTree, type GrownTree, type Successors } from "./dyspec.ts";
 import { refuseTreeOnRecurrent } from "./recurrent-rollback.ts";
 import { SpeculativeTally, type SpeculativeStats } from "./stats.ts";
-import { keepPath, longestAgreeingPath, paperTreeTemplate, RECYCLE_TOP_K, successorProbabilities, topK } from "./token-recycling.ts";
+import { RECYCLE_TOP_K, successorProbabilities, topK } from "./adjacency-matrix.ts";
+import { paperTreeTemplate } from "./recycling-state.ts";
+import { keepPath, longestAgreeingPath } from "./token-tree.ts";
 
 /** `speculate: { kind: "dyspec", model }` in the generator's options. */
 export interface DySpecSpeculation {

@@ -18,7 +18,9 @@ import { Generator } from "../generate.ts";
 import { HAVE_SHARED, NO_SHARED, REFERENCE_DIR, SHARED_DECODERS, SHARED_FIXTURES, referenceExports } from "../testing/models.ts";
 import { losslessPrompts, refusalCode } from "./lossless.test-support.ts";
 import type { SpeculativeStats } from "./stats.ts";
-import { AdjacencyMatrix, longestAgreeingPath, PAPER_TREE, topK, TreeTemplate, type RecycleOptions } from "./token-recycling.ts";
+import { AdjacencyMatrix, topK } from "./adjacency-matrix.ts";
+import type { RecycleOptions } from "./token-recycling.ts";
+import { longestAgreeingPath, PAPER_TREE, TreeTemplate } from "./token-tree.ts";
 
 const NEW_TOKENS = 24;
 const OPEN = { device: "cpu" as const, threads: 1 };
