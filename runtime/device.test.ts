@@ -2,7 +2,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { missingRequirement, openSession } from "./device.ts";
 import { isRuntimeError } from "./errors.ts";
-import { REFERENCE_DIR } from "./testing/models.ts";
+import { REFERENCE_DIR } from "../test/helpers/runtime-models.ts";
 
 const MODEL = join(REFERENCE_DIR, "llama-torchscript/model.onnx");
 

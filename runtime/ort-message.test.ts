@@ -5,7 +5,7 @@ import { DecoderModel } from "./decoder.ts";
 import { openSession } from "./device.ts";
 import { isRuntimeError } from "./errors.ts";
 import { cleanOrtMessage } from "./ort-message.ts";
-import { REFERENCE_DIR } from "./testing/models.ts";
+import { REFERENCE_DIR } from "../test/helpers/runtime-models.ts";
 
 const MODEL = join(REFERENCE_DIR, "llama-torchscript/model.onnx");
 

@@ -15,10 +15,10 @@ import { tempDir } from "../../test/helpers/tmp.ts";
 import { isCanonical } from "../attention/canonical-node.ts";
 import { liftAttention } from "../attention/lift.ts";
 import { createStreamingLlm, streamingLlm, streamingLlmLayers } from "./streaming-llm.ts";
-import { APPEND_ONLY_CASES, thenAppendOnly } from "../sparse-attention/append-only.test-support.ts";
+import { APPEND_ONLY_CASES, thenAppendOnly } from "../../test/helpers/append-only-parity.ts";
 import type { Model } from "../../graph/ir/model.ts";
 import { createTreeAttentionMask } from "../speculative/tree-attention-mask.ts";
-import { chainedExactness } from "./streaming-llm/chained-parity.test-support.ts";
+import { chainedExactness } from "../../test/helpers/chained-parity.ts";
 import { PositionFlow } from "./streaming-llm/rotation.ts";
 
 /**

@@ -16,8 +16,8 @@ import { tempDir } from "../../test/helpers/tmp.ts";
 import { DecoderModel } from "../decoder.ts";
 import { Generator } from "../generate.ts";
 import { floatData } from "../tensors.ts";
-import { goodnessOfFit } from "../testing/chi-square.ts";
-import { lastLogitsFromScratch } from "../testing/models.ts";
+import { goodnessOfFit } from "../../test/helpers/chi-square.ts";
+import { lastLogitsFromScratch } from "../../test/helpers/runtime-models.ts";
 import { SpecTrDecoding } from "./spectr-decoding.ts";
 
 const OPEN = { device: "cpu" as const, threads: 1 };

@@ -15,8 +15,8 @@ import { createTreeAttentionMask } from "../../passes/speculative/tree-attention
 import { tempDir } from "../../test/helpers/tmp.ts";
 import { DecoderModel } from "../decoder.ts";
 import { Generator } from "../generate.ts";
-import { HAVE_SHARED, NO_SHARED, REFERENCE_DIR, SHARED_DECODERS, SHARED_FIXTURES, referenceExports } from "../testing/models.ts";
-import { losslessPrompts, refusalCode } from "./lossless.test-support.ts";
+import { HAVE_SHARED, NO_SHARED, REFERENCE_DIR, SHARED_DECODERS, SHARED_FIXTURES, referenceExports } from "../../test/helpers/runtime-models.ts";
+import { losslessPrompts, refusalCode } from "../../test/helpers/lossless.ts";
 import type { SpeculativeStats } from "./stats.ts";
 import { AdjacencyMatrix, topK } from "./adjacency-matrix.ts";
 import type { RecycleOptions } from "./token-recycling.ts";
