@@ -12,7 +12,7 @@ import { appendOnlyWhereAllowed } from "../sparse-attention/append-only.ts";
 import { denseCanonicalNodes, NO_ATTENTION_LEFT } from "../sparse-attention/layers.ts";
 import { SparseSite } from "../sparse-attention/site.ts";
 import { MS_DOMAIN } from "./streaming-llm/fused-rotary.ts";
-import { PositionFlow, type Rotation } from "./streaming-llm/rotation.ts";
+import { Rerotation, type Rotation } from "./streaming-llm/rotation.ts";
 import { hasTreeMask } from "../speculative/tree-attention-mask.ts";
 
 export const STREAMING_LLM = "streaming-llm";
@@ -95,7 +95,7 @@ export function streamingLlm(model: Model, opts: StreamingLlmOptions): number {
 /** Rewrites every dense canonical attention node; `rotated`: how many of them re-rotate at in-cache positions. */
 export function streamingLlmLayers(model: Model, opts: StreamingLlmOptions): { layers: number; rotated: number } {
   const nodes = denseCanonicalNodes(model);
-  const flow = new PositionFlow(model.graph);
+  const flow = new Rerotation(model.graph);
   const pastInputs = new Set(model.graph.inputs.filter((i) => i.name.startsWith("past_key_values.")));
   let rotated = 0;
   let rows: KeptRows | undefined;
