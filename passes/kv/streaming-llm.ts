@@ -14,6 +14,7 @@ import { SparseSite } from "../sparse-attention/site.ts";
 import { MS_DOMAIN } from "./streaming-llm/fused-rotary.ts";
 import { Rerotation, type Rotation } from "./streaming-llm/rotation.ts";
 import { hasTreeMask } from "../speculative/tree-attention-mask.ts";
+import { attendShared, reportAttendedKeys } from "../sparse-attention/attend-selected.ts";
 
 export const STREAMING_LLM = "streaming-llm";
 
@@ -122,7 +123,7 @@ export function streamingLlmLayers(model: Model, opts: StreamingLlmOptions): { l
       const { sinks_1, window_1 } = keptSpans(site, opts, contextLength(site));
       // Split: the kept past rows are gathered and the new rows attended as a second block.
       const end_1 = site.cache?.P_1 ?? site.N_1;
-      site.attendShared(b.op.Concat(site.range(b.int64([0]), site.min(sinks_1, end_1)), site.range(site.min(window_1, end_1), end_1), { axis: 0 }));
+      attendShared(site, b.op.Concat(site.range(b.int64([0]), site.min(sinks_1, end_1)), site.range(site.min(window_1, end_1), end_1), { axis: 0 }));
       continue;
     }
     // Every layer's cache holds the same rows (one cache length per sequence): the first rotated layer's indices serve all.
@@ -175,7 +176,7 @@ function attendRepositioned(site: SparseSite, newKeys: Value, keyRotation: Rotat
   }
   const bias = site.bias();
   const keptBias = bias ? b.op.Add(bias, dropped_111N) : dropped_111N;
-  site.reportAttendedKeys([{ mask: keptBias, keys_1: site.N_1 }]);
+  reportAttendedKeys(site, [{ mask: keptBias, keys_1: site.N_1 }]);
 
   // Keys each query sees (the kept ones it is not masked from): its position in the paper is one less.
   const seen_T = b.op.Expand(visibleCounts(site, keptBias), site.T_1);

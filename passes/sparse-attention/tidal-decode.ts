@@ -6,7 +6,8 @@ import { readCanonical } from "../attention/canonical-node.ts";
 import { appendOnlyWhereAllowed } from "./append-only.ts";
 import { budgetTokens, formatBudget, type Budget } from "./budget.ts";
 import { denseCanonicalNodes, NO_ATTENTION_LEFT } from "./layers.ts";
-import { SparseSite, type PerHeadSelection } from "./site.ts";
+import { SparseSite } from "./site.ts";
+import { attendDenseSelecting, attendPerHead, type PerHeadSelection } from "./attend-selected.ts";
 
 export const TIDAL_DECODE = "tidal";
 
@@ -100,7 +101,7 @@ export function tidalDecode(model: Model, opts: TidalDecodeOptions): TidalStats 
       selection = { keep_BHK: selectTopK(new SparseSite(model, node, TIDAL_DECODE, { splitCache: true }), opts.topK), masks: new Map() };
       stats.selection++;
     } else if (selection) {
-      new SparseSite(model, node, TIDAL_DECODE, { splitCache: true }).attendPerHead(selection);
+      attendPerHead(new SparseSite(model, node, TIDAL_DECODE, { splitCache: true }), selection);
       stats.sparse++;
     }
   });
@@ -122,5 +123,5 @@ function selectTopK(site: SparseSite, budget: Budget): Value {
   // cost ~0.15 ms per selection; attention sums the keys in another order (float rounding only).
   const select = (scores_BHM: Value) => site.b.node("TopK", [scores_BHM, k_1], { outputs: 2, attributes: { axis: -1, largest: 1, sorted: 0 } }).output(1);
   // With a cache the layer's own attention scores the past: its K is read once.
-  return site.attendDenseSelecting(select) ?? select(site.selectableScores(true));
+  return attendDenseSelecting(site, select) ?? select(site.selectableScores(true));
 }

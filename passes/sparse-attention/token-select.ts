@@ -10,6 +10,7 @@ import { cachedSelection, type FingerprintQuery, type FingerprintSource } from "
 import { budgetTokens, formatBudget, type Budget } from "./budget.ts";
 import { denseCanonicalNodes, NO_ATTENTION_LEFT } from "./layers.ts";
 import { SparseSite } from "./site.ts";
+import { attendShared, reportAttendedKeys } from "./attend-selected.ts";
 
 export const TOKEN_SELECT = "tokenselect";
 
@@ -93,7 +94,7 @@ export function tokenSelect(model: Model, opts: TokenSelectOptions, onFingerprin
     if (!cache) {
       const scores_BHkvGTM = voteScores(site);
       const keep_K = around(chooseMiddle(site, opts, regions, scores_BHkvGTM));
-      return scored ? attendScored(site, keep_K, b.op.Gather(scores_BHkvGTM, keep_K, { axis: 3 })) : site.attendShared(keep_K);
+      return scored ? attendScored(site, keep_K, b.op.Gather(scores_BHkvGTM, keep_K, { axis: 3 })) : attendShared(site, keep_K);
     }
     const fresh = () => {
       const scores_BHkvGTM = voteScores(site);
@@ -106,7 +107,7 @@ export function tokenSelect(model: Model, opts: TokenSelectOptions, onFingerprin
     const selected = cachedSelection(model, site, layer, cache, { fresh, around, scoresOf: scored ? scoresOf : undefined, reusable_1: b.op.Not(regions.covered_1) });
     onFingerprint?.(layer, selected.source);
     if (selected.scores) attendScored(site, selected.keep_K, selected.scores);
-    else site.attendShared(selected.keep_K);
+    else attendShared(site, selected.keep_K);
   });
   return nodes.length;
 }
@@ -239,7 +240,7 @@ function attendScored(site: SparseSite, keep_K: Value, keptScores_BHkvGTK: Value
   const rows = (x: Value) => b.op.Slice(x, cache.P_1, b.int64([Number.MAX_SAFE_INTEGER]), b.int64([3]));
   const mask = bias && b.op.Concat(b.op.Gather(past(bias), keep_K, { axis: 3 }), rows(bias), { axis: 3 });
   const kept = { value: b.op.Gather(cache.value.past, keep_K, { axis: 2 }), heads: site.attrs.kv_num_heads };
-  site.reportAttendedKeys([{ mask, keys_1: b.op.Add(site.ops.dim(keep_K, 0), site.ops.dim(cache.value.rows, 2)) }]);
+  reportAttendedKeys(site, [{ mask, keys_1: b.op.Add(site.ops.dim(keep_K, 0), site.ops.dim(cache.value.rows, 2)) }]);
   const out = attendTwoBlocks(b, site.query_BHTD, kept, { key: cache.key.rows, value: cache.value.rows }, { ...site.attrs, bias: mask, firstScores: keptScores_BHkvGTK });
   site.node.output(0).replaceAllUsesWith(out);
   site.node.graph!.remove(site.node);
