@@ -10,7 +10,7 @@ import { decomposedSource } from "./rotary-decomposed.ts";
 /**
  * Recognises the rotary position embedding behind a rotated Q or K (a canonical node's input, or
  * a new-rows value), for passes that compare queries or keys across positions (TokenSelect's
- * selection-cache fingerprint, the reference's QUERY_ROTATE) or re-rotate keys at new positions
+ * selection-cache fingerprint, QUERY_ROTATE in its released code) or re-rotate keys at new positions
  * (StreamingLLM, passes/kv/streaming-llm/rotation.ts). Recognised by what the graph computes, not by
  * exporter:
  *   - `RotaryEmbedding` (ONNX 23) and `com.microsoft.RotaryEmbedding`: their input 0, the op

@@ -96,11 +96,10 @@ export function attendShared(site: SparseSite, keep_K: Value): void {
  * ([B, Hkv, G*K, D]), so K and V are read at the selected rows and never repeated to H heads.
  * The rows are gathered whole from K viewed as [B*Hkv*M, D] (a row copy each; GatherElements
  * would index every element). The masks over the selected keys are built at the first layer
- * that uses `sel` and reused by the rest, which usually share its mask (profiled at 8K: ~0.1 ms
- * a layer). The row indices stay per layer, from the layer's own past: onnxruntime runs a
- * gather as soon as its inputs are ready, and shared indices moved every layer's K gather to
- * the selection, so its rows were out of cache when the layer's scores read them (profiled:
- * those MatMuls went from ~35 to ~75 us).
+ * that uses `sel` and reused by the rest, which usually share its mask. The row indices stay
+ * per layer, from the layer's own past: onnxruntime runs a gather as soon as its inputs are
+ * ready, and shared indices would move every layer's K gather to the selection, so its rows
+ * would be out of cache when the layer's scores read them.
  */
 export function attendPerHead(site: SparseSite, sel: PerHeadSelection): void {
   const b = site.b;

@@ -1,4 +1,4 @@
-// DySpec with a draft model (algorithms.md §12) for greedy decoding on a target compiled with
+// DySpec with a draft model (Xiong et al., arXiv 2410.11744) for greedy decoding on a target compiled with
 // the tree-attention-mask pass: each step grows a token tree from the draft model's
 // distributions (dyspec.ts: always the candidate with the highest path probability, under a node
 // budget), verifies it in one target call and keeps the longest path the target's argmax agrees

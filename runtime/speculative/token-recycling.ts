@@ -1,4 +1,4 @@
-// Token Recycling (Luo et al., ACL 2025; algorithms.md §14): every target call's top-k
+// Token Recycling (Luo et al., ACL 2025): every target call's top-k
 // candidates are recycled into an adjacency matrix Adj[token] = its k likeliest successors,
 // kept across requests. A step fills a static token tree from it breadth-first (one lookup per
 // node, parents first), verifies the whole tree in one target call with a tree attention mask,
@@ -78,8 +78,7 @@ export class TokenRecycling {
   private plan?: StepPlan;
   /**
    * Prompt calls that returned logits, recycled when a step may first draft: their top-k is
-   * host work (a tenth of a millisecond per 20 rows of a 512-token vocabulary), which a
-   * request whose steps never draft need not pay. Ids are recycled at once: copying them costs nothing.
+   * host work, which a request whose steps never draft need not pay. Ids are recycled at once: copying them costs nothing.
    */
   private unseeded: { tokens: readonly number[]; logits: ort.Tensor }[] = [];
 
@@ -161,7 +160,7 @@ export class TokenRecycling {
   }
 
   /**
-   * Cold start (the paper's unofficial implementation; algorithms.md §14): every prompt
+   * Cold start (the paper's unofficial implementation): every prompt
    * position's top-k become its token's successors, so the first drafts already have them.
    * Only calls that returned every position count; later positions overwrite earlier ones.
    * Logits wait for the first step that may draft (`unseeded`).
