@@ -8,7 +8,7 @@
  */
 import { DecoderModel } from "../runtime/decoder.ts";
 import { Generator, type EndEvent } from "../runtime/generate.ts";
-import { runBaseline } from "./baseline-loop.ts";
+import { runReference } from "../test/helpers/reference-loop.ts";
 
 export interface ChildResult {
   tokens: number[];
@@ -30,7 +30,7 @@ export function benchPrompt(length: number): number[] {
 async function measure(loop: string, modelPath: string, promptLength: number, newTokens: number, threads: number): Promise<Omit<ChildResult, "peakRssMiB">> {
   const prompt = benchPrompt(promptLength);
   if (loop === "baseline") {
-    const run = await runBaseline(modelPath, prompt, newTokens, threads);
+    const run = await runReference(modelPath, prompt, newTokens, { intraOpNumThreads: threads, interOpNumThreads: 1, graphOptimizationLevel: "all" });
     return {
       tokens: run.tokens,
       kvMode: "present (fed back)",

@@ -1,6 +1,6 @@
 /**
  * Speculative decoding against the non-speculative pipec runtime and the plain onnxruntime
- * loop (bench/baseline-loop.ts), per draft source and length policy, on input-grounded prompts
+ * loop (test/helpers/reference-loop.ts), per draft source and length policy, on input-grounded prompts
  * (the prompt, the model's own continuation, the prompt again: the answer repeats the context)
  * and open-ended ones. Greedy, batch 1, one intra-op thread.
  *
@@ -39,7 +39,7 @@
  */
 import { loadavg } from "node:os";
 import { Generator, type RecycleSpeculation, type SpeculateOptions, type SpeculativeStats } from "../runtime/index.ts";
-import { runBaseline } from "./baseline-loop.ts";
+import { runReference } from "../test/helpers/reference-loop.ts";
 import { benchTargets, median, openSpeculationModels, promptSets, type Target } from "./speculative-setup.ts";
 
 const args = process.argv.slice(2);
@@ -103,7 +103,7 @@ async function benchTarget(target: Target): Promise<Row[]> {
   const configs = new Map<string, Config>();
   configs.set("baseline loop", {
     run: async (prompt) => {
-      const run = await runBaseline(target.path, prompt, TOKENS, 1);
+      const run = await runReference(target.path, prompt, TOKENS, { intraOpNumThreads: 1, interOpNumThreads: 1, graphOptimizationLevel: "all" });
       return { tokens: run.tokens.length, wallMs: run.prefillMs + run.decodeMs };
     },
   });

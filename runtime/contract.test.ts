@@ -2,7 +2,7 @@ import { join } from "node:path";
 import * as ort from "onnxruntime-node";
 import { describe, expect, it } from "vitest";
 import { readContract, type DecoderContract } from "./contract.ts";
-import { HAVE_SHARED, NO_SHARED, REFERENCE_DIR, SHARED_DECODERS } from "./testing/models.ts";
+import { HAVE_SHARED, NO_SHARED, REFERENCE_DIR, SHARED_DECODERS } from "../test/helpers/runtime-models.ts";
 
 async function contractOf(path: string): Promise<DecoderContract> {
   const session = await ort.InferenceSession.create(path);

@@ -28,7 +28,7 @@ export interface DecoderOptions extends SessionOptions {
   /**
    * Bind one-token steps' outputs (logits, present_new rows) to preallocated tensors.
    * onnxruntime-node 1.30 writes into them but still returns a fresh copy, so on the CPU
-   * this saves nothing (measured: docs/runtime.md); it is here for providers where it pays.
+   * this saves nothing (docs/runtime.md); it is here for providers where it pays.
    */
   bindOutputs?: boolean;
   /**

@@ -2,18 +2,10 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { missingRequirement, openSession } from "./device.ts";
 import { isRuntimeError } from "./errors.ts";
-import { REFERENCE_DIR } from "./testing/models.ts";
+import { caught } from "../test/helpers/caught.ts";
+import { REFERENCE_DIR } from "../test/helpers/runtime-models.ts";
 
 const MODEL = join(REFERENCE_DIR, "llama-torchscript/model.onnx");
-
-async function caught(run: () => Promise<unknown>): Promise<unknown> {
-  try {
-    await run();
-  } catch (e) {
-    return e;
-  }
-  throw new Error("expected an error");
-}
 
 describe("devices", () => {
   it("cpu opens with threads and an optimisation level", async () => {

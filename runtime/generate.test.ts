@@ -10,7 +10,7 @@ import { DecoderModel } from "./decoder.ts";
 import { isRuntimeError } from "./errors.ts";
 import { Generator, type GenerationEvent } from "./generate.ts";
 import type { SpeculateOptions } from "./speculative/speculator.ts";
-import { GPT2_TOKENIZER, HAVE_SHARED, NO_SHARED, REFERENCE_DIR, SHARED_DECODERS } from "./testing/models.ts";
+import { GPT2_TOKENIZER, HAVE_SHARED, NO_SHARED, REFERENCE_DIR, SHARED_DECODERS } from "../test/helpers/runtime-models.ts";
 import { loadTokenizer, type TextTokenizer } from "./tokenizer.ts";
 
 const MODEL = join(REFERENCE_DIR, "llama-torchscript/model.onnx"); // V = 384

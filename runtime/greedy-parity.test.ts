@@ -7,7 +7,7 @@ import { describe, expect, it } from "vitest";
 import { greedyReference } from "../test/helpers/reference-loop.ts";
 import { DecoderModel } from "./decoder.ts";
 import { Generator } from "./generate.ts";
-import { greedyFromScratch, HAVE_SHARED, NO_SHARED, REFERENCE_DIR, referenceExports, SHARED_DECODERS } from "./testing/models.ts";
+import { greedyFromScratch, HAVE_SHARED, NO_SHARED, REFERENCE_DIR, referenceExports, SHARED_DECODERS } from "../test/helpers/runtime-models.ts";
 
 const PROMPT = [5, 17, 42, 9, 311];
 const NEW_TOKENS = 10;

@@ -5,18 +5,10 @@ import { DecoderModel } from "./decoder.ts";
 import { openSession } from "./device.ts";
 import { isRuntimeError } from "./errors.ts";
 import { cleanOrtMessage } from "./ort-message.ts";
-import { REFERENCE_DIR } from "./testing/models.ts";
+import { caught } from "../test/helpers/caught.ts";
+import { REFERENCE_DIR } from "../test/helpers/runtime-models.ts";
 
 const MODEL = join(REFERENCE_DIR, "llama-torchscript/model.onnx");
-
-async function caught(run: () => Promise<unknown>): Promise<unknown> {
-  try {
-    await run();
-  } catch (e) {
-    return e;
-  }
-  throw new Error("expected an error");
-}
 
 function expectClean(line: string): void {
   expect(line).not.toMatch(/\n|\x1b|\.cc:\d+|onnxruntime::|\[ONNXRuntimeError\]/);

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { isRuntimeError } from "./errors.ts";
 import { TextStream } from "./text-stream.ts";
-import { GPT2_TOKENIZER, HAVE_SHARED, NO_SHARED } from "./testing/models.ts";
+import { GPT2_TOKENIZER, HAVE_SHARED, NO_SHARED } from "../test/helpers/runtime-models.ts";
 import { loadTokenizer } from "./tokenizer.ts";
 
 describe("loadTokenizer", () => {

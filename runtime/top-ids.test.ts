@@ -15,7 +15,9 @@ import { tempDir } from "../test/helpers/tmp.ts";
 import { DecoderModel } from "./decoder.ts";
 import { MIN_LOGITS_FOR_IDS } from "./ids-or-logits.ts";
 import { Generator } from "./generate.ts";
-import { adjacencyFor, RECYCLE_TOP_K, TokenRecycling, topK, type AdjacencyMatrix } from "./speculative/token-recycling.ts";
+import { RECYCLE_TOP_K, topK, type AdjacencyMatrix } from "./speculative/adjacency-matrix.ts";
+import { adjacencyFor } from "./speculative/recycling-state.ts";
+import { TokenRecycling } from "./speculative/token-recycling.ts";
 import { floatData, readFloatRow } from "./tensors.ts";
 
 const OPEN = { device: "cpu" as const, threads: 1 };

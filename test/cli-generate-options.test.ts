@@ -7,7 +7,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { compilePipeline, loadPipeline, pipelineSourceFromFlags } from "../compiler/api.ts";
 import { generateCommand } from "../compiler/cli/commands/generate.ts";
 import { main } from "../compiler/cli/main.ts";
-import { REFERENCE_DIR } from "../runtime/testing/models.ts";
+import { REFERENCE_DIR } from "./helpers/runtime-models.ts";
 
 const MODEL = join(REFERENCE_DIR, "llama-dynamo/model.onnx");
 const CACHE = mkdtempSync(join(tmpdir(), "pipec-generate-"));

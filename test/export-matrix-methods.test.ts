@@ -17,12 +17,12 @@ import { compileSource } from "../compiler/pipeline/compile.ts";
 import { runCompiled } from "../compiler/pipeline/run.ts";
 import { findAttentionBlocks } from "../passes/attention/index.ts";
 import { createStreamingLlm } from "../passes/kv/streaming-llm.ts";
-import { chainedExactness } from "../passes/kv/streaming-llm/chained-parity.test-support.ts";
+import { chainedExactness } from "./helpers/chained-parity.ts";
 import { createTidalDecode } from "../passes/sparse-attention/tidal-decode.ts";
 import { createTokenSelect } from "../passes/sparse-attention/token-select.ts";
 import { DecoderModel } from "../runtime/decoder.ts";
 import { Generator } from "../runtime/generate.ts";
-import { expectLossless, losslessPrompts, total } from "../runtime/speculative/lossless.test-support.ts";
+import { expectLossless, losslessPrompts, total } from "./helpers/lossless.ts";
 import { exactness, type ExactnessCase } from "./helpers/sparse-parity.ts";
 import { HAVE_MATRIX, MATRIX_DIR, matrixFixtures, type MatrixExpected } from "./helpers/export-matrix.ts";
 import { tempDir } from "./helpers/tmp.ts";
@@ -36,7 +36,7 @@ const EXACT = 1e-4;
 const OPEN = { device: "cpu" as const, threads: 1 };
 /** Prompts per fixture for the speculative sources (open and grounded, see losslessPrompts). */
 const PROMPTS = 2;
-/** Tokens each compiled speculation generates (the runtime sources generate lossless.test-support's NEW_TOKENS). */
+/** Tokens each compiled speculation generates (the runtime sources generate test/helpers/lossless.ts's NEW_TOKENS). */
 const COMPILED_TOKENS = 16;
 
 const METHODS = ["streaming", "tidal", "tokenselect", "lookup / draft / self-draft (runtime)", "recycle (compiled)", "self (compiled)"] as const;

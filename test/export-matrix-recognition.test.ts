@@ -12,7 +12,7 @@ import type { Value } from "../graph/ir/value.ts";
 import { loadModel, saveModel } from "../graph/onnx/index.ts";
 import { findAttentionBlocks, isCanonical, liftAttention, lowerAttention, readCanonical } from "../passes/attention/index.ts";
 import { traceRotary } from "../passes/attention/rotary-embedding.ts";
-import { maxDifference, prefillAndDecode } from "../passes/attention/two-step-parity.test-support.ts";
+import { maxDifference, prefillAndDecode } from "./helpers/two-step-parity.ts";
 import { modelBytes } from "./helpers/ort-parity.ts";
 import { HAVE_MATRIX, MATRIX_DIR, matrixFixtures, type MatrixExpected } from "./helpers/export-matrix.ts";
 import { greedyReference } from "./helpers/reference-loop.ts";

@@ -22,14 +22,14 @@ interface Import {
 
 const IMPORT = /(?:^|\n)\s*(import|export)\s+(type\s+)?([^"]*?)\s*from\s*"(\.{1,2}\/[^"]+)"|import\(\s*"(\.{1,2}\/[^"]+)"\s*\)/g;
 
-/** Every relative import of each shipped source file (not a test, not test support). */
+/** Every relative import of each shipped source file (not a test: test support lives under test/). */
 function sourceImports(): Map<string, Import[]> {
   const out = new Map<string, Import[]>();
   const walk = (d: string) => {
     for (const name of readdirSync(d)) {
       const path = join(d, name);
       if (statSync(path).isDirectory()) walk(path);
-      else if (/\.(ts|mts|mjs)$/.test(name) && !/\.test\.ts$|\.test-support\.|\.d\.mts$/.test(name)) {
+      else if (/\.(ts|mts|mjs)$/.test(name) && !/\.test\.ts$|\.d\.mts$/.test(name)) {
         const found = [...readFileSync(path, "utf8").matchAll(IMPORT)].map((m) => ({
           target: relative(ROOT, resolve(dirname(path), m[4] ?? m[5]!)),
           typeOnly: m[2] !== undefined || (m[3] !== undefined && /^\{[^}]*\}$/s.test(m[3]) && m[3].slice(1, -1).split(",").every((s) => s.trim() === "" || s.trim().startsWith("type "))),

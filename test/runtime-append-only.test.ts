@@ -9,7 +9,7 @@ import { loadModel, saveModel } from "../graph/onnx/index.ts";
 import { createKvAppendOnly } from "../passes/kv/kv-append-only.ts";
 import { DecoderModel } from "../runtime/decoder.ts";
 import { Generator } from "../runtime/generate.ts";
-import { REFERENCE_DIR } from "../runtime/testing/models.ts";
+import { REFERENCE_DIR } from "./helpers/runtime-models.ts";
 import { floatData } from "../runtime/tensors.ts";
 import { tempDir } from "./helpers/tmp.ts";
 

@@ -5,7 +5,7 @@ import { generateCommand } from "../compiler/cli/commands/generate.ts";
 import { isPipecError } from "../graph/errors.ts";
 import { DecoderModel } from "../runtime/decoder.ts";
 import { Generator } from "../runtime/generate.ts";
-import { GPT2_TOKENIZER, HAVE_SHARED, NO_SHARED, REFERENCE_DIR } from "../runtime/testing/models.ts";
+import { GPT2_TOKENIZER, HAVE_SHARED, NO_SHARED, REFERENCE_DIR } from "./helpers/runtime-models.ts";
 
 const MODEL = join(REFERENCE_DIR, "llama-torchscript/model.onnx");
 

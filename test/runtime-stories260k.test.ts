@@ -8,7 +8,7 @@ import { importLlama2c } from "../graph/importers/llama2c.ts";
 import { ENCODINGS } from "../graph/zoo/index.ts";
 import { DecoderModel } from "../runtime/decoder.ts";
 import { Generator } from "../runtime/generate.ts";
-import { HAVE_SHARED, NO_SHARED, SHARED_FIXTURES } from "../runtime/testing/models.ts";
+import { HAVE_SHARED, NO_SHARED, SHARED_FIXTURES } from "./helpers/runtime-models.ts";
 import { tempDir } from "./helpers/tmp.ts";
 
 const CHECKPOINT = join(SHARED_FIXTURES, "stories260K/stories260K.bin");

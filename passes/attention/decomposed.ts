@@ -2,10 +2,10 @@ import type { Builder } from "../../graph/ir/builder.ts";
 import { DataType } from "../../graph/ir/dtype.ts";
 import type { Node } from "../../graph/ir/node.ts";
 import type { Value } from "../../graph/ir/value.ts";
-import type { Match, PatternBuilder, PatternValue, Rule, RuleContext } from "../../graph/rewrite/index.ts";
+import type { Match, PatternBuilder, PatternValue, Rule } from "../../graph/rewrite/index.ts";
 import { emitCanonical } from "./canonical-node.ts";
 import { kvNames } from "./kv-names.ts";
-import { accept, planOf, type LiftPlan } from "./plan.ts";
+import { checkPlan, planOf, type LiftPlan } from "./plan.ts";
 import { dtypeOf, OpsetOps, shapeOf } from "./ops.ts";
 import { type KeyLayout, peelHeadMerge, peelKey, peelNoOp, peelRepeatKv, peelScaleAndCasts, rank, scalarConstant } from "./peel.ts";
 import { replayLayout } from "./rotary-embedding.ts";
@@ -50,10 +50,7 @@ export const decomposedAttentionRule: Rule = {
     });
     return p.op.MatMul(probs, p.var("valueIn"));
   },
-  check: (ctx: RuleContext, m: Match) => {
-    const plan = analyse(m, ctx.model?.opset("") ?? 21);
-    return typeof plan === "string" ? plan : accept(m, plan);
-  },
+  check: checkPlan((ctx, m) => analyse(m, ctx.model?.opset("") ?? 21)),
   rewrite: (b: Builder, m: Match) => {
     const plan = planOf<DecomposedPlan>(m);
     const key_BHkvND = plan.keyLayout === "BNHD" ? b.op.Transpose(plan.key, { perm: [0, 2, 1, 3] }) : plan.key;

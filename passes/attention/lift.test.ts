@@ -10,7 +10,7 @@ import { CANONICAL_DOMAIN } from "./canonical.ts";
 import { isCanonical, readCanonical } from "./canonical-node.ts";
 import { liftAttention } from "./lift.ts";
 import { lowerAttention } from "./lower.ts";
-import { maxDifference, prefillAndDecode } from "./two-step-parity.test-support.ts";
+import { maxDifference, prefillAndDecode } from "../../test/helpers/two-step-parity.ts";
 
 /**
  * Lift then lower on every encoding we can get: recognition finds exactly the model's attention

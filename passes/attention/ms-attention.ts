@@ -4,7 +4,7 @@ import type { Match, Rule, RuleContext } from "../../graph/rewrite/index.ts";
 import { extraInputs, liftFused } from "./fused.ts";
 import { fusedKvNames } from "./kv-names.ts";
 import { OpsetOps, shapeOf } from "./ops.ts";
-import { accept, planOf, type LiftPlan } from "./plan.ts";
+import { checkPlan, planOf, type LiftPlan } from "./plan.ts";
 
 export const MS_ATTENTION_FORM = "com.microsoft.Attention";
 
@@ -22,10 +22,7 @@ export const msAttentionRule: Rule = {
   name: "lift-ms-attention",
   pattern: (p) =>
     p.node("Attention", [p.var("input"), p.constant("weights"), p.constant("bias")], { domain: "com.microsoft", otherInputs: true }).outputs[0]!,
-  check: (ctx: RuleContext, m: Match) => {
-    const plan = analyse(ctx, m);
-    return typeof plan === "string" ? plan : accept(m, plan);
-  },
+  check: checkPlan(analyse),
   rewrite: (b: Builder, m: Match) => {
     const plan = planOf<MsAttentionPlan>(m);
     const ops = new OpsetOps(b, plan.opset);

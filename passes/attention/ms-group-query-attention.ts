@@ -5,7 +5,7 @@ import type { Match, Rule, RuleContext } from "../../graph/rewrite/index.ts";
 import { extraInputs, keysBelow, liftFused } from "./fused.ts";
 import { fusedKvNames } from "./kv-names.ts";
 import { OpsetOps, shapeOf } from "./ops.ts";
-import { accept, planOf, type LiftPlan } from "./plan.ts";
+import { checkPlan, planOf, type LiftPlan } from "./plan.ts";
 import { gatherRows, rotate } from "./rotary.ts";
 
 export const MS_GROUP_QUERY_ATTENTION_FORM = "com.microsoft.GroupQueryAttention";
@@ -33,10 +33,7 @@ export const msGroupQueryAttentionRule: Rule = {
   name: "lift-ms-group-query-attention",
   // key and value are omitted when query packs Q, K and V; the rest is read off the node.
   pattern: (p) => p.node("GroupQueryAttention", [p.var("query")], { domain: "com.microsoft", otherInputs: true }).outputs[0]!,
-  check: (ctx: RuleContext, m: Match) => {
-    const plan = analyse(ctx, m);
-    return typeof plan === "string" ? plan : accept(m, plan);
-  },
+  check: checkPlan(analyse),
   rewrite: (b: Builder, m: Match) => {
     const plan = planOf<GqaPlan>(m);
     const ops = new OpsetOps(b, plan.opset);

@@ -6,7 +6,7 @@ import type { Value } from "../../graph/ir/value.ts";
 import { fusedKvNames, kvNames } from "./kv-names.ts";
 import { peelPackedHeads } from "./peel.ts";
 import { OpsetOps, shapeOf } from "./ops.ts";
-import { accept, planOf, type LiftPlan } from "./plan.ts";
+import { checkPlan, planOf, type LiftPlan } from "./plan.ts";
 
 export const MS_MULTI_HEAD_ATTENTION_FORM = "com.microsoft.MultiHeadAttention";
 
@@ -24,10 +24,7 @@ interface MhaPlan extends LiftPlan {
 export const msMultiHeadAttentionRule: Rule = {
   name: "lift-ms-multi-head-attention",
   pattern: (p) => p.node("MultiHeadAttention", [p.var("query"), p.var("key"), p.var("value")], { domain: "com.microsoft", otherInputs: true }).outputs[0]!,
-  check: (ctx: RuleContext, m: Match) => {
-    const plan = analyse(ctx, m);
-    return typeof plan === "string" ? plan : accept(m, plan);
-  },
+  check: checkPlan(analyse),
   rewrite: (b: Builder, m: Match) => {
     const plan = planOf<MhaPlan>(m);
     const ops = new OpsetOps(b, plan.opset);

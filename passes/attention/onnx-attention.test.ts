@@ -10,7 +10,7 @@ import { buildZooModel, gpt2Config, llamaConfig } from "../../graph/zoo/index.ts
 import { modelBytes } from "../../test/helpers/ort-parity.ts";
 import { liftAttention } from "./lift.ts";
 import { lowerAttention } from "./lower.ts";
-import { maxDifference, prefillAndDecode } from "./two-step-parity.test-support.ts";
+import { maxDifference, prefillAndDecode } from "../../test/helpers/two-step-parity.ts";
 import { isCanonical, readCanonical } from "./canonical-node.ts";
 
 describe("lift-onnx-attention", () => {

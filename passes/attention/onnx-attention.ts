@@ -6,7 +6,7 @@ import { keysBelow, liftFused } from "./fused.ts";
 import { fusedKvNames, kvNames } from "./kv-names.ts";
 import { peelRepeatKv } from "./peel.ts";
 import { dtypeOf, lowestOf, OpsetOps, shapeOf } from "./ops.ts";
-import { accept, planOf, type LiftPlan } from "./plan.ts";
+import { checkPlan, planOf, type LiftPlan } from "./plan.ts";
 
 export const ONNX_ATTENTION_FORM = "ai.onnx.Attention";
 
@@ -27,10 +27,7 @@ interface OnnxAttentionPlan extends LiftPlan {
 export const onnxAttentionRule: Rule = {
   name: "lift-onnx-attention",
   pattern: (p) => p.node("Attention", [p.var("q"), p.var("k"), p.var("v")], { otherInputs: true }).outputs[0]!,
-  check: (ctx: RuleContext, m: Match) => {
-    const plan = analyse(ctx, m);
-    return typeof plan === "string" ? plan : accept(m, plan);
-  },
+  check: checkPlan(analyse),
   rewrite: (b: Builder, m: Match) => {
     const plan = planOf<OnnxAttentionPlan>(m);
     const node = m.root;

@@ -1,4 +1,4 @@
-import type { Match } from "../../graph/rewrite/index.ts";
+import type { Match, RuleContext } from "../../graph/rewrite/index.ts";
 import type { CanonicalAttentionAttrs } from "./canonical.ts";
 
 /**
@@ -12,10 +12,14 @@ export interface LiftPlan {
 
 const plans = new WeakMap<Match, LiftPlan>();
 
-/** Records the plan and accepts the match (a rule's `check` returns this). */
-export function accept(m: Match, plan: LiftPlan): true {
-  plans.set(m, plan);
-  return true;
+/** A rule's `check` from its analysis: the plan is recorded and the match accepted, or the reason it refuses is returned. */
+export function checkPlan(analyse: (ctx: RuleContext, m: Match) => LiftPlan | string): (ctx: RuleContext, m: Match) => true | string {
+  return (ctx, m) => {
+    const plan = analyse(ctx, m);
+    if (typeof plan === "string") return plan;
+    plans.set(m, plan);
+    return true;
+  };
 }
 
 export function planOf<P extends LiftPlan>(m: Match): P {

@@ -4,12 +4,12 @@ import { modelBytes } from "../../test/helpers/ort-parity.ts";
 import { findAttentionBlocks } from "./index.ts";
 import { liftAttention } from "./lift.ts";
 import { lowerAttention } from "./lower.ts";
-import { maxDifference, prefillAndDecode } from "./two-step-parity.test-support.ts";
-import { attentionVariant, VARIANT_CONFIGS, type AttentionVariant } from "./variants.test-support.ts";
+import { maxDifference, prefillAndDecode } from "../../test/helpers/two-step-parity.ts";
+import { attentionVariant, VARIANT_CONFIGS, type AttentionVariant } from "../../test/helpers/attention-variants.ts";
 
 /**
  * The recognition rules (recognize.ts) on seeded random spellings of the zoo models' attention
- * (variants.test-support.ts): every layer of every variant is found with its heads, KV heads (the
+ * (test/helpers/attention-variants.ts): every layer of every variant is found with its heads, KV heads (the
  * cache's), scale and cache names. A sample is run: the variant computes what the zoo model does,
  * and lift + lower leaves its outputs unchanged. A miss prints the seed and the spelling.
  */
@@ -18,7 +18,7 @@ const RUN_EVERY = 25;
 
 function reproducer(v: AttentionVariant, problem: string): string {
   const layers = v.choices.map((c, i) => `  layer ${i}: ${c.join("; ")}`).join("\n");
-  return `variant seed ${v.seed} (${v.config}): ${problem}\n${layers}\nreproduce: attentionVariant(${v.seed}) in passes/attention/variants.test-support.ts`;
+  return `variant seed ${v.seed} (${v.config}): ${problem}\n${layers}\nreproduce: attentionVariant(${v.seed}) in test/helpers/attention-variants.ts`;
 }
 
 /** What is wrong with the recognition of `v`, or undefined. */

@@ -8,7 +8,7 @@ import { buildZooModel, llamaConfig } from "../../graph/zoo/index.ts";
 import { projectExactnessCases } from "../../test/helpers/sparse-parity.ts";
 import { denseCanonicalNodes } from "../sparse-attention/layers.ts";
 import { streamingLlmLayers } from "../kv/streaming-llm.ts";
-import { PositionFlow } from "../kv/streaming-llm/rotation.ts";
+import { Rerotation } from "../kv/streaming-llm/rotation.ts";
 import { createTokenSelect } from "../sparse-attention/token-select.ts";
 import { liftAttention } from "./lift.ts";
 import { traceRotary, unrotatedSource, type RotaryForm } from "./rotary-embedding.ts";
@@ -119,7 +119,7 @@ describe("one recognition serves TokenSelect's fingerprint and StreamingLLM's re
   for (const encoding of ["decomposed", "standard"] as const) {
     it(`${encoding}: StreamingLLM re-rotates the operand traceRotary names, laid out as the rotated value`, () => {
       const model = lifted(encoding);
-      const flow = new PositionFlow(model.graph);
+      const flow = new Rerotation(model.graph);
       let layers = 0;
       for (const node of denseCanonicalNodes(model)) {
         // The keys' new rows: the cached ones are Concat(past, rows).

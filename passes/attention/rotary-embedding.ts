@@ -4,12 +4,13 @@ import type { Value } from "../../graph/ir/value.ts";
 import { constantInts } from "../../graph/rewrite/index.ts";
 import { shapeOf } from "./ops.ts";
 import { scalarConstant } from "./peel.ts";
+import { isPositionInput, isSizeOp, memo, type PositionFlow } from "./positions.ts";
 import { decomposedSource } from "./rotary-decomposed.ts";
 
 /**
  * Recognises the rotary position embedding behind a rotated Q or K (a canonical node's input, or
  * a new-rows value), for passes that compare queries or keys across positions (TokenSelect's
- * selection-cache fingerprint, the reference's QUERY_ROTATE) or re-rotate keys at new positions
+ * selection-cache fingerprint, QUERY_ROTATE in its released code) or re-rotate keys at new positions
  * (StreamingLLM, passes/kv/streaming-llm/rotation.ts). Recognised by what the graph computes, not by
  * exporter:
  *   - `RotaryEmbedding` (ONNX 23) and `com.microsoft.RotaryEmbedding`: their input 0, the op
@@ -26,6 +27,9 @@ import { decomposedSource } from "./rotary-decomposed.ts";
  * Between the rotary and `value` only layout steps may sit (Transpose, Reshape, Squeeze,
  * Unsqueeze, Identity, Cast, Mul/Div by a scalar constant); `replayLayout` applies them to the
  * source, so the result has `value`'s shape and layout.
+ * This is the one rotary recogniser: `spelledRotary` names the nodes of a decomposed rotary for
+ * a pass that copies them, rotary-fusable.ts which decomposed ones a fused op computes, and what
+ * counts as positional is positions.ts's rule everywhere.
  */
 export type RotaryForm = FusedRotaryForm | "decomposed" | "partial";
 export type FusedRotaryForm = "RotaryEmbedding" | "com.microsoft.RotaryEmbedding";
@@ -149,14 +153,13 @@ function sameComputation(a: Value | undefined, b: Value | undefined, depth = 4):
 }
 
 const PROJECTIONS = new Set(["MatMul", "Gemm", "MatMulInteger", "MatMulNBits", "QLinearMatMul", "FusedMatMul", "DynamicQuantizeMatMul"]);
-const POSITIONAL_OPS = new Set(["Sin", "Cos", "RotaryEmbedding"]);
 /** Inputs that carry shapes, axes or indices of a layout op, not data. */
 const PARAMETERS: Record<string, number> = { Reshape: 1, Expand: 1, Slice: 1, Unsqueeze: 1, Squeeze: 1, Tile: 1 };
 
 /**
- * Whether something positional reaches `value` after its projection (walking back, not past a
- * MatMul/Gemm or a Shape): a Sin, Cos or RotaryEmbedding, or a graph input such as position_ids
- * or attention_mask. Returns what was found, for the reason.
+ * Whether something positional (positions.ts) reaches `value` after its projection (walking
+ * back, not past a MatMul/Gemm: a learned position embedding added before the projection is
+ * not a rotary's business). Returns the position input found, for the reason.
  */
 function positionalInput(value: Value): string | undefined {
   const seen = new Set<Value>();
@@ -165,14 +168,77 @@ function positionalInput(value: Value): string | undefined {
     const t = stack.pop()!;
     if (seen.has(t)) continue;
     seen.add(t);
-    if (t.isGraphInput && !t.isInitializer) return `graph input ${t.name}`;
+    if (isPositionInput(t)) return `graph input ${t.name}`;
     const p = t.producer;
-    if (!p || PROJECTIONS.has(p.op) || p.op === "Shape" || p.op === "Size") continue;
-    if (POSITIONAL_OPS.has(p.op)) return p.describe();
+    if (!p || PROJECTIONS.has(p.op) || isSizeOp(p.op)) continue;
     const until = PARAMETERS[p.op];
     p.inputs.forEach((i, index) => {
       if (i && (until === undefined || index < until)) stack.push(i);
     });
   }
   return undefined;
+}
+
+/** Ops a rotary embedding applies to its operand with (rotate-half by Slice/Neg/Concat, or pairwise lanes): the walk back from a rotated value stops at anything else (a projection). */
+const ROTARY_OPS = new Set(["Mul", "Add", "Sub", "Neg", "Slice", "Split", "Concat", "Unsqueeze", "Squeeze", "Reshape", "Transpose", "Identity", "Cast", "Gather"]);
+
+/** How far back from the rotated value a rotary embedding's nodes may sit. */
+const MAX_ROTARY_DEPTH = 12;
+
+/**
+ * The nodes of a rotary spelled in standard ops behind `rotated` (`trace` = traceRotary's
+ * answer for it), from its operand `unrotated` to `rotated`, for a pass that copies them to
+ * rotate other rows; `flow` tells the operand (hidden state) from the angles (positional).
+ * Undefined when nothing multiplies hidden state by angles (a plain projection); `reason` when
+ * positions reach `rotated` in a way no copy of those nodes can reproduce.
+ */
+export function spelledRotary(rotated: Value, trace: RotaryTrace, flow: PositionFlow): { unrotated: Value; nodes: Set<Node> } | { reason: string } | undefined {
+  // Walk back through the ops a rotation uses, noting whether any multiplies by angles.
+  const depth = new Map<Value, number>([[rotated, 0]]);
+  const walked = new Set<Node>();
+  let mixes = false;
+  const queue = [rotated];
+  while (queue.length) {
+    const v = queue.shift()!;
+    const p = v.producer;
+    if (!p || walked.has(p) || !ROTARY_OPS.has(p.op) || p.domain !== "" || depth.get(v)! >= MAX_ROTARY_DEPTH || !flow.hidden(v)) continue;
+    walked.add(p);
+    mixes ||= p.op === "Mul" && p.inputs.some((i) => i && flow.hidden(i)) && p.inputs.some((i) => i && flow.angles(i));
+    for (const i of p.inputs) {
+      if (!i || !flow.hidden(i) || depth.has(i)) continue;
+      depth.set(i, depth.get(v)! + 1);
+      queue.push(i);
+    }
+  }
+  if (!mixes) {
+    // Nothing multiplies by angles: a plain projection, unless positions reach it some other way.
+    const positional = [...walked].find((n) => n.inputs.some((i) => i && flow.angles(i)));
+    return positional && { reason: `${positional.describe()} reads positions but no rotary embedding was recognised; cannot re-position it` };
+  }
+  // The operand: the one value the rotary's products read lanes of, within the walk.
+  const unrotated = "rotary" in trace && trace.rotary === "decomposed" && depth.has(trace.source) ? trace.source : undefined;
+  if (!unrotated) return { reason: "its rotary embedding mixes several operands; cannot re-rotate it at in-cache positions" };
+  const nodes = between(unrotated, rotated, walked);
+  for (const n of nodes) {
+    if (n.subgraphs().length) return { reason: `its rotary embedding holds a subgraph (${n.describe()})` };
+    for (const i of n.inputs) {
+      if (i && flow.hidden(i) && i !== unrotated && !nodes.has(i.producer!)) return { reason: `${n.describe()} in its rotary embedding reads hidden state other than the rotated rows` };
+    }
+  }
+  return { unrotated, nodes };
+}
+
+/** The walked nodes on a path from `from` to `to`. */
+function between(from: Value, to: Value, walked: ReadonlySet<Node>): Set<Node> {
+  const reaches = new Map<Node, boolean>();
+  const fromFrom = (n: Node): boolean => memo(reaches, n, () => walked.has(n) && n.inputs.some((i) => i === from || (i?.producer !== undefined && fromFrom(i.producer))));
+  const region = new Set<Node>();
+  const stack = [to.producer!];
+  while (stack.length) {
+    const n = stack.pop()!;
+    if (region.has(n) || !fromFrom(n)) continue;
+    region.add(n);
+    for (const i of n.inputs) if (i?.producer) stack.push(i.producer);
+  }
+  return region;
 }

@@ -9,7 +9,7 @@ import { loadModel, saveModel } from "../../graph/onnx/index.ts";
 import { ENCODINGS, gpt2Config, llamaConfig, writeZooModel, type ZooConfig } from "../../graph/zoo/index.ts";
 import { DecoderModel } from "../../runtime/decoder.ts";
 import { Generator } from "../../runtime/generate.ts";
-import { HAVE_SHARED, NO_SHARED, REFERENCE_DIR, SHARED_DECODERS, referenceExports } from "../../runtime/testing/models.ts";
+import { HAVE_SHARED, NO_SHARED, REFERENCE_DIR, SHARED_DECODERS, referenceExports } from "../../test/helpers/runtime-models.ts";
 import { greedyReference } from "../../test/helpers/reference-loop.ts";
 import { tempDir } from "../../test/helpers/tmp.ts";
 import { defaultRegistry } from "../index.ts";

@@ -13,8 +13,7 @@
 //   com.microsoft GroupQueryAttention           refused: see refuseGroupQueryAttention
 // Option split_attention (default on; Concat-grown caches only): attention reads past and new
 // rows as two score blocks instead of their Concat, so the cache is not copied inside the step
-// either (kv-split-attention.ts). Measured on the CPU (bench/runtime.ts, 5M model): 1.3-1.6x the
-// plain rewrite's tokens per CPU-second at 1K tokens of context, 1.5-1.8x at 4K, noise at 192.
+// either (kv-split-attention.ts); what that buys grows with the context (bench/README.md).
 import type { Graph } from "../../graph/ir/graph.ts";
 import { Builder } from "../../graph/ir/index.ts";
 import type { Model } from "../../graph/ir/model.ts";

@@ -1,7 +1,7 @@
 // StreamingLLM against an oracle that does not read the rewritten graph: the kept rows (the
 // sinks and the window, the same for every head) are chosen in TypeScript, and the UNREWRITTEN
 // model is run densely on a cache of those rows alone, at the paper's positions within the cache
-// (algorithms.md §5a): sinks at 0..s-1, window rows after them, the query at the kept count - 1.
+// (Xiao et al., ICLR 2024): sinks at 0..s-1, window rows after them, the query at the kept count - 1.
 // A rotary model's rewritten graph caches keys before rotation, so the oracle rotates the kept
 // rows here (rotate-half at the case's base) and checks that rotation on the model itself: the
 // model's logits must not move when every position shifts by the same amount.

@@ -15,11 +15,11 @@ import { tempDir } from "../../test/helpers/tmp.ts";
 import { isCanonical } from "../attention/canonical-node.ts";
 import { liftAttention } from "../attention/lift.ts";
 import { createStreamingLlm, streamingLlm, streamingLlmLayers } from "./streaming-llm.ts";
-import { APPEND_ONLY_CASES, thenAppendOnly } from "../sparse-attention/append-only.test-support.ts";
+import { APPEND_ONLY_CASES, thenAppendOnly } from "../../test/helpers/append-only-parity.ts";
 import type { Model } from "../../graph/ir/model.ts";
 import { createTreeAttentionMask } from "../speculative/tree-attention-mask.ts";
-import { chainedExactness } from "./streaming-llm/chained-parity.test-support.ts";
-import { PositionFlow } from "./streaming-llm/rotation.ts";
+import { chainedExactness } from "../../test/helpers/chained-parity.ts";
+import { Rerotation } from "./streaming-llm/rotation.ts";
 
 /**
  * Exact up to float32 rounding, relative to the logits' size: a fused re-rotation
@@ -275,7 +275,7 @@ describe("streaming-llm refuses what it cannot re-position", () => {
     const model = buildZooModel(llamaConfig({ layers: 1 }));
     liftAttention(model);
     const node = model.graph.nodeArray().find(isCanonical)!;
-    const flow = new PositionFlow(model.graph);
+    const flow = new Rerotation(model.graph);
     node.setInput(0, flow.rotationOf(new Builder(model.graph, { before: node }), node.inputs[0]!, "queries")!.unrotated);
     expect(() => streamingLlm(model, { sinks: 4, window: 8 })).toThrow(/^layer 0: only the keys carry a rotary embedding; cannot place them at in-cache positions$/);
   });

@@ -12,8 +12,9 @@ import { appendOnlyWhereAllowed } from "../sparse-attention/append-only.ts";
 import { denseCanonicalNodes, NO_ATTENTION_LEFT } from "../sparse-attention/layers.ts";
 import { SparseSite } from "../sparse-attention/site.ts";
 import { MS_DOMAIN } from "./streaming-llm/fused-rotary.ts";
-import { PositionFlow, type Rotation } from "./streaming-llm/rotation.ts";
+import { Rerotation, type Rotation } from "./streaming-llm/rotation.ts";
 import { hasTreeMask } from "../speculative/tree-attention-mask.ts";
+import { attendShared, reportAttendedKeys } from "../sparse-attention/attend-selected.ts";
 
 export const STREAMING_LLM = "streaming-llm";
 
@@ -30,7 +31,7 @@ export interface StreamingLlmOptions {
   appendOnly?: boolean;
 }
 
-/** StreamingLLM (Xiao et al., ICLR 2024; algorithms.md §5a): 4 sinks + 1020 recent tokens, a 1024-token cache. */
+/** StreamingLLM (Xiao et al., "Efficient Streaming Language Models with Attention Sinks", ICLR 2024): 4 sinks + 1020 recent tokens, a 1024-token cache. */
 export const STREAMING_LLM_DEFAULTS: StreamingLlmOptions = { sinks: 4, window: 1020 };
 
 /**
@@ -95,7 +96,7 @@ export function streamingLlm(model: Model, opts: StreamingLlmOptions): number {
 /** Rewrites every dense canonical attention node; `rotated`: how many of them re-rotate at in-cache positions. */
 export function streamingLlmLayers(model: Model, opts: StreamingLlmOptions): { layers: number; rotated: number } {
   const nodes = denseCanonicalNodes(model);
-  const flow = new PositionFlow(model.graph);
+  const flow = new Rerotation(model.graph);
   const pastInputs = new Set(model.graph.inputs.filter((i) => i.name.startsWith("past_key_values.")));
   let rotated = 0;
   let rows: KeptRows | undefined;
@@ -122,7 +123,7 @@ export function streamingLlmLayers(model: Model, opts: StreamingLlmOptions): { l
       const { sinks_1, window_1 } = keptSpans(site, opts, contextLength(site));
       // Split: the kept past rows are gathered and the new rows attended as a second block.
       const end_1 = site.cache?.P_1 ?? site.N_1;
-      site.attendShared(b.op.Concat(site.range(b.int64([0]), site.min(sinks_1, end_1)), site.range(site.min(window_1, end_1), end_1), { axis: 0 }));
+      attendShared(site, b.op.Concat(site.range(b.int64([0]), site.min(sinks_1, end_1)), site.range(site.min(window_1, end_1), end_1), { axis: 0 }));
       continue;
     }
     // Every layer's cache holds the same rows (one cache length per sequence): the first rotated layer's indices serve all.
@@ -145,7 +146,7 @@ export function streamingLlmLayers(model: Model, opts: StreamingLlmOptions): { l
  * query rotated at K-1, as an additive bias (zero when nothing was evicted). K comes from the
  * mask per query, so a verification chunk masked to each query's window (tree-attention-mask)
  * scores as one-token steps would. Masking instead of gathering the kept rows saves copying K
- * and V each step (measured: 24.4 -> 22.9 ms a step at 1024 cached rows, 16-layer zoo model).
+ * and V each step.
  *
  * With the site's cache split (option appendOnly), nothing reads Concat(past, new): the past
  * buffer is rotated at its rows 0..P-1 (an append-only buffer's spare rows are masked by the
@@ -175,7 +176,7 @@ function attendRepositioned(site: SparseSite, newKeys: Value, keyRotation: Rotat
   }
   const bias = site.bias();
   const keptBias = bias ? b.op.Add(bias, dropped_111N) : dropped_111N;
-  site.reportAttendedKeys([{ mask: keptBias, keys_1: site.N_1 }]);
+  reportAttendedKeys(site, [{ mask: keptBias, keys_1: site.N_1 }]);
 
   // Keys each query sees (the kept ones it is not masked from): its position in the paper is one less.
   const seen_T = b.op.Expand(visibleCounts(site, keptBias), site.T_1);

@@ -31,7 +31,7 @@ export const SELECTION_CACHE_NAMES = {
 
 /**
  * Which query the fingerprint is made of. "unrotated" (the default): the query before its rotary
- * embedding, as the reference's QUERY_ROTATE amounts to (it rotates every query to the same
+ * embedding, as QUERY_ROTATE in TokenSelect's released code amounts to (it rotates every query to the same
  * positions, which leaves cosines as between the un-rotated queries), so consecutive queries are
  * not kept apart by one RoPE step each; "rotated": the attention's own query, at its position
  * (kept to measure what un-rotating gains).

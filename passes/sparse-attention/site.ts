@@ -5,14 +5,13 @@ import type { Model } from "../../graph/ir/model.ts";
 import type { Node } from "../../graph/ir/node.ts";
 import type { Value } from "../../graph/ir/value.ts";
 import type { CanonicalAttentionAttrs } from "../attention/canonical.ts";
-import { emitCanonical, readCanonical } from "../attention/canonical-node.ts";
+import { readCanonical } from "../attention/canonical-node.ts";
 import { dtypeOf, lowestOf, OpsetOps } from "../attention/ops.ts";
-import { tensorType } from "../../graph/ir/types.ts";
-import { attendTwoBlocks, cacheConcat, type CacheRows } from "../kv/kv-split-attention.ts";
+import { cacheConcat, type CacheRows } from "../kv/kv-split-attention.ts";
 
 /**
  * One canonical attention node a sparse pass rewrites. The selection subgraphs are built from
- * here (inserted before the node); `attendShared` / `attendPerHead` then replace the node by
+ * here (inserted before the node); `attendShared` / `attendPerHead` (attend-selected.ts) then replace the node by
  * attention over the gathered keys and values only, so nothing reads the rest. Causality and
  * the node's mask travel as one additive bias gathered with the keys: a gathered key keeps
  * exactly the visibility it had.
@@ -115,8 +114,8 @@ export class SparseSite {
     const top = b.node("TopK", [scores, k_1], { outputs: 2, attributes: { axis: -1, largest: 1, sorted: 0 } }).output(1);
     if (this.ops.opset < 11) return b.node("TopK", [top, k_1], { outputs: 2, attributes: { axis: -1, largest: 0, sorted: 1 } }).output(0);
     // Ordered by marking the chosen keys and listing the marks: NonZero walks row-major, so each
-    // row's keys come out ascending, exactly k per row (TopK's indices are distinct). Profiled at
-    // 8K (4 heads, k = 1024): ~0.17 ms against ~0.3 ms for a second TopK sorting the indices.
+    // row's keys come out ascending, exactly k per row (TopK's indices are distinct), at about
+    // half the cost of a second TopK sorting the indices.
     const marks = b.op.ScatterElements(b.op.ConstantOfShape(b.op.Shape(scores)), top, b.op.Expand(b.float32(1), b.op.Shape(top)), { axis: -1 });
     const lastCoordinate = b.op.Gather(b.op.NonZero(marks), b.int64(-1), { axis: 0 });
     // Leading axes from the scores, the last inferred: Reshape reads a 0 (an empty first step's k) as "keep that axis".
@@ -169,7 +168,7 @@ export class SparseSite {
     const last = this.scalar(b.op.Sub(this.T_1, b.int64([1])));
     const query_BHD = b.op.Gather(widen(this.query_BHTD), last, { axis: 2 });
     // q.K^T with K transposed in the MatMul (onnxruntime fuses it into one GEMM with transB):
-    // as K.q it is a one-column GEMM, markedly slower (profiled: 31 vs 18 ms of a 16-layer 8K step).
+    // as K.q it is a one-column GEMM, markedly slower.
     const query_BHkvGD = b.op.Reshape(query_BHD, b.int64([0, Hkv, this.groups, -1]));
     const keyT_BHkvDM = b.op.Transpose(widen(this.cache?.key.past ?? this.key_BHkvND), { perm: [0, 1, 3, 2] });
     const scores_BHkvGM = b.op.MatMul(query_BHkvGD, keyT_BHkvDM);
@@ -218,190 +217,17 @@ export class SparseSite {
     return b.op.Reshape(b.op.Cast(last, { to: DataType.INT64 }), b.int64([1]));
   }
 
-
-  /**
-   * With a cache in float32: replaces the node by dense attention over the past and new rows as
-   * two blocks (as kv-append-only's split would) and returns what `select` makes of the
-   * selectable scores [B, H, M] of the step's last query, taken from that attention's own
-   * past-block scores, so a selection layer reads the past keys once. Undefined (node
-   * untouched) otherwise.
-   */
-  attendDenseSelecting(select: (scores_BHM: Value) => Value): Value | undefined {
-    if (!this.cache || dtypeOf(this.query_BHTD) !== DataType.FLOAT) return undefined;
-    const b = this.b;
-    const { num_heads: H, kv_num_heads: Hkv } = this.attrs;
-    const bias = this.bias();
-    const pastBias = this.selectableBias();
-    const query_BHkvGTD = this.groups > 1 ? b.op.Reshape(this.query_BHTD, b.int64([0, Hkv, -1, 0])) : this.query_BHTD;
-    const pastScores_BHkvGTM = b.op.MatMul(query_BHkvGTD, b.op.Transpose(this.cache.key.past, { perm: [0, 1, 3, 2] }));
-    // Explicit [B, H, T, M]: -1 is ambiguous when the past is empty (M = 0).
-    const pastScores_BHTM = this.groups > 1 ? b.op.Reshape(pastScores_BHkvGTM, b.op.Concat(b.int64([0, H]), this.T_1, this.selectable_1, { axis: 0 })) : pastScores_BHkvGTM;
-    const last = this.scalar(b.op.Sub(this.T_1, b.int64([1])));
-    let selectable_BHM = b.op.Mul(b.op.Gather(pastScores_BHTM, last, { axis: 2 }), b.float32(this.attrs.scale));
-    if (pastBias) selectable_BHM = b.op.Add(selectable_BHM, b.op.Gather(pastBias, last, { axis: 2 }));
-    const first = { key: this.cache.key.past, value: this.cache.value.past, heads: Hkv };
-    const rows = { key: this.cache.key.rows, value: this.cache.value.rows };
-    const out = attendTwoBlocks(b, this.query_BHTD, first, rows, { ...this.attrs, bias, firstScores: pastScores_BHkvGTM });
-    const selected = select(selectable_BHM); // built before the node goes: the builder inserts before it
-    this.node.output(0).replaceAllUsesWith(out);
-    this.node.graph!.remove(this.node);
-    return selected;
-  }
-
   /** The bias over the selectable keys [.., T, M] (the past part with a cache). */
-  private selectableBias(): Value | undefined {
+  selectableBias(): Value | undefined {
     const bias = this.bias();
     return bias && this.cache ? this.b.op.Slice(bias, this.b.int64([0]), this.cache.P_1, this.b.int64([3])) : bias;
   }
 
   /** The bias over the new rows [.., T, S] (with a cache). */
-  private newRowsBias(): Value | undefined {
+  newRowsBias(): Value | undefined {
     const bias = this.bias();
     return bias && this.cache ? this.b.op.Slice(bias, this.cache.P_1, this.b.int64([Number.MAX_SAFE_INTEGER]), this.b.int64([3])) : undefined;
   }
-
-  /**
-   * Adds the output `attended_keys.<pass>.<layer>`, int64 [1]: how many keys the replacement
-   * attends the step's last query to (batch 0, head 0), summed over blocks of `keys_1` keys, each
-   * read off its additive bias `mask_BHTK` (undefined: all visible). The runtime reports it per
-   * method, so a budget is measured from what the graph attends, not recomputed from the options.
-   */
-  reportAttendedKeys(blocks: readonly { mask?: Value; keys_1: Value }[]): void {
-    const b = this.b;
-    const visible = ({ mask, keys_1 }: { mask?: Value; keys_1: Value }): Value => {
-      if (!mask) return keys_1;
-      const first = (x: Value, axis: number) => b.op.Slice(x, b.int64([0]), b.int64([1]), b.int64([axis]));
-      const last_K = b.op.Slice(first(first(mask, 0), 1), b.int64([-1]), b.int64([Number.MAX_SAFE_INTEGER]), b.int64([2]));
-      const seen = b.op.Cast(b.op.Not(b.op.Less(last_K, b.float32(0))), { to: DataType.FLOAT });
-      return b.op.Reshape(b.op.Cast(b.op.ReduceSum(seen, { keepdims: 0 }), { to: DataType.INT64 }), b.int64([1]));
-    };
-    const count_1 = blocks.map(visible).reduce((sum, n) => b.op.Add(sum, n));
-    b.output(b.op.Identity(count_1), `${ATTENDED_KEYS_OUTPUT}.${this.pass}.${this.attrs.layer}`, tensorType(DataType.INT64, [1]));
-  }
-
-  /** Replaces the node by attention over selectable keys `keep_K` (one index set for every head), plus the new rows with a cache. */
-  attendShared(keep_K: Value): void {
-    const b = this.b;
-    const bias = this.selectableBias();
-    const gather = (x: Value) => b.op.Gather(x, keep_K, { axis: 2 });
-    this.replace(
-      {
-        key: gather(this.cache?.key.past ?? this.key_BHkvND),
-        value: gather(this.cache?.value.past ?? this.value_BHkvND),
-        mask: bias && b.op.Gather(bias, keep_K, { axis: 3 }),
-        kvHeads: this.attrs.kv_num_heads,
-      },
-      this.cache && { key: this.cache.key.rows, value: this.cache.value.rows, mask: this.newRowsBias() },
-    );
-  }
-
-  /**
-   * Replaces the node by attention where query head h reads selectable keys `sel.keep_BHK[:, h]`
-   * only (plus the new rows with a cache). Each KV head gathers the rows its G query heads chose
-   * ([B, Hkv, G*K, D]), so K and V are read at the selected rows and never repeated to H heads.
-   * The rows are gathered whole from K viewed as [B*Hkv*M, D] (a row copy each; GatherElements
-   * would index every element). The masks over the selected keys are built at the first layer
-   * that uses `sel` and reused by the rest, which usually share its mask (profiled at 8K: ~0.1 ms
-   * a layer). The row indices stay per layer, from the layer's own past: onnxruntime runs a
-   * gather as soon as its inputs are ready, and shared indices moved every layer's K gather to
-   * the selection, so its rows were out of cache when the layer's scores read them (profiled:
-   * those MatMuls went from ~35 to ~75 us).
-   */
-  attendPerHead(sel: PerHeadSelection): void {
-    const b = this.b;
-    const ops = this.ops;
-    const H = this.attrs.num_heads;
-    const key_BHkvMD = this.cache?.key.past ?? this.key_BHkvND;
-    const rows = this.selectedRows(sel.keep_BHK);
-    const rowShape = b.op.Concat(b.int64([-1]), ops.dim(key_BHkvMD, 3), { axis: 0 });
-    const gather = (x_BHkvMD: Value) => b.op.Reshape(b.op.Gather(b.op.Reshape(x_BHkvMD, rowShape), rows, { axis: 0 }), b.int64([0, H, -1, 0]));
-    const maskKey = `${this.node.inputs[3]?.name ?? ""}|${this.attrs.mask_kind ?? ""}|${this.attrs.is_causal}`;
-    let masks = sel.masks.get(maskKey);
-    if (!masks) {
-      masks = this.selectedMasks(sel.keep_BHK);
-      sel.masks.set(maskKey, masks);
-    }
-    const selected = { key: gather(key_BHkvMD), value: gather(this.cache?.value.past ?? this.value_BHkvND), mask: masks.selected, kvHeads: H };
-    this.replace(selected, this.cache && { key: this.cache.key.rows, value: this.cache.value.rows, mask: masks.rows });
-  }
-
-  /** int64 [B, Hkv, G*K]: the row of each choice in K viewed as [B*Hkv*M, D], (b*Hkv + j)*M + m. */
-  private selectedRows(keep_BHK: Value): Value {
-    const b = this.b;
-    const Hkv = this.attrs.kv_num_heads;
-    const B_1 = this.ops.dim(this.query_BHTD, 0);
-    const keep_BHkvGK = b.op.Reshape(keep_BHK, b.int64([0, Hkv, -1]));
-    const heads_BHkv1 = b.op.Reshape(this.range(b.int64([0]), b.op.Mul(B_1, b.int64([Hkv]))), b.int64([-1, Hkv, 1]));
-    return b.op.Add(b.op.Mul(heads_BHkv1, this.selectable_1), keep_BHkvGK);
-  }
-
-  /** The biases over the selected keys [B, H, T, K] and over the new rows [B, H, T, S] (undefined when every key is visible). */
-  private selectedMasks(keep_BHK: Value): { selected?: Value; rows?: Value } {
-    const b = this.b;
-    const ops = this.ops;
-    const H = this.attrs.num_heads;
-    const B_1 = ops.dim(this.query_BHTD, 0);
-    const bias = this.selectableBias();
-    let selected: Value | undefined;
-    if (bias) {
-      const full_BHTM = b.op.Expand(bias, b.op.Concat(B_1, b.int64([H]), this.T_1, this.selectable_1, { axis: 0 }));
-      const keep_BHTK = b.op.Expand(ops.unsqueeze(keep_BHK, [2]), b.op.Concat(B_1, b.int64([H]), this.T_1, ops.dim(keep_BHK, 2), { axis: 0 }));
-      selected = b.op.GatherElements(full_BHTM, keep_BHTK, { axis: 3 });
-    }
-    const newBias = this.newRowsBias();
-    const S_1 = ops.dim(this.cache?.key.rows ?? this.key_BHkvND, 2);
-    const rows = newBias && b.op.Expand(newBias, b.op.Concat(B_1, b.int64([H]), this.T_1, S_1, { axis: 0 }));
-    return { selected, rows };
-  }
-
-  /** [B, Hkv, S, D] -> [B, H, S, D]: each KV head's rows repeated for its G query heads (S rows: cheap). */
-  private toQueryHeads(x_BHkvSD: Value): Value {
-    if (this.groups === 1) return x_BHkvSD;
-    const b = this.b;
-    const repeated = b.op.Expand(this.ops.unsqueeze(x_BHkvSD, [2]), b.int64([1, 1, this.groups, 1, 1]));
-    return b.op.Reshape(repeated, b.op.Concat(b.int64([0, this.attrs.num_heads, -1]), this.ops.dim(x_BHkvSD, 3), { axis: 0 }));
-  }
-
-  /**
-   * Replaces the node by attention over `sel`, followed by the new `rows` ([B, Hkv, S, D]) when
-   * given: in float32 as two score blocks (neither is copied), else over their Concat (the rows
-   * repeated to H heads when `sel` has one head per query head).
-   */
-  private replace(sel: { key: Value; value: Value; mask?: Value; kvHeads: number }, rows?: { key: Value; value: Value; mask?: Value }): void {
-    const b = this.b;
-    const mask = sel.mask && rows?.mask ? b.op.Concat(sel.mask, rows.mask, { axis: 3 }) : sel.mask;
-    this.reportAttendedKeys([{ mask: sel.mask, keys_1: this.ops.dim(sel.key, 2) }, ...(rows ? [{ mask: rows.mask, keys_1: this.ops.dim(rows.key, 2) }] : [])]);
-    let out: Value;
-    if (rows && dtypeOf(this.query_BHTD) === DataType.FLOAT) {
-      const first = { key: sel.key, value: sel.value, heads: sel.kvHeads };
-      out = attendTwoBlocks(b, this.query_BHTD, first, rows, { ...this.attrs, bias: mask });
-    } else {
-      const repeat = (x: Value) => (sel.kvHeads === this.attrs.num_heads ? this.toQueryHeads(x) : x);
-      const key = rows ? b.op.Concat(sel.key, repeat(rows.key), { axis: 2 }) : sel.key;
-      const value = rows ? b.op.Concat(sel.value, repeat(rows.value), { axis: 2 }) : sel.value;
-      out = emitCanonical(
-        b,
-        { query_BHTD: this.query_BHTD, key_BHkvND: key, value_BHkvND: value, mask },
-        { ...this.attrs, kv_num_heads: sel.kvHeads, is_causal: 0, mask_kind: mask ? "additive" : undefined, source_form: `${this.attrs.source_form}+${this.pass}` },
-      );
-    }
-    this.node.output(0).replaceAllUsesWith(out);
-    this.node.graph!.remove(this.node);
-  }
-}
-
-/** The graph output a sparse layer reports the keys it attended on, per pass and layer (runtime/contract.ts reads the same names). */
-export const ATTENDED_KEYS_OUTPUT = "attended_keys";
-
-/**
- * One per-head selection and what the sparse layers after it share: the chosen keys, and what
- * `attendPerHead` builds from them at the first of those layers.
- */
-export interface PerHeadSelection {
-  /** int64 [B, H, K]: per query head, the selectable keys (any order). */
-  keep_BHK: Value;
-  /** Masks over [selected keys, new rows], per mask input and causality (layers usually share one). */
-  masks: Map<string, { selected?: Value; rows?: Value }>;
 }
 
 /** True for a canonical node a sparse pass already rewrote (its keys are a selection). */

@@ -15,7 +15,7 @@ import { createTidalDecode, tidalDecode, type TidalDecodeOptions } from "./tidal
 const CLEAR_MARGIN = 1e-5;
 
 /**
- * algorithms.md §2: layers below fullLayers and the selection layers attend to every key; a
+ * TidalDecode (Yang et al., ICLR 2025): layers below fullLayers and the selection layers attend to every key; a
  * selection layer picks, per query head, the topK keys with the highest scaled scores (a share
  * of the keys the step sees, rounded up, for a percentage); the layers
  * after it attend to those, until the next selection. Where the attention reads the model's KV

@@ -6,7 +6,8 @@ import { readCanonical } from "../attention/canonical-node.ts";
 import { appendOnlyWhereAllowed } from "./append-only.ts";
 import { budgetTokens, formatBudget, type Budget } from "./budget.ts";
 import { denseCanonicalNodes, NO_ATTENTION_LEFT } from "./layers.ts";
-import { SparseSite, type PerHeadSelection } from "./site.ts";
+import { SparseSite } from "./site.ts";
+import { attendDenseSelecting, attendPerHead, type PerHeadSelection } from "./attend-selected.ts";
 
 export const TIDAL_DECODE = "tidal";
 
@@ -21,7 +22,7 @@ export interface TidalDecodeOptions {
   appendOnly?: boolean;
 }
 
-/** The paper's settings (algorithms.md §2): sparse from layer 2, re-selection at 13 of Llama-3-8B's 32 layers, 256 tokens. */
+/** The paper's settings (TidalDecode, Yang et al., ICLR 2025): sparse from layer 2, re-selection at 13 of Llama-3-8B's 32 layers, 256 tokens. */
 export const TIDAL_DEFAULTS: TidalDecodeOptions = { topK: { tokens: 256 }, fullLayers: "auto" };
 const PAPER_LAYERS = 32;
 const PAPER_FULL_LAYERS = 2;
@@ -100,7 +101,7 @@ export function tidalDecode(model: Model, opts: TidalDecodeOptions): TidalStats 
       selection = { keep_BHK: selectTopK(new SparseSite(model, node, TIDAL_DECODE, { splitCache: true }), opts.topK), masks: new Map() };
       stats.selection++;
     } else if (selection) {
-      new SparseSite(model, node, TIDAL_DECODE, { splitCache: true }).attendPerHead(selection);
+      attendPerHead(new SparseSite(model, node, TIDAL_DECODE, { splitCache: true }), selection);
       stats.sparse++;
     }
   });
@@ -117,10 +118,10 @@ function selectTopK(site: SparseSite, budget: Budget): Value {
   // The new rows take their share of the budget (>= 1 key, and a decode step adds one row).
   const pastBudget_1 = site.b.op.Sub(budgetTokens(site, budget), site.b.op.Sub(site.N_1, M_1));
   const k_1 = site.decodeOnly(site.min(pastBudget_1, M_1), M_1);
-  // Unsorted: the rows are gathered in TopK's order. Reading them in address order was no faster
-  // (profiled at 8K, 4 heads of 64: 24 gathers 5.9 ms sorted, 5.8 unsorted), and ordering them
-  // cost ~0.15 ms per selection; attention sums the keys in another order (float rounding only).
+  // Unsorted: the rows are gathered in TopK's order. Reading them in address order is no faster
+  // and ordering them costs a sort per selection; attention sums the keys in another order
+  // (float rounding only).
   const select = (scores_BHM: Value) => site.b.node("TopK", [scores_BHM, k_1], { outputs: 2, attributes: { axis: -1, largest: 1, sorted: 0 } }).output(1);
   // With a cache the layer's own attention scores the past: its K is read once.
-  return site.attendDenseSelecting(select) ?? select(site.selectableScores(true));
+  return attendDenseSelecting(site, select) ?? select(site.selectableScores(true));
 }

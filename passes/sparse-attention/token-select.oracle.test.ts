@@ -1,6 +1,6 @@
 // TokenSelect against an oracle that does not read the rewritten graph: the vote is taken in plain
 // TypeScript from the unrewritten model's own Q and K (test/helpers/attention-oracle.ts), as
-// algorithms.md §1 specifies it, and attention over the one kept set is computed there too; the
+// TokenSelect's released code takes it, and attention over the one kept set is computed there too; the
 // rewritten graph's attention outputs and logits, and the indices its selection-cache contract
 // reports, must match.
 import * as ort from "onnxruntime-node";
@@ -23,7 +23,7 @@ interface Settings {
 }
 
 /**
- * algorithms.md §1 (retrieval_indices / get_topk_tokens), for a one-query step over N keys (the
+ * TokenSelect's vote as its released code takes it (retrieval_indices / get_topk_tokens), for a one-query step over N keys (the
  * new one last), with the budget B = top_k counting every key attended (docs/language.md): the
  * sinks take at most B - 1 of it, the window (the new key included) at least 1 and at most what
  * is left, the vote chooses the rest. All N keys when B >= N; else each head scores the middle

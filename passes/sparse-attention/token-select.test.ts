@@ -10,7 +10,7 @@ import { seededFeeds } from "../../test/helpers/ort-inputs.ts";
 import { modelBytes } from "../../test/helpers/ort-parity.ts";
 import { exactness, keepRows, maxOutputDiff, projectExactnessCases, runStep, sharedExactnessCases, sparsify } from "../../test/helpers/sparse-parity.ts";
 import { defaultRegistry } from "../index.ts";
-import { APPEND_ONLY_CASES, spareRowsDiff, thenAppendOnly } from "./append-only.test-support.ts";
+import { APPEND_ONLY_CASES, spareRowsDiff, thenAppendOnly } from "../../test/helpers/append-only-parity.ts";
 import { createTokenSelect, TOKEN_SELECT, tokenSelect, type TokenSelectOptions } from "./token-select.ts";
 
 const EXACT = 1e-5;

@@ -10,6 +10,7 @@ import { cachedSelection, type FingerprintQuery, type FingerprintSource } from "
 import { budgetTokens, formatBudget, type Budget } from "./budget.ts";
 import { denseCanonicalNodes, NO_ATTENTION_LEFT } from "./layers.ts";
 import { SparseSite } from "./site.ts";
+import { attendShared, reportAttendedKeys } from "./attend-selected.ts";
 
 export const TOKEN_SELECT = "tokenselect";
 
@@ -33,7 +34,7 @@ export interface TokenSelectOptions {
   appendOnly?: boolean;
 }
 
-/** The released configuration (algorithms.md §1): n_init 128 sinks, n_local 512 recent keys, top_k 2048 selected. */
+/** TokenSelect's released configuration (Wu, Pan et al., EMNLP 2025): n_init 128 sinks, n_local 512 recent keys, top_k 2048 selected. */
 export const TOKEN_SELECT_PAPER = { sinks: 128, window: 512, selected: 2048 } as const;
 const PAPER_BUDGET = TOKEN_SELECT_PAPER.sinks + TOKEN_SELECT_PAPER.window + TOKEN_SELECT_PAPER.selected;
 
@@ -93,7 +94,7 @@ export function tokenSelect(model: Model, opts: TokenSelectOptions, onFingerprin
     if (!cache) {
       const scores_BHkvGTM = voteScores(site);
       const keep_K = around(chooseMiddle(site, opts, regions, scores_BHkvGTM));
-      return scored ? attendScored(site, keep_K, b.op.Gather(scores_BHkvGTM, keep_K, { axis: 3 })) : site.attendShared(keep_K);
+      return scored ? attendScored(site, keep_K, b.op.Gather(scores_BHkvGTM, keep_K, { axis: 3 })) : attendShared(site, keep_K);
     }
     const fresh = () => {
       const scores_BHkvGTM = voteScores(site);
@@ -106,7 +107,7 @@ export function tokenSelect(model: Model, opts: TokenSelectOptions, onFingerprin
     const selected = cachedSelection(model, site, layer, cache, { fresh, around, scoresOf: scored ? scoresOf : undefined, reusable_1: b.op.Not(regions.covered_1) });
     onFingerprint?.(layer, selected.source);
     if (selected.scores) attendScored(site, selected.keep_K, selected.scores);
-    else site.attendShared(selected.keep_K);
+    else attendShared(site, selected.keep_K);
   });
   return nodes.length;
 }
@@ -127,8 +128,9 @@ interface KeyRegions {
 /**
  * Layers whose key regions are the same values, so that the first layer's serve the rest: the
  * same mask input and causality, and past, new and query lengths declared with the same dims (a
- * decoder's layers see one context). Profiled at 8K: recomputed per layer, the ~35 small nodes
- * cost ~0.15 ms a layer, 7% of a step. Undefined (computed per layer) when a length is not declared.
+ * decoder's layers see one context), since the ~35 small nodes of a region are a noticeable
+ * part of a step when every layer recomputes them. Undefined (computed per layer) when a length
+ * is not declared.
  */
 function regionsKey(site: SparseSite): string | undefined {
   const dims = [shapeOf(site.cache?.key.past ?? site.key_BHkvND)?.[2], site.cache ? shapeOf(site.cache.key.rows)?.[2] : "-", shapeOf(site.query_BHTD)?.[2]];
@@ -195,8 +197,8 @@ function voteScores(site: SparseSite): Value {
  * q.K^T of every query against `key_BHkvMD`, unscaled, [B, Hkv, G*T, M]: the G query heads of a
  * KV head stacked as rows, so K is read once and never repeated (onnxruntime fuses the Transpose
  * into the MatMul). The scale is applied later, after a Slice or Concat, never right on the
- * MatMul: onnxruntime would fold it in (MatMulScaleFusion), and the fused kernel with a scale
- * ran this one-row product 2.4x slower (profiled at 8K).
+ * MatMul: onnxruntime would fold it in (MatMulScaleFusion), and its fused kernel with a scale
+ * is slower on this one-row product.
  */
 function queryKeyScores(site: SparseSite, key_BHkvMD: Value): Value {
   const b = site.b;
@@ -217,7 +219,7 @@ function chooseMiddle(site: SparseSite, opts: TokenSelectOptions, { sinks_1, win
   const scores_BHTM = site.groups > 1 ? b.op.Reshape(scores_BHkvGTM, b.op.Concat(b.int64([0, site.attrs.num_heads]), site.T_1, site.selectable_1, { axis: 0 })) : scores_BHkvGTM;
   const lastQuery_1 = b.op.Sub(site.T_1, b.int64([1]));
   const criticality_BH1C = b.op.Slice(scores_BHTM, b.op.Concat(lastQuery_1, sinks_1, { axis: 0 }), b.op.Concat(site.T_1, windowStart_1, { axis: 0 }), b.int64([2, 3]));
-  // Unscaled, as the reference's vote (get_topk_tokens: softmax of the raw q.k): the attention's
+  // Unscaled, as TokenSelect's released code votes (get_topk_tokens: softmax of the raw q.k): the attention's
   // scale would sharpen or flatten each head's distribution, and so change the sum over heads.
   const perHead_BH1C = b.op.Softmax(criticality_BH1C, { axis: -1 });
   let votes_C = reduceSum(site, perHead_BH1C, [0, 1, 2]);
@@ -239,7 +241,7 @@ function attendScored(site: SparseSite, keep_K: Value, keptScores_BHkvGTK: Value
   const rows = (x: Value) => b.op.Slice(x, cache.P_1, b.int64([Number.MAX_SAFE_INTEGER]), b.int64([3]));
   const mask = bias && b.op.Concat(b.op.Gather(past(bias), keep_K, { axis: 3 }), rows(bias), { axis: 3 });
   const kept = { value: b.op.Gather(cache.value.past, keep_K, { axis: 2 }), heads: site.attrs.kv_num_heads };
-  site.reportAttendedKeys([{ mask, keys_1: b.op.Add(site.ops.dim(keep_K, 0), site.ops.dim(cache.value.rows, 2)) }]);
+  reportAttendedKeys(site, [{ mask, keys_1: b.op.Add(site.ops.dim(keep_K, 0), site.ops.dim(cache.value.rows, 2)) }]);
   const out = attendTwoBlocks(b, site.query_BHTD, kept, { key: cache.key.rows, value: cache.value.rows }, { ...site.attrs, bias: mask, firstScores: keptScores_BHkvGTK });
   site.node.output(0).replaceAllUsesWith(out);
   site.node.graph!.remove(site.node);

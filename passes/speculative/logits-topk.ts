@@ -17,9 +17,9 @@ export interface LogitsTopkOptions {
   argmax: boolean;
   /**
    * Add nothing when the logits' last dimension V is known and below this (0: always add).
-   * onnxruntime runs every node on every call, fetched or not (ArgMax cost stories260K, V = 512,
-   * 7 µs of a 375 µs step), and below about 1024 logits a call is as fast fetching them and
-   * choosing on the host (the runtime's MIN_LOGITS_FOR_IDS).
+   * onnxruntime runs every node on every call, fetched or not, so an unused ArgMax is a cost, and
+   * below about 1024 logits a call is as fast fetching them and choosing on the host (the
+   * runtime's MIN_LOGITS_FOR_IDS; bench/README.md).
    */
   minVocab: number;
 }

@@ -7,7 +7,7 @@ import { Builder } from "../../graph/ir/builder.ts";
 import { loadModel } from "../../graph/onnx/index.ts";
 import { buildZooModel, gpt2Config, llamaConfig, type AttentionEncoding, type WeightSource, type ZooConfig } from "../../graph/zoo/index.ts";
 import { HAVE_SHARED, SHARED_FIXTURES, SKIP_SHARED_REASON } from "../../test/helpers/fixtures.ts";
-import { maxDifference, prefillAndDecode } from "../attention/two-step-parity.test-support.ts";
+import { maxDifference, prefillAndDecode } from "../../test/helpers/two-step-parity.ts";
 import { CachedDecoder, maxAbsDiff, modelToBytes } from "../../test/helpers/zoo-decode.ts";
 import { liftAttention } from "../attention/lift.ts";
 import { lowerAttention } from "../attention/lower.ts";

@@ -5,7 +5,7 @@ import * as ort from "onnxruntime-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DecoderModel } from "../decoder.ts";
 import { isRuntimeError } from "../errors.ts";
-import { HAVE_SHARED, lastLogitsFromScratch, NO_SHARED, REFERENCE_DIR, SHARED_DECODERS } from "../testing/models.ts";
+import { HAVE_SHARED, lastLogitsFromScratch, NO_SHARED, REFERENCE_DIR, SHARED_DECODERS } from "../../test/helpers/runtime-models.ts";
 import { floatData, readFloatRow } from "../tensors.ts";
 
 const A = [3, 14, 15, 92, 65];

@@ -1,9 +1,23 @@
 // What one target call costs as a function of the tokens it verifies, measured on this
 // machine. On a GPU verifying 20 tokens costs about what verifying one does; on a CPU the
 // cost grows with them, so the draft length that pays must come from a measurement.
+// Two shapes are fitted to the same timings: a line (CostModel) for drafts of a few tokens,
+// and a curve through every size (MeasuredCost) for token trees, where attention over a large
+// tree grows faster than linearly.
 import type { DecoderModel, DecoderSequence } from "../decoder.ts";
 
-export class CostModel {
+/** Milliseconds of one target call as a function of the tokens it verifies. */
+export interface CallCost {
+  callMs(tokens: number): number;
+}
+
+/** How long one call of `tokens` tokens took (the fastest of a few runs). */
+export interface CostSample {
+  tokens: number;
+  ms: number;
+}
+
+export class CostModel implements CallCost {
   constructor(
     /** Cost of a call independent of its size (session overhead, weights read once). */
     readonly fixedMs: number,
@@ -15,7 +29,7 @@ export class CostModel {
   }
 
   /** Least-squares line through (tokens, ms) samples; slope and intercept kept non-negative. */
-  static fit(samples: readonly { tokens: number; ms: number }[]): CostModel {
+  static fit(samples: readonly CostSample[]): CostModel {
     const n = samples.length;
     const mx = samples.reduce((s, x) => s + x.tokens, 0) / n;
     const my = samples.reduce((s, x) => s + x.ms, 0) / n;
@@ -31,11 +45,38 @@ export class CostModel {
 }
 
 /**
+ * The cost of a call measured at sizes 1 .. maxTokens on this machine and interpolated between
+ * them. Not a line: a line fitted to every size of a large tree misprices the small trees that
+ * pay. Measured once per model (Token Recycling keeps it, recycling-state.ts).
+ */
+export class MeasuredCost implements CallCost {
+  constructor(readonly samples: readonly CostSample[]) {}
+
+  callMs(tokens: number): number {
+    const s = this.samples;
+    let i = 1;
+    while (i < s.length - 1 && s[i]!.tokens < tokens) i++;
+    const [a, b] = [s[i - 1]!, s[i]!];
+    return a.ms + ((b.ms - a.ms) * (tokens - a.tokens)) / (b.tokens - a.tokens);
+  }
+
+  /** `topK`: the successors a step recycles (steps fetch only those ids when the graph offers them). */
+  static async measure(sequence: DecoderSequence, token: number, maxTokens: number, topK: number): Promise<MeasuredCost> {
+    // Beyond the positions left, the curve extends its last segment.
+    maxTokens = Math.min(maxTokens, roomFor(sequence, maxTokens));
+    if (maxTokens < 2) throw new RangeError("measuring call costs needs room for two tokens");
+    const sizes = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96];
+    // Timed as steps run: ids only when the graph offers the top-k the matrix stores.
+    const samples = await timeCalls(sequence, sizes, maxTokens, (size) => sequence.forwardIdsOrLogits(Array(size).fill(token), topK), 3);
+    return new MeasuredCost(samples);
+  }
+}
+
+/**
  * Costs in units of one target call, the same on every machine, for runs whose decisions must
  * not depend on timing: a seeded sampled run drafts (and so draws) as these prices say, where
- * measured costs would make its tokens depend on the machine and its load. Each token a call
- * verifies adds 5%, the slope measured here at small sizes (sotu-tiny 3.5%, stories260K 4-5% a
- * token).
+ * measured costs would make its tokens depend on the machine and its load. The slope is the
+ * one tiny models show (bench/README.md).
  */
 export const NOMINAL_COST = new CostModel(1, 0.05);
 /** A draft model's token at nominal prices: a tenth of a target call. */
@@ -53,35 +94,43 @@ export function rememberCost(model: DecoderModel, cost: CostModel): void {
   measured.set(model, cost);
 }
 
-/**
- * Times calls of 1 .. maxTokens tokens on `sequence` (rolled back after each) and fits the line;
- * once per model, so later requests reuse it. The fastest of a few runs per size counts: on a
- * shared machine other work only ever adds time.
- */
+/** Times calls of 1 .. maxTokens tokens on `sequence` and fits the line; once per model, so later requests reuse it. */
 export async function measureCost(sequence: DecoderSequence, token: number, maxTokens: number, idsOnly = false): Promise<CostModel> {
   const known = measured.get(sequence.model);
   if (known) return known;
-  const start = sequence.length;
-  const room = sequence.model.maxPositions === undefined ? maxTokens : sequence.model.maxPositions - start;
-  maxTokens = Math.max(1, Math.min(maxTokens, room));
-  const sizes = [...new Set([1, 2, 4, 8, 16, 32].filter((s) => s < maxTokens).concat(maxTokens))];
-  const samples: { tokens: number; ms: number }[] = [];
+  maxTokens = Math.max(1, Math.min(maxTokens, roomFor(sequence, maxTokens)));
   // `idsOnly`: steps will fetch the graph's argmax rather than logits, so time those calls.
   const call = (size: number) => (idsOnly ? sequence.forwardIdsOrLogits(Array(size).fill(token), 1) : sequence.forward(Array(size).fill(token)));
-  await call(maxTokens); // warm-up: first calls at a new size allocate
+  const model = CostModel.fit(await timeCalls(sequence, [1, 2, 4, 8, 16, 32], maxTokens, call, 5));
+  measured.set(sequence.model, model);
+  return model;
+}
+
+/** Positions left after `sequence`'s context, or `wanted` for a model without a limit. */
+function roomFor(sequence: DecoderSequence, wanted: number): number {
+  return sequence.model.maxPositions === undefined ? wanted : sequence.model.maxPositions - sequence.length;
+}
+
+/**
+ * The fastest of `runs` timings of `call` at each of `sizes` below `maxTokens`, and at
+ * `maxTokens`, each rolled back after it. The fastest counts: on a shared machine other work
+ * only ever adds time. A first call at `maxTokens` warms up (first calls at a new size allocate).
+ */
+async function timeCalls(sequence: DecoderSequence, sizes: readonly number[], maxTokens: number, call: (size: number) => Promise<unknown>, runs: number): Promise<CostSample[]> {
+  const start = sequence.length;
+  await call(maxTokens);
   sequence.truncate(start);
-  for (const size of sizes) {
-    const times: number[] = [];
-    for (let r = 0; r < 5; r++) {
+  const samples: CostSample[] = [];
+  for (const size of new Set(sizes.filter((s) => s < maxTokens).concat(maxTokens))) {
+    let fastest = Infinity;
+    for (let r = 0; r < runs; r++) {
       // A verification call is charged with its rollback (on a present-style cache, a copy of every kept row).
       const t0 = performance.now();
       await call(size);
       sequence.truncate(start);
-      times.push(performance.now() - t0);
+      fastest = Math.min(fastest, performance.now() - t0);
     }
-    samples.push({ tokens: size, ms: Math.min(...times) });
+    samples.push({ tokens: size, ms: fastest });
   }
-  const model = CostModel.fit(samples);
-  measured.set(sequence.model, model);
-  return model;
+  return samples;
 }

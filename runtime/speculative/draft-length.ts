@@ -1,5 +1,5 @@
 // How many draft tokens to verify. Fixed, or adaptive: SpecDec++'s stopping rule (stop once
-// the chance of at least one rejection exceeds a threshold; algorithms.md §11), driven by the
+// the chance of at least one rejection exceeds a threshold; Huang, Guo, Wang, COLM 2025), driven by the
 // draft's own probabilities instead of a trained head, and a cost guard that keeps only the
 // draft prefix whose expected tokens per millisecond beat plain decoding's.
 import type { CostModel } from "./cost-model.ts";

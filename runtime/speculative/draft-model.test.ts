@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DecoderModel, type DecoderSequence } from "../decoder.ts";
 import { Generator } from "../generate.ts";
-import { REFERENCE_DIR } from "../testing/models.ts";
+import { REFERENCE_DIR } from "../../test/helpers/runtime-models.ts";
 
 const PROMPT = [7, 101, 33, 250, 12, 90, 41, 8, 77, 5];
 const MODEL = join(REFERENCE_DIR, "llama-torchscript/model.onnx");

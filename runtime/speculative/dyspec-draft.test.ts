@@ -18,9 +18,9 @@ import { createTreeAttentionMask } from "../../passes/speculative/tree-attention
 import { tempDir } from "../../test/helpers/tmp.ts";
 import { DecoderModel } from "../decoder.ts";
 import { Generator } from "../generate.ts";
-import { HAVE_SHARED, NO_SHARED, SHARED_FIXTURES } from "../testing/models.ts";
+import { HAVE_SHARED, NO_SHARED, SHARED_FIXTURES } from "../../test/helpers/runtime-models.ts";
 import { AcceptanceByProbability, type DySpecSpeculation } from "./dyspec-draft.ts";
-import { losslessPrompts, refusalCode } from "./lossless.test-support.ts";
+import { losslessPrompts, refusalCode } from "../../test/helpers/lossless.ts";
 import type { SpeculativeStats } from "./stats.ts";
 
 const OPEN = { device: "cpu" as const, threads: 1 };

@@ -1,4 +1,4 @@
-// DySpec with a draft model (algorithms.md §12) for greedy decoding on a target compiled with
+// DySpec with a draft model (Xiong et al., arXiv 2410.11744) for greedy decoding on a target compiled with
 // the tree-attention-mask pass: each step grows a token tree from the draft model's
 // distributions (dyspec.ts: always the candidate with the highest path probability, under a node
 // budget), verifies it in one target call and keeps the longest path the target's argmax agrees
@@ -15,7 +15,9 @@ import { floatData, readFloatRow } from "../tensors.ts";
 import { growTree, type GrownTree, type Successors } from "./dyspec.ts";
 import { refuseTreeOnRecurrent } from "./recurrent-rollback.ts";
 import { SpeculativeTally, type SpeculativeStats } from "./stats.ts";
-import { keepPath, longestAgreeingPath, paperTreeTemplate, RECYCLE_TOP_K, successorProbabilities, topK } from "./token-recycling.ts";
+import { RECYCLE_TOP_K, successorProbabilities, topK } from "./adjacency-matrix.ts";
+import { paperTreeTemplate } from "./recycling-state.ts";
+import { keepPath, longestAgreeingPath } from "./token-tree.ts";
 
 /** `speculate: { kind: "dyspec", model }` in the generator's options. */
 export interface DySpecSpeculation {

@@ -1,4 +1,4 @@
-// DySpec (Xiong et al., arXiv 2410.11744; algorithms.md §12): the draft tree is grown at run time,
+// DySpec (Xiong et al., arXiv 2410.11744): the draft tree is grown at run time,
 // always adding the candidate with the highest estimated chance of acceptance: the product of
 // the draft probabilities along its path. A candidate is a node's next-likeliest successor not
 // yet in the tree; adding it offers its own likeliest successor and its parent's next one. Under

@@ -3,7 +3,7 @@
 import { describe, expect, it } from "vitest";
 import { Generator } from "../generate.ts";
 import { guardFor, MARGIN, PROBE_BUDGET, SpeculationGuard, type StepPlan } from "./guard.ts";
-import { referencePair } from "./reference-pair.test-support.ts";
+import { referencePair } from "../../test/helpers/reference-pair.ts";
 
 /** Runs `steps` steps: a plain step takes 10 ms for one token, a drafting step `draftMs` for `draftTokens`. */
 function drive(guard: SpeculationGuard, steps: number, draftMs: number, draftTokens: number): StepPlan[] {

@@ -11,8 +11,8 @@ import { importLlama2c } from "../../graph/importers/llama2c.ts";
 import { ENCODINGS, gpt2Config, llamaConfig, writeZooModel } from "../../graph/zoo/index.ts";
 import { tempDir } from "../../test/helpers/tmp.ts";
 import { DecoderModel } from "../decoder.ts";
-import { HAVE_SHARED, NO_SHARED, REFERENCE_DIR, SHARED_DECODERS, SHARED_FIXTURES, referenceExports } from "../testing/models.ts";
-import { expectLossless, NEW_TOKENS, total } from "./lossless.test-support.ts";
+import { HAVE_SHARED, NO_SHARED, REFERENCE_DIR, SHARED_DECODERS, SHARED_FIXTURES, referenceExports } from "../../test/helpers/runtime-models.ts";
+import { expectLossless, NEW_TOKENS, total } from "../../test/helpers/lossless.ts";
 
 const CHECKPOINT = join(SHARED_FIXTURES, "stories260K/stories260K.bin");
 

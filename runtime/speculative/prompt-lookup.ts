@@ -1,6 +1,7 @@
-// Prompt-lookup decoding (algorithms.md §17): the continuation of the first earlier
-// occurrence of the context's last n tokens, trying n = maxNgram down to 1. Free to run and
-// strong where the answer repeats its input (summaries, extraction, code edits).
+// Prompt-lookup decoding (github.com/apoorvumang/prompt-lookup-decoding,
+// find_candidate_pred_tokens): the continuation of the first earlier occurrence of the
+// context's last n tokens, trying n = maxNgram down to 1. Free to run and strong where the
+// answer repeats its input (summaries, extraction, code edits).
 import { NO_DRAFT, type Draft, type DraftSource } from "./draft-source.ts";
 
 export class PromptLookup implements DraftSource {

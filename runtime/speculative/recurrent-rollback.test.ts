@@ -18,8 +18,8 @@ import { isRuntimeError } from "../errors.ts";
 import { Generator } from "../generate.ts";
 import { argmax } from "../sampling/sampler.ts";
 import { floatData } from "../tensors.ts";
-import { HAVE_SHARED, lastLogitsFromScratch, NO_SHARED, SHARED_DECODERS } from "../testing/models.ts";
-import { expectLossless, NEW_TOKENS, total } from "./lossless.test-support.ts";
+import { HAVE_SHARED, lastLogitsFromScratch, NO_SHARED, SHARED_DECODERS } from "../../test/helpers/runtime-models.ts";
+import { expectLossless, NEW_TOKENS, total } from "../../test/helpers/lossless.ts";
 import { Speculator } from "./speculator.ts";
 
 const OPEN = { device: "cpu" as const, threads: 1 };

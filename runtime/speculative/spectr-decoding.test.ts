@@ -7,32 +7,19 @@
 // the refusals are one line.
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { loadModel, saveModel } from "../../graph/onnx/index.ts";
 import { llamaConfig, writeZooModel } from "../../graph/zoo/index.ts";
-import { liftAttention } from "../../passes/attention/lift.ts";
-import { lowerAttention } from "../../passes/attention/lower.ts";
-import { createTreeAttentionMask } from "../../passes/speculative/tree-attention-mask.ts";
 import { tempDir } from "../../test/helpers/tmp.ts";
+import { compileTree } from "../../test/helpers/tree-target.ts";
 import { DecoderModel } from "../decoder.ts";
 import { Generator } from "../generate.ts";
 import { floatData } from "../tensors.ts";
-import { goodnessOfFit } from "../testing/chi-square.ts";
-import { lastLogitsFromScratch } from "../testing/models.ts";
+import { goodnessOfFit } from "../../test/helpers/chi-square.ts";
+import { lastLogitsFromScratch } from "../../test/helpers/runtime-models.ts";
 import { SpecTrDecoding } from "./spectr-decoding.ts";
 
 const OPEN = { device: "cpu" as const, threads: 1 };
 const PROMPT = [5, 17, 200, 42, 9, 100, 5, 17];
 const SAMPLING = { temperature: 0.7, seed: 11 };
-
-function compileTree(path: string): string {
-  const model = loadModel(path);
-  liftAttention(model);
-  createTreeAttentionMask().run(model, { options: {}, note: () => {} });
-  lowerAttention(model);
-  const out = join(path, "..", "tree.onnx");
-  saveModel(model, out);
-  return out;
-}
 
 describe("SpecTr decoding on a tree-mask target", () => {
   const dir = tempDir("pipec-spectr-");

@@ -13,7 +13,7 @@ import { DraftModel } from "./draft-model.ts";
 import { refuseTreeOnRecurrent } from "./recurrent-rollback.ts";
 import { buildTrie, verifyTrie, type DraftTrie } from "./spectr.ts";
 import { SpeculativeTally, type SpeculativeStats } from "./stats.ts";
-import { keepPath } from "./token-recycling.ts";
+import { keepPath } from "./token-tree.ts";
 import { createWarp, softmaxInPlace, type Warp } from "./warp.ts";
 
 /** `speculate: { kind: "spectr", model }` in the generator's options. */

@@ -5,8 +5,8 @@
 // must fail the same test, or the test could not tell.
 import { describe, expect, it } from "vitest";
 import { createRng, type Rng } from "../sampling/rng.ts";
-import { prefixDistribution } from "../testing/prefix-distribution.ts";
-import { goodnessOfFit } from "../testing/chi-square.ts";
+import { prefixDistribution } from "../../test/helpers/prefix-distribution.ts";
+import { goodnessOfFit } from "../../test/helpers/chi-square.ts";
 import { buildTrie, kSeqBeta, kSeqRho, kSeqSelect, verifyTrie, type DraftTrie } from "./spectr.ts";
 import { sampleProbabilities } from "./verify.ts";
 

@@ -1,4 +1,4 @@
-// SpecTr (Sun et al., NeurIPS 2023; algorithms.md §13): k drafts sampled i.i.d. from the draft
+// SpecTr (Sun et al., NeurIPS 2023): k drafts sampled i.i.d. from the draft
 // model, merged into a trie and verified in one target call, each position decided by K-SEQ.
 //
 // K-SEQ at one position, with k' candidates X_1..X_k' drawn i.i.d. from q: accept X_i with

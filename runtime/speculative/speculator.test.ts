@@ -9,9 +9,9 @@ import { DecoderModel } from "../decoder.ts";
 import { isRuntimeError } from "../errors.ts";
 import { Generator, type GenerationEvent } from "../generate.ts";
 import { argmax } from "../sampling/sampler.ts";
-import { lastLogitsFromScratch } from "../testing/models.ts";
+import { lastLogitsFromScratch } from "../../test/helpers/runtime-models.ts";
 import { floatData } from "../tensors.ts";
-import { openReference, referencePair } from "./reference-pair.test-support.ts";
+import { openReference, referencePair } from "../../test/helpers/reference-pair.ts";
 import { Speculator } from "./speculator.ts";
 
 const PROMPT = [7, 101, 33, 250, 12, 90];

@@ -29,8 +29,8 @@ interface CommonSpeculateOptions {
   adaptive?: Partial<AdaptiveLength>;
   /**
    * What a step costs the adaptive guard, in milliseconds. Default: its wall time (the process's
-   * CPU time would ignore waiting for a core, but reading it next to a session call costs about
-   * 30 µs, a tenth of a tiny model's step). A caller that knows its costs better supplies them
+   * CPU time would ignore waiting for a core, but reading it next to a session call costs a
+   * noticeable share of a tiny model's step). A caller that knows its costs better supplies them
    * here; the guard is then this request's own rather than the one shared across requests.
    */
   stepCost?: (step: MeasuredStep) => number;

@@ -6,19 +6,18 @@ import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { importLlama2c } from "../../graph/importers/llama2c.ts";
-import type { Model } from "../../graph/ir/model.ts";
-import { loadModel, saveModel } from "../../graph/onnx/index.ts";
+import { loadModel } from "../../graph/onnx/index.ts";
 import { ENCODINGS, gpt2Config, llamaConfig, writeZooModel } from "../../graph/zoo/index.ts";
-import { liftAttention } from "../../passes/attention/lift.ts";
-import { lowerAttention } from "../../passes/attention/lower.ts";
-import { createTreeAttentionMask } from "../../passes/speculative/tree-attention-mask.ts";
 import { tempDir } from "../../test/helpers/tmp.ts";
+import { compileTree } from "../../test/helpers/tree-target.ts";
 import { DecoderModel } from "../decoder.ts";
 import { Generator } from "../generate.ts";
-import { HAVE_SHARED, NO_SHARED, REFERENCE_DIR, SHARED_DECODERS, SHARED_FIXTURES, referenceExports } from "../testing/models.ts";
-import { losslessPrompts, refusalCode } from "./lossless.test-support.ts";
+import { HAVE_SHARED, NO_SHARED, REFERENCE_DIR, SHARED_DECODERS, SHARED_FIXTURES, referenceExports } from "../../test/helpers/runtime-models.ts";
+import { losslessPrompts, refusalCode } from "../../test/helpers/lossless.ts";
 import type { SpeculativeStats } from "./stats.ts";
-import { AdjacencyMatrix, longestAgreeingPath, PAPER_TREE, topK, TreeTemplate, type RecycleOptions } from "./token-recycling.ts";
+import { AdjacencyMatrix, topK } from "./adjacency-matrix.ts";
+import type { RecycleOptions } from "./token-recycling.ts";
+import { longestAgreeingPath, PAPER_TREE, TreeTemplate } from "./token-tree.ts";
 
 const NEW_TOKENS = 24;
 const OPEN = { device: "cpu" as const, threads: 1 };
@@ -54,17 +53,6 @@ describe("Token Recycling mechanics", () => {
     expect(longestAgreeingPath(ids, parents, [4, 0, 0, 0])).toEqual([0]);
   });
 });
-
-/** The model at `path` compiled for tree verification (lift, tree mask, lower), saved beside it as tree.onnx. */
-function compileTree(path: string, load: () => Model = () => loadModel(path)): string {
-  const model = load();
-  liftAttention(model);
-  createTreeAttentionMask().run(model, { options: {}, note: () => {} });
-  lowerAttention(model);
-  const out = join(path, "..", "tree.onnx");
-  saveModel(model, out);
-  return out;
-}
 
 /** Greedy decoding through the generator with Token Recycling as its speculation. */
 async function recycleGenerate(model: DecoderModel, prompt: number[], count: number, options: RecycleOptions): Promise<{ tokens: number[]; stats: SpeculativeStats }> {

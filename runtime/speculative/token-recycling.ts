@@ -1,4 +1,4 @@
-// Token Recycling (Luo et al., ACL 2025; algorithms.md §14): every target call's top-k
+// Token Recycling (Luo et al., ACL 2025): every target call's top-k
 // candidates are recycled into an adjacency matrix Adj[token] = its k likeliest successors,
 // kept across requests. A step fills a static token tree from it breadth-first (one lookup per
 // node, parents first), verifies the whole tree in one target call with a tree attention mask,
@@ -18,16 +18,20 @@
 // Work that only drafting needs (a host top-k over a prompt's or a plain step's logits) waits
 // until a step may draft: a request the guard keeps plain costs what plain decoding does.
 import type * as ort from "onnxruntime-node";
-import type { DecoderModel, DecoderSequence, TopTokens } from "../decoder.ts";
+import type { DecoderSequence, TopTokens } from "../decoder.ts";
 import { RuntimeError } from "../errors.ts";
 import type { LogitsProcessor } from "../sampling/processors.ts";
 import { argmax, type SamplingConfig } from "../sampling/sampler.ts";
 import { floatData, readFloatRow, type FloatArray } from "../tensors.ts";
 import { growTree, treePrefix, type GrownTree } from "./dyspec.ts";
-import { PROBE_TOKENS, SpeculationGuard, type StepPlan } from "./guard.ts";
+import { PROBE_TOKENS, type StepPlan } from "./guard.ts";
 import { refuseTreeOnRecurrent } from "./recurrent-rollback.ts";
 import type { SpeculativeStats } from "./stats.ts";
 import { SpeculativeTally } from "./stats.ts";
+import { AdjacencyMatrix, RECYCLE_TOP_K, successorProbabilities, topK } from "./adjacency-matrix.ts";
+import { MeasuredCost, type CallCost } from "./cost-model.ts";
+import { adjacencyFor, callCostFor, freshLearned, learnedFor, paperTreeTemplate, type Learned } from "./recycling-state.ts";
+import { keepPath, longestAgreeingPath, TreeTemplate } from "./token-tree.ts";
 
 /** One prefill call: the prompt tokens it ran and what it returned (logits, or in-graph top-k ids). */
 export interface PromptStep {
@@ -35,242 +39,9 @@ export interface PromptStep {
   output: ort.Tensor | TopTokens;
 }
 
-/** Successors stored per token (the paper's output_id_topk). */
-export const RECYCLE_TOP_K = 8;
-
-/**
- * The paper's static tree "2.2.2": 80 draft nodes under the root, each a path of child ranks
- * (rank r = the parent token's r-th likeliest successor), parents listed before children.
- */
-export const PAPER_TREE: readonly (readonly number[])[] = (() => {
-  const d1 = range(8).map((r) => [r]);
-  const d2 = [[0, 8], [1, 4], [2, 3], [3, 2], [4, 1], [5, 1], [6, 1], [7, 1]].flatMap(([p, n]) => range(n!).map((c) => [p!, c]));
-  const d3 = [[[0, 0], 8], [[0, 1], 3], [[0, 2], 2], [[0, 3], 1], [[0, 4], 1], [[0, 5], 1], [[0, 6], 1], [[0, 7], 1], [[1, 0], 2], [[1, 1], 1], [[2, 0], 1], [[3, 0], 1], [[4, 0], 1], [[5, 0], 1]] as [number[], number][];
-  const d4 = [[[0, 0, 0], 5], [[0, 0, 1], 2], [[0, 0, 2], 1], [[0, 0, 3], 1], [[0, 0, 4], 1], [[0, 1, 0], 1], [[0, 2, 0], 1], [[1, 0, 0], 1], [[2, 0, 0], 1], [[3, 0, 0], 1]] as [number[], number][];
-  const d5 = [[[0, 0, 0, 0], 3], [[0, 0, 0, 1], 1], [[0, 0, 0, 2], 1], [[0, 0, 1, 0], 1], [[0, 1, 0, 0], 1], [[1, 0, 0, 0], 1]] as [number[], number][];
-  const d6 = [[[0, 0, 0, 0, 0], 2], [[0, 0, 0, 1, 0], 1]] as [number[], number][];
-  const children = (groups: [number[], number][]) => groups.flatMap(([parent, n]) => range(n).map((c) => [...parent, c]));
-  return [...d1, ...d2, ...children(d3), ...children(d4), ...children(d5), ...children(d6)];
-})();
-
-function range(n: number): number[] {
-  return Array.from({ length: n }, (_, i) => i);
-}
-
-/** A tree template as flat arrays; node 0 is the root (the decided token), nodes 1.. the drafts. */
-export class TreeTemplate {
-  readonly parents: number[] = [-1];
-  readonly ranks: number[] = [0];
-  readonly depths: number[] = [0];
-  /** The likeliest successor, its likeliest successor, ...: the rank-0 path below the root. */
-  readonly firstChildChain: number[] = [];
-  private readonly maxDepth: number;
-  /** `draftsWithin`'s answers, per depth: steps ask the same few every time. */
-  private readonly within = new Map<number, readonly number[]>();
-
-  constructor(paths: readonly (readonly number[])[]) {
-    const index = new Map<string, number>([["", 0]]);
-    for (const path of paths) {
-      const parent = index.get(path.slice(0, -1).join(","));
-      if (parent === undefined) throw new RangeError(`tree path [${path.join(", ")}] comes before its parent`);
-      index.set(path.join(","), this.parents.length);
-      this.parents.push(parent);
-      this.ranks.push(path[path.length - 1]!);
-      this.depths.push(path.length);
-    }
-    this.maxDepth = Math.max(...this.depths);
-    for (let node = 0; ; ) {
-      const child = this.parents.findIndex((p, i) => p === node && this.ranks[i] === 0);
-      if (child < 0) break;
-      this.firstChildChain.push((node = child));
-    }
-  }
-
-  /** The draft nodes (the root excluded) at most `depth` below the root, in template order. */
-  draftsWithin(depth: number): readonly number[] {
-    depth = Math.min(depth, this.maxDepth);
-    let nodes = this.within.get(depth);
-    if (!nodes) this.within.set(depth, (nodes = range(this.size).filter((n) => n > 0 && this.depths[n]! <= depth)));
-    return nodes;
-  }
-
-  get size(): number {
-    return this.parents.length;
-  }
-}
-
-/** Adj [V, k]: each token's k likeliest successors as last seen by the target; zeros at first, as in the paper. */
-export class AdjacencyMatrix {
-  readonly successors: Int32Array;
-  /**
-   * [V, k] the target's probability of each successor when it was recorded, for trees grown by
-   * probability (DySpec): 0 for a row never seen, NaN for one recorded from ids alone (no logits).
-   * Made on first use: the static template never reads it.
-   */
-  private probabilities?: Float32Array;
-
-  constructor(
-    readonly vocabSize: number,
-    readonly k = RECYCLE_TOP_K,
-  ) {
-    this.successors = new Int32Array(vocabSize * k);
-  }
-
-  get probs(): Float32Array {
-    return (this.probabilities ??= new Float32Array(this.vocabSize * this.k));
-  }
-
-  /** The probabilities if a grown tree ever recorded any (warm-state.ts persists only what exists). */
-  get recordedProbs(): Float32Array | undefined {
-    return this.probabilities;
-  }
-
-  get(token: number, rank: number): number {
-    return this.successors[token * this.k + rank]!;
-  }
-
-  /** Adj[token] = the top k of `row` (logits over the vocabulary), likeliest first. */
-  update(token: number, row: Float32Array): void {
-    topK(row, this.k, this.successors.subarray(token * this.k, (token + 1) * this.k));
-  }
-}
-
-/** Writes the ids of the `out.length` largest entries of `row` into `out`, largest first (ties: lower id). */
-export function topK(row: Float32Array, k: number, out: Int32Array): void {
-  const values = new Float32Array(k).fill(-Infinity);
-  out.fill(0);
-  let filled = 0;
-  for (let id = 0; id < row.length; id++) {
-    const v = row[id]!;
-    if (filled === k && !(v > values[k - 1]!)) continue;
-    let j = Math.min(filled, k - 1);
-    while (j > 0 && v > values[j - 1]!) {
-      values[j] = values[j - 1]!;
-      out[j] = out[j - 1]!;
-      j--;
-    }
-    values[j] = v;
-    out[j] = id;
-    if (filled < k) filled++;
-  }
-}
-
-/** Milliseconds of one target call as a function of the tokens it verifies. */
-export interface CallCost {
-  callMs(tokens: number): number;
-}
-
-/**
- * The cost of a call measured at sizes 1 .. maxTokens on this machine and interpolated between
- * them. Not a line: on a CPU, attention over a large tree grows faster than linearly, and a line
- * fitted to every size misprices the small trees that pay. The fastest of a few runs counts (on
- * a shared machine other work only adds time); measured once per model.
- */
-export class MeasuredCost implements CallCost {
-  constructor(readonly samples: readonly { tokens: number; ms: number }[]) {}
-
-  callMs(tokens: number): number {
-    const s = this.samples;
-    let i = 1;
-    while (i < s.length - 1 && s[i]!.tokens < tokens) i++;
-    const [a, b] = [s[i - 1]!, s[i]!];
-    return a.ms + ((b.ms - a.ms) * (tokens - a.tokens)) / (b.tokens - a.tokens);
-  }
-
-  /** `topK`: the successors a step recycles (steps fetch only those ids when the graph offers them). */
-  static async measure(sequence: DecoderSequence, token: number, maxTokens: number, topK = RECYCLE_TOP_K): Promise<MeasuredCost> {
-    const start = sequence.length;
-    // Beyond the positions left, the curve extends its last segment.
-    const room = sequence.model.maxPositions === undefined ? maxTokens : sequence.model.maxPositions - start;
-    maxTokens = Math.min(maxTokens, room);
-    if (maxTokens < 2) throw new RangeError("measuring call costs needs room for two tokens");
-    const sizes = [...new Set([1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96].filter((n) => n < maxTokens).concat(maxTokens))];
-    // Timed as steps run: ids only when the graph offers the top-k the matrix stores.
-    const call = (size: number) => sequence.forwardIdsOrLogits(Array(size).fill(token), topK);
-    await call(maxTokens); // the first call at a new size allocates
-    sequence.truncate(start);
-    const samples = [];
-    for (const size of sizes) {
-      let fastest = Infinity;
-      for (let r = 0; r < 3; r++) {
-        const t0 = performance.now();
-        await call(size);
-        fastest = Math.min(fastest, performance.now() - t0);
-        sequence.truncate(start);
-      }
-      samples.push({ tokens: size, ms: fastest });
-    }
-    return new MeasuredCost(samples);
-  }
-}
-
 /** The parents of a step that verifies the root alone. */
 const ROOT_ONLY: readonly number[] = [-1];
 
-const costs = new WeakMap<DecoderModel, CallCost>();
-const matrices = new WeakMap<DecoderModel, AdjacencyMatrix>();
-
-/** What the policy learns about a model (per-node acceptance, whether trees pay); kept across requests like the matrix. */
-export interface Learned {
-  acceptance: NodeAcceptance;
-  guard: SpeculationGuard;
-}
-
-const learnedForPaperTree = new WeakMap<DecoderModel, Learned>();
-/** Grown trees have a guard of their own: whether they pay is a different question from whether the template does. */
-const learnedForGrownTrees = new WeakMap<DecoderModel, Learned>();
-/** The paper's tree, built once: every request uses it, and on a tiny model building it per request shows. */
-let paperTemplate: TreeTemplate | undefined;
-
-export function freshLearned(template: TreeTemplate): Learned {
-  return { acceptance: new NodeAcceptance(template), guard: new SpeculationGuard() };
-}
-
-/** What Token Recycling has measured and learned for `model` in this process (warm-state.ts persists it). */
-export function recyclingState(model: DecoderModel): { cost?: CallCost; matrix?: AdjacencyMatrix; template?: Learned; grown?: Learned } {
-  return { cost: costs.get(model), matrix: matrices.get(model), template: learnedForPaperTree.get(model), grown: learnedForGrownTrees.get(model) };
-}
-
-/** Restores what `recyclingState` gave (from a warm-state file): the next request on `model` starts from it. */
-export function restoreRecyclingState(model: DecoderModel, state: { cost?: CallCost; matrix?: AdjacencyMatrix; template?: Learned; grown?: Learned }): void {
-  if (state.cost) costs.set(model, state.cost);
-  if (state.matrix) matrices.set(model, state.matrix);
-  if (state.template) learnedForPaperTree.set(model, state.template);
-  if (state.grown) learnedForGrownTrees.set(model, state.grown);
-}
-
-/** The paper's template, shared by every request that uses it. */
-export function paperTreeTemplate(): TreeTemplate {
-  return (paperTemplate ??= new TreeTemplate(PAPER_TREE));
-}
-
-/** The model's adjacency matrix, made on first use and kept for every later request ("hot start"). */
-export function adjacencyFor(model: DecoderModel, vocabSize: number, k = RECYCLE_TOP_K): AdjacencyMatrix {
-  let matrix = matrices.get(model);
-  if (!matrix || matrix.k !== k || matrix.vocabSize !== vocabSize) matrices.set(model, (matrix = new AdjacencyMatrix(vocabSize, k)));
-  return matrix;
-}
-
-/** Per template node: how often it matched the target, given its parent was on the accepted path. */
-export class NodeAcceptance {
-  readonly hits: Float64Array;
-  readonly trials: Float64Array;
-
-  constructor(template: TreeTemplate) {
-    // Prior: a likelier successor (lower rank) is likelier to be right; two pseudo-trials.
-    this.hits = Float64Array.from(template.ranks, (r, i) => (i === 0 ? 2 : 1 / (r + 1)));
-    this.trials = new Float64Array(template.size).fill(2);
-  }
-
-  rate(node: number): number {
-    return this.hits[node]! / this.trials[node]!;
-  }
-
-  record(node: number, accepted: boolean): void {
-    this.trials[node]! += 1;
-    if (accepted) this.hits[node]! += 1;
-  }
-}
 
 export interface RecycleOptions {
   /** Draft nodes verified per call: a number caps the template (BFS order); "auto" lets the cost model choose every step. */
@@ -307,8 +78,7 @@ export class TokenRecycling {
   private plan?: StepPlan;
   /**
    * Prompt calls that returned logits, recycled when a step may first draft: their top-k is
-   * host work (a tenth of a millisecond per 20 rows of a 512-token vocabulary), which a
-   * request whose steps never draft need not pay. Ids are recycled at once: copying them costs nothing.
+   * host work, which a request whose steps never draft need not pay. Ids are recycled at once: copying them costs nothing.
    */
   private unseeded: { tokens: readonly number[]; logits: ort.Tensor }[] = [];
 
@@ -323,12 +93,7 @@ export class TokenRecycling {
     if (tree !== "auto" && !(Number.isInteger(tree) && tree >= 0)) throw new RuntimeError("bad-speculation", `recycle: tree must be a non-negative integer or "auto", got ${tree}`);
     this.template = options.template ? new TreeTemplate(options.template) : paperTreeTemplate();
     if (options.grow !== undefined && options.grow !== "template" && options.grow !== "dyspec") throw new RuntimeError("bad-speculation", `recycle: grow must be "template" or "dyspec", got ${options.grow}`);
-    if (options.template) this.learned = freshLearned(this.template);
-    else {
-      const kept = options.grow === "dyspec" ? learnedForGrownTrees : learnedForPaperTree;
-      this.learned = kept.get(sequence.model) ?? freshLearned(this.template);
-      kept.set(sequence.model, this.learned);
-    }
+    this.learned = options.template ? freshLearned(this.template) : learnedFor(sequence.model, options.grow === "dyspec", this.template);
     this.matrix = adjacencyFor(sequence.model, vocabSize, options.topK ?? RECYCLE_TOP_K);
     if (Math.max(...this.template.ranks) >= this.matrix.k) throw new RuntimeError("bad-speculation", `recycle: the tree uses successor rank ${Math.max(...this.template.ranks)} but only ${this.matrix.k} are stored`);
     this.row = new Float32Array(vocabSize);
@@ -395,7 +160,7 @@ export class TokenRecycling {
   }
 
   /**
-   * Cold start (the paper's unofficial implementation; algorithms.md §14): every prompt
+   * Cold start (the paper's unofficial implementation): every prompt
    * position's top-k become its token's successors, so the first drafts already have them.
    * Only calls that returned every position count; later positions overwrite earlier ones.
    * Logits wait for the first step that may draft (`unseeded`).
@@ -425,8 +190,7 @@ export class TokenRecycling {
   /** The "auto" tree's call costs, measured once per model before a step's clock starts: the guard compares steps, not start-up costs. */
   private async measureCost(token: number): Promise<void> {
     if (this.cost || (this.options.tree ?? "auto") !== "auto" || this.room() < 1) return;
-    this.cost = costs.get(this.sequence.model) ?? (await MeasuredCost.measure(this.sequence, token, this.template.size, this.matrix.k));
-    costs.set(this.sequence.model, this.cost);
+    this.cost = await callCostFor(this.sequence.model, () => MeasuredCost.measure(this.sequence, token, this.template.size, this.matrix.k));
   }
 
   /** Template nodes to verify: the root, then drafts in template order (parents before children). */
@@ -555,41 +319,4 @@ export class TokenRecycling {
       if (i > 0 && onPath.has(parents[i]!)) this.learned.acceptance.record(n, onPath.has(i));
     });
   }
-}
-
-/**
- * After a tree call at cache row `start` and position `position`, keeps the rows of the accepted
- * `path` (node indices into the call, root first) packed after the context.
- */
-export function keepPath(sequence: DecoderSequence, start: number, position: number, path: readonly number[]): void {
-  // A path along the call's first rows (the root alone, or a chain BFS put first) needs no copy.
-  if (path.every((node, i) => node === i)) sequence.truncate(start + path.length);
-  else sequence.gather([...range(start), ...path.map((i) => start + i)], position + path.length);
-}
-
-/** The softmax probability of each of `ids` in the logits `row` (written into `out`). */
-export function successorProbabilities(row: Float32Array, ids: Int32Array, out: Float32Array): void {
-  const max = row[ids[0]!]!;
-  let total = 0;
-  for (let v = 0; v < row.length; v++) total += Math.exp(row[v]! - max);
-  for (let r = 0; r < ids.length; r++) out[r] = Math.exp(row[ids[r]!]! - max) / total;
-}
-
-/**
- * Positions (into the call's tokens) of the longest root-to-node path where each token is the
- * target's argmax after its parent; siblings may repeat a token, so every match is explored.
- */
-export function longestAgreeingPath(ids: readonly number[], parents: readonly number[], greedy: readonly number[]): number[] {
-  const children: number[][] = ids.map(() => []);
-  parents.forEach((p, i) => p >= 0 && children[p]!.push(i));
-  const longest = (node: number): number[] => {
-    let best: number[] = [];
-    for (const c of children[node]!) {
-      if (ids[c] !== greedy[node]) continue;
-      const below = longest(c);
-      if (below.length > best.length) best = below;
-    }
-    return [node, ...best];
-  };
-  return longest(0);
 }

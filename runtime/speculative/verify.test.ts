@@ -3,7 +3,7 @@
 // first two tokens of a synthetic target/draft pair whose distributions depend on the prefix.
 import { describe, expect, it } from "vitest";
 import { createRng, type Rng } from "../sampling/rng.ts";
-import { prefixDistribution } from "../testing/prefix-distribution.ts";
+import { prefixDistribution } from "../../test/helpers/prefix-distribution.ts";
 import { sampleProbabilities, verifyGreedy, verifySampled } from "./verify.ts";
 
 const V = 8;

@@ -1,4 +1,4 @@
-// Chain verification (Leviathan et al. 2023; algorithms.md §10). The target scored the
+// Chain verification (Leviathan et al., ICML 2023; Chen et al. 2023). The target scored the
 // last decided token followed by the k draft tokens in one call; row i of its output is
 // the distribution of the token after draft[0..i). Both rules are lossless: greedy yields
 // exactly the target's argmax chain, sampling yields tokens distributed exactly as the

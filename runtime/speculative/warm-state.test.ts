@@ -16,7 +16,8 @@ import { DecoderModel } from "../decoder.ts";
 import { Generator, type GenerationEvent } from "../generate.ts";
 import { knownCost } from "./cost-model.ts";
 import { guardsOf } from "./guard.ts";
-import { MeasuredCost, recyclingState } from "./token-recycling.ts";
+import { MeasuredCost } from "./cost-model.ts";
+import { recyclingState } from "./recycling-state.ts";
 import { WarmState } from "./warm-state.ts";
 
 const OPEN = { device: "cpu" as const, threads: 1 };

@@ -17,7 +17,10 @@ import type { GenerationEvent } from "../generate.ts";
 import { CostModel, knownCost, measureCost, rememberCost } from "./cost-model.ts";
 import { guardFor, guardsOf, installGuard, SpeculationGuard, type GuardSnapshot } from "./guard.ts";
 import type { SpeculateOptions } from "./speculator.ts";
-import { AdjacencyMatrix, freshLearned, MeasuredCost, paperTreeTemplate, RECYCLE_TOP_K, recyclingState, restoreRecyclingState, type Learned, type RecycleSpeculation } from "./token-recycling.ts";
+import { AdjacencyMatrix, RECYCLE_TOP_K } from "./adjacency-matrix.ts";
+import { MeasuredCost } from "./cost-model.ts";
+import { freshLearned, paperTreeTemplate, recyclingState, restoreRecyclingState, type Learned } from "./recycling-state.ts";
+import type { RecycleSpeculation } from "./token-recycling.ts";
 import { ADAPTIVE_DEFAULTS } from "./draft-length.ts";
 
 const VERSION = 1;

@@ -17,8 +17,8 @@ export const msFusedAttention: AttentionEncoder = (b, spec, inputs) =>
  * cos/sin caches at the positions implied by `seqlens_k`. `seqlens_k` (valid keys - 1 per row)
  * and `total_sequence_length` are computed from attention_mask so the external inputs stay
  * Optimum's; position_ids then goes unused, and positions agree with it for unpadded and
- * right-padded batches. Measured on onnxruntime 1.30's CPU kernel: a past of length 0 on the
- * first call and a past that is not a shared max-length buffer both work (present is then
+ * right-padded batches. onnxruntime's CPU kernel (1.30) takes a past of length 0 on the
+ * first call and a past that is not a shared max-length buffer (present is then
  * [B, Hkv, P+S, D]), but the fused rotary needs D % 16 == 0, so smaller heads are rotated
  * beforehand by com.microsoft.RotaryEmbedding at position_ids.
  */

@@ -7,7 +7,7 @@ import { loadModel } from "../../../graph/onnx/index.ts";
 import { buildZooModel, llamaConfig, type RotaryLayout } from "../../../graph/zoo/index.ts";
 import { sparsify } from "../../../test/helpers/sparse-parity.ts";
 import { streamingLlm, streamingLlmLayers } from "../streaming-llm.ts";
-import { chainedExactness } from "./chained-parity.test-support.ts";
+import { chainedExactness } from "../../../test/helpers/chained-parity.ts";
 import { MS_DOMAIN } from "./fused-rotary.ts";
 
 const LAYERS = 3;

@@ -4,9 +4,9 @@
 import { existsSync, readdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import * as ort from "onnxruntime-node";
+import { HAVE_SHARED, SHARED_FIXTURES } from "./fixtures.ts";
 
-export const SHARED_FIXTURES = resolve(import.meta.dirname, "../../../shared/fixtures");
-export const HAVE_SHARED = existsSync(SHARED_FIXTURES);
+export { HAVE_SHARED, SHARED_FIXTURES };
 export const NO_SHARED = `skipped: ${SHARED_FIXTURES} is absent (the shared fixture models are not part of a clone)`;
 
 /** The ONNX decoders among the shared fixtures (stories260K is a llama2.c checkpoint, not ONNX). */
@@ -18,7 +18,7 @@ export const SHARED_DECODERS = {
 };
 export const GPT2_TOKENIZER = join(SHARED_FIXTURES, "genai-tiny-random-gpt2-fp32/tokenizer.json");
 
-export const REFERENCE_DIR = resolve(import.meta.dirname, "../../test/fixtures/reference");
+export const REFERENCE_DIR = resolve(import.meta.dirname, "../fixtures/reference");
 
 /** Reference exports (folders with model.onnx + expected.json), when they exist. */
 export function referenceExports(): string[] {

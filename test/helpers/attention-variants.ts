@@ -6,10 +6,10 @@ import type { Node } from "../../graph/ir/node.ts";
 import type { Value } from "../../graph/ir/value.ts";
 import { buildZooModel, gpt2Config, llamaConfig, type ZooConfig } from "../../graph/zoo/index.ts";
 import { mulberry32 } from "../../graph/zoo/weights.ts";
-import { CANONICAL_DOMAIN } from "./canonical.ts";
-import { isCanonical, readCanonical } from "./canonical-node.ts";
-import { liftAttention } from "./lift.ts";
-import { shapeOf } from "./ops.ts";
+import { CANONICAL_DOMAIN } from "../../passes/attention/canonical.ts";
+import { isCanonical, readCanonical } from "../../passes/attention/canonical-node.ts";
+import { liftAttention } from "../../passes/attention/lift.ts";
+import { shapeOf } from "../../passes/attention/ops.ts";
 
 /**
  * Test support: seeded random spellings of a zoo model's attention that compute the same thing,

@@ -1,8 +1,8 @@
 import * as ort from "onnxruntime-node";
-import type { Model } from "../../../graph/ir/model.ts";
-import { maxOutputDiff, sparsify, type ExactnessCase } from "../../../test/helpers/sparse-parity.ts";
-import { modelBytes } from "../../../test/helpers/ort-parity.ts";
-import { seededFeeds } from "../../../test/helpers/ort-inputs.ts";
+import type { Model } from "../../graph/ir/model.ts";
+import { maxOutputDiff, sparsify, type ExactnessCase } from "./sparse-parity.ts";
+import { modelBytes } from "./ort-parity.ts";
+import { seededFeeds } from "./ort-inputs.ts";
 
 /**
  * Test support: exactness of a rewrite that changes what the KV cache holds (streaming-llm caches

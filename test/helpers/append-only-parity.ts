@@ -3,10 +3,10 @@
 import * as ort from "onnxruntime-node";
 import { expect } from "vitest";
 import type { Model } from "../../graph/ir/model.ts";
-import { createKvAppendOnly } from "../kv/kv-append-only.ts";
-import { throughCopies } from "../kv/kv-split-attention.ts";
-import { seededFeeds } from "../../test/helpers/ort-inputs.ts";
-import { modelBytes } from "../../test/helpers/ort-parity.ts";
+import { createKvAppendOnly } from "../../passes/kv/kv-append-only.ts";
+import { throughCopies } from "../../passes/kv/kv-split-attention.ts";
+import { seededFeeds } from "./ort-inputs.ts";
+import { modelBytes } from "./ort-parity.ts";
 
 /** `rewrite` followed by kv-append-only; checks no layer still reads (or outputs) the concatenated cache. */
 export function thenAppendOnly(rewrite: (m: Model) => number): (m: Model) => number {

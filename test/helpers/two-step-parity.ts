@@ -1,5 +1,5 @@
 import * as ort from "onnxruntime-node";
-import { seededFeeds } from "../../test/helpers/ort-inputs.ts";
+import { seededFeeds } from "./ort-inputs.ts";
 
 /**
  * Test support: runs a decoder export for a 3-token prefill on seeded feeds, then one decode step

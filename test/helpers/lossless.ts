@@ -2,11 +2,11 @@
 // every chain draft source (lossless-greedy.test.ts, recurrent-rollback.test.ts), on open and
 // grounded prompts (token-recycling.test.ts uses the same prompts).
 import { expect } from "vitest";
-import type { DecoderModel } from "../decoder.ts";
-import { isRuntimeError } from "../errors.ts";
-import { Generator, type GenerateOptions } from "../generate.ts";
-import type { SpeculateOptions } from "./speculator.ts";
-import type { SpeculativeStats } from "./stats.ts";
+import type { DecoderModel } from "../../runtime/decoder.ts";
+import { isRuntimeError } from "../../runtime/errors.ts";
+import { Generator, type GenerateOptions } from "../../runtime/generate.ts";
+import type { SpeculateOptions } from "../../runtime/speculative/speculator.ts";
+import type { SpeculativeStats } from "../../runtime/speculative/stats.ts";
 
 export const NEW_TOKENS = 24;
 

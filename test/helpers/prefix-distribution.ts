@@ -1,4 +1,4 @@
-import { createRng } from "../sampling/rng.ts";
+import { createRng } from "../../runtime/sampling/rng.ts";
 
 /**
  * A distribution over V tokens that depends on the whole prefix (a hash of it seeds the weights),

@@ -2,8 +2,8 @@
 // vocabulary, a different family, so it is often wrong) as its draft, opened once per suite.
 import { join } from "node:path";
 import { afterAll, beforeAll } from "vitest";
-import { DecoderModel, type DecoderOptions } from "../decoder.ts";
-import { REFERENCE_DIR } from "../testing/models.ts";
+import { DecoderModel, type DecoderOptions } from "../../runtime/decoder.ts";
+import { REFERENCE_DIR } from "./runtime-models.ts";
 
 /** One reference export (test/fixtures/reference/<name>) on one CPU thread. */
 export function openReference(name: string, options: DecoderOptions = {}): Promise<DecoderModel> {
