@@ -16,7 +16,7 @@ import type { Pass } from "../graph/pass-manager/pass.ts";
 import { formatPipeline, parsePipeline } from "../graph/pass-manager/pipeline.ts";
 import { TOPOLOGICALLY_SORTED } from "../graph/pass-manager/properties.ts";
 import { PassRegistry } from "../graph/pass-manager/registry.ts";
-import { defaultRegistry } from "../passes/index.ts";
+import { defaultRegistry } from "../compiler/methods/registry.ts";
 import { handmadeModel, reversedChain } from "./helpers/handmade-models.ts";
 import { tempDir } from "./helpers/tmp.ts";
 
