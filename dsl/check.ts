@@ -325,8 +325,8 @@ class PipelineChecker {
           if (bad !== undefined && use.given.includes(key)) this.diags.error(`${use.method}: ${key}: layer ${bad} is out of range: ${range}`, span);
           else if (bad !== undefined) this.diags.error(`${use.method}: the default ${key} [${value.join(", ")}] does not fit: ${range}; give ${key} explicitly`, span);
         }
-        if (key === "full_layers" && facts && typeof value === "number" && value > facts.layers) {
-          this.diags.error(`${use.method}: full_layers is ${value} but model '${target!.name}' has ${facts.layers} layers`, span);
+        if (param.type.kind === "auto-or-int" && param.type.layers && facts && typeof value === "number" && value > facts.layers) {
+          this.diags.error(`${use.method}: ${key} is ${value} but model '${target!.name}' has ${facts.layers} layers`, span);
         }
         if (param.type.kind === "model" && typeof value === "string") this.checkDraft(target, value, span);
       }

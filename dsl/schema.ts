@@ -24,8 +24,8 @@ export type ParamType =
   | { kind: "model" }
   /** A fixed draft length or `adaptive(threshold, min, max)`, each bound defaulting to `adaptive`'s. */
   | { kind: "draft-length"; adaptive: AdaptiveBounds }
-  /** `auto` or a count of at least `min` (default 1). */
-  | { kind: "auto-or-int"; min?: number };
+  /** `auto` or a count of at least `min` (default 1); with `layers`, a count of layers, at most the model's. */
+  | { kind: "auto-or-int"; min?: number; layers?: true };
 
 /** A checked parameter value, as the pipeline IR and manifest carry it. */
 export type ParamValue = number | boolean | string | number[] | { percent: number } | { adaptive: AdaptiveBounds };

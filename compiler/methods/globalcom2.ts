@@ -1,4 +1,5 @@
 import type { MethodDefinition } from "./method.ts";
+import { keepOf } from "./params.ts";
 
 // Visual token pruning runs in the runtime between the vision encoder and the decoder (runtime/vision/prune/).
 export const GLOBALCOM2: MethodDefinition = {
@@ -11,4 +12,5 @@ export const GLOBALCOM2: MethodDefinition = {
     grid: { type: { kind: "int", min: 2 }, default: 2, doc: "crops per image side" },
   },
   lowering: { level: "runtime" },
+  runtime: { prune: (p) => ({ method: "globalcom2", keep: keepOf(p["keep"]!), grid: p["grid"] as number }) },
 };

@@ -1,7 +1,7 @@
 import type { MethodSpec, ParamValue } from "../../dsl/schema.ts";
 import type { Pass } from "../../graph/pass-manager/pass.ts";
 import type { OptionSpec, OptionValue } from "../../graph/pass-manager/registry.ts";
-import type { LookupSpeculation, RecycleSpeculation, SamplingConfig, StreamingConfig } from "../../runtime/index.ts";
+import type { LookupSpeculation, PruneConfig, RecycleSpeculation, SamplingConfig, StreamingConfig } from "../../runtime/index.ts";
 
 /** The stage settings that take a method. */
 export type Slot = "kv" | "attention" | "speculate" | "sampling" | "prune";
@@ -52,6 +52,8 @@ export interface RuntimeSettings {
   speculation?(params: Params): RuntimeSpeculation;
   /** Eviction to the rows the method's graph pass attends to. */
   streaming?(params: Params): StreamingConfig;
+  /** Visual token pruning between the vision encoder and the decoder. */
+  prune?(params: Params): PruneConfig;
 }
 
 /**

@@ -8,6 +8,11 @@ export function budgetOf(value: ParamValue): Budget {
   return typeof value === "number" ? { tokens: value } : { percent: (value as { percent: number }).percent };
 }
 
+/** A checked `budget` parameter as the runtime's pruning budget. */
+export function keepOf(value: ParamValue): { count: number } | { percent: number } {
+  return typeof value === "number" ? { count: value } : (value as { percent: number });
+}
+
 /** A checked `auto-or-int` parameter. */
 export function countOrAuto(value: ParamValue): number | "auto" {
   return value as number | "auto";

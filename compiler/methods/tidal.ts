@@ -13,7 +13,7 @@ export const TIDAL: MethodDefinition = {
   lossy: true,
   params: {
     top_k: { type: { kind: "budget" }, default: 256, doc: "tokens attended to by sparse layers" },
-    full_layers: { type: { kind: "auto-or-int", min: 0 }, default: "auto", doc: `leading layers that keep full attention; auto: the paper's ${PAPER.fullLayers}, fewer in a model of under ${PAPER.fullLayers + 2} layers` },
+    full_layers: { type: { kind: "auto-or-int", min: 0, layers: true }, default: "auto", doc: `leading layers that keep full attention; auto: the paper's ${PAPER.fullLayers}, fewer in a model of under ${PAPER.fullLayers + 2} layers` },
     select_layers: { type: { kind: "layers", auto: true }, default: "auto", doc: `layers whose full attention re-selects the tokens; auto: the first sparse layer and the paper's depth ${PAPER.reselectLayer}/${PAPER.layers} of the model` },
   },
   check: (p) => {

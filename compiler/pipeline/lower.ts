@@ -65,7 +65,8 @@ function lowerGenerate(s: CheckedStage, model: ModelNode | undefined, registry: 
 /** The logits-topk options a greedy stage's speculation reads ids from (its method's greedyIds), or undefined. */
 function speculationIds(speculate: MethodUse, sampling: MethodUse): Record<string, OptionValue> | undefined {
   const ids = methodOf(speculate).greedyIds;
-  if (!ids || sampling.method !== "greedy") return undefined;
+  // A stage that samples reads the logits.
+  if (!ids || methodOf(sampling).runtime?.sampling) return undefined;
   return { ...ids(speculate.params), min_vocab: MIN_LOGITS_FOR_IDS };
 }
 
