@@ -14,8 +14,8 @@ import { checkImageInput, lowerEncode } from "./vision-stages.ts";
 
 /**
  * Turns a checked pipeline into the pipeline IR: each requested method becomes graph passes on
- * its stage's model or a runtime setting, as its method table entry says (compiler/methods/). Anything this build cannot do is an error at the place
- * it was requested; nothing is dropped.
+ * its stage's model or a runtime setting, as its method table entry says (compiler/methods/).
+ * Anything this build cannot do is an error at the place it was requested; nothing is dropped.
  */
 export function lowerPipeline(p: CheckedPipeline, registry: PassRegistry, diags: Diagnostics): PipelineIR | undefined {
   const models = new Map<string, ModelNode>();
