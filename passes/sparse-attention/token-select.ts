@@ -37,13 +37,12 @@ export interface TokenSelectOptions {
 export const TOKEN_SELECT_PAPER = { sinks: 128, window: 512, selected: 2048 } as const;
 /** The paper's keys a step: its sinks, window and selected keys together. */
 export const TOKEN_SELECT_PAPER_BUDGET = TOKEN_SELECT_PAPER.sinks + TOKEN_SELECT_PAPER.window + TOKEN_SELECT_PAPER.selected;
-const PAPER_BUDGET = TOKEN_SELECT_PAPER_BUDGET;
 
 type ResolvedOptions = Required<Omit<TokenSelectOptions, "selectionCache" | "appendOnly">> & Pick<TokenSelectOptions, "selectionCache" | "appendOnly">;
 
 /** What absent options mean: the paper's budget, its shares of it, no pooling (the method table gives every option). */
 function resolveOptions(options: TokenSelectOptions): ResolvedOptions {
-  return { ...options, topK: options.topK ?? { tokens: PAPER_BUDGET }, sinks: options.sinks ?? "auto", window: options.window ?? "auto", kernelSize: options.kernelSize ?? -1 };
+  return { ...options, topK: options.topK ?? { tokens: TOKEN_SELECT_PAPER_BUDGET }, sinks: options.sinks ?? "auto", window: options.window ?? "auto", kernelSize: options.kernelSize ?? -1 };
 }
 
 /**
@@ -182,7 +181,7 @@ function budgetShares(site: SparseSite, opts: ResolvedOptions): { sinks_1: Value
   const b = site.b;
   const B_1 = budgetTokens(site, opts.topK);
   const one = b.int64([1]);
-  const share = (paper: number) => site.min(b.int64([paper]), b.op.Div(b.op.Mul(B_1, b.int64([paper])), b.int64([PAPER_BUDGET])));
+  const share = (paper: number) => site.min(b.int64([paper]), b.op.Div(b.op.Mul(B_1, b.int64([paper])), b.int64([TOKEN_SELECT_PAPER_BUDGET])));
   const sinks_1 = site.min(opts.sinks === "auto" ? share(TOKEN_SELECT_PAPER.sinks) : b.int64([opts.sinks]), b.op.Sub(B_1, one));
   const window_1 = site.min(opts.window === "auto" ? share(TOKEN_SELECT_PAPER.window) : b.int64([opts.window]), b.op.Sub(B_1, sinks_1));
   const windowWithNewRow_1 = b.op.Where(b.op.Less(window_1, one), one, window_1);
