@@ -51,6 +51,6 @@ export function supportPassRegistry(): PassRegistry {
         skip: { type: "string", description: "decoder layers to skip, e.g. [1, 3]" },
         keep_every: { type: "int", description: "keep layers 0, n, 2n, ... and skip the rest" },
       },
-      create: createSelfDraft,
+      create: () => createSelfDraft(),
     });
 }

@@ -35,6 +35,16 @@ export interface SupportPass {
   onAttention?: true;
 }
 
+/** A pass that derives a draft model from the stage's model, made from the method's parameters. */
+export interface DraftDerivation {
+  /** The registered pass's name. */
+  name: string;
+  create(params: Params): Pass;
+  /** Its options as `--passes` text: what pipeline.ir and the manifest show. */
+  text(params: Params): Record<string, string>;
+  onAttention?: true;
+}
+
 /** `speculate:` as the runtime's options; `draft` names its model, which the driver opens. */
 export type RuntimeSpeculation = LookupSpeculation | ({ kind: "draft" } & DraftSettings) | RecycleSpeculation;
 
@@ -68,7 +78,7 @@ export type Lowering =
   | { level: "runtime"; support?: SupportPass }
   | { level: "graph"; pass: MethodPass<never> }
   | { level: "graph"; support: SupportPass }
-  | { level: "draft-model"; derive: SupportPass; asDraft(params: Params, model: string): Params };
+  | { level: "draft-model"; derive: DraftDerivation; asDraft(params: Params, model: string): Params };
 
 /**
  * One method a .pipe can request: its signature (what the checker, the formatter and the

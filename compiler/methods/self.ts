@@ -1,5 +1,6 @@
 import { printParam } from "../../dsl/print.ts";
 import { SELF_DRAFT } from "./support-passes.ts";
+import { createSelfDraft } from "../../passes/speculative/self-draft.ts";
 import { ADAPTIVE_DEFAULTS } from "../../runtime/speculative/draft-length.ts";
 import type { MethodDefinition } from "./method.ts";
 
@@ -19,7 +20,7 @@ export const SELF: MethodDefinition = {
   },
   lowering: {
     level: "draft-model",
-    derive: { name: SELF_DRAFT, options: (p) => ({ skip: printParam(p["skip"]!) }), onAttention: true },
+    derive: { name: SELF_DRAFT, create: (p) => createSelfDraft(p["skip"] as number[]), text: (p) => ({ skip: printParam(p["skip"]!) }), onAttention: true },
     asDraft: (p, model) => ({ model, k: p["k"]! }),
   },
   greedyIds: () => ({ k: 0, argmax: true }),

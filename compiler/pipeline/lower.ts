@@ -9,7 +9,7 @@ import type { Lowering } from "../methods/method.ts";
 import { LIFT_ATTENTION, LOGITS_TOPK, LOWER_ATTENTION } from "../methods/support-passes.ts";
 import type { EncodeNode, GenerateNode, GraphPassStep, Lowered, ModelNode, PipelineIR, TokenizerNode } from "./ir.ts";
 import { composeSparseWithSpeculation } from "./method-compatibility.ts";
-import { methodPassStep, supportPassStep } from "./pass-steps.ts";
+import { methodPassStep, supportPassStep, typedPassStep } from "./pass-steps.ts";
 import { checkImageInput, lowerEncode } from "./vision-stages.ts";
 
 /**
@@ -49,7 +49,8 @@ function lowerGenerate(s: CheckedStage, model: ModelNode | undefined, registry: 
   const lower = (slot: string): Lowered | undefined => {
     let use = s.methods[slot]!;
     const lowering = methodOf(use).lowering;
-    if (lowering.level === "draft-model" && model) use = asDerivedDraft(use, lowering, model, s, models, registry);
+    if (!implemented(use, s, registry, diags)) return undefined;
+    if (lowering.level === "draft-model" && model) use = asDerivedDraft(use, lowering, model, s, models);
     return lowerMethod(use, s, model, registry, diags);
   };
   const [kv, attention, speculate, sampling] = [lower("kv"), lower("attention"), lower("speculate"), lower("sampling")];
@@ -87,10 +88,10 @@ function passAccepts(step: GraphPassStep, use: MethodUse, diags: Diagnostics): b
  * second model (the same source, with that pass) joins the pipeline, and the request becomes
  * `draft(model: <it>, ...)`.
  */
-function asDerivedDraft(use: MethodUse, lowering: Extract<Lowering, { level: "draft-model" }>, target: ModelNode, s: CheckedStage, models: Map<string, ModelNode>, registry: PassRegistry): MethodUse {
+function asDerivedDraft(use: MethodUse, lowering: Extract<Lowering, { level: "draft-model" }>, target: ModelNode, s: CheckedStage, models: Map<string, ModelNode>): MethodUse {
   const name = `${target.name}_${use.method}_draft`;
   const derive = lowering.derive;
-  const step = supportPassStep(registry, derive.name, derive.options(use.params), `${s.name}.${use.slot}: ${use.method}`, false, derive.onAttention);
+  const step = typedPassStep(derive.name, () => derive.create(use.params), derive.text(use.params), `${s.name}.${use.slot}: ${use.method}`, false, derive.onAttention);
   models.set(name, { ...target, name, passes: [step] });
   const params = lowering.asDraft(use.params, name);
   return { ...use, method: "draft", params, given: use.given.filter((p) => p in params) };
@@ -105,12 +106,18 @@ export function bracketAttentionPasses(passes: GraphPassStep[], registry: PassRe
   return [bracket(LIFT_ATTENTION), ...onAttention, bracket(LOWER_ATTENTION), ...passes.filter((p) => !p.onAttention)];
 }
 
+/** False, with an error at the request, when a pass its lowering needs is not registered in this build. */
+function implemented(use: MethodUse, s: CheckedStage, registry: PassRegistry, diags: Diagnostics): boolean {
+  const lowering = methodOf(use).lowering;
+  const pass = lowering.level === "graph" ? ("pass" in lowering ? lowering.pass.name : lowering.support.name) : lowering.level === "draft-model" ? lowering.derive.name : undefined;
+  if (pass === undefined || registry.names.includes(pass)) return true;
+  diags.error(`${use.slot}: ${use.method} is not implemented in this build`, use.span ?? s.span);
+  return false;
+}
+
 function lowerMethod(use: MethodUse, s: CheckedStage, model: ModelNode | undefined, registry: PassRegistry, diags: Diagnostics): Lowered | undefined {
   const lowering = methodOf(use).lowering;
-  if (lowering.level === "graph" && !registry.names.includes("pass" in lowering ? lowering.pass.name : lowering.support.name)) {
-    diags.error(`${use.slot}: ${use.method} is not implemented in this build`, use.span ?? s.span);
-    return undefined;
-  }
+  if (!implemented(use, s, registry, diags)) return undefined;
   if (lowering.level === "graph" && model) {
     const origin = `${s.name}.${use.slot}: ${use.method}`;
     const step = "pass" in lowering ? methodPassStep(lowering.pass, use, origin) : supportPassStep(registry, lowering.support.name, lowering.support.options(use.params), origin, use.lossy, lowering.support.onAttention);

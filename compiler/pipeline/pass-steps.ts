@@ -1,4 +1,5 @@
 import type { MethodUse } from "../../dsl/method.ts";
+import type { Pass } from "../../graph/pass-manager/pass.ts";
 import type { OptionValue, PassRegistry } from "../../graph/pass-manager/registry.ts";
 import type { MethodPass } from "../methods/method.ts";
 import { paramText } from "../methods/params.ts";
@@ -9,9 +10,13 @@ export function methodPassStep(pass: MethodPass<never>, use: MethodUse, origin: 
   const typed = pass as unknown as MethodPass<unknown>;
   const extra = Object.fromEntries(Object.entries(pass.extra ?? {}).map(([key, e]) => [key, e.lowered]));
   const options = typed.options(use.params, extra);
-  const text = { ...paramText(use.params), ...textOf(extra) };
-  const step: GraphPassStep = { pass: pass.name, make: () => ({ pass: typed.create(options), options: text, step: { name: pass.name, options: text } }), options: text, origin, lossy: use.lossy };
-  if (pass.onAttention) step.onAttention = true;
+  return typedPassStep(pass.name, () => typed.create(options), { ...paramText(use.params), ...textOf(extra) }, origin, use.lossy, pass.onAttention);
+}
+
+/** A pass its caller makes with typed options; `text` is how they read in a `--passes` pipeline. */
+export function typedPassStep(name: string, create: () => Pass, text: Record<string, string>, origin: string, lossy: boolean, onAttention?: boolean): GraphPassStep {
+  const step: GraphPassStep = { pass: name, make: () => ({ pass: create(), options: text, step: { name, options: text } }), options: text, origin, lossy };
+  if (onAttention) step.onAttention = true;
   return step;
 }
 
