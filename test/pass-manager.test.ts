@@ -100,6 +100,15 @@ describe("PassRegistry", () => {
     expect(defaults!.options).toEqual({ factor: 1 });
   });
 
+  it("makes a pass from typed option values without reading text, and refuses a value of another type", () => {
+    const made = registry.make("scale", { factor: 2.5 });
+    expect(made.options).toEqual({ factor: 2.5 });
+    expect(made.step).toEqual({ name: "scale", options: { factor: "2.5" } });
+    expect(registry.make("scale", {}).options).toEqual({ factor: 1 });
+    expect(() => registry.make("scale", { factor: "2.5" })).toThrow("pass 'scale': option 'factor' is declared number, but was given \"2.5\"");
+    expect(() => registry.make("scale", { factr: 2 })).toThrow("pass 'scale' has no option 'factr' (did you mean 'factor'?)");
+  });
+
   it.each([
     ["scale(factr=2)", "pass 'scale' has no option 'factr' (did you mean 'factor'?)"],
     ["scale(zzz=2)", "pass 'scale' has no option 'zzz' (it takes factor, tag)"],
