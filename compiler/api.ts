@@ -17,7 +17,7 @@ import { runPipeline, type Instrumentation, type PassRecord } from "../graph/pas
 import { parsePipeline } from "../graph/pass-manager/pipeline.ts";
 import { TOPOLOGICALLY_SORTED } from "../graph/pass-manager/properties.ts";
 import type { PassRegistry } from "../graph/pass-manager/registry.ts";
-import { defaultRegistry } from "../passes/index.ts";
+import { defaultRegistry } from "./methods/registry.ts";
 import type { CompileOptions, CompileResult } from "./pipeline/compile.ts";
 import type { GenerateFlags } from "./pipeline/from-flags.ts";
 import type { CompiledPipeline, PreparedRun, RunOptions } from "./pipeline/run.ts";

@@ -6,7 +6,7 @@ import type { FactsProvider, ModelFacts } from "./facts.ts";
 import { checkMethod, defaultMethod, show, type MethodUse } from "./method.ts";
 import { suggestion } from "./suggest.ts";
 import { tokenizerVocabSize } from "./tokenizer-vocab.ts";
-import { DECLARATIONS, DEVICES, MAX_TOKENS_DEFAULT, MODEL_LOADERS, PIPELINE_SETTINGS, SLOTS, STAGE_KINDS, STAGE_SETTINGS, TOKENIZER_KINDS, type StageKindSpec } from "./schema.ts";
+import { DECLARATIONS, DEVICES, MAX_TOKENS_DEFAULT, MODEL_LOADERS, PIPELINE_SETTINGS, STAGE_KINDS, STAGE_SETTINGS, TOKENIZER_KINDS, type MethodTable, type StageKindSpec } from "./schema.ts";
 
 export type Device = (typeof DEVICES)[number];
 
@@ -53,6 +53,8 @@ export interface CheckedPipeline {
 export interface CheckEnv {
   /** Absolute path of the .pipe file. */
   file: string;
+  /** The methods each slot offers (the compiler's method table). */
+  methods: MethodTable;
   /** Model facts; without it, checks against the models are skipped. */
   facts?: FactsProvider;
 }
@@ -138,7 +140,7 @@ class PipelineChecker {
   }
 
   private settingHint(key: string, allowed: readonly string[]): string {
-    if (key in SLOTS || key === "max_tokens" || key === "stop") return ` ('${key}' belongs in a stage's block)`;
+    if (key in this.env.methods || key === "max_tokens" || key === "stop") return ` ('${key}' belongs in a stage's block)`;
     return suggestion(key, allowed);
   }
 
@@ -248,19 +250,19 @@ class PipelineChecker {
     for (const s of body) {
       if (!this.once(seen, s)) continue;
       if (!spec.settings.includes(s.key)) {
-        const elsewhere = s.key in SLOTS || (STAGE_SETTINGS as readonly string[]).includes(s.key);
+        const elsewhere = s.key in this.env.methods || (STAGE_SETTINGS as readonly string[]).includes(s.key);
         const hint = elsewhere ? ` (a ${stage.kind} stage takes ${spec.settings.join(", ")})` : suggestion(s.key, spec.settings);
         this.diags.error(`unknown setting '${s.key}'${hint}`, s.keySpan);
-      } else if (s.key in SLOTS) {
-        const use = checkMethod(s.key, s.value, this.diags);
+      } else if (s.key in this.env.methods) {
+        const use = checkMethod(s.key, s.value, this.diags, this.env.methods);
         if (use && s.optional) use.optional = true;
         if (use) stage.methods[s.key] = use;
       } else {
-        if (s.optional) this.diags.error(`'?' marks an optimisation request optional (${Object.keys(SLOTS).join(", ")}); ${s.key} is a plain setting`, s.optional);
+        if (s.optional) this.diags.error(`'?' marks an optimisation request optional (${Object.keys(this.env.methods).join(", ")}); ${s.key} is a plain setting`, s.optional);
         this.plainSetting(stage, s);
       }
     }
-    for (const slot of spec.settings) if (slot in SLOTS && !stage.methods[slot]) stage.methods[slot] = defaultMethod(slot);
+    for (const slot of spec.settings) if (slot in this.env.methods && !stage.methods[slot]) stage.methods[slot] = defaultMethod(slot, this.env.methods);
     const tok = stage.refs["tokenizer"] !== undefined ? this.tokenizers.get(stage.refs["tokenizer"]) : undefined;
     const stop = body.find((s) => s.key === "stop");
     if (tok?.kind === "ids" && stop && stage.stop.length) this.diags.error(`stop strings need a text tokenizer, but '${tok.name}' is raw ids`, stop.keySpan);
@@ -313,7 +315,7 @@ class PipelineChecker {
     const target = stage.refs["model"] !== undefined ? this.models.get(stage.refs["model"]) : undefined;
     const facts = target?.facts;
     for (const use of Object.values(stage.methods)) {
-      const spec = SLOTS[use.slot]!.methods[use.method]!;
+      const spec = this.env.methods[use.slot]!.methods[use.method]!;
       for (const [key, param] of Object.entries(spec.params)) {
         const value = use.params[key];
         const span = use.paramSpans[key] ?? use.span;
@@ -323,8 +325,8 @@ class PipelineChecker {
           if (bad !== undefined && use.given.includes(key)) this.diags.error(`${use.method}: ${key}: layer ${bad} is out of range: ${range}`, span);
           else if (bad !== undefined) this.diags.error(`${use.method}: the default ${key} [${value.join(", ")}] does not fit: ${range}; give ${key} explicitly`, span);
         }
-        if (key === "full_layers" && facts && typeof value === "number" && value > facts.layers) {
-          this.diags.error(`${use.method}: full_layers is ${value} but model '${target!.name}' has ${facts.layers} layers`, span);
+        if (param.type.kind === "auto-or-int" && param.type.layers && facts && typeof value === "number" && value > facts.layers) {
+          this.diags.error(`${use.method}: ${key} is ${value} but model '${target!.name}' has ${facts.layers} layers`, span);
         }
         if (param.type.kind === "model" && typeof value === "string") this.checkDraft(target, value, span);
       }

@@ -1,7 +1,7 @@
 import type { Span, Value } from "./ast.ts";
 import type { Diagnostics } from "./diagnostics.ts";
 import { suggestion } from "./suggest.ts";
-import { ADAPTIVE_DEFAULTS, SLOTS, type ParamSpec, type ParamType, type ParamValue } from "./schema.ts";
+import type { AdaptiveBounds, MethodTable, ParamSpec, ParamType, ParamValue } from "./schema.ts";
 
 /** A checked method request: `tidal(top_k: 256)` with every default filled in. */
 export interface MethodUse {
@@ -18,17 +18,17 @@ export interface MethodUse {
   optional?: boolean;
 }
 
-export function defaultMethod(slot: string): MethodUse {
-  const spec = SLOTS[slot]!;
+export function defaultMethod(slot: string, methods: MethodTable): MethodUse {
+  const spec = methods[slot]!;
   const method = spec.methods[spec.default]!;
   const params: Record<string, ParamValue> = {};
   for (const [k, p] of Object.entries(method.params)) if (p.default !== undefined) params[k] = p.default;
   return { slot, method: spec.default, params, given: [], lossy: method.lossy, paramSpans: {} };
 }
 
-/** Checks `value` as a method of `slot`; reports every problem and returns what could be made of it. */
-export function checkMethod(slot: string, value: Value, diags: Diagnostics): MethodUse | undefined {
-  const slotSpec = SLOTS[slot]!;
+/** Checks `value` as a method of `slot` in `methods`; reports every problem and returns what could be made of it (parameters in the method's order). */
+export function checkMethod(slot: string, value: Value, diags: Diagnostics, methods: MethodTable): MethodUse | undefined {
+  const slotSpec = methods[slot]!;
   if (value.kind !== "name" && value.kind !== "call") {
     diags.error(`${slot}: expected a method (${Object.keys(slotSpec.methods).join(", ")})`, value.span);
     return undefined;
@@ -66,9 +66,11 @@ export function checkMethod(slot: string, value: Value, diags: Diagnostics): Met
     use.given.push(key);
     use.paramSpans[key] = arg.value.span;
   });
+  const given = use.params;
+  use.params = {};
   for (const [key, param] of Object.entries(spec.params) as [string, ParamSpec][]) {
-    if (key in use.params) continue;
-    if (param.default === undefined) diags.error(`${slot}: ${name} needs '${key}': ${param.doc}`, nameSpan);
+    if (key in given) use.params[key] = given[key]!;
+    else if (param.default === undefined) diags.error(`${slot}: ${name} needs '${key}': ${param.doc}`, nameSpan);
     else use.params[key] = param.default;
   }
   const problem = spec.check && Object.keys(spec.params).every((k) => k in use.params) ? spec.check(use.params) : undefined;
@@ -128,11 +130,11 @@ export function checkParam(what: string, type: ParamType, v: Value, diags: Diagn
       return fail(`must be auto or ${min === 1 ? "a positive integer" : `an integer of at least ${min}`}, got ${show(v)}`);
     }
     case "draft-length":
-      return checkDraftLength(what, v, diags);
+      return checkDraftLength(what, v, diags, type.adaptive);
   }
 }
 
-function checkDraftLength(what: string, v: Value, diags: Diagnostics): ParamValue | undefined {
+function checkDraftLength(what: string, v: Value, diags: Diagnostics, defaults: AdaptiveBounds): ParamValue | undefined {
   if (v.kind === "number") {
     if (Number.isInteger(v.value) && v.value >= 1) return v.value;
     diags.error(`${what} must be a positive integer, got ${v.text}`, v.span);
@@ -140,14 +142,14 @@ function checkDraftLength(what: string, v: Value, diags: Diagnostics): ParamValu
   }
   const isAdaptive = (v.kind === "name" || v.kind === "call") && (v.kind === "name" ? v.name : v.name) === "adaptive";
   if (!isAdaptive) {
-    diags.error(`${what} must be a positive integer or adaptive(threshold: ${ADAPTIVE_DEFAULTS.threshold}, min: ${ADAPTIVE_DEFAULTS.min}, max: ${ADAPTIVE_DEFAULTS.max}), got ${show(v)}`, v.span);
+    diags.error(`${what} must be a positive integer or adaptive(threshold: ${defaults.threshold}, min: ${defaults.min}, max: ${defaults.max}), got ${show(v)}`, v.span);
     return undefined;
   }
-  const out = { ...ADAPTIVE_DEFAULTS };
-  const keys = Object.keys(ADAPTIVE_DEFAULTS) as (keyof typeof ADAPTIVE_DEFAULTS)[];
+  const out = { ...defaults };
+  const keys: (keyof AdaptiveBounds)[] = ["threshold", "min", "max"];
   let ok = true;
   (v.kind === "call" ? v.args : []).forEach((arg, i) => {
-    const key = (arg.name ?? keys[i]) as keyof typeof ADAPTIVE_DEFAULTS | undefined;
+    const key = (arg.name ?? keys[i]) as keyof AdaptiveBounds | undefined;
     if (key === undefined || !keys.includes(key)) {
       diags.error(`adaptive has no parameter '${arg.name ?? i}'${suggestion(arg.name ?? "", keys)}`, arg.nameSpan ?? arg.value.span);
       ok = false;

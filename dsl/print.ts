@@ -1,6 +1,6 @@
 import type { Value } from "./ast.ts";
 import type { MethodUse } from "./method.ts";
-import { SLOTS, type ParamValue } from "./schema.ts";
+import type { ParamValue } from "./schema.ts";
 
 /** A checked parameter value in .pipe syntax: `256`, `12.5%`, `[2, 13]`, `adaptive(threshold: 0.3, min: 2, max: 20)`. */
 export function printParam(v: ParamValue): string {
@@ -13,10 +13,9 @@ export function printParam(v: ParamValue): string {
   return String(v);
 }
 
-/** `tidal(top_k: 256, full_layers: 2, select_layers: auto)`, in the schema's parameter order; `greedy` alone. */
+/** `tidal(top_k: 256, full_layers: 2, select_layers: auto)`, in the method's parameter order (checkMethod's); `greedy` alone. */
 export function printMethod(use: MethodUse, only: "all" | "given" = "all"): string {
-  const order = Object.keys(SLOTS[use.slot]!.methods[use.method]!.params);
-  const keys = order.filter((k) => k in use.params && (only === "all" || use.given.includes(k)));
+  const keys = Object.keys(use.params).filter((k) => only === "all" || use.given.includes(k));
   return keys.length ? `${use.method}(${keys.map((k) => `${k}: ${printParam(use.params[k]!)}`).join(", ")})` : use.method;
 }
 

@@ -16,7 +16,7 @@ import type { Pass } from "../graph/pass-manager/pass.ts";
 import { formatPipeline, parsePipeline } from "../graph/pass-manager/pipeline.ts";
 import { TOPOLOGICALLY_SORTED } from "../graph/pass-manager/properties.ts";
 import { PassRegistry } from "../graph/pass-manager/registry.ts";
-import { defaultRegistry } from "../passes/index.ts";
+import { defaultRegistry } from "../compiler/methods/registry.ts";
 import { handmadeModel, reversedChain } from "./helpers/handmade-models.ts";
 import { tempDir } from "./helpers/tmp.ts";
 
@@ -98,6 +98,15 @@ describe("PassRegistry", () => {
     const [withFactor, defaults] = registry.resolve(parsePipeline("scale(factor=2.5,tag=a),scale"));
     expect(withFactor!.options).toEqual({ factor: 2.5, tag: "a" });
     expect(defaults!.options).toEqual({ factor: 1 });
+  });
+
+  it("makes a pass from typed option values without reading text, and refuses a value of another type", () => {
+    const made = registry.make("scale", { factor: 2.5 });
+    expect(made.options).toEqual({ factor: 2.5 });
+    expect(made.step).toEqual({ name: "scale", options: { factor: "2.5" } });
+    expect(registry.make("scale", {}).options).toEqual({ factor: 1 });
+    expect(() => registry.make("scale", { factor: "2.5" })).toThrow("pass 'scale': option 'factor' is declared number, but was given \"2.5\"");
+    expect(() => registry.make("scale", { factr: 2 })).toThrow("pass 'scale' has no option 'factr' (did you mean 'factor'?)");
   });
 
   it.each([

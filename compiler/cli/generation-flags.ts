@@ -1,6 +1,6 @@
 // The flags `pipec run` and `pipec generate` share, and how both print what generation yields:
 // one spelling of the prompt, limits, device and sampling, one form of ids, stats and --json.
-import { parseMethodOption } from "../../dsl/option.ts";
+import { parseMethodOption } from "../methods/option.ts";
 import { parseSampling, type Device, type GenerationEvent, type GenerationStats, type SamplingConfig } from "../../runtime/index.ts";
 import { runtimeSampling } from "../pipeline/runtime-options.ts";
 import { parseIds, parsePositiveInt, UsageError } from "./args.ts";

@@ -3,7 +3,7 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import type { Span } from "../../dsl/ast.ts";
 import { formatDiagnostic, type Diagnostic } from "../../dsl/diagnostics.ts";
-import { parseMethodOption } from "../../dsl/option.ts";
+import { parseMethodOption } from "../methods/option.ts";
 import { makeDirs } from "../../graph/output-guard.ts";
 import { cacheRoot } from "./cache-dir.ts";
 import { prepareRun, type PreparedRun } from "./run.ts";

@@ -3,7 +3,8 @@ import { checkPipe, type CheckedPipeline } from "../../dsl/check.ts";
 import { Diagnostics } from "../../dsl/diagnostics.ts";
 import type { FactsProvider } from "../../dsl/facts.ts";
 import { parsePipe } from "../../dsl/parse.ts";
-import { defaultRegistry } from "../../passes/index.ts";
+import { METHOD_TABLE } from "../methods/index.ts";
+import { defaultRegistry } from "../methods/registry.ts";
 import { readPipeText } from "../../graph/file-kind.ts";
 import type { PassRegistry } from "../../graph/pass-manager/registry.ts";
 import type { PipelineIR } from "./ir.ts";
@@ -43,7 +44,7 @@ export function analyzeSource(source: string, file: string, opts: FrontendOption
   const parsed = parsePipe(source);
   const diagnostics = parsed.diagnostics;
   const models = opts.models ?? new ModelFiles();
-  const checked = checkPipe(parsed.ast, { file: abs, facts: opts.facts ?? models.provider }, diagnostics);
+  const checked = checkPipe(parsed.ast, { file: abs, methods: METHOD_TABLE, facts: opts.facts ?? models.provider }, diagnostics);
   dropCascades(diagnostics);
   const result: FrontendResult = { file: abs, source, diagnostics, checked };
   if (checked && !diagnostics.hasErrors && opts.lower !== false) {

@@ -1,6 +1,7 @@
 import type { Device } from "../../dsl/check.ts";
 import type { ModelFacts } from "../../dsl/facts.ts";
 import type { MethodUse } from "../../dsl/method.ts";
+import type { PipelinePass } from "../../graph/pass-manager/registry.ts";
 
 /**
  * The pipeline IR: the .pipe with everything explicit (defaults, absolute paths, model facts)
@@ -28,9 +29,12 @@ export interface ModelNode {
   passes: GraphPassStep[];
 }
 
-/** A registered graph pass (passes/index.ts) and the options it is run with. */
+/** A graph pass and the options it is run with (pass-steps.ts makes them). */
 export interface GraphPassStep {
   pass: string;
+  /** Makes the pass with the options lowering chose, as typed values: no text in between. */
+  make(): PipelinePass;
+  /** Those options as `--passes` text (`pipec opt --passes` reads them back): what pipeline.ir and the manifest show. */
   options: Record<string, string>;
   /** The request it implements: `attention: tidal`. */
   origin: string;

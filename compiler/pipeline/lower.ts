@@ -2,17 +2,20 @@ import type { CheckedPipeline, CheckedStage } from "../../dsl/check.ts";
 import type { Diagnostics } from "../../dsl/diagnostics.ts";
 import type { MethodUse } from "../../dsl/method.ts";
 import { isPipecError } from "../../graph/errors.ts";
-import type { PassRegistry } from "../../graph/pass-manager/registry.ts";
-import { printParam } from "../../dsl/print.ts";
-import { IMPLEMENTATIONS, LIFT_ATTENTION, LOGITS_TOPK, LOWER_ATTENTION, SELF_DRAFT, speculationIds } from "./implementations.ts";
+import type { OptionValue, PassRegistry } from "../../graph/pass-manager/registry.ts";
+import { MIN_LOGITS_FOR_IDS } from "../../runtime/ids-or-logits.ts";
+import { methodOf } from "../methods/index.ts";
+import type { Lowering } from "../methods/method.ts";
+import { LIFT_ATTENTION, LOGITS_TOPK, LOWER_ATTENTION } from "../methods/support-passes.ts";
 import type { EncodeNode, GenerateNode, GraphPassStep, Lowered, ModelNode, PipelineIR, TokenizerNode } from "./ir.ts";
 import { composeSparseWithSpeculation } from "./method-compatibility.ts";
+import { methodPassStep, supportPassStep, typedPassStep } from "./pass-steps.ts";
 import { checkImageInput, lowerEncode } from "./vision-stages.ts";
 
 /**
  * Turns a checked pipeline into the pipeline IR: each requested method becomes graph passes on
- * its stage's model or a runtime setting. Anything this build cannot do is an error at the place
- * it was requested; nothing is dropped.
+ * its stage's model or a runtime setting, as its method table entry says (compiler/methods/).
+ * Anything this build cannot do is an error at the place it was requested; nothing is dropped.
  */
 export function lowerPipeline(p: CheckedPipeline, registry: PassRegistry, diags: Diagnostics): PipelineIR | undefined {
   const models = new Map<string, ModelNode>();
@@ -45,23 +48,33 @@ function lowerGenerate(s: CheckedStage, model: ModelNode | undefined, registry: 
   if (prune && prune.method !== "none") diags.error(`prune: ${prune.method} acts on visual tokens: set it in the encode stage that feeds '${s.name}'`, prune.span ?? s.span);
   const lower = (slot: string): Lowered | undefined => {
     let use = s.methods[slot]!;
-    if (use.method === "self" && slot === "speculate" && model) use = selfDraftAsDraftModel(use, model, s, models);
+    const lowering = methodOf(use).lowering;
+    if (!implemented(use, s, registry, diags)) return undefined;
+    if (lowering.level === "draft-model" && model) use = asDerivedDraft(use, lowering, model, s, models);
     return lowerMethod(use, s, model, registry, diags);
   };
   const [kv, attention, speculate, sampling] = [lower("kv"), lower("attention"), lower("speculate"), lower("sampling")];
   if (!kv || !attention || !speculate || !sampling || !model) return undefined;
-  if (!composeSparseWithSpeculation(s, model, diags)) return undefined;
+  if (!composeSparseWithSpeculation(s, model, registry, diags)) return undefined;
   const ids = speculationIds(s.methods["speculate"]!, s.methods["sampling"]!);
-  if (ids && registry.names.includes(LOGITS_TOPK)) model.passes.push({ pass: LOGITS_TOPK, options: ids, origin: `${s.name}.speculate: ${s.methods["speculate"]!.method}`, lossy: false });
+  if (ids && registry.names.includes(LOGITS_TOPK)) model.passes.push(supportPassStep(registry, LOGITS_TOPK, ids, `${s.name}.speculate: ${s.methods["speculate"]!.method}`, false));
   const node: GenerateNode = { kind: "generate", name: s.name, model: model.name, tokenizer: s.refs["tokenizer"]!, kv, attention, speculate, sampling, maxTokens: s.maxTokens, stop: s.stop, device: s.device };
   if (s.refs["input"] !== undefined) node.input = s.refs["input"];
   return node;
 }
 
+/** The logits-topk options a greedy stage's speculation reads ids from (its method's greedyIds), or undefined. */
+function speculationIds(speculate: MethodUse, sampling: MethodUse): Record<string, OptionValue> | undefined {
+  const ids = methodOf(speculate).greedyIds;
+  // A stage that samples reads the logits.
+  if (!ids || methodOf(sampling).runtime?.sampling) return undefined;
+  return { ...ids(speculate.params), min_vocab: MIN_LOGITS_FOR_IDS };
+}
+
 /** Makes the pass once, so options it refuses are reported where they were written (by check too, not only compile). */
-function passAccepts(step: GraphPassStep, registry: PassRegistry, use: MethodUse, diags: Diagnostics): boolean {
+function passAccepts(step: GraphPassStep, use: MethodUse, diags: Diagnostics): boolean {
   try {
-    registry.resolve([{ name: step.pass, options: step.options }]);
+    step.make();
     return true;
   } catch (e) {
     if (!isPipecError(e)) throw e;
@@ -71,37 +84,46 @@ function passAccepts(step: GraphPassStep, registry: PassRegistry, use: MethodUse
 }
 
 /**
- * `speculate: self(skip, k)` is draft-model speculation whose draft the self-draft pass derives
- * from the stage's model: a second model (the same source, the skipped layers bypassed) joins
- * the pipeline, and the request becomes `draft(model: <it>, k)`.
+ * A speculation whose draft model a pass derives from the stage's model (`speculate: self`): a
+ * second model (the same source, with that pass) joins the pipeline, and the request becomes
+ * `draft(model: <it>, ...)`.
  */
-function selfDraftAsDraftModel(use: MethodUse, target: ModelNode, s: CheckedStage, models: Map<string, ModelNode>): MethodUse {
-  const name = `${target.name}_self_draft`;
-  const origin = `${s.name}.speculate: self`;
-  models.set(name, { ...target, name, passes: [{ pass: SELF_DRAFT, options: { skip: printParam(use.params["skip"]!) }, origin, lossy: false, onAttention: true }] });
-  return { ...use, method: "draft", params: { model: name, k: use.params["k"]! }, given: use.given.filter((p) => p !== "skip") };
+function asDerivedDraft(use: MethodUse, lowering: Extract<Lowering, { level: "draft-model" }>, target: ModelNode, s: CheckedStage, models: Map<string, ModelNode>): MethodUse {
+  const name = `${target.name}_${use.method}_draft`;
+  const derive = lowering.derive;
+  const step = typedPassStep(derive.name, () => derive.create(use.params), derive.text(use.params), `${s.name}.${use.slot}: ${use.method}`, false, derive.onAttention);
+  models.set(name, { ...target, name, passes: [step] });
+  const params = lowering.asDraft(use.params, name);
+  return { ...use, method: "draft", params, given: use.given.filter((p) => p in params) };
 }
 
 /** Passes on canonical attention run together between one lift-attention and one lower-attention. */
 export function bracketAttentionPasses(passes: GraphPassStep[], registry: PassRegistry): GraphPassStep[] {
   const onAttention = passes.filter((p) => p.onAttention);
   if (onAttention.length === 0) return passes;
-  const bracket = (pass: string): GraphPassStep => ({ pass, options: {}, origin: onAttention.map((p) => p.origin).join(", "), lossy: false });
   for (const name of [LIFT_ATTENTION, LOWER_ATTENTION]) if (!registry.names.includes(name)) throw new Error(`pass '${name}' is not registered, but attention passes need it`);
+  const bracket = (pass: string): GraphPassStep => supportPassStep(registry, pass, {}, onAttention.map((p) => p.origin).join(", "), false);
   return [bracket(LIFT_ATTENTION), ...onAttention, bracket(LOWER_ATTENTION), ...passes.filter((p) => !p.onAttention)];
 }
 
+/** False, with an error at the request, when a pass its lowering needs is not registered in this build. */
+function implemented(use: MethodUse, s: CheckedStage, registry: PassRegistry, diags: Diagnostics): boolean {
+  const lowering = methodOf(use).lowering;
+  const pass = lowering.level === "graph" ? ("pass" in lowering ? lowering.pass.name : lowering.support.name) : lowering.level === "draft-model" ? lowering.derive.name : undefined;
+  if (pass === undefined || registry.names.includes(pass)) return true;
+  diags.error(`${use.slot}: ${use.method} is not implemented in this build`, use.span ?? s.span);
+  return false;
+}
+
 function lowerMethod(use: MethodUse, s: CheckedStage, model: ModelNode | undefined, registry: PassRegistry, diags: Diagnostics): Lowered | undefined {
-  const impl = IMPLEMENTATIONS[`${use.slot}.${use.method}`];
-  if (!impl || (impl.level === "graph" && !registry.names.includes(impl.pass))) {
-    diags.error(`${use.slot}: ${use.method} is not implemented in this build`, use.span ?? s.span);
-    return undefined;
-  }
-  if (impl.level === "graph" && model) {
-    const step: GraphPassStep = { pass: impl.pass, options: impl.options(use, model.facts), origin: `${s.name}.${use.slot}: ${use.method}`, lossy: use.lossy };
-    if (impl.onAttention) step.onAttention = true;
-    if (!passAccepts(step, registry, use, diags)) return undefined;
+  const lowering = methodOf(use).lowering;
+  if (!implemented(use, s, registry, diags)) return undefined;
+  if (lowering.level === "graph" && model) {
+    const origin = `${s.name}.${use.slot}: ${use.method}`;
+    const step = "pass" in lowering ? methodPassStep(lowering.pass, use, origin) : supportPassStep(registry, lowering.support.name, lowering.support.options(use.params), origin, use.lossy, lowering.support.onAttention);
+    if (!passAccepts(step, use, diags)) return undefined;
     model.passes.push(step);
   }
-  return { use, level: impl.level };
+  // A derived draft model lowers as `draft` (asDerivedDraft); without the stage's model there is nothing to derive it from.
+  return { use, level: lowering.level === "draft-model" ? "runtime" : lowering.level };
 }

@@ -4,7 +4,7 @@ import type { Model } from "../../graph/ir/model.ts";
 import { loadModel } from "../../graph/onnx/index.ts";
 import { runPipeline, type PassRecord } from "../../graph/pass-manager/manager.ts";
 import type { PassRegistry } from "../../graph/pass-manager/registry.ts";
-import { LIFT_ATTENTION, LOWER_ATTENTION } from "./implementations.ts";
+import { LIFT_ATTENTION, LOWER_ATTENTION } from "../methods/support-passes.ts";
 import type { GenerateNode, GraphPassStep, Lowered, ModelNode, PipelineIR } from "./ir.ts";
 import { bracketAttentionPasses } from "./lower.ts";
 
@@ -49,7 +49,7 @@ export function placeRequests(ir: PipelineIR, registry: PassRegistry, load: (pat
     placed.length = 0;
     const unplaced: Unplaced[] = [];
     for (const node of current.models) {
-      const result = placeModel(node, current, registry, load);
+      const result = placeModel(node, current, load);
       if ("unplaced" in result) unplaced.push(...result.unplaced);
       else placed.push(result);
     }
@@ -82,10 +82,10 @@ function requestOf(ir: PipelineIR, request: string): Lowered | undefined {
   return s && ([s.kv, s.attention, s.speculate, s.sampling].find((l) => l.use.slot === slot) ?? undefined);
 }
 
-function placeModel(node: ModelNode, ir: PipelineIR, registry: PassRegistry, load: (path: string) => Model): PlacedModel | { unplaced: Unplaced[] } {
+function placeModel(node: ModelNode, ir: PipelineIR, load: (path: string) => Model): PlacedModel | { unplaced: Unplaced[] } {
   const model = load(node.path);
   const steps = node.passes;
-  const passes = registry.resolve(steps.map((p) => ({ name: p.pass, options: p.options })));
+  const passes = steps.map((step) => step.make());
   const runs: PlacedModel["runs"] = [];
   // A pass's last note says why it changed nothing, in its words about the model.
   const notes = new Map<string, string>();

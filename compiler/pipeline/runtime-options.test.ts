@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { parseMethodOption } from "../../dsl/option.ts";
+import { parseMethodOption } from "../methods/option.ts";
 import { runtimeSpeculation } from "./runtime-options.ts";
 
 const speculation = (text: string) => runtimeSpeculation(parseMethodOption(text, "speculate").use!);

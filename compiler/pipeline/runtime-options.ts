@@ -1,48 +1,28 @@
 import type { MethodUse } from "../../dsl/method.ts";
-import type { ParamValue } from "../../dsl/schema.ts";
-import type { LookupSpeculation, RecycleSpeculation, SamplingConfig, StreamingConfig } from "../../runtime/index.ts";
+import type { SamplingConfig, StreamingConfig } from "../../runtime/index.ts";
+import { methodOf } from "../methods/index.ts";
+import type { RuntimeSpeculation } from "../methods/method.ts";
+
+export type { DraftSettings } from "../methods/method.ts";
 
 /**
- * Checked method requests as the runtime's options. driver.ts is generated from these, and a
- * command that takes methods as options (`pipec generate --speculate 'lookup(ngram: 3)'`, parsed
- * with dsl's parseMethodOption) can pass them to the runtime the same way.
+ * Checked method requests as the runtime's options, as their method table entries say
+ * (`runtime`). driver.ts is generated from these, and a command that takes methods as options
+ * (`pipec generate --speculate 'lookup(ngram: 3)'`, parsed with parseMethodOption) can pass them
+ * to the runtime the same way.
  */
 
-/** `sampling:` as the runtime's SamplingConfig; undefined is greedy. Filters at their neutral value are left out. */
+/** `sampling:` as the runtime's SamplingConfig; undefined is greedy. */
 export function runtimeSampling(use: MethodUse): SamplingConfig | undefined {
-  if (use.method === "greedy") return undefined;
-  const p = use.params as Record<string, number>;
-  const config: SamplingConfig = { temperature: p["temperature"]! };
-  if (p["top_k"]! > 0) config.topK = p["top_k"]!;
-  if (p["top_p"]! < 1) config.topP = p["top_p"]!;
-  if (p["repetition_penalty"]! !== 1) config.repetitionPenalty = p["repetition_penalty"]!;
-  config.seed = p["seed"]!;
-  return config;
-}
-
-/** `speculate: draft(...)` without its model (the caller opens it): the draft length settings. */
-export interface DraftSettings {
-  /** The draft model's name in the pipeline. */
-  model: string;
-  draftLength: number | "adaptive";
-  adaptive?: { threshold: number; min: number; max: number };
+  return methodOf(use).runtime?.sampling?.(use.params);
 }
 
 /** `speculate:` as the runtime's options: a lookup or recycle speculation, draft settings, or undefined for none. */
-export function runtimeSpeculation(use: MethodUse): LookupSpeculation | ({ kind: "draft" } & DraftSettings) | RecycleSpeculation | undefined {
-  const p = use.params;
-  if (use.method === "lookup") return { kind: "lookup", maxNgram: p["ngram"] as number, ...draftLength(p["max_draft"]!) };
-  if (use.method === "recycle") return { kind: "recycle", topK: p["top_k"] as number, tree: p["tree"] as number | "auto" };
-  if (use.method !== "draft") return undefined;
-  return { kind: "draft", model: p["model"] as string, ...draftLength(p["k"]!) };
+export function runtimeSpeculation(use: MethodUse): RuntimeSpeculation | undefined {
+  return methodOf(use).runtime?.speculation?.(use.params);
 }
 
-/** A checked `draft-length` parameter as the runtime's `draftLength` (and `adaptive` bounds). */
-function draftLength(value: ParamValue): { draftLength: number | "adaptive"; adaptive?: { threshold: number; min: number; max: number } } {
-  return typeof value === "number" ? { draftLength: value } : { draftLength: "adaptive", adaptive: (value as { adaptive: { threshold: number; min: number; max: number } }).adaptive };
-}
-
-/** `kv: streaming(...)` as the runtime's eviction settings (the model's streaming-llm pass attends to the same rows); undefined otherwise. */
+/** `kv:` as the runtime's eviction settings (the method's graph pass attends to the same rows); undefined for none. */
 export function runtimeStreaming(use: MethodUse): StreamingConfig | undefined {
-  return use.method === "streaming" ? { sinks: use.params["sinks"] as number, window: use.params["window"] as number } : undefined;
+  return methodOf(use).runtime?.streaming?.(use.params);
 }

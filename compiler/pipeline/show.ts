@@ -1,5 +1,4 @@
 import type { Diagnostic } from "../../dsl/diagnostics.ts";
-import { defaultRegistry } from "../../passes/index.ts";
 import { printModel } from "../../graph/ir/text/printer.ts";
 import { loadModel } from "../../graph/onnx/index.ts";
 import { runPipeline } from "../../graph/pass-manager/manager.ts";
@@ -29,10 +28,9 @@ export function showPipelineIr(file: string, opts: ShowOptions = {}): ShowResult
   if (!front.ir) return result;
   const parts = [dumpPipeline(front.ir)];
   if (opts.after !== undefined || opts.printIrAfterAll || opts.dumpDir !== undefined) {
-    const registry = defaultRegistry();
     for (const m of front.ir.models) {
       const model = loadModel(m.path);
-      const passes = registry.resolve(m.passes.map((p) => ({ name: p.pass, options: p.options })));
+      const passes = m.passes.map((step) => step.make());
       parts.push(`# model ${m.name} (${m.path}): ${passes.length ? passes.map((p) => p.pass.name).join(", ") : "no graph passes planned"}\n`);
       runPipeline(model, passes, {
         printIrAfter: opts.after !== undefined ? [opts.after] : undefined,

@@ -1,6 +1,7 @@
 import { IndentationText, Project, QuoteKind, VariableDeclarationKind } from "ts-morph";
 import type { MethodUse } from "../../dsl/method.ts";
 import type { PruneConfig } from "../../runtime/index.ts";
+import { methodOf } from "../methods/index.ts";
 import { addDriverInterfaces } from "./driver-interfaces.ts";
 import type { DriverLayout } from "./driver.ts";
 import type { EncodeNode, GenerateNode, PipelineIR } from "./ir.ts";
@@ -8,11 +9,7 @@ import { runtimeSampling } from "./runtime-options.ts";
 
 /** `prune:` as the runtime's PruneConfig. */
 export function runtimePrune(use: MethodUse): PruneConfig {
-  if (use.method === "none") return { method: "none" };
-  const keep = use.params["keep"] as number | { percent: number };
-  const budget = typeof keep === "number" ? { count: keep } : keep;
-  if (use.method === "globalcom2") return { method: "globalcom2", keep: budget, grid: use.params["grid"] as number };
-  return { method: use.method as "divprune" | "todre", keep: budget };
+  return methodOf(use).runtime!.prune!(use.params);
 }
 
 /**

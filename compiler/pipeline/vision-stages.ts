@@ -6,9 +6,8 @@ import { dirname, join } from "node:path";
 import type { EncodeNode, GenerateNode, Lowered, ModelNode } from "./ir.ts";
 import { visionCompanions } from "./vision-files.ts";
 import type { PassRegistry } from "../../graph/pass-manager/registry.ts";
-
-const VISUAL_TOKEN_DISTANCES = "visual-token-distances";
-const DIVERSITY_METHODS = new Set(["divprune", "todre"]);
+import { methodOf } from "../methods/index.ts";
+import { supportPassStep } from "./pass-steps.ts";
 
 /**
  * An encode stage: a vision encoder (with its projector) whose visual tokens, after the stage's
@@ -22,9 +21,11 @@ export function lowerEncode(s: CheckedStage, model: ModelNode | undefined, regis
   if (model && !companionsPresent(model, s, diags)) return undefined;
   const prune = lowerMethod(s.methods["prune"]!);
   if (!model || !prune) return undefined;
-  // The greedy diversity selection reads the tokens' pairwise distances, computed in the encoder's graph.
-  if (DIVERSITY_METHODS.has(prune.use.method) && registry.names.includes(VISUAL_TOKEN_DISTANCES)) {
-    model.passes.push({ pass: VISUAL_TOKEN_DISTANCES, options: {}, origin: `${s.name}.prune: ${prune.use.method}`, lossy: false });
+  // A pass the pruning needs on the encoder (its method table entry says which), where this build has it.
+  const lowering = methodOf(prune.use).lowering;
+  const support = lowering.level === "runtime" ? lowering.support : undefined;
+  if (support && registry.names.includes(support.name)) {
+    model.passes.push(supportPassStep(registry, support.name, support.options(prune.use.params), `${s.name}.prune: ${prune.use.method}`, false, support.onAttention));
   }
   return { kind: "encode", name: s.name, model: model.name, prune, device: s.device };
 }

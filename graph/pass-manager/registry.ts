@@ -51,6 +51,18 @@ export class PassRegistry {
     return this.entry(name).create(defaults(this.entry(name))).description;
   }
 
+  /**
+   * Makes one pass from option values that already have their declared types (a compiler's
+   * lowering chose them): no text in between. `text` is how they read in a `--passes` pipeline.
+   */
+  make(name: string, options: Readonly<Record<string, OptionValue>>): PipelinePass {
+    const entry = this.entry(name);
+    const made = { ...defaults(entry) };
+    for (const [key, value] of Object.entries(options)) made[key] = checkType(entry, key, value);
+    const text = Object.fromEntries(Object.entries(options).map(([k, v]) => [k, String(v)]));
+    return { pass: entry.create(made), options: made, step: { name, options: text } };
+  }
+
   /** Makes the passes of a parsed pipeline, converting option text to the declared types. */
   resolve(steps: readonly PipelineStep[] | readonly Pick<PipelineStep, "name" | "options">[]): PipelinePass[] {
     return steps.map((step) => {
@@ -68,14 +80,26 @@ function defaults(entry: PassEntry): Record<string, OptionValue> {
   return out;
 }
 
-function convert(entry: PassEntry, key: string, raw: unknown): OptionValue {
+function specOf(entry: PassEntry, key: string): OptionSpec {
   const specs = entry.options ?? {};
   const spec = specs[key];
-  if (!spec) {
-    const known = Object.keys(specs);
-    const hint = known.length ? didYouMean(key, known) || ` (it takes ${known.join(", ")})` : " (it takes none)";
-    throw new PipecError("pass-option", `pass '${entry.name}' has no option '${key}'${hint}`);
-  }
+  if (spec) return spec;
+  const known = Object.keys(specs);
+  const hint = known.length ? didYouMean(key, known) || ` (it takes ${known.join(", ")})` : " (it takes none)";
+  throw new PipecError("pass-option", `pass '${entry.name}' has no option '${key}'${hint}`);
+}
+
+const JS_TYPES: Readonly<Record<OptionSpec["type"], string>> = { int: "number", number: "number", string: "string", boolean: "boolean" };
+
+/** A typed value of a declared option, as it is (the compiler's mistake if it is not of the declared type). */
+function checkType(entry: PassEntry, key: string, value: OptionValue): OptionValue {
+  const spec = specOf(entry, key);
+  if (typeof value !== JS_TYPES[spec.type] || (spec.type === "int" && !Number.isInteger(value))) throw new Error(`pass '${entry.name}': option '${key}' is declared ${spec.type}, but was given ${JSON.stringify(value)}`);
+  return value;
+}
+
+function convert(entry: PassEntry, key: string, raw: unknown): OptionValue {
+  const spec = specOf(entry, key);
   const text = String(raw);
   const bad = (what: string): never => {
     throw new PipecError("pass-option", `pass '${entry.name}': option '${key}' must be ${what}, got '${text}'`);

@@ -12,7 +12,7 @@ import { Generator } from "../../runtime/generate.ts";
 import { HAVE_SHARED, NO_SHARED, REFERENCE_DIR, SHARED_DECODERS, referenceExports } from "../../test/helpers/runtime-models.ts";
 import { greedyReference } from "../../test/helpers/reference-loop.ts";
 import { tempDir } from "../../test/helpers/tmp.ts";
-import { defaultRegistry } from "../index.ts";
+import { defaultRegistry } from "../../compiler/methods/registry.ts";
 import { createKvAppendOnly } from "./kv-append-only.ts";
 
 const PROMPT = [1, 45, 12, 200, 7];

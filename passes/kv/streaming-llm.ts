@@ -31,9 +31,6 @@ export interface StreamingLlmOptions {
   appendOnly?: boolean;
 }
 
-/** StreamingLLM (Xiao et al., "Efficient Streaming Language Models with Attention Sinks", ICLR 2024): 4 sinks + 1020 recent tokens, a 1024-token cache. */
-export const STREAMING_LLM_DEFAULTS: StreamingLlmOptions = { sinks: 4, window: 1020 };
-
 /**
  * StreamingLLM: every decode step attends to the first `sinks` keys and the last `window` keys.
  * The runtime's eviction (runtime/cache/streaming.ts) keeps the cache at sinks + window rows so
@@ -60,8 +57,7 @@ export const STREAMING_LLM_DEFAULTS: StreamingLlmOptions = { sinks: 4, window: 1
  * cache is never copied in the step. The runtime's append cache evicts by gathering the kept rows
  * to the front of its buffer, as the present cache does.
  */
-export function createStreamingLlm(options: Partial<StreamingLlmOptions> = {}): Pass {
-  const opts = { ...STREAMING_LLM_DEFAULTS, ...options };
+export function createStreamingLlm(opts: StreamingLlmOptions): Pass {
   return {
     name: STREAMING_LLM,
     description: `StreamingLLM: attend to ${opts.sinks} sink tokens and the ${opts.window} most recent (lossy)`,

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { Model } from "../../graph/ir/model.ts";
 import { buildZooModel, llamaConfig } from "../../graph/zoo/index.ts";
-import { defaultRegistry } from "../index.ts";
+import { defaultRegistry } from "../../compiler/methods/registry.ts";
 import { APPEND_ONLY_CASES, spareRowsDiff, thenAppendOnly } from "../../test/helpers/append-only-parity.ts";
 import { isCanonical, readCanonical } from "../attention/canonical-node.ts";
 import { liftAttention } from "../attention/lift.ts";

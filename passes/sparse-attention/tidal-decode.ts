@@ -22,11 +22,9 @@ export interface TidalDecodeOptions {
   appendOnly?: boolean;
 }
 
-/** The paper's settings (TidalDecode, Yang et al., ICLR 2025): sparse from layer 2, re-selection at 13 of Llama-3-8B's 32 layers, 256 tokens. */
-export const TIDAL_DEFAULTS: TidalDecodeOptions = { topK: { tokens: 256 }, fullLayers: "auto" };
-const PAPER_LAYERS = 32;
-const PAPER_FULL_LAYERS = 2;
-const PAPER_RESELECT_LAYER = 13;
+/** The paper's layer roles (TidalDecode, Yang et al., ICLR 2025): sparse from layer 2, re-selection at layer 13 of Llama-3-8B's 32; what `auto` scales to a model. */
+export const TIDAL_PAPER_LAYERS = { layers: 32, fullLayers: 2, reselectLayer: 13 } as const;
+const { layers: PAPER_LAYERS, fullLayers: PAPER_FULL_LAYERS, reselectLayer: PAPER_RESELECT_LAYER } = TIDAL_PAPER_LAYERS;
 
 /** The paper's 2 full layers, fewer in a model of under 4 layers: a selection layer and a sparse one remain. */
 export function defaultFullLayers(layers: number): number {
@@ -55,8 +53,7 @@ export function defaultSelectLayers(layers: number, fullLayers: number): number[
  * Decode-only: a step with more than one query (prefill) selects every key, which is dense
  * attention computed over a permutation of the keys.
  */
-export function createTidalDecode(options: Partial<TidalDecodeOptions> = {}): Pass {
-  const opts = { ...TIDAL_DEFAULTS, ...options };
+export function createTidalDecode(opts: TidalDecodeOptions): Pass {
   return {
     name: TIDAL_DECODE,
     description: `TidalDecode: full attention in ${opts.fullLayers} layers and the selection layers, top-${formatBudget(opts.topK)} gathered elsewhere (lossy)`,

@@ -9,7 +9,7 @@ import { HAVE_SHARED, SKIP_SHARED_REASON } from "../../test/helpers/fixtures.ts"
 import { seededFeeds } from "../../test/helpers/ort-inputs.ts";
 import { modelBytes } from "../../test/helpers/ort-parity.ts";
 import { exactness, keepRows, maxOutputDiff, projectExactnessCases, runStep, sharedExactnessCases, sparsify } from "../../test/helpers/sparse-parity.ts";
-import { defaultRegistry } from "../index.ts";
+import { defaultRegistry } from "../../compiler/methods/registry.ts";
 import { APPEND_ONLY_CASES, spareRowsDiff, thenAppendOnly } from "../../test/helpers/append-only-parity.ts";
 import { createTokenSelect, TOKEN_SELECT, tokenSelect, type TokenSelectOptions } from "./token-select.ts";
 

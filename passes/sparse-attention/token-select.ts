@@ -15,14 +15,14 @@ import { attendShared, reportAttendedKeys } from "./attend-selected.ts";
 export const TOKEN_SELECT = "tokenselect";
 
 export interface TokenSelectOptions {
-  /** Keys a layer attends per step: the sinks, the window (the new row included) and the selected middle keys together. */
-  topK: Budget;
-  /** Leading keys always attended to; "auto": the paper's share of the budget (see budgetShares). */
-  sinks: number | "auto";
-  /** Most recent keys always attended to, the step's new row included; "auto": the paper's share of the budget. */
-  window: number | "auto";
-  /** Max-pooling width over the votes (odd; -1: none). */
-  kernelSize: number;
+  /** Keys a layer attends per step: the sinks, the window (the new row included) and the selected middle keys together; absent: the paper's (TOKEN_SELECT_PAPER). */
+  topK?: Budget;
+  /** Leading keys always attended to; "auto" or absent: the paper's share of the budget (see budgetShares). */
+  sinks?: number | "auto";
+  /** Most recent keys always attended to, the step's new row included; "auto" or absent: the paper's share of the budget. */
+  window?: number | "auto";
+  /** Max-pooling width over the votes (odd; -1 or absent: none). */
+  kernelSize?: number;
   /**
    * The paper's selection cache: a layer reuses its previous indices while the query
    * fingerprint's cosine to the one they were chosen for stays >= threshold (contract:
@@ -34,12 +34,17 @@ export interface TokenSelectOptions {
   appendOnly?: boolean;
 }
 
-/** TokenSelect's released configuration (Wu, Pan et al., EMNLP 2025): n_init 128 sinks, n_local 512 recent keys, top_k 2048 selected. */
+/** TokenSelect's released configuration (Wu, Pan et al., EMNLP 2025): n_init 128 sinks, n_local 512 recent keys, top_k 2048 selected; `auto` shares a budget as it does. */
 export const TOKEN_SELECT_PAPER = { sinks: 128, window: 512, selected: 2048 } as const;
-const PAPER_BUDGET = TOKEN_SELECT_PAPER.sinks + TOKEN_SELECT_PAPER.window + TOKEN_SELECT_PAPER.selected;
+/** The paper's keys a step: its sinks, window and selected keys together. */
+export const TOKEN_SELECT_PAPER_BUDGET = TOKEN_SELECT_PAPER.sinks + TOKEN_SELECT_PAPER.window + TOKEN_SELECT_PAPER.selected;
 
-/** The paper's 2688 keys a step, shared as it shares them, no pooling. */
-export const TOKEN_SELECT_DEFAULTS: TokenSelectOptions = { topK: { tokens: PAPER_BUDGET }, sinks: "auto", window: "auto", kernelSize: -1 };
+type ResolvedOptions = Required<Omit<TokenSelectOptions, "selectionCache" | "appendOnly">> & Pick<TokenSelectOptions, "selectionCache" | "appendOnly">;
+
+/** What absent options mean: the paper's budget, its shares of it, no pooling (the method table gives every option). */
+function resolveOptions(options: TokenSelectOptions): ResolvedOptions {
+  return { ...options, topK: options.topK ?? { tokens: TOKEN_SELECT_PAPER_BUDGET }, sinks: options.sinks ?? "auto", window: options.window ?? "auto", kernelSize: options.kernelSize ?? -1 };
+}
 
 /**
  * TokenSelect (Wu, Pan et al., EMNLP 2025): per layer and decode step, each query head scores
@@ -52,8 +57,8 @@ export const TOKEN_SELECT_DEFAULTS: TokenSelectOptions = { topK: { tokens: PAPER
  * the batch too, as the runtime decodes one sequence. With a KV cache the index set is among the
  * past rows (the new rows close the window) and the cache's Concat is never read.
  */
-export function createTokenSelect(options: Partial<TokenSelectOptions> = {}): Pass {
-  const opts = { ...TOKEN_SELECT_DEFAULTS, ...options };
+export function createTokenSelect(options: TokenSelectOptions = {}): Pass {
+  const opts = resolveOptions(options);
   if (opts.kernelSize !== -1 && (opts.kernelSize < 1 || opts.kernelSize % 2 === 0)) {
     throw new PipecError("pass-option", `${TOKEN_SELECT}: kernel_size must be -1 (no pooling) or an odd width, got ${opts.kernelSize}`);
   }
@@ -78,7 +83,8 @@ export function createTokenSelect(options: Partial<TokenSelectOptions> = {}): Pa
 }
 
 /** Rewrites every dense canonical node; `onFingerprint` hears how each layer's selection-cache fingerprint was made. */
-export function tokenSelect(model: Model, opts: TokenSelectOptions, onFingerprint?: (layer: number, source: FingerprintSource) => void): number {
+export function tokenSelect(model: Model, options: TokenSelectOptions, onFingerprint?: (layer: number, source: FingerprintSource) => void): number {
+  const opts = resolveOptions(options);
   const nodes = denseCanonicalNodes(model);
   const sharedRegions = new Map<string, KeyRegions>();
   nodes.forEach((node, layer) => {
@@ -148,7 +154,7 @@ function regionsKey(site: SparseSite): string | undefined {
  * the window ends at its last visible row, since an append-only buffer masks spare rows between
  * the past and the new rows.
  */
-function keyRegions(site: SparseSite, opts: TokenSelectOptions): KeyRegions {
+function keyRegions(site: SparseSite, opts: ResolvedOptions): KeyRegions {
   const b = site.b;
   const newRows_1 = site.cache ? b.op.Sub(site.N_1, site.selectable_1) : site.T_1;
   const past_1 = site.cache ? site.selectable_1 : b.op.Sub(site.N_1, site.T_1);
@@ -173,11 +179,11 @@ function keyRegions(site: SparseSite, opts: TokenSelectOptions): KeyRegions {
  * "auto" sinks and window take the paper's shares of its budget (128 and 512 of 2688, never more
  * than those), so the paper's budget gives its configuration and a smaller one shrinks them.
  */
-function budgetShares(site: SparseSite, opts: TokenSelectOptions): { sinks_1: Value; window_1: Value; selected_1: Value } {
+function budgetShares(site: SparseSite, opts: ResolvedOptions): { sinks_1: Value; window_1: Value; selected_1: Value } {
   const b = site.b;
   const B_1 = budgetTokens(site, opts.topK);
   const one = b.int64([1]);
-  const share = (paper: number) => site.min(b.int64([paper]), b.op.Div(b.op.Mul(B_1, b.int64([paper])), b.int64([PAPER_BUDGET])));
+  const share = (paper: number) => site.min(b.int64([paper]), b.op.Div(b.op.Mul(B_1, b.int64([paper])), b.int64([TOKEN_SELECT_PAPER_BUDGET])));
   const sinks_1 = site.min(opts.sinks === "auto" ? share(TOKEN_SELECT_PAPER.sinks) : b.int64([opts.sinks]), b.op.Sub(B_1, one));
   const window_1 = site.min(opts.window === "auto" ? share(TOKEN_SELECT_PAPER.window) : b.int64([opts.window]), b.op.Sub(B_1, sinks_1));
   const windowWithNewRow_1 = b.op.Where(b.op.Less(window_1, one), one, window_1);
@@ -213,7 +219,7 @@ function queryKeyScores(site: SparseSite, key_BHkvMD: Value): Value {
  * only (one Slice of the scores: no mask over every key), normalises each head's with its own
  * softmax and sums them.
  */
-function chooseMiddle(site: SparseSite, opts: TokenSelectOptions, { sinks_1, windowStart_1, chosen_1 }: KeyRegions, scores_BHkvGTM: Value): Value {
+function chooseMiddle(site: SparseSite, opts: ResolvedOptions, { sinks_1, windowStart_1, chosen_1 }: KeyRegions, scores_BHkvGTM: Value): Value {
   const b = site.b;
   // [B, H, T, M]; explicit because -1 is ambiguous when M = 0 (a first step's empty past).
   const scores_BHTM = site.groups > 1 ? b.op.Reshape(scores_BHkvGTM, b.op.Concat(b.int64([0, site.attrs.num_heads]), site.T_1, site.selectable_1, { axis: 0 })) : scores_BHkvGTM;

@@ -27,10 +27,11 @@ interface ResidualJoin {
  * per KV input it finds, so a draft simply has fewer). Every other input and output stays, so
  * the runtime runs the draft like any decoder of the target's vocabulary.
  *
- * Options: `skip` (layer indices, e.g. "[1, 3]") or `keep_every` n (keep layers 0, n, 2n, ...).
- * Needs canonical attention (run lift-attention first) to find the layers.
+ * Options: `skip` (layer indices, e.g. "[1, 3]") or `keep_every` n (keep layers 0, n, 2n, ...);
+ * `skip` given here (a compiler's lowering) takes their place. Needs canonical attention (run
+ * lift-attention first) to find the layers.
  */
-export function createSelfDraft(): Pass {
+export function createSelfDraft(skip?: readonly number[]): Pass {
   return {
     name: "self-draft",
     description: "derive a draft model from the target by skipping decoder layers (after lift-attention)",
@@ -39,11 +40,11 @@ export function createSelfDraft(): Pass {
       const graph = model.graph;
       const layers = graph.nodeArray().filter(isCanonical).sort((a, b) => readCanonical(a).layer - readCanonical(b).layer);
       if (layers.length === 0) throw new PipecError("no-canonical-attention", "self-draft finds decoder layers by their pipec::Attention nodes, and this model has none: run lift-attention first");
-      const skip = skippedLayers(ctx.options, layers.length);
-      if (skip.length === 0) return { changed: false, stats: { "layers-skipped": 0, "kv-inputs-dropped": 0 } };
+      const skipped = skippedLayers(skip ? { skip } : ctx.options, layers.length);
+      if (skipped.length === 0) return { changed: false, stats: { "layers-skipped": 0, "kv-inputs-dropped": 0 } };
 
       // Find every join first: bypassing one layer must not hide the next one's structure.
-      const plans = skip.map((index) => {
+      const plans = skipped.map((index) => {
         const attention = layers[index]!;
         const attentionJoin = findJoin(graph, attention.output(0), residualCandidates(attention));
         if (!attentionJoin) throw new PipecError("self-draft-unrecognised", `self-draft: layer ${index}'s attention output does not rejoin a residual stream (Add or SkipLayerNormalization) that pipec recognises`);
@@ -56,9 +57,9 @@ export function createSelfDraft(): Pass {
       });
       for (const { joins } of plans) for (const join of joins) bypass(graph, join);
 
-      const dropped = dropKvSlots(model, plans.map((p) => p.attention), layers.filter((_, i) => !skip.includes(i)));
-      ctx.note(`self-draft: skipped layers ${skip.join(", ")} of ${layers.length}`);
-      return { changed: true, stats: { "layers-skipped": skip.length, "kv-inputs-dropped": dropped } };
+      const dropped = dropKvSlots(model, plans.map((p) => p.attention), layers.filter((_, i) => !skipped.includes(i)));
+      ctx.note(`self-draft: skipped layers ${skipped.join(", ")} of ${layers.length}`);
+      return { changed: true, stats: { "layers-skipped": skipped.length, "kv-inputs-dropped": dropped } };
     },
   };
 }

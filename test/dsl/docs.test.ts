@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { describe, expect, it } from "vitest";
-import { METHODS_BEGIN, METHODS_END, methodReference } from "../../dsl/reference.ts";
+import { METHODS_BEGIN, METHODS_END, methodReference } from "../../compiler/methods/reference.ts";
 
 describe("docs/language.md", () => {
   it("lists every method and default the schema has (regenerate with npx tsx dsl/docs.ts)", () => {

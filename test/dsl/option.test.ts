@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { parseMethodOption } from "../../dsl/option.ts";
+import { parseMethodOption } from "../../compiler/methods/option.ts";
 
 describe("parseMethodOption", () => {
   it("parses a method with its parameters and fills in the paper's defaults", () => {

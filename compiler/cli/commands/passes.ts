@@ -1,4 +1,4 @@
-import { defaultRegistry } from "../../../passes/index.ts";
+import { defaultRegistry } from "../../methods/registry.ts";
 import { parseCommandArgs } from "../args.ts";
 import type { Command } from "../command.ts";
 import { wrapText } from "../format.ts";
