@@ -18,7 +18,8 @@ import { openSession, type ResolvedDevice, type SessionOptions } from "./device.
 import { isRuntimeError, RuntimeError } from "./errors.ts";
 import { cleanOrtMessage } from "./ort-message.ts";
 import { MIN_LOGITS_FOR_IDS } from "./ids-or-logits.ts";
-import { chainParents, TREE_MASK_INPUT, treeDepths, TreeMasks } from "./tree-attention.ts";
+import { chainParents, treeDepths, TreeMasks } from "./tree-attention.ts";
+import { TREE_MASK_INPUT } from "./contract-names.ts";
 import { allocInt, setInt, type IntArray, type IntType } from "./tensors.ts";
 
 export interface DecoderOptions extends SessionOptions {

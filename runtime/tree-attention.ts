@@ -5,8 +5,6 @@
 import * as ort from "onnxruntime-node";
 import type { StreamingConfig } from "./cache/streaming.ts";
 
-export const TREE_MASK_INPUT = "tree_attention_mask";
-
 /** Depth of each node (0 for a node under the context), parents before children. */
 export function treeDepths(parents: readonly number[]): number[] {
   const depths: number[] = [];

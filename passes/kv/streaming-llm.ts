@@ -14,6 +14,7 @@ import { SparseSite } from "../sparse-attention/site.ts";
 import { MS_DOMAIN } from "./streaming-llm/fused-rotary.ts";
 import { PositionFlow, type Rotation } from "./streaming-llm/rotation.ts";
 import { hasTreeMask } from "../speculative/tree-attention-mask.ts";
+import { PAST_KEY_VALUES_PREFIX } from "../../runtime/contract-names.ts";
 
 export const STREAMING_LLM = "streaming-llm";
 
@@ -96,7 +97,7 @@ export function streamingLlm(model: Model, opts: StreamingLlmOptions): number {
 export function streamingLlmLayers(model: Model, opts: StreamingLlmOptions): { layers: number; rotated: number } {
   const nodes = denseCanonicalNodes(model);
   const flow = new PositionFlow(model.graph);
-  const pastInputs = new Set(model.graph.inputs.filter((i) => i.name.startsWith("past_key_values.")));
+  const pastInputs = new Set(model.graph.inputs.filter((i) => i.name.startsWith(PAST_KEY_VALUES_PREFIX)));
   let rotated = 0;
   let rows: KeptRows | undefined;
   const treeRows = hasTreeMask(model);

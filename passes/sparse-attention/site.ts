@@ -9,6 +9,7 @@ import { emitCanonical, readCanonical } from "../attention/canonical-node.ts";
 import { dtypeOf, lowestOf, OpsetOps } from "../attention/ops.ts";
 import { tensorType } from "../../graph/ir/types.ts";
 import { attendTwoBlocks, cacheConcat, type CacheRows } from "../kv/kv-split-attention.ts";
+import { attendedKeysOutput, PAST_KEY_VALUES_PREFIX } from "../../runtime/contract-names.ts";
 
 /**
  * One canonical attention node a sparse pass rewrites. The selection subgraphs are built from
@@ -59,7 +60,7 @@ export class SparseSite {
     this.key_BHkvND = k!;
     this.value_BHkvND = v!;
     this.T_1 = this.ops.dim(q!, 2);
-    const pastInputs = new Set(options.splitCache ? model.graph.inputs.filter((i) => i.name.startsWith("past_key_values.")) : []);
+    const pastInputs = new Set(options.splitCache ? model.graph.inputs.filter((i) => i.name.startsWith(PAST_KEY_VALUES_PREFIX)) : []);
     const key = cacheConcat(k, pastInputs);
     const value = cacheConcat(v, pastInputs);
     if (key && value) {
@@ -276,7 +277,7 @@ export class SparseSite {
       return b.op.Reshape(b.op.Cast(b.op.ReduceSum(seen, { keepdims: 0 }), { to: DataType.INT64 }), b.int64([1]));
     };
     const count_1 = blocks.map(visible).reduce((sum, n) => b.op.Add(sum, n));
-    b.output(b.op.Identity(count_1), `${ATTENDED_KEYS_OUTPUT}.${this.pass}.${this.attrs.layer}`, tensorType(DataType.INT64, [1]));
+    b.output(b.op.Identity(count_1), attendedKeysOutput(this.pass, this.attrs.layer), tensorType(DataType.INT64, [1]));
   }
 
   /** Replaces the node by attention over selectable keys `keep_K` (one index set for every head), plus the new rows with a cache. */
@@ -389,9 +390,6 @@ export class SparseSite {
     this.node.graph!.remove(this.node);
   }
 }
-
-/** The graph output a sparse layer reports the keys it attended on, per pass and layer (runtime/contract.ts reads the same names). */
-export const ATTENDED_KEYS_OUTPUT = "attended_keys";
 
 /**
  * One per-head selection and what the sparse layers after it share: the chosen keys, and what

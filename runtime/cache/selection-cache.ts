@@ -3,6 +3,7 @@
 // >= its compiled threshold); the sequence only carries the state between steps.
 import * as ort from "onnxruntime-node";
 import type { SelectionCacheSlot } from "../contract.ts";
+import { selectionCacheName } from "../contract-names.ts";
 
 interface LayerSelection {
   fingerprint: ort.Tensor;
@@ -24,11 +25,11 @@ export class SelectionCache {
   /** Feeds each layer's fingerprint and chosen middle rows; zeros and no rows where nothing is kept. */
   prepare(feeds: Record<string, ort.Tensor>, fetches: Record<string, ort.Tensor | null>): void {
     for (const { layer } of this.slots) {
-      for (const output of ["fingerprint", "indices", "reused"]) fetches[`tokenselect_${output}.${layer}`] = null;
+      for (const output of ["fingerprint", "indices", "reused"] as const) fetches[selectionCacheName(output, layer)] = null;
       const kept = this.kept.get(layer);
       const indices = kept?.indices ?? new BigInt64Array(0);
-      feeds[`tokenselect_cached_fingerprint.${layer}`] = kept?.fingerprint ?? this.none.get(layer)!;
-      feeds[`tokenselect_cached_indices.${layer}`] = new ort.Tensor("int64", indices, [indices.length]);
+      feeds[selectionCacheName("cachedFingerprint", layer)] = kept?.fingerprint ?? this.none.get(layer)!;
+      feeds[selectionCacheName("cachedIndices", layer)] = new ort.Tensor("int64", indices, [indices.length]);
     }
   }
 
@@ -39,11 +40,11 @@ export class SelectionCache {
   accept(outputs: Record<string, ort.Tensor>, queries: number): void {
     if (queries !== 1) return this.reset();
     for (const { layer } of this.slots) {
-      const reused = Boolean((outputs[`tokenselect_reused.${layer}`]!.data as ArrayLike<unknown>)[0]);
+      const reused = Boolean((outputs[selectionCacheName("reused", layer)]!.data as ArrayLike<unknown>)[0]);
       if (reused) this.reused++;
       else this.recomputed++;
-      const indices = outputs[`tokenselect_indices.${layer}`]!.data as BigInt64Array;
-      this.kept.set(layer, { fingerprint: outputs[`tokenselect_fingerprint.${layer}`]!, indices: indices.slice() });
+      const indices = outputs[selectionCacheName("indices", layer)]!.data as BigInt64Array;
+      this.kept.set(layer, { fingerprint: outputs[selectionCacheName("fingerprint", layer)]!, indices: indices.slice() });
     }
   }
 

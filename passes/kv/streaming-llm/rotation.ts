@@ -7,12 +7,13 @@ import type { Value } from "../../../graph/ir/value.ts";
 import { dtypeOf } from "../../attention/ops.ts";
 import { replayLayout, traceRotary, type FusedRotaryTrace, type RotaryTrace } from "../../attention/rotary-embedding.ts";
 import { fusedRotaryAt, fusedRotaryOf } from "./fused-rotary.ts";
+import { ATTENTION_MASK, POSITION_IDS } from "../../../runtime/contract-names.ts";
 
 /**
  * Graph inputs that carry positions (directly or as lengths they are derived from); every other
  * graph input (ids, embeddings, the KV cache) carries hidden state.
  */
-const POSITION_INPUTS = new Set(["position_ids", "attention_mask", "seqlens_k", "total_sequence_length", "cache_position"]);
+const POSITION_INPUTS = new Set([POSITION_IDS, ATTENTION_MASK, "seqlens_k", "total_sequence_length", "cache_position"]);
 
 /** Ops a rotary embedding applies to its operand with (rotate-half by Slice/Neg/Concat, or pairwise lanes): the walk back from a rotated value stops at anything else (a projection). */
 const ROTARY_OPS = new Set(["Mul", "Add", "Sub", "Neg", "Slice", "Split", "Concat", "Unsqueeze", "Squeeze", "Reshape", "Transpose", "Identity", "Cast", "Gather"]);
@@ -208,7 +209,7 @@ export class PositionFlow {
     let out: Value;
     const p = v.producer;
     if (v.isGraphInput) {
-      if (v.name !== "position_ids") throw new PipecError("streaming-positions", `${what}: its rotary angles come from ${v.name}, not from a position table or position_ids; cannot re-rotate it at in-cache positions`);
+      if (v.name !== POSITION_IDS) throw new PipecError("streaming-positions", `${what}: its rotary angles come from ${v.name}, not from a position table or position_ids; cannot re-rotate it at in-cache positions`);
       out = asIndexType(b, positions_1R, v);
     } else if (p!.op === "Gather" && p!.domain === "" && (p!.attrInt("axis", 0) ?? 0) === 0 && this.positional(p!.inputs[1]!)) {
       // A table's rows at the positions (the table itself may be cut to the context length: the new positions are within it).
