@@ -7,7 +7,7 @@
 //   recurrent state:   any other past_X -> present_X pair (e.g. LFM2's past_conv.{i}), carried opaquely
 //   selection cache:   tokenselect_cached_fingerprint.{i} [F], tokenselect_cached_indices.{i} [K]
 //                      -> tokenselect_fingerprint.{i}, tokenselect_indices.{i}, tokenselect_reused.{i}
-//                      (TokenSelect with selection_cache; see cache/selection-cache.ts)
+//                      (TokenSelect with selection_cache; see kv-policies/token-select-cache.ts)
 import type { AttendedKeysSlot } from "./attended-keys.ts";
 import type * as ort from "onnxruntime-node";
 import {

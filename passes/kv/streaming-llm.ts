@@ -36,7 +36,7 @@ export const STREAMING_LLM_DEFAULTS: StreamingLlmOptions = { sinks: 4, window: 1
 
 /**
  * StreamingLLM: every decode step attends to the first `sinks` keys and the last `window` keys.
- * The runtime's eviction (runtime/cache/streaming.ts) keeps the cache at sinks + window rows so
+ * The runtime's eviction (runtime/kv-policies/streaming.ts) keeps the cache at sinks + window rows so
  * memory stays bounded however long generation runs. Prefill and multi-token steps attend to
  * everything (a tree-attention-mask narrows each query of a verification chunk to what a
  * one-token step would see); the paper's prompt is dense too.
