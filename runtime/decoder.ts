@@ -263,10 +263,10 @@ export class DecoderSequence implements KvPolicyHost {
     if (snapshot.length > this.cache.length) throw new RangeError(`snapshot of ${snapshot.length} tokens but the cache holds ${this.cache.length}`);
     const cut = snapshot.length !== this.cache.length;
     this.cache.truncate(snapshot.length);
-    if (cut) this.policies.rowsChanged({ kind: "truncate", length: snapshot.length });
     this.recurrent.restore(snapshot.state);
     this.nextPosition = snapshot.position;
     this.lengthBeforeLast = undefined;
+    if (cut) this.policies.rowsChanged({ kind: "truncate", length: snapshot.length });
   }
 
   private async run(input: readonly number[] | GivenRows, treeParents: readonly number[] | undefined, wanted: Record<string, ort.Tensor | null>): Promise<ort.InferenceSession.ReturnType> {
