@@ -50,7 +50,7 @@ import type { FingerprintQuery } from "../passes/sparse-attention/selection-cach
 import { streamingLlm } from "../passes/kv/streaming-llm.ts";
 import { tidalDecode } from "../passes/sparse-attention/tidal-decode.ts";
 import { tokenSelect } from "../passes/sparse-attention/token-select.ts";
-import { argmax, createRng, DecoderModel, loadTokenizer, sampleSoftmax } from "../runtime/index.ts";
+import { argmax, createRng, DecoderModel, loadTokenizer, sampleSoftmax, TokenSelectCache } from "../runtime/index.ts";
 
 const args = process.argv.slice(2);
 const option = (name: string, fallback: string) => (args.includes(name) ? args[args.indexOf(name) + 1]! : fallback);
@@ -119,7 +119,7 @@ async function stepLogits(path: string, sequence: number[]): Promise<{ rows: Flo
   };
   rows.push(lastRow(await seq.forward(sequence.slice(0, PREFILL))));
   for (let i = PREFILL; i < sequence.length - 1; i++) rows.push(lastRow(await seq.forward([sequence[i]!])));
-  const { reused, recomputed } = seq.selection;
+  const { reused, recomputed } = seq.policies.find(TokenSelectCache) ?? { reused: 0, recomputed: 0 };
   await model.release();
   return { rows, hitRate: reused / Math.max(1, reused + recomputed) };
 }
@@ -293,7 +293,7 @@ function emptySelectionCache(session: ort.InferenceSession, feeds: Record<string
   return empty;
 }
 
-/** The selection state a step leaves, fed to the next one (the runtime's SelectionCache does the same). */
+/** The selection state a step leaves, fed to the next one (the runtime's TokenSelectCache does the same). */
 function carrySelection(feeds: Record<string, ort.Tensor>, out: Record<string, ort.Tensor>): Record<string, ort.Tensor> {
   const next = { ...feeds };
   for (const name of Object.keys(feeds)) if (name.startsWith("tokenselect_cached_")) next[name] = out[name.replace("tokenselect_cached_", "tokenselect_")]!;

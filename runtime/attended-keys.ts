@@ -10,8 +10,6 @@ export interface AttendedKeysSlot {
   output: string;
 }
 
-export const ATTENDED_KEYS_OUTPUT = /^attended_keys\.([A-Za-z0-9_-]+)\.(\d+)$/;
-
 /** Keys a method's layers attended per one-query step, over every such step and layer. */
 export interface AttendedKeysStats {
   layers: number;

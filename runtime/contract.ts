@@ -7,11 +7,14 @@
 //   recurrent state:   any other past_X -> present_X pair (e.g. LFM2's past_conv.{i}), carried opaquely
 //   selection cache:   tokenselect_cached_fingerprint.{i} [F], tokenselect_cached_indices.{i} [K]
 //                      -> tokenselect_fingerprint.{i}, tokenselect_indices.{i}, tokenselect_reused.{i}
-//                      (TokenSelect with selection_cache; see cache/selection-cache.ts)
-import { ATTENDED_KEYS_OUTPUT, type AttendedKeysSlot } from "./attended-keys.ts";
+//                      (TokenSelect with selection_cache; see kv-policies/token-select-cache.ts)
+import type { AttendedKeysSlot } from "./attended-keys.ts";
 import type * as ort from "onnxruntime-node";
+import {
+  appendOnlyOutputOf, ARGMAX_OUTPUT, ATTENDED_KEYS_OUTPUT, ATTENTION_MASK, INPUT_IDS, INPUTS_EMBEDS, kvInputLayer, LOGITS, PAST_KEY_VALUES_PREFIX,
+  POSITION_IDS, presentOf, SELECTION_CACHE_INPUT, selectionCacheName, TOPK_INDICES_OUTPUT, TREE_MASK_INPUT, USE_CACHE_BRANCH,
+} from "./contract-names.ts";
 import { RuntimeError } from "./errors.ts";
-import { TREE_MASK_INPUT } from "./tree-attention.ts";
 import { asFloatType, asIntType, type FloatType, type IntType } from "./tensors.ts";
 
 export type KvMode = "present" | "append";
@@ -27,6 +30,8 @@ export interface StateSlot {
 export interface KvSlot extends StateSlot {
   /** Axis of P in `dims` (rank - 2 in every known layout). */
   seqAxis: number;
+  /** The decoder layer the input names (`past_key_values.{layer}.*`, `past_{layer}`). */
+  layer: number;
 }
 
 export interface DecoderContract {
@@ -61,10 +66,6 @@ export interface SelectionCacheSlot {
   fingerprintSize: number;
 }
 
-const SELECTION_CACHE_INPUT = /^tokenselect_cached_(fingerprint|indices)\.(\d+)$/;
-
-const KV_INPUT = /^past_key_values\.(\d+)\.(key|value)$|^past_(\d+)$/;
-
 function tensorMeta(list: readonly ort.InferenceSession.ValueMetadata[], name: string): ort.InferenceSession.TensorValueMetadata {
   const meta = list.find((m) => m.name === name);
   if (!meta || !meta.isTensor) throw new RuntimeError("unsupported-model", `model value ${name} is not a tensor`);
@@ -82,10 +83,10 @@ function stateDims(name: string, shape: readonly (number | string | undefined)[]
 }
 
 function presentNameFor(input: string, outputs: Set<string>): { output: string; mode: KvMode } | undefined {
-  const split = /^past_key_values\.(.+)$/.exec(input);
-  if (split) {
-    if (outputs.has(`present_new.${split[1]}`)) return { output: `present_new.${split[1]}`, mode: "append" };
-    if (outputs.has(`present.${split[1]}`)) return { output: `present.${split[1]}`, mode: "present" };
+  if (input.startsWith(PAST_KEY_VALUES_PREFIX)) {
+    const suffix = input.slice(PAST_KEY_VALUES_PREFIX.length);
+    if (outputs.has(appendOnlyOutputOf(suffix))) return { output: appendOnlyOutputOf(suffix), mode: "append" };
+    if (outputs.has(presentOf(suffix))) return { output: presentOf(suffix), mode: "present" };
     return undefined;
   }
   const other = input.replace(/^past/, "present");
@@ -95,21 +96,21 @@ function presentNameFor(input: string, outputs: Set<string>): { output: string; 
 export function readContract(session: ort.InferenceSession): DecoderContract {
   const inputs = session.inputMetadata;
   const outputNames = new Set(session.outputNames);
-  const embeds = session.inputNames.includes("inputs_embeds");
-  if (!session.inputNames.includes("input_ids") && !embeds) throw new RuntimeError("unsupported-model", `model has neither an input_ids nor an inputs_embeds input (inputs: ${session.inputNames.join(", ")})`);
-  if (!outputNames.has("logits")) throw new RuntimeError("unsupported-model", `model has no logits output (outputs: ${session.outputNames.join(", ")})`);
+  const embeds = session.inputNames.includes(INPUTS_EMBEDS);
+  if (!session.inputNames.includes(INPUT_IDS) && !embeds) throw new RuntimeError("unsupported-model", `model has neither an input_ids nor an inputs_embeds input (inputs: ${session.inputNames.join(", ")})`);
+  if (!outputNames.has(LOGITS)) throw new RuntimeError("unsupported-model", `model has no logits output (outputs: ${session.outputNames.join(", ")})`);
 
   const contract: DecoderContract = {
-    idsType: embeds ? "int64" : asIntType("input_ids", tensorMeta(inputs, "input_ids").type),
+    idsType: embeds ? "int64" : asIntType(INPUT_IDS, tensorMeta(inputs, INPUT_IDS).type),
     hasCacheBranchFlag: false,
-    logits: "logits",
+    logits: LOGITS,
     kvMode: "present",
     kv: [],
     recurrent: [],
     selectionCache: [],
     attendedKeys: [],
   };
-  const logitsShape = tensorMeta(session.outputMetadata, "logits").shape;
+  const logitsShape = tensorMeta(session.outputMetadata, LOGITS).shape;
   const V = logitsShape[logitsShape.length - 1];
   if (typeof V === "number") contract.vocabSize = V;
   readTopOutputs(session, contract);
@@ -117,14 +118,14 @@ export function readContract(session: ort.InferenceSession): DecoderContract {
     const m = ATTENDED_KEYS_OUTPUT.exec(output);
     if (m) contract.attendedKeys.push({ method: m[1]!, layer: Number(m[2]), output });
   }
-  if (embeds) contract.embedsDim = embedsDim(tensorMeta(inputs, "inputs_embeds"));
+  if (embeds) contract.embedsDim = embedsDim(tensorMeta(inputs, INPUTS_EMBEDS));
 
   const modes = new Set<KvMode>();
   for (const name of session.inputNames) {
-    if (name === "input_ids" || name === "inputs_embeds") continue;
-    if (name === "attention_mask") contract.maskType = asIntType(name, tensorMeta(inputs, name).type);
-    else if (name === "position_ids") contract.positionType = asIntType(name, tensorMeta(inputs, name).type);
-    else if (name === "use_cache_branch") contract.hasCacheBranchFlag = true;
+    if (name === INPUT_IDS || name === INPUTS_EMBEDS) continue;
+    if (name === ATTENTION_MASK) contract.maskType = asIntType(name, tensorMeta(inputs, name).type);
+    else if (name === POSITION_IDS) contract.positionType = asIntType(name, tensorMeta(inputs, name).type);
+    else if (name === USE_CACHE_BRANCH) contract.hasCacheBranchFlag = true;
     else if (name === TREE_MASK_INPUT) contract.hasTreeMask = true;
     else if (SELECTION_CACHE_INPUT.test(name)) readSelectionCacheInput(session, name, contract);
     else if (name.startsWith("past")) {
@@ -132,11 +133,12 @@ export function readContract(session: ort.InferenceSession): DecoderContract {
       const pair = presentNameFor(name, outputNames);
       if (!pair) throw new RuntimeError("unsupported-model", `model input ${name} has no matching present output to feed it from`);
       const type = asFloatType(name, meta.type);
-      if (KV_INPUT.test(name)) {
-        const combined = name.startsWith("past_") && !name.startsWith("past_key_values");
+      const layer = kvInputLayer(name);
+      if (layer !== undefined) {
+        const combined = !name.startsWith(PAST_KEY_VALUES_PREFIX);
         if (meta.shape.length < 3) throw new RuntimeError("unsupported-model", `model input ${name} has rank ${meta.shape.length}; a KV cache input has a batch, a sequence and a head-size axis at least ([B, Hkv, P, D])`);
         const seqAxis = meta.shape.length - 2;
-        contract.kv.push({ input: name, output: pair.output, type, seqAxis, dims: stateDims(name, meta.shape, combined ? 1 : 0, seqAxis) });
+        contract.kv.push({ input: name, output: pair.output, type, seqAxis, layer, dims: stateDims(name, meta.shape, combined ? 1 : 0, seqAxis) });
         modes.add(pair.mode);
       } else {
         contract.recurrent.push({ input: name, output: pair.output, type, dims: stateDims(name, meta.shape, 0) });
@@ -164,10 +166,6 @@ function embedsDim(meta: ort.InferenceSession.TensorValueMetadata): number {
   return C;
 }
 
-/** Output names the logits-topk pass gives its results (the runtime reads names, it imports no pass). */
-const TOPK_INDICES_OUTPUT = "logits_topk_indices";
-const ARGMAX_OUTPUT = "logits_argmax";
-
 /** Records the in-graph argmax/top-k outputs when the model has them with int64 ids and a fixed k. */
 function readTopOutputs(session: ort.InferenceSession, contract: DecoderContract): void {
   const meta = (name: string) => session.outputMetadata.find((m) => m.name === name);
@@ -182,7 +180,7 @@ function readTopOutputs(session: ort.InferenceSession, contract: DecoderContract
 function readSelectionCacheInput(session: ort.InferenceSession, name: string, contract: DecoderContract): void {
   const [, kind, layerText] = SELECTION_CACHE_INPUT.exec(name)!;
   const layer = Number(layerText);
-  for (const output of [`tokenselect_fingerprint.${layer}`, `tokenselect_indices.${layer}`, `tokenselect_reused.${layer}`]) {
+  for (const output of [selectionCacheName("fingerprint", layer), selectionCacheName("indices", layer), selectionCacheName("reused", layer)]) {
     if (!session.outputNames.includes(output)) throw new RuntimeError("unsupported-model", `model input ${name} has no ${output} output to carry the selection cache`);
   }
   if (kind !== "fingerprint") return;

@@ -3,23 +3,25 @@
 // S tokens" into feeds for whatever contract the model has. At S = 1 (decode) the inputs
 // are preallocated and reused (the logits output too, when binding is asked for): the host
 // loop allocates nothing that grows with the context.
-import { existsSync, readFileSync, statSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { existsSync, statSync } from "node:fs";
 import * as ort from "onnxruntime-node";
 import { createKvCache, type KvCacheOptions } from "./cache/create-kv-cache.ts";
-import type { KvCache } from "./cache/kv-cache.ts";
-import type { StreamingConfig } from "./cache/streaming.ts";
+import type { KvCache, PerHeadIndices } from "./cache/kv-cache.ts";
+import { KvPolicies, type KvCall, type KvPolicyHost } from "./cache/kv-policy.ts";
+import type { StreamingConfig } from "./kv-policies/streaming.ts";
+import { contractPolicies } from "./kv-policies/index.ts";
 import { RecurrentState, type RecurrentSnapshot } from "./cache/recurrent-state.ts";
-import { SelectionCache } from "./cache/selection-cache.ts";
 import { AttendedKeys } from "./attended-keys.ts";
 import { readContract, type DecoderContract } from "./contract.ts";
+import { readDeclaredConfig } from "./declared-config.ts";
 import { TokenEmbedder } from "./token-embedder.ts";
 import { openSession, type ResolvedDevice, type SessionOptions } from "./device.ts";
 import { isRuntimeError, RuntimeError } from "./errors.ts";
 import { cleanOrtMessage } from "./ort-message.ts";
 import { MIN_LOGITS_FOR_IDS } from "./ids-or-logits.ts";
-import { chainParents, TREE_MASK_INPUT, treeDepths, TreeMasks } from "./tree-attention.ts";
-import { allocInt, setInt, type IntArray, type IntType } from "./tensors.ts";
+import { chainParents, treeDepths, TreeMasks } from "./tree-attention.ts";
+import { TREE_MASK_INPUT } from "./contract-names.ts";
+import { allocInt, intTensor, setInt, type IntArray } from "./tensors.ts";
 
 export interface DecoderOptions extends SessionOptions {
   /** Longest sequence (prompt + generated) the model supports; read from genai_config.json or config.json beside the model when absent. */
@@ -39,24 +41,6 @@ export interface DecoderOptions extends SessionOptions {
   minLogitsForIds?: number;
   /** A decoder fed inputs_embeds: its token embedding model; default embed_tokens.onnx beside it. */
   embedTokens?: string;
-}
-
-/** What exporters write next to the model: genai_config.json, a transformers config.json, or pipec's zoo config.json. */
-export interface DeclaredConfig {
-  maxPositions?: number;
-  eosTokenIds: number[];
-}
-
-export function readDeclaredConfig(modelPath: string): DeclaredConfig {
-  const dir = dirname(modelPath);
-  const read = (file: string): any => (existsSync(join(dir, file)) ? JSON.parse(readFileSync(join(dir, file), "utf8")) : undefined);
-  const source = read("genai_config.json")?.model ?? read("config.json") ?? {};
-  const maxPositions = source.context_length ?? source.max_position_embeddings ?? source.n_positions ?? source.maxPositions;
-  const eos = source.eos_token_id ?? source.eosTokenId;
-  return {
-    maxPositions: typeof maxPositions === "number" ? maxPositions : undefined,
-    eosTokenIds: (Array.isArray(eos) ? eos : eos === undefined ? [] : [eos]).filter((id: unknown): id is number => typeof id === "number"),
-  };
 }
 
 export class DecoderModel {
@@ -151,7 +135,7 @@ interface SingleTokenInputs {
   logits?: ort.Tensor;
 }
 
-export class DecoderSequence {
+export class DecoderSequence implements KvPolicyHost {
   /** Milliseconds spent inside session.run, summed over this sequence's steps. */
   runMs = 0;
   private readonly single: SingleTokenInputs;
@@ -159,13 +143,13 @@ export class DecoderSequence {
   private nextPosition = 0;
   /** Cache length before the latest call: where recurrent state can roll back to without a snapshot. */
   private lengthBeforeLast?: number;
-  /** TokenSelect's per-layer selections (models compiled with selection_cache; empty otherwise). */
-  readonly selection: SelectionCache;
+  /** What decides the cache's rows beyond appending: the contract's (TokenSelect's selection cache), then the run's (StreamingLLM). */
+  readonly policies = new KvPolicies();
   /** What the sparse layers attended, per method (models compiled with sparse attention or StreamingLLM). */
   readonly attended: AttendedKeys;
   /**
-   * StreamingLLM's sinks and window, set once the prompt is in (the prompt attends densely, as
-   * without speculation): a model with a tree_attention_mask input then gets a mask per step
+   * StreamingLLM's sinks and window, set by its policy once the prompt is in (the prompt attends densely,
+   * as without speculation): a model with a tree_attention_mask input then gets a mask per step
    * that lets each query see what a one-token step at its row would, so verifying several
    * tokens at once attends as one-token steps do.
    */
@@ -177,7 +161,7 @@ export class DecoderSequence {
     private readonly recurrent: RecurrentState,
   ) {
     const { idsType, positionType, vocabSize } = model.contract;
-    this.selection = new SelectionCache(model.contract.selectionCache);
+    for (const policy of contractPolicies(model.contract)) this.policies.add(policy);
     this.attended = new AttendedKeys(model.contract.attendedKeys);
     const ids = allocInt(idsType, 1);
     this.single = { ids, idsTensor: new ort.Tensor(idsType, ids, [1, 1]) };
@@ -191,6 +175,10 @@ export class DecoderSequence {
       const data = logitsType === "float16" ? new Uint16Array(vocabSize) : new Float32Array(vocabSize);
       this.single.logits = new ort.Tensor(logitsType, data, [1, 1, vocabSize]);
     }
+  }
+
+  get contract(): DecoderContract {
+    return this.model.contract;
   }
 
   /** Tokens held in the cache. */
@@ -273,11 +261,12 @@ export class DecoderSequence {
   /** Back to `snapshot`; the cache must still hold its rows (it only grew or was cut back to no less since). */
   restore(snapshot: SequenceSnapshot): void {
     if (snapshot.length > this.cache.length) throw new RangeError(`snapshot of ${snapshot.length} tokens but the cache holds ${this.cache.length}`);
-    if (snapshot.length !== this.cache.length) this.selection.reset();
+    const cut = snapshot.length !== this.cache.length;
     this.cache.truncate(snapshot.length);
     this.recurrent.restore(snapshot.state);
     this.nextPosition = snapshot.position;
     this.lengthBeforeLast = undefined;
+    if (cut) this.policies.rowsChanged({ kind: "truncate", length: snapshot.length });
   }
 
   private async run(input: readonly number[] | GivenRows, treeParents: readonly number[] | undefined, wanted: Record<string, ort.Tensor | null>): Promise<ort.InferenceSession.ReturnType> {
@@ -311,8 +300,8 @@ export class DecoderSequence {
     if (contract.hasCacheBranchFlag) feeds.use_cache_branch = new ort.Tensor("bool", [this.cache.length > 0], [1]);
     this.cache.prepare(S, feeds, fetches, this.model.bindOutputs);
     this.recurrent.prepare(feeds, fetches);
-    const pastRows = this.cache.length;
-    this.selection.prepare(feeds, fetches);
+    const call: KvCall = { rows: S, pastRows: this.cache.length };
+    this.policies.beforeCall(call, feeds, fetches);
     this.attended.prepare(fetches);
     if (contract.maskType) {
       const mask = this.cache.mask(S);
@@ -328,8 +317,8 @@ export class DecoderSequence {
 
     this.cache.accept(outputs, S);
     this.recurrent.accept(outputs);
-    this.lengthBeforeLast = pastRows;
-    this.selection.accept(outputs, S);
+    this.lengthBeforeLast = call.pastRows;
+    this.policies.afterCall(call, outputs);
     this.attended.accept(outputs, S);
     this.nextPosition = end;
     return outputs;
@@ -352,9 +341,10 @@ export class DecoderSequence {
       }
       this.lengthBeforeLast = undefined;
     }
-    if (length !== this.cache.length) this.selection.reset();
+    const cut = length !== this.cache.length;
     this.cache.truncate(length);
     this.nextPosition = length;
+    if (cut) this.policies.rowsChanged({ kind: "truncate", length });
   }
 
   /**
@@ -365,11 +355,23 @@ export class DecoderSequence {
    * derive positions from the mask (no position_ids input) can only use the default.
    */
   gather(indices: readonly number[], nextPosition = indices.length): void {
-    if (!this.recurrent.isEmpty) throw new RuntimeError("cannot-rollback", "this model carries recurrent state that cannot be gathered");
-    if (!Number.isInteger(nextPosition) || nextPosition < indices.length) throw new RangeError(`next position ${nextPosition} is before the ${indices.length} kept rows`);
+    this.checkGather(indices.length, nextPosition);
     this.cache.gather(indices);
-    this.selection.reset();
     this.nextPosition = nextPosition;
+    this.policies.rowsChanged({ kind: "gather", indices });
+  }
+
+  /** Keeps, per layer and KV head, the rows `indices` names (KvCache.gatherPerHead); the next position stays unless given. */
+  gatherPerHead(indices: PerHeadIndices, nextPosition = this.nextPosition): void {
+    this.checkGather(indices[0]?.[0]?.length ?? 0, nextPosition);
+    this.cache.gatherPerHead(indices);
+    this.nextPosition = nextPosition;
+    this.policies.rowsChanged({ kind: "gather-per-head", indices });
+  }
+
+  private checkGather(kept: number, nextPosition: number): void {
+    if (!this.recurrent.isEmpty) throw new RuntimeError("cannot-rollback", "this model carries recurrent state that cannot be gathered");
+    if (!Number.isInteger(nextPosition) || nextPosition < kept) throw new RangeError(`next position ${nextPosition} is before the ${kept} kept rows`);
   }
 
   private singleIds(token: number): ort.Tensor {
@@ -387,10 +389,4 @@ export class DecoderSequence {
 interface GivenRows {
   embeds: ort.Tensor;
   positions: readonly number[];
-}
-
-function intTensor(type: IntType, values: readonly number[], dims: number[]): ort.Tensor {
-  const data = allocInt(type, values.length);
-  values.forEach((v, i) => setInt(data, i, v));
-  return new ort.Tensor(type, data, dims);
 }

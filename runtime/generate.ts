@@ -2,9 +2,11 @@
 // until EOS, a stop string, the token limit, the model's last position, or an abort.
 // `stream` yields `{ kind: "token", token, text }` per token and ends with `{ kind: "end", ... stats }`.
 import type * as ort from "onnxruntime-node";
+import type { KvPolicy } from "./cache/kv-policy.ts";
+import type { DecoderContract } from "./contract.ts";
 import type { DecoderModel, TopTokens } from "./decoder.ts";
 import { RuntimeError } from "./errors.ts";
-import { evictStreaming, streamingRows, type StreamingConfig } from "./cache/streaming.ts";
+import { StreamingEviction, type StreamingConfig } from "./kv-policies/streaming.ts";
 import { RunClock, type GenerationStats } from "./metrics.ts";
 import { Speculator, type SpeculateOptions } from "./speculative/speculator.ts";
 import { DySpecDraft, type DySpecSpeculation } from "./speculative/dyspec-draft.ts";
@@ -41,6 +43,8 @@ export interface GenerateOptions {
   speculate?: SpeculateOptions | RecycleSpeculation | SpecTrSpeculation | DySpecSpeculation;
   /** StreamingLLM: after every step keep only the sink rows and the recent window of the KV cache (the model needs the streaming-llm pass). */
   streaming?: StreamingConfig;
+  /** More KV policies for this run, each made afresh for its sequence (runtime/cache/kv-policy.ts; docs/runtime.md, "KV policies"). */
+  kvPolicies?: readonly ((contract: DecoderContract) => KvPolicy)[];
   /** Visual tokens that replace the prompt's image token (a decoder fed inputs_embeds); the prompt then runs in one call. */
   image?: ImagePrompt;
 }
@@ -104,11 +108,12 @@ export class Generator {
       throw new RuntimeError("streaming-with-speculation", "StreamingLLM with speculative decoding needs a model with a tree_attention_mask input (compile kv: streaming and speculate: in one .pipe): verification would attend to keys a one-token step does not");
     }
     const sequence = this.model.newSequence();
-    const evict = () => options.streaming && evictStreaming(sequence, options.streaming);
+    if (options.streaming) sequence.policies.add(new StreamingEviction(options.streaming));
+    for (const create of options.kvPolicies ?? []) sequence.policies.add(create(this.model.contract));
     const chunk = options.prefillChunkSize ?? promptIds.length;
     const imageRows = options.image ? options.image.kept.length - 1 : 0;
     if (options.image) checkImageOptions(options, this.model);
-    sequence.reserve(options.streaming ? streamingRows(promptIds.length, chunk, maxTokens, options.streaming) : promptIds.length + imageRows + maxTokens);
+    sequence.reserve(sequence.policies.reserveRows({ prompt: promptIds.length, chunk, maxTokens }, promptIds.length + imageRows + maxTokens));
     const tokens = [...promptIds];
     const generated: number[] = [];
     let finishReason: FinishReason = "max-tokens";
@@ -137,10 +142,10 @@ export class Generator {
       const ids = promptIds.slice(at, at + chunk);
       last = idsSuffice ? await sequence.forwardIdsOrLogits(ids, promptTop) : await sequence.forward(ids);
       if (recycle) promptSteps.push({ tokens: ids, output: last });
-      evict();
+      sequence.policies.afterPromptChunk(sequence);
     }
     clock.prefillMs = clock.now() - prefillStart;
-    if (options.streaming && this.model.contract.hasTreeMask) sequence.streaming = options.streaming;
+    sequence.policies.afterPrompt(sequence);
 
     while (last) {
       if (options.signal?.aborted) {
@@ -190,11 +195,10 @@ export class Generator {
         // `token` goes in at sequence.position: tokens.length - 1 without eviction, within the cache with StreamingLLM.
         const room = Math.min(maxTokens - generated.length - 1, (this.model.maxPositions ?? Infinity) - sequence.position - 2);
         decided.push(...(await speculator.step(token, tokens, room)));
-        evict();
       } else {
         last = idsSuffice ? await sequence.forwardIdsOrLogits([token], 1) : await sequence.forward([token]);
-        evict();
       }
+      sequence.policies.afterDecodeStep(sequence);
     }
     await speculator?.release();
     if (!last) finishReason = "aborted";

@@ -1,10 +1,13 @@
 /** pipec's runtime: run ONNX decoder LLMs on onnxruntime-node. Imports nothing from the compiler. */
 export { openSession, missingRequirement, type Device, type GraphOptimizationLevel, type OpenedSession, type ResolvedDevice, type SessionOptions } from "./device.ts";
 export { readContract, type DecoderContract, type KvMode, type KvSlot, type StateSlot } from "./contract.ts";
-export { DecoderModel, DecoderSequence, readDeclaredConfig, type DecoderOptions, type DeclaredConfig } from "./decoder.ts";
+export { DecoderModel, DecoderSequence, type DecoderOptions } from "./decoder.ts";
+export { readDeclaredConfig, type DeclaredConfig } from "./declared-config.ts";
 export { createKvCache, type KvCacheOptions } from "./cache/create-kv-cache.ts";
-export type { KvCache } from "./cache/kv-cache.ts";
-export { evictStreaming, streamingKeep, type StreamingConfig } from "./cache/streaming.ts";
+export type { KvCache, KvLayer, PerHeadIndices } from "./cache/kv-cache.ts";
+export { KvPolicies, StateSlots, type KvCall, type KvPolicy, type KvPolicyHost, type RowsChange, type RunShape } from "./cache/kv-policy.ts";
+export { evictStreaming, StreamingEviction, streamingKeep, type StreamingConfig } from "./kv-policies/streaming.ts";
+export { TokenSelectCache } from "./kv-policies/token-select-cache.ts";
 export { Generator, type EndEvent, type FinishReason, type GenerateOptions, type GenerationEvent, type GenerationResult, type TokenEvent } from "./generate.ts";
 export type { GenerationStats } from "./metrics.ts";
 export { Speculator, type DraftModelSpeculation, type LookupSpeculation, type SpeculateOptions } from "./speculative/speculator.ts";

@@ -17,6 +17,13 @@ export function setInt(array: IntArray, index: number, value: number): void {
   else array[index] = value;
 }
 
+/** An int tensor of `values` (ids, positions) in the type the model takes. */
+export function intTensor(type: IntType, values: readonly number[], dims: number[]): ort.Tensor {
+  const data = allocInt(type, values.length);
+  values.forEach((v, i) => setInt(data, i, v));
+  return new ort.Tensor(type, data, dims);
+}
+
 export function fillInt(array: IntArray, value: number, start = 0, end = array.length): void {
   if (array instanceof BigInt64Array) array.fill(BigInt(value), start, end);
   else array.fill(value, start, end);

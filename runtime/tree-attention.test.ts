@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { streamingKeep } from "./cache/streaming.ts";
+import { streamingKeep } from "./kv-policies/streaming.ts";
 import { chainParents, treeDepths, treeMaskTensor, TreeMasks } from "./tree-attention.ts";
 
 /** Per node, the key columns its mask opens (0), from a [1, 1, S, N] mask. */
@@ -20,7 +20,7 @@ describe("treeMaskTensor", () => {
     expect(openColumns(2, [-1, 0, 0, 2])).toEqual([[0, 1, 2], [0, 1, 2, 3], [0, 1, 2, 4], [0, 1, 2, 4, 5]]);
   });
 
-  it("with streaming, each query of a chain sees what a one-token step at its row would (runtime/cache/streaming.ts's rows)", () => {
+  it("with streaming, each query of a chain sees what a one-token step at its row would (runtime/kv-policies/streaming.ts's rows)", () => {
     const config = { sinks: 2, window: 4 };
     for (const past of [0, 3, 6, 9]) {
       const S = 5;

@@ -3,9 +3,7 @@
 // tree given by parent indices (-1: the node hangs under the cached context); a chain
 // (parents i - 1) is ordinary causal decoding.
 import * as ort from "onnxruntime-node";
-import type { StreamingConfig } from "./cache/streaming.ts";
-
-export const TREE_MASK_INPUT = "tree_attention_mask";
+import type { StreamingConfig } from "./kv-policies/streaming.ts";
 
 /** Depth of each node (0 for a node under the context), parents before children. */
 export function treeDepths(parents: readonly number[]): number[] {

@@ -1,11 +1,12 @@
 import type { Graph } from "../../graph/ir/graph.ts";
 import type { Value } from "../../graph/ir/value.ts";
+import { ATTENTION_MASK, POSITION_IDS } from "../../runtime/contract-names.ts";
 
 /**
  * Graph inputs that carry positions (directly or as lengths they are derived from); every other
  * graph input (ids, embeddings, the KV cache) carries hidden state.
  */
-const POSITION_INPUTS = new Set(["position_ids", "attention_mask", "seqlens_k", "total_sequence_length", "cache_position"]);
+const POSITION_INPUTS = new Set([POSITION_IDS, ATTENTION_MASK, "seqlens_k", "total_sequence_length", "cache_position"]);
 
 /**
  * What "positional" means for every pass that asks (rotary recognition, rotary-embedding.ts;

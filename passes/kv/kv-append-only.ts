@@ -22,6 +22,7 @@ import type { TensorType } from "../../graph/ir/types.ts";
 import type { Value } from "../../graph/ir/value.ts";
 import { PipecError } from "../../graph/errors.ts";
 import type { Pass, PassContext, PassResult } from "../../graph/pass-manager/pass.ts";
+import { appendOnlyOutputOf, ATTENTION_MASK, INPUT_IDS, pastKeyValues, POSITION_IDS } from "../../runtime/contract-names.ts";
 import { splitCachedAttention, throughCopies } from "./kv-split-attention.ts";
 
 const PASS = "kv-append-only";
@@ -58,10 +59,10 @@ export function rewriteAppendOnly(model: Model, options: { splitAttention: boole
       note("split_attention: skipped, the cache is not grown by Concat in this graph (fused attention op)");
     }
   }
-  const S = graph.inputs.find((i) => i.name === "input_ids")?.type;
+  const S = graph.inputs.find((i) => i.name === INPUT_IDS)?.type;
   for (const { value, index, match, newRows } of plans) {
     const rows = newRows();
-    graph.renameValue(rows, `present_new.${match[1]}.${match[2]}`);
+    graph.renameValue(rows, appendOnlyOutputOf(`${match[1]}.${match[2]}`));
     rows.type = withSequenceDim(value.type, S?.kind === "tensor" ? S.shape?.[1] : undefined) ?? rows.type;
     graph.setOutput(index, rows);
     // With split attention nothing reads the whole cache any more: drop its Concat, and the
@@ -92,7 +93,7 @@ function planOutputs(graph: Graph): OutputPlan[] {
   }));
   // The runtime feeds a buffer with spare rows as the past: only the mask hides them, and
   // positions must come from position_ids, not from the past's length.
-  for (const name of ["attention_mask", "position_ids"]) {
+  for (const name of [ATTENTION_MASK, POSITION_IDS]) {
     const input = graph.inputs.find((i) => i.name === name);
     if (!input) refuse(`the model has no ${name} input: the runtime's append cache feeds a buffer larger than the cache and masks the unused rows out through attention_mask, at explicit position_ids`);
     if (input.unused) refuse(`the model never reads its ${name} input, but the runtime's append cache feeds a buffer larger than the cache and relies on attention_mask to hide the spare rows and on position_ids for positions`);
@@ -106,8 +107,8 @@ function refuse(reason: string): never {
 
 /** A thunk that yields the [B, Hkv, S, D] value of the rows `present` adds (building nodes if needed); refuses when there is none. */
 function newRowsOf(graph: Graph, present: Value, layer: string, kind: "key" | "value"): () => Value {
-  const past = graph.inputs.find((i) => i.name === `past_key_values.${layer}.${kind}`);
-  if (!past) refuse(`output ${present.name} has no matching input past_key_values.${layer}.${kind}`);
+  const past = graph.inputs.find((i) => i.name === pastKeyValues(layer, kind));
+  if (!past) refuse(`output ${present.name} has no matching input ${pastKeyValues(layer, kind)}`);
   const node = present.producer;
   if (!node) refuse(`output ${present.name} is not computed by any node`);
   const slot = kind === "key" ? 1 : 2;
@@ -122,13 +123,13 @@ function newRowsOf(graph: Graph, present: Value, layer: string, kind: "key" | "v
   }
   if (node.op === "Attention" && node.domain === "" && node.outputs[slot] === present) {
     if (node.inputs[4 + slot - 1] !== past) refuse(`${present.name} comes from an Attention node whose past input is not ${past.name}`);
-    if (!readsInput(node.inputs[3], "attention_mask")) refuse(`the Attention node computing ${present.name} has no mask derived from attention_mask, so the buffer's unused rows would be attended`);
+    if (!readsInput(node.inputs[3], ATTENTION_MASK)) refuse(`the Attention node computing ${present.name} has no mask derived from attention_mask, so the buffer's unused rows would be attended`);
     return headsFirst(graph, node, node.inputs[slot]!, node.attrInt("kv_num_heads"), present);
   }
   if (node.op === "MultiHeadAttention" && node.domain === MS && node.outputs[slot] === present) {
     if (node.inputs[6 + slot - 1] !== past) refuse(`${present.name} comes from a MultiHeadAttention node whose past input is not ${past.name}`);
     if (node.inputs[3]) refuse(`the MultiHeadAttention node computing ${present.name} adds a packed bias to K/V inside the op, so its new rows are not a value in the graph`);
-    if (!readsInput(node.inputs[4], "attention_mask") && !readsInput(node.inputs[5], "attention_mask")) {
+    if (!readsInput(node.inputs[4], ATTENTION_MASK) && !readsInput(node.inputs[5], ATTENTION_MASK)) {
       refuse(`the MultiHeadAttention node computing ${present.name} has no mask or bias derived from attention_mask, so the buffer's unused rows would be attended`);
     }
     return headsFirst(graph, node, node.inputs[slot]!, node.attrInt("num_heads"), present);

@@ -15,6 +15,7 @@ import type { Node } from "../../graph/ir/node.ts";
 import type { Value } from "../../graph/ir/value.ts";
 import { isCanonical, liftAttention, lowerAttention, readCanonical } from "../attention/index.ts";
 import { capScores, dtypeOf, lowestOf } from "../attention/ops.ts";
+import { PAST_KEY_VALUES_PREFIX } from "../../runtime/contract-names.ts";
 
 /**
  * Lifts attention, splits every block that reads Concat(past input, new rows) for both K and V,
@@ -24,7 +25,7 @@ import { capScores, dtypeOf, lowestOf } from "../attention/ops.ts";
 export function splitCachedAttention(model: Model, provenance: string, lowerRest = true): number {
   liftAttention(model);
   const graph = model.graph;
-  const pastInputs = new Set(graph.inputs.filter((i) => i.name.startsWith("past_key_values.")));
+  const pastInputs = new Set(graph.inputs.filter((i) => i.name.startsWith(PAST_KEY_VALUES_PREFIX)));
   let split = 0;
   for (const node of [...graph.nodes()]) {
     if (!isCanonical(node)) continue;

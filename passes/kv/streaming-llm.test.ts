@@ -8,7 +8,7 @@ import { loadModel, saveModel } from "../../graph/onnx/index.ts";
 import { buildZooModel, ENCODINGS, gpt2Config, llamaConfig, type ZooConfig } from "../../graph/zoo/index.ts";
 import { DecoderModel } from "../../runtime/decoder.ts";
 import { Generator } from "../../runtime/generate.ts";
-import { evictStreaming, streamingKeep, streamingRows } from "../../runtime/cache/streaming.ts";
+import { evictStreaming, streamingKeep, streamingRows } from "../../runtime/kv-policies/streaming.ts";
 import { HAVE_SHARED, SKIP_SHARED_REASON } from "../../test/helpers/fixtures.ts";
 import { projectExactnessCases, sharedExactnessCases, sparsify, type ExactnessCase } from "../../test/helpers/sparse-parity.ts";
 import { tempDir } from "../../test/helpers/tmp.ts";

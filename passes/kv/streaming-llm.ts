@@ -15,6 +15,7 @@ import { MS_DOMAIN } from "./streaming-llm/fused-rotary.ts";
 import { Rerotation, type Rotation } from "./streaming-llm/rotation.ts";
 import { hasTreeMask } from "../speculative/tree-attention-mask.ts";
 import { attendShared, reportAttendedKeys } from "../sparse-attention/attend-selected.ts";
+import { PAST_KEY_VALUES_PREFIX } from "../../runtime/contract-names.ts";
 
 export const STREAMING_LLM = "streaming-llm";
 
@@ -33,7 +34,7 @@ export interface StreamingLlmOptions {
 
 /**
  * StreamingLLM: every decode step attends to the first `sinks` keys and the last `window` keys.
- * The runtime's eviction (runtime/cache/streaming.ts) keeps the cache at sinks + window rows so
+ * The runtime's eviction (runtime/kv-policies/streaming.ts) keeps the cache at sinks + window rows so
  * memory stays bounded however long generation runs. Prefill and multi-token steps attend to
  * everything (a tree-attention-mask narrows each query of a verification chunk to what a
  * one-token step would see); the paper's prompt is dense too.
@@ -93,7 +94,7 @@ export function streamingLlm(model: Model, opts: StreamingLlmOptions): number {
 export function streamingLlmLayers(model: Model, opts: StreamingLlmOptions): { layers: number; rotated: number } {
   const nodes = denseCanonicalNodes(model);
   const flow = new Rerotation(model.graph);
-  const pastInputs = new Set(model.graph.inputs.filter((i) => i.name.startsWith("past_key_values.")));
+  const pastInputs = new Set(model.graph.inputs.filter((i) => i.name.startsWith(PAST_KEY_VALUES_PREFIX)));
   let rotated = 0;
   let rows: KeptRows | undefined;
   const treeRows = hasTreeMask(model);

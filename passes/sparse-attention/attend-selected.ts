@@ -4,6 +4,7 @@ import { tensorType } from "../../graph/ir/types.ts";
 import { emitCanonical } from "../attention/canonical-node.ts";
 import { dtypeOf } from "../attention/ops.ts";
 import { attendTwoBlocks } from "../kv/kv-split-attention.ts";
+import { attendedKeysOutput } from "../../runtime/contract-names.ts";
 import type { SparseSite } from "./site.ts";
 
 // What replaces a sparse site's node: attention over the keys its selection chose (shared by
@@ -11,8 +12,6 @@ import type { SparseSite } from "./site.ts";
 // attended-keys output the runtime reports. The selection itself is the pass's (site.ts holds
 // what it reads).
 
-/** The graph output a sparse layer reports the keys it attended on, per pass and layer (runtime/contract.ts reads the same names). */
-export const ATTENDED_KEYS_OUTPUT = "attended_keys";
 
 /**
  * One per-head selection and what the sparse layers after it share: the chosen keys, and what
@@ -71,7 +70,7 @@ export function reportAttendedKeys(site: SparseSite, blocks: readonly { mask?: V
     return b.op.Reshape(b.op.Cast(b.op.ReduceSum(seen, { keepdims: 0 }), { to: DataType.INT64 }), b.int64([1]));
   };
   const count_1 = blocks.map(visible).reduce((sum, n) => b.op.Add(sum, n));
-  b.output(b.op.Identity(count_1), `${ATTENDED_KEYS_OUTPUT}.${site.pass}.${site.attrs.layer}`, tensorType(DataType.INT64, [1]));
+  b.output(b.op.Identity(count_1), attendedKeysOutput(site.pass, site.attrs.layer), tensorType(DataType.INT64, [1]));
 }
 
 /** Replaces the node by attention over selectable keys `keep_K` (one index set for every head), plus the new rows with a cache. */

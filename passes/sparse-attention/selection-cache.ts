@@ -6,10 +6,11 @@ import { tensorType } from "../../graph/ir/types.ts";
 import type { Value } from "../../graph/ir/value.ts";
 import { dtypeOf } from "../attention/ops.ts";
 import { unrotatedSource } from "../attention/rotary-embedding.ts";
+import { selectionCacheName } from "../../runtime/contract-names.ts";
 import type { SparseSite } from "./site.ts";
 
 /**
- * The selection cache's contract (runtime/contract.ts reads the same names), per layer {i}:
+ * The selection cache's contract (names in runtime/contract-names.ts), per layer {i}:
  *   input  tokenselect_cached_fingerprint.{i}  float32 [H*D]  the fingerprint the indices were chosen for (zeros: none)
  *   input  tokenselect_cached_indices.{i}      int64 [C]      the middle rows chosen then (past rows, not the sinks or the window)
  *   output tokenselect_fingerprint.{i}         float32 [H*D]  the fingerprint to keep (the cached one when reused)
@@ -21,14 +22,6 @@ import type { SparseSite } from "./site.ts";
  * cached middle rows with its own sinks and window, so it attends as many keys as a fresh one
  * (the budget holds however long a selection is reused).
  */
-export const SELECTION_CACHE_NAMES = {
-  cachedFingerprint: "tokenselect_cached_fingerprint",
-  cachedIndices: "tokenselect_cached_indices",
-  fingerprint: "tokenselect_fingerprint",
-  indices: "tokenselect_indices",
-  reused: "tokenselect_reused",
-} as const;
-
 /**
  * Which query the fingerprint is made of. "unrotated" (the default): the query before its rotary
  * embedding, as QUERY_ROTATE in TokenSelect's released code amounts to (it rotates every query to the same
@@ -80,9 +73,8 @@ export function cachedSelection(
   const shape = site.query_BHTD.type?.kind === "tensor" ? site.query_BHTD.type.shape : undefined;
   const D = shape?.[3];
   if (typeof D !== "number") throw new PipecError("pass-option", `tokenselect: selection_cache needs the query's head dimension to be known (layer ${layer})`);
-  const names = SELECTION_CACHE_NAMES;
-  const cachedFingerprint_F = b.input(`${names.cachedFingerprint}.${layer}`, DataType.FLOAT, [H * D]);
-  const cachedIndices_K = b.input(`${names.cachedIndices}.${layer}`, DataType.INT64, [`tokenselect_cached_${layer}`]);
+  const cachedFingerprint_F = b.input(selectionCacheName("cachedFingerprint", layer), DataType.FLOAT, [H * D]);
+  const cachedIndices_K = b.input(selectionCacheName("cachedIndices", layer), DataType.INT64, [`tokenselect_cached_${layer}`]);
 
   const { query_BHTD, source } = fingerprintQuery(site, options.fingerprint ?? "unrotated");
   // The un-rotated query is laid out by the same steps as the node's, so it has its dtype.
@@ -119,9 +111,9 @@ export function cachedSelection(
   const keep_K = typed(chosen.output(1));
   const scores = scoresOf ? typedScores(chosen.output(2)) : undefined;
 
-  b.output(chosen_C, `${names.indices}.${layer}`);
-  b.output(b.op.Where(reused_1, cachedFingerprint_F, fingerprint_F), `${names.fingerprint}.${layer}`, tensorType(DataType.FLOAT, [H * D]));
-  b.output(b.op.Identity(reused_1), `${names.reused}.${layer}`, tensorType(DataType.BOOL, [1]));
+  b.output(chosen_C, selectionCacheName("indices", layer));
+  b.output(b.op.Where(reused_1, cachedFingerprint_F, fingerprint_F), selectionCacheName("fingerprint", layer), tensorType(DataType.FLOAT, [H * D]));
+  b.output(b.op.Identity(reused_1), selectionCacheName("reused", layer), tensorType(DataType.BOOL, [1]));
   return { keep_K, scores, source };
 }
 

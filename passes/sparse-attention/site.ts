@@ -8,6 +8,7 @@ import type { CanonicalAttentionAttrs } from "../attention/canonical.ts";
 import { readCanonical } from "../attention/canonical-node.ts";
 import { dtypeOf, lowestOf, OpsetOps } from "../attention/ops.ts";
 import { cacheConcat, type CacheRows } from "../kv/kv-split-attention.ts";
+import { PAST_KEY_VALUES_PREFIX } from "../../runtime/contract-names.ts";
 
 /**
  * One canonical attention node a sparse pass rewrites. The selection subgraphs are built from
@@ -58,7 +59,7 @@ export class SparseSite {
     this.key_BHkvND = k!;
     this.value_BHkvND = v!;
     this.T_1 = this.ops.dim(q!, 2);
-    const pastInputs = new Set(options.splitCache ? model.graph.inputs.filter((i) => i.name.startsWith("past_key_values.")) : []);
+    const pastInputs = new Set(options.splitCache ? model.graph.inputs.filter((i) => i.name.startsWith(PAST_KEY_VALUES_PREFIX)) : []);
     const key = cacheConcat(k, pastInputs);
     const value = cacheConcat(v, pastInputs);
     if (key && value) {

@@ -7,7 +7,7 @@ import * as ort from "onnxruntime-node";
 import { describe, expect, it } from "vitest";
 import { AttentionOracle, dense, groupedKvHead, maxDiff, topK, type KvHeadOf, type Policy } from "../../test/helpers/attention-oracle.ts";
 import { AGREE, MATTERS, agreement, bufferedFeeds, expectAgreement, expectWrongKvHeadCaught, oracleCases, runRewritten } from "../../test/helpers/oracle-models.ts";
-import { SELECTION_CACHE_NAMES } from "./selection-cache.ts";
+import { SELECTION_CACHE } from "../../runtime/contract-names.ts";
 import { formatBudget, type Budget } from "./budget.ts";
 import { createTokenSelect, tokenSelect, type TokenSelectOptions } from "./token-select.ts";
 
@@ -112,8 +112,8 @@ describe("tokenselect's selection-cache contract reports the oracle's kept rows"
         const noCache = (session: ort.InferenceSession) => {
           const extra: Record<string, ort.Tensor> = {};
           for (const l of oracle.layers) {
-            extra[`${SELECTION_CACHE_NAMES.cachedFingerprint}.${l.layer}`] = new ort.Tensor("float32", new Float32Array(l.heads * l.headDim), [l.heads * l.headDim]);
-            extra[`${SELECTION_CACHE_NAMES.cachedIndices}.${l.layer}`] = new ort.Tensor("int64", new BigInt64Array(0), [0]);
+            extra[`${SELECTION_CACHE.cachedFingerprint}.${l.layer}`] = new ort.Tensor("float32", new Float32Array(l.heads * l.headDim), [l.heads * l.headDim]);
+            extra[`${SELECTION_CACHE.cachedIndices}.${l.layer}`] = new ort.Tensor("int64", new BigInt64Array(0), [0]);
           }
           expect(session.inputNames).toEqual(expect.arrayContaining(Object.keys(extra)));
           return extra;
@@ -123,10 +123,10 @@ describe("tokenselect's selection-cache contract reports the oracle's kept rows"
         oracle.layers.forEach((l, i) => {
           // The graph reports the middle rows the vote chose; the sinks and the window (this budget
           // holds both whole) are attended besides.
-          const reported = Array.from(sparse.outputs[`${SELECTION_CACHE_NAMES.indices}.${l.layer}`]!.data as BigInt64Array, Number);
+          const reported = Array.from(sparse.outputs[`${SELECTION_CACHE.indices}.${l.layer}`]!.data as BigInt64Array, Number);
           const chosenRows = want.attended[i]![0]!.filter((n) => n >= s.sinks && n < PAST + 1 - s.window);
           expect(reported).toEqual(chosenRows);
-          expect(Array.from(sparse.outputs[`${SELECTION_CACHE_NAMES.reused}.${l.layer}`]!.data as Uint8Array)).toEqual([0]);
+          expect(Array.from(sparse.outputs[`${SELECTION_CACHE.reused}.${l.layer}`]!.data as Uint8Array)).toEqual([0]);
         });
         expect(agreement(want, sparse).logits).toBeLessThanOrEqual(AGREE);
       } finally {

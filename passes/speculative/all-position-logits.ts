@@ -5,9 +5,7 @@ import { tensorType } from "../../graph/ir/types.ts";
 import type { Value } from "../../graph/ir/value.ts";
 import type { Pass, PassResult } from "../../graph/pass-manager/pass.ts";
 import { constantInts } from "../../graph/rewrite/index.ts";
-
-/** Graph output that carries the LM head's scores. */
-export const LOGITS_OUTPUT = "logits";
+import { LOGITS } from "../../runtime/contract-names.ts";
 
 /**
  * Ops between the last-position pick and the logits through which picking a position commutes:
@@ -30,7 +28,7 @@ export function createAllPositionLogits(): Pass {
     name: "all-position-logits",
     description: "return logits for every position when the model picks only the last one before the LM head",
     run(model: Model): PassResult {
-      const logits = model.graph.outputs.find((v) => v.name === LOGITS_OUTPUT);
+      const logits = model.graph.outputs.find((v) => v.name === LOGITS);
       const pick = logits ? findLastPositionPick(model.graph, logits) : undefined;
       if (!logits || !pick) return { changed: false, stats: { "picks-removed": 0 } };
       const hidden = pick.input(0)!;

@@ -4,11 +4,7 @@ import type { Model } from "../../graph/ir/model.ts";
 import { tensorType, type Dim } from "../../graph/ir/types.ts";
 import { PipecError } from "../../graph/errors.ts";
 import type { Pass, PassContext, PassResult } from "../../graph/pass-manager/pass.ts";
-import { LOGITS_OUTPUT } from "./all-position-logits.ts";
-
-export const TOPK_VALUES_OUTPUT = "logits_topk_values";
-export const TOPK_INDICES_OUTPUT = "logits_topk_indices";
-export const ARGMAX_OUTPUT = "logits_argmax";
+import { ARGMAX_OUTPUT, LOGITS, TOPK_INDICES_OUTPUT, TOPK_VALUES_OUTPUT } from "../../runtime/contract-names.ts";
 
 export interface LogitsTopkOptions {
   /** Candidates per position in `logits_topk_*` (0: no TopK outputs). */
@@ -37,8 +33,8 @@ export function createLogitsTopk(): Pass {
     description: "add in-graph TopK/ArgMax outputs of the logits so [S, V] logits need not cross to the host",
     run(model: Model, ctx: PassContext): PassResult {
       const { k, argmax, minVocab } = readOptions(ctx.options);
-      const logits = model.graph.outputs.find((v) => v.name === LOGITS_OUTPUT);
-      if (!logits) throw new PipecError("no-logits-output", `logits-topk needs a graph output named '${LOGITS_OUTPUT}'`);
+      const logits = model.graph.outputs.find((v) => v.name === LOGITS);
+      if (!logits) throw new PipecError("no-logits-output", `logits-topk needs a graph output named '${LOGITS}'`);
       const present = new Set(model.graph.outputs.map((v) => v.name));
       const b = new Builder(model.graph, { provenance: "logits-topk" });
       const shape = logits.type?.kind === "tensor" ? logits.type.shape : undefined;

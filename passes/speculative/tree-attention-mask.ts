@@ -10,10 +10,7 @@ import { createDce } from "../cleanup/dce.ts";
 import { isCanonical, readCanonical } from "../attention/canonical-node.ts";
 import { dtypeOf, shapeOf } from "../attention/ops.ts";
 import { MS_GROUP_QUERY_ATTENTION_FORM } from "../attention/ms-group-query-attention.ts";
-
-export const TREE_MASK_INPUT = "tree_attention_mask";
-export const POSITION_IDS_INPUT = "position_ids";
-const ATTENTION_MASK_INPUT = "attention_mask";
+import { ATTENTION_MASK, POSITION_IDS, TREE_MASK_INPUT } from "../../runtime/contract-names.ts";
 
 /** Whether `model` takes a tree_attention_mask input (this pass has run on it). */
 export function hasTreeMask(model: Model): boolean {
@@ -69,7 +66,7 @@ export function createTreeAttentionMask(): Pass {
       createDce().run(model, { options: {}, note: () => {} });
       // And so, usually, is attention_mask: dropping it spares the runtime feeding a [B, P + S]
       // tensor on every step that nothing reads.
-      const unreadMask = graph.lookup(ATTENTION_MASK_INPUT);
+      const unreadMask = graph.lookup(ATTENTION_MASK);
       if (unreadMask?.isGraphInput && unreadMask.unused) graph.removeInput(unreadMask);
       return { changed: true, stats: { "masks-replaced": attention.length, "rotary-positions-rewired": rewired, "rotary-caches-padded": padded } };
     },
@@ -77,9 +74,9 @@ export function createTreeAttentionMask(): Pass {
 }
 
 function explicitPositions(graph: Graph): Value {
-  const existing = graph.lookup(POSITION_IDS_INPUT);
+  const existing = graph.lookup(POSITION_IDS);
   if (existing?.isGraphInput) return existing;
-  return graph.addInput(POSITION_IDS_INPUT, DataType.INT64, ["batch_size", "sequence_length"]);
+  return graph.addInput(POSITION_IDS, DataType.INT64, ["batch_size", "sequence_length"]);
 }
 
 /**
@@ -152,7 +149,7 @@ function readsOnlyPositions(v: Value): boolean {
     const x = work.pop()!;
     if (seen.has(x)) continue;
     seen.add(x);
-    if (x.isGraphInput && x.name !== POSITION_IDS_INPUT) return false;
+    if (x.isGraphInput && x.name !== POSITION_IDS) return false;
     for (const i of x.producer?.inputs ?? []) if (i) work.push(i);
   }
   return true;

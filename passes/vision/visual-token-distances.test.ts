@@ -6,7 +6,8 @@ import { loadModel } from "../../graph/onnx/load.ts";
 import { buildZooModel, llamaConfig } from "../../graph/zoo/index.ts";
 import { cosineDistances } from "../../runtime/vision/prune/cosine.ts";
 import { modelToBytes } from "../../test/helpers/zoo-decode.ts";
-import { createVisualTokenDistances, DISTANCES_OUTPUT } from "./visual-token-distances.ts";
+import { VISUAL_TOKEN_DISTANCES_OUTPUT } from "../../runtime/contract-names.ts";
+import { createVisualTokenDistances } from "./visual-token-distances.ts";
 
 const ENCODER = join(import.meta.dirname, "../../test/fixtures/vision-c32/vision_encoder.onnx");
 
@@ -28,9 +29,9 @@ describe("visual-token-distances", () => {
     const after = await encode(modelToBytes(model));
     expect(after.image_features!.data).toEqual(before.image_features!.data);
     const [, n, dim] = before.image_features!.dims as [number, number, number];
-    expect(after[DISTANCES_OUTPUT]!.dims).toEqual([1, n, n]);
+    expect(after[VISUAL_TOKEN_DISTANCES_OUTPUT]!.dims).toEqual([1, n, n]);
     const host = cosineDistances(before.image_features!.data as Float32Array, n, dim);
-    const graph = after[DISTANCES_OUTPUT]!.data as Float32Array;
+    const graph = after[VISUAL_TOKEN_DISTANCES_OUTPUT]!.data as Float32Array;
     let worst = 0;
     for (let i = 0; i < n * n; i++) worst = Math.max(worst, Math.abs(graph[i]! - host[i]!));
     expect(worst).toBeLessThan(1e-5);

@@ -4,10 +4,7 @@ import type { Model } from "../../graph/ir/model.ts";
 import { tensorType } from "../../graph/ir/types.ts";
 import { PipecError } from "../../graph/errors.ts";
 import type { Pass, PassContext, PassResult } from "../../graph/pass-manager/pass.ts";
-
-export const DISTANCES_OUTPUT = "visual_token_distances";
-/** The vision encoder's [CLS] attention output, which is not a token tensor. */
-const CLS_ATTENTION_OUTPUT = "cls_attention";
+import { CLS_ATTENTION_OUTPUT, PIXEL_VALUES, VISUAL_TOKEN_DISTANCES_OUTPUT } from "../../runtime/contract-names.ts";
 
 /**
  * Diversity-based visual token pruning (DivPrune, ToDRE's first stage) starts from the cosine
@@ -22,17 +19,17 @@ export function createVisualTokenDistances(): Pass {
     name: "visual-token-distances",
     description: "add the cosine distances between the vision encoder's visual tokens as an output, for diversity-based pruning",
     run(model: Model, _ctx: PassContext): PassResult {
-      if (model.graph.outputs.some((v) => v.name === DISTANCES_OUTPUT)) return { changed: false, stats: { "outputs-added": 0 } };
+      if (model.graph.outputs.some((v) => v.name === VISUAL_TOKEN_DISTANCES_OUTPUT)) return { changed: false, stats: { "outputs-added": 0 } };
       const tokens = model.graph.outputs.find((v) => v.name !== CLS_ATTENTION_OUTPUT);
       const shape = tokens?.type?.kind === "tensor" ? tokens.type.shape : undefined;
-      if (!tokens || !model.graph.inputs.some((v) => v.name === "pixel_values") || shape?.length !== 3) {
+      if (!tokens || !model.graph.inputs.some((v) => v.name === PIXEL_VALUES) || shape?.length !== 3) {
         throw new PipecError("not-a-vision-encoder", "visual-token-distances needs a vision encoder: a pixel_values input and visual tokens [B, Nv, C] as its first output");
       }
       const b = new Builder(model.graph, { provenance: "visual-token-distances" });
       const unit = b.op.LpNormalization(tokens, { axis: -1, p: 2 });
       const similarity = b.op.MatMul(unit, b.op.Transpose(unit, { perm: [0, 2, 1] }));
       const distances = b.op.Sub(b.float32(1), similarity);
-      b.output(distances, DISTANCES_OUTPUT, tensorType(DataType.FLOAT, [shape[0]!, shape[1]!, shape[1]!]));
+      b.output(distances, VISUAL_TOKEN_DISTANCES_OUTPUT, tensorType(DataType.FLOAT, [shape[0]!, shape[1]!, shape[1]!]));
       return { changed: true, stats: { "outputs-added": 1 } };
     },
   };

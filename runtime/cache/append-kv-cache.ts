@@ -8,10 +8,11 @@
 import * as ort from "onnxruntime-node";
 import type { KvSlot } from "../contract.ts";
 import { allocFloat, allocInt, fillInt, floatData, type FloatArray, type IntArray, type IntType } from "../tensors.ts";
-import { checkIndices, copyRowRange, dimsWithRows, gatherRows, geometry, readRow, type KvCache, type SlotGeometry } from "./kv-cache.ts";
+import { checkIndices, copyRowRange, dimsWithRows, gatherRows, geometry, KvLayout, readRow, type KvCache, type KvLayer, type PerHeadIndices, type RowsOf, type SlotGeometry } from "./kv-cache.ts";
 
 export class AppendKvCache implements KvCache {
   private readonly geometries: SlotGeometry[];
+  private readonly layout: KvLayout;
   private buffers: FloatArray[] = [];
   private pasts: ort.Tensor[] = [];
   /** Zero-row pasts: an empty cache (the prompt's first chunk) attends over its own rows only, not the whole buffer. */
@@ -31,6 +32,7 @@ export class AppendKvCache implements KvCache {
     initialCapacity: number,
   ) {
     this.geometries = slots.map(geometry);
+    this.layout = new KvLayout(slots);
     this.emptyPasts = slots.map((slot) => new ort.Tensor(slot.type, allocFloat(slot.type, 0), dimsWithRows(slot, 0)));
     this.maskValues = allocInt(maskType, 0);
     this.resize(initialCapacity, 1);
@@ -38,6 +40,10 @@ export class AppendKvCache implements KvCache {
 
   get length(): number {
     return this.rows;
+  }
+
+  get layers(): readonly KvLayer[] {
+    return this.layout.layers;
   }
 
   get bytes(): number {
@@ -90,11 +96,20 @@ export class AppendKvCache implements KvCache {
 
   gather(indices: readonly number[]): void {
     checkIndices(indices, this.rows);
-    const k = indices.length;
+    this.select(indices.length, () => () => indices);
+  }
+
+  gatherPerHead(indices: PerHeadIndices): void {
+    const k = this.layout.check(indices, this.rows);
+    this.select(k, (slot) => this.layout.rowsOf(indices, slot));
+  }
+
+  /** Keeps `k` rows per outer index, packed to the front of each buffer. */
+  private select(k: number, rowsOf: (slot: number) => RowsOf): void {
     this.slots.forEach((slot, i) => {
       const g = this.geometries[i];
       const selected = allocFloat(slot.type, g.outer * k * g.inner);
-      gatherRows(g, this.buffers[i], this.capacity, selected, k, indices);
+      gatherRows(g, this.buffers[i], this.capacity, selected, k, rowsOf(i));
       copyRowRange(g, selected, k, 0, this.buffers[i], this.capacity, 0, k);
     });
     fillInt(this.maskValues, 0, k, this.rows);

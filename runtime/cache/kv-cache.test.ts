@@ -6,7 +6,11 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DecoderModel } from "../decoder.ts";
 import { isRuntimeError } from "../errors.ts";
 import { HAVE_SHARED, lastLogitsFromScratch, NO_SHARED, REFERENCE_DIR, SHARED_DECODERS } from "../../test/helpers/runtime-models.ts";
-import { floatData, readFloatRow } from "../tensors.ts";
+import type { KvSlot } from "../contract.ts";
+import { floatData, halfToFloat, readFloatRow } from "../tensors.ts";
+import { AppendKvCache } from "./append-kv-cache.ts";
+import type { KvCache } from "./kv-cache.ts";
+import { PresentKvCache } from "./present-kv-cache.ts";
 
 const A = [3, 14, 15, 92, 65];
 const B = [35, 89, 79];
@@ -159,6 +163,93 @@ describe("KV selection keeps counting positions", () => {
     } finally {
       await model.release();
       await raw.release();
+    }
+  });
+});
+
+// Per-head gather on both cache designs, fed real onnxruntime tensors, against a plain JS model
+// of the cache: value(slot, outer, row, d) identifies every float, so a row in the wrong head,
+// layer or place shows. Float16 slots hold the same integers as bit patterns.
+describe("per-head gather keeps, per layer and KV head, the rows it names", () => {
+  const HEADS = 3;
+  const D = 2;
+  const value = (slot: number, outer: number, row: number, d: number) => slot * 512 + outer * 64 + row * 4 + d;
+  const layouts: { label: string; slots: KvSlot[] }[] = [
+    {
+      label: "Optimum [B, Hkv, P, D], float32",
+      slots: [0, 1].flatMap((layer) => (["key", "value"] as const).map((kind) => ({ input: `past_key_values.${layer}.${kind}`, output: `present.${layer}.${kind}`, type: "float32" as const, seqAxis: 2, layer, dims: [1, HEADS, 0, D] }))),
+    },
+    {
+      label: "Optimum [B, Hkv, P, D], float16",
+      slots: [0, 1].flatMap((layer) => (["key", "value"] as const).map((kind) => ({ input: `past_key_values.${layer}.${kind}`, output: `present.${layer}.${kind}`, type: "float16" as const, seqAxis: 2, layer, dims: [1, HEADS, 0, D] }))),
+    },
+    {
+      label: "stacked [2, B, H, P, D] (K heads then V heads in one slot)",
+      slots: [0, 1].map((layer) => ({ input: `past_${layer}`, output: `present_${layer}`, type: "float32" as const, seqAxis: 3, layer, dims: [2, 1, HEADS, 0, D] })),
+    },
+  ];
+  /** Slot `slot`'s rows [from, from + count) as the model would output them: [outer, count, D]. */
+  const rowsTensor = (slot: KvSlot, index: number, from: number, count: number): ort.Tensor => {
+    const outer = slot.dims.slice(0, slot.seqAxis).reduce((a, b) => a * b, 1);
+    const data = slot.type === "float16" ? new Uint16Array(outer * count * D) : new Float32Array(outer * count * D);
+    for (let o = 0; o < outer; o++) for (let r = 0; r < count; r++) for (let d = 0; d < D; d++) data[(o * count + r) * D + d] = value(index, o, from + r, d);
+    const dims = slot.dims.slice();
+    dims[slot.seqAxis] = count;
+    return new ort.Tensor(slot.type, data, dims);
+  };
+  /** Runs two calls of `first` and `second` rows through the cache as the decoder does. */
+  const filled = (kind: "present" | "append", slots: KvSlot[], first: number, second: number): KvCache => {
+    const cache = kind === "append" ? new AppendKvCache(slots, "int64", 4) : new PresentKvCache(slots, "int64");
+    let rows = 0;
+    for (const S of [first, second]) {
+      cache.prepare(S, {}, {}, false);
+      cache.accept(Object.fromEntries(slots.map((slot, i) => [slot.output, kind === "append" ? rowsTensor(slot, i, rows, S) : rowsTensor(slot, i, 0, rows + S)])), S);
+      rows += S;
+    }
+    return cache;
+  };
+  const expectRows = (cache: KvCache, slots: KvSlot[], keptRow: (layer: number, head: number, j: number) => number, k: number) => {
+    expect(cache.length).toBe(k);
+    slots.forEach((slot, i) => {
+      const outer = slot.dims.slice(0, slot.seqAxis).reduce((a, b) => a * b, 1);
+      const layer = cache.layers.findIndex((l) => l.layer === slot.layer);
+      for (let j = 0; j < k; j++) {
+        const want = Array.from({ length: outer * D }, (_, n) => value(i, Math.floor(n / D), keptRow(layer, Math.floor(n / D) % HEADS, j), n % D));
+        expect(Array.from(cache.row(i, j)), `slot ${slot.input} row ${j}`).toEqual(slot.type === "float16" ? want.map(halfToFloat) : want);
+      }
+    });
+  };
+
+  for (const { label, slots } of layouts) {
+    for (const kind of ["present", "append"] as const) {
+      it(`${kind} cache, ${label}`, () => {
+        const cache = filled(kind, slots, 6, 3);
+        expect(cache.layers).toEqual([{ layer: 0, heads: HEADS }, { layer: 1, heads: HEADS }]);
+        // Each head of each layer keeps its own 4 of the 9 rows, in its own order.
+        const indices = [
+          [[0, 2, 4, 8], [8, 7, 1, 0], [3, 5, 6, 7]],
+          [[1, 3, 5, 7], [0, 1, 2, 3], [8, 4, 2, 6]],
+        ];
+        cache.gatherPerHead(indices);
+        expectRows(cache, slots, (l, h, j) => indices[l]![h]![j]!, 4);
+        // A later call appends after the kept rows, and a shared gather is a per-head one with one list.
+        cache.prepare(1, {}, {}, false);
+        expect(Array.from(cache.mask(1), Number).reduce((a, b) => a + b, 0)).toBe(5);
+        cache.gather([3, 0]);
+        expectRows(cache, slots, (l, h, j) => indices[l]![h]![[3, 0][j]!]!, 2);
+      });
+    }
+  }
+
+  it("refuses indices that do not name the same number of rows in every layer and head, or rows outside the cache", () => {
+    for (const kind of ["present", "append"] as const) {
+      const cache = filled(kind, layouts[0]!.slots, 4, 1);
+      const heads = (rows: number[]) => [rows, rows, rows];
+      expect(() => cache.gatherPerHead([heads([0, 1])])).toThrow(/holds 2/);
+      expect(() => cache.gatherPerHead([heads([0, 1]), [[0, 1], [0, 1]]])).toThrow(/3 KV heads/);
+      expect(() => cache.gatherPerHead([heads([0, 1]), [[0, 1], [0], [0, 1]]])).toThrow(/as many rows/);
+      expect(() => cache.gatherPerHead([heads([0, 5]), heads([0, 1])])).toThrow(RangeError);
+      expect(cache.length).toBe(5);
     }
   });
 });

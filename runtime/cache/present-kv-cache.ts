@@ -5,10 +5,11 @@
 import * as ort from "onnxruntime-node";
 import type { KvSlot } from "../contract.ts";
 import { allocFloat, allocInt, fillInt, floatData, type FloatArray, type IntArray, type IntType } from "../tensors.ts";
-import { checkIndices, copyRowRange, dimsWithRows, gatherRows, geometry, readRow, type KvCache, type SlotGeometry } from "./kv-cache.ts";
+import { checkIndices, copyRowRange, dimsWithRows, gatherRows, geometry, KvLayout, readRow, type KvCache, type KvLayer, type PerHeadIndices, type SlotGeometry } from "./kv-cache.ts";
 
 export class PresentKvCache implements KvCache {
   private tensors: ort.Tensor[];
+  private readonly layout: KvLayout;
   private ones: IntArray;
   private rows = 0;
   private peak = 0;
@@ -19,10 +20,15 @@ export class PresentKvCache implements KvCache {
   ) {
     this.tensors = slots.map((slot) => new ort.Tensor(slot.type, allocFloat(slot.type, 0), dimsWithRows(slot, 0)));
     this.ones = allocInt(maskType, 0);
+    this.layout = new KvLayout(slots);
   }
 
   get length(): number {
     return this.rows;
+  }
+
+  get layers(): readonly KvLayer[] {
+    return this.layout.layers;
   }
 
   get bytes(): number {
@@ -68,12 +74,17 @@ export class PresentKvCache implements KvCache {
   truncate(length: number): void {
     if (length > this.rows || length < 0) throw new RangeError(`cannot truncate a cache of ${this.rows} rows to ${length}`);
     if (length === this.rows) return;
-    this.rebuild(length, (g, src, dst) => copyRowRange(g, src, this.rows, 0, dst, length, 0, length));
+    this.rebuild(length, (_slot, g, src, dst) => copyRowRange(g, src, this.rows, 0, dst, length, 0, length));
   }
 
   gather(indices: readonly number[]): void {
     checkIndices(indices, this.rows);
-    this.rebuild(indices.length, (g, src, dst) => gatherRows(g, src, this.rows, dst, indices.length, indices));
+    this.rebuild(indices.length, (_slot, g, src, dst) => gatherRows(g, src, this.rows, dst, indices.length, () => indices));
+  }
+
+  gatherPerHead(indices: PerHeadIndices): void {
+    const k = this.layout.check(indices, this.rows);
+    this.rebuild(k, (slot, g, src, dst) => gatherRows(g, src, this.rows, dst, k, this.layout.rowsOf(indices, slot)));
   }
 
   row(slot: number, index: number): Float32Array {
@@ -81,11 +92,11 @@ export class PresentKvCache implements KvCache {
     return readRow(geometry(this.slots[slot]), floatData(this.tensors[slot]), this.rows, index);
   }
 
-  private rebuild(rows: number, fill: (g: SlotGeometry, src: FloatArray, dst: FloatArray) => void): void {
+  private rebuild(rows: number, fill: (slot: number, g: SlotGeometry, src: FloatArray, dst: FloatArray) => void): void {
     this.slots.forEach((slot, i) => {
       const g = geometry(slot);
       const dst = allocFloat(slot.type, g.outer * rows * g.inner);
-      fill(g, floatData(this.tensors[i]), dst);
+      fill(i, g, floatData(this.tensors[i]), dst);
       this.tensors[i] = new ort.Tensor(slot.type, dst, dimsWithRows(slot, rows));
     });
     this.rows = rows;

@@ -4,14 +4,12 @@
 // importance-guided pruning (ToDRE's seed, GlobalCom2's scores) reads.
 import { dirname, join } from "node:path";
 import * as ort from "onnxruntime-node";
+import { CLS_ATTENTION_OUTPUT, PIXEL_VALUES, VISUAL_TOKEN_DISTANCES_OUTPUT } from "../contract-names.ts";
 import { openSession, type ResolvedDevice, type SessionOptions } from "../device.ts";
 import { RuntimeError } from "../errors.ts";
 import type { RgbImage } from "./image.ts";
 import { preprocess, readPreprocessorConfig, resizeBilinear, type PreprocessorConfig } from "./preprocess.ts";
 
-export const CLS_ATTENTION_OUTPUT = "cls_attention";
-/** Added by the compiler's visual-token-distances pass: cosine distances between the tokens [B, Nv, Nv]. */
-export const DISTANCES_OUTPUT = "visual_token_distances";
 
 export interface VisualTokens {
   /** [tokens * dim], row-major. */
@@ -44,9 +42,9 @@ export class VisionEncoder {
   static async open(path: string, options: SessionOptions = {}): Promise<VisionEncoder> {
     const preprocessor = readPreprocessorConfig(join(dirname(path), "preprocessor_config.json"));
     const { session, device } = await openSession(path, options);
-    const features = session.outputMetadata.find((m) => m.name !== CLS_ATTENTION_OUTPUT && m.name !== DISTANCES_OUTPUT);
+    const features = session.outputMetadata.find((m) => m.name !== CLS_ATTENTION_OUTPUT && m.name !== VISUAL_TOKEN_DISTANCES_OUTPUT);
     const C = features?.isTensor && features.shape.length === 3 ? features.shape[2] : undefined;
-    if (!session.inputNames.includes("pixel_values") || !features || typeof C !== "number") {
+    if (!session.inputNames.includes(PIXEL_VALUES) || !features || typeof C !== "number") {
       await session.release();
       throw new RuntimeError("unsupported-model", `${path} is not a vision encoder (pixel_values [B, 3, H, W] -> visual tokens [B, Nv, C])`);
     }
@@ -55,7 +53,7 @@ export class VisionEncoder {
 
   async encode(image: RgbImage): Promise<VisualTokens> {
     const pixels = preprocess(image, this.preprocessor);
-    const feeds = { pixel_values: new ort.Tensor("float32", pixels.data, [1, 3, pixels.height, pixels.width]) };
+    const feeds = { [PIXEL_VALUES]: new ort.Tensor("float32", pixels.data, [1, 3, pixels.height, pixels.width]) };
     const t0 = performance.now();
     const out = await this.session.run(feeds);
     this.runMs += performance.now() - t0;
@@ -63,7 +61,7 @@ export class VisionEncoder {
     const tokens: VisualTokens = { features: features.data as Float32Array, tokens: features.dims[1]!, dim: features.dims[2]! };
     const cls = out[CLS_ATTENTION_OUTPUT];
     if (cls) tokens.clsAttention = cls.data as Float32Array;
-    const distances = out[DISTANCES_OUTPUT];
+    const distances = out[VISUAL_TOKEN_DISTANCES_OUTPUT];
     if (distances) tokens.distances = distances.data as Float32Array;
     return tokens;
   }

@@ -9,6 +9,7 @@ import { PositionFlow } from "../../attention/positions.ts";
 import { replayLayout, spelledRotary, traceRotary, type FusedRotaryTrace, type RotaryTrace } from "../../attention/rotary-embedding.ts";
 import { fusedRotaryOf } from "../../attention/rotary-fusable.ts";
 import { fusedRotaryAt } from "./fused-rotary.ts";
+import { POSITION_IDS } from "../../../runtime/contract-names.ts";
 
 /**
  * A rotary embedding found in the graph: `rotated` = rotary(`unrotated`, angles of the fed
@@ -126,7 +127,7 @@ export class Rerotation {
     let out: Value;
     const p = v.producer;
     if (v.isGraphInput) {
-      if (v.name !== "position_ids") throw new PipecError("streaming-positions", `${what}: its rotary angles come from ${v.name}, not from a position table or position_ids; cannot re-rotate it at in-cache positions`);
+      if (v.name !== POSITION_IDS) throw new PipecError("streaming-positions", `${what}: its rotary angles come from ${v.name}, not from a position table or position_ids; cannot re-rotate it at in-cache positions`);
       out = asIndexType(b, positions_1R, v);
     } else if (p!.op === "Gather" && p!.domain === "" && (p!.attrInt("axis", 0) ?? 0) === 0 && this.flow.positional(p!.inputs[1]!)) {
       // A table's rows at the positions (the table itself may be cut to the context length: the new positions are within it).

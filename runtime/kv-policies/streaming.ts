@@ -5,7 +5,7 @@
 // next token sits at the cache length, so position ids (and a learned position table, GPT-2)
 // stay below sinks + window however long generation runs; a rotary model's cache holds keys
 // before rotation, which the graph rotates at their cache rows every step.
-import type { DecoderSequence } from "../decoder.ts";
+import type { KvPolicy, KvPolicyHost, RunShape } from "../cache/kv-policy.ts";
 
 export interface StreamingConfig {
   sinks: number;
@@ -20,7 +20,7 @@ export function streamingKeep(length: number, { sinks, window }: StreamingConfig
 }
 
 /** Evicts what StreamingLLM drops from `sequence`'s cache (the next position becomes the kept length); true when rows were evicted. */
-export function evictStreaming(sequence: DecoderSequence, config: StreamingConfig): boolean {
+export function evictStreaming(sequence: Pick<KvPolicyHost, "length" | "gather">, config: StreamingConfig): boolean {
   const keep = streamingKeep(sequence.length, config);
   if (keep) sequence.gather(keep);
   return keep !== undefined;
@@ -34,4 +34,30 @@ export function evictStreaming(sequence: DecoderSequence, config: StreamingConfi
 export function streamingRows(prompt: number, chunk: number, maxTokens: number, { sinks, window }: StreamingConfig): number {
   const promptRows = chunk >= prompt ? prompt : Math.min(prompt, sinks + window + chunk);
   return Math.min(prompt + maxTokens, Math.max(promptRows, sinks + window + 1));
+}
+
+/**
+ * The policy: evict after every prompt chunk and every decode step (a speculative step's
+ * rejected rows are rolled back first, so verification attends before anything is evicted).
+ * The prompt attends densely; once it is in, a model with a tree_attention_mask input gets
+ * masks that let each verified query see what a one-token step at its row would (decoder.ts).
+ */
+export class StreamingEviction implements KvPolicy {
+  constructor(readonly config: StreamingConfig) {}
+
+  reserveRows({ prompt, chunk, maxTokens }: RunShape): number {
+    return streamingRows(prompt, chunk, maxTokens, this.config);
+  }
+
+  afterPromptChunk(host: KvPolicyHost): void {
+    evictStreaming(host, this.config);
+  }
+
+  afterPrompt(host: KvPolicyHost): void {
+    if (host.contract.hasTreeMask) host.streaming = this.config;
+  }
+
+  afterDecodeStep(host: KvPolicyHost): void {
+    evictStreaming(host, this.config);
+  }
 }
