@@ -4,6 +4,7 @@ import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { main } from "../compiler/cli/main.ts";
 import { compileFile, compileSource } from "../compiler/pipeline/compile.ts";
+import { runtimeFile } from "../compiler/pipeline/driver.ts";
 import { runCompiled } from "../compiler/pipeline/run.ts";
 import { tempDir } from "./helpers/tmp.ts";
 
@@ -53,6 +54,11 @@ describe("the generated driver.ts", () => {
     };
     writeFileSync(join(tmp, "tsconfig.every.json"), JSON.stringify(tsconfig));
     expect(() => execFileSync(BIN("tsc"), ["-p", join(tmp, "tsconfig.every.json")], { encoding: "utf8" })).not.toThrow();
+  });
+
+  it("imports a method's KV policy from beside the runtime it imports", () => {
+    expect(runtimeFile("../../runtime/index.ts", "kv-policies/p.ts")).toBe("../../runtime/kv-policies/p.ts");
+    expect(runtimeFile("pipec/runtime", "kv-policies/p.ts")).toBe("pipec/runtime/kv-policies/p.ts");
   });
 
   it("run with tsx gives the same tokens as pipec run and as onnxruntime in Python", async () => {
