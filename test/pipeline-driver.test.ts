@@ -4,6 +4,7 @@ import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { main } from "../compiler/cli/main.ts";
 import { compileFile, compileSource } from "../compiler/pipeline/compile.ts";
+import { runtimeFile } from "../compiler/pipeline/driver.ts";
 import { runCompiled } from "../compiler/pipeline/run.ts";
 import { tempDir } from "./helpers/tmp.ts";
 
@@ -26,7 +27,7 @@ describe("the generated driver.ts", () => {
     expect(() => execFileSync(BIN("tsc"), ["-p", join(out, "tsconfig.json")], { encoding: "utf8" })).not.toThrow();
   });
 
-  it("type-checks with every optional part: a tokenizer, a draft model of adaptive length, sampling, stop strings, eviction", async () => {
+  it("type-checks with every optional part: a tokenizer, a draft model of adaptive length, sampling, stop strings, eviction, a method's KV policy", async () => {
     // Each optional part the generator can emit must type-check together with the others.
     const sotu = join(ROOT, "examples/models/sotu-tiny");
     const source = `pipeline every_part {
@@ -41,18 +42,25 @@ describe("the generated driver.ts", () => {
   }
 }
 `;
-    const dirs = { every: join(tmp, "every-part"), streaming: join(tmp, "streaming-lookup") };
+    const dirs = { every: join(tmp, "every-part"), streaming: join(tmp, "streaming-lookup"), window: join(tmp, "sliding-window") };
     expect((await compileSource(source, join(tmp, "every-part.pipe"), { outDir: dirs.every })).diagnostics).toEqual([]);
     expect((await compileFile(join(ROOT, "examples/story-streaming-lookup.pipe"), { outDir: dirs.streaming })).diagnostics).toEqual([]);
+    expect((await compileFile(join(ROOT, "examples/sliding-window.pipe"), { outDir: dirs.window })).diagnostics).toEqual([]);
     const every = readFileSync(join(dirs.every, "driver.ts"), "utf8");
     for (const part of ['stop: ["a\\"b", "\\n"]', "repetitionPenalty: 1.2", 'draftLength: "adaptive"', "draftModel.release()"]) expect(every).toContain(part);
     expect(readFileSync(join(dirs.streaming, "driver.ts"), "utf8")).toContain("streaming: { sinks: 4, window: 32 }");
+    expect(readFileSync(join(dirs.window, "driver.ts"), "utf8")).toContain("kvPolicies: [() => new SlidingWindowEviction({ size: 32 })]");
     const tsconfig = {
       compilerOptions: { target: "ES2023", module: "nodenext", moduleResolution: "nodenext", strict: true, noEmit: true, allowImportingTsExtensions: true, skipLibCheck: true, types: ["node"], typeRoots: [join(ROOT, "node_modules/@types")] },
-      files: [join(dirs.every, "driver.ts"), join(dirs.streaming, "driver.ts")],
+      files: [join(dirs.every, "driver.ts"), join(dirs.streaming, "driver.ts"), join(dirs.window, "driver.ts")],
     };
     writeFileSync(join(tmp, "tsconfig.every.json"), JSON.stringify(tsconfig));
     expect(() => execFileSync(BIN("tsc"), ["-p", join(tmp, "tsconfig.every.json")], { encoding: "utf8" })).not.toThrow();
+  });
+
+  it("imports a method's KV policy from beside the runtime it imports", () => {
+    expect(runtimeFile("../../runtime/index.ts", "kv-policies/p.ts")).toBe("../../runtime/kv-policies/p.ts");
+    expect(runtimeFile("pipec/runtime", "kv-policies/p.ts")).toBe("pipec/runtime/kv-policies/p.ts");
   });
 
   it("run with tsx gives the same tokens as pipec run and as onnxruntime in Python", async () => {

@@ -6,6 +6,7 @@ import { supportPassRegistry } from "../../passes/index.ts";
 import { defaultSelectLayers, TIDAL_PAPER_LAYERS } from "../../passes/sparse-attention/tidal-decode.ts";
 import { TOKEN_SELECT_PAPER, TOKEN_SELECT_PAPER_BUDGET } from "../../passes/sparse-attention/token-select.ts";
 import { ADAPTIVE_DEFAULTS } from "../../runtime/speculative/draft-length.ts";
+import type { KvPolicy } from "../../runtime/index.ts";
 import { METHOD_TABLE, METHODS } from "./index.ts";
 import { defaultRegistry } from "./registry.ts";
 
@@ -75,5 +76,22 @@ describe("method defaults", () => {
       const options = registry.entry(m.lowering.pass.name).options ?? {};
       for (const [key, param] of Object.entries(m.params)) expect(String(options[key]?.default), `${m.name}: ${key}`).toBe(printParam(param.default!));
     }
+  });
+});
+
+// A method's runtime KV policy is named by its file and class (runtime.kvPolicy), which the
+// generated driver imports: each entry's must exist, construct from the defaults' options and
+// implement a KvPolicy hook.
+const withPolicy = METHODS.filter((m) => m.runtime?.kvPolicy).map((m) => [`${m.slot}: ${m.name}`, m] as const);
+describe.skipIf(withPolicy.length === 0)("methods' KV policies", () => {
+  const defaults = (m: (typeof METHODS)[number]) => Object.fromEntries(Object.entries(m.params).flatMap(([k, p]) => (p.default === undefined ? [] : [[k, p.default]])));
+  it.each(withPolicy)("%s names a policy class in its file", async (_, m) => {
+    const request = m.runtime!.kvPolicy!(defaults(m));
+    const module = (await import(join(ROOT, "runtime", request.module))) as Record<string, unknown>;
+    const PolicyClass = module[request.export] as new (options: object) => KvPolicy;
+    expect(typeof PolicyClass, `${request.module} exports ${request.export}`).toBe("function");
+    const policy = new PolicyClass(request.options);
+    const hooks = ["beforeCall", "afterCall", "onRowsChanged", "reserveRows", "afterPromptChunk", "afterPrompt", "afterDecodeStep"] as const;
+    expect(hooks.some((h) => typeof policy[h] === "function")).toBe(true);
   });
 });

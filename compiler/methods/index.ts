@@ -13,6 +13,7 @@ import { STREAMING } from "./streaming.ts";
 import { TIDAL } from "./tidal.ts";
 import { TODRE } from "./todre.ts";
 import { TOKENSELECT } from "./tokenselect.ts";
+import { WINDOW } from "./window.ts";
 
 /** The method slots of a stage: what each is for and the method a stage gets without it. */
 const SLOTS: Readonly<Record<Slot, { doc: string; default: string }>> = {
@@ -31,6 +32,7 @@ const SLOTS: Readonly<Record<Slot, { doc: string; default: string }>> = {
 export const METHODS: readonly MethodDefinition[] = [
   FULL_CACHE,
   STREAMING,
+  WINDOW,
   DENSE_ATTENTION,
   TIDAL,
   TOKENSELECT,

@@ -64,6 +64,22 @@ export interface RuntimeSettings {
   streaming?(params: Params): StreamingConfig;
   /** Visual token pruning between the vision encoder and the decoder. */
   prune?(params: Params): PruneConfig;
+  /** A KV policy for every sequence the stage runs: the generated driver imports its file and passes a factory (GenerateOptions.kvPolicies). */
+  kvPolicy?(params: Params): KvPolicyRequest;
+}
+
+/**
+ * A runtime KV policy (runtime/cache/kv-policy.ts) named by its file, so a method brings its own
+ * policy without an edit to the runtime's index or the driver generator: the driver imports
+ * `export` from `module` and constructs it with `options` for each sequence.
+ */
+export interface KvPolicyRequest {
+  /** The policy's file, relative to runtime/ (e.g. "kv-policies/sliding-window.ts"). */
+  module: string;
+  /** The class it exports, constructed as `new Class(options)`. */
+  export: string;
+  /** Its options, as a literal the driver writes out (numbers, strings, flags). */
+  options: Readonly<Record<string, number | string | boolean>>;
 }
 
 /**

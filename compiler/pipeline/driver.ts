@@ -1,7 +1,7 @@
 import { IndentationText, Project, QuoteKind, VariableDeclarationKind, type WriterFunction } from "ts-morph";
 import { addDriverInterfaces } from "./driver-interfaces.ts";
 import type { GenerateNode, PipelineIR } from "./ir.ts";
-import { runtimeSampling, runtimeSpeculation, runtimeStreaming } from "./runtime-options.ts";
+import { runtimeKvPolicies, runtimeSampling, runtimeSpeculation, runtimeStreaming } from "./runtime-options.ts";
 import { generateVisionDriver } from "./vision-driver.ts";
 
 export interface DriverLayout {
@@ -34,6 +34,7 @@ export function generateDriver(ir: PipelineIR, layout: DriverLayout): string {
     moduleSpecifier: layout.runtimeImport,
     namedImports: ["DecoderModel", "Generator", ...(hasTokenizer ? ["loadTokenizer"] : []), ...(stage.speculate.use.method !== "none" ? ["WarmState"] : []), { name: "Device", isTypeOnly: true }, { name: "GenerationEvent", isTypeOnly: true }, { name: "SamplingConfig", isTypeOnly: true }],
   });
+  for (const policy of stageKvPolicies(stage)) file.addImportDeclaration({ moduleSpecifier: runtimeFile(layout.runtimeImport, policy.module), namedImports: [policy.export] });
   addDriverInterfaces(file, stage, {
     hasTokenizer,
     severalModels: false,
@@ -76,6 +77,20 @@ function settingsLiteral(stage: GenerateNode): WriterFunction {
   };
 }
 
+/** The KV policies of the stage's placed requests (an optional request the model could not take gets none). */
+function stageKvPolicies(stage: GenerateNode) {
+  return runtimeKvPolicies([stage.kv, stage.attention, stage.speculate, stage.sampling].filter((l) => l.level !== "none").map((l) => l.use));
+}
+
+/**
+ * The specifier of `path` (relative to runtime/) beside the runtime the driver imports: a
+ * relative path to runtime/index.ts gives its folder, a package specifier ("pipec/runtime") is
+ * the folder.
+ */
+export function runtimeFile(runtimeImport: string, path: string): string {
+  return `${runtimeImport.replace(/\/index\.[jt]s$/, "")}/${path}`;
+}
+
 /** An object as TypeScript source: `{ kind: "lookup", maxNgram: 3 }`. */
 function literal(value: object, replace: Record<string, string> = {}): string {
   const entries = Object.entries(value).filter(([, v]) => v !== undefined);
@@ -92,6 +107,7 @@ function body(stage: GenerateNode, layout: DriverLayout, hasTokenizer: boolean, 
   const speculate = speculation && literal(speculation, { model: "draftModel" });
   // The runtime evicts only where the graph's streaming-llm attends to the same rows.
   const streaming = stage.kv.level === "graph" ? runtimeStreaming(stage.kv.use) : undefined;
+  const kvPolicies = stageKvPolicies(stage).map((p) => `() => new ${p.export}(${literal(p.options)})`);
   return (w) => {
     w.writeLine(`const file = (path: string) => fileURLToPath(new URL(path, import.meta.url));`);
     w.writeLine(`const session = { device: options.device ?? settings.device, threads: options.threads, onNotice: options.onNotice${maxPositions === undefined ? "" : `, maxPositions: ${maxPositions}`} };`);
@@ -115,6 +131,7 @@ function body(stage: GenerateNode, layout: DriverLayout, hasTokenizer: boolean, 
           w.writeLine("sampling: generateOptions.sampling ?? settings.sampling,");
           if (speculate) w.writeLine("speculate,");
           if (streaming) w.writeLine(`streaming: ${literal(streaming)},`);
+          if (kvPolicies.length) w.writeLine(`kvPolicies: [${kvPolicies.join(", ")}],`);
           w.writeLine("signal: generateOptions.signal,");
         });
         w.write(speculate ? "));" : ");").newLine();

@@ -1,7 +1,7 @@
 import type { MethodUse } from "../../dsl/method.ts";
 import type { SamplingConfig, StreamingConfig } from "../../runtime/index.ts";
 import { methodOf } from "../methods/index.ts";
-import type { RuntimeSpeculation } from "../methods/method.ts";
+import type { KvPolicyRequest, RuntimeSpeculation } from "../methods/method.ts";
 
 export type { DraftSettings } from "../methods/method.ts";
 
@@ -25,4 +25,9 @@ export function runtimeSpeculation(use: MethodUse): RuntimeSpeculation | undefin
 /** `kv:` as the runtime's eviction settings (the method's graph pass attends to the same rows); undefined for none. */
 export function runtimeStreaming(use: MethodUse): StreamingConfig | undefined {
   return methodOf(use).runtime?.streaming?.(use.params);
+}
+
+/** The KV policies the requests ask the runtime for (a method's own, by its file: `runtime.kvPolicy`), in slot order. */
+export function runtimeKvPolicies(uses: readonly MethodUse[]): KvPolicyRequest[] {
+  return uses.flatMap((use) => methodOf(use).runtime?.kvPolicy?.(use.params) ?? []);
 }
