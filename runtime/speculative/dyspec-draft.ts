@@ -19,12 +19,15 @@ import { RECYCLE_TOP_K, successorProbabilities, topK } from "./adjacency-matrix.
 import { paperTreeTemplate } from "./recycling-state.ts";
 import { keepPath, longestAgreeingPath } from "./token-tree.ts";
 
+/** Draft nodes per tree when none is given: one draft call per expanded node keeps the tree small on a CPU. */
+export const DYSPEC_BUDGET = 16;
+
 /** `speculate: { kind: "dyspec", model }` in the generator's options. */
 export interface DySpecSpeculation {
   kind: "dyspec";
   /** The draft model (the target's vocabulary). */
   model: DecoderModel;
-  /** Draft nodes per tree (default 16). */
+  /** Draft nodes per tree (default DYSPEC_BUDGET). */
   budget?: number;
   /** "dyspec" (default): grown by draft probability; "template": the static template's first `budget` nodes. */
   grow?: "dyspec" | "template";
@@ -101,7 +104,7 @@ export class DySpecDraft {
     if (options.model.contract.recurrent.length) throw new RuntimeError("bad-speculation", "dyspec runs its draft model on many paths: a draft with recurrent state cannot go back to a branch point; use draft speculation");
     const draftV = options.model.contract.vocabSize;
     if (draftV !== undefined && draftV !== vocabSize) throw new RuntimeError("draft-vocabulary-mismatch", `the draft model's logits cover ${draftV} token ids but the target's cover ${vocabSize}; a draft model must share the target's tokenizer and vocabulary`);
-    const budget = options.budget ?? 16;
+    const budget = options.budget ?? DYSPEC_BUDGET;
     if (!Number.isInteger(budget) || budget < 1) throw new RuntimeError("bad-speculation", `dyspec: budget must be a positive integer, got ${budget}`);
     const grow = options.grow ?? "dyspec";
     if (grow !== "dyspec" && grow !== "template") throw new RuntimeError("bad-speculation", `dyspec: grow must be "dyspec" or "template", got ${grow}`);

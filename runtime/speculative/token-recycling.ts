@@ -66,7 +66,8 @@ export interface RecycleSpeculation extends RecycleOptions {
 }
 
 export class TokenRecycling {
-  readonly name = "recycle";
+  /** The stats' source: trees grown by probability report as DySpec's. */
+  readonly name: string;
   private readonly tally = new SpeculativeTally();
   private readonly template: TreeTemplate;
   private readonly learned: Learned;
@@ -87,6 +88,7 @@ export class TokenRecycling {
     private readonly vocabSize: number,
     private readonly options: RecycleOptions = {},
   ) {
+    this.name = options.grow === "dyspec" ? "dyspec on recycle" : "recycle";
     const { contract } = sequence.model;
     if (!contract.hasTreeMask) throw new RuntimeError("no-tree-attention", "Token Recycling verifies a token tree in one call: compile the target with the tree-attention-mask pass");
     const tree = options.tree ?? "auto";

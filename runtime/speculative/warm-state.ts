@@ -21,6 +21,8 @@ import { AdjacencyMatrix, RECYCLE_TOP_K } from "./adjacency-matrix.ts";
 import { MeasuredCost } from "./cost-model.ts";
 import { freshLearned, paperTreeTemplate, recyclingState, restoreRecyclingState, type Learned } from "./recycling-state.ts";
 import type { RecycleSpeculation } from "./token-recycling.ts";
+import type { DySpecSpeculation } from "./dyspec-draft.ts";
+import type { SpecTrSpeculation } from "./spectr-decoding.ts";
 import { ADAPTIVE_DEFAULTS } from "./draft-length.ts";
 
 const VERSION = 1;
@@ -64,7 +66,7 @@ export interface WarmStateOptions {
   /** The pipeline's draft model, if it has one. */
   draft?: WarmModel;
   /** The speculation every request runs (what to measure before the first one). */
-  speculate?: SpeculateOptions | RecycleSpeculation;
+  speculate?: SpeculateOptions | RecycleSpeculation | DySpecSpeculation | SpecTrSpeculation;
   /** Whether requests decode greedily without processors (their steps then fetch ids, and are timed so). */
   argmaxOnly?: boolean;
   device?: string;
@@ -222,7 +224,8 @@ export class WarmState {
  */
 async function warmUp(target: DecoderModel, options: WarmStateOptions): Promise<void> {
   const speculate = options.speculate;
-  if (!speculate) return;
+  // DySpec with a draft model and SpecTr draft to a fixed budget: they price nothing.
+  if (!speculate || speculate.kind === "dyspec" || speculate.kind === "spectr") return;
   const recycle = speculate.kind === "recycle";
   const adaptive = recycle ? (speculate.tree ?? "auto") === "auto" : (speculate.draftLength ?? "adaptive") === "adaptive";
   if (!adaptive) return;
