@@ -192,7 +192,13 @@ export class TokenRecycling {
   /** The "auto" tree's call costs, measured once per model before a step's clock starts: the guard compares steps, not start-up costs. */
   private async measureCost(token: number): Promise<void> {
     if (this.cost || (this.options.tree ?? "auto") !== "auto" || this.room() < 1) return;
-    this.cost = await callCostFor(this.sequence.model, () => MeasuredCost.measure(this.sequence, token, this.template.size, this.matrix.k));
+    const t0 = performance.now();
+    let measured = false;
+    this.cost = await callCostFor(this.sequence.model, () => {
+      measured = true;
+      return MeasuredCost.measure(this.sequence, token, this.template.size, this.matrix.k);
+    });
+    if (measured) this.tally.measureMs += performance.now() - t0;
   }
 
   /** Template nodes to verify: the root, then drafts in template order (parents before children). */
