@@ -59,16 +59,42 @@ export class AcceptanceByProbability {
     this.trials[b]! += 1;
     if (accepted) this.hits[b]! += 1;
   }
+
+  /** The counts, for the warm state (warm-state.ts). */
+  snapshot(): { hits: number[]; trials: number[] } {
+    return { hits: [...this.hits], trials: [...this.trials] };
+  }
+
+  /** Counts saved by `snapshot`; a RangeError when they are not ten buckets of counts with hits <= trials. */
+  static restore(saved: { hits: readonly number[]; trials: readonly number[] }): AcceptanceByProbability {
+    const n = AcceptanceByProbability.BUCKETS;
+    const counts = (xs: readonly number[]) => Array.isArray(xs) && xs.length === n && xs.every((x) => typeof x === "number" && Number.isFinite(x) && x >= 0);
+    if (!counts(saved.hits) || !counts(saved.trials) || saved.hits.some((h, b) => h > saved.trials[b]!)) throw new RangeError("not DySpec's acceptance buckets");
+    const calibration = new AcceptanceByProbability();
+    calibration.hits.set(saved.hits);
+    calibration.trials.set(saved.trials);
+    return calibration;
+  }
 }
 
 const calibrations = new WeakMap<DecoderModel, WeakMap<DecoderModel, AcceptanceByProbability>>();
 
 function calibrationFor(target: DecoderModel, draft: DecoderModel): AcceptanceByProbability {
+  let calibration = knownCalibration(target, draft);
+  if (!calibration) installCalibration(target, draft, (calibration = new AcceptanceByProbability()));
+  return calibration;
+}
+
+/** What DySpec has learned of `draft`'s calibration against `target` in this process or from a warm state; undefined before either. */
+export function knownCalibration(target: DecoderModel, draft: DecoderModel): AcceptanceByProbability | undefined {
+  return calibrations.get(target)?.get(draft);
+}
+
+/** Takes `calibration` as what DySpec learned of `draft` against `target` (warm-state.ts restores a persisted one). */
+export function installCalibration(target: DecoderModel, draft: DecoderModel, calibration: AcceptanceByProbability): void {
   let byDraft = calibrations.get(target);
   if (!byDraft) calibrations.set(target, (byDraft = new WeakMap()));
-  let calibration = byDraft.get(draft);
-  if (!calibration) byDraft.set(draft, (calibration = new AcceptanceByProbability()));
-  return calibration;
+  byDraft.set(draft, calibration);
 }
 
 export class DySpecDraft {

@@ -1,12 +1,12 @@
 // Warm state: what speculation measures or learns before it pays (call-cost curves, the guards'
-// state, Token Recycling's successor table and per-node acceptance), kept in a JSON file beside a
-// compiled pipeline so that a fresh process starts where the last one stopped. Entries are keyed
-// by the model file's SHA-256 and the machine (CPU model and count, architecture, device,
-// threads): costs measured elsewhere, or for other weights, are never used. A missing, stale or
-// malformed entry is ignored and what it would have held is measured when the pipeline opens,
-// before any request, so no cost measurement runs inside a request's timed decode. The file is
-// rewritten after each request (best effort: a read-only folder only means the next process
-// measures again); `reset` deletes it first.
+// state, Token Recycling's successor table and per-node acceptance, DySpec's acceptance by draft
+// probability), kept in a JSON file beside a compiled pipeline so that a fresh process starts
+// where the last one stopped. Entries are keyed by the model file's SHA-256 and the machine (CPU
+// model and count, architecture, device, threads): costs measured elsewhere, or for other
+// weights, are never used. A missing, stale or malformed entry is ignored and what it would have
+// held is measured when the pipeline opens, before any request, so no cost measurement runs
+// inside a request's timed decode. The file is rewritten after each request (best effort: a
+// read-only folder only means the next process measures again); `reset` deletes it first.
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
@@ -21,7 +21,7 @@ import { AdjacencyMatrix, RECYCLE_TOP_K } from "./adjacency-matrix.ts";
 import { MeasuredCost } from "./cost-model.ts";
 import { freshLearned, paperTreeTemplate, recyclingState, restoreRecyclingState, type Learned } from "./recycling-state.ts";
 import type { RecycleSpeculation } from "./token-recycling.ts";
-import type { DySpecSpeculation } from "./dyspec-draft.ts";
+import { AcceptanceByProbability, installCalibration, knownCalibration, type DySpecSpeculation } from "./dyspec-draft.ts";
 import type { SpecTrSpeculation } from "./spectr-decoding.ts";
 import type { WarmStateStats } from "./stats.ts";
 import { ADAPTIVE_DEFAULTS } from "./draft-length.ts";
@@ -42,6 +42,8 @@ interface ModelEntry {
     template?: LearnedEntry;
     grown?: LearnedEntry;
   };
+  /** DySpec's acceptance by draft probability for the pipeline's draft model (dyspec-draft.ts). */
+  dyspec?: { hits: number[]; trials: number[] };
 }
 
 interface LearnedEntry {
@@ -166,6 +168,8 @@ export class WarmState {
         if (name !== undefined) entry.guards[name] = guard.snapshot();
       }
     }
+    const calibration = this.draft && knownCalibration(model, this.draft);
+    if (calibration) entry.dyspec = calibration.snapshot();
     const recycling = recyclingState(model);
     if (recycling.cost || recycling.matrix || recycling.template || recycling.grown) {
       entry.recycle = {
@@ -201,6 +205,8 @@ export class WarmState {
       const source = this.sourceOf(name);
       if (source !== undefined) attempt(() => installGuard(model, source, SpeculationGuard.restore(snapshot)));
     }
+    const draft = this.draft;
+    if (entry.dyspec && draft) attempt(() => installCalibration(model, draft, AcceptanceByProbability.restore(entry.dyspec!)));
     const recycle = entry.recycle;
     if (!recycle) return;
     attempt(() => {
