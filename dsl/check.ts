@@ -123,7 +123,10 @@ class PipelineChecker {
     const read = new Set<string>();
     for (const s of this.stages.values()) {
       for (const r of Object.values(s.refs)) read.add(r);
-      for (const use of Object.values(s.methods)) if (typeof use.params["model"] === "string") read.add(use.params["model"]);
+      for (const use of Object.values(s.methods)) {
+        const spec = this.env.methods[use.slot]!.methods[use.method]!;
+        for (const [key, param] of Object.entries(spec.params)) if (param.type.kind === "model" && typeof use.params[key] === "string") read.add(use.params[key]);
+      }
     }
     for (const d of this.declared.values()) {
       if ((d.keyword === "model" || d.keyword === "tokenizer") && !read.has(d.name)) this.diags.warning(`${d.keyword} '${d.name}' is declared but no stage uses it`, d.nameSpan);
@@ -328,16 +331,21 @@ class PipelineChecker {
         if (param.type.kind === "auto-or-int" && param.type.layers && facts && typeof value === "number" && value > facts.layers) {
           this.diags.error(`${use.method}: ${key} is ${value} but model '${target!.name}' has ${facts.layers} layers`, span);
         }
-        if (param.type.kind === "model" && typeof value === "string") this.checkDraft(target, value, span);
+        if (param.type.kind === "model" && typeof value === "string") {
+          if (!param.type.keywords?.includes(value)) this.checkDraft(target, value, span, param.type.keywords ?? []);
+          else if (this.declared.get(value)?.keyword === "model") this.diags.error(`${use.method}: ${key}: '${value}' names both a declared model and ${use.method}'s own source: rename the model`, span);
+        }
       }
     }
   }
 
-  private checkDraft(target: CheckedModel | undefined, name: string, span: Span | undefined): void {
+  /** `keywords`: the other names the parameter takes, offered with the models when `name` is neither. */
+  private checkDraft(target: CheckedModel | undefined, name: string, span: Span | undefined, keywords: readonly string[] = []): void {
     const draft = this.models.get(name);
     if (!this.declared.has(name) || this.declared.get(name)!.keyword !== "model") {
       const models = [...this.declared.values()].filter((x) => x.keyword === "model").map((x) => x.name);
-      this.diags.error(`unknown model '${name}'${suggestion(name, models)}`, span);
+      const what = keywords.length ? `'${name}' is neither a declared model nor ${keywords.join(" or ")}` : `unknown model '${name}'`;
+      this.diags.error(`${what}${suggestion(name, [...keywords, ...models])}`, span);
       return;
     }
     if (!draft || !target) return;

@@ -122,7 +122,7 @@ export function checkParam(what: string, type: ParamType, v: Value, diags: Diagn
       return out;
     }
     case "model":
-      return v.kind === "name" ? v.name : fail(`must name a declared model, got ${show(v)}`);
+      return v.kind === "name" ? v.name : fail(`must name a declared model${type.keywords?.length ? ` or be ${type.keywords.join(" or ")}` : ""}, got ${show(v)}`);
     case "auto-or-int": {
       if (v.kind === "name" && v.name === "auto") return "auto";
       const min = type.min ?? 1;

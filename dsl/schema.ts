@@ -20,8 +20,8 @@ export type ParamType =
   | { kind: "budget" }
   /** Layer indices, checked against the model's layer count; with `auto`, also the name `auto` (the pass chooses for the model). */
   | { kind: "layers"; auto?: true }
-  /** The name of a model declared in the pipeline. */
-  | { kind: "model" }
+  /** The name of a model declared in the pipeline; with `keywords`, also one of those names (a source that is no model). */
+  | { kind: "model"; keywords?: readonly string[] }
   /** A fixed draft length or `adaptive(threshold, min, max)`, each bound defaulting to `adaptive`'s. */
   | { kind: "draft-length"; adaptive: AdaptiveBounds }
   /** `auto` or a count of at least `min` (default 1); with `layers`, a count of layers, at most the model's. */

@@ -1,7 +1,7 @@
 // Per-run measurements. "Session" time is spent inside onnxruntime's session.run; "host"
 // time is everything else the runtime does (feeds, cache bookkeeping, sampling, decoding text).
 import type { AttendedKeysStats } from "./attended-keys.ts";
-import type { SpeculativeStats } from "./speculative/stats.ts";
+import type { SpeculativeStats, WarmStateStats } from "./speculative/stats.ts";
 
 export interface GenerationStats {
   device: string;
@@ -20,6 +20,8 @@ export interface GenerationStats {
   peakKvBytes: number;
   /** Present when the run decoded speculatively. */
   speculative?: SpeculativeStats;
+  /** Present for a compiled pipeline with speculation: what its warm state gave it when it opened. */
+  warmState?: WarmStateStats;
   /** Keys a sparse layer attended per one-query step, by method (tidal, tokenselect, streaming-llm), as the graph reported them. */
   attendedKeys?: Record<string, AttendedKeysStats>;
 }

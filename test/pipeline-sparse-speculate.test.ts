@@ -1,5 +1,5 @@
 // Sparse attention and speculative decoding in one .pipe (compiler/pipeline/method-compatibility.ts):
-// every pair of {tidal, tokenselect, streaming} x {lookup, draft, self, recycle} on the llama
+// every pair of {tidal, tokenselect, streaming} x {lookup, draft, self, recycle, dyspec} on the llama
 // reference export and sotu-tiny. A pair that compiles must be lossless relative to the SAME
 // sparse model: its greedy tokens equal those of the sparse method alone, at a budget small
 // enough that the method drops keys (its tokens differ from dense ones). A refused pair fails
@@ -56,6 +56,8 @@ const SPECULATE = {
   draft: "speculate: draft(model: dm, k: 3)",
   self: "speculate: self(skip: [1], k: 3)",
   recycle: "speculate: recycle(top_k: 8, tree: auto)",
+  "dyspec on recycle": "speculate: dyspec(source: recycle, nodes: 8)",
+  "dyspec with a draft model": "speculate: dyspec(source: dm, nodes: 8)",
 } as const;
 
 const MAX_TOKENS = 40;
@@ -121,10 +123,11 @@ describe.each(CASES)("sparse attention with speculation on $name", (c) => {
         expect(result.outDir).toBeUndefined();
         const errors = result.diagnostics.filter((d) => d.severity === "error");
         expect(errors).toHaveLength(1);
-        expect(errors[0]!.message).toContain(`speculate: ${method} cannot be combined with attention: ${attention}`);
+        const name = /speculate: (\w+)/.exec(request)![1]!;
+        expect(errors[0]!.message, method).toContain(`speculate: ${name} cannot be combined with attention: ${attention}`);
         const lines = source.split("\n");
         const line = lines.findIndex((l) => l.includes("speculate:"));
-        expect(errors[0]!.span).toMatchObject({ line: line + 1, column: lines[line]!.indexOf(method) + 1 });
+        expect(errors[0]!.span).toMatchObject({ line: line + 1, column: lines[line]!.indexOf(name) + 1 });
       }
     }, 120_000);
   }

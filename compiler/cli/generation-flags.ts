@@ -1,5 +1,6 @@
 // The flags `pipec run` and `pipec generate` share, and how both print what generation yields:
 // one spelling of the prompt, limits, device and sampling, one form of ids, stats and --json.
+import { existsSync } from "node:fs";
 import { parseMethodOption } from "../methods/option.ts";
 import { parseSampling, type Device, type GenerationEvent, type GenerationStats, type SamplingConfig } from "../../runtime/index.ts";
 import { runtimeSampling } from "../pipeline/runtime-options.ts";
@@ -19,6 +20,7 @@ export const GENERATION_OPTIONS = {
   stop: { type: "string", multiple: true },
   json: { type: "boolean" },
   "cache-dir": { type: "string" },
+  "reset-warm-state": { type: "boolean" },
 } as const;
 
 /** The help lines of the shared flags; `defaults` says where each one's default comes from. */
@@ -35,6 +37,8 @@ export function generationHelp(defaults: { maxTokens: string; device: string; sa
   --stop STR          stop before this text (repeatable; needs a tokenizer)
   --json              print {tokens, text, finishReason, stats} at the end instead of streaming
   --cache-dir DIR     where compiled pipelines are kept (${defaults.cacheDir})
+  --reset-warm-state  discard what speculation measured and learned in earlier runs of this
+                      compiled pipeline (its warm-state.json) and start from nothing
 `;
 }
 
@@ -51,6 +55,7 @@ export interface GenerationFlags {
   stop?: string[];
   json: boolean;
   cacheDir?: string;
+  resetWarmState: boolean;
 }
 
 /** The shared flags, checked; `command` names the command in usage errors. */
@@ -67,7 +72,17 @@ export function parseGenerationFlags(command: string, values: Values): Generatio
     stop: values.stop,
     json: values.json ?? false,
     cacheDir: values["cache-dir"],
+    resetWarmState: values["reset-warm-state"] ?? false,
   };
+}
+
+/**
+ * `--reset-warm-state`: the stderr line saying what the run discards (the driver deletes the file
+ * as the pipeline opens, before its measurements), or that a pipeline without speculation keeps none.
+ */
+export function resetWarmStateLine(file: string, speculates: boolean): string {
+  if (!speculates) return "pipec: --reset-warm-state: this pipeline does not speculate, so it keeps no warm state";
+  return existsSync(file) ? `pipec: warm state reset: discarding ${file}; speculation measures and learns from nothing` : `pipec: warm state reset: there was none yet (${file}); speculation measures and learns from nothing`;
 }
 
 /** The prompt, which the command needs. */

@@ -3,12 +3,14 @@ import type { MethodTable, SlotSpec } from "../../dsl/schema.ts";
 import { DENSE_ATTENTION, FULL_CACHE, GREEDY, NO_PRUNING, NO_SPECULATION } from "./baselines.ts";
 import { DIVPRUNE } from "./divprune.ts";
 import { DRAFT } from "./draft.ts";
+import { DYSPEC } from "./dyspec.ts";
 import { GLOBALCOM2 } from "./globalcom2.ts";
 import { LOOKUP } from "./lookup.ts";
 import type { MethodDefinition, Slot } from "./method.ts";
 import { RECYCLE } from "./recycle.ts";
 import { SAMPLE } from "./sample.ts";
 import { SELF } from "./self.ts";
+import { SPECTR } from "./spectr.ts";
 import { STREAMING } from "./streaming.ts";
 import { TIDAL } from "./tidal.ts";
 import { TODRE } from "./todre.ts";
@@ -41,6 +43,8 @@ export const METHODS: readonly MethodDefinition[] = [
   DRAFT,
   SELF,
   RECYCLE,
+  DYSPEC,
+  SPECTR,
   GREEDY,
   SAMPLE,
   NO_PRUNING,

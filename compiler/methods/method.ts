@@ -1,7 +1,7 @@
 import type { MethodSpec, ParamValue } from "../../dsl/schema.ts";
 import type { Pass } from "../../graph/pass-manager/pass.ts";
 import type { OptionSpec, OptionValue } from "../../graph/pass-manager/registry.ts";
-import type { LookupSpeculation, PruneConfig, RecycleSpeculation, SamplingConfig, StreamingConfig } from "../../runtime/index.ts";
+import type { DySpecSpeculation, LookupSpeculation, PruneConfig, RecycleSpeculation, SamplingConfig, SpecTrSpeculation, StreamingConfig } from "../../runtime/index.ts";
 
 /** The stage settings that take a method. */
 export type Slot = "kv" | "attention" | "speculate" | "sampling" | "prune";
@@ -45,8 +45,11 @@ export interface DraftDerivation {
   onAttention?: true;
 }
 
-/** `speculate:` as the runtime's options; `draft` names its model, which the driver opens. */
-export type RuntimeSpeculation = LookupSpeculation | ({ kind: "draft" } & DraftSettings) | RecycleSpeculation;
+/** `speculate:` as the runtime's options; those with a `model` name it, and the driver opens it. */
+export type RuntimeSpeculation = LookupSpeculation | ({ kind: "draft" } & DraftSettings) | RecycleSpeculation | DraftModelSettings<DySpecSpeculation> | DraftModelSettings<SpecTrSpeculation>;
+
+/** A runtime speculation with a draft model, the model given by its name in the pipeline. */
+export type DraftModelSettings<S extends { model: unknown }> = Omit<S, "model"> & { model: string };
 
 /** `speculate: draft(...)` without its model (the caller opens it): the draft length settings. */
 export interface DraftSettings {
@@ -112,6 +115,11 @@ export interface MethodDefinition extends MethodSpec {
    * ahead of this method's pass, so each query attends to what a one-token step would.
    */
   withSpeculation?: { refused: string } | "tree-mask";
+  /**
+   * A speculation method defined for one kind of decoding only: with the other `sampling:` it is
+   * refused at its `speculate:` value (`why`, in words about the method).
+   */
+  decoding?: { needs: "greedy" | "sampled"; why: string };
   /** A speculation method in a greedy stage: the logits-topk outputs its verification reads instead of the logits. */
   greedyIds?(params: Params): { k: number; argmax: boolean };
 }

@@ -16,6 +16,7 @@ export const RECYCLE: MethodDefinition = {
   },
   lowering: { level: "graph", support: { name: TREE_ATTENTION_MASK, options: () => ({}), onAttention: true } },
   runtime: { speculation: (p) => ({ kind: "recycle", topK: p["top_k"] as number, tree: p["tree"] as number | "auto" }) },
+  decoding: { needs: "greedy", why: "its trees are verified against the target's argmax" },
   // Its top-k already starts with the argmax: a second kernel would run on every call for nothing.
   greedyIds: (p) => ({ k: p["top_k"] as number, argmax: false }),
 };

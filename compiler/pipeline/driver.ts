@@ -102,8 +102,8 @@ function body(stage: GenerateNode, layout: DriverLayout, hasTokenizer: boolean, 
   const modelFile = layout.modelFiles[stage.model]!;
   // Runtime settings follow what was placed: an optional request the model could not take (level none) gets none.
   const speculation = stage.speculate.level !== "none" ? runtimeSpeculation(stage.speculate.use) : undefined;
-  const draft = speculation?.kind === "draft" ? layout.modelFiles[speculation.model] : undefined;
-  // The draft model is opened by the driver and passed in place of its name.
+  const draft = speculation && "model" in speculation ? layout.modelFiles[speculation.model] : undefined;
+  // The draft model (of draft, dyspec or spectr) is opened by the driver and passed in place of its name.
   const speculate = speculation && literal(speculation, { model: "draftModel" });
   // The runtime evicts only where the graph's streaming-llm attends to the same rows.
   const streaming = stage.kv.level === "graph" ? runtimeStreaming(stage.kv.use) : undefined;

@@ -8,7 +8,7 @@ import { methodOf } from "../methods/index.ts";
 import type { Lowering } from "../methods/method.ts";
 import { LIFT_ATTENTION, LOGITS_TOPK, LOWER_ATTENTION } from "../methods/support-passes.ts";
 import type { EncodeNode, GenerateNode, GraphPassStep, Lowered, ModelNode, PipelineIR, TokenizerNode } from "./ir.ts";
-import { composeSparseWithSpeculation } from "./method-compatibility.ts";
+import { checkSpeculationDecoding, composeSparseWithSpeculation } from "./method-compatibility.ts";
 import { methodPassStep, supportPassStep, typedPassStep } from "./pass-steps.ts";
 import { checkImageInput, lowerEncode } from "./vision-stages.ts";
 
@@ -55,7 +55,7 @@ function lowerGenerate(s: CheckedStage, model: ModelNode | undefined, registry: 
   };
   const [kv, attention, speculate, sampling] = [lower("kv"), lower("attention"), lower("speculate"), lower("sampling")];
   if (!kv || !attention || !speculate || !sampling || !model) return undefined;
-  if (!composeSparseWithSpeculation(s, model, registry, diags)) return undefined;
+  if (!composeSparseWithSpeculation(s, model, registry, diags) || !checkSpeculationDecoding(s, diags)) return undefined;
   const ids = speculationIds(s.methods["speculate"]!, s.methods["sampling"]!);
   if (ids && registry.names.includes(LOGITS_TOPK)) model.passes.push(supportPassStep(registry, LOGITS_TOPK, ids, `${s.name}.speculate: ${s.methods["speculate"]!.method}`, false));
   const node: GenerateNode = { kind: "generate", name: s.name, model: model.name, tokenizer: s.refs["tokenizer"]!, kv, attention, speculate, sampling, maxTokens: s.maxTokens, stop: s.stop, device: s.device };

@@ -55,3 +55,17 @@ function maskBefore(pass: string, passes: GraphPassStep[], registry: PassRegistr
   const at = rest.findIndex((p) => p.onAttention);
   return [...rest.slice(0, at), mask, ...rest.slice(at)];
 }
+
+/**
+ * A speculation method defined for one kind of decoding (its entry's `decoding`) with a stage
+ * that decodes the other way: an error at the `speculate:` value. False on an error.
+ */
+export function checkSpeculationDecoding(s: CheckedStage, diags: Diagnostics): boolean {
+  const speculate = s.methods["speculate"]!;
+  const needs = methodOf(speculate).decoding;
+  const sampling = s.methods["sampling"]!;
+  if (!needs || (needs.needs === "sampled") === (methodOf(sampling).runtime?.sampling !== undefined)) return true;
+  const wanted = needs.needs === "greedy" ? "sampling: greedy" : "sampled decoding (sampling: sample(...))";
+  diags.error(`speculate: ${speculate.method} needs ${wanted}, not sampling: ${sampling.method}: ${needs.why}`, speculate.span ?? s.span);
+  return false;
+}

@@ -27,6 +27,8 @@ export interface RunOptions {
   signal?: AbortSignal;
   /** The image of a pipeline with an encode stage (a PNG or JPEG file). */
   image?: string;
+  /** Drop the compiled pipeline's warm-state.json before it opens: speculation measures and learns again. */
+  resetWarmState?: boolean;
 }
 
 /** A compiled pipeline, as its driver.ts creates it. */
@@ -75,13 +77,18 @@ export async function prepareRun(file: string, opts: RunOptions = {}): Promise<P
 
 /** Runs a compiled pipeline folder's driver on one prompt, yielding its events. */
 export async function* runCompiled(outDir: string, prompt: string | readonly number[], opts: RunOptions = {}): AsyncGenerator<GenerationEvent> {
-  const { device, threads, onNotice, maxTokens, stop, sampling, signal } = opts;
-  const pipeline = await loadCompiled(outDir, { device, threads, onNotice });
+  const { device, threads, onNotice, maxTokens, stop, sampling, signal, resetWarmState } = opts;
+  const pipeline = await loadCompiled(outDir, { device, threads, onNotice, ...(resetWarmState && { resetWarmState }) });
   try {
     yield* pipeline.generate(prompt, { maxTokens, stop, sampling, signal, ...(opts.image !== undefined && { image: opts.image }) });
   } finally {
     await pipeline.close();
   }
+}
+
+/** Where a compiled pipeline with speculation keeps what it measured and learned (its driver reads and writes it). */
+export function warmStateFile(outDir: string): string {
+  return join(outDir, "warm-state.json");
 }
 
 /** The warnings the compile gave (manifest.json keeps them), so every cached run shows them as the first did. */

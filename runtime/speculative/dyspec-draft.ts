@@ -19,12 +19,15 @@ import { RECYCLE_TOP_K, successorProbabilities, topK } from "./adjacency-matrix.
 import { paperTreeTemplate } from "./recycling-state.ts";
 import { keepPath, longestAgreeingPath } from "./token-tree.ts";
 
+/** Draft nodes per tree when none is given: one draft call per expanded node keeps the tree small on a CPU. */
+export const DYSPEC_BUDGET = 16;
+
 /** `speculate: { kind: "dyspec", model }` in the generator's options. */
 export interface DySpecSpeculation {
   kind: "dyspec";
   /** The draft model (the target's vocabulary). */
   model: DecoderModel;
-  /** Draft nodes per tree (default 16). */
+  /** Draft nodes per tree (default DYSPEC_BUDGET). */
   budget?: number;
   /** "dyspec" (default): grown by draft probability; "template": the static template's first `budget` nodes. */
   grow?: "dyspec" | "template";
@@ -56,16 +59,42 @@ export class AcceptanceByProbability {
     this.trials[b]! += 1;
     if (accepted) this.hits[b]! += 1;
   }
+
+  /** The counts, for the warm state (warm-state.ts). */
+  snapshot(): { hits: number[]; trials: number[] } {
+    return { hits: [...this.hits], trials: [...this.trials] };
+  }
+
+  /** Counts saved by `snapshot`; a RangeError when they are not ten buckets of counts with hits <= trials. */
+  static restore(saved: { hits: readonly number[]; trials: readonly number[] }): AcceptanceByProbability {
+    const n = AcceptanceByProbability.BUCKETS;
+    const counts = (xs: readonly number[]) => Array.isArray(xs) && xs.length === n && xs.every((x) => typeof x === "number" && Number.isFinite(x) && x >= 0);
+    if (!counts(saved.hits) || !counts(saved.trials) || saved.hits.some((h, b) => h > saved.trials[b]!)) throw new RangeError("not DySpec's acceptance buckets");
+    const calibration = new AcceptanceByProbability();
+    calibration.hits.set(saved.hits);
+    calibration.trials.set(saved.trials);
+    return calibration;
+  }
 }
 
 const calibrations = new WeakMap<DecoderModel, WeakMap<DecoderModel, AcceptanceByProbability>>();
 
 function calibrationFor(target: DecoderModel, draft: DecoderModel): AcceptanceByProbability {
+  let calibration = knownCalibration(target, draft);
+  if (!calibration) installCalibration(target, draft, (calibration = new AcceptanceByProbability()));
+  return calibration;
+}
+
+/** What DySpec has learned of `draft`'s calibration against `target` in this process or from a warm state; undefined before either. */
+export function knownCalibration(target: DecoderModel, draft: DecoderModel): AcceptanceByProbability | undefined {
+  return calibrations.get(target)?.get(draft);
+}
+
+/** Takes `calibration` as what DySpec learned of `draft` against `target` (warm-state.ts restores a persisted one). */
+export function installCalibration(target: DecoderModel, draft: DecoderModel, calibration: AcceptanceByProbability): void {
   let byDraft = calibrations.get(target);
   if (!byDraft) calibrations.set(target, (byDraft = new WeakMap()));
-  let calibration = byDraft.get(draft);
-  if (!calibration) byDraft.set(draft, (calibration = new AcceptanceByProbability()));
-  return calibration;
+  byDraft.set(draft, calibration);
 }
 
 export class DySpecDraft {
@@ -101,7 +130,7 @@ export class DySpecDraft {
     if (options.model.contract.recurrent.length) throw new RuntimeError("bad-speculation", "dyspec runs its draft model on many paths: a draft with recurrent state cannot go back to a branch point; use draft speculation");
     const draftV = options.model.contract.vocabSize;
     if (draftV !== undefined && draftV !== vocabSize) throw new RuntimeError("draft-vocabulary-mismatch", `the draft model's logits cover ${draftV} token ids but the target's cover ${vocabSize}; a draft model must share the target's tokenizer and vocabulary`);
-    const budget = options.budget ?? 16;
+    const budget = options.budget ?? DYSPEC_BUDGET;
     if (!Number.isInteger(budget) || budget < 1) throw new RuntimeError("bad-speculation", `dyspec: budget must be a positive integer, got ${budget}`);
     const grow = options.grow ?? "dyspec";
     if (grow !== "dyspec" && grow !== "template") throw new RuntimeError("bad-speculation", `dyspec: grow must be "dyspec" or "template", got ${grow}`);

@@ -16,14 +16,18 @@ import { SpeculativeTally, type SpeculativeStats } from "./stats.ts";
 import { keepPath } from "./token-tree.ts";
 import { createWarp, softmaxInPlace, type Warp } from "./warp.ts";
 
+/** k drafts of L tokens when not given. */
+export const SPECTR_DRAFTS = 4;
+export const SPECTR_DRAFT_LENGTH = 4;
+
 /** `speculate: { kind: "spectr", model }` in the generator's options. */
 export interface SpecTrSpeculation {
   kind: "spectr";
   /** The draft model (the target's vocabulary). */
   model: DecoderModel;
-  /** Drafts sampled per step (k; default 4). */
+  /** Drafts sampled per step (k; default SPECTR_DRAFTS). */
   drafts?: number;
-  /** Tokens per draft (L; default 4). */
+  /** Tokens per draft (L; default SPECTR_DRAFT_LENGTH). */
   draftLength?: number;
 }
 
@@ -50,8 +54,8 @@ export class SpecTrDecoding {
     if (!sequence.model.contract.hasTreeMask) throw new RuntimeError("no-tree-attention", "SpecTr verifies a trie of drafts in one call: compile the target with the tree-attention-mask pass");
     if (!sampling.temperature) throw new RuntimeError("bad-speculation", "spectr samples k drafts i.i.d.: it needs sampled decoding (a temperature above 0); greedy drafts would all be the same draft");
     refuseTreeOnRecurrent(sequence.model, "SpecTr");
-    const drafts = options.drafts ?? 4;
-    const draftLength = options.draftLength ?? 4;
+    const drafts = options.drafts ?? SPECTR_DRAFTS;
+    const draftLength = options.draftLength ?? SPECTR_DRAFT_LENGTH;
     for (const [name, value] of [["drafts", drafts], ["draftLength", draftLength]] as const) {
       if (!Number.isInteger(value) || value < 1) throw new RuntimeError("bad-speculation", `spectr: ${name} must be a positive integer, got ${value}`);
     }

@@ -8,7 +8,7 @@ import type { LogitsProcessor } from "../sampling/processors.ts";
 import { createRng, type Rng } from "../sampling/rng.ts";
 import { argmax, type SamplingConfig } from "../sampling/sampler.ts";
 import { floatData, readFloatRow } from "../tensors.ts";
-import { measureCost, NOMINAL_COST, NOMINAL_DRAFT_TOKEN, type CostModel } from "./cost-model.ts";
+import { knownCost, measureCost, NOMINAL_COST, NOMINAL_DRAFT_TOKEN, type CostModel } from "./cost-model.ts";
 import { AcceptanceEstimate, ADAPTIVE_DEFAULTS, bestLength, type AdaptiveLength } from "./draft-length.ts";
 import { DraftModel } from "./draft-model.ts";
 import { guardFor, PROBE_TOKENS, SpeculationGuard, type StepPlan } from "./guard.ts";
@@ -75,6 +75,8 @@ export class Speculator {
   /** Adaptive only, once the costs are measured: could this source pay even if every draft token were accepted? */
   private canPay?: boolean;
   private readonly row: Float32Array;
+  /** The draft model, whose cost is measured with the target's. */
+  private readonly draftModel?: DecoderModel;
 
   private constructor(
     private readonly sequence: DecoderSequence,
@@ -87,6 +89,7 @@ export class Speculator {
     priced: boolean,
   ) {
     this.rule = { ...ADAPTIVE_DEFAULTS, ...options.adaptive };
+    if (options.kind === "draft") this.draftModel = options.model;
     // A seeded sampled run must replay exactly, on any machine, and which steps draft (and how
     // many tokens) changes the random draws: its steps are priced, and its lengths chosen, at
     // nominal costs rather than measured ones.
@@ -177,8 +180,11 @@ export class Speculator {
   /** Once per model (kept across requests): call costs of the target and of a draft model. */
   private async measureCosts(token: number, context: readonly number[]): Promise<void> {
     if (this.cost) return;
+    const t0 = performance.now();
+    const unknown = [this.sequence.model, this.draftModel].some((m) => m !== undefined && !knownCost(m));
     const cost = await measureCost(this.sequence, token, this.rule.max + 1, this.warp.argmaxOnly);
     await this.source.measure?.(context);
+    if (unknown) this.tally.measureMs += performance.now() - t0;
     this.useCosts(cost, this.source.msPerToken);
   }
 

@@ -22,6 +22,24 @@ export interface SpeculativeStats {
   policy: "adaptive" | "fixed";
   /** The adaptive guard's decisions in this request (all zero under a fixed length). */
   guard: GuardDecisions;
+  /**
+   * Time this request spent measuring call costs, inside its decode: 0 when they were known
+   * before it (restored from the warm state, measured when the pipeline opened, or by an earlier
+   * request of this process).
+   */
+  measureMs: number;
+}
+
+/** What a compiled pipeline's warm state (warm-state.ts) gave it when it opened; reported with each of its requests. */
+export interface WarmStateStats {
+  /** The file was deleted before the pipeline opened (resetWarmState): everything was measured and learned again. */
+  reset: boolean;
+  /** The file held an entry for the target model on this machine, and it was restored. */
+  restored: boolean;
+  /** What the pipeline measured when it opened, before any request's clock started ("target cost", "draft cost", "recycle cost"); empty when nothing was missing. */
+  measuredAtOpen: string[];
+  /** How long opening the warm state took: reading the file, hashing the models and the measurements. */
+  openMs: number;
 }
 
 export interface GuardDecisions {
@@ -46,6 +64,7 @@ export class SpeculativeTally {
   verifyMs = 0;
   readonly guard: GuardDecisions = { draftSteps: 0, plainSteps: 0, probes: 0, turnedOn: 0, turnedOff: 0 };
   policy: "adaptive" | "fixed" = "fixed";
+  measureMs = 0;
 
   /** One verification call; `replayed`: it was followed by a replay call (recurrent state, partial acceptance). */
   record(drafted: number, accepted: number, ms: number, replayed = false): void {
@@ -83,6 +102,7 @@ export class SpeculativeTally {
       verifyMs: this.verifyMs,
       policy: this.policy,
       guard: { ...this.guard },
+      measureMs: this.measureMs,
     };
   }
 }

@@ -66,7 +66,8 @@ export interface RecycleSpeculation extends RecycleOptions {
 }
 
 export class TokenRecycling {
-  readonly name = "recycle";
+  /** The stats' source: trees grown by probability report as DySpec's. */
+  readonly name: string;
   private readonly tally = new SpeculativeTally();
   private readonly template: TreeTemplate;
   private readonly learned: Learned;
@@ -87,6 +88,7 @@ export class TokenRecycling {
     private readonly vocabSize: number,
     private readonly options: RecycleOptions = {},
   ) {
+    this.name = options.grow === "dyspec" ? "dyspec on recycle" : "recycle";
     const { contract } = sequence.model;
     if (!contract.hasTreeMask) throw new RuntimeError("no-tree-attention", "Token Recycling verifies a token tree in one call: compile the target with the tree-attention-mask pass");
     const tree = options.tree ?? "auto";
@@ -190,7 +192,13 @@ export class TokenRecycling {
   /** The "auto" tree's call costs, measured once per model before a step's clock starts: the guard compares steps, not start-up costs. */
   private async measureCost(token: number): Promise<void> {
     if (this.cost || (this.options.tree ?? "auto") !== "auto" || this.room() < 1) return;
-    this.cost = await callCostFor(this.sequence.model, () => MeasuredCost.measure(this.sequence, token, this.template.size, this.matrix.k));
+    const t0 = performance.now();
+    let measured = false;
+    this.cost = await callCostFor(this.sequence.model, () => {
+      measured = true;
+      return MeasuredCost.measure(this.sequence, token, this.template.size, this.matrix.k);
+    });
+    if (measured) this.tally.measureMs += performance.now() - t0;
   }
 
   /** Template nodes to verify: the root, then drafts in template order (parents before children). */

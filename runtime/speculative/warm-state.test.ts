@@ -19,6 +19,7 @@ import { guardsOf } from "./guard.ts";
 import { MeasuredCost } from "./cost-model.ts";
 import { recyclingState } from "./recycling-state.ts";
 import { WarmState } from "./warm-state.ts";
+import { knownCalibration } from "./dyspec-draft.ts";
 
 const OPEN = { device: "cpu" as const, threads: 1 };
 const PROMPT = [5, 17, 200, 42, 9, 100, 5, 17, 200, 42];
@@ -100,5 +101,32 @@ describe("warm state", () => {
     expect(existsSync(file)).toBe(false);
     expect(knownCost(reset)).toBeDefined();
     await Promise.all([first, fresh, damaged, reset].map((m) => m.release()));
+  });
+
+  it("DySpec with a draft model: the acceptance by draft probability it learned carries over to fresh models; a damaged part starts cold", async () => {
+    const file = join(dir, "dyspec", "warm-state.json");
+    const plain = await new Generator(await DecoderModel.open(modelPath, OPEN)).run(PROMPT, { maxTokens: 24, eosTokenIds: [] });
+    const [target, draft] = await Promise.all([DecoderModel.open(treePath, OPEN), DecoderModel.open(modelPath, OPEN)]);
+    const speculate = { kind: "dyspec" as const, model: draft, budget: 8 };
+    const warm = await WarmState.open(file, { model: target, path: treePath }, { draft: { model: draft, path: modelPath }, speculate, argmaxOnly: true });
+    expect(knownCalibration(target, draft)).toBeUndefined();
+    const run = await finish(warm.after(new Generator(target).stream(PROMPT, { maxTokens: 24, eosTokenIds: [], speculate })));
+    expect(run.tokens).toEqual(plain.tokens);
+    const learned = knownCalibration(target, draft)!.snapshot();
+    // Ten buckets start at two pseudo-trials each: verification added to them.
+    expect(learned.trials.reduce((a, b) => a + b, 0)).toBeGreaterThan(20);
+
+    const [target2, draft2] = await Promise.all([DecoderModel.open(treePath, OPEN), DecoderModel.open(modelPath, OPEN)]);
+    await WarmState.open(file, { model: target2, path: treePath }, { draft: { model: draft2, path: modelPath }, speculate: { ...speculate, model: draft2 }, argmaxOnly: true });
+    expect(knownCalibration(target2, draft2)!.snapshot()).toEqual(learned);
+
+    const saved = JSON.parse(readFileSync(file, "utf8")) as { entries: Record<string, { dyspec?: { hits: number[]; trials: number[] } }> };
+    const entry = Object.values(saved.entries).find((e) => e.dyspec)!;
+    entry.dyspec!.hits[0] = entry.dyspec!.trials[0]! + 1; // more hits than trials
+    writeFileSync(file, JSON.stringify(saved));
+    const [target3, draft3] = await Promise.all([DecoderModel.open(treePath, OPEN), DecoderModel.open(modelPath, OPEN)]);
+    await WarmState.open(file, { model: target3, path: treePath }, { draft: { model: draft3, path: modelPath }, speculate: { ...speculate, model: draft3 }, argmaxOnly: true });
+    expect(knownCalibration(target3, draft3)).toBeUndefined();
+    await Promise.all([target, draft, target2, draft2, target3, draft3].map((m) => m.release()));
   });
 });

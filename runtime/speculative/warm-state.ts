@@ -1,12 +1,12 @@
 // Warm state: what speculation measures or learns before it pays (call-cost curves, the guards'
-// state, Token Recycling's successor table and per-node acceptance), kept in a JSON file beside a
-// compiled pipeline so that a fresh process starts where the last one stopped. Entries are keyed
-// by the model file's SHA-256 and the machine (CPU model and count, architecture, device,
-// threads): costs measured elsewhere, or for other weights, are never used. A missing, stale or
-// malformed entry is ignored and what it would have held is measured when the pipeline opens,
-// before any request, so no cost measurement runs inside a request's timed decode. The file is
-// rewritten after each request (best effort: a read-only folder only means the next process
-// measures again); `reset` deletes it first.
+// state, Token Recycling's successor table and per-node acceptance, DySpec's acceptance by draft
+// probability), kept in a JSON file beside a compiled pipeline so that a fresh process starts
+// where the last one stopped. Entries are keyed by the model file's SHA-256 and the machine (CPU
+// model and count, architecture, device, threads): costs measured elsewhere, or for other
+// weights, are never used. A missing, stale or malformed entry is ignored and what it would have
+// held is measured when the pipeline opens, before any request, so no cost measurement runs
+// inside a request's timed decode. The file is rewritten after each request (best effort: a
+// read-only folder only means the next process measures again); `reset` deletes it first.
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
@@ -21,6 +21,9 @@ import { AdjacencyMatrix, RECYCLE_TOP_K } from "./adjacency-matrix.ts";
 import { MeasuredCost } from "./cost-model.ts";
 import { freshLearned, paperTreeTemplate, recyclingState, restoreRecyclingState, type Learned } from "./recycling-state.ts";
 import type { RecycleSpeculation } from "./token-recycling.ts";
+import { AcceptanceByProbability, installCalibration, knownCalibration, type DySpecSpeculation } from "./dyspec-draft.ts";
+import type { SpecTrSpeculation } from "./spectr-decoding.ts";
+import type { WarmStateStats } from "./stats.ts";
 import { ADAPTIVE_DEFAULTS } from "./draft-length.ts";
 
 const VERSION = 1;
@@ -39,6 +42,8 @@ interface ModelEntry {
     template?: LearnedEntry;
     grown?: LearnedEntry;
   };
+  /** DySpec's acceptance by draft probability for the pipeline's draft model (dyspec-draft.ts). */
+  dyspec?: { hits: number[]; trials: number[] };
 }
 
 interface LearnedEntry {
@@ -64,7 +69,7 @@ export interface WarmStateOptions {
   /** The pipeline's draft model, if it has one. */
   draft?: WarmModel;
   /** The speculation every request runs (what to measure before the first one). */
-  speculate?: SpeculateOptions | RecycleSpeculation;
+  speculate?: SpeculateOptions | RecycleSpeculation | DySpecSpeculation | SpecTrSpeculation;
   /** Whether requests decode greedily without processors (their steps then fetch ids, and are timed so). */
   argmaxOnly?: boolean;
   device?: string;
@@ -97,6 +102,8 @@ export class WarmState {
     private readonly models: { warm: WarmModel; key: string }[],
     private readonly draft: DecoderModel | undefined,
     private readonly contents: WarmFile,
+    /** What opening gave the pipeline, added to each request's stats. */
+    readonly opened: WarmStateStats,
   ) {}
 
   /**
@@ -104,21 +111,24 @@ export class WarmState {
    * is still missing for `options.speculate`: after this, a request measures nothing.
    */
   static async open(file: string, target: WarmModel, options: WarmStateOptions = {}): Promise<WarmState> {
+    const t0 = performance.now();
     if (options.reset) await rm(file, { force: true });
     const machine = machineKey(options.device, options.threads);
     const contents = await readWarmFile(file);
     const models = [{ warm: target, key: `${machine} | ${await fileHash(target.path, contents)}` }];
     if (options.draft) models.push({ warm: options.draft, key: `${machine} | ${await fileHash(options.draft.path, contents)}` });
-    const state = new WarmState(file, models, options.draft?.model, contents);
+    const opened: WarmStateStats = { reset: options.reset ?? false, restored: contents.entries[models[0]!.key] !== undefined, measuredAtOpen: [], openMs: 0 };
+    const state = new WarmState(file, models, options.draft?.model, contents, opened);
     for (const { warm, key } of models) state.restore(warm.model, state.contents.entries[key]);
-    await warmUp(target.model, options);
+    opened.measuredAtOpen = await warmUp(target.model, options);
+    opened.openMs = performance.now() - t0;
     return state;
   }
 
-  /** `events`, passed through; once they end, the state is saved for the next process. */
+  /** `events`, passed through with the end event's stats saying what opening gave; once they end, the state is saved for the next process. */
   async *after(events: AsyncIterable<GenerationEvent>): AsyncGenerator<GenerationEvent> {
     try {
-      yield* events;
+      for await (const event of events) yield event.kind === "end" ? { ...event, stats: { ...event.stats, warmState: { ...this.opened, measuredAtOpen: [...this.opened.measuredAtOpen] } } } : event;
     } finally {
       await this.save();
     }
@@ -158,6 +168,8 @@ export class WarmState {
         if (name !== undefined) entry.guards[name] = guard.snapshot();
       }
     }
+    const calibration = this.draft && knownCalibration(model, this.draft);
+    if (calibration) entry.dyspec = calibration.snapshot();
     const recycling = recyclingState(model);
     if (recycling.cost || recycling.matrix || recycling.template || recycling.grown) {
       entry.recycle = {
@@ -193,6 +205,8 @@ export class WarmState {
       const source = this.sourceOf(name);
       if (source !== undefined) attempt(() => installGuard(model, source, SpeculationGuard.restore(snapshot)));
     }
+    const draft = this.draft;
+    if (entry.dyspec && draft) attempt(() => installCalibration(model, draft, AcceptanceByProbability.restore(entry.dyspec!)));
     const recycle = entry.recycle;
     if (!recycle) return;
     attempt(() => {
@@ -219,26 +233,34 @@ export class WarmState {
  * The measurements the first request would otherwise make (warm-up calls on a throwaway
  * sequence of the target, rolled back after each): the cost line for chain speculation, the
  * draft model's cost, the cost curve of Token Recycling's auto trees. Each is skipped when known.
+ * Returns what it measured.
  */
-async function warmUp(target: DecoderModel, options: WarmStateOptions): Promise<void> {
+async function warmUp(target: DecoderModel, options: WarmStateOptions): Promise<string[]> {
   const speculate = options.speculate;
-  if (!speculate) return;
+  // DySpec with a draft model and SpecTr draft to a fixed budget: they price nothing.
+  if (!speculate || speculate.kind === "dyspec" || speculate.kind === "spectr") return [];
   const recycle = speculate.kind === "recycle";
   const adaptive = recycle ? (speculate.tree ?? "auto") === "auto" : (speculate.draftLength ?? "adaptive") === "adaptive";
-  if (!adaptive) return;
-  const maxDraft = recycle ? paperTreeTemplate().size : (speculate.adaptive?.max ?? ADAPTIVE_DEFAULTS.max) + 1;
-  const room = target.maxPositions === undefined ? Infinity : target.maxPositions - maxDraft - 1;
-  const context = Array<number>(Math.max(1, Math.min(WARM_UP_CONTEXT, room))).fill(0);
-  const sequence = target.newSequence();
-  await sequence.advance(context.slice(0, -1));
-  if (recycle) {
-    if (!recyclingState(target).cost) restoreRecyclingState(target, { cost: await MeasuredCost.measure(sequence, 0, maxDraft, speculate.topK ?? RECYCLE_TOP_K) });
-  } else {
-    await measureCost(sequence, 0, maxDraft, options.argmaxOnly ?? false);
-    if (speculate.kind === "draft" && !knownCost(speculate.model)) await measureCost(speculate.model.newSequence(), 0, 4);
-  }
+  if (!adaptive) return [];
   // The guard of this source exists from the start, so the first save records it even before a step.
   if (speculate.kind === "lookup") guardFor(target, `lookup ${speculate.maxNgram ?? 3}`);
+  const measured: string[] = [];
+  const targetKnown = recycle ? recyclingState(target).cost !== undefined : knownCost(target) !== undefined;
+  if (!targetKnown) {
+    const maxDraft = recycle ? paperTreeTemplate().size : (speculate.adaptive?.max ?? ADAPTIVE_DEFAULTS.max) + 1;
+    const room = target.maxPositions === undefined ? Infinity : target.maxPositions - maxDraft - 1;
+    const context = Array<number>(Math.max(1, Math.min(WARM_UP_CONTEXT, room))).fill(0);
+    const sequence = target.newSequence();
+    await sequence.advance(context.slice(0, -1));
+    if (recycle) restoreRecyclingState(target, { cost: await MeasuredCost.measure(sequence, 0, maxDraft, speculate.topK ?? RECYCLE_TOP_K) });
+    else await measureCost(sequence, 0, maxDraft, options.argmaxOnly ?? false);
+    measured.push(recycle ? "recycle cost" : "target cost");
+  }
+  if (speculate.kind === "draft" && !knownCost(speculate.model)) {
+    await measureCost(speculate.model.newSequence(), 0, 4);
+    measured.push("draft cost");
+  }
+  return measured;
 }
 
 async function readWarmFile(file: string): Promise<WarmFile> {

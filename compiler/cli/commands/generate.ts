@@ -5,11 +5,11 @@ import { PipecError } from "../../../graph/errors.ts";
 import { loadModel } from "../../../graph/onnx/index.ts";
 import { checkMethodFlags, formatFlagDiagnostics, pipelineFromFlags, prepareFlagsRun, type GenerateFlags } from "../../pipeline/from-flags.ts";
 import { readModelFacts } from "../../pipeline/model-facts.ts";
-import { loadCompiled } from "../../pipeline/run.ts";
+import { loadCompiled, warmStateFile } from "../../pipeline/run.ts";
 import { onePositional, parseCommandArgs, UsageError } from "../args.ts";
 import type { Command } from "../command.ts";
 import { checkDestination } from "../../../graph/output-guard.ts";
-import { deviceNotice, GENERATION_OPTIONS, generationHelp, parseGenerationFlags, printGeneration, promptOf, withInterrupt, type GenerationFlags } from "../generation-flags.ts";
+import { deviceNotice, GENERATION_OPTIONS, generationHelp, parseGenerationFlags, printGeneration, promptOf, resetWarmStateLine, withInterrupt, type GenerationFlags } from "../generation-flags.ts";
 import type { CliIO } from "../io.ts";
 
 const HELP = `usage: pipec generate <model.onnx> (--prompt TEXT | --ids 1,2,3) [options]
@@ -23,7 +23,8 @@ Optimisations, written as in a .pipe stage (see docs/language.md), e.g. --kv 'st
   --kv M              KV-cache policy: full, streaming(sinks, window)
   --attention M       sparse attention: dense, tidal(...), tokenselect(...)
   --speculate M       speculative decoding: lookup(ngram, max_draft), self(skip: [..]), recycle(...),
-                      draft(model: draft, k) with --draft-model
+                      dyspec(nodes); draft(model: draft, k), dyspec(source: draft, nodes) or
+                      spectr(model: draft, drafts, draft_length) with --draft-model
   --draft-model FILE  a draft model, named 'draft' for --speculate 'draft(model: draft)'
   --print-pipe        print the equivalent .pipe and exit (no prompt needed)
 
@@ -88,6 +89,7 @@ async function generate(args: string[], io: CliIO): Promise<number> {
   const output = { textual: values.tokenizer !== undefined, json: gen.json };
   const optimised = values.kv !== undefined || values.attention !== undefined || values.speculate !== undefined || values["draft-model"] !== undefined;
   if (optimised) return generateCompiled(flags, gen, prompt, gen.cacheDir, output, io);
+  if (gen.resetWarmState) io.err(`${resetWarmStateLine("", false)}\n`);
   return generateDirect(flags, gen, prompt, output, io);
 }
 
@@ -113,7 +115,8 @@ async function generateCompiled(flags: GenerateFlags, gen: GenerationFlags, prom
   const { diagnostics } = prepared.compile;
   if (diagnostics.length) io.err(`${formatFlagDiagnostics(diagnostics, pipeline, file)}\n`);
   if (!prepared.outDir) return 1;
-  const compiled = await loadCompiled(prepared.outDir, { device: flags.device, threads: gen.threads, onNotice: deviceNotice(io) });
+  if (gen.resetWarmState) io.err(`${resetWarmStateLine(warmStateFile(prepared.outDir), prepared.compile.ir!.stages[0]!.speculate.level !== "none")}\n`);
+  const compiled = await loadCompiled(prepared.outDir, { device: flags.device, threads: gen.threads, onNotice: deviceNotice(io), resetWarmState: gen.resetWarmState });
   try {
     await withInterrupt((signal) => printGeneration(compiled.generate(prompt, { signal }), output, io));
     return 0;

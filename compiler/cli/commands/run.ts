@@ -1,10 +1,10 @@
 import { formatDiagnostics } from "../../../dsl/diagnostics.ts";
 import { isRuntimeError } from "../../../runtime/index.ts";
 import { PipecError } from "../../../graph/errors.ts";
-import { prepareRun, runCompiled } from "../../pipeline/run.ts";
+import { prepareRun, runCompiled, warmStateFile } from "../../pipeline/run.ts";
 import { onePositional, parseCommandArgs, UsageError } from "../args.ts";
 import { checkDestination } from "../../../graph/output-guard.ts";
-import { deviceNotice, GENERATION_OPTIONS, generationHelp, parseGenerationFlags, printGeneration, promptOf, withInterrupt } from "../generation-flags.ts";
+import { deviceNotice, GENERATION_OPTIONS, generationHelp, parseGenerationFlags, printGeneration, promptOf, resetWarmStateLine, withInterrupt } from "../generation-flags.ts";
 import type { CliIO } from "../io.ts";
 
 /** `pipec run`: compile into the cache when stale, then run the compiled driver. */
@@ -42,10 +42,11 @@ ${generationHelp({ maxTokens: "default: the pipeline's max_tokens", device: "def
     const textual = ir.tokenizers.find((t) => t.name === stage.tokenizer)?.kind === "hf";
     if (typeof prompt === "string" && !textual) throw new UsageError(`the pipeline's tokenizer '${stage.tokenizer}' is raw ids: give the prompt with --ids`);
     if (gen.stop && !textual) throw new UsageError(`--stop needs a tokenizer, and the pipeline's tokenizer '${stage.tokenizer}' is raw ids`);
+    if (gen.resetWarmState) io.err(`${resetWarmStateLine(warmStateFile(prepared.outDir), stage.speculate.level !== "none")}\n`);
     try {
-      const { device, threads, maxTokens, stop } = gen;
+      const { device, threads, maxTokens, stop, resetWarmState } = gen;
       const image = values.image;
-      const run = (signal: AbortSignal) => runCompiled(prepared.outDir, prompt, { device, threads, maxTokens, stop, sampling: gen.sampling?.config, signal, onNotice: deviceNotice(io), ...(image !== undefined && { image }) });
+      const run = (signal: AbortSignal) => runCompiled(prepared.outDir, prompt, { device, threads, maxTokens, stop, sampling: gen.sampling?.config, signal, onNotice: deviceNotice(io), resetWarmState, ...(image !== undefined && { image }) });
       await withInterrupt((signal) => printGeneration(run(signal), { textual, json: gen.json }, io));
     } catch (e) {
       if (isRuntimeError(e)) throw new PipecError(e.code, e.message);
