@@ -42,5 +42,5 @@ export const TIDAL: MethodDefinition = {
       onAttention: true,
     }),
   },
-  withSpeculation: { refused: "TidalDecode picks the keys from one query's scores" },
+  withSpeculation: { refused: "TidalDecode picks the keys from one query's scores, and a step verifying a draft scores several queries at once: it would attend to every key" },
 };

@@ -51,5 +51,5 @@ export const TOKENSELECT: MethodDefinition = {
       onAttention: true,
     }),
   },
-  withSpeculation: { refused: "TokenSelect's heads vote on the keys with one query's scores" },
+  withSpeculation: { refused: "TokenSelect's heads vote on the keys with one query's scores, and a step verifying a draft scores several queries at once: it would attend to every key" },
 };

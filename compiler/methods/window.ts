@@ -29,5 +29,5 @@ export const WINDOW: MethodDefinition = {
   runtime: {
     kvPolicy: (p) => ({ module: "kv-policies/sliding-window.ts", export: "SlidingWindowEviction", options: { size: p["size"] as number } satisfies SlidingWindowConfig }),
   },
-  withSpeculation: { refused: "its window is a band over cache rows, and a draft tree's queries sit at their depths, not their rows" },
+  withSpeculation: { refused: "its window is a band over cache rows, and a draft tree's queries sit at their depths, not their rows: a verifying step would give them the wrong keys" },
 };

@@ -34,7 +34,7 @@ export function composeSparseWithSpeculation(s: CheckedStage, target: ModelNode,
     const use = s.methods[slot]!;
     const rule = methodOf(use).withSpeculation;
     if (rule === undefined || rule === "tree-mask") continue;
-    const message = `speculate: ${speculate.method} cannot be combined with ${slot}: ${use.method}: ${rule.refused}, and a step verifying a draft scores several queries at once, so it would attend to every key and its tokens would differ from ${slot}: ${use.method} alone`;
+    const message = `speculate: ${speculate.method} cannot be combined with ${slot}: ${use.method}: ${rule.refused}, so its tokens would differ from ${slot}: ${use.method} alone`;
     diags.error(message, speculate.span ?? s.span);
     return false;
   }
