@@ -211,8 +211,8 @@ function writeReproducer(opts: OptimizeOptions, pipeline: string): string {
 }
 
 // ---- pipelines (.pipe) --------------------------------------------------------------------
-// Loaded only when called: compiling pulls in ts-morph and running onnxruntime, which inspect,
-// ir and opt should not pay for.
+// Loaded only when called: compiling pulls in the .pipe parser (Chevrotain) and running
+// onnxruntime, which inspect, ir and opt should not pay for.
 
 export type { CompileOptions, CompileResult, CompiledPipeline, GenerateFlags, PreparedRun, RunOptions };
 

@@ -4,7 +4,7 @@ import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { main } from "../compiler/cli/main.ts";
 import { compileFile, compileSource } from "../compiler/pipeline/compile.ts";
-import { runtimeFile } from "../compiler/pipeline/driver.ts";
+import { runtimeFile } from "../compiler/pipeline/driver-writer.ts";
 import { runCompiled } from "../compiler/pipeline/run.ts";
 import { tempDir } from "./helpers/tmp.ts";
 
@@ -27,8 +27,8 @@ describe("the generated driver.ts", () => {
     expect(() => execFileSync(BIN("tsc"), ["-p", join(out, "tsconfig.json")], { encoding: "utf8" })).not.toThrow();
   });
 
-  it("type-checks with every optional part: a tokenizer, a draft model of adaptive length, sampling, stop strings, eviction, a method's KV policy", async () => {
-    // Each optional part the generator can emit must type-check together with the others.
+  it("type-checks with every optional part: a tokenizer, a draft model of adaptive length, sampling, stop strings, eviction, a method's KV policy; and as a vision driver", async () => {
+    // Each optional part the generators can emit must type-check together with the others.
     const sotu = join(ROOT, "examples/models/sotu-tiny");
     const source = `pipeline every_part {
   model llm = onnx(${JSON.stringify(join(sotu, "model.onnx"))})
@@ -42,17 +42,18 @@ describe("the generated driver.ts", () => {
   }
 }
 `;
-    const dirs = { every: join(tmp, "every-part"), streaming: join(tmp, "streaming-lookup"), window: join(tmp, "sliding-window") };
+    const dirs = { every: join(tmp, "every-part"), streaming: join(tmp, "streaming-lookup"), window: join(tmp, "sliding-window"), vision: join(tmp, "shapes-vlm") };
     expect((await compileSource(source, join(tmp, "every-part.pipe"), { outDir: dirs.every })).diagnostics).toEqual([]);
     expect((await compileFile(join(ROOT, "examples/story-streaming-lookup.pipe"), { outDir: dirs.streaming })).diagnostics).toEqual([]);
     expect((await compileFile(join(ROOT, "examples/sliding-window.pipe"), { outDir: dirs.window })).diagnostics).toEqual([]);
+    expect((await compileFile(join(ROOT, "examples/shapes-vlm.pipe"), { outDir: dirs.vision })).diagnostics).toEqual([]);
     const every = readFileSync(join(dirs.every, "driver.ts"), "utf8");
     for (const part of ['stop: ["a\\"b", "\\n"]', "repetitionPenalty: 1.2", 'draftLength: "adaptive"', "draftModel.release()"]) expect(every).toContain(part);
     expect(readFileSync(join(dirs.streaming, "driver.ts"), "utf8")).toContain("streaming: { sinks: 4, window: 32 }");
     expect(readFileSync(join(dirs.window, "driver.ts"), "utf8")).toContain("kvPolicies: [() => new SlidingWindowEviction({ size: 32 })]");
     const tsconfig = {
       compilerOptions: { target: "ES2023", module: "nodenext", moduleResolution: "nodenext", strict: true, noEmit: true, allowImportingTsExtensions: true, skipLibCheck: true, types: ["node"], typeRoots: [join(ROOT, "node_modules/@types")] },
-      files: [join(dirs.every, "driver.ts"), join(dirs.streaming, "driver.ts"), join(dirs.window, "driver.ts")],
+      files: Object.values(dirs).map((dir) => join(dir, "driver.ts")),
     };
     writeFileSync(join(tmp, "tsconfig.every.json"), JSON.stringify(tsconfig));
     expect(() => execFileSync(BIN("tsc"), ["-p", join(tmp, "tsconfig.every.json")], { encoding: "utf8" })).not.toThrow();

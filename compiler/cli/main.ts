@@ -8,7 +8,7 @@ import { processIO, type CliIO } from "./io.ts";
 import { cleanUpOnSignals } from "../../graph/temp-outputs.ts";
 
 /**
- * The commands, each loaded only when run: some pull in heavy dependencies (ts-morph,
+ * The commands, each loaded only when run: some pull in heavy dependencies (Chevrotain,
  * onnxruntime) that `pipec inspect` should not pay for. The key is the command's name.
  */
 const COMMANDS: Readonly<Record<string, () => Promise<Command>>> = {

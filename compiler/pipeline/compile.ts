@@ -147,7 +147,7 @@ async function writeOutputs(placement: Placement, front: FrontendResult, dir: st
     // Kept so that a cached run shows them again (run.ts).
     warnings: diagnostics.filter((d) => d.severity === "warning").map((d) => ({ message: d.message, ...(d.span && { span: d.span }) })),
     outputs: { driver: "driver.ts", ir: "pipeline.ir", models: modelFiles, tokenizers: tokenizerFiles },
-    versions: { pipec: PIPEC_VERSION, onnxruntimeNode: dependencyVersion("onnxruntime-node"), chevrotain: dependencyVersion("chevrotain"), tsMorph: dependencyVersion("ts-morph") },
+    versions: { pipec: PIPEC_VERSION, onnxruntimeNode: dependencyVersion("onnxruntime-node"), chevrotain: dependencyVersion("chevrotain"), codeBlockWriter: dependencyVersion("code-block-writer") },
   };
   writeFileSync(join(dir, "manifest.json"), stableJson(manifest));
   writeOutputMarker(dir);

@@ -1,11 +1,10 @@
-import { IndentationText, Project, QuoteKind, VariableDeclarationKind } from "ts-morph";
 import type { MethodUse } from "../../dsl/method.ts";
 import type { PruneConfig } from "../../runtime/index.ts";
-import { methodOf } from "../methods/index.ts";
-import { addDriverInterfaces } from "./driver-interfaces.ts";
+import { driverWriter, sourceLiteral, writeDriverHead, writeDriverInterfaces, writeSettingsAndFactory } from "./driver-writer.ts";
 import type { DriverLayout } from "./driver.ts";
 import type { EncodeNode, GenerateNode, PipelineIR } from "./ir.ts";
 import { runtimeSampling } from "./runtime-options.ts";
+import { methodOf } from "../methods/index.ts";
 
 /** `prune:` as the runtime's PruneConfig. */
 export function runtimePrune(use: MethodUse): PruneConfig {
@@ -20,63 +19,46 @@ export function runtimePrune(use: MethodUse): PruneConfig {
  * the runtime (and node:url).
  */
 export function generateVisionDriver(ir: PipelineIR, stage: GenerateNode, encoder: EncodeNode, layout: DriverLayout): string {
-  const project = new Project({ useInMemoryFileSystem: true, manipulationSettings: { indentationText: IndentationText.TwoSpaces, quoteKind: QuoteKind.Double } });
-  const file = project.createSourceFile("driver.ts");
   const tokenizer = ir.tokenizers.find((t) => t.name === stage.tokenizer);
   const tokenizerFile = tokenizer?.kind === "hf" ? layout.tokenizerFiles[stage.tokenizer] : undefined;
   const sampling = runtimeSampling(stage.sampling.use);
-  file.addImportDeclaration({ moduleSpecifier: "node:url", namedImports: ["fileURLToPath"] });
-  file.addImportDeclaration({
-    moduleSpecifier: layout.runtimeImport,
-    namedImports: ["RuntimeError", "VisionLanguageModel", ...["Device", "PruneConfig", "RgbImage", "SamplingConfig", "VisionGenerationEvent"].map((name) => ({ name, isTypeOnly: true }))],
-  });
-  addDriverInterfaces(file, stage, {
+  const w = driverWriter();
+  writeDriverHead(w, layout.sourceName, `Pipeline '${ir.name}', stages '${encoder.name}' -> '${stage.name}'.`, layout.runtimeImport, [
+    "RuntimeError",
+    "VisionLanguageModel",
+    ...["Device", "PruneConfig", "RgbImage", "SamplingConfig", "VisionGenerationEvent"].map((name) => `type ${name}`),
+  ]);
+  writeDriverInterfaces(w, stage, {
     hasTokenizer: tokenizerFile !== undefined,
     severalModels: true,
-    generateOptions: [{ name: "image", type: "string | RgbImage", hasQuestionToken: true, docs: ["The image the prompt asks about: a PNG or JPEG path, or decoded pixels. Required."] }],
+    generateOptions: [{ name: "image", type: "string | RgbImage", doc: "The image the prompt asks about: a PNG or JPEG path, or decoded pixels. Required." }],
     event: "VisionGenerationEvent",
     eventDocs: "Token events of the answer, then one `end` event with all tokens, the text and stats (the vision encoder's and pruning's included).",
   });
-  file.addVariableStatement({
-    declarationKind: VariableDeclarationKind.Const,
-    isExported: true,
-    declarations: [
-      {
-        name: "settings",
-        initializer: `{ device: ${JSON.stringify(stage.device)}, maxTokens: ${stage.maxTokens}, stop: ${JSON.stringify(stage.stop)}, sampling: ${sampling ? JSON.stringify(sampling) : "undefined"}, prune: ${JSON.stringify(runtimePrune(encoder.prune.use))} } as const satisfies { device: Device; maxTokens: number; stop: readonly string[]; sampling: SamplingConfig | undefined; prune: PruneConfig }`,
-      },
-    ],
-    docs: ["The settings compiled from the pipeline."],
-  });
+  const settings = `{ device: ${JSON.stringify(stage.device)}, maxTokens: ${stage.maxTokens}, stop: ${sourceLiteral(stage.stop)}, sampling: ${sampling ? sourceLiteral(sampling, { quoteKeys: true }) : "undefined"}, prune: ${sourceLiteral(runtimePrune(encoder.prune.use), { quoteKeys: true })} } as const satisfies { device: Device; maxTokens: number; stop: readonly string[]; sampling: SamplingConfig | undefined; prune: PruneConfig }`;
   const path = (p: string) => `file(${JSON.stringify(`./${p}`)})`;
-  file.addFunction({
-    name: "createPipeline",
-    isExported: true,
-    isAsync: true,
-    parameters: [{ name: "options", type: "PipelineOptions", initializer: "{}" }],
-    returnType: "Promise<Pipeline>",
-    statements: [
-      "const file = (path: string) => fileURLToPath(new URL(path, import.meta.url));",
-      "const session = { device: options.device ?? settings.device, threads: options.threads, onNotice: options.onNotice };",
-      `const model = await VisionLanguageModel.open({ visionEncoder: ${path(layout.modelFiles[encoder.model]!)}, decoder: ${path(layout.modelFiles[stage.model]!)}${tokenizerFile ? `, tokenizer: ${path(tokenizerFile)}` : ""} }, session);`,
-      `return {
-        generate(prompt, generateOptions = {}) {
-          if (generateOptions.image === undefined) throw new RuntimeError("no-image", "pipeline '${ir.name}' answers about an image: pass one (--image FILE)");
-          return model.stream(generateOptions.image, prompt, {
-            maxTokens: generateOptions.maxTokens ?? settings.maxTokens,
-            stopStrings: generateOptions.stop ?? settings.stop,
-            sampling: generateOptions.sampling ?? settings.sampling,
-            prune: settings.prune,
-            signal: generateOptions.signal,
-          });
-        },
-        async close() {
-          await model.release();
-        },
-      };`,
-    ],
+  const files = `visionEncoder: ${path(layout.modelFiles[encoder.model]!)}, decoder: ${path(layout.modelFiles[stage.model]!)}${tokenizerFile ? `, tokenizer: ${path(tokenizerFile)}` : ""}`;
+  writeSettingsAndFactory(w, "The settings compiled from the pipeline.", (w) => w.write(settings), (w) => {
+    w.writeLine("const file = (path: string) => fileURLToPath(new URL(path, import.meta.url));");
+    w.writeLine("const session = { device: options.device ?? settings.device, threads: options.threads, onNotice: options.onNotice };");
+    w.writeLine(`const model = await VisionLanguageModel.open({ ${files} }, session);`);
+    w.write("return ").inlineBlock(() => {
+      w.write("generate(prompt, generateOptions = {}) ").inlineBlock(() => {
+        w.writeLine(`if (generateOptions.image === undefined) throw new RuntimeError("no-image", "pipeline '${ir.name}' answers about an image: pass one (--image FILE)");`);
+        w.write("return model.stream(generateOptions.image, prompt, ").inlineBlock(() => {
+          w.writeLine("maxTokens: generateOptions.maxTokens ?? settings.maxTokens,");
+          w.writeLine("stopStrings: generateOptions.stop ?? settings.stop,");
+          w.writeLine("sampling: generateOptions.sampling ?? settings.sampling,");
+          w.writeLine("prune: settings.prune,");
+          w.writeLine("signal: generateOptions.signal,");
+        });
+        w.write(");").newLine();
+      });
+      w.write(",").newLine();
+      w.write("async close() ").inlineBlock(() => w.writeLine("await model.release();"));
+      w.write(",").newLine();
+    });
+    w.write(";");
   });
-  file.insertStatements(0, `// Generated by pipec from ${layout.sourceName}: recompile instead of editing.\n// Pipeline '${ir.name}', stages '${encoder.name}' -> '${stage.name}'.\n`);
-  file.formatText({ indentSize: 2, convertTabsToSpaces: true });
-  return file.getFullText();
+  return w.toString();
 }
