@@ -19,18 +19,23 @@ import { tempDir } from "./helpers/tmp.ts";
 const ROOT = resolve(import.meta.dirname, "..");
 const EXPECTED = JSON.parse(readFileSync(join(ROOT, "test/fixtures/reference/llama-dynamo/expected.json"), "utf8")) as { prompts: { input_ids: number[]; greedy: number[] }[] };
 
-describe("warm state of a compiled pipeline", () => {
-  it("lookup: saved after a request, restored by the next pipeline, reset on request", async () => {
-    const tmp = tempDir("pipec-warm-pipe-");
-    const source = `pipeline warm {
+/** A one-stage pipeline on the llama reference export that speculates by `method`. */
+function warmPipe(method: string): string {
+  return `pipeline warm {
   model llm = onnx(${JSON.stringify(join(ROOT, "test/fixtures/reference/llama-dynamo/model.onnx"))})
   tokenizer tok = ids
   stage decode = generate(llm, tok) {
-    speculate: lookup
+    speculate: ${method}
     max_tokens: 24
   }
 }
 `;
+}
+
+describe("warm state of a compiled pipeline", () => {
+  it("lookup: saved after a request, restored by the next pipeline, reset on request", async () => {
+    const tmp = tempDir("pipec-warm-pipe-");
+    const source = warmPipe("lookup");
     const out = join(tmp, "out");
     const compiled = await compileSource(source, join(tmp, "warm.pipe"), { outDir: out });
     expect(compiled.diagnostics).toEqual([]);
@@ -78,15 +83,7 @@ describe("warm state of a compiled pipeline", () => {
 
   it("recycle: the cost curve is measured when the pipeline opens, never in the first request (which, without a warm state, measures it)", async () => {
     const tmp = tempDir("pipec-warm-recycle-");
-    const source = `pipeline warm {
-  model llm = onnx(${JSON.stringify(join(ROOT, "test/fixtures/reference/llama-dynamo/model.onnx"))})
-  tokenizer tok = ids
-  stage decode = generate(llm, tok) {
-    speculate: recycle
-    max_tokens: 24
-  }
-}
-`;
+    const source = warmPipe("recycle");
     const out = join(tmp, "out");
     expect((await compileSource(source, join(tmp, "warm.pipe"), { outDir: out })).diagnostics).toEqual([]);
     const { input_ids, greedy } = EXPECTED.prompts[0]!;
