@@ -13,6 +13,7 @@ import { loadTokenizer } from "../runtime/tokenizer.ts";
 const DIR = join(import.meta.dirname, "../examples/models/pycode-tiny");
 const HELDOUT = join(import.meta.dirname, "fixtures/heldout");
 const TRAINED_POSITIONS = 1024;
+const CLI_PROMPT = "def get_name(self):";
 
 interface GreedyCase {
   name: string;
@@ -53,11 +54,11 @@ describe.skipIf(!PRESENT)("examples/models/pycode-tiny", () => {
     expect(ids.slice(0, long.prompt_ids.length - 1)).toEqual(long.prompt_ids.slice(1));
   });
 
-  it('pipec generate --prompt "def " prints the recorded code continuation', async () => {
-    const c = expected.cases.find((x) => x.name === "def ")!;
-    expect(tokenizer.encode("def ")).toEqual(c.prompt_ids);
+  it(`pipec generate --prompt "${CLI_PROMPT}" prints the recorded code continuation`, async () => {
+    const c = expected.cases.find((x) => x.name === CLI_PROMPT)!;
+    expect(tokenizer.encode(CLI_PROMPT)).toEqual(c.prompt_ids);
     let out = "";
-    const code = await main(["generate", join(DIR, "model.onnx"), "--tokenizer", join(DIR, "tokenizer.json"), "--prompt", "def ", "--max-tokens", String(c.greedy.length), "--device", "cpu", "--json"], { out: (t) => void (out += t), err: () => {} });
+    const code = await main(["generate", join(DIR, "model.onnx"), "--tokenizer", join(DIR, "tokenizer.json"), "--prompt", CLI_PROMPT, "--max-tokens", String(c.greedy.length), "--device", "cpu", "--json"], { out: (t) => void (out += t), err: () => {} });
     expect(code).toBe(0);
     const result: { tokens: number[]; text: string } = JSON.parse(out);
     expect(result.tokens).toEqual(c.greedy);

@@ -35,6 +35,7 @@ HELDOUT_DIR = os.path.join(ROOT, "test/fixtures/heldout")
 PROSE_DIR = os.path.join(ROOT, "test/fixtures/prose")
 SOTU_TOKENIZER = os.path.join(ROOT, "examples/models/sotu-tiny/tokenizer.json")
 BOS = 1
+CLI_PROMPT = "def get_name(self):"
 
 
 def line_prefix(tok, text, min_tokens):
@@ -116,7 +117,10 @@ def main():
     second_ids = tok.encode(open(os.path.join(HELDOUT_DIR, second), encoding="utf-8").read()).ids
     long_new = 16
     cases = [
-        greedy_case(model, sess, "def ", tok.encode("def ").ids, 24),
+        # What `pipec generate --prompt` runs: the text alone, no BOS. (A prompt ending in a space,
+        # like "def ", is out of distribution: the byte-level pre-tokenizer glues a space to the
+        # word after it, so a lone trailing space token never preceded a name in training.)
+        greedy_case(model, sess, CLI_PROMPT, tok.encode(CLI_PROMPT).ids, 24),
         greedy_case(model, sess, f"BOS + first 64 tokens of heldout/{second}", [BOS] + second_ids[:64], 24),
         greedy_case(model, sess, f"BOS + first {args.seq_len - long_new} tokens of heldout/{first}",
                     [BOS] + first_ids[:args.seq_len - long_new], long_new),
