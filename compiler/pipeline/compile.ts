@@ -11,7 +11,7 @@ import { writeDirAtomically } from "./atomic-dir.ts";
 import { generateDriver } from "./driver.ts";
 import { copyVisionCompanions } from "./vision-files.ts";
 import { dumpPipeline } from "./dump.ts";
-import { analyzeFile, analyzeSource, type FrontendResult } from "./frontend.ts";
+import { analyzeFile, analyzeSource, placeAnalyzed, type FrontendResult } from "./frontend.ts";
 import { lossyRequests, type PipelineIR } from "./ir.ts";
 import { ModelFiles } from "./model-facts.ts";
 import type { Placement } from "./place.ts";
@@ -47,10 +47,12 @@ const RUNTIME_INDEX = resolve(PACKAGE_ROOT, "runtime/index.ts");
 /** Compiles a .pipe file into `outDir`; on any error `outDir` is left as it was. */
 export async function compileFile(file: string, opts: CompileOptions): Promise<CompileResult> {
   // The destination is checked before the passes run: they may take a while on a large model.
-  // Both analyses share the model files: each model is read once, for its facts and its passes.
+  // The analysis and the passes share the model files: each model is read once.
   const models = new ModelFiles();
-  refuseDestination(analyzeFile(file, { registry: opts.registry, models }), opts);
-  return compileAnalyzed(analyzeFile(file, { registry: opts.registry, place: true, models }), opts);
+  const front = analyzeFile(file, { registry: opts.registry, models });
+  refuseDestination(front, opts);
+  placeAnalyzed(front, { registry: opts.registry, models });
+  return compileAnalyzed(front, opts);
 }
 
 /** Compiles .pipe source text; `file` says where it lives (paths in it are relative to its folder). */

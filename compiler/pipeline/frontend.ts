@@ -48,17 +48,25 @@ export function analyzeSource(source: string, file: string, opts: FrontendOption
   dropCascades(diagnostics);
   const result: FrontendResult = { file: abs, source, diagnostics, checked };
   if (checked && !diagnostics.hasErrors && opts.lower !== false) {
-    const registry = opts.registry ?? defaultRegistry();
-    const ir = lowerPipeline(checked, registry, diagnostics);
+    const ir = lowerPipeline(checked, opts.registry ?? defaultRegistry(), diagnostics);
     if (ir) result.ir = ir;
-    if (ir && opts.place) {
-      const placement = placeRequests(ir, registry, (path) => models.take(path));
-      diagnostics.items.push(...placement.diagnostics);
-      if (diagnostics.hasErrors) delete result.ir;
-      else Object.assign(result, { ir: placement.ir, placement });
-    }
+    if (ir && opts.place) placeAnalyzed(result, { ...opts, models });
   }
   return result;
+}
+
+/**
+ * Runs the models' passes on an analysed (lowered, error-free) pipeline, as `place: true` does:
+ * for a caller that must look at the lowered pipeline before the passes run (compile checks its
+ * destination first). Adds the placement, or its errors, to `front`.
+ */
+export function placeAnalyzed(front: FrontendResult, opts: Pick<FrontendOptions, "registry" | "models"> = {}): void {
+  if (!front.ir || front.placement || front.diagnostics.hasErrors) return;
+  const models = opts.models ?? new ModelFiles();
+  const placement = placeRequests(front.ir, opts.registry ?? defaultRegistry(), (path) => models.take(path));
+  front.diagnostics.items.push(...placement.diagnostics);
+  if (front.diagnostics.hasErrors) delete front.ir;
+  else Object.assign(front, { ir: placement.ir, placement });
 }
 
 /**
