@@ -3,8 +3,7 @@
 // of plain decoding on the same compiled model, from Token Recycling's table and from a draft
 // model; SpecTr samples, and the same seed gives the same tokens in a fresh pipeline. A stage
 // whose decoding the method does not define is refused at the `speculate:` value.
-import { execFileSync } from "node:child_process";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { compileFile, compileSource } from "../compiler/pipeline/compile.ts";
@@ -13,6 +12,7 @@ import { DecoderModel } from "../runtime/decoder.ts";
 import { Generator } from "../runtime/generate.ts";
 import { loadTokenizer, type GenerationStats, type SamplingConfig } from "../runtime/index.ts";
 import { tempDir } from "./helpers/tmp.ts";
+import { expectTypeChecks } from "./helpers/type-check.ts";
 
 const ROOT = resolve(import.meta.dirname, "..");
 const LLAMA = JSON.parse(readFileSync(join(ROOT, "test/fixtures/reference/llama-dynamo/expected.json"), "utf8")) as { prompts: { input_ids: number[]; greedy: number[] }[] };
@@ -118,12 +118,7 @@ describe("the drivers of dyspec and spectr with a draft model", () => {
   it("type-check with tsc (the draft model and the speculation settings reach the warm state and every request)", async () => {
     const dir = tempDir("pipec-dyspec-spectr-tsc-");
     const outs = [await compileExample("speculate-dyspec.pipe", dir), await compileExample("speculate-spectr.pipe", dir)];
-    const tsconfig = {
-      compilerOptions: { target: "ES2023", module: "nodenext", moduleResolution: "nodenext", strict: true, noEmit: true, allowImportingTsExtensions: true, skipLibCheck: true, types: ["node"], typeRoots: [join(ROOT, "node_modules/@types")] },
-      files: outs.map((out) => join(out, "driver.ts")),
-    };
-    writeFileSync(join(dir, "tsconfig.json"), JSON.stringify(tsconfig));
-    expect(() => execFileSync(join(ROOT, "node_modules/.bin/tsc"), ["-p", join(dir, "tsconfig.json")], { encoding: "utf8" })).not.toThrow();
+    expectTypeChecks(outs.map((out) => join(out, "driver.ts")));
   });
 });
 

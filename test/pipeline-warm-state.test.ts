@@ -4,8 +4,7 @@
 // `pipec run|generate --reset-warm-state`. What is missing is measured when the pipeline opens,
 // before a request's clock starts: each request's stats say what opening measured (warmState)
 // and that the request measured nothing (speculative.measureMs). Output stays the greedy tokens.
-import { execFileSync } from "node:child_process";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { compileSource } from "../compiler/pipeline/compile.ts";
@@ -15,6 +14,7 @@ import { DecoderModel } from "../runtime/decoder.ts";
 import { Generator } from "../runtime/generate.ts";
 import type { GenerationStats } from "../runtime/index.ts";
 import { tempDir } from "./helpers/tmp.ts";
+import { expectTypeChecks } from "./helpers/type-check.ts";
 
 const ROOT = resolve(import.meta.dirname, "..");
 const EXPECTED = JSON.parse(readFileSync(join(ROOT, "test/fixtures/reference/llama-dynamo/expected.json"), "utf8")) as { prompts: { input_ids: number[]; greedy: number[] }[] };
@@ -43,12 +43,7 @@ describe("warm state of a compiled pipeline", () => {
     expect(driver).toContain('const speculate = { kind: "lookup", maxNgram: 3, draftLength: "adaptive", adaptive: { threshold: 0.3, min: 2, max: 20 } } as const;');
     expect(driver).toContain('WarmState.open(file("./warm-state.json")');
     // The driver type-checks (its speculation settings are one constant, shared by the warm state and every request).
-    const tsconfig = {
-      compilerOptions: { target: "ES2023", module: "nodenext", moduleResolution: "nodenext", strict: true, noEmit: true, allowImportingTsExtensions: true, skipLibCheck: true, types: ["node"], typeRoots: [join(ROOT, "node_modules/@types")] },
-      files: ["driver.ts"],
-    };
-    writeFileSync(join(out, "tsconfig.json"), JSON.stringify(tsconfig));
-    expect(() => execFileSync(join(ROOT, "node_modules/.bin/tsc"), ["-p", join(out, "tsconfig.json")], { encoding: "utf8" })).not.toThrow();
+    expectTypeChecks([join(out, "driver.ts")]);
     const file = join(out, "warm-state.json");
     const { input_ids, greedy } = EXPECTED.prompts[1]!;
     let stats: GenerationStats | undefined;
