@@ -7,8 +7,8 @@
  *
  * Usage: tsx bench/real-export-decode-child.ts <runtime model.onnx | compiled outDir> <prompt tokens> <new tokens> <threads>
  */
-import type { GenerationEvent, EndEvent } from "../runtime/generate.ts";
-import { benchPrompt } from "./runtime-child.ts";
+import type { GenerationEvent } from "../runtime/generate.ts";
+import { benchPrompt, drainTimed } from "./runtime-child.ts";
 
 export interface DecodeRun {
   tokens: number[];
@@ -32,19 +32,13 @@ const maxTokens = Number(newTokens);
 type Generate = () => AsyncGenerator<GenerationEvent>;
 
 async function measure(generate: Generate): Promise<DecodeRun> {
-  let decodeCpu: NodeJS.CpuUsage | undefined;
-  let end: EndEvent | undefined;
-  for await (const event of generate()) {
-    if (event.kind === "end") end = event;
-    decodeCpu ??= process.cpuUsage(); // from the first token on
-  }
-  const cpu = process.cpuUsage(decodeCpu);
-  const { tokens, stats } = end!;
+  const { end, decodeCpuSeconds } = await drainTimed(generate());
+  const { tokens, stats } = end;
   return {
     tokens,
     prefillMs: stats.prefillMs,
     decodeTokensPerSecond: stats.decodeTokensPerSecond,
-    tokensPerCpuSecond: ((tokens.length - 1) * 1000) / ((cpu.user + cpu.system) / 1000),
+    tokensPerCpuSecond: (tokens.length - 1) / decodeCpuSeconds,
     totalMs: stats.totalMs,
   };
 }

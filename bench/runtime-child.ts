@@ -7,7 +7,7 @@
  * Usage: tsx bench/runtime-child.ts <baseline|runtime> <model.onnx> <prompt tokens> <new tokens> <threads>
  */
 import { DecoderModel } from "../runtime/decoder.ts";
-import { Generator, type EndEvent } from "../runtime/generate.ts";
+import { Generator, type EndEvent, type GenerationEvent } from "../runtime/generate.ts";
 import { runReference } from "../test/helpers/reference-loop.ts";
 
 export interface ChildResult {
@@ -42,20 +42,14 @@ async function measure(loop: string, modelPath: string, promptLength: number, ne
   }
   const model = await DecoderModel.open(modelPath, { device: "cpu", threads });
   try {
-    let decodeCpu: NodeJS.CpuUsage | undefined;
-    let end: EndEvent | undefined;
-    for await (const event of new Generator(model).stream(prompt, { maxTokens: newTokens, eosTokenIds: [] })) {
-      if (event.kind === "end") end = event;
-      decodeCpu ??= process.cpuUsage(); // from the first token on
-    }
-    const cpu = process.cpuUsage(decodeCpu);
-    const { tokens, stats } = end!;
+    const { end, decodeCpuSeconds } = await drainTimed(new Generator(model).stream(prompt, { maxTokens: newTokens, eosTokenIds: [] }));
+    const { tokens, stats } = end;
     return {
       tokens,
       kvMode: model.contract.kvMode,
       prefillMs: stats.prefillMs,
       decodeTokensPerSecond: stats.decodeTokensPerSecond,
-      tokensPerCpuSecond: ((newTokens - 1) * 1000) / ((cpu.user + cpu.system) / 1000),
+      tokensPerCpuSecond: (newTokens - 1) / decodeCpuSeconds,
       hostMsPerToken: stats.hostMs / newTokens,
       peakKvMiB: stats.peakKvBytes / 2 ** 20,
     };
@@ -68,4 +62,17 @@ if (process.argv[1] === import.meta.filename) {
   const [loop, modelPath, promptLength, newTokens, threads] = process.argv.slice(2);
   const result = await measure(loop!, modelPath!, Number(promptLength), Number(newTokens), Number(threads));
   process.stdout.write(JSON.stringify({ ...result, peakRssMiB: process.resourceUsage().maxRSS / 1024 }) + "\n");
+}
+
+/** Runs a generation to its end event, with the CPU seconds spent from its first token on (the decode, without the prefill). */
+export async function drainTimed(events: AsyncIterable<GenerationEvent>): Promise<{ end: EndEvent; decodeCpuSeconds: number }> {
+  let decodeCpu: NodeJS.CpuUsage | undefined;
+  let end: EndEvent | undefined;
+  for await (const event of events) {
+    if (event.kind === "end") end = event;
+    decodeCpu ??= process.cpuUsage();
+  }
+  const cpu = process.cpuUsage(decodeCpu);
+  if (!end) throw new Error("the generation ended without an end event");
+  return { end, decodeCpuSeconds: (cpu.user + cpu.system) / 1e6 };
 }
